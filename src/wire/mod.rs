@@ -1,0 +1,23 @@
+//! Pure codecs for everything shardlog puts on a socket. No I/O here: every parser takes a byte
+//! slice and answers `Ok(None)` when the input is incomplete, a [`WireError`] when it is bad.
+//! The same code serves the broker, the perf harness and the tests.
+//!
+//! - [`header`]: the 13-byte framed-protocol header (version, flags, stream id, opcode, length, CRC).
+//! - [`frame`]: whole frames (header + body), opcodes and flags, and encoders for clients.
+//! - [`produce`]: the PRODUCE body (optional timestamp, partition key, length-prefixed messages).
+//! - [`startup`]: the STARTUP body (the connection's topic) and topic-name rules.
+//! - [`error`]: ERROR bodies and their codes.
+//! - [`record`]: the record layout inside a chunk (`timestamp μs | length | body`).
+//! - [`poll`]: the consumer poll response (items of compressed chunk payloads).
+
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod poll;
+pub mod produce;
+pub mod record;
+pub mod startup;
+
+pub use error::{ErrorCode, WireError};
+pub use frame::{Flags, Frame, OpCode};
+pub use header::FrameHeader;
