@@ -1,1 +1,469 @@
-//! TODO
+//! Configuration: command-line flags, each also settable by a `SHARDLOG_*` environment variable
+//! and by a key of the same name in a TOML file (`--config`). Precedence: flag, then
+//! environment, then file, then the default. Every value is validated here, so the rest of the
+//! broker can trust a [`Config`]; a bad value is refused with one line naming the flag.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A refused configuration, worded for the operator.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("--{flag}: {message}")]
+    Invalid { flag: &'static str, message: String },
+    #[error("--config {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+/// How an append is made durable before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `fdatasync` after every chunk write (the default): an acknowledged message survives
+    /// power loss.
+    Fsync,
+    /// Acknowledge once the O_DIRECT write completed: survives a process crash, not
+    /// necessarily power loss on a drive with a volatile write cache.
+    Write,
+}
+
+/// The validated broker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub framed_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub shards: usize,
+    pub ranges_per_shard: u32,
+    pub segment_size: u64,
+    pub retention_age: Option<Duration>,
+    pub retention_bytes: Option<u64>,
+    pub durability: Durability,
+    pub max_frame_size: u32,
+    pub zstd_level: i32,
+    /// Bytes of frames a shard may hold between reading them and acknowledging them; past it,
+    /// connections on that shard stop reading (TCP backpressure).
+    pub shard_buffer_bytes: u64,
+    /// Log filter (`info`, `debug`, `shardlog=trace`, …); `RUST_LOG` wins when set.
+    pub log: String,
+}
+
+/// Command-line flags. Every flag is optional here so that the file and defaults can fill in.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "shardlog",
+    version,
+    about = "A thread-per-core log-streaming broker"
+)]
+pub struct Cli {
+    /// TOML file with any of the settings below (keys named like the flags).
+    #[arg(long, env = "SHARDLOG_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Directory for segments, indexes and topic layouts [default: ./data].
+    #[arg(long, env = "SHARDLOG_DATA_DIR", value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+    /// Address for framed-TCP producers [default: 0.0.0.0:9254].
+    #[arg(long, env = "SHARDLOG_FRAMED_LISTEN", value_name = "ADDR")]
+    pub framed_listen: Option<String>,
+    /// Address for HTTP/1.1 and HTTP/2 (REST, gRPC, metrics) [default: 0.0.0.0:9252].
+    #[arg(long, env = "SHARDLOG_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<String>,
+    /// Number of shards, one pinned core each [default: the CPUs this process may run on].
+    #[arg(long, env = "SHARDLOG_SHARDS", value_name = "N")]
+    pub shards: Option<String>,
+    /// Partitions per shard for new topics [default: 4].
+    #[arg(long, env = "SHARDLOG_RANGES_PER_SHARD", value_name = "N")]
+    pub ranges_per_shard: Option<String>,
+    /// Segment file size before rolling, e.g. 1GiB, 64MiB [default: 1GiB].
+    #[arg(long, env = "SHARDLOG_SEGMENT_SIZE", value_name = "BYTES")]
+    pub segment_size: Option<String>,
+    /// Delete segments older than this, e.g. 7d, 12h; `0` or `off` keeps them [default: 7d].
+    #[arg(long, env = "SHARDLOG_RETENTION_AGE", value_name = "DURATION")]
+    pub retention_age: Option<String>,
+    /// Keep at most this many bytes per partition, e.g. 10GiB; `0` or `off` = no limit [default: off].
+    #[arg(long, env = "SHARDLOG_RETENTION_BYTES", value_name = "BYTES")]
+    pub retention_bytes: Option<String>,
+    /// `fsync` (fdatasync before acknowledging) or `write` [default: fsync].
+    #[arg(long, env = "SHARDLOG_DURABILITY", value_name = "MODE")]
+    pub durability: Option<String>,
+    /// Largest accepted frame body [default: 4MiB].
+    #[arg(long, env = "SHARDLOG_MAX_FRAME_SIZE", value_name = "BYTES")]
+    pub max_frame_size: Option<String>,
+    /// zstd compression level for chunks, -7..=22 [default: 1].
+    #[arg(
+        long,
+        env = "SHARDLOG_ZSTD_LEVEL",
+        value_name = "LEVEL",
+        allow_hyphen_values = true
+    )]
+    pub zstd_level: Option<String>,
+    /// Per-shard budget of unacknowledged frame bytes before reads pause [default: 64MiB].
+    #[arg(long, env = "SHARDLOG_SHARD_BUFFER", value_name = "BYTES")]
+    pub shard_buffer: Option<String>,
+    /// Log filter, e.g. info, debug, shardlog=trace [default: info].
+    #[arg(long, env = "SHARDLOG_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The TOML file: the same keys as the flags, kebab-case. Numbers may be given as integers or
+/// as strings with units.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    framed_listen: Option<String>,
+    http_listen: Option<String>,
+    shards: Option<Scalar>,
+    ranges_per_shard: Option<Scalar>,
+    segment_size: Option<Scalar>,
+    retention_age: Option<Scalar>,
+    retention_bytes: Option<Scalar>,
+    durability: Option<String>,
+    max_frame_size: Option<Scalar>,
+    zstd_level: Option<Scalar>,
+    shard_buffer: Option<Scalar>,
+    log: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Int(i64),
+    Str(String),
+}
+
+impl Scalar {
+    fn into_string(self) -> String {
+        match self {
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Str(s) => s,
+        }
+    }
+}
+
+impl Config {
+    /// Parses the process's flags and environment, reads the file, validates.
+    pub fn from_args() -> Result<Config, ConfigError> {
+        Config::from_cli(Cli::parse())
+    }
+
+    /// Validates flags (already merged with the environment by clap) over the file.
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        fn pick(flag: Option<String>, file: Option<Scalar>) -> Option<String> {
+            flag.or(file.map(Scalar::into_string))
+        }
+        let data_dir = cli
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("data-dir", "must not be empty".into()));
+        }
+        let framed_listen = parse_addr(
+            "framed-listen",
+            cli.framed_listen.or(file.framed_listen),
+            "0.0.0.0:9254",
+        )?;
+        let http_listen = parse_addr(
+            "http-listen",
+            cli.http_listen.or(file.http_listen),
+            "0.0.0.0:9252",
+        )?;
+        if framed_listen == http_listen {
+            return Err(invalid(
+                "http-listen",
+                format!("{http_listen} is also the --framed-listen address"),
+            ));
+        }
+        let shards = match pick(cli.shards, file.shards) {
+            Some(s) => parse_int("shards", &s, 1, 1024)? as usize,
+            None => available_cpus(),
+        };
+        let ranges_per_shard = match pick(cli.ranges_per_shard, file.ranges_per_shard) {
+            Some(s) => parse_int("ranges-per-shard", &s, 1, 256)? as u32,
+            None => 4,
+        };
+        let segment_size = match pick(cli.segment_size, file.segment_size) {
+            Some(s) => parse_size_in("segment-size", &s, 64 << 10, 1 << 40)?,
+            None => 1 << 30,
+        };
+        let retention_age = match pick(cli.retention_age, file.retention_age) {
+            Some(s) => parse_optional_duration("retention-age", &s)?,
+            None => Some(Duration::from_secs(7 * 24 * 3600)),
+        };
+        let retention_bytes = match pick(cli.retention_bytes, file.retention_bytes) {
+            Some(s) if is_off(&s) => None,
+            Some(s) => Some(parse_size_in("retention-bytes", &s, 1 << 20, u64::MAX)?),
+            None => None,
+        };
+        let durability = match cli.durability.or(file.durability).as_deref() {
+            None | Some("fsync") => Durability::Fsync,
+            Some("write") => Durability::Write,
+            Some(other) => {
+                return Err(invalid(
+                    "durability",
+                    format!("'{other}' is not one of: fsync, write"),
+                ))
+            }
+        };
+        let max_frame_size = match pick(cli.max_frame_size, file.max_frame_size) {
+            Some(s) => parse_size_in("max-frame-size", &s, 1 << 10, 256 << 20)? as u32,
+            None => 4 << 20,
+        };
+        let zstd_level = match pick(cli.zstd_level, file.zstd_level) {
+            Some(s) => parse_int("zstd-level", &s, -7, 22)? as i32,
+            None => 1,
+        };
+        let shard_buffer_bytes = match pick(cli.shard_buffer, file.shard_buffer) {
+            Some(s) => parse_size_in("shard-buffer", &s, 1 << 20, 1 << 40)?,
+            None => 64 << 20,
+        };
+        if shard_buffer_bytes < max_frame_size as u64 {
+            return Err(invalid(
+                "shard-buffer",
+                format!("{shard_buffer_bytes} bytes is smaller than --max-frame-size ({max_frame_size})"),
+            ));
+        }
+        let log = cli.log.or(file.log).unwrap_or_else(|| "info".into());
+        Ok(Config {
+            data_dir,
+            framed_listen,
+            http_listen,
+            shards,
+            ranges_per_shard,
+            segment_size,
+            retention_age,
+            retention_bytes,
+            durability,
+            max_frame_size,
+            zstd_level,
+            shard_buffer_bytes,
+            log,
+        })
+    }
+
+    /// A configuration for tests: loopback ports chosen by the caller, small defaults.
+    pub fn for_tests(
+        data_dir: &Path,
+        framed: SocketAddr,
+        http: SocketAddr,
+        shards: usize,
+    ) -> Config {
+        Config {
+            data_dir: data_dir.to_path_buf(),
+            framed_listen: framed,
+            http_listen: http,
+            shards,
+            ranges_per_shard: 4,
+            segment_size: 1 << 30,
+            retention_age: None,
+            retention_bytes: None,
+            durability: Durability::Fsync,
+            max_frame_size: 4 << 20,
+            zstd_level: 1,
+            shard_buffer_bytes: 64 << 20,
+            log: "info".into(),
+        }
+    }
+}
+
+/// The number of CPUs this process may run on (its affinity mask), at least 1.
+pub fn available_cpus() -> usize {
+    core_affinity::get_core_ids()
+        .map(|ids| ids.len())
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn invalid(flag: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid { flag, message }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let err = |message: String| ConfigError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| err(e.message().to_string()))
+}
+
+fn parse_addr(
+    flag: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let s = value.unwrap_or_else(|| default.to_string());
+    s.parse().map_err(|_| {
+        invalid(
+            flag,
+            format!("'{s}' is not an IP:port address (e.g. 127.0.0.1:9254)"),
+        )
+    })
+}
+
+fn parse_int(flag: &'static str, s: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+    let v: i64 = s
+        .trim()
+        .parse()
+        .map_err(|_| invalid(flag, format!("'{s}' is not an integer")))?;
+    if v < min || v > max {
+        return Err(invalid(flag, format!("{v} is out of range {min}..={max}")));
+    }
+    Ok(v)
+}
+
+fn is_off(s: &str) -> bool {
+    matches!(s.trim(), "0" | "off" | "none" | "")
+}
+
+/// Parses `1024`, `64KiB`, `64KB`, `1.5GiB`, `10M` (binary units; `K`, `KB` and `KiB` all mean
+/// 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 4096, 64KiB, 1GiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{s}' (use B, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    let v = num * mult as f64;
+    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(v as u64)
+}
+
+fn parse_size_in(flag: &'static str, s: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let v = parse_size(s).map_err(|m| invalid(flag, m))?;
+    if v < min || v > max {
+        return Err(invalid(
+            flag,
+            format!("{v} bytes is out of range {min}..={max}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn parse_optional_duration(flag: &'static str, s: &str) -> Result<Option<Duration>, ConfigError> {
+    if is_off(s) {
+        return Ok(None);
+    }
+    humantime::parse_duration(s.trim()).map(Some).map_err(|e| {
+        invalid(
+            flag,
+            format!("'{s}' is not a duration (e.g. 7d, 12h, 30m): {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Config, String> {
+        let mut full = vec!["shardlog"];
+        full.extend_from_slice(args);
+        let cli = Cli::try_parse_from(full).map_err(|e| e.to_string())?;
+        Config::from_cli(cli).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cli(&[]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.framed_listen.port(), 9254);
+        assert_eq!(c.http_listen.port(), 9252);
+        assert_eq!(c.ranges_per_shard, 4);
+        assert_eq!(c.durability, Durability::Fsync);
+        assert_eq!(c.max_frame_size, 4 << 20);
+        assert!(c.shards >= 1);
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("1.5 GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("10m").unwrap(), 10 << 20);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        let c = cli(&[
+            "--retention-age",
+            "12h",
+            "--retention-bytes",
+            "1GiB",
+            "--zstd-level",
+            "-5",
+        ])
+        .unwrap();
+        assert_eq!(c.retention_age, Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(c.retention_bytes, Some(1 << 30));
+        assert_eq!(c.zstd_level, -5);
+        assert_eq!(
+            cli(&["--retention-age", "off"]).unwrap().retention_age,
+            None
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for (args, flag) in [
+            (&["--shards", "0"][..], "--shards"),
+            (&["--shards", "many"], "--shards"),
+            (&["--framed-listen", "nowhere"], "--framed-listen"),
+            (&["--durability", "maybe"], "--durability"),
+            (&["--max-frame-size", "1"], "--max-frame-size"),
+            (&["--zstd-level", "99"], "--zstd-level"),
+            (&["--segment-size", "1KiB"], "--segment-size"),
+            (&["--retention-age", "soon"], "--retention-age"),
+            (&["--ranges-per-shard", "0"], "--ranges-per-shard"),
+        ] {
+            let err = cli(args).unwrap_err();
+            assert!(err.starts_with(flag), "{args:?} gave {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn file_is_below_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shardlog.toml");
+        std::fs::write(
+            &path,
+            "data-dir = \"/srv/log\"\nshards = 3\nsegment-size = \"64MiB\"\nzstd-level = 3\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let c = cli(&["--config", p, "--shards", "2"]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/log"));
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.segment_size, 64 << 20);
+        assert_eq!(c.zstd_level, 3);
+        std::fs::write(&path, "bogus-key = 1\n").unwrap();
+        let err = cli(&["--config", p]).unwrap_err();
+        assert!(err.contains("bogus-key"), "{err}");
+        std::fs::write(&path, "shards = \"x\"\n").unwrap();
+        assert!(cli(&["--config", p]).unwrap_err().starts_with("--shards"));
+    }
+}
