@@ -1,8 +1,21 @@
 //! The runtime boundary: the only module that names glommio. Everything else in the crate sees
 //! plain futures, `Rc`, and the small types re-exported here, so moving to another io_uring
 //! runtime would touch this folder alone.
+//!
+//! - [`pool`]: one pinned executor thread per shard, and the start-up checks (io_uring allowed,
+//!   memlock limit) that turn an obscure runtime failure into one clear line.
+//! - re-exports: TCP sockets, the local semaphore used for backpressure, the shard mesh, tasks
+//!   and timers.
+
+pub mod pool;
 
 use std::future::Future;
+use std::time::Duration;
+
+pub use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+pub use glommio::net::{TcpListener, TcpStream};
+pub use glommio::sync::{Semaphore, StaticPermit};
+pub use glommio::Task;
 
 /// Runs `fut` to completion on a fresh single-threaded executor on the current thread
 /// (unpinned). For tests and offline tools; the broker uses the pinned shard pool.
@@ -15,4 +28,40 @@ where
         .make()
         .expect("failed to create an io_uring executor")
         .run(fut)
+}
+
+/// Spawns a task on the current shard and lets it run on its own.
+pub fn spawn_detached<T: 'static>(fut: impl Future<Output = T> + 'static) {
+    glommio::spawn_local(fut).detach();
+}
+
+/// Spawns a task on the current shard; dropping the handle cancels it.
+pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
+    glommio::spawn_local(fut)
+}
+
+/// Sleeps on the shard's timer.
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// Yields to other tasks if this one has run for longer than the runtime's time slice; cheap
+/// to call often in CPU-heavy loops.
+pub async fn yield_if_needed() {
+    glommio::yield_if_needed().await;
+}
+
+/// Creates a mesh connecting `peers` shards, each channel holding `capacity` messages.
+pub fn mesh<T: Send + 'static>(peers: usize, capacity: usize) -> MeshBuilder<T, Full> {
+    MeshBuilder::full(peers, capacity)
+}
+
+/// Joins a mesh from the current shard.
+pub async fn join_mesh<T: Send + 'static>(
+    builder: MeshBuilder<T, Full>,
+) -> Result<(Senders<T>, Receivers<T>), String> {
+    builder
+        .join()
+        .await
+        .map_err(|_| "failed to join the shard mesh".to_string())
 }

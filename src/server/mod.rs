@@ -1,1 +1,5 @@
-//! TODO
+//! One module per protocol the broker speaks.
+//!
+//! - [`framed`]: the framed binary TCP protocol for producers (PolarStreams-compatible).
+
+pub mod framed;

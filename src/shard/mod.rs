@@ -1,1 +1,326 @@
-//! TODO
+//! Per-shard state. A [`Shard`] owns the partitions the ring assigns to it and is the only
+//! place they are written from; a frame read on another shard reaches it over the mesh.
+//!
+//! - [`msg`]: what shards send each other.
+//! - [`topics`]: persisted topic layouts.
+//! - [`writer`]: the group-commit writer of one partition.
+
+pub mod msg;
+pub mod topics;
+pub mod writer;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use futures_channel::oneshot;
+use thiserror::Error;
+
+use crate::config::{Config, Durability};
+use crate::ring::TopicLayout;
+use crate::rt::{self, Receivers, Senders};
+use crate::storage::LogConfig;
+
+use msg::{ProduceAck, ProduceFrame, ShardMsg};
+use writer::PartitionWriter;
+
+/// Why a frame was not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProduceError {
+    /// The partition's log failed (e.g. an fsync error) and refuses writes.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The frame could not reach its partition's shard.
+    #[error("routing: {0}")]
+    Routing(String),
+    /// The topic could not be created or loaded.
+    #[error("topic: {0}")]
+    Topic(String),
+}
+
+/// The acknowledgement of a submitted frame, still to come.
+pub struct PendingAck(oneshot::Receiver<Result<ProduceAck, ProduceError>>);
+
+impl PendingAck {
+    /// Waits until the frame is durable (or failed).
+    pub async fn wait(self) -> Result<ProduceAck, ProduceError> {
+        self.0
+            .await
+            .map_err(|_| ProduceError::Routing("the partition writer went away".into()))?
+    }
+}
+
+/// One topic as a shard sees it: its layout and the writers of the partitions this shard owns.
+pub struct TopicState {
+    pub name: String,
+    pub layout: TopicLayout,
+    writers: Vec<Option<Rc<PartitionWriter>>>,
+    /// Round-robin cursor for keyless connections.
+    keyless_cursor: Cell<usize>,
+}
+
+impl TopicState {
+    /// The partitions of this topic owned by the current shard.
+    pub fn owned(&self) -> impl Iterator<Item = &Rc<PartitionWriter>> {
+        self.writers.iter().flatten()
+    }
+}
+
+/// The state of one shard.
+pub struct Shard {
+    pub id: usize,
+    pub shards: usize,
+    pub config: Rc<Config>,
+    topics: RefCell<HashMap<String, Rc<TopicState>>>,
+    mesh: Senders<ShardMsg>,
+    /// Bytes of frames read but not yet acknowledged, across the shard's connections.
+    pub buffer: Rc<rt::Semaphore>,
+    connections: Cell<usize>,
+}
+
+impl Shard {
+    /// Builds the shard, opens (and recovers) the partitions it owns, and starts serving the
+    /// mesh. Listeners are started by the caller.
+    pub async fn start(
+        id: usize,
+        config: Rc<Config>,
+        mesh: rt::MeshBuilder<ShardMsg, rt::Full>,
+    ) -> Result<Rc<Shard>, String> {
+        let (senders, receivers) = rt::join_mesh(mesh).await?;
+        let shard = Rc::new(Shard {
+            id,
+            shards: config.shards,
+            buffer: Rc::new(rt::Semaphore::new(config.shard_buffer_bytes)),
+            config,
+            topics: RefCell::new(HashMap::new()),
+            mesh: senders,
+            connections: Cell::new(0),
+        });
+        for (name, layout) in topics::load_all(&shard.config.data_dir)? {
+            let state = shard.install_topic(&name, layout);
+            for w in state.owned() {
+                w.open()
+                    .await
+                    .map_err(|e| format!("topic '{name}' partition {}: {e}", w.partition))?;
+            }
+        }
+        shard.clone().serve_mesh(receivers);
+        rt::spawn_detached(shard.clone().retention_loop());
+        Ok(shard)
+    }
+
+    fn log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_size: self.config.segment_size,
+            durability: match self.config.durability {
+                Durability::Fsync => crate::storage::Durability::Fsync,
+                Durability::Write => crate::storage::Durability::Write,
+            },
+            zstd_level: self.config.zstd_level,
+            retention_age: self.config.retention_age,
+            retention_bytes: self.config.retention_bytes,
+        }
+    }
+
+    /// Records a topic's layout on this shard and creates writers for the partitions it owns.
+    fn install_topic(&self, name: &str, layout: TopicLayout) -> Rc<TopicState> {
+        if let Some(t) = self.topics.borrow().get(name) {
+            return t.clone();
+        }
+        let dir = topics::topic_dir(&self.config.data_dir, name);
+        let max_chunk_raw = (self.config.max_frame_size as usize).max(4 << 20);
+        let writers = (0..layout.partitions())
+            .map(|j| {
+                (layout.owner(j, self.shards) == self.id).then(|| {
+                    let pdir = dir.join(layout.partition_id(j).dir_name());
+                    Rc::new(PartitionWriter::new(
+                        j,
+                        pdir,
+                        self.log_config(),
+                        max_chunk_raw,
+                    ))
+                })
+            })
+            .collect();
+        let state = Rc::new(TopicState {
+            name: name.to_string(),
+            layout,
+            writers,
+            keyless_cursor: Cell::new(self.id),
+        });
+        self.topics
+            .borrow_mut()
+            .insert(name.to_string(), state.clone());
+        state
+    }
+
+    /// The topic's state, creating the topic (through shard 0) if it does not exist yet.
+    pub async fn topic(&self, name: &str) -> Result<Rc<TopicState>, ProduceError> {
+        if let Some(t) = self.topics.borrow().get(name) {
+            return Ok(t.clone());
+        }
+        let layout = if self.id == 0 {
+            self.create_topic(name)?
+        } else {
+            let (tx, rx) = oneshot::channel();
+            let msg = ShardMsg::GetOrCreateTopic {
+                topic: name.to_string(),
+                reply: tx,
+            };
+            self.mesh
+                .send_to(0, msg)
+                .await
+                .map_err(|_| ProduceError::Routing("shard 0 is not reachable".into()))?;
+            rx.await
+                .map_err(|_| ProduceError::Routing("shard 0 dropped the request".into()))?
+                .map_err(ProduceError::Topic)?
+        };
+        Ok(self.install_topic(name, layout))
+    }
+
+    /// Shard 0 only: the layout of `name`, persisting a new one if needed.
+    fn create_topic(&self, name: &str) -> Result<TopicLayout, ProduceError> {
+        if let Some(t) = self.topics.borrow().get(name) {
+            return Ok(t.layout);
+        }
+        let layout = TopicLayout::new(self.shards as u32, self.config.ranges_per_shard);
+        topics::persist(&self.config.data_dir, name, &layout).map_err(ProduceError::Topic)?;
+        tracing::info!(
+            topic = name,
+            partitions = layout.partitions(),
+            "topic created"
+        );
+        self.install_topic(name, layout);
+        Ok(layout)
+    }
+
+    /// The partition a keyless connection writes to: one owned by this shard (no cross-core
+    /// hop), chosen round-robin so connections spread over the shard's partitions.
+    pub fn keyless_partition(&self, topic: &TopicState) -> u32 {
+        let owned: Vec<u32> = topic.owned().map(|w| w.partition).collect();
+        let c = topic.keyless_cursor.get();
+        topic.keyless_cursor.set(c.wrapping_add(1));
+        if owned.is_empty() {
+            // More shards than partitions: this shard owns none of the topic.
+            (c % topic.layout.partitions() as usize) as u32
+        } else {
+            owned[c % owned.len()]
+        }
+    }
+
+    /// Hands a frame to partition `j` of `topic`, locally or on the owning shard, and returns
+    /// the receiver of its acknowledgement (sent once the frame is durable). Frames submitted
+    /// one after another reach their partition in that order, which keeps each key in order.
+    pub async fn submit(
+        &self,
+        topic: &TopicState,
+        j: u32,
+        frame: ProduceFrame,
+    ) -> Result<PendingAck, ProduceError> {
+        let (tx, rx) = oneshot::channel();
+        let owner = topic.layout.owner(j, self.shards);
+        if owner == self.id {
+            let writer = topic.writers[j as usize]
+                .as_ref()
+                .ok_or_else(|| ProduceError::Routing(format!("partition {j} has no writer")))?;
+            writer.submit(frame, tx);
+        } else {
+            let msg = ShardMsg::Produce {
+                topic: topic.name.clone(),
+                layout: topic.layout,
+                partition: j,
+                frame,
+                reply: tx,
+            };
+            self.mesh
+                .send_to(owner, msg)
+                .await
+                .map_err(|_| ProduceError::Routing(format!("shard {owner} is not reachable")))?;
+        }
+        Ok(PendingAck(rx))
+    }
+
+    fn serve_mesh(self: Rc<Self>, receivers: Receivers<ShardMsg>) {
+        let receivers = Rc::new(receivers);
+        for peer in 0..self.shards {
+            if peer == self.id {
+                continue;
+            }
+            let shard = self.clone();
+            let receivers = receivers.clone();
+            rt::spawn_detached(async move {
+                while let Ok(Some(msg)) = receivers.recv_from(peer).await {
+                    shard.handle(msg);
+                }
+            });
+        }
+    }
+
+    fn handle(&self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Produce {
+                topic,
+                layout,
+                partition,
+                frame,
+                reply,
+            } => {
+                let state = self.install_topic(&topic, layout);
+                match state
+                    .writers
+                    .get(partition as usize)
+                    .and_then(|w| w.as_ref())
+                {
+                    Some(w) => w.submit(frame, reply),
+                    None => {
+                        let _ = reply.send(Err(ProduceError::Routing(format!(
+                            "shard {} does not own partition {partition} of '{topic}'",
+                            self.id
+                        ))));
+                    }
+                }
+            }
+            ShardMsg::GetOrCreateTopic { topic, reply } => {
+                let _ = reply.send(self.create_topic(&topic).map_err(|e| e.to_string()));
+            }
+        }
+    }
+
+    async fn retention_loop(self: Rc<Self>) {
+        if self.config.retention_age.is_none() && self.config.retention_bytes.is_none() {
+            return;
+        }
+        loop {
+            rt::sleep(Duration::from_secs(30)).await;
+            let topics: Vec<Rc<TopicState>> = self.topics.borrow().values().cloned().collect();
+            for t in topics {
+                for w in t.owned() {
+                    if let Some(log) = w.log() {
+                        if let Err(e) = log.enforce_retention(SystemTime::now()).await {
+                            tracing::warn!(topic = %t.name, partition = w.partition, error = %e, "retention failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts a connection in or out (for limits and metrics).
+    pub fn connection_opened(&self) {
+        self.connections.set(self.connections.get() + 1);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections
+            .set(self.connections.get().saturating_sub(1));
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,166 @@
+//! The two halves of a framed-TCP connection. [`FrameReader`] owns the read half and its
+//! buffer and hands out whole frames; [`Outbox`] collects encoded responses from the tasks
+//! that finish requests (in any order) and one writer task flushes them in batches.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::wire::error::encode_error_body;
+use crate::wire::frame::{encode_frame, encode_frame_with, OpCode};
+use crate::wire::header::HEADER_LEN;
+use crate::wire::{ErrorCode, FrameHeader, WireError};
+
+/// How much we ask the socket for at once.
+const READ_CHUNK: usize = 256 << 10;
+
+/// What ended a read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The byte stream is broken; `stream_id` is the best guess of the offending frame's.
+    Wire {
+        stream_id: u16,
+        error: WireError,
+    },
+    Io(io::Error),
+}
+
+/// Reads whole frames from a socket. The body of each frame is a slice of the read buffer
+/// (no copy) that can be handed to another shard.
+pub struct FrameReader<R> {
+    socket: R,
+    buf: BytesMut,
+    max_body: u32,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(socket: R, max_body: u32) -> Self {
+        FrameReader {
+            socket,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            max_body,
+        }
+    }
+
+    /// The next frame, or `None` on a clean end of stream between frames.
+    pub async fn read_frame(&mut self) -> Result<Option<(FrameHeader, Bytes)>, ReadError> {
+        loop {
+            match FrameHeader::parse(&self.buf, self.max_body) {
+                Ok(Some(header)) => {
+                    let total = HEADER_LEN + header.body_len as usize;
+                    if self.buf.len() >= total {
+                        let mut frame = self.buf.split_to(total);
+                        let body = frame.split_off(HEADER_LEN).freeze();
+                        return Ok(Some((header, body)));
+                    }
+                    self.buf.reserve(total - self.buf.len());
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let stream_id = if self.buf.len() >= 4 {
+                        u16::from_be_bytes([self.buf[2], self.buf[3]])
+                    } else {
+                        0
+                    };
+                    return Err(ReadError::Wire { stream_id, error });
+                }
+            }
+            if self.fill().await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ReadError::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "connection closed inside a frame ({} bytes pending)",
+                            self.buf.len()
+                        ),
+                    )))
+                };
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> Result<usize, ReadError> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let start = self.buf.len();
+        let want = (self.buf.capacity() - start).min(READ_CHUNK);
+        self.buf.resize(start + want, 0);
+        let result = self.socket.read(&mut self.buf[start..]).await;
+        let n = *result.as_ref().unwrap_or(&0);
+        self.buf.truncate(start + n);
+        result.map_err(ReadError::Io)
+    }
+}
+
+/// Encoded responses waiting to be written, shared by the tasks of one connection.
+pub struct Outbox {
+    pending: RefCell<Vec<u8>>,
+    signal: crate::rt::Semaphore,
+    closed: Cell<bool>,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            pending: RefCell::new(Vec::with_capacity(4096)),
+            signal: crate::rt::Semaphore::new(0),
+            closed: Cell::new(false),
+        }
+    }
+}
+
+impl Outbox {
+    fn wake(&self) {
+        if self.signal.available() == 0 {
+            self.signal.signal(1);
+        }
+    }
+
+    /// Queues an empty-bodied response (READY, PRODUCE_RESPONSE).
+    pub fn push_empty(&self, op: OpCode, stream_id: u16) {
+        encode_frame(&mut self.pending.borrow_mut(), op, 0, stream_id, &[]);
+        self.wake();
+    }
+
+    /// Queues an ERROR response.
+    pub fn push_error(&self, stream_id: u16, code: ErrorCode, message: &str) {
+        encode_frame_with(
+            &mut self.pending.borrow_mut(),
+            OpCode::Error,
+            0,
+            stream_id,
+            |dst| encode_error_body(code, message, dst),
+        );
+        self.wake();
+    }
+
+    /// Asks the writer to flush what is queued and stop.
+    pub fn close(&self) {
+        self.closed.set(true);
+        self.wake();
+    }
+
+    /// The writer task: flushes queued responses until closed.
+    pub async fn write_loop<W: AsyncWrite + Unpin>(&self, mut socket: W) -> io::Result<()> {
+        let mut out = Vec::with_capacity(4096);
+        loop {
+            if self.signal.acquire(1).await.is_err() {
+                return Ok(());
+            }
+            std::mem::swap(&mut out, &mut self.pending.borrow_mut());
+            if !out.is_empty() {
+                socket.write_all(&out).await?;
+                out.clear();
+            }
+            if self.closed.get() && self.pending.borrow().is_empty() {
+                socket.flush().await?;
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The framed binary TCP protocol for producers (see `docs/protocol.md`).
+//!
+//! A connection names its topic once with STARTUP, then sends PRODUCE frames on any number of
+//! stream ids at once; each is answered, in completion order, with PRODUCE_RESPONSE once
+//! durable or with ERROR. Framing errors (bad head CRC, unsupported version, oversized body)
+//! are answered and close the connection; every other bad request is answered and the
+//! connection goes on.
+//!
+//! - [`connection`]: the socket halves (frame reader, response outbox).
+
+pub mod connection;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures_lite::io::split;
+
+use crate::rt::{self, TcpListener, TcpStream};
+use crate::shard::msg::ProduceFrame;
+use crate::shard::{now_us, ProduceError, Shard, TopicState};
+use crate::wire::produce::ProduceLayout;
+use crate::wire::startup::parse_startup;
+use crate::wire::{ErrorCode, Flags, FrameHeader, OpCode};
+
+use connection::{FrameReader, Outbox, ReadError};
+
+/// Frames one connection may have waiting for acknowledgement before it stops reading.
+const MAX_IN_FLIGHT_PER_CONNECTION: u64 = 1024;
+
+/// Binds the framed listener on this shard (every shard binds the same port; the kernel
+/// spreads connections with SO_REUSEPORT).
+pub fn bind(shard: &Shard) -> Result<TcpListener, String> {
+    TcpListener::bind(shard.config.framed_listen).map_err(|e| {
+        format!(
+            "cannot listen on {} (--framed-listen): {e}",
+            shard.config.framed_listen
+        )
+    })
+}
+
+/// Accepts connections until the listener fails.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let shard = shard.clone();
+                rt::spawn_detached(async move {
+                    shard.connection_opened();
+                    serve(&shard, stream).await;
+                    shard.connection_closed();
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "framed accept failed");
+                rt::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// What a connection knows after STARTUP.
+struct Session {
+    topic: Rc<TopicState>,
+    keyless_partition: u32,
+}
+
+/// Serves one connection to its end.
+async fn serve(shard: &Rc<Shard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let (read_half, write_half) = split(stream);
+    let outbox = Rc::new(Outbox::default());
+    let writer = {
+        let outbox = outbox.clone();
+        rt::spawn(async move { outbox.write_loop(write_half).await })
+    };
+    let in_flight = Rc::new(rt::Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
+    let mut reader = FrameReader::new(read_half, shard.config.max_frame_size);
+    let mut session: Option<Session> = None;
+    loop {
+        match reader.read_frame().await {
+            Ok(Some((header, body))) => {
+                handle_frame(shard, &outbox, &in_flight, &mut session, header, body).await;
+            }
+            Ok(None) => break,
+            Err(ReadError::Wire { stream_id, error }) => {
+                tracing::debug!(?peer, %error, "framing error, closing connection");
+                outbox.push_error(stream_id, error.code(), &error.to_string());
+                break;
+            }
+            Err(ReadError::Io(e)) => {
+                tracing::debug!(?peer, error = %e, "connection read ended");
+                break;
+            }
+        }
+    }
+    // Let frames already read finish and have their answers written before closing.
+    let _ = in_flight.acquire(MAX_IN_FLIGHT_PER_CONNECTION).await;
+    outbox.close();
+    if let Err(e) = writer.await {
+        tracing::debug!(?peer, error = %e, "connection write ended");
+    }
+}
+
+async fn handle_frame(
+    shard: &Rc<Shard>,
+    outbox: &Rc<Outbox>,
+    in_flight: &Rc<rt::Semaphore>,
+    session: &mut Option<Session>,
+    header: FrameHeader,
+    body: Bytes,
+) {
+    let sid = header.stream_id;
+    let op = match OpCode::from_u8(header.opcode) {
+        Ok(op) => op,
+        Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
+    };
+    match op {
+        OpCode::Startup => match parse_startup(&body) {
+            Ok(topic) => match shard.topic(&topic).await {
+                Ok(state) => {
+                    let keyless_partition = shard.keyless_partition(&state);
+                    *session = Some(Session {
+                        topic: state,
+                        keyless_partition,
+                    });
+                    outbox.push_empty(OpCode::Ready, sid);
+                }
+                Err(e) => outbox.push_error(sid, error_code(&e), &e.to_string()),
+            },
+            Err(e) => outbox.push_error(sid, e.code(), &e.to_string()),
+        },
+        OpCode::Heartbeat => outbox.push_empty(OpCode::Ready, sid),
+        OpCode::Produce => {
+            let Some(s) = session.as_ref() else {
+                return outbox.push_error(
+                    sid,
+                    ErrorCode::BadRequest,
+                    "PRODUCE before STARTUP: send STARTUP with the topic first",
+                );
+            };
+            let layout =
+                match ProduceLayout::parse(&body, header.flags & Flags::WITH_TIMESTAMP != 0) {
+                    Ok(l) => l,
+                    Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
+                };
+            let key = &body[layout.key_start..layout.key_start + layout.key_len];
+            let partition = if key.is_empty() {
+                s.keyless_partition
+            } else {
+                s.topic.layout.partition_of_key(key)
+            };
+            // Backpressure: wait for room in this connection's and this shard's budgets
+            // before reading further from the socket.
+            let Ok(slot) = in_flight.clone().acquire_static_permit(1).await else {
+                return;
+            };
+            let Ok(bytes) = shard
+                .buffer
+                .clone()
+                .acquire_static_permit(body.len() as u64)
+                .await
+            else {
+                return;
+            };
+            let frame = ProduceFrame {
+                body,
+                layout,
+                received_us: now_us(),
+            };
+            let pending = match shard.submit(&s.topic, partition, frame).await {
+                Ok(p) => p,
+                Err(e) => return outbox.push_error(sid, error_code(&e), &e.to_string()),
+            };
+            let outbox = outbox.clone();
+            rt::spawn_detached(async move {
+                match pending.wait().await {
+                    Ok(_) => outbox.push_empty(OpCode::ProduceResponse, sid),
+                    Err(e) => outbox.push_error(sid, error_code(&e), &e.to_string()),
+                }
+                drop(bytes);
+                drop(slot);
+            });
+        }
+        OpCode::Ready | OpCode::Error | OpCode::ProduceResponse => outbox.push_error(
+            sid,
+            ErrorCode::BadRequest,
+            &format!(
+                "opcode {} is a response; clients may not send it",
+                header.opcode
+            ),
+        ),
+    }
+}
+
+/// Maps a shard-layer error to the ERROR code it is answered with.
+fn error_code(e: &ProduceError) -> ErrorCode {
+    match e {
+        ProduceError::Storage(_) => ErrorCode::Storage,
+        ProduceError::Routing(_) => ErrorCode::Routing,
+        ProduceError::Topic(_) => ErrorCode::Server,
+    }
+}

@@ -1,0 +1,169 @@
+//! Group commit for one partition. Frames queue up while a chunk is being written; when the
+//! write completes, everything queued becomes the next chunk: compressed once, written once,
+//! made durable once, and only then are all of its frames acknowledged. A frame is atomic: its
+//! messages all land in one chunk.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use crate::rt;
+use crate::storage::{LogConfig, PartitionLog, RecordBatch};
+
+use super::msg::{ProduceAck, ProduceFrame, ProduceReply};
+use super::ProduceError;
+
+/// A frame waiting for its chunk.
+struct Pending {
+    frame: ProduceFrame,
+    reply: ProduceReply,
+}
+
+/// The frames of one chunk, handed to storage as record pieces taken straight from the frame
+/// bodies: for each message, its frame's 8-byte timestamp, then its `len u32 | body` bytes.
+struct FrameBatch {
+    frames: Vec<Pending>,
+    records: u32,
+    raw_len: usize,
+}
+
+impl RecordBatch for FrameBatch {
+    fn record_count(&self) -> u32 {
+        self.records
+    }
+
+    fn raw_len(&self) -> usize {
+        self.raw_len
+    }
+
+    fn for_each_piece(&self, f: &mut dyn FnMut(&[u8])) {
+        for p in &self.frames {
+            let ts = p.frame.timestamp_us().to_be_bytes();
+            let body = p.frame.layout.view(&p.frame.body);
+            let mut msgs = body.iter();
+            while let Some(m) = msgs.next_with_prefix() {
+                f(&ts);
+                f(m);
+            }
+        }
+    }
+}
+
+/// The bytes a frame adds to a chunk before compression.
+fn raw_len(frame: &ProduceFrame) -> usize {
+    let msgs = frame.body.len() - frame.layout.messages_start;
+    msgs + 8 * frame.layout.count as usize
+}
+
+/// The writer of one partition, owned by the partition's shard.
+pub struct PartitionWriter {
+    pub partition: u32,
+    dir: PathBuf,
+    config: LogConfig,
+    /// Upper bound on a chunk's uncompressed size (a single larger frame still goes alone).
+    max_chunk_raw: usize,
+    log: RefCell<Option<Rc<PartitionLog>>>,
+    queue: RefCell<Vec<Pending>>,
+    running: Cell<bool>,
+}
+
+impl PartitionWriter {
+    pub fn new(partition: u32, dir: PathBuf, config: LogConfig, max_chunk_raw: usize) -> Self {
+        PartitionWriter {
+            partition,
+            dir,
+            config,
+            max_chunk_raw,
+            log: RefCell::new(None),
+            queue: RefCell::new(Vec::new()),
+            running: Cell::new(false),
+        }
+    }
+
+    /// Opens (and recovers) the partition's log if it is not open yet.
+    pub async fn open(&self) -> Result<Rc<PartitionLog>, ProduceError> {
+        if let Some(log) = self.log.borrow().as_ref() {
+            return Ok(log.clone());
+        }
+        let (log, report) = PartitionLog::open(self.dir.clone(), self.config.clone())
+            .await
+            .map_err(|e| ProduceError::Storage(e.to_string()))?;
+        tracing::info!(dir = %self.dir.display(), ?report, "partition recovered");
+        // Another task may have opened it while we awaited; keep the first.
+        let mut slot = self.log.borrow_mut();
+        Ok(slot.get_or_insert_with(|| Rc::new(log)).clone())
+    }
+
+    /// The open log, if any.
+    pub fn log(&self) -> Option<Rc<PartitionLog>> {
+        self.log.borrow().clone()
+    }
+
+    /// Queues a frame; its reply is sent once the chunk holding it is durable.
+    pub fn submit(self: &Rc<Self>, frame: ProduceFrame, reply: ProduceReply) {
+        self.queue.borrow_mut().push(Pending { frame, reply });
+        if !self.running.replace(true) {
+            rt::spawn_detached(self.clone().run());
+        }
+    }
+
+    /// Takes the next chunk's frames off the queue: everything queued, up to `max_chunk_raw`.
+    fn take_batch(&self) -> Option<FrameBatch> {
+        let mut queue = self.queue.borrow_mut();
+        if queue.is_empty() {
+            return None;
+        }
+        let mut raw = 0;
+        let mut n = 0;
+        for p in queue.iter() {
+            let len = raw_len(&p.frame);
+            if n > 0 && raw + len > self.max_chunk_raw {
+                break;
+            }
+            raw += len;
+            n += 1;
+        }
+        let frames: Vec<Pending> = queue.drain(..n).collect();
+        let records = frames.iter().map(|p| p.frame.record_count()).sum();
+        Some(FrameBatch {
+            frames,
+            records,
+            raw_len: raw,
+        })
+    }
+
+    async fn run(self: Rc<Self>) {
+        while let Some(batch) = self.take_batch() {
+            let result = match self.open().await {
+                Ok(log) => log
+                    .append(&batch)
+                    .await
+                    .map_err(|e| ProduceError::Storage(e.to_string())),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(info) => {
+                    let mut offset = info.start_offset;
+                    for p in batch.frames {
+                        let count = p.frame.record_count();
+                        let _ = p.reply.send(Ok(ProduceAck {
+                            partition: self.partition,
+                            offset,
+                            count,
+                        }));
+                        offset += count as i64;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(partition = self.partition, error = %e, "append failed");
+                    for p in batch.frames {
+                        let _ = p.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            // Compression ran on this core; let connections and other partitions have it.
+            rt::yield_if_needed().await;
+        }
+        self.running.set(false);
+    }
+}

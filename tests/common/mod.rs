@@ -1,0 +1,293 @@
+//! Helpers for end-to-end tests: a real `shardlog` process on loopback ports with its own data
+//! directory, and a small blocking framed-TCP client built on the crate's wire codecs.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shardlog::wire::error::parse_error_body;
+use shardlog::wire::frame::{encode_frame, encode_frame_with, Flags, Frame, OpCode};
+use shardlog::wire::produce::encode_produce_body;
+use shardlog::wire::startup::encode_startup;
+
+/// A free loopback port (bound then released; good enough for tests).
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A broker process.
+pub struct Broker {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub framed: SocketAddr,
+    pub http: SocketAddr,
+    pub shards: usize,
+    pub extra: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    /// Starts a broker with `shards` shards in a fresh temporary directory.
+    pub fn start(shards: usize) -> Broker {
+        Broker::start_with(shards, &[])
+    }
+
+    pub fn start_with(shards: usize, extra: &[&str]) -> Broker {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = Broker {
+            child: None,
+            data_dir: tmp.path().join("data"),
+            framed: free_addr(),
+            http: free_addr(),
+            shards,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: Some(tmp),
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--framed-listen")
+            .arg(self.framed.to_string())
+            .arg("--http-listen")
+            .arg(self.http.to_string())
+            .arg("--shards")
+            .arg(self.shards.to_string())
+            .args(&self.extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts the process and waits until the framed port accepts connections.
+    pub fn spawn(&mut self) {
+        let child = self.command().spawn().expect("start shardlog");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("shardlog exited during start-up: {status}");
+            }
+            if TcpStream::connect(self.framed).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shardlog did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`, then wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A response frame as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Ready(u16),
+    Produced(u16),
+    Error {
+        stream_id: u16,
+        code: u8,
+        message: String,
+    },
+}
+
+impl Response {
+    pub fn stream_id(&self) -> u16 {
+        match self {
+            Response::Ready(s) | Response::Produced(s) => *s,
+            Response::Error { stream_id, .. } => *stream_id,
+        }
+    }
+}
+
+/// A blocking framed-protocol client.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects and sends STARTUP for `topic`, expecting READY.
+    pub fn startup(addr: SocketAddr, topic: &str) -> Client {
+        let mut c = Client::connect(addr);
+        c.send_startup(0, topic);
+        assert_eq!(c.recv().expect("READY"), Response::Ready(0));
+        c
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn send_startup(&mut self, stream_id: u16, topic: &str) {
+        let mut b = Vec::new();
+        encode_frame_with(&mut b, OpCode::Startup, 0, stream_id, |d| {
+            encode_startup(topic, d)
+        });
+        self.send_raw(&b);
+    }
+
+    pub fn send_produce(&mut self, stream_id: u16, key: &[u8], msgs: &[&[u8]]) {
+        let mut b = Vec::new();
+        encode_frame_with(&mut b, OpCode::Produce, 0, stream_id, |d| {
+            encode_produce_body(None, key, msgs.iter().copied(), d)
+        });
+        self.send_raw(&b);
+    }
+
+    pub fn send_produce_ts(&mut self, stream_id: u16, ts: i64, key: &[u8], msgs: &[&[u8]]) {
+        let mut b = Vec::new();
+        encode_frame_with(
+            &mut b,
+            OpCode::Produce,
+            Flags::WITH_TIMESTAMP,
+            stream_id,
+            |d| encode_produce_body(Some(ts), key, msgs.iter().copied(), d),
+        );
+        self.send_raw(&b);
+    }
+
+    pub fn send_frame(&mut self, op: OpCode, stream_id: u16, body: &[u8]) {
+        let mut b = Vec::new();
+        encode_frame(&mut b, op, 0, stream_id, body);
+        self.send_raw(&b);
+    }
+
+    /// Produces one frame and waits for its answer.
+    pub fn produce(&mut self, stream_id: u16, key: &[u8], msgs: &[&[u8]]) -> Response {
+        self.send_produce(stream_id, key, msgs);
+        self.recv().expect("response")
+    }
+
+    /// The next response, or `None` when the broker closed the connection.
+    pub fn recv(&mut self) -> Option<Response> {
+        loop {
+            if let Some((f, used)) = Frame::parse(&self.buf, u32::MAX).expect("valid response") {
+                let sid = f.header.stream_id;
+                let r = match OpCode::from_u8(f.header.opcode).expect("known opcode") {
+                    OpCode::Ready => Response::Ready(sid),
+                    OpCode::ProduceResponse => Response::Produced(sid),
+                    OpCode::Error => {
+                        let (code, message) = parse_error_body(f.body).unwrap();
+                        Response::Error {
+                            stream_id: sid,
+                            code,
+                            message,
+                        }
+                    }
+                    other => panic!("unexpected response opcode {other:?}"),
+                };
+                self.buf.drain(..used);
+                return Some(r);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+}
+
+/// One stored record, as read back from the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub partition_dir: String,
+    pub offset: i64,
+    pub timestamp_us: i64,
+    pub body: Vec<u8>,
+}
+
+/// Reads every record of `topic` from a (stopped) broker's data directory through the
+/// storage layer, recovering each partition as the broker would.
+pub fn read_topic(data_dir: &Path, topic: &str) -> Vec<StoredRecord> {
+    let dir = data_dir.join(topic);
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    parts.sort();
+    let mut out = Vec::new();
+    for p in parts {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        for (offset, timestamp_us, body) in read_partition(&p) {
+            out.push(StoredRecord {
+                partition_dir: name.clone(),
+                offset,
+                timestamp_us,
+                body,
+            });
+        }
+    }
+    out
+}
+
+/// Every record of one partition directory, in offset order.
+pub fn read_partition(dir: &Path) -> Vec<(i64, i64, Vec<u8>)> {
+    let dir = dir.to_path_buf();
+    shardlog::rt::block_on(async move {
+        let (log, _) = shardlog::storage::PartitionLog::open(dir, test_log_config())
+            .await
+            .expect("open partition");
+        log.read_all_records().await.expect("read partition")
+    })
+}
+
+pub fn test_log_config() -> shardlog::storage::LogConfig {
+    shardlog::storage::LogConfig {
+        segment_size: 1 << 30,
+        durability: shardlog::storage::Durability::Fsync,
+        zstd_level: 1,
+        retention_age: None,
+        retention_bytes: None,
+    }
+}
