@@ -46,3 +46,24 @@ impl PartitionLog {
         todo!()
     }
 }
+
+#[derive(Debug, Clone)]
+pub struct StoredChunk {
+    pub start_offset: i64,
+    pub record_count: u32,
+    pub payload: bytes::Bytes,
+}
+impl PartitionLog {
+    pub fn start_offset(&self) -> i64 {
+        0
+    }
+    pub fn next_offset(&self) -> i64 {
+        0
+    }
+    pub async fn read(&self, _o: i64, _m: usize) -> Result<Vec<StoredChunk>, StorageError> {
+        todo!()
+    }
+    pub async fn read_all_records(&self) -> Result<Vec<(i64, i64, Vec<u8>)>, StorageError> {
+        todo!()
+    }
+}
