@@ -2,6 +2,8 @@
 //! plain futures, `Rc`, and the small types re-exported here, so moving to another io_uring
 //! runtime would touch this folder alone.
 
+pub mod dma;
+
 use std::future::Future;
 
 /// Runs `fut` to completion on a fresh single-threaded executor on the current thread
