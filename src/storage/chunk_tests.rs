@@ -104,9 +104,16 @@ fn encode_pads_with_0x80_and_decodes_back() {
 fn encoder_is_reused_for_many_chunks_of_all_sizes() {
     let mut enc = ChunkEncoder::new(1).unwrap();
     let mut out = Vec::new();
-    for round in 0..200u64 {
-        let n = 1 + (round as usize * 37) % 400;
-        let body = (round as usize * 131) % 9000;
+    // Sizes from one tiny record to batches past the 1 MiB staging limit (streamed).
+    for round in 0..40u64 {
+        let (n, body) = match round {
+            0 => (1, 0),
+            1 => (300, 4000),
+            _ => (
+                1 + (round as usize * 37) % 200,
+                (round as usize * 131) % 3000,
+            ),
+        };
         let batch = Pieces::new(n, body, round);
         out.resize(ChunkEncoder::max_encoded_len(batch.raw_len()), 0);
         let (h, _) = enc.encode(round as i64 * 1000, &batch, &mut out).unwrap();

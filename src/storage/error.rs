@@ -23,7 +23,8 @@ pub enum StorageError {
     Failed { reason: String },
     #[error(transparent)]
     Chunk(#[from] ChunkError),
-    #[error("offset {requested} is no longer stored: retention removed everything before offset {start}")]
+    /// Retention removed the offset (or it is negative): the log starts at `start`.
+    #[error("offset {requested} is not stored: the partition starts at offset {start} (older segments were removed by retention)")]
     OffsetBeforeStart { requested: i64, start: i64 },
     #[error(
         "{path} needs O_DIRECT alignment {need}, which does not divide the chunk alignment {chunk}"

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::chunk::{ChunkEncoder, RecordBatch, ALIGNMENT};
-use super::index::{IndexEntry, IndexFile, FLUSH_EVERY};
+use super::index::{IndexEntry, FLUSH_EVERY};
 use super::io::{DmaBuf, SegmentFile, SegmentFs};
-use super::recovery::{repair_tail, scan_segment};
-use super::segment::{index_file_name, log_file_name, parse_log_file_name, Segment};
+use super::recovery::{list_segments, open_segment};
+use super::segment::{create_segment, Segment};
 use super::StorageError;
 use crate::rt::dma::DmaFs;
 
@@ -350,92 +350,4 @@ impl<F: SegmentFs> PartitionLog<F> {
         }
         Ok(())
     }
-}
-
-/// Base offsets of the segment files in `dir`, ascending.
-fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
-    let mut bases = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(StorageError::io("listing", dir))? {
-        let entry = entry.map_err(StorageError::io("listing", dir))?;
-        if let Some(base) = entry.file_name().to_str().and_then(parse_log_file_name) {
-            bases.push(base);
-        }
-    }
-    bases.sort_unstable();
-    Ok(bases)
-}
-
-/// Opens and recovers one existing segment.
-async fn open_segment<F: SegmentFs>(
-    fs: &F,
-    dir: &Path,
-    base: i64,
-    last: bool,
-    report: &mut RecoveryReport,
-) -> Result<Segment<F::File>, StorageError> {
-    let path = dir.join(log_file_name(base));
-    let file = fs
-        .open(&path)
-        .await
-        .map_err(StorageError::io("opening", &path))?;
-    check_alignment(&file, &path)?;
-    let index_path = dir.join(index_file_name(base));
-    let index = std::fs::read(&index_path).ok();
-    let scan = scan_segment(&file, &path, base, index.as_deref(), last).await?;
-    report.chunks_verified += scan.chunks_verified;
-    report.corrupt_chunks += scan.corrupt_chunks;
-    if last {
-        report.torn_bytes_cut += repair_tail(&file, &path, &scan).await?;
-    } else if scan.tail_garbage {
-        tracing::warn!(path = %path.display(), "closed segment ends with bytes that are no chunk");
-        report.corrupt_chunks += 1;
-    }
-    let mtime = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| SystemTime::now());
-    let mut seg = Segment::new(dir, base, file, mtime);
-    seg.index = IndexFile::new(index_path, scan.entries.len());
-    seg.entries = scan.entries;
-    seg.end_pos = scan.end_pos;
-    seg.next_offset = scan.next_offset;
-    if scan.index_stale {
-        report.index_rebuilt += 1;
-        seg.index.rewrite(&seg.entries);
-    }
-    Ok(seg)
-}
-
-/// Creates an empty segment at `base` (and makes its name durable when fsyncing).
-pub(crate) async fn create_segment<F: SegmentFs>(
-    fs: &F,
-    dir: &Path,
-    base: i64,
-    durability: Durability,
-) -> Result<Segment<F::File>, StorageError> {
-    let path = dir.join(log_file_name(base));
-    let file = fs
-        .create(&path)
-        .await
-        .map_err(StorageError::io("creating", &path))?;
-    check_alignment(&file, &path)?;
-    if durability == Durability::Fsync {
-        fs.sync_dir(dir)
-            .await
-            .map_err(StorageError::io("syncing the directory", dir))?;
-    }
-    let mut seg = Segment::new(dir, base, file, SystemTime::now());
-    seg.index.rewrite(&[]);
-    Ok(seg)
-}
-
-fn check_alignment<T: SegmentFile>(file: &T, path: &Path) -> Result<(), StorageError> {
-    let need = file.alignment().max(1);
-    if !ALIGNMENT.is_multiple_of(need) {
-        return Err(StorageError::Alignment {
-            path: path.to_path_buf(),
-            need,
-            chunk: ALIGNMENT,
-        });
-    }
-    Ok(())
 }

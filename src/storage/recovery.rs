@@ -2,12 +2,18 @@
 //! corrupt ones, and cut a torn tail. The rules are in the module docs of [`super`].
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use super::chunk::{verify_chunk, ChunkHeader, ALIGNMENT, FLAG_ALIGNMENT, HEADER_LEN};
+use super::index::IndexFile;
 use super::index::{parse_valid_prefix, IndexEntry};
-use super::io::{DmaBuf, SegmentFile};
+use super::io::{DmaBuf, SegmentFile, SegmentFs};
+use super::log::RecoveryReport;
+use super::segment::{
+    check_alignment, index_file_name, log_file_name, parse_log_file_name, Segment,
+};
 use super::StorageError;
 
 /// Bytes read at a time while walking a segment.
@@ -265,4 +271,57 @@ pub(crate) async fn repair_tail<T: SegmentFile>(
         .await
         .map_err(StorageError::io("syncing", path))?;
     Ok(cut)
+}
+
+/// Base offsets of the segment files in `dir`, ascending.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(StorageError::io("listing", dir))? {
+        let entry = entry.map_err(StorageError::io("listing", dir))?;
+        if let Some(base) = entry.file_name().to_str().and_then(parse_log_file_name) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Opens and recovers one existing segment.
+pub(crate) async fn open_segment<F: SegmentFs>(
+    fs: &F,
+    dir: &Path,
+    base: i64,
+    last: bool,
+    report: &mut RecoveryReport,
+) -> Result<Segment<F::File>, StorageError> {
+    let path = dir.join(log_file_name(base));
+    let file = fs
+        .open(&path)
+        .await
+        .map_err(StorageError::io("opening", &path))?;
+    check_alignment(&file, &path)?;
+    let index_path = dir.join(index_file_name(base));
+    let index = std::fs::read(&index_path).ok();
+    let scan = scan_segment(&file, &path, base, index.as_deref(), last).await?;
+    report.chunks_verified += scan.chunks_verified;
+    report.corrupt_chunks += scan.corrupt_chunks;
+    if last {
+        report.torn_bytes_cut += repair_tail(&file, &path, &scan).await?;
+    } else if scan.tail_garbage {
+        tracing::warn!(path = %path.display(), "closed segment ends with bytes that are no chunk");
+        report.corrupt_chunks += 1;
+    }
+    let mtime = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| SystemTime::now());
+    let mut seg = Segment::new(dir, base, file, mtime);
+    seg.index = IndexFile::new(index_path, scan.entries.len());
+    seg.entries = scan.entries;
+    seg.end_pos = scan.end_pos;
+    seg.next_offset = scan.next_offset;
+    if scan.index_stale {
+        report.index_rebuilt += 1;
+        seg.index.rewrite(&seg.entries);
+    }
+    Ok(seg)
 }

@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::SystemTime;
 
+use super::chunk::ALIGNMENT;
 use super::index::{IndexEntry, IndexFile};
+use super::io::{SegmentFile, SegmentFs};
+use super::log::Durability;
+use super::StorageError;
 
 /// `00000000000000000042.log` for base offset 42.
 pub fn log_file_name(base: i64) -> String {
@@ -74,6 +78,41 @@ impl<T> Segment<T> {
     pub fn flush_index(&mut self) {
         self.index.flush(&self.entries);
     }
+}
+
+/// Creates an empty segment at `base` (and makes its name durable when fsyncing).
+pub(crate) async fn create_segment<F: SegmentFs>(
+    fs: &F,
+    dir: &Path,
+    base: i64,
+    durability: Durability,
+) -> Result<Segment<F::File>, StorageError> {
+    let path = dir.join(log_file_name(base));
+    let file = fs
+        .create(&path)
+        .await
+        .map_err(StorageError::io("creating", &path))?;
+    check_alignment(&file, &path)?;
+    if durability == Durability::Fsync {
+        fs.sync_dir(dir)
+            .await
+            .map_err(StorageError::io("syncing the directory", dir))?;
+    }
+    let mut seg = Segment::new(dir, base, file, SystemTime::now());
+    seg.index.rewrite(&[]);
+    Ok(seg)
+}
+
+pub(crate) fn check_alignment<T: SegmentFile>(file: &T, path: &Path) -> Result<(), StorageError> {
+    let need = file.alignment().max(1);
+    if !ALIGNMENT.is_multiple_of(need) {
+        return Err(StorageError::Alignment {
+            path: path.to_path_buf(),
+            need,
+            chunk: ALIGNMENT,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
