@@ -7,14 +7,16 @@
 //! - re-exports: TCP sockets, the local semaphore used for backpressure, the shard mesh, tasks
 //!   and timers.
 
+pub mod mesh;
 pub mod pool;
+
+pub use mesh::{MeshPort, ShardMesh};
 
 pub mod dma;
 
 use std::future::Future;
 use std::time::Duration;
 
-pub use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 pub use glommio::net::{TcpListener, TcpStream};
 pub use glommio::sync::{Semaphore, StaticPermit};
 pub use glommio::Task;
@@ -51,19 +53,4 @@ pub async fn sleep(d: Duration) {
 /// to call often in CPU-heavy loops.
 pub async fn yield_if_needed() {
     glommio::yield_if_needed().await;
-}
-
-/// Creates a mesh connecting `peers` shards, each channel holding `capacity` messages.
-pub fn mesh<T: Send + 'static>(peers: usize, capacity: usize) -> MeshBuilder<T, Full> {
-    MeshBuilder::full(peers, capacity)
-}
-
-/// Joins a mesh from the current shard.
-pub async fn join_mesh<T: Send + 'static>(
-    builder: MeshBuilder<T, Full>,
-) -> Result<(Senders<T>, Receivers<T>), String> {
-    builder
-        .join()
-        .await
-        .map_err(|_| "failed to join the shard mesh".to_string())
 }

@@ -23,7 +23,7 @@ use thiserror::Error;
 
 use crate::config::{Config, Durability};
 use crate::ring::TopicLayout;
-use crate::rt::{self, Receivers, Senders};
+use crate::rt::{self, MeshPort, ShardMesh};
 use crate::storage::LogConfig;
 
 use msg::{ProduceAck, ProduceFrame, ShardMsg};
@@ -77,7 +77,7 @@ pub struct Shard {
     pub shards: usize,
     pub config: Rc<Config>,
     topics: RefCell<HashMap<String, Rc<TopicState>>>,
-    mesh: Senders<ShardMsg>,
+    mesh: Rc<MeshPort<ShardMsg>>,
     /// Bytes of frames read but not yet acknowledged, across the shard's connections.
     pub buffer: Rc<rt::Semaphore>,
     connections: Cell<usize>,
@@ -89,16 +89,16 @@ impl Shard {
     pub async fn start(
         id: usize,
         config: Rc<Config>,
-        mesh: rt::MeshBuilder<ShardMsg, rt::Full>,
+        mesh: ShardMesh<ShardMsg>,
     ) -> Result<Rc<Shard>, String> {
-        let (senders, receivers) = rt::join_mesh(mesh).await?;
+        let mesh = Rc::new(mesh.join(id).await?);
         let shard = Rc::new(Shard {
             id,
             shards: config.shards,
             buffer: Rc::new(rt::Semaphore::new(config.shard_buffer_bytes)),
             config,
             topics: RefCell::new(HashMap::new()),
-            mesh: senders,
+            mesh: mesh.clone(),
             connections: Cell::new(0),
         });
         for (name, layout) in topics::load_all(&shard.config.data_dir)? {
@@ -109,7 +109,7 @@ impl Shard {
                     .map_err(|e| format!("topic '{name}' partition {}: {e}", w.partition))?;
             }
         }
-        shard.clone().serve_mesh(receivers);
+        shard.clone().serve_mesh();
         rt::spawn_detached(shard.clone().retention_loop());
         Ok(shard)
     }
@@ -245,16 +245,14 @@ impl Shard {
         Ok(PendingAck(rx))
     }
 
-    fn serve_mesh(self: Rc<Self>, receivers: Receivers<ShardMsg>) {
-        let receivers = Rc::new(receivers);
+    fn serve_mesh(self: Rc<Self>) {
         for peer in 0..self.shards {
             if peer == self.id {
                 continue;
             }
             let shard = self.clone();
-            let receivers = receivers.clone();
             rt::spawn_detached(async move {
-                while let Ok(Some(msg)) = receivers.recv_from(peer).await {
+                while let Some(msg) = shard.mesh.recv_from(peer).await {
                     shard.handle(msg);
                 }
             });

@@ -64,28 +64,46 @@ impl Broker {
             .arg("--shards")
             .arg(self.shards.to_string())
             .args(&self.extra)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_BROKER_LOG")
+                    .unwrap_or_else(|_| "warn,shardlog::broker=info".into()),
+            )
             .stdin(Stdio::null());
         cmd
     }
 
-    /// Starts the process and waits until the framed port accepts connections.
+    /// Starts the process and waits until it says it is ready (its log line "shardlog
+    /// ready"); the log is forwarded to the test's output.
     pub fn spawn(&mut self) {
-        let child = self.command().spawn().expect("start shardlog");
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start shardlog");
+        let stdout = child.stdout.take().expect("piped stdout");
         self.child = Some(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("shardlog ready") {
+                    let _ = tx.send(());
+                }
+                eprintln!("{line}");
+            }
+        });
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            if rx.try_recv().is_ok() {
+                return;
+            }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("shardlog exited during start-up: {status}");
             }
-            if TcpStream::connect(self.framed).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shardlog did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(Instant::now() < deadline, "shardlog did not become ready");
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

@@ -68,6 +68,7 @@ struct Session {
 async fn serve(shard: &Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
+    tracing::debug!(?peer, shard = shard.id, "framed connection opened");
     let (read_half, write_half) = split(stream);
     let outbox = Rc::new(Outbox::default());
     let writer = {
@@ -82,7 +83,10 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream) {
             Ok(Some((header, body))) => {
                 handle_frame(shard, &outbox, &in_flight, &mut session, header, body).await;
             }
-            Ok(None) => break,
+            Ok(None) => {
+                tracing::debug!(?peer, "framed connection closed by the client");
+                break;
+            }
             Err(ReadError::Wire { stream_id, error }) => {
                 tracing::debug!(?peer, %error, "framing error, closing connection");
                 outbox.push_error(stream_id, error.code(), &error.to_string());
