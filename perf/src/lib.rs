@@ -7,4 +7,5 @@
 //! - [`produce`]: the framed produce workload (closed or open loop).
 //! - [`verify`]: the ledger of acknowledged frames, for reading them back.
 
+pub mod framed;
 pub mod payload;
