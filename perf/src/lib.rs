@@ -9,3 +9,4 @@
 
 pub mod framed;
 pub mod payload;
+pub mod stats;
