@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 /// How many distinct messages a workload prebuilds and cycles through by default.
 pub const DEFAULT_POOL: usize = 1024;
 /// The seed used when none is given.
-pub const DEFAULT_SEED: u64 = 0x5eed_5a4d_106;
+pub const DEFAULT_SEED: u64 = 0x5eed_5a4d_0106;
 
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const HEX: &[u8] = b"0123456789abcdef";

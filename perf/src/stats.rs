@@ -254,7 +254,7 @@ impl Collector {
         if s.acked_frames > 0 {
             let _ = write!(line, "{} μs", s.latency.value_at_quantile(0.99));
         } else {
-            line.push_str("-");
+            line.push('-');
         }
         if warmup {
             line.push_str("  (warmup)");
