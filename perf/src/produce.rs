@@ -461,7 +461,7 @@ pub fn run(cfg: ProduceConfig) -> Result<ProduceOutcome, SetupError> {
         }
     }
     let end = Instant::now();
-    collector.tick(end, last_tick);
+    collector.finish(end, last_tick);
 
     let unanswered: u64 = conns.iter().map(|c| c.lock().slots.len() as u64).sum();
     let measured = measure(&collector.total, collector.measure_from(), end);

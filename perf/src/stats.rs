@@ -225,6 +225,15 @@ impl Collector {
 
     /// Drains the connections; prints a progress line if asked. `now` is the tick's time.
     pub fn tick(&mut self, now: Instant, last_tick: Instant) {
+        self.drain(now, last_tick, self.progress);
+    }
+
+    /// The last drain at the end of a run: no progress line for its sliver of a second.
+    pub fn finish(&mut self, now: Instant, last_tick: Instant) {
+        self.drain(now, last_tick, false);
+    }
+
+    fn drain(&mut self, now: Instant, last_tick: Instant, print: bool) {
         self.second.reset();
         for c in &self.conns {
             c.drain_into(&mut self.second);
@@ -234,7 +243,7 @@ impl Collector {
         if !warmup {
             self.total.add(&self.second);
         }
-        if self.progress {
+        if print {
             let secs = now.saturating_duration_since(last_tick).as_secs_f64();
             eprintln!("{}", self.progress_line(now, secs, warmup));
         }

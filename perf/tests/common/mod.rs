@@ -64,7 +64,11 @@ pub struct FakeBroker {
 
 impl FakeBroker {
     pub fn start(opts: FakeOptions) -> FakeBroker {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        FakeBroker::start_on("127.0.0.1:0", opts)
+    }
+
+    pub fn start_on(addr: &str, opts: FakeOptions) -> FakeBroker {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(FakeStats::default());
         let s = stats.clone();
@@ -214,7 +218,7 @@ fn serve(stream: TcpStream, stats: Arc<FakeStats>, opts: Arc<FakeOptions>) {
                         }
                     }
                     let mut out = Vec::new();
-                    if opts.error_every.is_some_and(|k| n % k == 0) {
+                    if opts.error_every.is_some_and(|k| n.is_multiple_of(k)) {
                         let mut body = Vec::new();
                         encode_error_body(
                             ErrorCode::Unavailable,
