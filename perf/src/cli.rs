@@ -2,6 +2,7 @@
 //! ([`Common`]) flattened into each.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -169,6 +170,26 @@ impl ProduceArgs {
     }
 }
 
+/// Set by the first Ctrl-C (SIGINT): the run stops sending, drains, and reports.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    // A second Ctrl-C ends the process at once. (Both calls are async-signal-safe.)
+    // SAFETY: restoring the default disposition of SIGINT from its own handler.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
+fn catch_sigint() {
+    let handler: extern "C" fn(libc::c_int) = on_sigint;
+    // SAFETY: the handler only stores to an atomic and calls signal(2).
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+    }
+}
+
 /// The message `--verify` answers with until the broker serves the consumer API.
 pub const VERIFY_UNAVAILABLE: &str = "--verify reads every acknowledged message back through the \
 broker's consumer API (register, poll), which shardlog does not serve yet; run without --verify";
@@ -181,11 +202,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 eprintln!("error: {VERIFY_UNAVAILABLE}");
                 return ExitCode::from(2);
             }
-            let cfg = args.config();
+            let mut cfg = args.config();
+            cfg.interrupt = Some(&INTERRUPTED);
             if let Err(e) = cfg.validate() {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
+            catch_sigint();
             match produce::run(cfg) {
                 Err(e) => {
                     eprintln!("error: {e}");

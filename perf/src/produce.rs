@@ -79,8 +79,10 @@ pub struct ProduceConfig {
     pub handshake_timeout: Duration,
     /// A connection with frames in flight and no answer for this long has failed.
     pub response_timeout: Duration,
-    /// After a `Duration` run ends, how long to wait for answers still in flight.
+    /// After a `Duration` run ends (or an interrupt), how long to wait for answers in flight.
     pub drain_timeout: Duration,
+    /// When this turns true (Ctrl-C), stop sending, wait for the answers in flight, and report.
+    pub interrupt: Option<&'static AtomicBool>,
 }
 
 impl Default for ProduceConfig {
@@ -105,6 +107,7 @@ impl Default for ProduceConfig {
             handshake_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
+            interrupt: None,
         }
     }
 }
@@ -309,6 +312,12 @@ impl RunState {
         self.abort.load(Ordering::Relaxed)
     }
 
+    fn interrupted(&self) -> bool {
+        self.cfg
+            .interrupt
+            .is_some_and(|i| i.load(Ordering::Relaxed))
+    }
+
     fn intended(&self, frame: u64) -> Option<Instant> {
         self.period.map(|p| self.started + p.mul_f64(frame as f64))
     }
@@ -467,6 +476,7 @@ pub fn run(cfg: ProduceConfig) -> Result<ProduceOutcome, SetupError> {
     let measured = measure(&collector.total, collector.measure_from(), end);
     let mut settings = state.cfg.settings();
     settings.insert("unanswered_frames".into(), unanswered.into());
+    settings.insert("interrupted".into(), state.interrupted().into());
     let failure = state
         .failure
         .lock()
@@ -535,7 +545,7 @@ fn write_loop(state: &RunState, conn: &Conn, mut writer: FrameWriter) {
     let open_loop = state.period.is_some();
     let mut k = 0u64;
     let result: Result<(), String> = loop {
-        if state.aborted() {
+        if state.aborted() || state.interrupted() {
             break Ok(());
         }
         // Which frame is next.
@@ -569,7 +579,7 @@ fn write_loop(state: &RunState, conn: &Conn, mut writer: FrameWriter) {
         let key = cfg.key_of(frame);
         let reserved = loop {
             let mut w = conn.lock();
-            if w.closed || state.aborted() {
+            if w.closed || state.aborted() || state.interrupted() {
                 break None;
             }
             if w.slots.len() < cfg.in_flight {
@@ -676,7 +686,7 @@ fn flush(
 fn sleep_until(state: &RunState, at: Instant) {
     loop {
         let now = Instant::now();
-        if now >= at || state.aborted() {
+        if now >= at || state.aborted() || state.interrupted() {
             return;
         }
         let left = at - now;
@@ -835,8 +845,11 @@ fn read_loop(state: &RunState, conn: &Conn, mut reader: FrameReader) -> Ledger {
             if in_flight == 0 {
                 break None;
             }
-            if state.deadline.is_some() && now.saturating_duration_since(done) > cfg.drain_timeout {
-                // A timed run: what is still unanswered is reported, not waited for forever.
+            if (state.deadline.is_some() || state.interrupted())
+                && now.saturating_duration_since(done) > cfg.drain_timeout
+            {
+                // A timed or interrupted run: what is still unanswered is reported, not
+                // waited for forever.
                 break None;
             }
         }

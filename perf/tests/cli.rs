@@ -160,3 +160,27 @@ fn errors_from_the_broker_are_printed_once() {
     assert_eq!(v["acked"], 500);
     assert_eq!(v["error_codes"]["unavailable(6)"], 50);
 }
+
+#[test]
+fn ctrl_c_still_prints_the_summary() {
+    let fake = FakeBroker::start(FakeOptions::default());
+    let child = Command::new(env!("CARGO_BIN_EXE_shardlog-perf"))
+        .args(["produce", "--framed", &fake.addr(), "--json", "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    // SAFETY: signalling the child this test started, by its id.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["interrupted"], true);
+    assert!(v["acked"].as_u64().unwrap() > 0);
+    assert!(v["duration_s"].as_f64().unwrap() < 5.0);
+}

@@ -280,3 +280,28 @@ fn a_closed_connection_fails_the_run() {
     assert!(failure.contains("closed the connection"), "{failure}");
     assert!(out.report.measured.acked < 100_000);
 }
+
+#[test]
+fn an_interrupt_stops_sending_and_drains() {
+    static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let fake = FakeBroker::start(FakeOptions {
+        delay: Duration::from_millis(20),
+        ..FakeOptions::default()
+    });
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(400));
+        STOP.store(true, Ordering::SeqCst);
+    });
+    let out = run(ProduceConfig {
+        stop: Stop::Messages(u64::MAX / 2),
+        interrupt: Some(&STOP),
+        ..config(&fake)
+    });
+    assert_eq!(out.report.failure, None);
+    assert_eq!(out.report.settings["interrupted"], true);
+    assert_eq!(out.unanswered, 0);
+    let m = &out.report.measured;
+    assert!(m.acked > 0);
+    // Everything sent was answered and counted.
+    assert_eq!(m.acked, fake.stats.messages.load(Ordering::SeqCst));
+}
