@@ -2,6 +2,8 @@
 //! directory, and a small blocking framed-TCP client built on the crate's wire codecs.
 #![allow(dead_code)]
 
+pub mod consumer;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
