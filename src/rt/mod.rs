@@ -11,6 +11,8 @@
 pub mod pool;
 pub mod vectored;
 
+pub mod dma;
+
 use std::future::Future;
 use std::time::Duration;
 
