@@ -70,12 +70,22 @@ pub fn mesh<T: Send + 'static>(peers: usize, capacity: usize) -> MeshBuilder<T, 
     MeshBuilder::full(peers, capacity)
 }
 
-/// Joins a mesh from the current shard.
+/// Joins a mesh from shard `id`, checking that the mesh numbers this shard `id` (glommio
+/// numbers peers by executor creation order, which [`pool::spawn_shard`] makes the shard
+/// order); a mismatch would silently send every cross-shard message to the wrong shard.
 pub async fn join_mesh<T: Send + 'static>(
     builder: MeshBuilder<T, Full>,
+    id: usize,
 ) -> Result<(Senders<T>, Receivers<T>), String> {
-    builder
+    let (senders, receivers) = builder
         .join()
         .await
-        .map_err(|_| "failed to join the shard mesh".to_string())
+        .map_err(|_| "failed to join the shard mesh".to_string())?;
+    if senders.peer_id() != id {
+        return Err(format!(
+            "shard {id} joined the mesh as peer {}; shards must be created in order",
+            senders.peer_id()
+        ));
+    }
+    Ok((senders, receivers))
 }

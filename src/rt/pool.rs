@@ -115,16 +115,22 @@ where
         None => Placement::Unbound,
     };
     let name = format!("shard-{id}");
+    // glommio numbers a mesh's peers by executor id, which it hands out in the order
+    // executors are created. Creating them one at a time, in shard order, makes mesh peer `i`
+    // shard `i` (checked again in `join_mesh`).
+    let (made_tx, made_rx) = std::sync::mpsc::channel::<()>();
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
             let ex = LocalExecutorBuilder::new(placement)
                 .name(&name)
                 .io_memory(IO_MEMORY)
-                .make()
-                .map_err(|e| explain_executor_error(&e))?;
+                .make();
+            let _ = made_tx.send(());
+            let ex = ex.map_err(|e| explain_executor_error(&e))?;
             Ok(ex.run(make()))
         })
         .map_err(|e| format!("cannot start thread for shard {id}: {e}"))?;
+    let _ = made_rx.recv();
     Ok(ShardThread { handle })
 }

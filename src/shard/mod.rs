@@ -94,7 +94,7 @@ impl Shard {
         config: Rc<Config>,
         mesh: rt::MeshBuilder<ShardMsg, rt::Full>,
     ) -> Result<Rc<Shard>, String> {
-        let (senders, receivers) = rt::join_mesh(mesh).await?;
+        let (senders, receivers) = rt::join_mesh(mesh, id).await?;
         let coordinator = if id == 0 {
             Some(Rc::new(Coordinator::load(&config)?))
         } else {
