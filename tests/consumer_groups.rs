@@ -101,14 +101,6 @@ fn three_consumers_split_and_rebalance_on_goodbye_and_silence() {
     assert_eq!(c3.poll("c3", None).unwrap_err().0, 7);
 }
 
-/// `kill -9` and restart. Connections made in the first moments after the framed port opens
-/// are sometimes reset (a start-up race outside the consumer code, reproducible with a bare
-/// HEARTBEAT); give the broker a moment.
-fn restart(broker: &mut Broker) {
-    broker.restart();
-    std::thread::sleep(Duration::from_millis(500));
-}
-
 #[test]
 fn committed_offsets_survive_kill_9() {
     let mut broker = Broker::start(2);
@@ -126,7 +118,7 @@ fn committed_offsets_survive_kill_9() {
         .exists());
     drop(c);
 
-    restart(&mut broker);
+    broker.restart();
     let mut c = ConsumerClient::connect(broker.framed);
     // Unknown after a restart: consumers register again; the group's offsets remain.
     assert_eq!(c.poll("c", None).unwrap_err().0, 7);
@@ -141,7 +133,7 @@ fn committed_offsets_survive_kill_9() {
     // A poll commits the previous one: after another restart nothing is read again.
     c.poll("c", None).unwrap();
     drop(c);
-    restart(&mut broker);
+    broker.restart();
     let mut c = ConsumerClient::connect(broker.framed);
     c.register("c", "keep", &["durable"], StartPolicy::Earliest)
         .unwrap();
