@@ -238,6 +238,31 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_session_bytes() {
+        // docs/protocol-consumer.md, "A consumer session, byte by byte".
+        let mut b = Vec::new();
+        encode_register(
+            &RegisterBody {
+                policy: StartPolicy::Earliest,
+                consumer_id: "c1".into(),
+                group: "g".into(),
+                topics: vec!["t".into()],
+            },
+            &mut b,
+        );
+        assert_eq!(b, [0, 2, b'c', b'1', 1, b'g', 0, 1, 1, b't']);
+        let mut p = Vec::new();
+        encode_poll(
+            &PollBody {
+                consumer_id: "c1".into(),
+                max_wait_ms: Some(5000),
+            },
+            &mut p,
+        );
+        assert_eq!(p, [2, b'c', b'1', 0, 0, 0x13, 0x88]);
+    }
+
+    #[test]
     fn register_rejects_bad_fields() {
         let enc = |f: &dyn Fn(&mut RegisterBody)| {
             let mut r = reg();
