@@ -15,7 +15,8 @@ use crate::shard::msg::ShardMsg;
 use crate::shard::Shard;
 use crate::wire::consumer::RegisterBody;
 
-/// The longest a long poll waits, whatever the client asks.
+/// The longest a long poll waits, whatever the client asks (and at most half the consumer
+/// timeout).
 pub const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
 
 /// Sends a request to the coordinator (in place on shard 0) and waits for its answer.
@@ -69,7 +70,9 @@ pub async fn poll(
         reply,
     })
     .await?;
-    let wait = wait.map(|w| w.min(MAX_POLL_WAIT));
+    // Never wait so long that the consumer would time out during its own poll.
+    let cap = MAX_POLL_WAIT.min(shard.config.consumer_timeout / 2);
+    let wait = wait.map(|w| w.min(cap));
     let (response, positions) = fetch(shard, targets, shard.config.max_poll_bytes, wait).await?;
     // Recorded before the client sees the response, so its next request commits them
     // whichever shard it arrives on.
