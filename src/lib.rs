@@ -11,11 +11,14 @@
 //!   per partition (append, read, recover, retain), file I/O behind a small trait.
 //! - [`shard`]: per-shard state: the partitions a shard owns, the group-commit writer, and the
 //!   routing of frames to the shard that owns their partition.
+//! - [`consumer`]: consumer groups (coordinated by shard 0), durable committed offsets, and
+//!   polls assembled from stored chunks without re-encoding.
 //! - [`server`]: one module per protocol; today the framed TCP server.
 //! - [`broker`]: starts the shards and the listeners from a `Config`.
 
 pub mod broker;
 pub mod config;
+pub mod consumer;
 pub mod ring;
 pub mod rt;
 pub mod server;

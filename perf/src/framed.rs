@@ -66,16 +66,7 @@ impl std::error::Error for ClientError {}
 
 /// A readable name for an ERROR code.
 pub fn code_name(code: u8) -> &'static str {
-    match ErrorCode::from_u8(code) {
-        Some(ErrorCode::Server) => "server",
-        Some(ErrorCode::Routing) => "routing",
-        Some(ErrorCode::LeaderNotFound) => "leader-not-found",
-        Some(ErrorCode::Protocol) => "protocol",
-        Some(ErrorCode::BadRequest) => "bad-request",
-        Some(ErrorCode::Storage) => "storage",
-        Some(ErrorCode::Unavailable) => "unavailable",
-        None => "unknown",
-    }
+    ErrorCode::from_u8(code).map_or("unknown", ErrorCode::name)
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ClientError {

@@ -6,9 +6,11 @@
 //!   memlock limit) that turn an obscure runtime failure into one clear line.
 //! - re-exports: TCP sockets, the local semaphore used for backpressure, the shard mesh, tasks
 //!   and timers.
+//! - [`vectored`]: vectored socket writes (`sendmsg`) with the runtime's write as fallback.
 
 pub mod mesh;
 pub mod pool;
+pub mod vectored;
 
 pub use mesh::{MeshPort, ShardMesh};
 
@@ -42,6 +44,16 @@ pub fn spawn_detached<T: 'static>(fut: impl Future<Output = T> + 'static) {
 /// Spawns a task on the current shard; dropping the handle cancels it.
 pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
     glommio::spawn_local(fut)
+}
+
+/// Runs blocking work (e.g. a file write with `fsync`) on the runtime's blocking thread pool,
+/// so the shard's reactor keeps serving while it runs.
+pub async fn spawn_blocking<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    glommio::executor().spawn_blocking(f).await
 }
 
 /// Sleeps on the shard's timer.

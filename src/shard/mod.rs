@@ -22,6 +22,7 @@ use futures_channel::oneshot;
 use thiserror::Error;
 
 use crate::config::{Config, Durability};
+use crate::consumer::coordinator::Coordinator;
 use crate::ring::TopicLayout;
 use crate::rt::{self, MeshPort, ShardMesh};
 use crate::storage::LogConfig;
@@ -81,6 +82,8 @@ pub struct Shard {
     /// Bytes of frames read but not yet acknowledged, across the shard's connections.
     pub buffer: Rc<rt::Semaphore>,
     connections: Cell<usize>,
+    /// The consumer-group coordinator, on shard 0 only.
+    coordinator: Option<Rc<Coordinator>>,
 }
 
 impl Shard {
@@ -92,6 +95,11 @@ impl Shard {
         mesh: ShardMesh<ShardMsg>,
     ) -> Result<Rc<Shard>, String> {
         let mesh = Rc::new(mesh.join(id).await?);
+        let coordinator = if id == 0 {
+            Some(Rc::new(Coordinator::load(&config)?))
+        } else {
+            None
+        };
         let shard = Rc::new(Shard {
             id,
             shards: config.shards,
@@ -100,6 +108,7 @@ impl Shard {
             topics: RefCell::new(HashMap::new()),
             mesh: mesh.clone(),
             connections: Cell::new(0),
+            coordinator,
         });
         for (name, layout) in topics::load_all(&shard.config.data_dir)? {
             let state = shard.install_topic(&name, layout);
@@ -110,6 +119,9 @@ impl Shard {
             }
         }
         shard.clone().serve_mesh();
+        if let Some(c) = &shard.coordinator {
+            c.start(&shard);
+        }
         rt::spawn_detached(shard.clone().retention_loop());
         Ok(shard)
     }
@@ -181,6 +193,24 @@ impl Shard {
                 .map_err(ProduceError::Topic)?
         };
         Ok(self.install_topic(name, layout))
+    }
+
+    /// The topic's state if this shard knows it (shard 0 knows every existing topic).
+    pub fn known_topic(&self, name: &str) -> Option<Rc<TopicState>> {
+        self.topics.borrow().get(name).cloned()
+    }
+
+    /// The consumer-group coordinator, if this is shard 0.
+    pub fn coordinator(&self) -> Option<&Rc<Coordinator>> {
+        self.coordinator.as_ref()
+    }
+
+    /// Sends a message to another shard over the mesh.
+    pub async fn send_to(&self, peer: usize, msg: ShardMsg) -> Result<(), String> {
+        self.mesh
+            .send_to(peer, msg)
+            .await
+            .map_err(|_| format!("shard {peer} is not reachable"))
     }
 
     /// Shard 0 only: the layout of `name`, persisting a new one if needed.
@@ -308,6 +338,13 @@ impl Shard {
                     let _ = reply.send(result);
                 });
             }
+            ShardMsg::Consumer(req) => match &self.coordinator {
+                Some(c) => rt::spawn_detached(c.clone().handle(self.clone(), req)),
+                None => tracing::error!(
+                    shard = self.id,
+                    "consumer request sent to a shard without the coordinator"
+                ),
+            },
             ShardMsg::GetOrCreateTopic { topic, reply } => {
                 let _ = reply.send(self.create_topic(&topic).map_err(|e| e.to_string()));
             }

@@ -9,7 +9,9 @@
 //! - [`error`]: ERROR bodies and their codes.
 //! - [`record`]: the record layout inside a chunk (`timestamp μs | length | body`).
 //! - [`poll`]: the consumer poll response (items of compressed chunk payloads).
+//! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
 
+pub mod consumer;
 pub mod error;
 pub mod frame;
 pub mod header;

@@ -2,6 +2,8 @@
 //! directory, and a small blocking framed-TCP client built on the crate's wire codecs.
 #![allow(dead_code)]
 
+pub mod consumer;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -107,11 +109,21 @@ impl Broker {
         }
     }
 
-    /// `kill -9`, then wait for the process to be gone.
+    /// `kill -9`, then wait for the process to be gone and its port to be closed.
+    ///
+    /// A killed process's listening socket can outlive it briefly: io_uring tears a ring down
+    /// asynchronously, and the ring's pending accept holds the socket open. Until then the
+    /// kernel still completes handshakes on that port, and resets them when the socket finally
+    /// closes; a client connecting in that window (or a readiness probe fooled by it) sees a
+    /// reset. So wait until connecting is refused.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(self.framed).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 
