@@ -10,6 +10,7 @@
 
 pub mod mesh;
 pub mod pool;
+pub mod recv;
 pub mod vectored;
 
 pub use mesh::{MeshPort, ShardMesh};

@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::rt::vectored::write_all_vectored;
 use crate::rt::StaticPermit;
@@ -34,14 +34,17 @@ pub enum ReadError {
 /// (no copy) that can be handed to another shard.
 pub struct FrameReader<R> {
     socket: R,
+    /// The socket's descriptor, for reads into uninitialized buffer space.
+    fd: RawFd,
     buf: BytesMut,
     max_body: u32,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub fn new(socket: R, max_body: u32) -> Self {
+    pub fn new(socket: R, fd: RawFd, max_body: u32) -> Self {
         FrameReader {
             socket,
+            fd,
             buf: BytesMut::with_capacity(READ_CHUNK),
             max_body,
         }
@@ -90,13 +93,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(READ_CHUNK);
         }
-        let start = self.buf.len();
-        let want = (self.buf.capacity() - start).min(READ_CHUNK);
-        self.buf.resize(start + want, 0);
-        let result = self.socket.read(&mut self.buf[start..]).await;
-        let n = *result.as_ref().unwrap_or(&0);
-        self.buf.truncate(start + n);
-        result.map_err(ReadError::Io)
+        crate::rt::recv::recv_into(&mut self.socket, self.fd, &mut self.buf, READ_CHUNK)
+            .await
+            .map_err(ReadError::Io)
     }
 }
 

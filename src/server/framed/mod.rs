@@ -84,7 +84,7 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream) {
     };
     let in_flight = Rc::new(rt::Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
     let poll_slot = Rc::new(rt::Semaphore::new(1));
-    let mut reader = FrameReader::new(read_half, shard.config.max_frame_size);
+    let mut reader = FrameReader::new(read_half, fd, shard.config.max_frame_size);
     let mut session: Option<Session> = None;
     loop {
         match reader.read_frame().await {
