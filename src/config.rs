@@ -52,6 +52,18 @@ pub struct Config {
     pub consumer_timeout: Duration,
     /// Upper bound on a poll response's size (it always holds at least one item if any).
     pub max_poll_bytes: usize,
+    /// Connections each shard accepts per server (framed, HTTP) before refusing new ones.
+    pub max_connections: usize,
+    /// PRODUCE frames a framed connection may have awaiting acknowledgement before the
+    /// broker stops reading it.
+    pub max_in_flight: u64,
+    /// Connections with no request for this long are closed (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// How long a graceful shutdown waits for connections to finish.
+    pub shutdown_timeout: Duration,
+    /// Produce requests are refused (retryably) while the data directory's filesystem has
+    /// less free space than this; 0 disables the check.
+    pub min_free_space: u64,
     /// Log filter (`info`, `debug`, `shardlog=trace`, …); `RUST_LOG` wins when set.
     pub log: String,
 }
@@ -114,6 +126,22 @@ pub struct Cli {
     /// Largest poll response, e.g. 1MiB [default: 1MiB].
     #[arg(long, env = "SHARDLOG_MAX_POLL_BYTES", value_name = "BYTES")]
     pub max_poll_bytes: Option<String>,
+    /// Connections per shard and server before new ones are refused [default: 10000].
+    #[arg(long, env = "SHARDLOG_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<String>,
+    /// Frames a framed connection may have awaiting acknowledgement [default: 1024].
+    #[arg(long, env = "SHARDLOG_MAX_IN_FLIGHT", value_name = "N")]
+    pub max_in_flight: Option<String>,
+    /// Close connections idle for this long; `off` never closes them [default: 10m].
+    #[arg(long, env = "SHARDLOG_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// How long SIGTERM waits for connections to finish before exiting [default: 30s].
+    #[arg(long, env = "SHARDLOG_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+    /// Refuse produce requests while the data filesystem has less free space than this;
+    /// `0` disables the check [default: 1GiB].
+    #[arg(long, env = "SHARDLOG_MIN_FREE_SPACE", value_name = "BYTES")]
+    pub min_free_space: Option<String>,
     /// Log filter, e.g. info, debug, shardlog=trace [default: info].
     #[arg(long, env = "SHARDLOG_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -138,6 +166,11 @@ struct FileConfig {
     shard_buffer: Option<Scalar>,
     consumer_timeout: Option<Scalar>,
     max_poll_bytes: Option<Scalar>,
+    max_connections: Option<Scalar>,
+    max_in_flight: Option<Scalar>,
+    idle_timeout: Option<Scalar>,
+    shutdown_timeout: Option<Scalar>,
+    min_free_space: Option<Scalar>,
     log: Option<String>,
 }
 
@@ -253,6 +286,28 @@ impl Config {
             Some(s) => parse_size_in("max-poll-bytes", &s, 1 << 10, 1 << 30)? as usize,
             None => 1 << 20,
         };
+        let max_connections = match pick(cli.max_connections, file.max_connections) {
+            Some(s) => parse_int("max-connections", &s, 1, 1_000_000)? as usize,
+            None => 10_000,
+        };
+        let max_in_flight = match pick(cli.max_in_flight, file.max_in_flight) {
+            Some(s) => parse_int("max-in-flight", &s, 1, 65_536)? as u64,
+            None => 1024,
+        };
+        let idle_timeout = match pick(cli.idle_timeout, file.idle_timeout) {
+            Some(s) => parse_optional_duration("idle-timeout", &s)?,
+            None => Some(Duration::from_secs(600)),
+        };
+        let shutdown_timeout = match pick(cli.shutdown_timeout, file.shutdown_timeout) {
+            Some(s) => parse_optional_duration("shutdown-timeout", &s)?
+                .ok_or_else(|| invalid("shutdown-timeout", "must be a positive duration".into()))?,
+            None => Duration::from_secs(30),
+        };
+        let min_free_space = match pick(cli.min_free_space, file.min_free_space) {
+            Some(s) if is_off(&s) => 0,
+            Some(s) => parse_size(&s).map_err(|m| invalid("min-free-space", m))?,
+            None => 1 << 30,
+        };
         let log = cli.log.or(file.log).unwrap_or_else(|| "info".into());
         Ok(Config {
             data_dir,
@@ -269,6 +324,11 @@ impl Config {
             shard_buffer_bytes,
             consumer_timeout,
             max_poll_bytes,
+            max_connections,
+            max_in_flight,
+            idle_timeout,
+            shutdown_timeout,
+            min_free_space,
             log,
         })
     }
@@ -295,6 +355,11 @@ impl Config {
             shard_buffer_bytes: 64 << 20,
             consumer_timeout: Duration::from_secs(120),
             max_poll_bytes: 1 << 20,
+            max_connections: 10_000,
+            max_in_flight: 1024,
+            idle_timeout: Some(Duration::from_secs(600)),
+            shutdown_timeout: Duration::from_secs(30),
+            min_free_space: 0,
             log: "info".into(),
         }
     }

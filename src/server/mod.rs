@@ -2,4 +2,5 @@
 //!
 //! - [`framed`]: the framed binary TCP protocol for producers (PolarStreams-compatible).
 
+pub mod conns;
 pub mod framed;

@@ -6,17 +6,23 @@
 //! - [`writer`]: the group-commit writer of one partition.
 //! - [`read`]: reading a partition on its owning shard, with an optional wait for new data.
 //! - [`notify`]: the shard-local signal that wakes tailing readers.
+//! - [`lifecycle`]: serving → stopping, for graceful shutdown.
+//! - `upkeep`: background work: retention, the free-space check, closing at shutdown.
 
+pub mod lifecycle;
 pub mod msg;
 pub mod notify;
 pub mod read;
 pub mod topics;
+mod upkeep;
+
+pub use upkeep::free_space;
 pub mod writer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures_channel::oneshot;
 use thiserror::Error;
@@ -45,6 +51,10 @@ pub enum ProduceError {
     /// The topic could not be created or loaded.
     #[error("topic: {0}")]
     Topic(String),
+    /// The broker cannot take writes right now (disk nearly full, shutting down); retrying
+    /// later may succeed. Nothing of the request was stored.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// The acknowledgement of a submitted frame, still to come.
@@ -84,7 +94,10 @@ pub struct Shard {
     mesh: Rc<MeshPort<ShardMsg>>,
     /// Bytes of frames read but not yet acknowledged, across the shard's connections.
     pub buffer: Rc<rt::Semaphore>,
-    connections: Cell<usize>,
+    /// Serving or stopping (graceful shutdown).
+    pub lifecycle: lifecycle::Lifecycle,
+    /// Why produce requests are refused for lack of disk space, if they are.
+    disk_low: RefCell<Option<String>>,
     /// The consumer-group coordinator, on shard 0 only.
     coordinator: Option<Rc<Coordinator>>,
 }
@@ -110,7 +123,8 @@ impl Shard {
             config,
             topics: RefCell::new(HashMap::new()),
             mesh: mesh.clone(),
-            connections: Cell::new(0),
+            lifecycle: Default::default(),
+            disk_low: RefCell::new(None),
             coordinator,
         });
         for (name, layout) in topics::load_all(&shard.config.data_dir)? {
@@ -126,6 +140,7 @@ impl Shard {
             c.start(&shard);
         }
         rt::spawn_detached(shard.clone().retention_loop());
+        rt::spawn_detached(shard.clone().disk_space_loop());
         Ok(shard)
     }
 
@@ -258,6 +273,7 @@ impl Shard {
         j: u32,
         frame: ProduceFrame,
     ) -> Result<PendingAck, ProduceError> {
+        self.check_writable()?;
         let (tx, rx) = oneshot::channel();
         let owner = topic.layout.owner(j, self.shards);
         if owner == self.id {
@@ -355,35 +371,6 @@ impl Shard {
                 let _ = reply.send(self.create_topic(&topic).map_err(|e| e.to_string()));
             }
         }
-    }
-
-    async fn retention_loop(self: Rc<Self>) {
-        if self.config.retention_age.is_none() && self.config.retention_bytes.is_none() {
-            return;
-        }
-        loop {
-            rt::sleep(Duration::from_secs(30)).await;
-            let topics: Vec<Rc<TopicState>> = self.topics.borrow().values().cloned().collect();
-            for t in topics {
-                for w in t.owned() {
-                    if let Some(log) = w.log() {
-                        if let Err(e) = log.enforce_retention(SystemTime::now()).await {
-                            tracing::warn!(topic = %t.name, partition = w.partition, error = %e, "retention failed");
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Counts a connection in or out (for limits and metrics).
-    pub fn connection_opened(&self) {
-        self.connections.set(self.connections.get() + 1);
-    }
-
-    pub fn connection_closed(&self) {
-        self.connections
-            .set(self.connections.get().saturating_sub(1));
     }
 }
 

@@ -68,6 +68,8 @@ pub struct PartitionWriter {
     running: Cell<bool>,
     /// Signalled each time a chunk becomes durable, for readers tailing the partition.
     pub appended: LocalNotify,
+    /// Signalled when the writer task has nothing left to write.
+    idle: LocalNotify,
 }
 
 impl PartitionWriter {
@@ -81,6 +83,7 @@ impl PartitionWriter {
             queue: RefCell::new(Vec::new()),
             running: Cell::new(false),
             appended: LocalNotify::default(),
+            idle: LocalNotify::default(),
         }
     }
 
@@ -170,5 +173,13 @@ impl PartitionWriter {
             rt::yield_if_needed().await;
         }
         self.running.set(false);
+        self.idle.notify();
+    }
+
+    /// Waits until every queued frame has been written (or failed).
+    pub async fn wait_idle(&self) {
+        while self.running.get() {
+            self.idle.notified().await;
+        }
     }
 }
