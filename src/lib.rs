@@ -16,6 +16,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod proto;
 pub mod ring;
 pub mod rt;
 pub mod server;
