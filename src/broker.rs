@@ -1,12 +1,12 @@
 //! Starts a broker from a [`Config`]: one pinned shard per CPU, each opening the partitions it
-//! owns and listening on the framed port.
+//! owns and listening on the HTTP and framed ports.
 
 use std::rc::Rc;
 use std::sync::mpsc;
 
 use crate::config::Config;
 use crate::rt::{self, pool};
-use crate::server::framed;
+use crate::server::{framed, http};
 use crate::shard::msg::ShardMsg;
 use crate::shard::Shard;
 
@@ -40,7 +40,9 @@ pub fn run(config: Config) -> Result<(), String> {
                     return;
                 }
             };
-            let listener = match framed::bind(&shard) {
+            // HTTP first: once the framed port answers, the HTTP port is listening too.
+            let listeners = http::bind(&shard).and_then(|h| Ok((h, framed::bind(&shard)?)));
+            let (http_listener, framed_listener) = match listeners {
                 Ok(l) => l,
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -48,7 +50,8 @@ pub fn run(config: Config) -> Result<(), String> {
                 }
             };
             let _ = ready.send(Ok(id));
-            framed::accept_loop(shard, listener).await;
+            rt::spawn_detached(http::accept_loop(shard.clone(), http_listener));
+            framed::accept_loop(shard, framed_listener).await;
         })?);
     }
     drop(ready_tx);
@@ -68,6 +71,7 @@ pub fn run(config: Config) -> Result<(), String> {
     tracing::info!(
         shards = config.shards,
         framed = %config.framed_listen,
+        http = %config.http_listen,
         data_dir = %config.data_dir.display(),
         "shardlog ready"
     );

@@ -1,0 +1,81 @@
+//! The HTTP port (`--http-listen`): HTTP/2 with prior knowledge (gRPC, and the REST routes)
+//! and HTTP/1.1 (curl, Prometheus) on one socket, told apart by the first bytes of the
+//! connection. Like the framed port, every shard binds it (SO_REUSEPORT) and serves the
+//! connections the kernel hands it.
+//!
+//! - [`sniff`]: the HTTP/2 preface check, and replaying the bytes read for it.
+//! - [`h1`]: HTTP/1.1 connections (httparse), keep-alive, limits, timeouts.
+//! - [`h2`]: HTTP/2 connections (the h2 crate); gRPC streams go to [`crate::server::grpc`].
+//! - [`router`]: the plain-HTTP routes, shared by both versions.
+
+pub mod h1;
+pub mod h2;
+pub mod router;
+pub mod sniff;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::AsyncReadExt;
+
+use crate::rt::{self, TcpListener, TcpStream};
+use crate::shard::Shard;
+
+use sniff::{classify, Protocol, Rewind};
+
+/// Largest plain-HTTP request body (both versions).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// How long a new connection may take to send its first bytes.
+const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds the HTTP listener on this shard.
+pub fn bind(shard: &Shard) -> Result<TcpListener, String> {
+    TcpListener::bind(shard.config.http_listen).map_err(|e| {
+        format!(
+            "cannot listen on {} (--http-listen): {e}",
+            shard.config.http_listen
+        )
+    })
+}
+
+/// Accepts connections until the listener fails.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let shard = shard.clone();
+                rt::spawn_detached(async move {
+                    shard.connection_opened();
+                    serve(shard.clone(), stream).await;
+                    shard.connection_closed();
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "HTTP accept failed");
+                rt::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Serves one connection in the protocol its first bytes announce.
+async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(4096);
+    let protocol = loop {
+        if let Some(p) = classify(&buf) {
+            break p;
+        }
+        let mut chunk = [0u8; 1024];
+        match rt::timeout(SNIFF_TIMEOUT, stream.read(&mut chunk)).await {
+            Some(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    };
+    match protocol {
+        Protocol::Http2 => h2::serve(shard, Rewind::new(buf.freeze(), stream)).await,
+        Protocol::Http1 => h1::serve(shard, stream, buf).await,
+    }
+}
