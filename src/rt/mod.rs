@@ -9,6 +9,8 @@
 
 pub mod pool;
 
+pub mod dma;
+
 use std::future::Future;
 use std::time::Duration;
 

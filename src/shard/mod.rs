@@ -4,8 +4,12 @@
 //! - [`msg`]: what shards send each other.
 //! - [`topics`]: persisted topic layouts.
 //! - [`writer`]: the group-commit writer of one partition.
+//! - [`read`]: reading a partition on its owning shard, with an optional wait for new data.
+//! - [`notify`]: the shard-local signal that wakes tailing readers.
 
 pub mod msg;
+pub mod notify;
+pub mod read;
 pub mod topics;
 pub mod writer;
 
@@ -257,7 +261,7 @@ impl Shard {
         }
     }
 
-    fn handle(&self, msg: ShardMsg) {
+    fn handle(self: &Rc<Self>, msg: ShardMsg) {
         match msg {
             ShardMsg::Produce {
                 topic,
@@ -280,6 +284,31 @@ impl Shard {
                         ))));
                     }
                 }
+            }
+            ShardMsg::Read {
+                topic,
+                layout,
+                partition,
+                offset,
+                max_bytes,
+                wait,
+                reply,
+            } => {
+                let state = self.install_topic(&topic, layout);
+                let writer = state
+                    .writers
+                    .get(partition as usize)
+                    .and_then(|w| w.clone());
+                let id = self.id;
+                rt::spawn_detached(async move {
+                    let result = match writer {
+                        Some(w) => read::read_local(&w, offset, max_bytes, wait).await,
+                        None => Err(read::ReadError::Routing(format!(
+                            "shard {id} does not own partition {partition} of '{topic}'"
+                        ))),
+                    };
+                    let _ = reply.send(result);
+                });
             }
             ShardMsg::GetOrCreateTopic { topic, reply } => {
                 let _ = reply.send(self.create_topic(&topic).map_err(|e| e.to_string()));

@@ -52,6 +52,16 @@ pub enum ShardMsg {
         frame: ProduceFrame,
         reply: ProduceReply,
     },
+    /// Read a partition the receiving shard owns (see [`super::read`]).
+    Read {
+        topic: String,
+        layout: TopicLayout,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+        wait: Option<std::time::Duration>,
+        reply: super::read::ReadReply,
+    },
     /// Sent to shard 0, which owns topic creation: the topic's layout, creating it if new.
     GetOrCreateTopic {
         topic: String,

@@ -11,6 +11,7 @@ use crate::rt;
 use crate::storage::{LogConfig, PartitionLog, RecordBatch};
 
 use super::msg::{ProduceAck, ProduceFrame, ProduceReply};
+use super::notify::LocalNotify;
 use super::ProduceError;
 
 /// A frame waiting for its chunk.
@@ -65,6 +66,8 @@ pub struct PartitionWriter {
     log: RefCell<Option<Rc<PartitionLog>>>,
     queue: RefCell<Vec<Pending>>,
     running: Cell<bool>,
+    /// Signalled each time a chunk becomes durable, for readers tailing the partition.
+    pub appended: LocalNotify,
 }
 
 impl PartitionWriter {
@@ -77,6 +80,7 @@ impl PartitionWriter {
             log: RefCell::new(None),
             queue: RefCell::new(Vec::new()),
             running: Cell::new(false),
+            appended: LocalNotify::default(),
         }
     }
 
@@ -143,6 +147,7 @@ impl PartitionWriter {
             };
             match result {
                 Ok(info) => {
+                    self.appended.notify();
                     let mut offset = info.start_offset;
                     for p in batch.frames {
                         let count = p.frame.record_count();

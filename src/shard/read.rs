@@ -1,0 +1,134 @@
+//! Reading a partition: served by the shard that owns it, from storage (which returns chunks
+//! exactly as stored, compressed), optionally waiting for new data like a long poll.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+use futures_lite::future;
+use thiserror::Error;
+
+use crate::rt;
+use crate::storage::StoredChunk;
+
+use super::msg::ShardMsg;
+use super::writer::PartitionWriter;
+use super::{Shard, TopicState};
+
+/// Chunks read from a partition, and its bounds at the time of the read.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    /// Whole chunks; the first may start before the requested offset.
+    pub chunks: Vec<StoredChunk>,
+    /// Earliest offset still available (retention moves it forward).
+    pub start_offset: i64,
+    /// One past the last durable offset.
+    pub end_offset: i64,
+}
+
+/// Why a read failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReadError {
+    #[error(
+        "offset {requested} is no longer available; the earliest available offset is {earliest}"
+    )]
+    OutOfRange { requested: i64, earliest: i64 },
+    #[error("partition {partition} does not exist (the topic has {partitions})")]
+    NoSuchPartition { partition: u32, partitions: u32 },
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("routing: {0}")]
+    Routing(String),
+}
+
+pub type ReadReply = oneshot::Sender<Result<ReadResult, ReadError>>;
+
+impl Shard {
+    /// Reads partition `j` of `topic` from `offset`, at most about `max_bytes` of chunks (at
+    /// least one chunk when any is there). With `wait`, a read at the end waits up to that long
+    /// for new data; an offset past the end also waits.
+    pub async fn read(
+        &self,
+        topic: &TopicState,
+        j: u32,
+        offset: i64,
+        max_bytes: usize,
+        wait: Option<Duration>,
+    ) -> Result<ReadResult, ReadError> {
+        let partitions = topic.layout.partitions();
+        if j >= partitions {
+            return Err(ReadError::NoSuchPartition {
+                partition: j,
+                partitions,
+            });
+        }
+        let owner = topic.layout.owner(j, self.shards);
+        if owner == self.id {
+            let writer = topic.writers[j as usize]
+                .clone()
+                .ok_or_else(|| ReadError::Routing(format!("partition {j} has no writer")))?;
+            return read_local(&writer, offset, max_bytes, wait).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let msg = ShardMsg::Read {
+            topic: topic.name.clone(),
+            layout: topic.layout,
+            partition: j,
+            offset,
+            max_bytes,
+            wait,
+            reply: tx,
+        };
+        self.mesh
+            .send_to(owner, msg)
+            .await
+            .map_err(|_| ReadError::Routing(format!("shard {owner} is not reachable")))?;
+        rx.await
+            .map_err(|_| ReadError::Routing("the owning shard dropped the read".into()))?
+    }
+}
+
+/// Serves a read on the owning shard.
+pub(super) async fn read_local(
+    writer: &Rc<PartitionWriter>,
+    offset: i64,
+    max_bytes: usize,
+    wait: Option<Duration>,
+) -> Result<ReadResult, ReadError> {
+    let log = writer
+        .open()
+        .await
+        .map_err(|e| ReadError::Storage(e.to_string()))?;
+    let deadline = wait.map(|w| Instant::now() + w);
+    loop {
+        // Take the notification before checking, so an append in between is not missed.
+        let appended = writer.appended.notified();
+        let (start_offset, end_offset) = (log.start_offset(), log.next_offset());
+        if offset < start_offset {
+            return Err(ReadError::OutOfRange {
+                requested: offset,
+                earliest: start_offset,
+            });
+        }
+        if offset < end_offset {
+            let chunks = log
+                .read(offset, max_bytes)
+                .await
+                .map_err(|e| ReadError::Storage(e.to_string()))?;
+            return Ok(ReadResult {
+                chunks,
+                start_offset,
+                end_offset,
+            });
+        }
+        let remaining = deadline.and_then(|d| d.checked_duration_since(Instant::now()));
+        let Some(remaining) = remaining.filter(|r| !r.is_zero()) else {
+            return Ok(ReadResult {
+                chunks: Vec::new(),
+                start_offset,
+                end_offset,
+            });
+        };
+        future::or(appended, rt::sleep(remaining)).await;
+    }
+}

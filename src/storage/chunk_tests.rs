@@ -1,0 +1,229 @@
+use super::*;
+use crate::wire::record::{encode_record, Record};
+
+/// A batch as the shard builds it: per message an 8-byte timestamp, then `len | body` taken
+/// from the network frame.
+struct Pieces {
+    ts: Vec<[u8; 8]>,
+    msgs: Vec<Vec<u8>>,
+}
+
+impl Pieces {
+    fn new(n: usize, body_len: usize, seed: u64) -> Pieces {
+        let mut ts = Vec::new();
+        let mut msgs = Vec::new();
+        for i in 0..n {
+            ts.push((1_700_000_000_000_000i64 + i as i64).to_be_bytes());
+            // JSON-ish log lines with some entropy: compress ~3-5x, like real logs.
+            let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
+            let mut pad = String::new();
+            while pad.len() < body_len.saturating_sub(60) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                pad.push_str(["GET /api/", "user=", "ok ", "200 "][(x % 4) as usize]);
+                pad.push_str(&format!("{:x}", x % 4096));
+            }
+            let body = format!(
+                "{{\"seq\":{i},\"seed\":{seed},\"user\":\"user-{}\",\"pad\":\"{pad}\"}}",
+                (i as u64 * 2654435761 + seed) % 1000,
+            );
+            let mut m = (body.len() as u32).to_be_bytes().to_vec();
+            m.extend_from_slice(body.as_bytes());
+            msgs.push(m);
+        }
+        Pieces { ts, msgs }
+    }
+
+    fn contiguous(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.for_each_piece(&mut |p| v.extend_from_slice(p));
+        v
+    }
+}
+
+impl RecordBatch for Pieces {
+    fn record_count(&self) -> u32 {
+        self.msgs.len() as u32
+    }
+    fn raw_len(&self) -> usize {
+        self.msgs.iter().map(|m| m.len() + 8).sum()
+    }
+    fn for_each_piece(&self, f: &mut dyn FnMut(&[u8])) {
+        for (t, m) in self.ts.iter().zip(&self.msgs) {
+            f(t);
+            f(m);
+        }
+    }
+}
+
+#[test]
+fn header_round_trip_and_crc_layout() {
+    let h = ChunkHeader::new(0x0102_0304, 0x1122_3344_5566_7788, 9);
+    let mut b = [0u8; HEADER_LEN];
+    h.encode(&mut b);
+    assert_eq!(
+        &b[..17],
+        &[0, 1, 2, 3, 4, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0, 0, 0, 9]
+    );
+    assert_eq!(&b[17..], &crc32fast::hash(&b[..17]).to_be_bytes());
+    assert_eq!(ChunkHeader::parse(&b).unwrap(), Some(h));
+    assert_eq!(ChunkHeader::parse(&b[..20]).unwrap(), None);
+    for i in 0..HEADER_LEN {
+        let mut bad = b;
+        bad[i] ^= 0x10;
+        assert!(matches!(
+            ChunkHeader::parse(&bad),
+            Err(ChunkError::HeadCrcMismatch { .. })
+        ));
+    }
+}
+
+#[test]
+fn encode_pads_with_0x80_and_decodes_back() {
+    let batch = Pieces::new(50, 100, 1);
+    let mut enc = ChunkEncoder::new(3).unwrap();
+    let mut out = vec![0u8; ChunkEncoder::max_encoded_len(batch.raw_len())];
+    let (h, padded) = enc.encode(42, &batch, &mut out).unwrap();
+    assert_eq!(padded as u64 % ALIGNMENT, 0);
+    assert_eq!(padded as u64, h.padded_len());
+    assert_eq!((h.flags, h.start_offset, h.record_count), (0, 42, 50));
+    assert_eq!(ChunkHeader::parse(&out).unwrap(), Some(h));
+    let end = h.unpadded_len() as usize;
+    assert!(out[end..padded].iter().all(|&b| b == FLAG_ALIGNMENT));
+    let payload = &out[HEADER_LEN..end];
+    assert_eq!(decode_chunk_records(payload).unwrap(), batch.contiguous());
+    assert_eq!(verify_chunk(&h, payload).unwrap(), 1_700_000_000_000_049);
+    let records = decode_chunk_records(payload).unwrap();
+    let recs: Vec<Record> = RecordIter::new(&records).map(|r| r.unwrap()).collect();
+    assert_eq!(recs.len(), 50);
+    assert_eq!(recs[3].timestamp_us, 1_700_000_000_000_003);
+}
+
+#[test]
+fn encoder_is_reused_for_many_chunks_of_all_sizes() {
+    let mut enc = ChunkEncoder::new(1).unwrap();
+    let mut out = Vec::new();
+    // Sizes from one tiny record to batches past the 1 MiB staging limit (streamed).
+    for round in 0..40u64 {
+        let (n, body) = match round {
+            0 => (1, 0),
+            1 => (300, 4000),
+            _ => (
+                1 + (round as usize * 37) % 200,
+                (round as usize * 131) % 3000,
+            ),
+        };
+        let batch = Pieces::new(n, body, round);
+        out.resize(ChunkEncoder::max_encoded_len(batch.raw_len()), 0);
+        let (h, _) = enc.encode(round as i64 * 1000, &batch, &mut out).unwrap();
+        let payload = &out[HEADER_LEN..h.unpadded_len() as usize];
+        assert_eq!(decode_chunk_records(payload).unwrap(), batch.contiguous());
+        verify_chunk(&h, payload).unwrap();
+    }
+}
+
+#[test]
+fn bad_payloads_are_refused() {
+    let mut rb = RecordBuf::default();
+    rb.push(1, b"hello");
+    rb.push(2, b"world");
+    let mut enc = ChunkEncoder::new(3).unwrap();
+    let mut out = vec![0u8; ChunkEncoder::max_encoded_len(rb.raw_len())];
+    let (h, _) = enc.encode(0, &rb, &mut out).unwrap();
+    let payload = out[HEADER_LEN..h.unpadded_len() as usize].to_vec();
+    for i in 0..payload.len() {
+        let mut bad = payload.clone();
+        bad[i] ^= 0x01;
+        assert!(verify_chunk(&h, &bad).is_err(), "flip at {i} accepted");
+    }
+    let wrong = ChunkHeader::new(h.length, 0, 3);
+    assert!(matches!(
+        verify_chunk(&wrong, &payload),
+        Err(ChunkError::RecordCount { .. })
+    ));
+    let plain = zstd::bulk::compress(&rb.bytes, 3).unwrap();
+    assert_eq!(
+        decode_chunk_records(&plain),
+        Err(ChunkError::BadFrame("no content checksum"))
+    );
+    assert_eq!(
+        enc.encode(0, &RecordBuf::default(), &mut out),
+        Err(ChunkError::Empty)
+    );
+}
+
+#[test]
+fn record_buf_matches_wire_record_encoding() {
+    let mut rb = RecordBuf::default();
+    rb.push(7, b"abc");
+    let mut v = Vec::new();
+    encode_record(7, b"abc", &mut v);
+    assert_eq!(rb.bytes, v);
+}
+
+/// `cargo test --release --lib bench_encoder -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_encoder() {
+    use std::time::Instant;
+    for (n, body) in [(16, 100), (1000, 200), (4000, 100), (200, 2000)] {
+        let batches: Vec<Pieces> = (0..8).map(|s| Pieces::new(n, body, s)).collect();
+        let raw: usize = batches.iter().map(|b| b.raw_len()).sum();
+        let iters = (64 << 20) / raw + 1;
+        let mut out = vec![0u8; ChunkEncoder::max_encoded_len(raw)];
+        let level = 1;
+        let mut cctx = CCtx::create();
+        cctx.set_parameter(CParameter::ChecksumFlag(true)).unwrap();
+        cctx.set_parameter(CParameter::CompressionLevel(level))
+            .unwrap();
+        let flat: Vec<Vec<u8>> = batches.iter().map(|b| b.contiguous()).collect();
+        let t = Instant::now();
+        for _ in 0..iters {
+            for f in &flat {
+                cctx.compress2(&mut out[..], f).unwrap();
+            }
+        }
+        let one_shot = t.elapsed();
+        let mut enc = ChunkEncoder::new(level).unwrap();
+        let t = Instant::now();
+        for _ in 0..iters {
+            for b in &batches {
+                enc.encode(0, b, &mut out).unwrap();
+            }
+        }
+        let staged = t.elapsed();
+        // Feeding every piece straight into the stream.
+        let t = Instant::now();
+        for _ in 0..iters {
+            for b in &batches {
+                cctx.reset(zstd_safe::ResetDirective::SessionOnly).unwrap();
+                cctx.set_pledged_src_size(Some(b.raw_len() as u64)).unwrap();
+                let mut o = OutBuffer::around(&mut out[..]);
+                b.for_each_piece(&mut |p| {
+                    let mut i = InBuffer::around(p);
+                    while i.pos() < p.len() {
+                        cctx.compress_stream2(&mut o, &mut i, ZSTD_EndDirective::ZSTD_e_continue)
+                            .unwrap();
+                    }
+                });
+                let mut i = InBuffer::around(&[]);
+                while cctx
+                    .compress_stream2(&mut o, &mut i, ZSTD_EndDirective::ZSTD_e_end)
+                    .unwrap()
+                    != 0
+                {}
+            }
+        }
+        let direct = t.elapsed();
+        let mbs = |d: std::time::Duration| (raw * iters) as f64 / d.as_secs_f64() / 1e6;
+        println!(
+            "{n} msgs x {body} B: one-shot {:.0} MB/s, staged {:.0} MB/s ({:.0}%), direct pieces {:.0} MB/s ({:.0}%)",
+            mbs(one_shot),
+            mbs(staged),
+            100.0 * mbs(staged) / mbs(one_shot),
+            mbs(direct),
+            100.0 * mbs(direct) / mbs(one_shot),
+        );
+    }
+}

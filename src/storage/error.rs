@@ -1,0 +1,49 @@
+//! The storage layer's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::chunk::ChunkError;
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The log stopped accepting writes after a write or fdatasync error. Never cleared while
+    /// the log is open: the failed chunk may or may not be on disk, so nothing is acknowledged
+    /// after it; reopening the log runs recovery, which settles the question.
+    #[error("partition log refuses writes: {reason}")]
+    Failed { reason: String },
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    /// Retention removed the offset (or it is negative): the log starts at `start`.
+    #[error("offset {requested} is not stored: the partition starts at offset {start} (older segments were removed by retention)")]
+    OffsetBeforeStart { requested: i64, start: i64 },
+    #[error(
+        "{path} needs O_DIRECT alignment {need}, which does not divide the chunk alignment {chunk}"
+    )]
+    Alignment {
+        path: PathBuf,
+        need: u64,
+        chunk: u64,
+    },
+    #[error("invalid log configuration: {0}")]
+    Config(String),
+}
+
+impl StorageError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> StorageError {
+        let path = path.into();
+        move |source| StorageError::Io { op, path, source }
+    }
+}

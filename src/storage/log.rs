@@ -1,0 +1,353 @@
+//! [`PartitionLog`]: one partition's segments, appended by one writer, read by many.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::chunk::{ChunkEncoder, RecordBatch, ALIGNMENT};
+use super::index::{IndexEntry, FLUSH_EVERY};
+use super::io::{DmaBuf, SegmentFile, SegmentFs};
+use super::recovery::{list_segments, open_segment};
+use super::segment::{create_segment, Segment};
+use super::StorageError;
+use crate::rt::dma::DmaFs;
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After the chunk is written and `fdatasync`ed: survives power loss.
+    Fsync,
+    /// After the chunk is written (O_DIRECT, so it reached the device, but the device cache
+    /// and file metadata may not be durable): survives a process crash.
+    Write,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A segment is rolled before a write that would make it larger than this.
+    pub segment_size: u64,
+    pub durability: Durability,
+    pub zstd_level: i32,
+    /// Closed segments whose last append is older than this are deleted.
+    pub retention_age: Option<Duration>,
+    /// Closed segments are deleted, oldest first, while all segments together exceed this.
+    pub retention_bytes: Option<u64>,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            segment_size: 1 << 30,
+            durability: Durability::Fsync,
+            zstd_level: 3,
+            retention_age: None,
+            retention_bytes: None,
+        }
+    }
+}
+
+/// What recovery found when the log was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    /// Chunks whose header (and, in the last segment, payload) was checked.
+    pub chunks_verified: u64,
+    /// Bytes cut from the end of the last segment (an incomplete last write).
+    pub torn_bytes_cut: u64,
+    /// Bad chunks followed by good ones (or bad ends of closed segments): never served.
+    pub corrupt_chunks: u64,
+    /// Segments whose index file was missing or wrong and was rewritten.
+    pub index_rebuilt: u64,
+    pub next_offset: i64,
+}
+
+/// The result of a successful (durable) append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub start_offset: i64,
+    pub record_count: u32,
+    /// Bytes the chunk takes in the file, padding included.
+    pub chunk_len: u64,
+    /// Bytes of the compressed payload.
+    pub payload_len: u32,
+    /// The segment (its base offset) the chunk went into.
+    pub segment: i64,
+}
+
+/// One chunk as stored: `payload` is exactly the zstd frame, ready for a poll response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    pub start_offset: i64,
+    pub record_count: u32,
+    pub payload: bytes::Bytes,
+}
+
+impl StoredChunk {
+    pub fn end_offset(&self) -> i64 {
+        self.start_offset + i64::from(self.record_count)
+    }
+}
+
+pub(crate) struct LogState<T> {
+    /// Oldest first; never empty; the back one is the active segment.
+    pub segments: VecDeque<Segment<T>>,
+    pub failed: Option<String>,
+    /// Chunks skipped by reads because their header failed its CRC.
+    pub read_skipped: u64,
+}
+
+/// The log of one partition. `!Send`: it lives on its shard.
+///
+/// Appends come from ONE writer task at a time (the shard's group-commit writer), which is
+/// debug-asserted; reads and retention may run concurrently with an append. No `RefCell`
+/// borrow is held across an `.await`.
+pub struct PartitionLog<F: SegmentFs = DmaFs> {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) fs: F,
+    pub(crate) state: RefCell<LogState<F::File>>,
+    encoder: RefCell<ChunkEncoder>,
+    appending: Cell<bool>,
+}
+
+/// Clears the one-writer flag even when the append future is dropped.
+struct WriterGuard<'a>(&'a Cell<bool>);
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+impl PartitionLog<DmaFs> {
+    /// Opens (creating if needed) the log in `dir` on DMA files, and recovers it.
+    pub async fn open(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+    ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
+        PartitionLog::open_with(DmaFs, dir, config).await
+    }
+}
+
+impl<F: SegmentFs> PartitionLog<F> {
+    /// Opens the log in `dir` on the file system `fs`, and recovers it.
+    pub async fn open_with(
+        fs: F,
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+    ) -> Result<(PartitionLog<F>, RecoveryReport), StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        if config.segment_size < ALIGNMENT {
+            return Err(StorageError::Config(format!(
+                "segment_size {} is smaller than the chunk alignment {ALIGNMENT}",
+                config.segment_size
+            )));
+        }
+        let encoder = ChunkEncoder::new(config.zstd_level)?;
+        std::fs::create_dir_all(&dir).map_err(StorageError::io("creating", &dir))?;
+        let mut report = RecoveryReport::default();
+        let mut segments = VecDeque::new();
+        let bases = list_segments(&dir)?;
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let seg = open_segment(&fs, &dir, base, last, &mut report).await?;
+            if let Some(prev) = segments.back().map(|s: &Segment<F::File>| s.next_offset) {
+                if prev != base {
+                    tracing::warn!(dir = %dir.display(), prev_end = prev, base,
+                        "segments are not contiguous: offsets in between are lost");
+                }
+            }
+            segments.push_back(seg);
+        }
+        if segments.is_empty() {
+            segments.push_back(create_segment(&fs, &dir, 0, config.durability).await?);
+        }
+        report.segments = segments.len();
+        report.next_offset = segments.back().map_or(0, |s| s.next_offset);
+        let log = PartitionLog {
+            dir,
+            config,
+            fs,
+            state: RefCell::new(LogState {
+                segments,
+                failed: None,
+                read_skipped: 0,
+            }),
+            encoder: RefCell::new(encoder),
+            appending: Cell::new(false),
+        };
+        Ok((log, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// The offset the next record will get: everything before it is durable.
+    pub fn next_offset(&self) -> i64 {
+        let st = self.state.borrow();
+        st.segments.back().map_or(0, |s| s.next_offset)
+    }
+
+    /// The earliest offset still stored (retention removes whole segments before it).
+    pub fn start_offset(&self) -> i64 {
+        let st = self.state.borrow();
+        st.segments.front().map_or(0, |s| s.base)
+    }
+
+    /// Why the log refuses writes, if it does.
+    pub fn failure(&self) -> Option<String> {
+        self.state.borrow().failed.clone()
+    }
+
+    /// Chunks reads have skipped because their head CRC failed.
+    pub fn read_skipped_chunks(&self) -> u64 {
+        self.state.borrow().read_skipped
+    }
+
+    /// Compresses `batch` into one chunk, writes it at the end of the active segment (rolling
+    /// first if it would not fit), makes it durable per [`Durability`], and only then makes it
+    /// visible to readers and returns.
+    ///
+    /// A write or fdatasync error is never retried: the log becomes failed, and this and every
+    /// later append return [`StorageError::Failed`]. Bad input (an empty batch, a batch whose
+    /// pieces do not add up) returns [`StorageError::Chunk`] and leaves the log usable.
+    pub async fn append(&self, batch: &dyn RecordBatch) -> Result<AppendInfo, StorageError> {
+        debug_assert!(
+            !self.appending.get(),
+            "PartitionLog::append called by two writers at once"
+        );
+        self.appending.set(true);
+        let _guard = WriterGuard(&self.appending);
+        let (file, start, end_pos) = {
+            let st = self.state.borrow();
+            if let Some(reason) = &st.failed {
+                return Err(StorageError::Failed {
+                    reason: reason.clone(),
+                });
+            }
+            let seg = st.segments.back().expect("the log always has a segment");
+            (seg.file.clone(), seg.next_offset, seg.end_pos)
+        };
+        let mut buf = file.alloc_buf(ChunkEncoder::max_encoded_len(batch.raw_len()));
+        let (header, len) = self
+            .encoder
+            .borrow_mut()
+            .encode(start, batch, buf.as_bytes_mut())?;
+        buf.trim_to_size(len);
+        let (file, pos, path) = if end_pos > 0 && end_pos + len as u64 > self.config.segment_size {
+            self.roll(start).await?
+        } else {
+            let st = self.state.borrow();
+            let seg = st.segments.back().expect("the log always has a segment");
+            (file, end_pos, seg.path.clone())
+        };
+        let offsets = start..header.end_offset();
+        match file.write_at(buf, pos).await {
+            Ok(n) if n == len => {}
+            Ok(n) => {
+                return Err(self.fail(format!(
+                    "short write to {} at position {pos}: {n} of {len} bytes (offsets {offsets:?} \
+                     not acknowledged; the partition takes no more writes until it is reopened)",
+                    path.display()
+                )))
+            }
+            Err(e) => {
+                return Err(self.fail(format!(
+                    "write to {} at position {pos} failed: {e} (offsets {offsets:?} not \
+                     acknowledged; the partition takes no more writes until it is reopened)",
+                    path.display()
+                )))
+            }
+        }
+        if self.config.durability == Durability::Fsync {
+            if let Err(e) = file.fdatasync().await {
+                return Err(self.fail(format!(
+                    "fdatasync of {} failed: {e} (offsets {offsets:?} not acknowledged; after a \
+                     failed fdatasync the page state is unknown, so the partition takes no more \
+                     writes until it is reopened and recovered)",
+                    path.display()
+                )));
+            }
+        }
+        let mut st = self.state.borrow_mut();
+        let seg = st
+            .segments
+            .back_mut()
+            .expect("the log always has a segment");
+        debug_assert_eq!(seg.next_offset, start);
+        seg.entries.push(IndexEntry { offset: start, pos });
+        seg.end_pos = pos + len as u64;
+        seg.next_offset = header.end_offset();
+        seg.last_append = SystemTime::now();
+        if seg.index.pending(&seg.entries) >= FLUSH_EVERY {
+            seg.flush_index();
+        }
+        Ok(AppendInfo {
+            start_offset: start,
+            record_count: header.record_count,
+            chunk_len: len as u64,
+            payload_len: header.length,
+            segment: seg.base,
+        })
+    }
+
+    /// Seals the active segment and starts a new one at `base`. Returns the new file, the
+    /// write position (0) and its path.
+    async fn roll(&self, base: i64) -> Result<(std::rc::Rc<F::File>, u64, PathBuf), StorageError> {
+        let (old, old_path) = {
+            let mut st = self.state.borrow_mut();
+            let seg = st
+                .segments
+                .back_mut()
+                .expect("the log always has a segment");
+            seg.flush_index();
+            (seg.file.clone(), seg.path.clone())
+        };
+        if let Err(e) = old.fdatasync().await {
+            return Err(self.fail(format!(
+                "fdatasync of {} while sealing it failed: {e}",
+                old_path.display()
+            )));
+        }
+        let seg = match create_segment(&self.fs, &self.dir, base, self.config.durability).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.fail(format!("could not start a new segment: {e}"))),
+        };
+        let out = (seg.file.clone(), 0, seg.path.clone());
+        self.state.borrow_mut().segments.push_back(seg);
+        Ok(out)
+    }
+
+    /// Marks the log failed (the first reason wins) and returns the error for the caller.
+    fn fail(&self, reason: String) -> StorageError {
+        tracing::error!(dir = %self.dir.display(), %reason, "partition log failed");
+        let mut st = self.state.borrow_mut();
+        let reason = st.failed.get_or_insert(reason).clone();
+        StorageError::Failed { reason }
+    }
+
+    /// Writes pending index entries and closes the files.
+    pub async fn close(self) -> Result<(), StorageError> {
+        let segments = {
+            let mut st = self.state.borrow_mut();
+            for seg in st.segments.iter_mut() {
+                seg.flush_index();
+            }
+            std::mem::take(&mut st.segments)
+        };
+        for seg in segments {
+            if let Ok(file) = std::rc::Rc::try_unwrap(seg.file) {
+                file.close()
+                    .await
+                    .map_err(StorageError::io("closing", &seg.path))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,327 @@
+//! Recovery of one segment at open: walk its chunks, find where the good ones end, skip
+//! corrupt ones, and cut a torn tail. The rules are in the module docs of [`super`].
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::chunk::{verify_chunk, ChunkHeader, ALIGNMENT, FLAG_ALIGNMENT, HEADER_LEN};
+use super::index::IndexFile;
+use super::index::{parse_valid_prefix, IndexEntry};
+use super::io::{DmaBuf, SegmentFile, SegmentFs};
+use super::log::RecoveryReport;
+use super::segment::{
+    check_alignment, index_file_name, log_file_name, parse_log_file_name, Segment,
+};
+use super::StorageError;
+
+/// Bytes read at a time while walking a segment.
+const READ_AHEAD: u64 = 1 << 20;
+/// Index entries tried from the back before the index is given up and rebuilt from 0.
+const INDEX_TRIES: usize = 16;
+
+/// What a walk of one segment found.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentScan {
+    pub entries: Vec<IndexEntry>,
+    /// End of the last good chunk, padding included.
+    pub end_pos: u64,
+    pub next_offset: i64,
+    pub file_len: u64,
+    pub chunks_verified: u64,
+    pub corrupt_chunks: u64,
+    /// The file's bytes past `end_pos` hold no good chunk (torn tail, or garbage).
+    pub tail_garbage: bool,
+    /// The last good chunk is whole but its padding was cut: the file ends inside it.
+    pub padding_cut: bool,
+    /// The stored index did not describe the segment.
+    pub index_stale: bool,
+}
+
+/// Reads a file through a window of up to [`READ_AHEAD`] bytes.
+struct Window<'a, T> {
+    file: &'a T,
+    path: &'a Path,
+    file_len: u64,
+    start: u64,
+    data: Bytes,
+}
+
+impl<T: SegmentFile> Window<'_, T> {
+    /// `len` bytes at `pos`, or `None` if the file ends before.
+    async fn get(&mut self, pos: u64, len: usize) -> Result<Option<Bytes>, StorageError> {
+        let end = pos + len as u64;
+        if end > self.file_len {
+            return Ok(None);
+        }
+        if pos < self.start || end > self.start + self.data.len() as u64 {
+            let at = pos - pos % ALIGNMENT;
+            let want = READ_AHEAD.max(end - at).min(self.file_len - at);
+            self.data = self
+                .file
+                .read_at(at, want as usize)
+                .await
+                .map_err(StorageError::io("reading", self.path))?;
+            self.start = at;
+            if end > self.start + self.data.len() as u64 {
+                return Ok(None);
+            }
+        }
+        let rel = (pos - self.start) as usize;
+        Ok(Some(self.data.slice(rel..rel + len)))
+    }
+}
+
+/// Why a chunk is not accepted.
+type Verdict = Result<ChunkHeader, String>;
+
+/// Checks the chunk at `pos`: head CRC, flags, a start offset accepted by `offset_ok`, at least
+/// one record, a payload inside the file and, if `verify`, a payload that decompresses with a
+/// valid checksum to exactly its records.
+async fn check_at<T: SegmentFile>(
+    w: &mut Window<'_, T>,
+    pos: u64,
+    offset_ok: &dyn Fn(i64) -> bool,
+    verify: bool,
+) -> Result<Verdict, StorageError> {
+    let Some(hb) = w.get(pos, HEADER_LEN).await? else {
+        return Ok(Err("file ends inside the header".into()));
+    };
+    let h = match ChunkHeader::parse(&hb) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Ok(Err("file ends inside the header".into())),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    if h.flags != 0 {
+        return Ok(Err(format!("flags {:#04x}", h.flags)));
+    }
+    if !offset_ok(h.start_offset) {
+        return Ok(Err(format!("unexpected start offset {}", h.start_offset)));
+    }
+    if h.record_count == 0 {
+        return Ok(Err("no records".into()));
+    }
+    if pos + h.unpadded_len() > w.file_len {
+        return Ok(Err(format!(
+            "payload of {} bytes runs past the end of the file",
+            h.length
+        )));
+    }
+    if verify {
+        let Some(payload) = w.get(pos + HEADER_LEN as u64, h.length as usize).await? else {
+            return Ok(Err("file ends inside the payload".into()));
+        };
+        if let Err(e) = verify_chunk(&h, &payload) {
+            return Ok(Err(e.to_string()));
+        }
+    }
+    Ok(Ok(h))
+}
+
+/// Walks the segment `file` whose first offset is `base`. Sealed segments (`full_verify`
+/// false) trust the longest plausible prefix of `index` up to an entry whose header checks,
+/// and head-CRC-walk from there; the last segment is walked from 0 and every payload verified.
+pub(crate) async fn scan_segment<T: SegmentFile>(
+    file: &T,
+    path: &Path,
+    base: i64,
+    index: Option<&[u8]>,
+    full_verify: bool,
+) -> Result<SegmentScan, StorageError> {
+    let file_len = file
+        .file_size()
+        .await
+        .map_err(StorageError::io("reading the size of", path))?;
+    let mut w = Window {
+        file,
+        path,
+        file_len,
+        start: 0,
+        data: Bytes::new(),
+    };
+    let stored = index.map(|b| parse_valid_prefix(b, base, file_len));
+    let mut entries = Vec::new();
+    let (mut pos, mut expected) = (0u64, base);
+    if !full_verify {
+        entries = stored.clone().unwrap_or_default();
+        let mut tries = 0;
+        while let Some(last) = entries.pop() {
+            let want = last.offset;
+            if let Ok(_h) = check_at(&mut w, last.pos, &|o| o == want, false).await? {
+                (pos, expected) = (last.pos, last.offset);
+                break;
+            }
+            tries += 1;
+            if tries == INDEX_TRIES {
+                entries.clear();
+            }
+        }
+    }
+    let mut scan = SegmentScan {
+        file_len,
+        ..SegmentScan::default()
+    };
+    while pos < file_len {
+        let exp = expected;
+        match check_at(&mut w, pos, &|o| o == exp, full_verify).await? {
+            Ok(h) => {
+                scan.chunks_verified += 1;
+                entries.push(IndexEntry {
+                    offset: h.start_offset,
+                    pos,
+                });
+                expected = h.end_offset();
+                if pos + h.padded_len() > file_len {
+                    scan.padding_cut = true;
+                }
+                pos += h.padded_len();
+            }
+            Err(why) => match find_next(&mut w, pos + ALIGNMENT, expected, full_verify).await? {
+                Some((p, h)) => {
+                    tracing::warn!(path = %path.display(), pos, reason = %why,
+                            skipped_offsets = ?(expected..h.start_offset),
+                            "corrupt chunk in the middle of a segment: it will not be served");
+                    scan.corrupt_chunks += 1;
+                    (pos, expected) = (p, h.start_offset);
+                }
+                None => {
+                    tracing::warn!(path = %path.display(), pos, reason = %why,
+                            "no good chunk after this position: the segment ends here");
+                    scan.tail_garbage = true;
+                    break;
+                }
+            },
+        }
+    }
+    scan.end_pos = pos.min(file_len.next_multiple_of(ALIGNMENT));
+    scan.next_offset = expected;
+    scan.index_stale = stored.as_deref() != Some(entries.as_slice())
+        || index.is_some_and(|b| b.len() != entries.len() * super::index::ENTRY_LEN);
+    scan.entries = entries;
+    Ok(scan)
+}
+
+/// The first aligned position at or after `from` that holds an acceptable chunk starting
+/// after `expected`.
+async fn find_next<T: SegmentFile>(
+    w: &mut Window<'_, T>,
+    from: u64,
+    expected: i64,
+    verify: bool,
+) -> Result<Option<(u64, ChunkHeader)>, StorageError> {
+    let mut p = from;
+    while p + HEADER_LEN as u64 <= w.file_len {
+        let Some(first) = w.get(p, 1).await? else {
+            break;
+        };
+        if first[0] != FLAG_ALIGNMENT {
+            if let Ok(h) = check_at(w, p, &|o| o > expected, verify).await? {
+                return Ok(Some((p, h)));
+            }
+        }
+        p += ALIGNMENT;
+    }
+    Ok(None)
+}
+
+/// Makes the last segment end exactly after its last good chunk: cuts a torn tail, or
+/// restores the 0x80 padding of a last chunk whose padding was cut. Syncs the file. Returns
+/// the bytes cut.
+pub(crate) async fn repair_tail<T: SegmentFile>(
+    file: &T,
+    path: &Path,
+    scan: &SegmentScan,
+) -> Result<u64, StorageError> {
+    let mut cut = 0;
+    if scan.padding_cut {
+        // The chunk's header and payload are whole: rewrite its last block with the padding.
+        let block = scan.end_pos - ALIGNMENT;
+        let have = file
+            .read_at(block, ALIGNMENT as usize)
+            .await
+            .map_err(StorageError::io("reading", path))?;
+        let mut buf = file.alloc_buf(ALIGNMENT as usize);
+        let b = buf.as_bytes_mut();
+        b[..have.len()].copy_from_slice(&have);
+        b[have.len()..].fill(FLAG_ALIGNMENT);
+        let n = file
+            .write_at(buf, block)
+            .await
+            .map_err(StorageError::io("repairing the padding of", path))?;
+        if n != ALIGNMENT as usize {
+            return Err(StorageError::Failed {
+                reason: format!(
+                    "short write while repairing the padding of {}",
+                    path.display()
+                ),
+            });
+        }
+    } else if scan.file_len > scan.end_pos {
+        cut = scan.file_len - scan.end_pos;
+        tracing::warn!(path = %path.display(), at = scan.end_pos, bytes = cut,
+            "cutting a torn tail");
+        file.truncate(scan.end_pos)
+            .await
+            .map_err(StorageError::io("truncating", path))?;
+    } else {
+        return Ok(0);
+    }
+    file.fdatasync()
+        .await
+        .map_err(StorageError::io("syncing", path))?;
+    Ok(cut)
+}
+
+/// Base offsets of the segment files in `dir`, ascending.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(StorageError::io("listing", dir))? {
+        let entry = entry.map_err(StorageError::io("listing", dir))?;
+        if let Some(base) = entry.file_name().to_str().and_then(parse_log_file_name) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Opens and recovers one existing segment.
+pub(crate) async fn open_segment<F: SegmentFs>(
+    fs: &F,
+    dir: &Path,
+    base: i64,
+    last: bool,
+    report: &mut RecoveryReport,
+) -> Result<Segment<F::File>, StorageError> {
+    let path = dir.join(log_file_name(base));
+    let file = fs
+        .open(&path)
+        .await
+        .map_err(StorageError::io("opening", &path))?;
+    check_alignment(&file, &path)?;
+    let index_path = dir.join(index_file_name(base));
+    let index = std::fs::read(&index_path).ok();
+    let scan = scan_segment(&file, &path, base, index.as_deref(), last).await?;
+    report.chunks_verified += scan.chunks_verified;
+    report.corrupt_chunks += scan.corrupt_chunks;
+    if last {
+        report.torn_bytes_cut += repair_tail(&file, &path, &scan).await?;
+    } else if scan.tail_garbage {
+        tracing::warn!(path = %path.display(), "closed segment ends with bytes that are no chunk");
+        report.corrupt_chunks += 1;
+    }
+    let mtime = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| SystemTime::now());
+    let mut seg = Segment::new(dir, base, file, mtime);
+    seg.index = IndexFile::new(index_path, scan.entries.len());
+    seg.entries = scan.entries;
+    seg.end_pos = scan.end_pos;
+    seg.next_offset = scan.next_offset;
+    if scan.index_stale {
+        report.index_rebuilt += 1;
+        seg.index.rewrite(&seg.entries);
+    }
+    Ok(seg)
+}

@@ -1,0 +1,131 @@
+//! One segment: a file of chunks named by its first offset, its in-memory index, and the
+//! positions the log has made durable in it.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use super::chunk::ALIGNMENT;
+use super::index::{IndexEntry, IndexFile};
+use super::io::{SegmentFile, SegmentFs};
+use super::log::Durability;
+use super::StorageError;
+
+/// `00000000000000000042.log` for base offset 42.
+pub fn log_file_name(base: i64) -> String {
+    format!("{base:020}.log")
+}
+
+/// `00000000000000000042.index` for base offset 42.
+pub fn index_file_name(base: i64) -> String {
+    format!("{base:020}.index")
+}
+
+/// The base offset of a segment file name (`20 digits` + `.log`), if it is one.
+pub fn parse_log_file_name(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+pub(crate) struct Segment<T> {
+    /// Offset of the first record (the file's name).
+    pub base: i64,
+    pub path: PathBuf,
+    pub file: Rc<T>,
+    /// One entry per servable chunk, in file order. Chunks found corrupt are absent.
+    pub entries: Vec<IndexEntry>,
+    pub index: IndexFile,
+    /// End of the last servable chunk, padding included: where the next chunk goes. Only
+    /// durable bytes lie before it.
+    pub end_pos: u64,
+    /// The offset after the last servable record.
+    pub next_offset: i64,
+    /// When a chunk was last appended (the file's mtime for segments found at open).
+    pub last_append: SystemTime,
+}
+
+impl<T> Segment<T> {
+    pub fn new(dir: &Path, base: i64, file: T, last_append: SystemTime) -> Segment<T> {
+        Segment {
+            base,
+            path: dir.join(log_file_name(base)),
+            file: Rc::new(file),
+            entries: Vec::new(),
+            index: IndexFile::new(dir.join(index_file_name(base)), 0),
+            end_pos: 0,
+            next_offset: base,
+            last_append,
+        }
+    }
+
+    /// Index (into `entries`) of the chunk that holds `offset` or, in a hole, the chunk before
+    /// it; `None` when `offset` is before the first chunk.
+    pub fn entry_for(&self, offset: i64) -> Option<usize> {
+        self.entries
+            .partition_point(|e| e.offset <= offset)
+            .checked_sub(1)
+    }
+
+    /// Where the chunk of entry `i` ends, at the latest (padding and any corrupt bytes after
+    /// it included).
+    pub fn extent_end(&self, i: usize) -> u64 {
+        self.entries.get(i + 1).map_or(self.end_pos, |e| e.pos)
+    }
+
+    pub fn flush_index(&mut self) {
+        self.index.flush(&self.entries);
+    }
+}
+
+/// Creates an empty segment at `base` (and makes its name durable when fsyncing).
+pub(crate) async fn create_segment<F: SegmentFs>(
+    fs: &F,
+    dir: &Path,
+    base: i64,
+    durability: Durability,
+) -> Result<Segment<F::File>, StorageError> {
+    let path = dir.join(log_file_name(base));
+    let file = fs
+        .create(&path)
+        .await
+        .map_err(StorageError::io("creating", &path))?;
+    check_alignment(&file, &path)?;
+    if durability == Durability::Fsync {
+        fs.sync_dir(dir)
+            .await
+            .map_err(StorageError::io("syncing the directory", dir))?;
+    }
+    let mut seg = Segment::new(dir, base, file, SystemTime::now());
+    seg.index.rewrite(&[]);
+    Ok(seg)
+}
+
+pub(crate) fn check_alignment<T: SegmentFile>(file: &T, path: &Path) -> Result<(), StorageError> {
+    let need = file.alignment().max(1);
+    if !ALIGNMENT.is_multiple_of(need) {
+        return Err(StorageError::Alignment {
+            path: path.to_path_buf(),
+            need,
+            chunk: ALIGNMENT,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(log_file_name(42), "00000000000000000042.log");
+        assert_eq!(index_file_name(0), "00000000000000000000.index");
+        assert_eq!(parse_log_file_name("00000000000000000042.log"), Some(42));
+        assert_eq!(parse_log_file_name("0000000000000000042.log"), None);
+        assert_eq!(parse_log_file_name("00000000000000000042.index"), None);
+        assert_eq!(parse_log_file_name("0000000000000000004x.log"), None);
+    }
+}

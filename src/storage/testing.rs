@@ -1,0 +1,142 @@
+//! A fault-injecting [`SegmentFs`] for tests: wraps a real one and makes the Nth write fail or
+//! come back short, or the Nth fdatasync fail, without a bad disk.
+
+use std::cell::Cell;
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::io::{DmaBuf, SegmentFile, SegmentFs};
+
+/// The faults to inject, shared by the fs and every file it opens. Counters start at 1 and
+/// count calls from the moment a fault is armed.
+#[derive(Debug, Default)]
+pub struct Faults {
+    writes: Cell<u64>,
+    syncs: Cell<u64>,
+    fail_write: Cell<Option<u64>>,
+    short_write: Cell<Option<u64>>,
+    fail_sync: Cell<Option<u64>>,
+}
+
+impl Faults {
+    /// The `n`th write from now fails with EIO (1 = the next one).
+    pub fn fail_write(&self, n: u64) {
+        self.fail_write.set(Some(self.writes.get() + n));
+    }
+    /// The `n`th write from now writes only its first half (aligned down) and reports that.
+    pub fn short_write(&self, n: u64) {
+        self.short_write.set(Some(self.writes.get() + n));
+    }
+    /// The `n`th fdatasync from now fails with EIO.
+    pub fn fail_sync(&self, n: u64) {
+        self.fail_sync.set(Some(self.syncs.get() + n));
+    }
+    pub fn writes(&self) -> u64 {
+        self.writes.get()
+    }
+    pub fn syncs(&self) -> u64 {
+        self.syncs.get()
+    }
+}
+
+fn injected(what: &str) -> io::Error {
+    io::Error::other(format!("injected {what} fault"))
+}
+
+/// Wraps `F`, consulting the shared [`Faults`].
+#[derive(Debug, Clone, Default)]
+pub struct FaultyFs<F> {
+    pub inner: F,
+    pub faults: Rc<Faults>,
+}
+
+impl<F: SegmentFs> FaultyFs<F> {
+    pub fn new(inner: F) -> FaultyFs<F> {
+        FaultyFs {
+            inner,
+            faults: Rc::default(),
+        }
+    }
+}
+
+/// A file of a [`FaultyFs`].
+#[derive(Debug)]
+pub struct FaultyFile<T> {
+    inner: T,
+    faults: Rc<Faults>,
+}
+
+impl<F: SegmentFs> SegmentFs for FaultyFs<F> {
+    type File = FaultyFile<F::File>;
+
+    async fn create(&self, path: &Path) -> io::Result<Self::File> {
+        Ok(FaultyFile {
+            inner: self.inner.create(path).await?,
+            faults: self.faults.clone(),
+        })
+    }
+    async fn open(&self, path: &Path) -> io::Result<Self::File> {
+        Ok(FaultyFile {
+            inner: self.inner.open(path).await?,
+            faults: self.faults.clone(),
+        })
+    }
+    async fn remove(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove(path).await
+    }
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir).await
+    }
+}
+
+impl<T: SegmentFile> SegmentFile for FaultyFile<T> {
+    type Buf = T::Buf;
+
+    fn alignment(&self) -> u64 {
+        self.inner.alignment()
+    }
+    fn alloc_buf(&self, len: usize) -> T::Buf {
+        self.inner.alloc_buf(len)
+    }
+    async fn write_at(&self, mut buf: T::Buf, pos: u64) -> io::Result<usize> {
+        let f = &self.faults;
+        let n = f.writes.get() + 1;
+        f.writes.set(n);
+        if f.fail_write.get() == Some(n) {
+            return Err(injected("write"));
+        }
+        if f.short_write.get() == Some(n) {
+            let len = buf.as_bytes().len() as u64;
+            let short = (len / 2) / self.alignment() * self.alignment();
+            if short == 0 {
+                return Ok(0);
+            }
+            buf.trim_to_size(short as usize);
+        }
+        self.inner.write_at(buf, pos).await
+    }
+    async fn fdatasync(&self) -> io::Result<()> {
+        let f = &self.faults;
+        let n = f.syncs.get() + 1;
+        f.syncs.set(n);
+        if f.fail_sync.get() == Some(n) {
+            return Err(injected("fdatasync"));
+        }
+        self.inner.fdatasync().await
+    }
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.inner.read_at(pos, len).await
+    }
+    async fn file_size(&self) -> io::Result<u64> {
+        self.inner.file_size().await
+    }
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.inner.truncate(len).await
+    }
+    async fn close(self) -> io::Result<()> {
+        self.inner.close().await
+    }
+}

@@ -1,0 +1,203 @@
+//! Recovery tests: torn tails, corruption, lost indexes.
+
+use std::path::Path;
+
+use super::*;
+use crate::storage::chunk::HEADER_LEN;
+
+/// Writes 4 small chunks and a last chunk of several blocks; returns the records of each
+/// chunk, the last chunk's position, its unpadded and padded lengths.
+async fn five_chunks(dir: &Path) -> (Vec<Records>, u64, u64, u64) {
+    let (log, _) = PartitionLog::open(dir, config(1 << 20)).await.unwrap();
+    let mut r = rng(3);
+    let mut per_chunk = Vec::new();
+    let mut pos = 0;
+    let mut last = (0, 0, 0);
+    for i in 0..5 {
+        let b = batch(&mut r, i * 10, 4, if i == 4 { 2500 } else { 100 }, i == 4);
+        let at = log.next_offset();
+        let info = log.append(&b).await.unwrap();
+        last = (
+            pos,
+            HEADER_LEN as u64 + u64::from(info.payload_len),
+            info.chunk_len,
+        );
+        pos += info.chunk_len;
+        per_chunk.push(records_of(at, &b));
+    }
+    log.close().await.unwrap();
+    (per_chunk, last.0, last.1, last.2)
+}
+
+#[test]
+fn truncation_anywhere_in_the_last_chunk_keeps_exactly_the_complete_chunks() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let orig = tmp.path().join("orig");
+        let (chunks, last_pos, unpadded, padded) = five_chunks(&orig).await;
+        assert!(padded >= 3 * ALIGNMENT && unpadded % ALIGNMENT != 0);
+        let seg = log_file_name(0);
+        let bytes = std::fs::read(orig.join(&seg)).unwrap();
+        let index = std::fs::read(orig.join(index_file_name(0))).unwrap();
+        assert_eq!(bytes.len() as u64, last_pos + padded);
+        let four: Records = chunks[..4].concat();
+        let five: Records = chunks.concat();
+        // Every byte of the header and around the payload's end, a dense sample elsewhere.
+        let mut cuts: Vec<u64> = (0..padded).step_by(61).collect();
+        cuts.extend(0..HEADER_LEN as u64 + 2);
+        cuts.extend(unpadded - 3..unpadded + 3);
+        cuts.extend([padded - 1, ALIGNMENT, 2 * ALIGNMENT]);
+        for (n, cut) in cuts.into_iter().enumerate() {
+            let dir = tmp.path().join(format!("cut{n}"));
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join(&seg), &bytes[..(last_pos + cut) as usize]).unwrap();
+            std::fs::write(dir.join(index_file_name(0)), &index).unwrap();
+            let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+            let complete = cut >= unpadded;
+            let want = if complete { &five } else { &four };
+            let ctx = format!("cut at {cut} of the last chunk ({unpadded} unpadded)");
+            assert_eq!(report.next_offset, want.last().unwrap().0 + 1, "{ctx}");
+            assert_eq!(report.corrupt_chunks, 0, "{ctx}");
+            assert_eq!(
+                report.torn_bytes_cut,
+                if complete { 0 } else { cut },
+                "{ctx}"
+            );
+            let len = std::fs::metadata(dir.join(&seg)).unwrap().len();
+            assert_eq!(len, last_pos + if complete { padded } else { 0 }, "{ctx}");
+            assert_eq!(&log.read_all_records().await.unwrap(), want, "{ctx}");
+            let extra = batch(&mut rng(cut), 0, 2, 30, false);
+            let info = log.append(&extra).await.unwrap();
+            assert_eq!(info.start_offset, report.next_offset, "{ctx}");
+            let mut want = want.clone();
+            want.extend(records_of(info.start_offset, &extra));
+            assert_eq!(log.read_all_records().await.unwrap(), want, "{ctx}");
+            log.close().await.unwrap();
+            // The repaired file reopens cleanly.
+            let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+            assert_eq!(
+                (report.torn_bytes_cut, report.corrupt_chunks),
+                (0, 0),
+                "{ctx}"
+            );
+            assert_eq!(log.read_all_records().await.unwrap(), want, "{ctx}");
+            drop(log);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    });
+}
+
+/// Flips one byte of the segment at `pos`.
+fn flip(path: &Path, pos: u64) {
+    let mut b = std::fs::read(path).unwrap();
+    b[pos as usize] ^= 0x40;
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn corruption_in_the_middle_is_skipped_not_served() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        for (case, in_header) in [(0, false), (1, true)] {
+            let dir = tmp.path().join(format!("case{case}"));
+            let (chunks, ..) = five_chunks(&dir).await;
+            // Chunks 0-3 are one block each: chunk 2 starts at 2 blocks.
+            let at = 2 * ALIGNMENT + if in_header { 7 } else { HEADER_LEN as u64 + 20 };
+            flip(&dir.join(log_file_name(0)), at);
+            let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+            assert_eq!(report.corrupt_chunks, 1, "case {case}");
+            assert_eq!(report.torn_bytes_cut, 0);
+            assert_eq!(report.index_rebuilt, 1);
+            let want: Records = [&chunks[..2], &chunks[3..]].concat().concat();
+            assert_eq!(log.read_all_records().await.unwrap(), want);
+            assert_eq!(report.next_offset, 20);
+            // An offset inside the hole reads from the next good chunk.
+            let got = log.read(chunks[2][1].0, 1).await.unwrap();
+            assert_eq!(got[0].start_offset, chunks[3][0].0);
+            let info = log
+                .append(&batch(&mut rng(9), 0, 1, 5, false))
+                .await
+                .unwrap();
+            assert_eq!(info.start_offset, 20);
+            log.close().await.unwrap();
+            let (_log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+            assert_eq!((report.corrupt_chunks, report.next_offset), (1, 21));
+        }
+    });
+}
+
+#[test]
+fn missing_or_garbage_index_is_rebuilt() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let (log, _) = PartitionLog::open(&dir, config(2 * ALIGNMENT))
+            .await
+            .unwrap();
+        let mut r = rng(4);
+        let batches: Vec<_> = (0..9).map(|i| batch(&mut r, i, 2, 900, true)).collect();
+        let all = fill(&log, &batches).await;
+        log.close().await.unwrap();
+        let indexes = files(&dir, ".index");
+        assert!(indexes.len() >= 4);
+        let mut garbage = vec![0u8; 100];
+        r.fill(&mut garbage[..]);
+        for (round, content) in [None, Some(garbage), Some(vec![0u8; 35])]
+            .into_iter()
+            .enumerate()
+        {
+            for name in &indexes {
+                match &content {
+                    None => std::fs::remove_file(dir.join(name)).unwrap(),
+                    Some(c) => std::fs::write(dir.join(name), c).unwrap(),
+                }
+            }
+            let (log, report) = PartitionLog::open(&dir, config(2 * ALIGNMENT))
+                .await
+                .unwrap();
+            assert_eq!(report.index_rebuilt, indexes.len() as u64, "round {round}");
+            assert_eq!(report.corrupt_chunks, 0);
+            assert_eq!(log.read_all_records().await.unwrap(), all);
+            log.close().await.unwrap();
+            let (_, report) = PartitionLog::open(&dir, config(2 * ALIGNMENT))
+                .await
+                .unwrap();
+            assert_eq!(report.index_rebuilt, 0, "round {round}");
+        }
+    });
+}
+
+#[test]
+fn bad_header_in_a_closed_segment() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let (log, _) = PartitionLog::open(&dir, config(3 * ALIGNMENT))
+            .await
+            .unwrap();
+        let mut r = rng(10);
+        let batches: Vec<_> = (0..7).map(|i| batch(&mut r, i, 2, 100, false)).collect();
+        let all = fill(&log, &batches).await;
+        log.close().await.unwrap();
+        assert_eq!(files(&dir, ".log").len(), 3);
+        flip(&dir.join(log_file_name(0)), ALIGNMENT + 9);
+        let without_chunk_1: Records = [&all[..2], &all[4..]].concat();
+        // With its index, the closed segment is trusted up to its last chunk: reads skip it.
+        let (log, report) = PartitionLog::open(&dir, config(3 * ALIGNMENT))
+            .await
+            .unwrap();
+        assert_eq!(report.corrupt_chunks, 0);
+        assert_eq!(log.read_all_records().await.unwrap(), without_chunk_1);
+        assert_eq!(log.read_skipped_chunks(), 1);
+        log.close().await.unwrap();
+        // Without it, the head-CRC walk finds the bad chunk and the hole.
+        std::fs::remove_file(dir.join(index_file_name(0))).unwrap();
+        let (log, report) = PartitionLog::open(&dir, config(3 * ALIGNMENT))
+            .await
+            .unwrap();
+        assert_eq!((report.corrupt_chunks, report.index_rebuilt), (1, 1));
+        assert_eq!(log.read_all_records().await.unwrap(), without_chunk_1);
+        assert_eq!(log.read_skipped_chunks(), 0);
+        assert_eq!(report.next_offset, 14);
+    });
+}
