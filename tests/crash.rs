@@ -23,7 +23,7 @@ fn produce_until_killed(
     let mut frame = 0usize;
     loop {
         while pending.len() < 8 && !stop.load(Ordering::Relaxed) {
-            let key = if conn % 2 == 0 {
+            let key = if conn.is_multiple_of(2) {
                 Vec::new()
             } else {
                 format!("k{}", frame % 13).into_bytes()

@@ -139,6 +139,14 @@ impl Responder {
 
     /// Sends one response message, waiting for flow-control capacity as needed.
     pub async fn send<M: prost::Message>(&self, msg: &M) -> Result<(), Status> {
+        let mut buf = BytesMut::new();
+        self.encode(msg, &mut buf)?;
+        self.send_data(buf.freeze()).await
+    }
+
+    /// Appends `msg`, length-prefixed, to `buf`: several messages can then go out in one
+    /// [`Responder::send_encoded`].
+    pub fn encode<M: prost::Message>(&self, msg: &M, buf: &mut BytesMut) -> Result<(), Status> {
         let len = msg.encoded_len();
         if len > self.max_len as usize {
             return Err(Status::new(
@@ -149,13 +157,17 @@ impl Responder {
                 ),
             ));
         }
-        let mut buf = BytesMut::with_capacity(PREFIX_LEN + len);
+        buf.reserve(PREFIX_LEN + len);
         let mut prefix = [0u8; PREFIX_LEN];
         grpc::encode_prefix(len, &mut prefix);
         buf.extend_from_slice(&prefix);
-        msg.encode(&mut buf)
-            .map_err(|e| Status::internal(format!("cannot encode the response: {e}")))?;
-        self.send_data(buf.freeze()).await
+        msg.encode(buf)
+            .map_err(|e| Status::internal(format!("cannot encode the response: {e}")))
+    }
+
+    /// Sends messages encoded with [`Responder::encode`].
+    pub async fn send_encoded(&self, data: Bytes) -> Result<(), Status> {
+        self.send_data(data).await
     }
 
     async fn send_data(&self, mut data: Bytes) -> Result<(), Status> {

@@ -1,12 +1,6 @@
-//! `atomix.log.LogService`: the seed's log service over one partition of a topic.
-//!
-//! Request metadata picks the partition: `topic` (default `default`), then `partition-key`
-//! (routed like a framed producer's key, so one key's messages share a partition whichever
-//! interface wrote them) or `partition` (an index into the topic's partitions). With neither,
-//! the call addresses partition 0, so an un-keyed gRPC log has one total order.
+//! `Produce`: the streamed values become framed-format PRODUCE frames, submitted in order.
 
 use std::collections::VecDeque;
-use std::rc::Rc;
 
 use bytes::Bytes;
 use prost::Message;
@@ -14,80 +8,17 @@ use prost::Message;
 use crate::proto::log::{ProduceRequest, ProduceResponse};
 use crate::rt::StaticPermit;
 use crate::shard::msg::ProduceFrame;
-use crate::shard::{now_us, PendingAck, Shard, TopicState};
+use crate::shard::{now_us, PendingAck, Shard};
 use crate::wire::produce::{encode_produce_body, ProduceLayout};
-use crate::wire::startup::{validate_topic, DEFAULT_TOPIC};
 
-use super::call::{Requests, Responder};
-use super::status::{Code, Status};
-use super::CallCtx;
+use super::super::call::{Requests, Responder};
+use super::super::status::{Code, Status};
+use super::super::CallCtx;
+use super::{target, Target};
 
 /// Frames one Produce call may have submitted and not yet seen acknowledged; past it, the call
 /// stops reading (and h2 flow control stops the client).
 const MAX_FRAMES_IN_FLIGHT: usize = 16;
-
-/// The longest partition key (the framed body's key length is a u8).
-const MAX_KEY_LEN: usize = 255;
-
-/// The partition a call addresses.
-pub struct Target {
-    pub topic: Rc<TopicState>,
-    pub partition: u32,
-    /// The partition key, stored in the frame bodies like a framed producer's.
-    pub key: Bytes,
-}
-
-/// Reads `topic`, `partition-key` and `partition` from the metadata.
-pub async fn target(ctx: &CallCtx) -> Result<Target, Status> {
-    let md = &ctx.metadata;
-    let text = |name: &str| -> Result<Option<&str>, Status> {
-        md.get(name)
-            .map(|v| {
-                v.to_str().map_err(|_| {
-                    Status::invalid_argument(format!("metadata '{name}' is not printable ASCII"))
-                })
-            })
-            .transpose()
-    };
-    let topic = text("topic")?.unwrap_or(DEFAULT_TOPIC);
-    validate_topic(topic).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let state = ctx.shard.topic(topic).await?;
-    let partitions = state.layout.partitions();
-    let key = md
-        .get("partition-key")
-        .map(|v| Bytes::copy_from_slice(v.as_bytes()))
-        .unwrap_or_default();
-    let partition = match (key.is_empty(), text("partition")?) {
-        (false, Some(_)) => {
-            return Err(Status::invalid_argument(
-                "give either partition-key or partition, not both",
-            ))
-        }
-        (false, None) if key.len() > MAX_KEY_LEN => {
-            return Err(Status::invalid_argument(format!(
-                "partition-key is {} bytes long; the limit is {MAX_KEY_LEN}",
-                key.len()
-            )))
-        }
-        (false, None) => state.layout.partition_of_key(&key),
-        (true, Some(p)) => match p.trim().parse::<u32>() {
-            Ok(j) if j < partitions => j,
-            _ => {
-                return Err(Status::invalid_argument(format!(
-                    "partition '{p}' is not a partition of topic '{topic}', which has \
-                     partitions 0 to {}",
-                    partitions - 1
-                )))
-            }
-        },
-        (true, None) => 0,
-    };
-    Ok(Target {
-        topic: state,
-        partition,
-        key,
-    })
-}
 
 /// A submitted frame and the share of the shard's buffer budget it holds until acknowledged.
 struct InFlight {
@@ -188,17 +119,4 @@ async fn submit(
         ack,
         _budget: budget,
     })
-}
-
-/// `Consume(ConsumeRequest) returns stream LogRecord`: waits for the shard read API.
-pub async fn consume(
-    ctx: &CallCtx,
-    requests: &mut Requests,
-    _responder: &Responder,
-) -> Result<(), Status> {
-    let _req = crate::proto::log::ConsumeRequest::decode(requests.single().await?)?;
-    let _target = target(ctx).await?;
-    Err(Status::unimplemented(
-        "Consume is not available yet on this broker build",
-    ))
 }
