@@ -68,12 +68,21 @@ pub fn mesh<T: Send + 'static>(peers: usize, capacity: usize) -> MeshBuilder<T, 
     MeshBuilder::full(peers, capacity)
 }
 
-/// Joins a mesh from the current shard.
+/// Joins a mesh from shard `shard`, checking that the mesh addresses it by its shard id
+/// (the mesh numbers peers by executor creation order; see [`pool::spawn_shard`]).
 pub async fn join_mesh<T: Send + 'static>(
     builder: MeshBuilder<T, Full>,
+    shard: usize,
 ) -> Result<(Senders<T>, Receivers<T>), String> {
-    builder
+    let (senders, receivers) = builder
         .join()
         .await
-        .map_err(|_| "failed to join the shard mesh".to_string())
+        .map_err(|_| "failed to join the shard mesh".to_string())?;
+    if senders.peer_id() != shard {
+        return Err(format!(
+            "shard {shard} got index {} in the shard mesh; shards must be started in id order",
+            senders.peer_id()
+        ));
+    }
+    Ok((senders, receivers))
 }

@@ -91,7 +91,7 @@ impl Shard {
         config: Rc<Config>,
         mesh: rt::MeshBuilder<ShardMsg, rt::Full>,
     ) -> Result<Rc<Shard>, String> {
-        let (senders, receivers) = rt::join_mesh(mesh).await?;
+        let (senders, receivers) = rt::join_mesh(mesh, id).await?;
         let shard = Rc::new(Shard {
             id,
             shards: config.shards,
