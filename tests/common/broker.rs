@@ -64,7 +64,7 @@ impl Broker {
         cmd
     }
 
-    /// Starts the process and waits until the framed port accepts connections.
+    /// Starts the process and waits until the framed and HTTP ports accept connections.
     pub fn spawn(&mut self) {
         let child = self.command().spawn().expect("start shardlog");
         self.child = Some(child);
@@ -73,7 +73,7 @@ impl Broker {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("shardlog exited during start-up: {status}");
             }
-            if TcpStream::connect(self.framed).is_ok() {
+            if TcpStream::connect(self.framed).is_ok() && TcpStream::connect(self.http).is_ok() {
                 return;
             }
             assert!(

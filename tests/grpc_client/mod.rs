@@ -267,7 +267,9 @@ pub async fn raw_request(
     headers: &[(&str, &str)],
     frames: Vec<Vec<u8>>,
 ) -> RawResponse {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
     tokio::spawn(conn);
     let mut client = client.ready().await.expect("ready");
@@ -305,5 +307,18 @@ pub async fn raw_request(
         headers: parts.headers,
         body: data,
         trailers,
+    }
+}
+
+/// A request stream fed from a channel, for calls whose messages trickle in.
+pub struct ChannelStream<T>(pub tokio::sync::mpsc::Receiver<T>);
+
+impl<T> Stream for ChannelStream<T> {
+    type Item = T;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
     }
 }
