@@ -283,3 +283,43 @@ fn many_streams_on_one_connection_and_many_connections() {
         }
     });
 }
+
+#[test]
+fn cancelled_calls_stop_and_the_connection_goes_on() {
+    let broker = Broker::start(2);
+    runtime().block_on(async {
+        let ch = connect(broker.http).await;
+        let md = [("topic", "cancel")];
+        // A tailing Consume, cancelled by dropping it (RST_STREAM).
+        let mut c = Client::new(ch.clone());
+        let mut tail = c.consume(&md, 0, None).await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_millis(100), tail.message()).await;
+        drop(tail);
+        // A Produce whose client goes away mid-stream: nothing is acknowledged to it.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut p = Client::new(ch.clone());
+        let call =
+            tokio::spawn(async move { p.produce_stream(&md, ChannelStream(rx), None).await });
+        for v in values("gone", 3) {
+            tx.send(ProduceRequest { value: v.into() }).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        call.abort();
+        assert!(call.await.unwrap_err().is_cancelled());
+        // Many calls cancelled at once do not hurt the connection either.
+        let mut calls = Vec::new();
+        for _ in 0..50 {
+            let mut c = Client::new(ch.clone());
+            calls.push(tokio::spawn(async move {
+                c.consume(&md, 1 << 40, None).await.map(|_| ())
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for call in calls {
+            call.abort();
+        }
+        let mut c = Client::new(ch);
+        c.produce(&md, values("after", 2)).await.unwrap();
+        assert_eq!(c.health_check("").await.unwrap(), 1);
+    });
+}

@@ -124,8 +124,10 @@ impl Responder {
         r
     }
 
-    /// Sends the response headers if they have not been sent yet.
-    fn open(&self) -> Result<(), Status> {
+    /// Sends the response headers if they have not been sent yet (messages send them
+    /// anyway; a call that may wait long before its first message sends them early, so the
+    /// client sees the call accepted).
+    pub fn send_headers(&self) -> Result<(), Status> {
         let mut state = self.state.borrow_mut();
         *state = match std::mem::replace(&mut *state, State::Done) {
             State::Idle(mut respond) => {
@@ -171,7 +173,7 @@ impl Responder {
     }
 
     async fn send_data(&self, mut data: Bytes) -> Result<(), Status> {
-        self.open()?;
+        self.send_headers()?;
         while !data.is_empty() {
             let n = poll_fn(|cx| {
                 let mut state = self.state.borrow_mut();

@@ -53,17 +53,18 @@ pub async fn consume(
     let mut decoder =
         zstd::bulk::Decompressor::new().map_err(|e| Status::internal(format!("zstd: {e}")))?;
     let mut out = BytesMut::new();
+    // The first read does not wait, so that a bad offset is answered at once (trailers-only);
+    // then the headers go out and the call tails the log.
+    let mut wait = None;
     loop {
         let read = ctx
             .shard
-            .read(
-                &target.topic,
-                target.partition,
-                next,
-                READ_BYTES,
-                Some(TAIL_WAIT),
-            )
+            .read(&target.topic, target.partition, next, READ_BYTES, wait)
             .await?;
+        if wait.is_none() {
+            responder.send_headers()?;
+            wait = Some(TAIL_WAIT);
+        }
         for chunk in &read.chunks {
             if chunk.end_offset() <= next {
                 continue;
