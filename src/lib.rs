@@ -11,7 +11,9 @@
 //!   per partition (append, read, recover, retain), file I/O behind a small trait.
 //! - [`shard`]: per-shard state: the partitions a shard owns, the group-commit writer, and the
 //!   routing of frames to the shard that owns their partition.
-//! - [`server`]: one module per protocol; today the framed TCP server.
+//! - [`server`]: one module per protocol: the framed TCP server, the HTTP port (HTTP/1.1 and
+//!   HTTP/2 told apart by the connection preface) and the gRPC layer and services over h2.
+//! - [`proto`]: prost message types generated from `proto/`, and their descriptor set.
 //! - [`broker`]: starts the shards and the listeners from a `Config`.
 
 pub mod broker;
