@@ -1,8 +1,10 @@
 //! Starts a broker from a [`Config`]: one pinned shard per CPU, each opening the partitions it
 //! owns and listening on the HTTP and framed ports.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::rt::{self, pool};
@@ -23,9 +25,11 @@ pub fn run(config: Config) -> Result<(), String> {
             config.data_dir.display()
         )
     })?;
+    wait_for_port(config.framed_listen, "framed-listen")?;
+    wait_for_port(config.http_listen, "http-listen")?;
     let cpus = pool::allowed_cpus();
     tracing::info!(?config, ?cpus, "starting shardlog");
-    let mesh = rt::mesh::<ShardMsg>(config.shards, MESH_CAPACITY);
+    let mesh = rt::ShardMesh::<ShardMsg>::new(config.shards, MESH_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut threads = Vec::with_capacity(config.shards);
     for id in 0..config.shards {
@@ -79,4 +83,61 @@ pub fn run(config: Config) -> Result<(), String> {
         t.join()?;
     }
     Ok(())
+}
+
+/// Waits until no socket listens on `addr`'s port.
+///
+/// Every shard binds with `SO_REUSEPORT`; a restart right after a crash could otherwise share
+/// the port with the dead process's listener (io_uring tears it down a moment after the
+/// process exits), and connections landing there would never be answered. A listener that
+/// stays for 10 s belongs to another program: that is reported as a clear error. (A plain
+/// test bind cannot tell these apart: the dead process's connections in TIME_WAIT make it
+/// fail for a minute.)
+fn wait_for_port(addr: SocketAddr, flag: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listening_on(addr.port()) {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "cannot listen on {addr} (--{flag}): another process is listening on port {}",
+                addr.port()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Whether any TCP socket on this host (IPv4 or IPv6) listens on `port`, from /proc/net.
+fn listening_on(port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|path| {
+        std::fs::read_to_string(path)
+            .map(|table| {
+                table.lines().skip(1).any(|line| {
+                    let mut cols = line.split_whitespace();
+                    let local = cols.nth(1).unwrap_or("");
+                    let state = cols.nth(1).unwrap_or("");
+                    let local_port = local
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| u16::from_str_radix(p, 16).ok());
+                    state == LISTEN && local_port == Some(port)
+                })
+            })
+            .unwrap_or(false)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_a_listener_and_its_absence() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(listening_on(port));
+        drop(l);
+        assert!(!listening_on(port));
+    }
 }

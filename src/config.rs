@@ -50,6 +50,10 @@ pub struct Config {
     /// Bytes of frames a shard may hold between reading them and acknowledging them; past it,
     /// connections on that shard stop reading (TCP backpressure).
     pub shard_buffer_bytes: u64,
+    /// A consumer silent for this long is dropped from its group and its partitions reassigned.
+    pub consumer_timeout: Duration,
+    /// Upper bound on a poll response's size (it always holds at least one item if any).
+    pub max_poll_bytes: usize,
     /// Log filter (`info`, `debug`, `shardlog=trace`, …); `RUST_LOG` wins when set.
     pub log: String,
 }
@@ -109,6 +113,12 @@ pub struct Cli {
     /// Per-shard budget of unacknowledged frame bytes before reads pause [default: 64MiB].
     #[arg(long, env = "SHARDLOG_SHARD_BUFFER", value_name = "BYTES")]
     pub shard_buffer: Option<String>,
+    /// Drop a consumer after this long without a request, e.g. 2m, 30s [default: 2m].
+    #[arg(long, env = "SHARDLOG_CONSUMER_TIMEOUT", value_name = "DURATION")]
+    pub consumer_timeout: Option<String>,
+    /// Largest poll response, e.g. 1MiB [default: 1MiB].
+    #[arg(long, env = "SHARDLOG_MAX_POLL_BYTES", value_name = "BYTES")]
+    pub max_poll_bytes: Option<String>,
     /// Log filter, e.g. info, debug, shardlog=trace [default: info].
     #[arg(long, env = "SHARDLOG_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -132,6 +142,8 @@ struct FileConfig {
     grpc_max_message_size: Option<Scalar>,
     zstd_level: Option<Scalar>,
     shard_buffer: Option<Scalar>,
+    consumer_timeout: Option<Scalar>,
+    max_poll_bytes: Option<Scalar>,
     log: Option<String>,
 }
 
@@ -243,6 +255,15 @@ impl Config {
                 format!("{shard_buffer_bytes} bytes is smaller than --max-frame-size ({max_frame_size})"),
             ));
         }
+        let consumer_timeout = match pick(cli.consumer_timeout, file.consumer_timeout) {
+            Some(s) => parse_optional_duration("consumer-timeout", &s)?
+                .ok_or_else(|| invalid("consumer-timeout", "must be a positive duration".into()))?,
+            None => Duration::from_secs(120),
+        };
+        let max_poll_bytes = match pick(cli.max_poll_bytes, file.max_poll_bytes) {
+            Some(s) => parse_size_in("max-poll-bytes", &s, 1 << 10, 1 << 30)? as usize,
+            None => 1 << 20,
+        };
         let log = cli.log.or(file.log).unwrap_or_else(|| "info".into());
         Ok(Config {
             data_dir,
@@ -258,6 +279,8 @@ impl Config {
             grpc_max_message_size,
             zstd_level,
             shard_buffer_bytes,
+            consumer_timeout,
+            max_poll_bytes,
             log,
         })
     }
@@ -283,6 +306,8 @@ impl Config {
             grpc_max_message_size: 4 << 20,
             zstd_level: 1,
             shard_buffer_bytes: 64 << 20,
+            consumer_timeout: Duration::from_secs(120),
+            max_poll_bytes: 1 << 20,
             log: "info".into(),
         }
     }
@@ -412,7 +437,12 @@ mod tests {
         assert_eq!(c.durability, Durability::Fsync);
         assert_eq!(c.max_frame_size, 4 << 20);
         assert_eq!(c.grpc_max_message_size, 4 << 20);
+        assert_eq!(c.consumer_timeout, Duration::from_secs(120));
+        assert_eq!(c.max_poll_bytes, 1 << 20);
         assert!(c.shards >= 1);
+        let c = cli(&["--consumer-timeout", "2s", "--max-poll-bytes", "64KiB"]).unwrap();
+        assert_eq!(c.consumer_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_poll_bytes, 64 << 10);
     }
 
     #[test]
@@ -457,6 +487,9 @@ mod tests {
             (&["--segment-size", "1KiB"], "--segment-size"),
             (&["--retention-age", "soon"], "--retention-age"),
             (&["--ranges-per-shard", "0"], "--ranges-per-shard"),
+            (&["--consumer-timeout", "0"], "--consumer-timeout"),
+            (&["--consumer-timeout", "later"], "--consumer-timeout"),
+            (&["--max-poll-bytes", "1"], "--max-poll-bytes"),
         ] {
             let err = cli(args).unwrap_err();
             assert!(err.starts_with(flag), "{args:?} gave {err}");

@@ -11,6 +11,8 @@
 //!   per partition (append, read, recover, retain), file I/O behind a small trait.
 //! - [`shard`]: per-shard state: the partitions a shard owns, the group-commit writer, and the
 //!   routing of frames to the shard that owns their partition.
+//! - [`consumer`]: consumer groups (coordinated by shard 0), durable committed offsets, and
+//!   polls assembled from stored chunks without re-encoding.
 //! - [`server`]: one module per protocol: the framed TCP server, the HTTP port (HTTP/1.1 and
 //!   HTTP/2 told apart by the connection preface) and the gRPC layer and services over h2.
 //! - [`proto`]: prost message types generated from `proto/`, and their descriptor set.
@@ -18,6 +20,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod consumer;
 pub mod proto;
 pub mod ring;
 pub mod rt;

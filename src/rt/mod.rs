@@ -6,15 +6,20 @@
 //!   memlock limit) that turn an obscure runtime failure into one clear line.
 //! - re-exports: TCP sockets, the local semaphore used for backpressure, the shard mesh, tasks
 //!   and timers.
+//! - [`vectored`]: vectored socket writes (`sendmsg`) with the runtime's write as fallback.
 
+pub mod mesh;
 pub mod pool;
+pub mod recv;
+pub mod vectored;
+
+pub use mesh::{MeshPort, ShardMesh};
 
 pub mod dma;
 
 use std::future::Future;
 use std::time::Duration;
 
-pub use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 pub use glommio::net::{TcpListener, TcpStream};
 pub use glommio::sync::{Semaphore, StaticPermit};
 pub use glommio::Task;
@@ -42,6 +47,16 @@ pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
     glommio::spawn_local(fut)
 }
 
+/// Runs blocking work (e.g. a file write with `fsync`) on the runtime's blocking thread pool,
+/// so the shard's reactor keeps serving while it runs.
+pub async fn spawn_blocking<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    glommio::executor().spawn_blocking(f).await
+}
+
 /// Sleeps on the shard's timer.
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
@@ -61,28 +76,4 @@ pub async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
 /// to call often in CPU-heavy loops.
 pub async fn yield_if_needed() {
     glommio::yield_if_needed().await;
-}
-
-/// Creates a mesh connecting `peers` shards, each channel holding `capacity` messages.
-pub fn mesh<T: Send + 'static>(peers: usize, capacity: usize) -> MeshBuilder<T, Full> {
-    MeshBuilder::full(peers, capacity)
-}
-
-/// Joins a mesh from shard `shard`, checking that the mesh addresses it by its shard id
-/// (the mesh numbers peers by executor creation order; see [`pool::spawn_shard`]).
-pub async fn join_mesh<T: Send + 'static>(
-    builder: MeshBuilder<T, Full>,
-    shard: usize,
-) -> Result<(Senders<T>, Receivers<T>), String> {
-    let (senders, receivers) = builder
-        .join()
-        .await
-        .map_err(|_| "failed to join the shard mesh".to_string())?;
-    if senders.peer_id() != shard {
-        return Err(format!(
-            "shard {shard} got index {} in the shard mesh; shards must be started in id order",
-            senders.peer_id()
-        ));
-    }
-    Ok((senders, receivers))
 }

@@ -100,10 +100,6 @@ impl<T> ShardThread<T> {
 
 /// Starts shard `id` on its own thread running a pinned executor (CPU `cpu`, if given).
 /// `make` builds the shard's main future on that thread.
-///
-/// Returns once the executor exists: the channel mesh numbers its peers in the order their
-/// executors were created, so starting shards one after another in id order makes a shard's
-/// mesh index its shard id (checked by [`super::join_mesh`]).
 pub fn spawn_shard<G, F, T>(
     id: usize,
     cpu: Option<usize>,
@@ -119,20 +115,16 @@ where
         None => Placement::Unbound,
     };
     let name = format!("shard-{id}");
-    let (made_tx, made_rx) = std::sync::mpsc::channel::<()>();
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
-            let made = LocalExecutorBuilder::new(placement)
+            let ex = LocalExecutorBuilder::new(placement)
                 .name(&name)
                 .io_memory(IO_MEMORY)
-                .make();
-            let _ = made_tx.send(());
-            let ex = made.map_err(|e| explain_executor_error(&e))?;
+                .make()
+                .map_err(|e| explain_executor_error(&e))?;
             Ok(ex.run(make()))
         })
         .map_err(|e| format!("cannot start thread for shard {id}: {e}"))?;
-    // Wait until the executor exists (or failed; then the thread ends and join explains).
-    let _ = made_rx.recv();
     Ok(ShardThread { handle })
 }

@@ -62,6 +62,8 @@ pub enum ShardMsg {
         wait: Option<std::time::Duration>,
         reply: super::read::ReadReply,
     },
+    /// Sent to shard 0, which hosts the consumer-group coordinator.
+    Consumer(crate::consumer::msg::CoordinatorRequest),
     /// Sent to shard 0, which owns topic creation: the topic's layout, creating it if new.
     GetOrCreateTopic {
         topic: String,

@@ -28,6 +28,10 @@ pub enum ErrorCode {
     /// The broker is temporarily unable to accept writes (disk nearly full, shutting down).
     /// Retrying later may succeed.
     Unavailable = 6,
+    /// A consumer operation named a consumer id that is not registered (never registered,
+    /// said goodbye, or was dropped after a silence longer than `--consumer-timeout`). The
+    /// client should REGISTER again.
+    UnknownConsumer = 7,
 }
 
 impl ErrorCode {
@@ -40,8 +44,23 @@ impl ErrorCode {
             4 => ErrorCode::BadRequest,
             5 => ErrorCode::Storage,
             6 => ErrorCode::Unavailable,
+            7 => ErrorCode::UnknownConsumer,
             _ => return None,
         })
+    }
+
+    /// A short readable name (for logs and tools).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Server => "server",
+            ErrorCode::Routing => "routing",
+            ErrorCode::LeaderNotFound => "leader-not-found",
+            ErrorCode::Protocol => "protocol",
+            ErrorCode::BadRequest => "bad-request",
+            ErrorCode::Storage => "storage",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::UnknownConsumer => "unknown-consumer",
+        }
     }
 
     pub fn closes_connection(self) -> bool {
@@ -116,10 +135,10 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for c in 0..=6u8 {
+        for c in 0..=7u8 {
             assert_eq!(ErrorCode::from_u8(c).unwrap() as u8, c);
         }
-        assert_eq!(ErrorCode::from_u8(7), None);
+        assert_eq!(ErrorCode::from_u8(8), None);
     }
 
     #[test]

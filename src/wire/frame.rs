@@ -14,6 +14,12 @@ pub enum OpCode {
     Produce = 4,
     ProduceResponse = 5,
     Heartbeat = 6,
+    /// Consumer operations (shardlog's, after PolarStreams' six; see `wire::consumer`).
+    Register = 7,
+    Poll = 8,
+    PollResponse = 9,
+    Commit = 10,
+    Goodbye = 11,
 }
 
 impl OpCode {
@@ -25,6 +31,11 @@ impl OpCode {
             4 => OpCode::Produce,
             5 => OpCode::ProduceResponse,
             6 => OpCode::Heartbeat,
+            7 => OpCode::Register,
+            8 => OpCode::Poll,
+            9 => OpCode::PollResponse,
+            10 => OpCode::Commit,
+            11 => OpCode::Goodbye,
             other => return Err(WireError::UnknownOpcode(other)),
         })
     }
@@ -136,10 +147,11 @@ mod tests {
 
     #[test]
     fn opcodes() {
-        for op in 1..=6u8 {
+        for op in 1..=11u8 {
             assert_eq!(OpCode::from_u8(op).unwrap() as u8, op);
         }
         assert_eq!(OpCode::from_u8(0), Err(WireError::UnknownOpcode(0)));
+        assert_eq!(OpCode::from_u8(12), Err(WireError::UnknownOpcode(12)));
         assert_eq!(OpCode::from_u8(200), Err(WireError::UnknownOpcode(200)));
     }
 }

@@ -2,20 +2,146 @@
 //! directory, and a small blocking framed-TCP client built on the crate's wire codecs.
 #![allow(dead_code)]
 
-mod broker;
+pub mod consumer;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-#[allow(unused_imports)]
-pub use broker::{free_addr, Broker};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use shardlog::wire::error::parse_error_body;
 use shardlog::wire::frame::{encode_frame, encode_frame_with, Flags, Frame, OpCode};
 use shardlog::wire::produce::encode_produce_body;
 use shardlog::wire::startup::encode_startup;
+
+/// A free loopback port (bound then released; good enough for tests).
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A broker process.
+pub struct Broker {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub framed: SocketAddr,
+    pub http: SocketAddr,
+    pub shards: usize,
+    pub extra: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    /// Starts a broker with `shards` shards in a fresh temporary directory.
+    pub fn start(shards: usize) -> Broker {
+        Broker::start_with(shards, &[])
+    }
+
+    pub fn start_with(shards: usize, extra: &[&str]) -> Broker {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = Broker {
+            child: None,
+            data_dir: tmp.path().join("data"),
+            framed: free_addr(),
+            http: free_addr(),
+            shards,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: Some(tmp),
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--framed-listen")
+            .arg(self.framed.to_string())
+            .arg("--http-listen")
+            .arg(self.http.to_string())
+            .arg("--shards")
+            .arg(self.shards.to_string())
+            .args(&self.extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_BROKER_LOG")
+                    .unwrap_or_else(|_| "warn,shardlog::broker=info".into()),
+            )
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts the process and waits until it says it is ready (its log line "shardlog
+    /// ready"); the log is forwarded to the test's output.
+    pub fn spawn(&mut self) {
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start shardlog");
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.child = Some(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("shardlog ready") {
+                    let _ = tx.send(());
+                }
+                eprintln!("{line}");
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if rx.try_recv().is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("shardlog exited during start-up: {status}");
+            }
+            assert!(Instant::now() < deadline, "shardlog did not become ready");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `kill -9`, then wait for the process to be gone and its port to be closed.
+    ///
+    /// A killed process's listening socket can outlive it briefly: io_uring tears a ring down
+    /// asynchronously, and the ring's pending accept holds the socket open. Until then the
+    /// kernel still completes handshakes on that port, and resets them when the socket finally
+    /// closes; a client connecting in that window (or a readiness probe fooled by it) sees a
+    /// reset. So wait until connecting is refused.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(self.framed).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
 
 /// A response frame as a client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,10 +4,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::os::fd::RawFd;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::rt::vectored::write_all_vectored;
+use crate::rt::StaticPermit;
 use crate::wire::error::encode_error_body;
 use crate::wire::frame::{encode_frame, encode_frame_with, OpCode};
 use crate::wire::header::HEADER_LEN;
@@ -31,14 +34,17 @@ pub enum ReadError {
 /// (no copy) that can be handed to another shard.
 pub struct FrameReader<R> {
     socket: R,
+    /// The socket's descriptor, for reads into uninitialized buffer space.
+    fd: RawFd,
     buf: BytesMut,
     max_body: u32,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub fn new(socket: R, max_body: u32) -> Self {
+    pub fn new(socket: R, fd: RawFd, max_body: u32) -> Self {
         FrameReader {
             socket,
+            fd,
             buf: BytesMut::with_capacity(READ_CHUNK),
             max_body,
         }
@@ -87,19 +93,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(READ_CHUNK);
         }
-        let start = self.buf.len();
-        let want = (self.buf.capacity() - start).min(READ_CHUNK);
-        self.buf.resize(start + want, 0);
-        let result = self.socket.read(&mut self.buf[start..]).await;
-        let n = *result.as_ref().unwrap_or(&0);
-        self.buf.truncate(start + n);
-        result.map_err(ReadError::Io)
+        crate::rt::recv::recv_into(&mut self.socket, self.fd, &mut self.buf, READ_CHUNK)
+            .await
+            .map_err(ReadError::Io)
     }
 }
 
-/// Encoded responses waiting to be written, shared by the tasks of one connection.
+/// Encoded responses waiting to be written, shared by the tasks of one connection. Small
+/// frames are encoded into one buffer; a poll response, made of many slices, is queued as
+/// slices (after the small frames before it) and written with one vectored write.
 pub struct Outbox {
     pending: RefCell<Vec<u8>>,
+    /// Slices queued ahead of `pending`'s bytes (empty unless a poll response is queued).
+    slices: RefCell<Vec<Bytes>>,
+    /// Permits released once the slices queued with them are written.
+    permits: RefCell<Vec<StaticPermit>>,
     signal: crate::rt::Semaphore,
     closed: Cell<bool>,
 }
@@ -108,6 +116,8 @@ impl Default for Outbox {
     fn default() -> Self {
         Outbox {
             pending: RefCell::new(Vec::with_capacity(4096)),
+            slices: RefCell::new(Vec::new()),
+            permits: RefCell::new(Vec::new()),
             signal: crate::rt::Semaphore::new(0),
             closed: Cell::new(false),
         }
@@ -139,25 +149,56 @@ impl Outbox {
         self.wake();
     }
 
+    /// Queues a response given as slices (a POLL_RESPONSE frame, header first); `permit` is
+    /// released once they are written.
+    pub fn push_parts(&self, parts: Vec<Bytes>, permit: StaticPermit) {
+        let mut slices = self.slices.borrow_mut();
+        let mut pending = self.pending.borrow_mut();
+        if !pending.is_empty() {
+            slices.push(Bytes::from(std::mem::take(&mut *pending)));
+        }
+        slices.extend(parts);
+        self.permits.borrow_mut().push(permit);
+        drop((slices, pending));
+        self.wake();
+    }
+
     /// Asks the writer to flush what is queued and stop.
     pub fn close(&self) {
         self.closed.set(true);
         self.wake();
     }
 
-    /// The writer task: flushes queued responses until closed.
-    pub async fn write_loop<W: AsyncWrite + Unpin>(&self, mut socket: W) -> io::Result<()> {
+    /// The writer task: flushes queued responses until closed. `fd` is `socket`'s descriptor,
+    /// for vectored writes.
+    pub async fn write_loop<W: AsyncWrite + Unpin>(
+        &self,
+        mut socket: W,
+        fd: RawFd,
+    ) -> io::Result<()> {
         let mut out = Vec::with_capacity(4096);
         loop {
             if self.signal.acquire(1).await.is_err() {
                 return Ok(());
             }
+            let mut slices = std::mem::take(&mut *self.slices.borrow_mut());
+            let permits = std::mem::take(&mut *self.permits.borrow_mut());
             std::mem::swap(&mut out, &mut self.pending.borrow_mut());
-            if !out.is_empty() {
+            if !slices.is_empty() {
+                if !out.is_empty() {
+                    slices.push(Bytes::copy_from_slice(&out));
+                    out.clear();
+                }
+                write_all_vectored(fd, &mut socket, &slices).await?;
+            } else if !out.is_empty() {
                 socket.write_all(&out).await?;
                 out.clear();
             }
-            if self.closed.get() && self.pending.borrow().is_empty() {
+            drop(permits);
+            if self.closed.get()
+                && self.pending.borrow().is_empty()
+                && self.slices.borrow().is_empty()
+            {
                 socket.flush().await?;
                 return Ok(());
             }

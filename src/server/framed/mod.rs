@@ -6,9 +6,15 @@
 //! are answered and close the connection; every other bad request is answered and the
 //! connection goes on.
 //!
+//! Consumer operations (REGISTER, POLL, COMMIT, GOODBYE) need no STARTUP; see [`consumer`].
+//!
 //! - [`connection`]: the socket halves (frame reader, response outbox).
+//! - [`consumer`]: the consumer operations.
 
 pub mod connection;
+pub mod consumer;
+
+use std::os::fd::AsRawFd;
 
 use std::rc::Rc;
 
@@ -68,21 +74,32 @@ struct Session {
 async fn serve(shard: &Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
+    tracing::debug!(?peer, shard = shard.id, "framed connection opened");
+    let fd = stream.as_raw_fd();
     let (read_half, write_half) = split(stream);
     let outbox = Rc::new(Outbox::default());
     let writer = {
         let outbox = outbox.clone();
-        rt::spawn(async move { outbox.write_loop(write_half).await })
+        rt::spawn(async move { outbox.write_loop(write_half, fd).await })
     };
     let in_flight = Rc::new(rt::Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
-    let mut reader = FrameReader::new(read_half, shard.config.max_frame_size);
+    let poll_slot = Rc::new(rt::Semaphore::new(1));
+    let mut reader = FrameReader::new(read_half, fd, shard.config.max_frame_size);
     let mut session: Option<Session> = None;
     loop {
         match reader.read_frame().await {
             Ok(Some((header, body))) => {
-                handle_frame(shard, &outbox, &in_flight, &mut session, header, body).await;
+                let conn = Conn {
+                    outbox: &outbox,
+                    in_flight: &in_flight,
+                    poll_slot: &poll_slot,
+                };
+                handle_frame(shard, &conn, &mut session, header, body).await;
             }
-            Ok(None) => break,
+            Ok(None) => {
+                tracing::debug!(?peer, "framed connection closed by the client");
+                break;
+            }
             Err(ReadError::Wire { stream_id, error }) => {
                 tracing::debug!(?peer, %error, "framing error, closing connection");
                 outbox.push_error(stream_id, error.code(), &error.to_string());
@@ -102,14 +119,21 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream) {
     }
 }
 
+/// A connection's shared parts, as the frame handlers need them.
+struct Conn<'a> {
+    outbox: &'a Rc<Outbox>,
+    in_flight: &'a Rc<rt::Semaphore>,
+    poll_slot: &'a Rc<rt::Semaphore>,
+}
+
 async fn handle_frame(
     shard: &Rc<Shard>,
-    outbox: &Rc<Outbox>,
-    in_flight: &Rc<rt::Semaphore>,
+    conn: &Conn<'_>,
     session: &mut Option<Session>,
     header: FrameHeader,
     body: Bytes,
 ) {
+    let (outbox, in_flight) = (conn.outbox, conn.in_flight);
     let sid = header.stream_id;
     let op = match OpCode::from_u8(header.opcode) {
         Ok(op) => op,
@@ -182,14 +206,18 @@ async fn handle_frame(
                 drop(slot);
             });
         }
-        OpCode::Ready | OpCode::Error | OpCode::ProduceResponse => outbox.push_error(
-            sid,
-            ErrorCode::BadRequest,
-            &format!(
-                "opcode {} is a response; clients may not send it",
-                header.opcode
+        OpCode::Register | OpCode::Poll | OpCode::Commit | OpCode::Goodbye => {
+            consumer::handle(shard, outbox, conn.poll_slot, op, sid, &body).await
+        }
+        OpCode::Ready | OpCode::Error | OpCode::ProduceResponse | OpCode::PollResponse => outbox
+            .push_error(
+                sid,
+                ErrorCode::BadRequest,
+                &format!(
+                    "opcode {} is a response; clients may not send it",
+                    header.opcode
+                ),
             ),
-        ),
     }
 }
 

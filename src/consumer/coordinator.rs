@@ -1,0 +1,267 @@
+//! The consumer-group coordinator: one per broker, on shard 0. It owns every group's state
+//! ([`Groups`]) and the offsets files, serves [`CoordinatorRequest`]s (each in its own task,
+//! so the mesh receive loop never waits on it), drops silent consumers on a timer, and after a
+//! restart clamps committed offsets to the recovered ends of their logs before serving polls.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use super::assign::PartitionKey;
+use super::group::Groups;
+use super::msg::CoordinatorRequest;
+use super::offsets::{self, offsets_dir};
+use super::ConsumerError;
+use crate::config::Config;
+use crate::rt;
+use crate::shard::notify::LocalNotify;
+use crate::shard::read::ReadError;
+use crate::shard::{Shard, TopicState};
+use crate::wire::consumer::StartPolicy;
+
+pub struct Coordinator {
+    state: RefCell<Groups>,
+    dir: PathBuf,
+    timeout: Duration,
+    /// One offsets file write at a time, so a later snapshot never lands before an earlier one.
+    persisting: rt::Semaphore,
+    /// Set once loaded offsets were checked against the logs' recovered ends.
+    verified: Cell<bool>,
+    verified_signal: LocalNotify,
+}
+
+impl Coordinator {
+    /// Loads the committed offsets of every group.
+    pub fn load(config: &Config) -> Result<Coordinator, String> {
+        let dir = offsets_dir(&config.data_dir);
+        let loaded = offsets::load_all(&dir)?;
+        Ok(Coordinator {
+            state: RefCell::new(Groups::new(config.consumer_timeout, loaded)),
+            dir,
+            timeout: config.consumer_timeout,
+            persisting: rt::Semaphore::new(1),
+            verified: Cell::new(false),
+            verified_signal: LocalNotify::default(),
+        })
+    }
+
+    /// Starts the expiry timer and the post-restart clamping of loaded offsets.
+    pub fn start(self: &Rc<Self>, shard: &Rc<Shard>) {
+        let (me, sh) = (self.clone(), shard.clone());
+        rt::spawn_detached(async move { me.clamp_loaded(&sh).await });
+        let me = self.clone();
+        rt::spawn_detached(async move { me.expiry_loop().await });
+    }
+
+    /// Serves one request to its end (spawn it; it may wait on disk and other shards).
+    pub async fn handle(self: Rc<Self>, shard: Rc<Shard>, req: CoordinatorRequest) {
+        let now = Instant::now();
+        match req {
+            CoordinatorRequest::Register {
+                consumer,
+                group,
+                topics,
+                policy,
+                reply,
+            } => {
+                let new_topics = self
+                    .state
+                    .borrow_mut()
+                    .register(&consumer, &group, &topics, now);
+                tracing::info!(consumer, group, ?topics, "consumer registered");
+                let result = match policy {
+                    StartPolicy::Latest if !new_topics.is_empty() => {
+                        self.start_at_latest(&shard, &group, &new_topics).await
+                    }
+                    _ => Ok(()),
+                };
+                let _ = reply.send(result);
+            }
+            CoordinatorRequest::Plan { consumer, reply } => {
+                while !self.verified.get() {
+                    let wake = self.verified_signal.notified();
+                    if self.verified.get() {
+                        break;
+                    }
+                    wake.await;
+                }
+                let planned = self.state.borrow_mut().poll(&consumer, now);
+                let result = match planned {
+                    Ok((group, changed, targets)) => {
+                        self.persist_if(changed, &group).await.map(|_| targets)
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            CoordinatorRequest::Returned {
+                consumer,
+                positions,
+                reply,
+            } => {
+                let r = self.state.borrow_mut().returned(&consumer, positions, now);
+                let _ = reply.send(r);
+            }
+            CoordinatorRequest::Commit { consumer, reply } => {
+                let r = self.state.borrow_mut().commit(&consumer, now);
+                let result = match r {
+                    Ok(changed) => {
+                        let group = self.group_of(&consumer);
+                        self.persist_if(changed, &group).await
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            CoordinatorRequest::Goodbye { consumer, reply } => {
+                let r = self.state.borrow_mut().goodbye(&consumer, now);
+                let result = match r {
+                    Ok((group, changed)) => {
+                        tracing::info!(consumer, group, "consumer left");
+                        self.persist_if(changed, &group).await
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn group_of(&self, consumer: &str) -> String {
+        self.state.borrow().group_of(consumer).unwrap_or_default()
+    }
+
+    /// Writes `group`'s offsets file if `changed`.
+    async fn persist_if(&self, changed: bool, group: &str) -> Result<(), ConsumerError> {
+        if !changed || group.is_empty() {
+            return Ok(());
+        }
+        let _turn = self
+            .persisting
+            .acquire_permit(1)
+            .await
+            .map_err(|e| ConsumerError::Offsets(e.to_string()))?;
+        let snapshot = self
+            .state
+            .borrow()
+            .committed(group)
+            .cloned()
+            .unwrap_or_default();
+        let (dir, g) = (self.dir.clone(), group.to_string());
+        rt::spawn_blocking(move || offsets::save(&dir, &g, &snapshot))
+            .await
+            .map_err(ConsumerError::Offsets)
+    }
+
+    /// Commits the current end of every partition of `topics` for a new group that asked to
+    /// start from the latest offset.
+    async fn start_at_latest(
+        &self,
+        shard: &Rc<Shard>,
+        group: &str,
+        topics: &[String],
+    ) -> Result<(), ConsumerError> {
+        let mut states = Vec::new();
+        for t in topics {
+            states.push(
+                shard
+                    .topic(t)
+                    .await
+                    .map_err(|e| ConsumerError::Topic(e.to_string()))?,
+            );
+        }
+        let reads = states.iter().flat_map(|ts| {
+            (0..ts.layout.partitions()).map(move |j| async move {
+                bounds(shard, ts, j)
+                    .await
+                    .map(|(_, end)| ((ts.name.clone(), j), end))
+            })
+        });
+        let positions = join_all(reads)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<(PartitionKey, i64)>, ConsumerError>>()?;
+        let changed = self.state.borrow_mut().set_initial(group, &positions);
+        self.persist_if(changed, group).await
+    }
+
+    /// After a restart: lowers every committed offset that points past its log's recovered
+    /// end (data lost to a crash, or a log removed by hand), then lets polls through.
+    async fn clamp_loaded(&self, shard: &Rc<Shard>) {
+        let all = self.state.borrow().all_committed();
+        let mut touched = Vec::new();
+        for (group, key, off) in all {
+            let Some(ts) = shard.known_topic(&key.0) else {
+                continue;
+            };
+            if key.1 >= ts.layout.partitions() {
+                continue;
+            }
+            match bounds(shard, &ts, key.1).await {
+                Ok((_, end)) if off > end => {
+                    tracing::warn!(
+                        group,
+                        topic = key.0,
+                        partition = key.1,
+                        committed = off,
+                        end,
+                        "committed offset is past the end of the recovered log; clamping it"
+                    );
+                    if self.state.borrow_mut().clamp_committed(&group, &key, end) {
+                        touched.push(group);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(group, topic = key.0, partition = key.1, error = %e,
+                    "cannot check a committed offset against its log"),
+            }
+        }
+        touched.dedup();
+        for g in touched {
+            if let Err(e) = self.persist_if(true, &g).await {
+                tracing::error!(group = g, error = %e, "cannot save clamped offsets");
+            }
+        }
+        self.verified.set(true);
+        self.verified_signal.notify();
+    }
+
+    async fn expiry_loop(&self) {
+        let tick = (self.timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(5));
+        loop {
+            rt::sleep(tick).await;
+            let dropped = self.state.borrow_mut().expire(Instant::now());
+            for id in dropped {
+                tracing::info!(
+                    consumer = id,
+                    timeout = ?self.timeout,
+                    "consumer silent for too long; dropped and its partitions reassigned"
+                );
+            }
+        }
+    }
+}
+
+/// The available range `[start, end)` of partition `j`, asked of its owning shard.
+pub async fn bounds(
+    shard: &Shard,
+    topic: &TopicState,
+    j: u32,
+) -> Result<(i64, i64), ConsumerError> {
+    shard
+        .read(topic, j, i64::MAX, 1, None)
+        .await
+        .map(|r| (r.start_offset, r.end_offset))
+        .map_err(read_error)
+}
+
+/// Maps a shard read error into this layer's error.
+pub fn read_error(e: ReadError) -> ConsumerError {
+    match e {
+        ReadError::Routing(m) => ConsumerError::Routing(m),
+        other => ConsumerError::Storage(other.to_string()),
+    }
+}

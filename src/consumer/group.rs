@@ -1,0 +1,291 @@
+//! Consumer-group state, as kept by the coordinator (shard 0). Pure: no I/O, no clock of its
+//! own (callers pass `now`), so every rule is unit-tested here.
+//!
+//! - A consumer belongs to one group at a time and subscribes to topics; registering again
+//!   replaces its topics (and may move it to another group).
+//! - Membership changes (register, goodbye, expiry) rebalance the group ([`super::assign`]).
+//! - A poll first commits the positions the consumer's previous poll returned, then answers
+//!   with the partitions now assigned to it and their committed offsets.
+//! - A consumer's returned positions are committed only for partitions still assigned to it,
+//!   so a consumer that lost a partition in a rebalance cannot move the new owner's offset.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use super::assign::{assign, PartitionKey};
+use super::offsets::GroupOffsets;
+use super::ConsumerError;
+
+struct Member {
+    group: String,
+    topics: BTreeSet<String>,
+    last_seen: Instant,
+    /// Positions returned by the last poll, committed by the next poll, COMMIT or GOODBYE.
+    returned: Vec<(PartitionKey, i64)>,
+}
+
+#[derive(Default)]
+struct Group {
+    members: BTreeSet<String>,
+    committed: GroupOffsets,
+    /// Partition counts of the topics the group has seen.
+    partitions: BTreeMap<String, u32>,
+    assignment: HashMap<String, Vec<PartitionKey>>,
+}
+
+/// A partition a poll should read, and from where (`None`: the earliest available offset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadTarget {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: Option<i64>,
+}
+
+/// Every group and consumer.
+pub struct Groups {
+    timeout: Duration,
+    members: HashMap<String, Member>,
+    groups: HashMap<String, Group>,
+}
+
+impl Groups {
+    /// State after a restart: the loaded committed offsets, no live consumers.
+    pub fn new(timeout: Duration, loaded: HashMap<String, GroupOffsets>) -> Groups {
+        let groups = loaded
+            .into_iter()
+            .map(|(name, committed)| {
+                (
+                    name,
+                    Group {
+                        committed,
+                        ..Group::default()
+                    },
+                )
+            })
+            .collect();
+        Groups {
+            timeout,
+            members: HashMap::new(),
+            groups,
+        }
+    }
+
+    /// Registers (or re-registers) consumer `id` in `group` with `topics` and their partition
+    /// counts, and rebalances. Returns the topics that are new to the group — no live member
+    /// subscribed to them and nothing committed for them — where a start policy applies.
+    pub fn register(
+        &mut self,
+        id: &str,
+        group: &str,
+        topics: &[(String, u32)],
+        now: Instant,
+    ) -> Vec<String> {
+        if let Some(old) = self.members.get(id).map(|m| m.group.clone()) {
+            if old != group {
+                let _ = self.commit(id, now);
+                self.remove(id);
+            }
+        }
+        let g = self.groups.entry(group.to_string()).or_default();
+        let new_topics = topics
+            .iter()
+            .map(|(t, _)| t)
+            .filter(|t| {
+                let subscribed = g.members.iter().any(|m| {
+                    m != id && self.members.get(m).is_some_and(|mm| mm.topics.contains(*t))
+                });
+                let committed = g.committed.keys().any(|(ct, _)| ct == *t);
+                !subscribed && !committed
+            })
+            .cloned()
+            .collect();
+        for (t, n) in topics {
+            g.partitions.insert(t.clone(), *n);
+        }
+        g.members.insert(id.to_string());
+        let member = self
+            .members
+            .entry(id.to_string())
+            .or_insert_with(|| Member {
+                group: group.to_string(),
+                topics: BTreeSet::new(),
+                last_seen: now,
+                returned: Vec::new(),
+            });
+        member.topics = topics.iter().map(|(t, _)| t.clone()).collect();
+        member.last_seen = now;
+        self.rebalance(group);
+        new_topics
+    }
+
+    /// Sets starting positions for partitions that have no committed offset yet; returns
+    /// whether anything changed.
+    pub fn set_initial(&mut self, group: &str, positions: &[(PartitionKey, i64)]) -> bool {
+        let Some(g) = self.groups.get_mut(group) else {
+            return false;
+        };
+        let mut changed = false;
+        for (k, off) in positions {
+            if !g.committed.contains_key(k) {
+                g.committed.insert(k.clone(), *off);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// The first half of a poll: commits the previous poll's positions, then returns what to
+    /// read now. The bool says whether committed offsets changed (and must be persisted).
+    pub fn poll(
+        &mut self,
+        id: &str,
+        now: Instant,
+    ) -> Result<(String, bool, Vec<ReadTarget>), ConsumerError> {
+        let changed = self.commit(id, now)?;
+        let group = self.members[id].group.clone();
+        let g = &self.groups[&group];
+        let targets = g
+            .assignment
+            .get(id)
+            .map(|ps| {
+                ps.iter()
+                    .map(|k| ReadTarget {
+                        topic: k.0.clone(),
+                        partition: k.1,
+                        offset: g.committed.get(k).copied(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((group, changed, targets))
+    }
+
+    /// The second half of a poll: the positions it returned to the consumer.
+    pub fn returned(
+        &mut self,
+        id: &str,
+        positions: Vec<(PartitionKey, i64)>,
+        now: Instant,
+    ) -> Result<(), ConsumerError> {
+        let m = self.member(id)?;
+        m.last_seen = now;
+        m.returned = positions;
+        Ok(())
+    }
+
+    /// Commits the positions the consumer's last poll returned; returns whether committed
+    /// offsets changed.
+    pub fn commit(&mut self, id: &str, now: Instant) -> Result<bool, ConsumerError> {
+        let m = self.member(id)?;
+        m.last_seen = now;
+        let returned = std::mem::take(&mut m.returned);
+        let group = m.group.clone();
+        let g = self.groups.entry(group).or_default();
+        let assigned = g.assignment.get(id);
+        let mut changed = false;
+        for (k, off) in returned {
+            if assigned.is_some_and(|a| a.contains(&k)) && g.committed.get(&k) != Some(&off) {
+                g.committed.insert(k, off);
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Commits, then removes the consumer and rebalances its group. Returns the group and
+    /// whether committed offsets changed.
+    pub fn goodbye(&mut self, id: &str, now: Instant) -> Result<(String, bool), ConsumerError> {
+        let changed = self.commit(id, now)?;
+        let group = self.remove(id).unwrap_or_default();
+        Ok((group, changed))
+    }
+
+    /// Drops consumers silent for longer than the timeout (without committing what their last
+    /// poll returned) and rebalances their groups. Returns the dropped ids.
+    pub fn expire(&mut self, now: Instant) -> Vec<String> {
+        let silent: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| now.saturating_duration_since(m.last_seen) > self.timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &silent {
+            self.remove(id);
+        }
+        silent
+    }
+
+    /// A group's committed offsets.
+    pub fn committed(&self, group: &str) -> Option<&GroupOffsets> {
+        self.groups.get(group).map(|g| &g.committed)
+    }
+
+    /// Every committed offset, for clamping after a restart.
+    pub fn all_committed(&self) -> Vec<(String, PartitionKey, i64)> {
+        let mut out = Vec::new();
+        for (name, g) in &self.groups {
+            for (k, off) in &g.committed {
+                out.push((name.clone(), k.clone(), *off));
+            }
+        }
+        out
+    }
+
+    /// Lowers a committed offset that points past its log's end; returns whether it changed.
+    pub fn clamp_committed(&mut self, group: &str, key: &PartitionKey, end: i64) -> bool {
+        match self
+            .groups
+            .get_mut(group)
+            .and_then(|g| g.committed.get_mut(key))
+        {
+            Some(off) if *off > end => {
+                *off = end;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The group a consumer belongs to.
+    pub fn group_of(&self, id: &str) -> Option<String> {
+        self.members.get(id).map(|m| m.group.clone())
+    }
+
+    /// The partitions assigned to a consumer.
+    pub fn assignment(&self, id: &str) -> Option<&[PartitionKey]> {
+        let m = self.members.get(id)?;
+        Some(self.groups.get(&m.group)?.assignment.get(id)?.as_slice())
+    }
+
+    fn member(&mut self, id: &str) -> Result<&mut Member, ConsumerError> {
+        self.members
+            .get_mut(id)
+            .ok_or_else(|| ConsumerError::UnknownConsumer(id.to_string()))
+    }
+
+    fn remove(&mut self, id: &str) -> Option<String> {
+        let m = self.members.remove(id)?;
+        if let Some(g) = self.groups.get_mut(&m.group) {
+            g.members.remove(id);
+            g.assignment.remove(id);
+        }
+        self.rebalance(&m.group);
+        Some(m.group)
+    }
+
+    fn rebalance(&mut self, group: &str) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        let members: BTreeMap<String, BTreeSet<String>> = g
+            .members
+            .iter()
+            .filter_map(|id| Some((id.clone(), self.members.get(id)?.topics.clone())))
+            .collect();
+        g.assignment = assign(&members, &g.partitions);
+    }
+}
+
+#[cfg(test)]
+#[path = "group_tests.rs"]
+mod tests;

@@ -1,0 +1,106 @@
+//! The channel mesh between shards, addressed by shard id.
+//!
+//! glommio numbers mesh peers by executor id, which depends on the order the threads started;
+//! [`ShardMesh`] maps shard ids onto those peer numbers so callers never see them.
+
+use std::sync::{Arc, Barrier, Mutex};
+
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+
+/// A mesh to be joined by every shard (clone it into each shard's thread).
+pub struct ShardMesh<T: Send + 'static> {
+    builder: MeshBuilder<T, Full>,
+    peers: Arc<Mutex<Vec<Option<usize>>>>,
+    barrier: Arc<Barrier>,
+}
+
+impl<T: Send + 'static> Clone for ShardMesh<T> {
+    fn clone(&self) -> Self {
+        ShardMesh {
+            builder: self.builder.clone(),
+            peers: self.peers.clone(),
+            barrier: self.barrier.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static> ShardMesh<T> {
+    /// A mesh of `shards` shards whose channels hold `capacity` messages each.
+    pub fn new(shards: usize, capacity: usize) -> Self {
+        ShardMesh {
+            builder: MeshBuilder::full(shards, capacity),
+            peers: Arc::new(Mutex::new(vec![None; shards])),
+            barrier: Arc::new(Barrier::new(shards)),
+        }
+    }
+
+    /// Joins from shard `shard`; returns once every shard has joined.
+    pub async fn join(self, shard: usize) -> Result<MeshPort<T>, String> {
+        let (senders, receivers) = self
+            .builder
+            .join()
+            .await
+            .map_err(|_| "failed to join the shard mesh".to_string())?;
+        {
+            let mut peers = self
+                .peers
+                .lock()
+                .map_err(|_| "mesh map poisoned".to_string())?;
+            peers[shard] = Some(senders.peer_id());
+        }
+        // Start-up only: wait (blocking this shard's thread) until every shard has published
+        // its peer number. All channels already exist, so nothing is left undelivered.
+        self.barrier.wait();
+        let peers = self
+            .peers
+            .lock()
+            .map_err(|_| "mesh map poisoned".to_string())?;
+        let peer_of = peers
+            .iter()
+            .map(|p| p.ok_or_else(|| "a shard did not join the mesh".to_string()))
+            .collect::<Result<Vec<usize>, String>>()?;
+        Ok(MeshPort {
+            senders,
+            receivers,
+            peer_of,
+            shard,
+        })
+    }
+}
+
+/// The message could not be sent: the shard is gone (or is this shard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeshClosed;
+
+/// One shard's end of the mesh.
+pub struct MeshPort<T: Send + 'static> {
+    senders: Senders<T>,
+    receivers: Receivers<T>,
+    peer_of: Vec<usize>,
+    shard: usize,
+}
+
+impl<T: Send + 'static> MeshPort<T> {
+    /// Sends `msg` to shard `to` (not this shard), waiting while its channel is full.
+    pub async fn send_to(&self, to: usize, msg: T) -> Result<(), MeshClosed> {
+        match self.peer_of.get(to) {
+            Some(&peer) if to != self.shard => self
+                .senders
+                .send_to(peer, msg)
+                .await
+                .map_err(|_| MeshClosed),
+            _ => Err(MeshClosed),
+        }
+    }
+
+    /// The next message from shard `from`; `None` once that shard is gone.
+    pub async fn recv_from(&self, from: usize) -> Option<T> {
+        let peer = *self.peer_of.get(from)?;
+        self.receivers.recv_from(peer).await.ok().flatten()
+    }
+
+    /// The number of shards in the mesh.
+    pub fn shards(&self) -> usize {
+        self.peer_of.len()
+    }
+}

@@ -1,0 +1,86 @@
+//! The consumer operations on framed TCP: REGISTER → READY, POLL → POLL_RESPONSE (its body is
+//! exactly the seed's poll response, written with vectored I/O), COMMIT → READY,
+//! GOODBYE → READY; failures are ERROR frames. A connection serves its consumer operations one
+//! at a time, in order (a long poll holds the connection's later frames until it answers),
+//! and has at most one poll response waiting to be written.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::connection::Outbox;
+use crate::consumer::{api, ConsumerError};
+use crate::rt;
+use crate::shard::Shard;
+use crate::wire::consumer::{parse_consumer_id, parse_poll, parse_register};
+use crate::wire::header::VERSION;
+use crate::wire::{ErrorCode, FrameHeader, OpCode};
+
+/// Serves one consumer frame (`op` is REGISTER, POLL, COMMIT or GOODBYE).
+pub async fn handle(
+    shard: &Rc<Shard>,
+    outbox: &Rc<Outbox>,
+    poll_slot: &Rc<rt::Semaphore>,
+    op: OpCode,
+    sid: u16,
+    body: &[u8],
+) {
+    let result = match op {
+        OpCode::Register => match parse_register(body) {
+            Ok(b) => api::register(shard, b).await,
+            Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
+        },
+        OpCode::Poll => {
+            let b = match parse_poll(body) {
+                Ok(b) => b,
+                Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
+            };
+            // Wait until this connection's previous poll response has been written.
+            let Ok(permit) = poll_slot.clone().acquire_static_permit(1).await else {
+                return;
+            };
+            let wait = b.max_wait_ms.map(|ms| Duration::from_millis(ms as u64));
+            match api::poll(shard, &b.consumer_id, wait).await {
+                Ok(resp) => {
+                    let header = FrameHeader {
+                        version: VERSION,
+                        flags: 0,
+                        stream_id: sid,
+                        opcode: OpCode::PollResponse as u8,
+                        body_len: resp.len as u32,
+                    };
+                    let mut parts = Vec::with_capacity(resp.parts.len() + 1);
+                    parts.push(Bytes::copy_from_slice(&header.encode()));
+                    parts.extend(resp.parts);
+                    return outbox.push_parts(parts, permit);
+                }
+                Err(e) => Err(e),
+            }
+        }
+        OpCode::Commit => match parse_consumer_id(body, "COMMIT") {
+            Ok(id) => api::commit(shard, &id).await,
+            Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
+        },
+        OpCode::Goodbye => match parse_consumer_id(body, "GOODBYE") {
+            Ok(id) => api::goodbye(shard, &id).await,
+            Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
+        },
+        _ => return,
+    };
+    match result {
+        Ok(()) => outbox.push_empty(OpCode::Ready, sid),
+        Err(e) => outbox.push_error(sid, error_code(&e), &e.to_string()),
+    }
+}
+
+/// Maps a consumer-layer error to the ERROR code it is answered with.
+fn error_code(e: &ConsumerError) -> ErrorCode {
+    match e {
+        ConsumerError::UnknownConsumer(_) => ErrorCode::UnknownConsumer,
+        ConsumerError::Invalid(_) => ErrorCode::BadRequest,
+        ConsumerError::Storage(_) | ConsumerError::Offsets(_) => ErrorCode::Storage,
+        ConsumerError::Routing(_) => ErrorCode::Routing,
+        ConsumerError::Topic(_) => ErrorCode::Server,
+    }
+}

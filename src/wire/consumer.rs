@@ -1,0 +1,315 @@
+//! Bodies of the framed consumer operations (see `docs/protocol-consumer.md`). Strings are
+//! `len u8 | UTF-8 bytes`; lists are `count u16 | item*`; all integers big-endian.
+//!
+//! ```text
+//! REGISTER  policy u8 (0 earliest, 1 latest) | consumer id str | group str | topics u16 | topic str*
+//! POLL      consumer id str | [max wait ms u32]     (absent = answer at once)
+//! COMMIT    consumer id str
+//! GOODBYE   consumer id str
+//! ```
+//!
+//! The answer to POLL is a POLL_RESPONSE frame whose body is exactly the seed's poll response
+//! ([`super::poll`]).
+
+use super::startup::validate_topic;
+use super::WireError;
+
+/// Where a group that has never committed anything for a topic starts reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartPolicy {
+    /// From the earliest offset still available.
+    #[default]
+    Earliest,
+    /// From the end of the log at registration: only messages produced afterwards.
+    Latest,
+}
+
+impl StartPolicy {
+    pub fn from_u8(b: u8) -> Result<StartPolicy, WireError> {
+        match b {
+            0 => Ok(StartPolicy::Earliest),
+            1 => Ok(StartPolicy::Latest),
+            other => Err(WireError::Malformed(format!(
+                "start policy {other} is not 0 (earliest) or 1 (latest)"
+            ))),
+        }
+    }
+}
+
+/// A parsed REGISTER body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterBody {
+    pub policy: StartPolicy,
+    pub consumer_id: String,
+    pub group: String,
+    pub topics: Vec<String>,
+}
+
+/// A parsed POLL body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollBody {
+    pub consumer_id: String,
+    /// Long poll: wait up to this long for data when there is none.
+    pub max_wait_ms: Option<u32>,
+}
+
+/// A consumer id is 1–255 bytes of UTF-8 without control characters.
+pub fn validate_consumer_id(id: &str) -> Result<(), WireError> {
+    if id.is_empty() {
+        return Err(WireError::Malformed("consumer id is empty".into()));
+    }
+    if id.chars().any(|c| c.is_control()) {
+        return Err(WireError::Malformed(format!(
+            "consumer id '{}' contains a control character",
+            id.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// A group name follows the topic rules (`[A-Za-z0-9._-]`, 1–249 bytes): it names a file.
+pub fn validate_group(group: &str) -> Result<(), WireError> {
+    validate_topic(group).map_err(|e| match e {
+        WireError::InvalidTopic(m) => WireError::Malformed(format!("invalid group name: {m}")),
+        other => other,
+    })
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        let s = self
+            .buf
+            .get(self.pos..self.pos + n)
+            .ok_or(WireError::Truncated(what))?;
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<String, WireError> {
+        let len = self.u8(what)? as usize;
+        let bytes = self.take(len, what)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_string)
+            .map_err(|_| WireError::Malformed(format!("{what} is not UTF-8")))
+    }
+
+    fn rest(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn finish(&self, op: &str) -> Result<(), WireError> {
+        match self.rest() {
+            0 => Ok(()),
+            n => Err(WireError::Malformed(format!(
+                "{op} body has {n} trailing bytes"
+            ))),
+        }
+    }
+}
+
+fn put_str(s: &str, dst: &mut Vec<u8>) {
+    let b = &s.as_bytes()[..s.len().min(255)];
+    dst.push(b.len() as u8);
+    dst.extend_from_slice(b);
+}
+
+/// Parses and validates a REGISTER body.
+pub fn parse_register(body: &[u8]) -> Result<RegisterBody, WireError> {
+    let mut r = Reader { buf: body, pos: 0 };
+    let policy = StartPolicy::from_u8(r.u8("start policy")?)?;
+    let consumer_id = r.string("consumer id")?;
+    validate_consumer_id(&consumer_id)?;
+    let group = r.string("group")?;
+    validate_group(&group)?;
+    let count = u16::from_be_bytes([r.u8("topic count")?, r.u8("topic count")?]);
+    if count == 0 {
+        return Err(WireError::Malformed(
+            "REGISTER names no topic; subscribe to at least one".into(),
+        ));
+    }
+    let mut topics = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let t = r.string("topic")?;
+        validate_topic(&t)?;
+        if !topics.contains(&t) {
+            topics.push(t);
+        }
+    }
+    r.finish("REGISTER")?;
+    Ok(RegisterBody {
+        policy,
+        consumer_id,
+        group,
+        topics,
+    })
+}
+
+/// Encodes a REGISTER body.
+pub fn encode_register(b: &RegisterBody, dst: &mut Vec<u8>) {
+    dst.push(match b.policy {
+        StartPolicy::Earliest => 0,
+        StartPolicy::Latest => 1,
+    });
+    put_str(&b.consumer_id, dst);
+    put_str(&b.group, dst);
+    dst.extend_from_slice(&(b.topics.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    for t in b.topics.iter().take(u16::MAX as usize) {
+        put_str(t, dst);
+    }
+}
+
+/// Parses a POLL body.
+pub fn parse_poll(body: &[u8]) -> Result<PollBody, WireError> {
+    let mut r = Reader { buf: body, pos: 0 };
+    let consumer_id = r.string("consumer id")?;
+    validate_consumer_id(&consumer_id)?;
+    let max_wait_ms = match r.rest() {
+        0 => None,
+        4 => Some(u32::from_be_bytes(
+            r.take(4, "max wait")?.try_into().expect("4 bytes"),
+        )),
+        n => {
+            return Err(WireError::Malformed(format!(
+                "POLL body has {n} bytes after the consumer id; expected none or a 4-byte max wait"
+            )))
+        }
+    };
+    Ok(PollBody {
+        consumer_id,
+        max_wait_ms,
+    })
+}
+
+/// Encodes a POLL body.
+pub fn encode_poll(b: &PollBody, dst: &mut Vec<u8>) {
+    put_str(&b.consumer_id, dst);
+    if let Some(ms) = b.max_wait_ms {
+        dst.extend_from_slice(&ms.to_be_bytes());
+    }
+}
+
+/// Parses a COMMIT or GOODBYE body: just the consumer id.
+pub fn parse_consumer_id(body: &[u8], op: &str) -> Result<String, WireError> {
+    let mut r = Reader { buf: body, pos: 0 };
+    let id = r.string("consumer id")?;
+    validate_consumer_id(&id)?;
+    r.finish(op)?;
+    Ok(id)
+}
+
+/// Encodes a COMMIT or GOODBYE body.
+pub fn encode_consumer_id(id: &str, dst: &mut Vec<u8>) {
+    put_str(id, dst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg() -> RegisterBody {
+        RegisterBody {
+            policy: StartPolicy::Latest,
+            consumer_id: "c-1".into(),
+            group: "g".into(),
+            topics: vec!["a".into(), "b.c".into()],
+        }
+    }
+
+    #[test]
+    fn register_layout_and_round_trip() {
+        let mut b = Vec::new();
+        encode_register(&reg(), &mut b);
+        assert_eq!(b, b"\x01\x03c-1\x01g\x00\x02\x01a\x03b.c");
+        assert_eq!(parse_register(&b).unwrap(), reg());
+        for n in 0..b.len() {
+            assert!(parse_register(&b[..n]).is_err(), "{n}");
+        }
+        b.push(0);
+        assert!(parse_register(&b).is_err());
+    }
+
+    #[test]
+    fn the_documented_session_bytes() {
+        // docs/protocol-consumer.md, "A consumer session, byte by byte".
+        let mut b = Vec::new();
+        encode_register(
+            &RegisterBody {
+                policy: StartPolicy::Earliest,
+                consumer_id: "c1".into(),
+                group: "g".into(),
+                topics: vec!["t".into()],
+            },
+            &mut b,
+        );
+        assert_eq!(b, [0, 2, b'c', b'1', 1, b'g', 0, 1, 1, b't']);
+        let mut p = Vec::new();
+        encode_poll(
+            &PollBody {
+                consumer_id: "c1".into(),
+                max_wait_ms: Some(5000),
+            },
+            &mut p,
+        );
+        assert_eq!(p, [2, b'c', b'1', 0, 0, 0x13, 0x88]);
+    }
+
+    #[test]
+    fn register_rejects_bad_fields() {
+        let enc = |f: &dyn Fn(&mut RegisterBody)| {
+            let mut r = reg();
+            f(&mut r);
+            let mut b = Vec::new();
+            encode_register(&r, &mut b);
+            parse_register(&b)
+        };
+        assert!(enc(&|r| r.topics.clear()).is_err());
+        assert!(enc(&|r| r.topics.push("a/b".into())).is_err());
+        assert!(enc(&|r| r.group = "x y".into()).is_err());
+        assert!(enc(&|r| r.consumer_id = String::new()).is_err());
+        assert!(enc(&|r| r.consumer_id = "a\nb".into()).is_err());
+        let dup = enc(&|r| r.topics.push("a".into())).unwrap();
+        assert_eq!(dup.topics, vec!["a", "b.c"]);
+        assert!(parse_register(b"\x02\x01c\x01g\x00\x01\x01a").is_err());
+    }
+
+    #[test]
+    fn poll_with_and_without_wait() {
+        for wait in [None, Some(250)] {
+            let p = PollBody {
+                consumer_id: "abc".into(),
+                max_wait_ms: wait,
+            };
+            let mut b = Vec::new();
+            encode_poll(&p, &mut b);
+            assert_eq!(parse_poll(&b).unwrap(), p);
+        }
+        assert_eq!(
+            parse_poll(b"\x01x\x00\x00\x01\x00").unwrap().max_wait_ms,
+            Some(256)
+        );
+        assert!(parse_poll(b"\x01x\x00").is_err());
+        assert!(parse_poll(b"").is_err());
+        assert!(parse_poll(b"\x00").is_err());
+    }
+
+    #[test]
+    fn consumer_id_bodies() {
+        let mut b = Vec::new();
+        encode_consumer_id("me", &mut b);
+        assert_eq!(parse_consumer_id(&b, "COMMIT").unwrap(), "me");
+        b.push(1);
+        assert!(parse_consumer_id(&b, "COMMIT")
+            .unwrap_err()
+            .to_string()
+            .contains("COMMIT"));
+    }
+}

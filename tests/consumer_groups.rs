@@ -1,0 +1,141 @@
+//! Three consumers of one group split the partitions and rebalance when one says goodbye or
+//! goes silent; committed offsets survive `kill -9`.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::consumer::{bodies, drain, produce_keyed, ConsumerClient, Item};
+use common::Broker;
+use shardlog::wire::consumer::StartPolicy;
+
+type Partition = (i64, u8);
+
+fn partitions(items: &[Item]) -> HashSet<Partition> {
+    items.iter().map(|i| (i.token, i.range_index)).collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn three_consumers_split_and_rebalance_on_goodbye_and_silence() {
+    let broker = Broker::start_with(2, &["--consumer-timeout", "1500ms"]);
+    let addr = broker.framed;
+    let ids = ["c1", "c2", "c3"];
+    let mut clients: HashMap<&str, ConsumerClient> = ids
+        .iter()
+        .map(|id| (*id, ConsumerClient::connect(addr)))
+        .collect();
+    for id in ids {
+        clients
+            .get_mut(id)
+            .unwrap()
+            .register(id, "grp", &["split"], StartPolicy::Earliest)
+            .unwrap();
+    }
+
+    // Phase 1: 8 partitions over 3 consumers, disjoint, everything once.
+    let produced = produce_keyed(addr, "split", 400, 40, "p1");
+    let mut got = Vec::new();
+    let mut owned: HashMap<&str, HashSet<Partition>> = HashMap::new();
+    for id in ids {
+        let c = clients.get_mut(id).unwrap();
+        let items = drain(c, id);
+        c.commit(id).unwrap();
+        owned.insert(id, partitions(&items));
+        got.extend(bodies(&items));
+    }
+    assert_eq!(
+        sorted(got),
+        sorted(produced.iter().map(|p| p.1.clone()).collect())
+    );
+    let all: HashSet<Partition> = owned.values().flatten().copied().collect();
+    assert_eq!(all.len(), 8);
+    for id in ids {
+        let n = owned[id].len();
+        assert!((2..=3).contains(&n), "{id} owns {n} partitions");
+    }
+
+    // Phase 2: c2 leaves; c1 and c3 share its partitions.
+    clients.get_mut("c2").unwrap().goodbye("c2").unwrap();
+    let produced = produce_keyed(addr, "split", 200, 40, "p2");
+    let mut got = Vec::new();
+    let mut owned2 = HashSet::new();
+    for id in ["c1", "c3"] {
+        let c = clients.get_mut(id).unwrap();
+        let items = drain(c, id);
+        c.commit(id).unwrap();
+        owned2.extend(partitions(&items));
+        got.extend(bodies(&items));
+    }
+    assert_eq!(owned2.len(), 8, "c2's partitions were reassigned");
+    assert_eq!(
+        sorted(got),
+        sorted(produced.iter().map(|p| p.1.clone()).collect())
+    );
+
+    // Phase 3: c3 goes silent; once it times out, c1 reads everything.
+    let produced = produce_keyed(addr, "split", 200, 40, "p3");
+    let c1 = clients.get_mut("c1").unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < produced.len() {
+        assert!(
+            Instant::now() < deadline,
+            "c1 got {} of {}",
+            got.len(),
+            produced.len()
+        );
+        got.extend(bodies(&c1.poll("c1", Some(200)).unwrap()));
+    }
+    assert_eq!(
+        sorted(got),
+        sorted(produced.iter().map(|p| p.1.clone()).collect())
+    );
+    // The silent consumer was dropped.
+    let c3 = clients.get_mut("c3").unwrap();
+    assert_eq!(c3.poll("c3", None).unwrap_err().0, 7);
+}
+
+#[test]
+fn committed_offsets_survive_kill_9() {
+    let mut broker = Broker::start(2);
+    let first = produce_keyed(broker.framed, "durable", 300, 13, "before");
+    let mut c = ConsumerClient::connect(broker.framed);
+    c.register("c", "keep", &["durable"], StartPolicy::Earliest)
+        .unwrap();
+    assert_eq!(bodies(&drain(&mut c, "c")).len(), first.len());
+    c.commit("c").unwrap();
+    let second = produce_keyed(broker.framed, "durable", 100, 13, "after");
+    assert!(broker
+        .data_dir
+        .join("@consumer_offsets")
+        .join("keep.offsets")
+        .exists());
+    drop(c);
+
+    broker.restart();
+    let mut c = ConsumerClient::connect(broker.framed);
+    // Unknown after a restart: consumers register again; the group's offsets remain.
+    assert_eq!(c.poll("c", None).unwrap_err().0, 7);
+    c.register("c", "keep", &["durable"], StartPolicy::Earliest)
+        .unwrap();
+    let got = bodies(&drain(&mut c, "c"));
+    assert_eq!(
+        sorted(got),
+        sorted(second.iter().map(|p| p.1.clone()).collect()),
+        "continues from the commit"
+    );
+    // A poll commits the previous one: after another restart nothing is read again.
+    c.poll("c", None).unwrap();
+    drop(c);
+    broker.restart();
+    let mut c = ConsumerClient::connect(broker.framed);
+    c.register("c", "keep", &["durable"], StartPolicy::Earliest)
+        .unwrap();
+    assert!(drain(&mut c, "c").is_empty());
+}
