@@ -1,5 +1,5 @@
 //! Starts a broker from a [`Config`]: one pinned shard per CPU, each opening the partitions it
-//! owns and listening on the framed port.
+//! owns and listening on the HTTP and framed ports.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::rt::{self, pool};
-use crate::server::framed;
+use crate::server::{framed, http};
 use crate::shard::msg::ShardMsg;
 use crate::shard::Shard;
 
@@ -49,7 +49,9 @@ pub fn run(config: Config) -> Result<(), String> {
                     return;
                 }
             };
-            let listener = match framed::bind(&shard) {
+            // HTTP first: once the framed port answers, the HTTP port is listening too.
+            let listeners = http::bind(&shard).and_then(|h| Ok((h, framed::bind(&shard)?)));
+            let (http_listener, framed_listener) = match listeners {
                 Ok(l) => l,
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -62,7 +64,11 @@ pub fn run(config: Config) -> Result<(), String> {
                 let _ = stop_rx.await;
                 shard.lifecycle.stop();
             };
-            futures_lite::future::zip(framed::accept_loop(shard.clone(), listener), stopper).await;
+            let servers = futures_lite::future::zip(
+                framed::accept_loop(shard.clone(), framed_listener),
+                http::accept_loop(shard.clone(), http_listener),
+            );
+            futures_lite::future::zip(servers, stopper).await;
             shard.close().await;
         })?);
     }
@@ -83,6 +89,7 @@ pub fn run(config: Config) -> Result<(), String> {
     tracing::info!(
         shards = config.shards,
         framed = %config.framed_listen,
+        http = %config.http_listen,
         data_dir = %config.data_dir.display(),
         "shardlog ready"
     );

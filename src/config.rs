@@ -44,6 +44,8 @@ pub struct Config {
     pub retention_bytes: Option<u64>,
     pub durability: Durability,
     pub max_frame_size: u32,
+    /// Largest gRPC message (request or response) the HTTP port accepts.
+    pub grpc_max_message_size: u32,
     pub zstd_level: i32,
     /// Bytes of frames a shard may hold between reading them and acknowledging them; past it,
     /// connections on that shard stop reading (TCP backpressure).
@@ -109,6 +111,9 @@ pub struct Cli {
     /// Largest accepted frame body [default: 4MiB].
     #[arg(long, env = "SHARDLOG_MAX_FRAME_SIZE", value_name = "BYTES")]
     pub max_frame_size: Option<String>,
+    /// Largest accepted gRPC message [default: 4MiB].
+    #[arg(long, env = "SHARDLOG_GRPC_MAX_MESSAGE_SIZE", value_name = "BYTES")]
+    pub grpc_max_message_size: Option<String>,
     /// zstd compression level for chunks, -7..=22 [default: 1].
     #[arg(
         long,
@@ -162,6 +167,7 @@ struct FileConfig {
     retention_bytes: Option<Scalar>,
     durability: Option<String>,
     max_frame_size: Option<Scalar>,
+    grpc_max_message_size: Option<Scalar>,
     zstd_level: Option<Scalar>,
     shard_buffer: Option<Scalar>,
     consumer_timeout: Option<Scalar>,
@@ -263,6 +269,11 @@ impl Config {
             Some(s) => parse_size_in("max-frame-size", &s, 1 << 10, 256 << 20)? as u32,
             None => 4 << 20,
         };
+        let grpc_max_message_size =
+            match pick(cli.grpc_max_message_size, file.grpc_max_message_size) {
+                Some(s) => parse_size_in("grpc-max-message-size", &s, 1 << 10, 256 << 20)? as u32,
+                None => 4 << 20,
+            };
         let zstd_level = match pick(cli.zstd_level, file.zstd_level) {
             Some(s) => parse_int("zstd-level", &s, -7, 22)? as i32,
             None => 1,
@@ -320,6 +331,7 @@ impl Config {
             retention_bytes,
             durability,
             max_frame_size,
+            grpc_max_message_size,
             zstd_level,
             shard_buffer_bytes,
             consumer_timeout,
@@ -351,6 +363,7 @@ impl Config {
             retention_bytes: None,
             durability: Durability::Fsync,
             max_frame_size: 4 << 20,
+            grpc_max_message_size: 4 << 20,
             zstd_level: 1,
             shard_buffer_bytes: 64 << 20,
             consumer_timeout: Duration::from_secs(120),
@@ -488,6 +501,7 @@ mod tests {
         assert_eq!(c.ranges_per_shard, 4);
         assert_eq!(c.durability, Durability::Fsync);
         assert_eq!(c.max_frame_size, 4 << 20);
+        assert_eq!(c.grpc_max_message_size, 4 << 20);
         assert_eq!(c.consumer_timeout, Duration::from_secs(120));
         assert_eq!(c.max_poll_bytes, 1 << 20);
         assert!(c.shards >= 1);
@@ -529,6 +543,11 @@ mod tests {
             (&["--framed-listen", "nowhere"], "--framed-listen"),
             (&["--durability", "maybe"], "--durability"),
             (&["--max-frame-size", "1"], "--max-frame-size"),
+            (&["--grpc-max-message-size", "1"], "--grpc-max-message-size"),
+            (
+                &["--grpc-max-message-size", "1TiB"],
+                "--grpc-max-message-size",
+            ),
             (&["--zstd-level", "99"], "--zstd-level"),
             (&["--segment-size", "1KiB"], "--segment-size"),
             (&["--retention-age", "soon"], "--retention-age"),
@@ -549,7 +568,8 @@ mod tests {
         let path = dir.path().join("shardlog.toml");
         std::fs::write(
             &path,
-            "data-dir = \"/srv/log\"\nshards = 3\nsegment-size = \"64MiB\"\nzstd-level = 3\n",
+            "data-dir = \"/srv/log\"\nshards = 3\nsegment-size = \"64MiB\"\nzstd-level = 3\n\
+             grpc-max-message-size = \"1MiB\"\n",
         )
         .unwrap();
         let p = path.to_str().unwrap();
@@ -558,6 +578,7 @@ mod tests {
         assert_eq!(c.shards, 2);
         assert_eq!(c.segment_size, 64 << 20);
         assert_eq!(c.zstd_level, 3);
+        assert_eq!(c.grpc_max_message_size, 1 << 20);
         std::fs::write(&path, "bogus-key = 1\n").unwrap();
         let err = cli(&["--config", p]).unwrap_err();
         assert!(err.contains("bogus-key"), "{err}");

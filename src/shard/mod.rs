@@ -51,10 +51,13 @@ pub enum ProduceError {
     /// The topic could not be created or loaded.
     #[error("topic: {0}")]
     Topic(String),
-    /// The broker cannot take writes right now (disk nearly full, shutting down); retrying
-    /// later may succeed. Nothing of the request was stored.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
+    /// The data filesystem is nearly full; retrying later may succeed. Nothing of the
+    /// request was stored.
+    #[error("{0}")]
+    DiskFull(String),
+    /// The broker is shutting down and takes no new writes. Nothing of the request was stored.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
 }
 
 /// The acknowledgement of a submitted frame, still to come.

@@ -20,12 +20,10 @@ impl Shard {
     /// Refuses writes, retryably, while the shard stops or the disk is nearly full.
     pub(super) fn check_writable(&self) -> Result<(), ProduceError> {
         if self.lifecycle.is_stopping() {
-            return Err(ProduceError::Unavailable(
-                "the broker is shutting down".into(),
-            ));
+            return Err(ProduceError::ShuttingDown);
         }
         if let Some(why) = self.disk_low.borrow().as_ref() {
-            return Err(ProduceError::Unavailable(why.clone()));
+            return Err(ProduceError::DiskFull(why.clone()));
         }
         Ok(())
     }

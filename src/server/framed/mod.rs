@@ -286,6 +286,6 @@ fn error_code(e: &ProduceError) -> ErrorCode {
         ProduceError::Storage(_) => ErrorCode::Storage,
         ProduceError::Routing(_) => ErrorCode::Routing,
         ProduceError::Topic(_) => ErrorCode::Server,
-        ProduceError::Unavailable(_) => ErrorCode::Unavailable,
+        ProduceError::DiskFull(_) | ProduceError::ShuttingDown => ErrorCode::Unavailable,
     }
 }
