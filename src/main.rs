@@ -15,8 +15,16 @@ fn main() {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-    if let Err(e) = broker::run(config) {
+    // Shards never block on the log: lines go through a queue to a writer thread (lossy only
+    // if it falls far behind). The guard flushes the queue when `main` returns.
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .init();
+    let result = broker::run(config);
+    drop(guard);
+    if let Err(e) = result {
         eprintln!("shardlog: {e}");
         std::process::exit(1);
     }

@@ -5,6 +5,7 @@
 //! - [`grpc`]: the gRPC layer and services served over the HTTP port's HTTP/2.
 
 pub mod conns;
+pub mod errlog;
 pub mod framed;
 pub mod grpc;
 pub mod http;

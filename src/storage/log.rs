@@ -320,6 +320,7 @@ impl<F: SegmentFs> PartitionLog<F> {
             Err(e) => return Err(self.fail(format!("could not start a new segment: {e}"))),
         };
         let out = (seg.file.clone(), 0, seg.path.clone());
+        tracing::info!(sealed = %old_path.display(), new = %seg.path.display(), "segment rolled");
         self.state.borrow_mut().segments.push_back(seg);
         Ok(out)
     }

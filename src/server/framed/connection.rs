@@ -124,11 +124,14 @@ pub struct Outbox {
     permits: RefCell<Vec<StaticPermit>>,
     signal: crate::rt::Semaphore,
     closed: Cell<bool>,
+    /// The client, for logging its protocol errors.
+    peer: Option<std::net::SocketAddr>,
 }
 
-impl Default for Outbox {
-    fn default() -> Self {
+impl Outbox {
+    pub fn new(peer: Option<std::net::SocketAddr>) -> Self {
         Outbox {
+            peer,
             pending: RefCell::new(Vec::with_capacity(4096)),
             slices: RefCell::new(Vec::new()),
             permits: RefCell::new(Vec::new()),
@@ -153,6 +156,9 @@ impl Outbox {
 
     /// Queues an ERROR response.
     pub fn push_error(&self, stream_id: u16, code: ErrorCode, message: &str) {
+        if matches!(code, ErrorCode::BadRequest | ErrorCode::Protocol) {
+            crate::server::errlog::client_error("framed", self.peer, &message);
+        }
         encode_frame_with(
             &mut self.pending.borrow_mut(),
             OpCode::Error,

@@ -112,7 +112,7 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
     tracing::debug!(?peer, shard = shard.id, "framed connection opened");
     let fd = stream.as_raw_fd();
     let (read_half, write_half) = split(stream);
-    let outbox = Rc::new(Outbox::default());
+    let outbox = Rc::new(Outbox::new(peer));
     let writer = {
         let outbox = outbox.clone();
         rt::spawn(async move { outbox.write_loop(write_half, fd).await })
@@ -150,7 +150,7 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
                 break;
             }
             Err(ReadError::Wire { stream_id, error }) => {
-                tracing::debug!(?peer, %error, "framing error, closing connection");
+                tracing::debug!(?peer, "framing error: closing the connection");
                 outbox.push_error(stream_id, error.code(), &error.to_string());
                 break;
             }
