@@ -585,4 +585,13 @@ mod tests {
         std::fs::write(&path, "shards = \"x\"\n").unwrap();
         assert!(cli(&["--config", p]).unwrap_err().starts_with("--shards"));
     }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/shardlog.example.toml");
+        let c = cli(&["--config", path]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/shardlog"));
+        assert_eq!(c.min_free_space, 1 << 30);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
+    }
 }
