@@ -1,4 +1,4 @@
-//! Bodies of the framed consumer operations (see `docs/protocol-consumer.md`). Strings are
+//! Bodies of the framed consumer operations (see `docs/protocol.md, "Consumer operations"`). Strings are
 //! `len u8 | UTF-8 bytes`; lists are `count u16 | item*`; all integers big-endian.
 //!
 //! ```text
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn the_documented_session_bytes() {
-        // docs/protocol-consumer.md, "A consumer session, byte by byte".
+        // docs/protocol.md, "Consumer operations", "A consumer session, byte by byte".
         let mut b = Vec::new();
         encode_register(
             &RegisterBody {
