@@ -54,6 +54,8 @@ pub struct Config {
     pub consumer_timeout: Duration,
     /// Upper bound on a poll response's size (it always holds at least one item if any).
     pub max_poll_bytes: usize,
+    /// Bytes of recent compressed chunks each shard keeps in memory per topic for readers.
+    pub hot_tail_bytes: usize,
     /// Connections each shard accepts per server (framed, HTTP) before refusing new ones.
     pub max_connections: usize,
     /// PRODUCE frames a framed connection may have awaiting acknowledgement before the
@@ -131,6 +133,10 @@ pub struct Cli {
     /// Largest poll response, e.g. 1MiB [default: 1MiB].
     #[arg(long, env = "SHARDLOG_MAX_POLL_BYTES", value_name = "BYTES")]
     pub max_poll_bytes: Option<String>,
+    /// Recent chunks each shard keeps in memory per topic, so consumers that keep up never
+    /// read the disk; `0` turns it off [default: 32MiB].
+    #[arg(long, env = "SHARDLOG_HOT_TAIL", value_name = "BYTES")]
+    pub hot_tail: Option<String>,
     /// Connections per shard and server before new ones are refused [default: 10000].
     #[arg(long, env = "SHARDLOG_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<String>,
@@ -172,6 +178,7 @@ struct FileConfig {
     shard_buffer: Option<Scalar>,
     consumer_timeout: Option<Scalar>,
     max_poll_bytes: Option<Scalar>,
+    hot_tail: Option<Scalar>,
     max_connections: Option<Scalar>,
     max_in_flight: Option<Scalar>,
     idle_timeout: Option<Scalar>,
@@ -297,6 +304,11 @@ impl Config {
             Some(s) => parse_size_in("max-poll-bytes", &s, 1 << 10, 1 << 30)? as usize,
             None => 1 << 20,
         };
+        let hot_tail_bytes = match pick(cli.hot_tail, file.hot_tail) {
+            Some(s) if is_off(&s) => 0,
+            Some(s) => parse_size_in("hot-tail", &s, 0, 1 << 40)? as usize,
+            None => 32 << 20,
+        };
         let max_connections = match pick(cli.max_connections, file.max_connections) {
             Some(s) => parse_int("max-connections", &s, 1, 1_000_000)? as usize,
             None => 10_000,
@@ -336,6 +348,7 @@ impl Config {
             shard_buffer_bytes,
             consumer_timeout,
             max_poll_bytes,
+            hot_tail_bytes,
             max_connections,
             max_in_flight,
             idle_timeout,
@@ -368,6 +381,7 @@ impl Config {
             shard_buffer_bytes: 64 << 20,
             consumer_timeout: Duration::from_secs(120),
             max_poll_bytes: 1 << 20,
+            hot_tail_bytes: 32 << 20,
             max_connections: 10_000,
             max_in_flight: 1024,
             idle_timeout: Some(Duration::from_secs(600)),

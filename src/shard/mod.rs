@@ -147,8 +147,14 @@ impl Shard {
         Ok(shard)
     }
 
-    fn log_config(&self) -> LogConfig {
+    /// The storage settings of a partition, whose topic has `owned` partitions on this shard.
+    fn log_config(&self, owned: usize) -> LogConfig {
         LogConfig {
+            // The shard's hot-tail budget is shared by a topic's partitions on the shard.
+            tail_bytes: match self.config.hot_tail_bytes {
+                0 => 0,
+                b => (b / owned.max(1)).max(1 << 20),
+            },
             segment_size: self.config.segment_size,
             durability: match self.config.durability {
                 Durability::Fsync => crate::storage::Durability::Fsync,
@@ -170,6 +176,7 @@ impl Shard {
         // frames, small enough that a chunk being compressed does not hold the shard's other
         // connections and partitions for long (measured: 1 MiB beat 256 KiB and 4 MiB).
         let max_chunk_raw = MAX_CHUNK_RAW;
+        let owned = layout.owned_by(self.id, self.shards).count();
         let writers = (0..layout.partitions())
             .map(|j| {
                 (layout.owner(j, self.shards) == self.id).then(|| {
@@ -177,7 +184,7 @@ impl Shard {
                     Rc::new(PartitionWriter::new(
                         j,
                         pdir,
-                        self.log_config(),
+                        self.log_config(owned),
                         max_chunk_raw,
                     ))
                 })

@@ -110,6 +110,7 @@ mod read;
 mod recovery;
 mod retention;
 mod segment;
+mod tail;
 pub mod testing;
 
 pub use chunk::{ChunkEncoder, ChunkError, ChunkHeader, RecordBatch, RecordBuf};

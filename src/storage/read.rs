@@ -33,6 +33,11 @@ impl<F: SegmentFs> PartitionLog<F> {
         from: i64,
         max_bytes: usize,
     ) -> Result<Vec<StoredChunk>, StorageError> {
+        if from >= self.start_offset() {
+            if let Some(chunks) = self.tail.borrow().read(from, max_bytes) {
+                return Ok(chunks);
+            }
+        }
         let mut cursor = from;
         loop {
             let (chunks, resume) = self.read_once(from, cursor, max_bytes).await?;

@@ -354,5 +354,6 @@ pub fn test_log_config() -> shardlog::storage::LogConfig {
         zstd_level: 1,
         retention_age: None,
         retention_bytes: None,
+        tail_bytes: 0,
     }
 }

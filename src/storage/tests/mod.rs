@@ -46,10 +46,13 @@ pub(super) fn records_of(start: i64, b: &RecordBuf) -> Records {
         .collect()
 }
 
+/// The tail is off so that reads exercise the disk path; `hot_tail_serves_what_the_disk_holds`
+/// covers the tail.
 pub(super) fn config(segment_size: u64) -> LogConfig {
     LogConfig {
         segment_size,
         zstd_level: 1,
+        tail_bytes: 0,
         ..LogConfig::default()
     }
 }
@@ -84,6 +87,34 @@ pub(super) fn files(dir: &Path, ext: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+#[test]
+fn hot_tail_serves_what_the_disk_holds() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("p");
+        let cfg = LogConfig {
+            tail_bytes: 64 << 10,
+            ..config(1 << 20)
+        };
+        let (log, _) = PartitionLog::open(&dir, cfg).await.unwrap();
+        let mut r = rng(7);
+        let batches: Vec<_> = (0..40).map(|i| batch(&mut r, i, 20, 200, true)).collect();
+        fill(&log, &batches).await;
+        assert!(log.hot_tail_bytes() > 0 && log.hot_tail_bytes() <= 64 << 10);
+        // The newest chunks come from memory; they are byte for byte the chunks on disk.
+        let (disk, _) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        let from = log.next_offset() - 50;
+        let hot = log.read(from, 1 << 20).await.unwrap();
+        let cold = disk.read(from, 1 << 20).await.unwrap();
+        assert!(!hot.is_empty());
+        assert_eq!(hot, cold);
+        // Older offsets, evicted from the tail, are read from the disk.
+        let old = log.read(0, 1 << 20).await.unwrap();
+        assert_eq!(old[0].start_offset, 0);
+        assert_eq!(old, disk.read(0, 1 << 20).await.unwrap());
+    });
 }
 
 #[test]
