@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::chunk::{ChunkEncoder, RecordBatch, ALIGNMENT};
 use super::index::{IndexEntry, FLUSH_EVERY};
@@ -73,6 +73,10 @@ pub struct AppendInfo {
     pub payload_len: u32,
     /// The segment (its base offset) the chunk went into.
     pub segment: i64,
+    /// Microseconds the chunk's write took.
+    pub write_us: u64,
+    /// Microseconds its `fdatasync` took (`None` with [`Durability::Write`]).
+    pub fdatasync_us: Option<u64>,
 }
 
 /// One chunk as stored: `payload` is exactly the zstd frame, ready for a poll response.
@@ -205,6 +209,16 @@ impl<F: SegmentFs> PartitionLog<F> {
         self.state.borrow().failed.clone()
     }
 
+    /// Segment files, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Bytes in the segment files (chunks and their padding; indexes not counted).
+    pub fn disk_bytes(&self) -> u64 {
+        self.state.borrow().segments.iter().map(|s| s.end_pos).sum()
+    }
+
     /// Chunks reads have skipped because their head CRC failed.
     pub fn read_skipped_chunks(&self) -> u64 {
         self.state.borrow().read_skipped
@@ -248,6 +262,7 @@ impl<F: SegmentFs> PartitionLog<F> {
             (file, end_pos, seg.path.clone())
         };
         let offsets = start..header.end_offset();
+        let t0 = Instant::now();
         match file.write_at(buf, pos).await {
             Ok(n) if n == len => {}
             Ok(n) => {
@@ -265,8 +280,13 @@ impl<F: SegmentFs> PartitionLog<F> {
                 )))
             }
         }
+        let write_us = micros(t0.elapsed());
+        let mut fdatasync_us = None;
         if self.config.durability == Durability::Fsync {
-            if let Err(e) = file.fdatasync().await {
+            let t1 = Instant::now();
+            let synced = file.fdatasync().await;
+            fdatasync_us = Some(micros(t1.elapsed()));
+            if let Err(e) = synced {
                 return Err(self.fail(format!(
                     "fdatasync of {} failed: {e} (offsets {offsets:?} not acknowledged; after a \
                      failed fdatasync the page state is unknown, so the partition takes no more \
@@ -294,6 +314,8 @@ impl<F: SegmentFs> PartitionLog<F> {
             chunk_len: len as u64,
             payload_len: header.length,
             segment: seg.base,
+            write_us,
+            fdatasync_us,
         })
     }
 
@@ -350,4 +372,9 @@ impl<F: SegmentFs> PartitionLog<F> {
         }
         Ok(())
     }
+}
+
+/// A duration in whole microseconds (saturating).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
