@@ -14,11 +14,13 @@
 //! - [`consumer`]: consumer groups (coordinated by shard 0), durable committed offsets, and
 //!   polls assembled from stored chunks without re-encoding.
 //! - [`server`]: one module per protocol; today the framed TCP server.
+//! - [`metrics`]: shard-local counters and histograms, gathered and encoded on a scrape.
 //! - [`broker`]: starts the shards and the listeners from a `Config`.
 
 pub mod broker;
 pub mod config;
 pub mod consumer;
+pub mod metrics;
 pub mod ring;
 pub mod rt;
 pub mod server;

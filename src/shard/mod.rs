@@ -23,6 +23,7 @@ use thiserror::Error;
 
 use crate::config::{Config, Durability};
 use crate::consumer::coordinator::Coordinator;
+use crate::metrics::{ShardMetrics, TopicMetrics};
 use crate::ring::TopicLayout;
 use crate::rt::{self, MeshPort, ShardMesh};
 use crate::storage::LogConfig;
@@ -66,6 +67,8 @@ pub struct TopicState {
     writers: Vec<Option<Rc<PartitionWriter>>>,
     /// Round-robin cursor for keyless connections.
     keyless_cursor: Cell<usize>,
+    /// This shard's counters for the topic (shared with its writers).
+    pub metrics: Rc<TopicMetrics>,
 }
 
 impl TopicState {
@@ -87,6 +90,8 @@ pub struct Shard {
     connections: Cell<usize>,
     /// The consumer-group coordinator, on shard 0 only.
     coordinator: Option<Rc<Coordinator>>,
+    /// This shard's metrics (see [`crate::metrics`]).
+    pub metrics: Rc<ShardMetrics>,
 }
 
 impl Shard {
@@ -112,6 +117,7 @@ impl Shard {
             mesh: mesh.clone(),
             connections: Cell::new(0),
             coordinator,
+            metrics: Rc::default(),
         });
         for (name, layout) in topics::load_all(&shard.config.data_dir)? {
             let state = shard.install_topic(&name, layout);
@@ -152,6 +158,7 @@ impl Shard {
         // frames, small enough that a chunk being compressed does not hold the shard's other
         // connections and partitions for long (measured: 1 MiB beat 256 KiB and 4 MiB).
         let max_chunk_raw = MAX_CHUNK_RAW;
+        let metrics = Rc::new(TopicMetrics::default());
         let writers = (0..layout.partitions())
             .map(|j| {
                 (layout.owner(j, self.shards) == self.id).then(|| {
@@ -161,6 +168,8 @@ impl Shard {
                         pdir,
                         self.log_config(),
                         max_chunk_raw,
+                        metrics.clone(),
+                        self.metrics.clone(),
                     ))
                 })
             })
@@ -170,6 +179,7 @@ impl Shard {
             layout,
             writers,
             keyless_cursor: Cell::new(self.id),
+            metrics,
         });
         self.topics
             .borrow_mut()
@@ -204,6 +214,11 @@ impl Shard {
     /// The topic's state if this shard knows it (shard 0 knows every existing topic).
     pub fn known_topic(&self, name: &str) -> Option<Rc<TopicState>> {
         self.topics.borrow().get(name).cloned()
+    }
+
+    /// Every topic this shard knows.
+    pub fn topic_states(&self) -> Vec<Rc<TopicState>> {
+        self.topics.borrow().values().cloned().collect()
     }
 
     /// The consumer-group coordinator, if this is shard 0.
@@ -354,6 +369,12 @@ impl Shard {
             ShardMsg::GetOrCreateTopic { topic, reply } => {
                 let _ = reply.send(self.create_topic(&topic).map_err(|e| e.to_string()));
             }
+            ShardMsg::Metrics { reply } => {
+                let shard = self.clone();
+                rt::spawn_detached(async move {
+                    let _ = reply.send(crate::metrics::local_snapshot(&shard).await);
+                });
+            }
         }
     }
 
@@ -367,8 +388,13 @@ impl Shard {
             for t in topics {
                 for w in t.owned() {
                     if let Some(log) = w.log() {
-                        if let Err(e) = log.enforce_retention(SystemTime::now()).await {
-                            tracing::warn!(topic = %t.name, partition = w.partition, error = %e, "retention failed");
+                        match log.enforce_retention(SystemTime::now()).await {
+                            Ok(r) => t
+                                .metrics
+                                .retention_deleted(r.segments_removed as u64, r.bytes_removed),
+                            Err(e) => {
+                                tracing::warn!(topic = %t.name, partition = w.partition, error = %e, "retention failed")
+                            }
                         }
                     }
                 }
@@ -384,6 +410,11 @@ impl Shard {
     pub fn connection_closed(&self) {
         self.connections
             .set(self.connections.get().saturating_sub(1));
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.get()
     }
 }
 

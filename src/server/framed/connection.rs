@@ -5,10 +5,12 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::metrics::ShardMetrics;
 use crate::rt::vectored::write_all_vectored;
 use crate::rt::StaticPermit;
 use crate::wire::error::encode_error_body;
@@ -110,16 +112,26 @@ pub struct Outbox {
     permits: RefCell<Vec<StaticPermit>>,
     signal: crate::rt::Semaphore,
     closed: Cell<bool>,
+    /// Counts every response queued, by result.
+    metrics: Rc<ShardMetrics>,
 }
 
 impl Default for Outbox {
     fn default() -> Self {
+        Outbox::new(Rc::default())
+    }
+}
+
+impl Outbox {
+    /// An outbox that counts its responses in `metrics`.
+    pub fn new(metrics: Rc<ShardMetrics>) -> Self {
         Outbox {
             pending: RefCell::new(Vec::with_capacity(4096)),
             slices: RefCell::new(Vec::new()),
             permits: RefCell::new(Vec::new()),
             signal: crate::rt::Semaphore::new(0),
             closed: Cell::new(false),
+            metrics,
         }
     }
 }
@@ -134,6 +146,7 @@ impl Outbox {
     /// Queues an empty-bodied response (READY, PRODUCE_RESPONSE).
     pub fn push_empty(&self, op: OpCode, stream_id: u16) {
         encode_frame(&mut self.pending.borrow_mut(), op, 0, stream_id, &[]);
+        self.metrics.frame_ok();
         self.wake();
     }
 
@@ -146,6 +159,7 @@ impl Outbox {
             stream_id,
             |dst| encode_error_body(code, message, dst),
         );
+        self.metrics.frame_error(code);
         self.wake();
     }
 
@@ -160,6 +174,7 @@ impl Outbox {
         slices.extend(parts);
         self.permits.borrow_mut().push(permit);
         drop((slices, pending));
+        self.metrics.frame_ok();
         self.wake();
     }
 

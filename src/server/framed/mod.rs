@@ -17,10 +17,12 @@ pub mod consumer;
 use std::os::fd::AsRawFd;
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::io::split;
 
+use crate::metrics::RequestType;
 use crate::rt::{self, TcpListener, TcpStream};
 use crate::shard::msg::ProduceFrame;
 use crate::shard::{now_us, ProduceError, Shard, TopicState};
@@ -77,7 +79,7 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream) {
     tracing::debug!(?peer, shard = shard.id, "framed connection opened");
     let fd = stream.as_raw_fd();
     let (read_half, write_half) = split(stream);
-    let outbox = Rc::new(Outbox::default());
+    let outbox = Rc::new(Outbox::new(shard.metrics.clone()));
     let writer = {
         let outbox = outbox.clone();
         rt::spawn(async move { outbox.write_loop(write_half, fd).await })
@@ -139,6 +141,9 @@ async fn handle_frame(
         Ok(op) => op,
         Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
     };
+    if let Some(t) = RequestType::of(op) {
+        shard.metrics.request(t);
+    }
     match op {
         OpCode::Startup => match parse_startup(&body) {
             Ok(topic) => match shard.topic(&topic).await {
@@ -156,6 +161,7 @@ async fn handle_frame(
         },
         OpCode::Heartbeat => outbox.push_empty(OpCode::Ready, sid),
         OpCode::Produce => {
+            let read_at = Instant::now();
             let Some(s) = session.as_ref() else {
                 return outbox.push_error(
                     sid,
@@ -197,11 +203,13 @@ async fn handle_frame(
                 Err(e) => return outbox.push_error(sid, error_code(&e), &e.to_string()),
             };
             let outbox = outbox.clone();
+            let metrics = shard.metrics.clone();
             rt::spawn_detached(async move {
                 match pending.wait().await {
                     Ok(_) => outbox.push_empty(OpCode::ProduceResponse, sid),
                     Err(e) => outbox.push_error(sid, error_code(&e), &e.to_string()),
                 }
+                metrics.ack.record(read_at.elapsed());
                 drop(bytes);
                 drop(slot);
             });
