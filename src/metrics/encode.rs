@@ -1,9 +1,16 @@
 //! The Prometheus text exposition of a [`MetricsSnapshot`], written with `prometheus-client`:
 //! the snapshot is a [`Collector`] that emits every family on each encode.
 //!
-//! Latencies are recorded in microseconds and exposed in seconds (`*_seconds`); counters get
-//! the `_total` suffix from the encoder. The output ends with `# EOF` (OpenMetrics); in the
-//! Prometheus 0.0.4 text format that line is a comment.
+//! Latencies are recorded in microseconds and exposed in seconds (`*_seconds`); counter
+//! samples end in `_total`.
+//!
+//! Two flavours of the same samples:
+//! - [`encode`], the Prometheus text format 0.0.4 ([`CONTENT_TYPE`]), what `/metrics` serves
+//!   by default: a counter's `# HELP`/`# TYPE` lines name it with its `_total` suffix, as its
+//!   samples are named, and there is no `# EOF`.
+//! - [`encode_openmetrics`], OpenMetrics 1.0 ([`OPENMETRICS_CONTENT_TYPE`]), exactly as
+//!   `prometheus-client` writes it: counter families are named without `_total`, `# EOF` ends
+//!   it. For a scraper that asks for it in `Accept`.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
@@ -17,16 +24,56 @@ use super::{frame_result_name, RequestType};
 /// The content type of [`encode`]'s output on HTTP.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The content type of [`encode_openmetrics`]'s output on HTTP.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 type Labels = Vec<(&'static str, String)>;
 
-/// Encodes a snapshot in the text format.
-pub fn encode(snapshot: MetricsSnapshot) -> String {
+/// Encodes a snapshot in the OpenMetrics text format.
+pub fn encode_openmetrics(snapshot: MetricsSnapshot) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SnapshotCollector(snapshot)));
-    let mut out = String::with_capacity(16 << 10);
+    let mut out = String::with_capacity(32 << 10);
     // Writing into a String cannot fail, and the collector only fails when the writer does.
     prometheus_client::encoding::text::encode(&mut out, &registry)
         .expect("encoding metrics into a String");
+    out
+}
+
+/// Encodes a snapshot in the Prometheus text format 0.0.4.
+pub fn encode(snapshot: MetricsSnapshot) -> String {
+    to_prometheus_text(&encode_openmetrics(snapshot))
+}
+
+/// Turns OpenMetrics text into the Prometheus 0.0.4 text format: a counter family `x`
+/// (samples `x_total`) is described as `x_total`, and `# EOF` goes. Samples are unchanged.
+fn to_prometheus_text(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 8 * counters.len());
+    for line in om.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let described = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters.contains(name).then_some((p, name, tail))
+        });
+        match described {
+            Some((p, name, tail)) => {
+                out.push_str(p);
+                out.push_str(name);
+                out.push_str("_total ");
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -442,22 +489,27 @@ pub(crate) mod tests {
     fn every_family_is_typed_and_every_series_is_unique() {
         let text = encode(sample_snapshot());
         let (types, samples) = parse(&text);
-        assert!(text.ends_with("# EOF\n"));
+        assert!(!text.contains("# EOF"));
         let mut seen = HashSet::new();
         for s in &samples {
             assert!(
                 seen.insert((s.name.clone(), format!("{:?}", s.labels))),
                 "{s:?}"
             );
-            let family = types.keys().find(|f| {
+            // In 0.0.4 a sample is named as its family, or the family plus a histogram suffix.
+            let family = types.iter().find(|(f, t)| {
                 s.name == **f
-                    || ["_total", "_bucket", "_sum", "_count"]
-                        .iter()
-                        .any(|suf| s.name == format!("{f}{suf}"))
+                    || (t.as_str() == "histogram"
+                        && ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .any(|suf| s.name == format!("{f}{suf}")))
             });
             assert!(family.is_some(), "sample {} has no TYPE", s.name);
         }
-        assert_eq!(types["shardlog_messages_in"], "counter");
+        for (f, t) in &types {
+            assert_eq!(t == "counter", f.ends_with("_total"), "{f} {t}");
+        }
+        assert_eq!(types["shardlog_messages_in_total"], "counter");
         assert_eq!(types["shardlog_disk_bytes"], "gauge");
         assert_eq!(types["shardlog_ack_latency_seconds"], "histogram");
         assert_eq!(types["shardlog_consumer_lag"], "gauge");
@@ -539,6 +591,21 @@ pub(crate) mod tests {
             .filter(|x| x.name == "shardlog_fdatasync_seconds_bucket" && x.labels["shard"] == "0")
             .count();
         assert_eq!(buckets, crate::metrics::histogram::SLOTS);
+    }
+
+    #[test]
+    fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
+        let om = encode_openmetrics(sample_snapshot());
+        assert!(om.ends_with("# EOF\n"));
+        let (types, samples) = parse(&om);
+        assert_eq!(types["shardlog_frames"], "counter");
+        assert!(!types.contains_key("shardlog_frames_total"));
+        // The same samples as the 0.0.4 text.
+        let (_, prom) = parse(&encode(sample_snapshot()));
+        assert_eq!(samples, prom);
+        assert!(om.contains("# HELP shardlog_frames Framed responses"));
+        let prom_text = encode(sample_snapshot());
+        assert!(prom_text.contains("# HELP shardlog_frames_total Framed responses"));
     }
 
     #[test]

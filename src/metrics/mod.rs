@@ -23,7 +23,8 @@ pub mod snapshot;
 
 use std::cell::Cell;
 
-pub use gather::{gather, local_snapshot};
+pub use encode::{encode, encode_openmetrics, CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
+pub use gather::{gather, gather_snapshot, local_snapshot};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use snapshot::{LagSample, MetricsSnapshot, ShardSnapshot, TopicSnapshot};
 
