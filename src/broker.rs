@@ -1,14 +1,16 @@
 //! Starts a broker from a [`Config`]: one pinned shard per CPU, each opening the partitions it
-//! owns and listening on the framed port.
+//! owns and listening on the HTTP and framed ports.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc;
+
+use futures_channel::oneshot;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::rt::{self, pool};
-use crate::server::framed;
+use crate::server::{framed, http};
 use crate::shard::msg::ShardMsg;
 use crate::shard::Shard;
 
@@ -32,9 +34,12 @@ pub fn run(config: Config) -> Result<(), String> {
     let mesh = rt::ShardMesh::<ShardMsg>::new(config.shards, MESH_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut threads = Vec::with_capacity(config.shards);
+    let mut stops = Vec::with_capacity(config.shards);
     for id in 0..config.shards {
         let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
         let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_tx.clone());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        stops.push(stop_tx);
         threads.push(pool::spawn_shard(id, cpu, move || async move {
             let config = Rc::new(config);
             let shard = match Shard::start(id, config, mesh).await {
@@ -44,7 +49,9 @@ pub fn run(config: Config) -> Result<(), String> {
                     return;
                 }
             };
-            let listener = match framed::bind(&shard) {
+            // HTTP first: once the framed port answers, the HTTP port is listening too.
+            let listeners = http::bind(&shard).and_then(|h| Ok((h, framed::bind(&shard)?)));
+            let (http_listener, framed_listener) = match listeners {
                 Ok(l) => l,
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -52,7 +59,17 @@ pub fn run(config: Config) -> Result<(), String> {
                 }
             };
             let _ = ready.send(Ok(id));
-            framed::accept_loop(shard, listener).await;
+            let stopper = async {
+                // A dropped sender (the broker is going away) also means stop.
+                let _ = stop_rx.await;
+                shard.lifecycle.stop();
+            };
+            let servers = futures_lite::future::zip(
+                framed::accept_loop(shard.clone(), framed_listener),
+                http::accept_loop(shard.clone(), http_listener),
+            );
+            futures_lite::future::zip(servers, stopper).await;
+            shard.close().await;
         })?);
     }
     drop(ready_tx);
@@ -72,12 +89,49 @@ pub fn run(config: Config) -> Result<(), String> {
     tracing::info!(
         shards = config.shards,
         framed = %config.framed_listen,
+        http = %config.http_listen,
         data_dir = %config.data_dir.display(),
         "shardlog ready"
     );
+    watch_signals(stops, config.shutdown_timeout)?;
     for t in threads {
         t.join()?;
     }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// On the first SIGTERM or SIGINT, starts a graceful shutdown of every shard; on a second
+/// one, or if the shutdown takes far longer than `--shutdown-timeout`, exits at once.
+fn watch_signals(stops: Vec<oneshot::Sender<()>>, timeout: Duration) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut stops = Some(stops);
+            for sig in signals.forever() {
+                match stops.take() {
+                    Some(stops) => {
+                        tracing::info!(signal = sig, "shutting down: finishing accepted requests");
+                        for s in stops {
+                            let _ = s.send(());
+                        }
+                        std::thread::spawn(move || {
+                            std::thread::sleep(timeout + Duration::from_secs(15));
+                            eprintln!("shardlog: shutdown did not finish in time; exiting");
+                            std::process::exit(1);
+                        });
+                    }
+                    None => {
+                        eprintln!("shardlog: second signal, exiting at once");
+                        std::process::exit(130);
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     Ok(())
 }
 

@@ -44,6 +44,8 @@ pub struct Config {
     pub retention_bytes: Option<u64>,
     pub durability: Durability,
     pub max_frame_size: u32,
+    /// Largest gRPC message (request or response) the HTTP port accepts.
+    pub grpc_max_message_size: u32,
     pub zstd_level: i32,
     /// Bytes of frames a shard may hold between reading them and acknowledging them; past it,
     /// connections on that shard stop reading (TCP backpressure).
@@ -52,6 +54,18 @@ pub struct Config {
     pub consumer_timeout: Duration,
     /// Upper bound on a poll response's size (it always holds at least one item if any).
     pub max_poll_bytes: usize,
+    /// Connections each shard accepts per server (framed, HTTP) before refusing new ones.
+    pub max_connections: usize,
+    /// PRODUCE frames a framed connection may have awaiting acknowledgement before the
+    /// broker stops reading it.
+    pub max_in_flight: u64,
+    /// Connections with no request for this long are closed (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// How long a graceful shutdown waits for connections to finish.
+    pub shutdown_timeout: Duration,
+    /// Produce requests are refused (retryably) while the data directory's filesystem has
+    /// less free space than this; 0 disables the check.
+    pub min_free_space: u64,
     /// Log filter (`info`, `debug`, `shardlog=trace`, …); `RUST_LOG` wins when set.
     pub log: String,
 }
@@ -97,6 +111,9 @@ pub struct Cli {
     /// Largest accepted frame body [default: 4MiB].
     #[arg(long, env = "SHARDLOG_MAX_FRAME_SIZE", value_name = "BYTES")]
     pub max_frame_size: Option<String>,
+    /// Largest accepted gRPC message [default: 4MiB].
+    #[arg(long, env = "SHARDLOG_GRPC_MAX_MESSAGE_SIZE", value_name = "BYTES")]
+    pub grpc_max_message_size: Option<String>,
     /// zstd compression level for chunks, -7..=22 [default: 1].
     #[arg(
         long,
@@ -114,6 +131,22 @@ pub struct Cli {
     /// Largest poll response, e.g. 1MiB [default: 1MiB].
     #[arg(long, env = "SHARDLOG_MAX_POLL_BYTES", value_name = "BYTES")]
     pub max_poll_bytes: Option<String>,
+    /// Connections per shard and server before new ones are refused [default: 10000].
+    #[arg(long, env = "SHARDLOG_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<String>,
+    /// Frames a framed connection may have awaiting acknowledgement [default: 1024].
+    #[arg(long, env = "SHARDLOG_MAX_IN_FLIGHT", value_name = "N")]
+    pub max_in_flight: Option<String>,
+    /// Close connections idle for this long; `off` never closes them [default: 10m].
+    #[arg(long, env = "SHARDLOG_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// How long SIGTERM waits for connections to finish before exiting [default: 30s].
+    #[arg(long, env = "SHARDLOG_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+    /// Refuse produce requests while the data filesystem has less free space than this;
+    /// `0` disables the check [default: 1GiB].
+    #[arg(long, env = "SHARDLOG_MIN_FREE_SPACE", value_name = "BYTES")]
+    pub min_free_space: Option<String>,
     /// Log filter, e.g. info, debug, shardlog=trace [default: info].
     #[arg(long, env = "SHARDLOG_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -134,10 +167,16 @@ struct FileConfig {
     retention_bytes: Option<Scalar>,
     durability: Option<String>,
     max_frame_size: Option<Scalar>,
+    grpc_max_message_size: Option<Scalar>,
     zstd_level: Option<Scalar>,
     shard_buffer: Option<Scalar>,
     consumer_timeout: Option<Scalar>,
     max_poll_bytes: Option<Scalar>,
+    max_connections: Option<Scalar>,
+    max_in_flight: Option<Scalar>,
+    idle_timeout: Option<Scalar>,
+    shutdown_timeout: Option<Scalar>,
+    min_free_space: Option<Scalar>,
     log: Option<String>,
 }
 
@@ -230,6 +269,11 @@ impl Config {
             Some(s) => parse_size_in("max-frame-size", &s, 1 << 10, 256 << 20)? as u32,
             None => 4 << 20,
         };
+        let grpc_max_message_size =
+            match pick(cli.grpc_max_message_size, file.grpc_max_message_size) {
+                Some(s) => parse_size_in("grpc-max-message-size", &s, 1 << 10, 256 << 20)? as u32,
+                None => 4 << 20,
+            };
         let zstd_level = match pick(cli.zstd_level, file.zstd_level) {
             Some(s) => parse_int("zstd-level", &s, -7, 22)? as i32,
             None => 1,
@@ -253,6 +297,28 @@ impl Config {
             Some(s) => parse_size_in("max-poll-bytes", &s, 1 << 10, 1 << 30)? as usize,
             None => 1 << 20,
         };
+        let max_connections = match pick(cli.max_connections, file.max_connections) {
+            Some(s) => parse_int("max-connections", &s, 1, 1_000_000)? as usize,
+            None => 10_000,
+        };
+        let max_in_flight = match pick(cli.max_in_flight, file.max_in_flight) {
+            Some(s) => parse_int("max-in-flight", &s, 1, 65_536)? as u64,
+            None => 1024,
+        };
+        let idle_timeout = match pick(cli.idle_timeout, file.idle_timeout) {
+            Some(s) => parse_optional_duration("idle-timeout", &s)?,
+            None => Some(Duration::from_secs(600)),
+        };
+        let shutdown_timeout = match pick(cli.shutdown_timeout, file.shutdown_timeout) {
+            Some(s) => parse_optional_duration("shutdown-timeout", &s)?
+                .ok_or_else(|| invalid("shutdown-timeout", "must be a positive duration".into()))?,
+            None => Duration::from_secs(30),
+        };
+        let min_free_space = match pick(cli.min_free_space, file.min_free_space) {
+            Some(s) if is_off(&s) => 0,
+            Some(s) => parse_size(&s).map_err(|m| invalid("min-free-space", m))?,
+            None => 1 << 30,
+        };
         let log = cli.log.or(file.log).unwrap_or_else(|| "info".into());
         Ok(Config {
             data_dir,
@@ -265,10 +331,16 @@ impl Config {
             retention_bytes,
             durability,
             max_frame_size,
+            grpc_max_message_size,
             zstd_level,
             shard_buffer_bytes,
             consumer_timeout,
             max_poll_bytes,
+            max_connections,
+            max_in_flight,
+            idle_timeout,
+            shutdown_timeout,
+            min_free_space,
             log,
         })
     }
@@ -291,10 +363,16 @@ impl Config {
             retention_bytes: None,
             durability: Durability::Fsync,
             max_frame_size: 4 << 20,
+            grpc_max_message_size: 4 << 20,
             zstd_level: 1,
             shard_buffer_bytes: 64 << 20,
             consumer_timeout: Duration::from_secs(120),
             max_poll_bytes: 1 << 20,
+            max_connections: 10_000,
+            max_in_flight: 1024,
+            idle_timeout: Some(Duration::from_secs(600)),
+            shutdown_timeout: Duration::from_secs(30),
+            min_free_space: 0,
             log: "info".into(),
         }
     }
@@ -423,6 +501,7 @@ mod tests {
         assert_eq!(c.ranges_per_shard, 4);
         assert_eq!(c.durability, Durability::Fsync);
         assert_eq!(c.max_frame_size, 4 << 20);
+        assert_eq!(c.grpc_max_message_size, 4 << 20);
         assert_eq!(c.consumer_timeout, Duration::from_secs(120));
         assert_eq!(c.max_poll_bytes, 1 << 20);
         assert!(c.shards >= 1);
@@ -464,6 +543,11 @@ mod tests {
             (&["--framed-listen", "nowhere"], "--framed-listen"),
             (&["--durability", "maybe"], "--durability"),
             (&["--max-frame-size", "1"], "--max-frame-size"),
+            (&["--grpc-max-message-size", "1"], "--grpc-max-message-size"),
+            (
+                &["--grpc-max-message-size", "1TiB"],
+                "--grpc-max-message-size",
+            ),
             (&["--zstd-level", "99"], "--zstd-level"),
             (&["--segment-size", "1KiB"], "--segment-size"),
             (&["--retention-age", "soon"], "--retention-age"),
@@ -484,7 +568,8 @@ mod tests {
         let path = dir.path().join("shardlog.toml");
         std::fs::write(
             &path,
-            "data-dir = \"/srv/log\"\nshards = 3\nsegment-size = \"64MiB\"\nzstd-level = 3\n",
+            "data-dir = \"/srv/log\"\nshards = 3\nsegment-size = \"64MiB\"\nzstd-level = 3\n\
+             grpc-max-message-size = \"1MiB\"\n",
         )
         .unwrap();
         let p = path.to_str().unwrap();
@@ -493,6 +578,7 @@ mod tests {
         assert_eq!(c.shards, 2);
         assert_eq!(c.segment_size, 64 << 20);
         assert_eq!(c.zstd_level, 3);
+        assert_eq!(c.grpc_max_message_size, 1 << 20);
         std::fs::write(&path, "bogus-key = 1\n").unwrap();
         let err = cli(&["--config", p]).unwrap_err();
         assert!(err.contains("bogus-key"), "{err}");

@@ -13,7 +13,9 @@
 //!   routing of frames to the shard that owns their partition.
 //! - [`consumer`]: consumer groups (coordinated by shard 0), durable committed offsets, and
 //!   polls assembled from stored chunks without re-encoding.
-//! - [`server`]: one module per protocol; today the framed TCP server.
+//! - [`server`]: one module per protocol: the framed TCP server, the HTTP port (HTTP/1.1 and
+//!   HTTP/2 told apart by the connection preface) and the gRPC layer and services over h2.
+//! - [`proto`]: prost message types generated from `proto/`, and their descriptor set.
 //! - [`metrics`]: shard-local counters and histograms, gathered and encoded on a scrape.
 //! - [`broker`]: starts the shards and the listeners from a `Config`.
 
@@ -21,6 +23,7 @@ pub mod broker;
 pub mod config;
 pub mod consumer;
 pub mod metrics;
+pub mod proto;
 pub mod ring;
 pub mod rt;
 pub mod server;

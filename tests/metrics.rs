@@ -1,9 +1,9 @@
 //! Metrics end to end: produce and consume over framed TCP, then check what a scrape reports.
 //!
-//! `GET /metrics` is not routed on this branch (the HTTP port arrives with the gRPC work), so
-//! the scrape goes through `shardlog::metrics::gather` on a broker run in-process: the same
-//! shard threads, mesh and framed listeners `broker::run` starts, with a hook to run a scrape
-//! on a chosen shard. The HTTP test is written below and ignored until the route exists.
+//! The detailed test scrapes through `shardlog::metrics::gather` on a broker run in-process
+//! (the same shard threads, mesh and framed listeners `broker::run` starts, with a hook to run
+//! a scrape on a chosen shard), so it can pick the scraping shard; the last test scrapes a
+//! real broker process with `GET /metrics` over HTTP/1.1.
 
 mod common;
 
@@ -271,7 +271,6 @@ fn a_scrape_reports_what_was_produced_and_consumed() {
 
 /// `GET /metrics` on the HTTP port, with a plain HTTP/1.1 request.
 #[test]
-#[ignore = "GET /metrics needs the HTTP router (src/server/http), which has not landed on this branch"]
 fn http_metrics_endpoint_reports_produced_messages() {
     const N: usize = 200;
     let broker = common::Broker::start(2);

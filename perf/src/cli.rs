@@ -5,10 +5,16 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
+use crate::consume::{ConsumeConfig, Start, Transport};
+use crate::limits::LimitsConfig;
 use crate::payload::{PayloadSpec, DEFAULT_SEED};
 use crate::produce::{self, KeyOrder, ProduceConfig, Stop};
+use crate::stats::Report;
+use crate::verify::{AckLedger, Checker, ReadBack, VerifyResult};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,6 +31,13 @@ pub struct Cli {
 pub enum Command {
     /// Produce over the framed protocol (PRODUCE frames, acknowledged once durable).
     Produce(ProduceArgs),
+    /// Consume over the framed protocol: consumers in a group poll and decode the records.
+    Consume(ConsumeArgs),
+    /// Produce (with timestamps) while consuming the same topic: end-to-end latency.
+    E2e(E2eArgs),
+    /// Measure this machine's limits: one-core zstd rate of the payload, fdatasync latency of
+    /// chunk-sized O_DIRECT appends, O_DIRECT sequential write and read bandwidth.
+    Limits(LimitsArgs),
 }
 
 /// Flags shared by all workloads.
@@ -36,10 +49,14 @@ pub struct Common {
     /// Address of the broker's HTTP/gRPC listener (used by the HTTP and gRPC workloads).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9252")]
     pub http: String,
+    /// Topic to produce to / consume from.
+    #[arg(long, default_value = "perf")]
+    pub topic: String,
     /// Stop after this many messages in total (warmup included).
     #[arg(long, value_name = "N", conflicts_with = "duration")]
     pub messages: Option<u64>,
-    /// Stop after this long (warmup included), e.g. `30s`, `2m`. The default without --messages.
+    /// Stop after this long (warmup included), e.g. `30s`, `2m`. Produce's default without
+    /// --messages is 30s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Leave this first stretch out of the statistics, e.g. `2s`.
@@ -54,9 +71,9 @@ pub struct Common {
     /// No progress line on stderr.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Read everything acknowledged back and check it (needs the consumer API).
-    #[arg(long)]
-    pub verify: bool,
+    /// A connection waiting for an answer this long has failed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub response_timeout: Duration,
 }
 
 /// A parsed `--cpus` list.
@@ -67,9 +84,13 @@ pub struct CpuList(pub Vec<usize>);
 pub struct ProduceArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Topic to produce to (named once per connection, in STARTUP).
-    #[arg(long, default_value = "perf")]
-    pub topic: String,
+    #[command(flatten)]
+    pub flags: ProduceFlags,
+}
+
+/// The producer's flags (`produce` and `e2e`).
+#[derive(Debug, Args)]
+pub struct ProduceFlags {
     /// TCP connections to the broker.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub connections: usize,
@@ -95,15 +116,131 @@ pub struct ProduceArgs {
     /// measure latency from each frame's intended send time. Without it: closed loop.
     #[arg(long, value_name = "MSGS_PER_SEC")]
     pub rate: Option<f64>,
-    /// Send a timestamp in every frame (flag 0x01).
+    /// Send a timestamp in every frame (flag 0x01). Always on for `e2e`.
     #[arg(long)]
     pub timestamps: bool,
     /// Seed of the payload generator.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
-    /// A connection with frames in flight and no answer for this long has failed.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
-    pub response_timeout: Duration,
+    /// After producing, read everything back through the consumer API (a fresh group) and
+    /// check every acknowledged message is there once, in order per key (`produce` only).
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub flags: ConsumeFlags,
+}
+
+/// The consumers' flags (`consume` and `e2e`).
+#[derive(Debug, Args)]
+pub struct ConsumeFlags {
+    /// How consumers reach the broker (`http` comes with the broker's HTTP consumer API).
+    #[arg(long, value_enum, default_value = "framed")]
+    pub transport: Transport,
+    /// Consumers, each on its own connection and thread, ids `perf-c0 .. perf-c{N-1}`.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub consumers: usize,
+    /// Consumer group [default: `perf` for consume, a fresh `perf-e2e-...` for e2e].
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Where a group new to the topic starts [default: earliest for consume, latest for e2e].
+    #[arg(long, value_enum)]
+    pub start: Option<Start>,
+    /// Long-poll wait of each POLL in ms (0: answer at once).
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub max_wait_ms: u32,
+    /// Do not decompress payloads: count bytes only (MB/s is then of uncompressed chunk bytes,
+    /// records' 12-byte headers included, read from the zstd frame headers; messages are not
+    /// counted).
+    #[arg(long)]
+    pub no_decode: bool,
+    /// Stop (each consumer) when two polls in a row bring nothing.
+    #[arg(long)]
+    pub until_empty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct E2eArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub produce: ProduceFlags,
+    #[command(flatten)]
+    pub consume: ConsumeFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct LimitsArgs {
+    /// Directory for the fdatasync and bandwidth test files (created; files deleted after).
+    #[arg(long, value_name = "DIR", default_value = "./data")]
+    pub dir: PathBuf,
+    /// Pin the measuring thread to this CPU (one CPU; a list uses its first).
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pub cpus: Option<CpuList>,
+    /// zstd level, as the broker's `--zstd-level` (negative levels are fast modes).
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value_t = 1,
+        allow_negative_numbers = true
+    )]
+    pub zstd_level: i32,
+    /// Messages per big batch (1024 × 1 KiB ≈ 1 MiB, the broker's largest chunk).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub batch_messages: usize,
+    /// Messages per typical chunk (64: one default PRODUCE frame).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub chunk_messages: usize,
+    /// Size of each message in bytes (as `produce --message-size`).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    pub message_size: usize,
+    /// Share of random bytes in each message (as `produce --randomness`).
+    #[arg(long, value_name = "0.0..1.0", default_value_t = 0.5)]
+    pub randomness: f64,
+    /// Seed of the payload generator (as `produce --seed`).
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+    /// How long to compress for, per batch size.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "3s")]
+    pub zstd_duration: Duration,
+    /// Bytes per O_DIRECT append in the fdatasync test (a multiple of 4096).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64KiB")]
+    pub chunk_size: u64,
+    /// Appends (each followed by fdatasync) in the fdatasync test.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub fsync_iterations: u64,
+    /// Run the fdatasync test this long instead of --fsync-iterations.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Bytes written then read in the bandwidth test.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1GiB")]
+    pub bw_size: u64,
+    /// Bytes per O_DIRECT write/read in the bandwidth test (a multiple of 4096).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1MiB")]
+    pub bw_block: u64,
+    /// Measure only these (repeatable): zstd, fsync, bandwidth. Default: all.
+    #[arg(long, value_enum)]
+    pub only: Vec<LimitKind>,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One of the `limits` measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LimitKind {
+    Zstd,
+    Fsync,
+    Bandwidth,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    crate::limits::parse_size(s)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -138,10 +275,15 @@ fn parse_cpus(s: &str) -> Result<CpuList, String> {
 impl ProduceArgs {
     /// The workload's configuration (validated later, by the workload).
     pub fn config(&self) -> ProduceConfig {
-        let c = &self.common;
+        self.flags.config(&self.common)
+    }
+}
+
+impl ProduceFlags {
+    pub fn config(&self, c: &Common) -> ProduceConfig {
         ProduceConfig {
             addr: c.framed.clone(),
-            topic: self.topic.clone(),
+            topic: c.topic.clone(),
             connections: self.connections,
             in_flight: self.in_flight,
             messages_per_frame: self.messages_per_frame,
@@ -163,11 +305,79 @@ impl ProduceArgs {
             warmup: c.warmup,
             progress: !c.quiet,
             print_errors: true,
-            ledger: c.verify,
-            response_timeout: self.response_timeout,
+            ledger: self.verify,
+            response_timeout: c.response_timeout,
             ..ProduceConfig::default()
         }
     }
+}
+
+impl ConsumeFlags {
+    /// The consumers' configuration; `e2e` picks its own group and start defaults.
+    pub fn config(&self, c: &Common, e2e: bool) -> ConsumeConfig {
+        ConsumeConfig {
+            transport: self.transport,
+            addr: c.framed.clone(),
+            topic: c.topic.clone(),
+            group: self.group.clone().unwrap_or_else(|| {
+                if e2e {
+                    fresh_group("perf-e2e")
+                } else {
+                    "perf".into()
+                }
+            }),
+            consumers: self.consumers,
+            start: self
+                .start
+                .unwrap_or(if e2e { Start::Latest } else { Start::Earliest }),
+            max_wait_ms: self.max_wait_ms,
+            decode: !self.no_decode,
+            messages: c.messages,
+            duration: c.duration,
+            until_empty: self.until_empty,
+            cpus: c.cpus.clone().map(|l| l.0),
+            warmup: c.warmup,
+            progress: !c.quiet,
+            response_timeout: c.response_timeout,
+            ..ConsumeConfig::default()
+        }
+    }
+}
+
+impl LimitsArgs {
+    pub fn config(&self) -> LimitsConfig {
+        let all = self.only.is_empty();
+        LimitsConfig {
+            payload: PayloadSpec {
+                size: self.message_size,
+                randomness: self.randomness,
+                seed: self.seed,
+            },
+            zstd_level: self.zstd_level,
+            batch_messages: self.batch_messages,
+            chunk_messages: self.chunk_messages,
+            zstd_time: self.zstd_duration,
+            dir: self.dir.clone(),
+            chunk_size: self.chunk_size as usize,
+            fsync_iterations: self.fsync_iterations,
+            fsync_time: self.duration,
+            bw_size: self.bw_size,
+            bw_block: self.bw_block as usize,
+            cpu: self.cpus.as_ref().map(|c| c.0[0]),
+            zstd: all || self.only.contains(&LimitKind::Zstd),
+            fsync: all || self.only.contains(&LimitKind::Fsync),
+            bandwidth: all || self.only.contains(&LimitKind::Bandwidth),
+        }
+    }
+}
+
+/// A group name no other run uses: `{prefix}-{pid}-{ms since the epoch}`.
+pub fn fresh_group(prefix: &str) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{ms}", std::process::id())
 }
 
 /// Set by the first Ctrl-C (SIGINT): the run stops sending, drains, and reports.
@@ -190,47 +400,177 @@ fn catch_sigint() {
     }
 }
 
-/// The message `--verify` answers with until the broker serves the consumer API.
-pub const VERIFY_UNAVAILABLE: &str = "--verify reads every acknowledged message back through the \
-broker's consumer API (register, poll), which shardlog does not serve yet; run without --verify";
+/// Exit code of a `--verify` run whose read-back found a problem.
+pub const EXIT_VERIFY_FAILED: u8 = 3;
 
-/// Runs the command; the exit code is 0 on success, 1 when the run failed, 2 on bad usage.
+fn print_report(report: &Report, json: bool) -> ExitCode {
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    if let Some(f) = &report.failure {
+        eprintln!("error: the run failed: {f}");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Runs the command; the exit code is 0 on success, 1 when the run failed, 2 on bad usage,
+/// 3 when `--verify` found acknowledged messages missing, duplicated, reordered or corrupt.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Produce(args) => {
-            if args.common.verify {
-                eprintln!("error: {VERIFY_UNAVAILABLE}");
-                return ExitCode::from(2);
-            }
-            let mut cfg = args.config();
+        Command::Produce(args) => run_produce(args),
+        Command::Consume(args) => {
+            let mut cfg = args.flags.config(&args.common, false);
             cfg.interrupt = Some(&INTERRUPTED);
             if let Err(e) = cfg.validate() {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
             catch_sigint();
-            match produce::run(cfg) {
+            match crate::consume::run(cfg, None) {
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(1)
                 }
-                Ok(outcome) => {
-                    let report = &outcome.report;
-                    if args.common.json {
-                        println!("{}", report.to_json());
+                Ok(outcome) => print_report(&outcome.report, args.common.json),
+            }
+        }
+        Command::E2e(args) => {
+            if args.produce.verify {
+                eprintln!("error: --verify belongs to produce, not e2e");
+                return ExitCode::from(2);
+            }
+            let mut p = args.produce.config(&args.common);
+            p.timestamps = true;
+            p.interrupt = Some(&INTERRUPTED);
+            let mut c = args.consume.config(&args.common, true);
+            c.messages = None;
+            c.duration = None;
+            c.decode = true;
+            c.e2e = true;
+            c.interrupt = Some(&INTERRUPTED);
+            if let Err(e) = p.validate().and_then(|()| c.validate()) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            catch_sigint();
+            match crate::e2e::run(p, c) {
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+                Ok(report) => print_report(&report, args.common.json),
+            }
+        }
+        Command::Limits(args) => {
+            let cfg = args.config();
+            if let Err(e) = cfg.validate() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            if let Some(c) = cfg.cpu {
+                let ok = core_affinity::get_core_ids()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|id| id.id == c);
+                if !ok {
+                    eprintln!("error: --cpus: CPU {c} is not available to this process");
+                    return ExitCode::from(2);
+                }
+            }
+            match crate::limits::run(&cfg) {
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+                Ok(l) => {
+                    if args.json {
+                        println!("{}", l.to_json());
                     } else {
-                        print!("{}", report.to_text());
+                        print!("{}", l.to_text());
                     }
-                    if let Some(f) = &report.failure {
-                        eprintln!("error: the run failed: {f}");
-                        ExitCode::from(1)
-                    } else {
-                        ExitCode::SUCCESS
-                    }
+                    ExitCode::SUCCESS
                 }
             }
         }
     }
+}
+
+fn run_produce(args: ProduceArgs) -> ExitCode {
+    let mut cfg = args.config();
+    cfg.interrupt = Some(&INTERRUPTED);
+    if let Err(e) = cfg.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let read_back = args.flags.verify.then(|| ReadBack {
+        transport: Transport::Framed,
+        addr: cfg.addr.clone(),
+        topic: cfg.topic.clone(),
+        group: fresh_group("perf-verify"),
+        timeout: cfg.response_timeout,
+    });
+    if let Some(rb) = &read_back {
+        if let Err(e) = rb.mark() {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    catch_sigint();
+    let mut outcome = match produce::run(cfg) {
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+        Ok(o) => o,
+    };
+    let mut verdict = None;
+    if let (Some(rb), Some(ledger), Some(sent)) = (&read_back, &outcome.ledger, &outcome.sent) {
+        let started = std::time::Instant::now();
+        match verify(rb, ledger, sent) {
+            Ok(r) => {
+                let s = &mut outcome.report.settings;
+                if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(&r) {
+                    s.extend(m);
+                }
+                s.insert("verify_s".into(), started.elapsed().as_secs_f64().into());
+                if !args.common.json {
+                    eprintln!(
+                        "verify: {} verified, {} missing, {} duplicates, {} out of order, {} corrupt, {} unacknowledged seen ({} records read)",
+                        r.verified, r.missing, r.duplicates, r.out_of_order, r.corrupt, r.unacked_seen, r.records_read
+                    );
+                }
+                verdict = Some(r);
+            }
+            Err(e) => {
+                if outcome.report.failure.is_none() {
+                    outcome.report.failure = Some(e);
+                }
+            }
+        }
+    }
+    let code = print_report(&outcome.report, args.common.json);
+    match verdict {
+        Some(r) if !r.ok() && outcome.report.failure.is_none() => {
+            eprintln!("error: verification failed");
+            ExitCode::from(EXIT_VERIFY_FAILED)
+        }
+        _ => code,
+    }
+}
+
+fn verify(
+    rb: &ReadBack,
+    ledger: &AckLedger,
+    sent: &produce::SentMessages,
+) -> Result<VerifyResult, String> {
+    let expected = |f: u64, i: u16| sent.message(f, i);
+    let mut checker = Checker::new(ledger, &expected, sent.tag_positions.clone());
+    rb.read(&mut checker)?;
+    Ok(checker.finish())
 }
 
 #[cfg(test)]
@@ -243,7 +583,9 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let Command::Produce(p) = parse(&["produce"]).unwrap().command;
+        let Command::Produce(p) = parse(&["produce"]).unwrap().command else {
+            panic!("produce")
+        };
         let cfg = p.config();
         assert_eq!(cfg.addr, "127.0.0.1:9254");
         assert_eq!(p.common.http, "127.0.0.1:9252");
@@ -290,7 +632,10 @@ mod tests {
             "t1",
         ])
         .unwrap()
-        .command;
+        .command
+        else {
+            panic!("produce")
+        };
         let cfg = p.config();
         assert_eq!(
             (cfg.connections, cfg.in_flight, cfg.messages_per_frame),
@@ -313,7 +658,9 @@ mod tests {
         assert!(parse(&["produce", "--cpus", "a"]).is_err());
         assert!(parse(&["produce", "--cpus", "3-1"]).is_err());
         let bad = |args: &[&str]| {
-            let Command::Produce(p) = parse(args).unwrap().command;
+            let Command::Produce(p) = parse(args).unwrap().command else {
+                panic!("produce")
+            };
             p.config().validate().unwrap_err()
         };
         assert!(bad(&["produce", "--randomness", "1.5"]).contains("--randomness"));

@@ -87,6 +87,32 @@ pub fn connect(
     addr: &str,
     opts: &ConnectOptions,
 ) -> Result<(FrameReader, FrameWriter), ClientError> {
+    let (mut reader, mut writer) = connect_raw(addr, opts.handshake_timeout)?;
+    let mut startup = Vec::new();
+    encode_startup(&opts.topic, &mut startup);
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, OpCode::Startup, 0, 0, &startup);
+    writer
+        .write_all(&frame)
+        .map_err(io_err(format!("cannot send STARTUP to {addr}")))?;
+
+    let deadline = Instant::now() + opts.handshake_timeout;
+    let answer = reader.read_one(deadline)?;
+    match answer {
+        Response::Ready { .. } => Ok((reader, writer)),
+        Response::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
+        other => Err(ClientError::Unexpected(format!(
+            "{other:?} in answer to STARTUP (expected READY)"
+        ))),
+    }
+}
+
+/// Opens a TCP connection (TCP_NODELAY) without any handshake: consumer connections need no
+/// STARTUP, every request names its consumer.
+pub fn connect_raw(
+    addr: &str,
+    timeout: Duration,
+) -> Result<(FrameReader, FrameWriter), ClientError> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(io_err(format!("cannot resolve framed address {addr}")))?
@@ -94,7 +120,7 @@ pub fn connect(
     let mut last = None;
     let mut stream = None;
     for a in &addrs {
-        match TcpStream::connect_timeout(a, opts.handshake_timeout) {
+        match TcpStream::connect_timeout(a, timeout) {
             Ok(s) => {
                 stream = Some(s);
                 break;
@@ -115,26 +141,7 @@ pub fn connect(
         .set_nodelay(true)
         .map_err(io_err("cannot set TCP_NODELAY"))?;
     let read_half = stream.try_clone().map_err(io_err("cannot clone socket"))?;
-    let mut writer = FrameWriter { stream };
-    let mut reader = FrameReader::new(read_half);
-
-    let mut startup = Vec::new();
-    encode_startup(&opts.topic, &mut startup);
-    let mut frame = Vec::new();
-    encode_frame(&mut frame, OpCode::Startup, 0, 0, &startup);
-    writer
-        .write_all(&frame)
-        .map_err(io_err(format!("cannot send STARTUP to {addr}")))?;
-
-    let deadline = Instant::now() + opts.handshake_timeout;
-    let answer = reader.read_one(deadline)?;
-    match answer {
-        Response::Ready { .. } => Ok((reader, writer)),
-        Response::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
-        other => Err(ClientError::Unexpected(format!(
-            "{other:?} in answer to STARTUP (expected READY)"
-        ))),
-    }
+    Ok((FrameReader::new(read_half), FrameWriter { stream }))
 }
 
 /// A decoded answer from the broker.
@@ -236,6 +243,7 @@ pub struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    max_body: u32,
 }
 
 impl FrameReader {
@@ -245,6 +253,48 @@ impl FrameReader {
             buf: vec![0; 64 * 1024],
             start: 0,
             end: 0,
+            max_body: MAX_RESPONSE_BODY,
+        }
+    }
+
+    /// Raises (or lowers) the largest body accepted; poll responses need more than the
+    /// default [`MAX_RESPONSE_BODY`].
+    pub fn set_max_body(&mut self, max_body: u32) {
+        self.max_body = max_body;
+    }
+
+    /// Reads until one whole frame is buffered and returns it, borrowed from the buffer (valid
+    /// until the next read). Fails at `deadline` (`None`: wait forever) or end of stream.
+    pub fn read_frame(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, ClientError> {
+        loop {
+            let used = Frame::parse(&self.buf[self.start..self.end], self.max_body)
+                .map_err(ClientError::Wire)?
+                .map(|(_, used)| used);
+            if let Some(used) = used {
+                let at = self.start;
+                self.start += used;
+                let (frame, _) = Frame::parse(&self.buf[at..at + used], self.max_body)
+                    .map_err(ClientError::Wire)?
+                    .expect("parsed just before");
+                return Ok(frame);
+            }
+            let timeout = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(ClientError::Unexpected(
+                            "no answer before the response timeout".into(),
+                        ));
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            self.set_read_timeout(timeout)
+                .map_err(io_err("cannot set a read timeout"))?;
+            if self.fill()? == ReadOutcome::Eof {
+                return Err(ClientError::Closed { in_flight: 1 });
+            }
         }
     }
 
@@ -289,7 +339,7 @@ impl FrameReader {
 
     /// The next complete frame in the buffer, consumed.
     fn next_buffered(&mut self) -> Result<Option<Frame<'_>>, ClientError> {
-        match Frame::parse(&self.buf[self.start..self.end], MAX_RESPONSE_BODY)
+        match Frame::parse(&self.buf[self.start..self.end], self.max_body)
             .map_err(ClientError::Wire)?
         {
             Some((frame, used)) => {
@@ -311,7 +361,7 @@ impl FrameReader {
                 self.end -= self.start;
                 self.start = 0;
             } else {
-                // One frame larger than the buffer (bounded by MAX_RESPONSE_BODY).
+                // One frame larger than the buffer (bounded by `max_body`).
                 let len = self.buf.len();
                 self.buf.resize(len * 2, 0);
             }
@@ -431,6 +481,11 @@ impl MessageRegion {
     /// The encoded bytes of the first `k` messages (1 ≤ k ≤ len).
     pub fn first(&self, k: usize) -> &[u8] {
         &self.bytes[..self.ends[k - 1]]
+    }
+
+    /// Where message `i`'s bytes start (after its length prefix).
+    pub fn message_start(&self, i: usize) -> usize {
+        (if i == 0 { 0 } else { self.ends[i - 1] }) + 4
     }
 
     /// Payload bytes of the first `k` messages.

@@ -5,13 +5,19 @@
 //! - [`framed`]: a small client connection for the framed protocol, on the broker's own codecs.
 //! - [`stats`]: latency histograms per connection, merged; the progress line; the report.
 //! - [`produce`]: the framed produce workload (closed or open loop).
-//! - [`verify`]: the ledger of acknowledged frames, for reading them back.
+//! - [`consume`]: the consume workload (consumers in a group polling), behind a transport trait.
+//! - [`e2e`]: produce while consuming; end-to-end latency from the records' timestamps.
+//! - [`limits`]: the machine's own yardsticks (one-core zstd, fdatasync, O_DIRECT bandwidth).
+//! - [`verify`]: the ledger of acknowledged frames, message tags, and the read-back check.
 //!
 //! A new workload (gRPC produce, consume, REST) is a module with a config and a `run` that
 //! returns a [`stats::Report`], plus a variant of [`cli::Command`].
 
 pub mod cli;
+pub mod consume;
+pub mod e2e;
 pub mod framed;
+pub mod limits;
 pub mod payload;
 pub mod produce;
 pub mod stats;

@@ -31,7 +31,7 @@ use crate::framed::{
 };
 use crate::payload::{MessagePool, PayloadSpec, DEFAULT_POOL};
 use crate::stats::{Collector, ConnStats, ErrorLog, Interval, Measured, Report};
-use crate::verify::{AckEntry, AckLedger, Ledger, KEYLESS};
+use crate::verify::{tag_position, write_tag, AckEntry, AckLedger, Ledger, KEYLESS, TAG_LEN};
 
 /// When the run ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -141,6 +141,14 @@ impl ProduceConfig {
             return Err("--randomness must be between 0.0 and 1.0".into());
         }
         validate_topic(&self.topic).map_err(|e| format!("--topic: {e}"))?;
+        if self.ledger && self.payload.size < TAG_LEN {
+            return Err(format!(
+                "--verify tags every message with {TAG_LEN} bytes: --message-size must be at least {TAG_LEN}"
+            ));
+        }
+        if self.ledger && self.messages_per_frame > u16::MAX as usize + 1 {
+            return Err("--verify needs --messages-per-frame of at most 65536".into());
+        }
         match self.stop {
             Stop::Messages(0) => return Err("--messages must be at least 1".into()),
             Stop::Duration(d) if d.is_zero() => {
@@ -212,6 +220,7 @@ impl ProduceConfig {
             "key_order": match self.key_order { KeyOrder::RoundRobin => "round-robin", KeyOrder::Random => "random" },
             "topic": self.topic,
             "timestamps": self.timestamps,
+            "verify": self.ledger,
             "warmup_s": self.warmup.as_secs_f64(),
             "target": self.addr,
         });
@@ -237,6 +246,34 @@ pub struct ProduceOutcome {
     pub ledger: Option<AckLedger>,
     /// Frames still unanswered when the run ended.
     pub unanswered: u64,
+    /// What each frame carried, for checking a read-back (with the ledger).
+    pub sent: Option<SentMessages>,
+}
+
+/// The messages a run sent, to compare a read-back with: message `i` of frame `f` is a pool
+/// message chosen by the frame's region, with a tag at a known position.
+#[derive(Debug, Clone)]
+pub struct SentMessages {
+    pub pool: Arc<MessagePool>,
+    pub regions: usize,
+    pub messages_per_frame: usize,
+    pub tag_positions: Vec<usize>,
+    /// Frames handed out (the highest frame index sent is below this).
+    pub frames: u64,
+}
+
+impl SentMessages {
+    /// Message `index` of `frame` as sent (its tag bytes excepted), `None` if no such message.
+    pub fn message(&self, frame: u64, index: u16) -> Option<&[u8]> {
+        if frame >= self.frames || index as usize >= self.messages_per_frame {
+            return None;
+        }
+        let r = (frame % self.regions as u64) as usize;
+        Some(
+            self.pool
+                .get((r * self.messages_per_frame + index as usize) % self.pool.len()),
+        )
+    }
 }
 
 /// The run could not start (bad settings, or a connection could not be opened).
@@ -255,6 +292,9 @@ impl std::error::Error for SetupError {}
 struct Prebuilt {
     regions: Vec<MessageRegion>,
     keys: Vec<Vec<u8>>,
+    pool: Arc<MessagePool>,
+    /// With `--verify`: where each pool message's tag goes.
+    tag_positions: Option<Vec<usize>>,
 }
 
 impl Prebuilt {
@@ -273,7 +313,30 @@ impl Prebuilt {
         let keys = (0..cfg.keys)
             .map(|k| format!("key-{k}").into_bytes())
             .collect();
-        Prebuilt { regions, keys }
+        let tag_positions = cfg.ledger.then(|| {
+            (0..pool.len())
+                .map(|i| tag_position(pool.get(i)).unwrap_or(0))
+                .collect()
+        });
+        Prebuilt {
+            regions,
+            keys,
+            pool: Arc::new(pool),
+            tag_positions,
+        }
+    }
+
+    /// The bytes of a frame's messages with each one tagged (`--verify`).
+    fn tagged(&self, frame: u64, messages: usize, positions: &[usize]) -> Vec<u8> {
+        let (region, first) = self.region_of(frame);
+        let region = &self.regions[region];
+        let mut bytes = region.first(messages).to_vec();
+        for i in 0..messages {
+            let pool_index = (first as usize + i) % self.pool.len();
+            let at = region.message_start(i) + positions[pool_index];
+            write_tag(&mut bytes[at..], frame, i as u16);
+        }
+        bytes
     }
 
     fn region_of(&self, frame: u64) -> (usize, u64) {
@@ -289,6 +352,8 @@ struct RunState {
     started: Instant,
     /// Closed loop: the next frame index to send.
     next_frame: AtomicU64,
+    /// One past the highest frame index put in a batch.
+    frames_sent: AtomicU64,
     total_frames: Option<u64>,
     deadline: Option<Instant>,
     /// Open loop: time between two frames (all connections together).
@@ -396,6 +461,7 @@ pub fn run(cfg: ProduceConfig) -> Result<ProduceOutcome, SetupError> {
         prebuilt,
         started,
         next_frame: AtomicU64::new(0),
+        frames_sent: AtomicU64::new(0),
         deadline,
         period,
         abort: AtomicBool::new(false),
@@ -490,10 +556,22 @@ pub fn run(cfg: ProduceConfig) -> Result<ProduceOutcome, SetupError> {
         failure,
     };
     let ledger = state.cfg.ledger.then(|| AckLedger::merge(ledgers));
+    let sent = state
+        .prebuilt
+        .tag_positions
+        .as_ref()
+        .map(|positions| SentMessages {
+            pool: state.prebuilt.pool.clone(),
+            regions: state.prebuilt.regions.len(),
+            messages_per_frame: state.cfg.messages_per_frame,
+            tag_positions: positions.clone(),
+            frames: state.frames_sent.load(Ordering::SeqCst),
+        });
     Ok(ProduceOutcome {
         report,
         ledger,
         unanswered,
+        sent,
     })
 }
 
@@ -522,6 +600,8 @@ struct Batch {
     prefixes: Vec<u8>,
     /// `(prefix end in prefixes, region, messages, stream id)`
     items: Vec<(usize, usize, usize, u16)>,
+    /// With `--verify`: each item's tagged copy of its messages, sent instead of the region.
+    tagged: Vec<Vec<u8>>,
     bytes: usize,
 }
 
@@ -540,6 +620,7 @@ fn write_loop(state: &RunState, conn: &Conn, mut writer: FrameWriter) {
     let mut batch = Batch {
         prefixes: Vec::with_capacity(64 * Batch::MAX_FRAMES),
         items: Vec::with_capacity(Batch::MAX_FRAMES),
+        tagged: Vec::new(),
         bytes: 0,
     };
     let open_loop = state.period.is_some();
@@ -629,6 +710,12 @@ fn write_loop(state: &RunState, conn: &Conn, mut writer: FrameWriter) {
         batch
             .items
             .push((batch.prefixes.len(), region, messages, stream_id));
+        if let Some(positions) = &state.prebuilt.tag_positions {
+            batch
+                .tagged
+                .push(state.prebuilt.tagged(frame, messages, positions));
+        }
+        state.frames_sent.fetch_max(frame + 1, Ordering::SeqCst);
         batch.bytes += region_bytes.len();
         let behind = intended.is_some_and(|at| at <= Instant::now());
         if batch.full() || (open_loop && !behind) {
@@ -669,9 +756,12 @@ fn flush(
     }
     let mut slices = Vec::with_capacity(batch.items.len() * 2);
     let mut prefix_start = 0;
-    for &(prefix_end, region, messages, _) in &batch.items {
+    for (n, &(prefix_end, region, messages, _)) in batch.items.iter().enumerate() {
         slices.push(IoSlice::new(&batch.prefixes[prefix_start..prefix_end]));
-        slices.push(IoSlice::new(state.prebuilt.regions[region].first(messages)));
+        match batch.tagged.get(n) {
+            Some(tagged) => slices.push(IoSlice::new(tagged)),
+            None => slices.push(IoSlice::new(state.prebuilt.regions[region].first(messages))),
+        }
         prefix_start = prefix_end;
     }
     let result = writer
@@ -679,6 +769,7 @@ fn flush(
         .map_err(|e| format!("sending to the broker failed: {e}"));
     batch.prefixes.clear();
     batch.items.clear();
+    batch.tagged.clear();
     batch.bytes = 0;
     result
 }

@@ -182,6 +182,8 @@ pub struct Collector {
     started: Instant,
     measure_from: Instant,
     progress: bool,
+    /// What the progress line calls the running count ("acked", "consumed").
+    label: &'static str,
     second: Interval,
     /// Everything after the warmup.
     pub total: Interval,
@@ -201,10 +203,17 @@ impl Collector {
             started,
             measure_from: started + warmup,
             progress,
+            label: "acked",
             second: Interval::default(),
             total: Interval::default(),
             all: Interval::default(),
         }
+    }
+
+    /// Names the running count in the progress line (default "acked").
+    pub fn with_label(mut self, label: &'static str) -> Collector {
+        self.label = label;
+        self
     }
 
     /// When the measured part of the run starts (after the warmup).
@@ -253,10 +262,11 @@ impl Collector {
         let s = &self.second;
         let per = |v: u64| if secs > 0.0 { v as f64 / secs } else { 0.0 };
         let mut line = format!(
-            "[{:>6.1}s] {:>10.0} msg/s {:>8.1} MB/s  acked {:>10}  errors {:>5}  p99 ",
+            "[{:>6.1}s] {:>10.0} msg/s {:>8.1} MB/s  {} {:>10}  errors {:>5}  p99 ",
             now.saturating_duration_since(self.started).as_secs_f64(),
             per(s.acked_messages),
             per(s.acked_bytes) / 1e6,
+            self.label,
             self.all.acked_messages,
             self.all.errors,
         );

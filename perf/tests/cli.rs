@@ -113,11 +113,12 @@ fn unreachable_broker_exits_non_zero_with_a_clear_line() {
 }
 
 #[test]
-fn verify_says_it_needs_the_consumer_api() {
-    let out = perf(&["produce", "--verify", "--messages", "10"]);
-    assert_eq!(out.status.code(), Some(2));
+fn verify_without_a_broker_fails_to_connect() {
+    let addr = closed_port();
+    let out = perf(&["produce", "--framed", &addr, "--verify", "--messages", "10"]);
+    assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("consumer API"), "{stderr}");
+    assert!(stderr.contains("verify: cannot connect"), "{stderr}");
 }
 
 #[test]

@@ -326,10 +326,12 @@ impl Collector for SnapshotCollector {
             &mut enc,
             "shardlog_open_connections",
             "Client connections open now, by protocol.",
-            shards.iter().map(|s| {
-                let mut l = shard_label(s);
-                l.push(("protocol", "framed".to_string()));
-                (l, s.open_connections as i64)
+            shards.iter().flat_map(|s| {
+                s.open_connections.iter().map(move |&(server, n)| {
+                    let mut l = shard_label(s);
+                    l.push(("protocol", server.to_string()));
+                    (l, n as i64)
+                })
             }),
         )?;
         gauges(

@@ -69,7 +69,7 @@ pub async fn local_snapshot(shard: &Shard) -> MetricsSnapshot {
         fsync: m.fsync.snapshot(),
         ack: m.ack.snapshot(),
         poll: m.poll.snapshot(),
-        open_connections: shard.open_connections() as u64,
+        open_connections: m.open_connections(),
         buffered_bytes: capacity.saturating_sub(shard.buffer.available()),
         buffer_capacity: capacity,
         topics,

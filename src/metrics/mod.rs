@@ -21,13 +21,15 @@ pub mod gather;
 pub mod histogram;
 pub mod snapshot;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 pub use encode::{encode, encode_openmetrics, CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
 pub use gather::{gather, gather_snapshot, local_snapshot};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use snapshot::{LagSample, MetricsSnapshot, ShardSnapshot, TopicSnapshot};
 
+use crate::server::conns::Connections;
 use crate::storage::RecoveryReport;
 use crate::wire::{ErrorCode, OpCode};
 
@@ -102,7 +104,7 @@ pub fn frame_result_name(i: usize) -> &'static str {
 }
 
 /// One shard's own counters, histograms and per-shard gauges' sources.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ShardMetrics {
     /// Framed responses by result (see [`FRAME_RESULTS`]).
     frames: [Cell<u64>; FRAME_RESULTS],
@@ -116,6 +118,8 @@ pub struct ShardMetrics {
     pub ack: Histogram,
     /// POLL frame read to its response queued, per poll.
     pub poll: Histogram,
+    /// Each server's connection registry on this shard, read at scrape time.
+    servers: RefCell<Vec<Rc<Connections>>>,
 }
 
 impl ShardMetrics {
@@ -135,6 +139,20 @@ impl ShardMetrics {
     #[inline]
     pub fn request(&self, t: RequestType) {
         add(&self.requests[t as usize], 1);
+    }
+
+    /// Lets scrapes report the open connections of a server's registry.
+    pub fn track_connections(&self, conns: &Rc<Connections>) {
+        self.servers.borrow_mut().push(conns.clone());
+    }
+
+    /// Open connections now, per server name.
+    pub(crate) fn open_connections(&self) -> Vec<(&'static str, u64)> {
+        self.servers
+            .borrow()
+            .iter()
+            .map(|c| (c.name(), c.len() as u64))
+            .collect()
     }
 
     pub(crate) fn frames(&self) -> [u64; FRAME_RESULTS] {
@@ -298,5 +316,14 @@ mod tests {
             (s.recovery_corrupt_chunks, s.recovery_indexes_rebuilt),
             (1, 1)
         );
+    }
+}
+
+impl std::fmt::Debug for ShardMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardMetrics")
+            .field("frames", &self.frames())
+            .field("requests", &self.requests())
+            .finish_non_exhaustive()
     }
 }

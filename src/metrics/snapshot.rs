@@ -25,8 +25,8 @@ pub struct ShardSnapshot {
     pub fsync: HistogramSnapshot,
     pub ack: HistogramSnapshot,
     pub poll: HistogramSnapshot,
-    /// Framed connections open now.
-    pub open_connections: u64,
+    /// Connections open now, per server (`framed`, `http`).
+    pub open_connections: Vec<(&'static str, u64)>,
     /// Bytes of frames read but not yet acknowledged.
     pub buffered_bytes: u64,
     /// The shard's budget for them (`--shard-buffer-bytes`).
@@ -193,7 +193,7 @@ pub(crate) mod tests {
             fsync: m.fsync.snapshot(),
             ack: m.ack.snapshot(),
             poll: m.poll.snapshot(),
-            open_connections: 3,
+            open_connections: vec![("framed", 3), ("http", 1)],
             buffered_bytes: 1024,
             buffer_capacity: 1 << 20,
             topics: topics

@@ -62,6 +62,16 @@ pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
 }
 
+/// Runs `fut` for at most `d` on the shard's timer: its output, or `None` when the time ran
+/// out first (the future is then dropped, which cancels it).
+pub async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        sleep(d).await;
+        None
+    })
+    .await
+}
+
 /// Yields to other tasks if this one has run for longer than the runtime's time slice; cheap
 /// to call often in CPU-heavy loops.
 pub async fn yield_if_needed() {

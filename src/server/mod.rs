@@ -1,5 +1,10 @@
 //! One module per protocol the broker speaks.
 //!
 //! - [`framed`]: the framed binary TCP protocol for producers (PolarStreams-compatible).
+//! - [`http`]: the HTTP port: HTTP/1.1 and HTTP/2 (prior knowledge) on one socket.
+//! - [`grpc`]: the gRPC layer and services served over the HTTP port's HTTP/2.
 
+pub mod conns;
 pub mod framed;
+pub mod grpc;
+pub mod http;

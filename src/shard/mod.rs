@@ -6,17 +6,23 @@
 //! - [`writer`]: the group-commit writer of one partition.
 //! - [`read`]: reading a partition on its owning shard, with an optional wait for new data.
 //! - [`notify`]: the shard-local signal that wakes tailing readers.
+//! - [`lifecycle`]: serving → stopping, for graceful shutdown.
+//! - `upkeep`: background work: retention, the free-space check, closing at shutdown.
 
+pub mod lifecycle;
 pub mod msg;
 pub mod notify;
 pub mod read;
 pub mod topics;
+mod upkeep;
+
+pub use upkeep::free_space;
 pub mod writer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures_channel::oneshot;
 use thiserror::Error;
@@ -46,6 +52,13 @@ pub enum ProduceError {
     /// The topic could not be created or loaded.
     #[error("topic: {0}")]
     Topic(String),
+    /// The data filesystem is nearly full; retrying later may succeed. Nothing of the
+    /// request was stored.
+    #[error("{0}")]
+    DiskFull(String),
+    /// The broker is shutting down and takes no new writes. Nothing of the request was stored.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
 }
 
 /// The acknowledgement of a submitted frame, still to come.
@@ -87,7 +100,10 @@ pub struct Shard {
     mesh: Rc<MeshPort<ShardMsg>>,
     /// Bytes of frames read but not yet acknowledged, across the shard's connections.
     pub buffer: Rc<rt::Semaphore>,
-    connections: Cell<usize>,
+    /// Serving or stopping (graceful shutdown).
+    pub lifecycle: lifecycle::Lifecycle,
+    /// Why produce requests are refused for lack of disk space, if they are.
+    disk_low: RefCell<Option<String>>,
     /// The consumer-group coordinator, on shard 0 only.
     coordinator: Option<Rc<Coordinator>>,
     /// This shard's metrics (see [`crate::metrics`]).
@@ -115,7 +131,8 @@ impl Shard {
             config,
             topics: RefCell::new(HashMap::new()),
             mesh: mesh.clone(),
-            connections: Cell::new(0),
+            lifecycle: Default::default(),
+            disk_low: RefCell::new(None),
             coordinator,
             metrics: Rc::default(),
         });
@@ -132,6 +149,7 @@ impl Shard {
             c.start(&shard);
         }
         rt::spawn_detached(shard.clone().retention_loop());
+        rt::spawn_detached(shard.clone().disk_space_loop());
         Ok(shard)
     }
 
@@ -216,11 +234,6 @@ impl Shard {
         self.topics.borrow().get(name).cloned()
     }
 
-    /// Every topic this shard knows.
-    pub fn topic_states(&self) -> Vec<Rc<TopicState>> {
-        self.topics.borrow().values().cloned().collect()
-    }
-
     /// The consumer-group coordinator, if this is shard 0.
     pub fn coordinator(&self) -> Option<&Rc<Coordinator>> {
         self.coordinator.as_ref()
@@ -273,6 +286,7 @@ impl Shard {
         j: u32,
         frame: ProduceFrame,
     ) -> Result<PendingAck, ProduceError> {
+        self.check_writable()?;
         let (tx, rx) = oneshot::channel();
         let owner = topic.layout.owner(j, self.shards);
         if owner == self.id {
@@ -376,45 +390,6 @@ impl Shard {
                 });
             }
         }
-    }
-
-    async fn retention_loop(self: Rc<Self>) {
-        if self.config.retention_age.is_none() && self.config.retention_bytes.is_none() {
-            return;
-        }
-        loop {
-            rt::sleep(Duration::from_secs(30)).await;
-            let topics: Vec<Rc<TopicState>> = self.topics.borrow().values().cloned().collect();
-            for t in topics {
-                for w in t.owned() {
-                    if let Some(log) = w.log() {
-                        match log.enforce_retention(SystemTime::now()).await {
-                            Ok(r) => t
-                                .metrics
-                                .retention_deleted(r.segments_removed as u64, r.bytes_removed),
-                            Err(e) => {
-                                tracing::warn!(topic = %t.name, partition = w.partition, error = %e, "retention failed")
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Counts a connection in or out (for limits and metrics).
-    pub fn connection_opened(&self) {
-        self.connections.set(self.connections.get() + 1);
-    }
-
-    pub fn connection_closed(&self) {
-        self.connections
-            .set(self.connections.get().saturating_sub(1));
-    }
-
-    /// Connections open now.
-    pub fn open_connections(&self) -> usize {
-        self.connections.get()
     }
 }
 

@@ -69,6 +69,8 @@ pub struct PartitionWriter {
     running: Cell<bool>,
     /// Signalled each time a chunk becomes durable, for readers tailing the partition.
     pub appended: LocalNotify,
+    /// Signalled when the writer task has nothing left to write.
+    idle: LocalNotify,
     /// The topic's counters on this shard, and the shard's latency histograms.
     metrics: Rc<TopicMetrics>,
     shard_metrics: Rc<ShardMetrics>,
@@ -92,6 +94,7 @@ impl PartitionWriter {
             queue: RefCell::new(Vec::new()),
             running: Cell::new(false),
             appended: LocalNotify::default(),
+            idle: LocalNotify::default(),
             metrics,
             shard_metrics,
         }
@@ -197,5 +200,13 @@ impl PartitionWriter {
             rt::yield_if_needed().await;
         }
         self.running.set(false);
+        self.idle.notify();
+    }
+
+    /// Waits until every queued frame has been written (or failed).
+    pub async fn wait_idle(&self) {
+        while self.running.get() {
+            self.idle.notified().await;
+        }
     }
 }

@@ -354,6 +354,14 @@ impl<F: SegmentFs> PartitionLog<F> {
         StorageError::Failed { reason }
     }
 
+    /// Writes pending index entries of every segment (at shutdown, so that a restart finds
+    /// the indexes complete).
+    pub fn flush_index(&self) {
+        for seg in self.state.borrow_mut().segments.iter_mut() {
+            seg.flush_index();
+        }
+    }
+
     /// Writes pending index entries and closes the files.
     pub async fn close(self) -> Result<(), StorageError> {
         let segments = {

@@ -97,6 +97,10 @@ pub enum WireError {
     InvalidTopic(String),
     #[error("malformed body: {0}")]
     Malformed(String),
+    #[error("gRPC message of {len} bytes exceeds the maximum message size of {max} bytes")]
+    GrpcMessageTooLarge { len: u32, max: u32 },
+    #[error("gRPC message prefix has compressed flag {0}; only 0 and 1 are defined")]
+    GrpcBadFlag(u8),
 }
 
 impl WireError {

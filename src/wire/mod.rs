@@ -8,12 +8,14 @@
 //! - [`startup`]: the STARTUP body (the connection's topic) and topic-name rules.
 //! - [`error`]: ERROR bodies and their codes.
 //! - [`record`]: the record layout inside a chunk (`timestamp μs | length | body`).
+//! - [`grpc`]: the gRPC length-prefixed message (`compressed u8 | length u32 | message`).
 //! - [`poll`]: the consumer poll response (items of compressed chunk payloads).
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
 
 pub mod consumer;
 pub mod error;
 pub mod frame;
+pub mod grpc;
 pub mod header;
 pub mod poll;
 pub mod produce;

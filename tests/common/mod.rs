@@ -127,6 +127,24 @@ impl Broker {
         }
     }
 
+    /// Sends SIGTERM and waits (at most `within`) for the process to exit; returns its status.
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("broker running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("shardlog did not exit within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
@@ -296,6 +314,23 @@ pub fn read_topic(data_dir: &Path, topic: &str) -> Vec<StoredRecord> {
                 timestamp_us,
                 body,
             });
+        }
+    }
+    out
+}
+
+/// Recovers every partition of `topic` as the broker would at start, returning the reports.
+pub fn recover_topic(data_dir: &Path, topic: &str) -> Vec<shardlog::storage::RecoveryReport> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(data_dir.join(topic)).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.push(shardlog::rt::block_on(async move {
+                shardlog::storage::PartitionLog::open(p, test_log_config())
+                    .await
+                    .expect("open partition")
+                    .1
+            }));
         }
     }
     out

@@ -91,6 +91,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Reads and discards everything until the peer closes (or an error).
+    pub async fn drain(&mut self) {
+        loop {
+            self.buf.clear();
+            if self.buf.capacity() < 4096 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            match self.fill().await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
     async fn fill(&mut self) -> Result<usize, ReadError> {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(READ_CHUNK);

@@ -30,10 +30,8 @@ use crate::wire::produce::ProduceLayout;
 use crate::wire::startup::parse_startup;
 use crate::wire::{ErrorCode, Flags, FrameHeader, OpCode};
 
+use super::conns::{ConnGuard, Connections};
 use connection::{FrameReader, Outbox, ReadError};
-
-/// Frames one connection may have waiting for acknowledgement before it stops reading.
-const MAX_IN_FLIGHT_PER_CONNECTION: u64 = 1024;
 
 /// Binds the framed listener on this shard (every shard binds the same port; the kernel
 /// spreads connections with SO_REUSEPORT).
@@ -46,24 +44,62 @@ pub fn bind(shard: &Shard) -> Result<TcpListener, String> {
     })
 }
 
-/// Accepts connections until the listener fails.
+/// Accepts connections until the shard stops, then stops reading every connection, lets
+/// them finish what they already read, and returns (at most `--shutdown-timeout` later).
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    let conns = Connections::new(
+        "framed",
+        shard.config.max_connections,
+        shard.config.idle_timeout,
+    );
+    shard.metrics.track_connections(&conns);
+    let reaper = rt::spawn(conns.clone().reap_idle());
     loop {
-        match listener.accept().await {
-            Ok(stream) => {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.lifecycle.stopped().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                let Some(guard) = conns.register(stream.as_raw_fd()) else {
+                    refuse(stream, conns.max()).await;
+                    continue;
+                };
                 let shard = shard.clone();
                 rt::spawn_detached(async move {
-                    shard.connection_opened();
-                    serve(&shard, stream).await;
-                    shard.connection_closed();
+                    serve(&shard, stream, &guard).await;
+                    drop(guard);
                 });
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "framed accept failed");
                 rt::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
     }
+    drop(listener);
+    drop(reaper);
+    if !conns.wait_all_closed(shard.config.shutdown_timeout).await {
+        tracing::warn!(
+            open = conns.len(),
+            "framed connections still open at the shutdown timeout"
+        );
+    }
+}
+
+/// Answers a connection over the shard's limit with one ERROR and closes it.
+async fn refuse(stream: TcpStream, max: usize) {
+    use futures_lite::AsyncWriteExt;
+    let mut out = Vec::new();
+    let msg = format!("too many connections on this shard (--max-connections {max}); retry later");
+    crate::wire::frame::encode_frame_with(&mut out, OpCode::Error, 0, 0, |d| {
+        crate::wire::error::encode_error_body(ErrorCode::Unavailable, &msg, d)
+    });
+    let mut stream = stream;
+    let _ = stream.write_all(&out).await;
+    let _ = stream.close().await;
 }
 
 /// What a connection knows after STARTUP.
@@ -73,7 +109,7 @@ struct Session {
 }
 
 /// Serves one connection to its end.
-async fn serve(shard: &Rc<Shard>, stream: TcpStream) {
+async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     tracing::debug!(?peer, shard = shard.id, "framed connection opened");
@@ -84,13 +120,27 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream) {
         let outbox = outbox.clone();
         rt::spawn(async move { outbox.write_loop(write_half, fd).await })
     };
-    let in_flight = Rc::new(rt::Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
+    let max_in_flight = shard.config.max_in_flight;
+    let in_flight = Rc::new(rt::Semaphore::new(max_in_flight));
     let poll_slot = Rc::new(rt::Semaphore::new(1));
     let mut reader = FrameReader::new(read_half, fd, shard.config.max_frame_size);
     let mut session: Option<Session> = None;
     loop {
-        match reader.read_frame().await {
+        let next = futures_lite::future::or(async { Some(reader.read_frame().await) }, async {
+            shard.lifecycle.stopped().await;
+            None
+        })
+        .await;
+        let Some(next) = next else {
+            tracing::debug!(
+                ?peer,
+                "shutting down: no more frames read from this connection"
+            );
+            break;
+        };
+        match next {
             Ok(Some((header, body))) => {
+                guard.touch();
                 let conn = Conn {
                     outbox: &outbox,
                     in_flight: &in_flight,
@@ -114,12 +164,22 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream) {
         }
     }
     // Let frames already read finish and have their answers written before closing.
-    let _ = in_flight.acquire(MAX_IN_FLIGHT_PER_CONNECTION).await;
+    let _ = in_flight.acquire(max_in_flight).await;
     outbox.close();
     if let Err(e) = writer.await {
         tracing::debug!(?peer, error = %e, "connection write ended");
+        return;
     }
+    // Every answer is written: send FIN, then let the client close first. Closing with its
+    // unread frames still queued would make the kernel reset the connection, and a client
+    // could lose answers it had not read yet.
+    // SAFETY: shutdown(2) on the socket this task owns; nothing is closed or freed.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+    let _ = futures_lite::future::or(reader.drain(), rt::sleep(LINGER)).await;
 }
+
+/// How long a closing connection waits for the client to close its side.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A connection's shared parts, as the frame handlers need them.
 struct Conn<'a> {
@@ -235,5 +295,6 @@ fn error_code(e: &ProduceError) -> ErrorCode {
         ProduceError::Storage(_) => ErrorCode::Storage,
         ProduceError::Routing(_) => ErrorCode::Routing,
         ProduceError::Topic(_) => ErrorCode::Server,
+        ProduceError::DiskFull(_) | ProduceError::ShuttingDown => ErrorCode::Unavailable,
     }
 }

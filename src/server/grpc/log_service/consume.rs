@@ -1,0 +1,132 @@
+//! `Consume`: streams the records of a partition from an offset, then keeps waiting for new
+//! ones. The one reader that decompresses chunks, since a `LogRecord` carries one record: each
+//! chunk is decompressed once into a buffer that the records' values are sliced from (no
+//! per-record copy), and the records are encoded in batches that go out under h2 flow control,
+//! so a slow consumer holds at most one read's worth of chunks.
+
+use bytes::{Bytes, BytesMut};
+use prost::Message;
+
+use crate::proto::log::{ConsumeRequest, LogRecord};
+use crate::rt;
+use crate::shard::read::ReadError;
+use crate::storage::StoredChunk;
+use crate::wire::record::RecordIter;
+
+use super::super::call::{Requests, Responder};
+use super::super::status::{Code, Status};
+use super::super::CallCtx;
+use super::target;
+
+/// Compressed bytes asked of one read.
+const READ_BYTES: usize = 1 << 20;
+/// How long one read waits at the end of the log before asking again.
+const TAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// A sanity bound on a chunk's decompressed size (chunks are a few MiB).
+const MAX_CHUNK_RAW: u64 = 1 << 30;
+/// Encoded responses gathered before they are handed to h2.
+const SEND_BATCH: usize = 256 << 10;
+
+impl From<ReadError> for Status {
+    fn from(e: ReadError) -> Status {
+        let code = match e {
+            ReadError::OutOfRange { .. } => Code::OutOfRange,
+            ReadError::NoSuchPartition { .. } => Code::InvalidArgument,
+            ReadError::Storage(_) => Code::Internal,
+            ReadError::Routing(_) => Code::Unavailable,
+        };
+        Status::new(code, e.to_string())
+    }
+}
+
+/// `Consume(ConsumeRequest) returns stream LogRecord`: runs until the client cancels or the
+/// deadline passes (both handled by the caller, which drops this future).
+pub async fn consume(
+    ctx: &CallCtx,
+    requests: &mut Requests,
+    responder: &Responder,
+) -> Result<(), Status> {
+    let req = ConsumeRequest::decode(requests.single().await?)?;
+    let target = target(ctx).await?;
+    let mut next = i64::try_from(req.offset)
+        .map_err(|_| Status::invalid_argument(format!("offset {} is out of range", req.offset)))?;
+    let mut decoder =
+        zstd::bulk::Decompressor::new().map_err(|e| Status::internal(format!("zstd: {e}")))?;
+    let mut out = BytesMut::new();
+    // The first read does not wait, so that a bad offset is answered at once (trailers-only);
+    // then the headers go out and the call tails the log.
+    let mut wait = None;
+    loop {
+        let read = ctx
+            .shard
+            .read(&target.topic, target.partition, next, READ_BYTES, wait)
+            .await?;
+        if wait.is_none() {
+            responder.send_headers()?;
+            wait = Some(TAIL_WAIT);
+        }
+        for chunk in &read.chunks {
+            if chunk.end_offset() <= next {
+                continue;
+            }
+            let records = decompress(&mut decoder, chunk)?;
+            for (i, record) in RecordIter::new(&records).enumerate() {
+                let record = record.map_err(|e| {
+                    Status::internal(format!("chunk at offset {}: {e}", chunk.start_offset))
+                })?;
+                let offset = chunk.start_offset + i as i64;
+                if offset < next {
+                    continue;
+                }
+                let start = record.body.as_ptr() as usize - records.as_ptr() as usize;
+                let msg = LogRecord {
+                    offset: offset as u64,
+                    timestamp: record.timestamp_us.max(0) as u64,
+                    value: records.slice(start..start + record.body.len()),
+                };
+                responder.encode(&msg, &mut out)?;
+                next = offset + 1;
+                if out.len() >= SEND_BATCH {
+                    responder.send_encoded(out.split().freeze()).await?;
+                }
+            }
+            if !out.is_empty() {
+                responder.send_encoded(out.split().freeze()).await?;
+            }
+            rt::yield_if_needed().await;
+        }
+    }
+}
+
+/// Decompresses a chunk's payload (zstd verifies the frame's content checksum).
+fn decompress(
+    decoder: &mut zstd::bulk::Decompressor,
+    chunk: &StoredChunk,
+) -> Result<Bytes, Status> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Status::new(
+            Code::DataLoss,
+            format!(
+                "chunk at offset {} does not decompress: {e}",
+                chunk.start_offset
+            ),
+        )
+    };
+    let size = match zstd::zstd_safe::get_frame_content_size(&chunk.payload) {
+        Ok(Some(n)) if n > MAX_CHUNK_RAW => {
+            return Err(bad(&format!("it declares {n} bytes of records")))
+        }
+        Ok(Some(n)) => n as usize,
+        Ok(None) => {
+            return zstd::stream::decode_all(&chunk.payload[..])
+                .map(Bytes::from)
+                .map_err(|e| bad(&e))
+        }
+        Err(e) => return Err(bad(&format!("{e:?}"))),
+    };
+    let mut buf = Vec::with_capacity(size);
+    decoder
+        .decompress_to_buffer(&chunk.payload[..], &mut buf)
+        .map_err(|e| bad(&e))?;
+    Ok(Bytes::from(buf))
+}

@@ -1,0 +1,122 @@
+//! `Produce`: the streamed values become framed-format PRODUCE frames, submitted in order.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::proto::log::{ProduceRequest, ProduceResponse};
+use crate::rt::StaticPermit;
+use crate::shard::msg::ProduceFrame;
+use crate::shard::{now_us, PendingAck, Shard};
+use crate::wire::produce::{encode_produce_body, ProduceLayout};
+
+use super::super::call::{Requests, Responder};
+use super::super::status::{Code, Status};
+use super::super::CallCtx;
+use super::{target, Target};
+
+/// Frames one Produce call may have submitted and not yet seen acknowledged; past it, the call
+/// stops reading (and h2 flow control stops the client).
+const MAX_FRAMES_IN_FLIGHT: usize = 16;
+
+/// A submitted frame and the share of the shard's buffer budget it holds until acknowledged.
+struct InFlight {
+    ack: PendingAck,
+    _budget: StaticPermit,
+}
+
+/// `Produce(stream ProduceRequest) returns ProduceResponse`: appends the values in order and
+/// answers once every one of them is durable. The values that arrived together become one
+/// frame (one body in the framed PRODUCE format, submitted like a framed producer's), so a
+/// fast client gets batching for free; frames are submitted in order, which keeps the values
+/// in order in the partition.
+pub async fn produce(
+    ctx: &CallCtx,
+    requests: &mut Requests,
+    responder: &Responder,
+) -> Result<(), Status> {
+    let target = target(ctx).await?;
+    let shard = &ctx.shard;
+    let max_frame = shard.config.max_frame_size as usize;
+    let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(MAX_FRAMES_IN_FLIGHT);
+    let mut values: Vec<Bytes> = Vec::new();
+    let mut carry: Option<Bytes> = None;
+    loop {
+        // Gather the values that have arrived: wait for one, then take what is already here.
+        values.clear();
+        let mut size = 0;
+        let first = match carry.take() {
+            Some(v) => v,
+            None => match requests.next().await? {
+                Some(msg) => decode_value(msg)?,
+                None => break,
+            },
+        };
+        size += 4 + first.len();
+        values.push(first);
+        while let Some(msg) = requests.try_next()? {
+            let v = decode_value(msg)?;
+            if size + 4 + v.len() > max_frame {
+                carry = Some(v);
+                break;
+            }
+            size += 4 + v.len();
+            values.push(v);
+        }
+        if in_flight.len() >= MAX_FRAMES_IN_FLIGHT {
+            if let Some(f) = in_flight.pop_front() {
+                f.ack.wait().await?;
+            }
+        }
+        in_flight.push_back(submit(shard, &target, &values, size).await?);
+    }
+    while let Some(f) = in_flight.pop_front() {
+        f.ack.wait().await?;
+    }
+    responder.send(&ProduceResponse {}).await
+}
+
+fn decode_value(msg: Bytes) -> Result<Bytes, Status> {
+    // `bytes` fields decode as slices of `msg`: no copy.
+    Ok(ProduceRequest::decode(msg)?.value)
+}
+
+/// Builds one frame of `values` (whose `len u32 | value` runs add up to `size` bytes) and
+/// hands it to the partition.
+async fn submit(
+    shard: &Shard,
+    target: &Target,
+    values: &[Bytes],
+    size: usize,
+) -> Result<InFlight, Status> {
+    let key = &target.key[..];
+    let mut body = Vec::with_capacity(1 + key.len() + size);
+    encode_produce_body(None, key, values.iter().map(|v| &v[..]), &mut body);
+    let layout = ProduceLayout {
+        timestamp: None,
+        key_start: 1,
+        key_len: key.len(),
+        messages_start: 1 + key.len(),
+        count: values.len() as u32,
+    };
+    // The same per-shard budget framed connections draw from: when acknowledgements lag,
+    // every interface slows down together.
+    let budget = (body.len() as u64).min(shard.config.shard_buffer_bytes);
+    let budget = shard
+        .buffer
+        .clone()
+        .acquire_static_permit(budget)
+        .await
+        .map_err(|_| Status::new(Code::Unavailable, "the shard is shutting down"))?;
+    let frame = ProduceFrame {
+        body: Bytes::from(body),
+        layout,
+        received_us: now_us(),
+    };
+    let ack = shard.submit(&target.topic, target.partition, frame).await?;
+    Ok(InFlight {
+        ack,
+        _budget: budget,
+    })
+}

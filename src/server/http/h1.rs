@@ -1,0 +1,265 @@
+//! The HTTP/1.1 side of the HTTP port (curl, Prometheus): requests parsed with `httparse`,
+//! answered from the router, with keep-alive (the HTTP/1.1 default; `Connection: close` or
+//! HTTP/1.0 without `keep-alive` closes), pipelining, size limits on the head and the body,
+//! and timeouts on the shard's timer. A request the connection cannot recover from (malformed,
+//! too large, timed out mid-request) is answered and the connection closed.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+use crate::rt;
+use crate::server::conns::ConnGuard;
+use crate::shard::Shard;
+
+use super::router::{self, HttpRequest, HttpResponse};
+use super::MAX_BODY;
+
+/// Largest request head (request line and headers).
+const MAX_HEAD: usize = 16 << 10;
+/// Most headers in one request.
+const MAX_HEADERS: usize = 64;
+/// How long an idle keep-alive connection may wait for its next request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a started request may take to arrive whole.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a connection stops.
+enum Stop {
+    /// The peer closed or the socket failed: nothing to answer.
+    Gone,
+    /// Answer this, then close.
+    Answer(HttpResponse),
+}
+
+/// Serves one HTTP/1.1 connection; `buf` holds the bytes already read from it.
+pub async fn serve<S>(shard: Rc<Shard>, mut io: S, mut buf: BytesMut, guard: &ConnGuard)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        // At shutdown a connection waiting for its next request closes; one mid-request is
+        // answered first (with `Connection: close`).
+        let idle = buf.is_empty();
+        let next = futures_lite::future::or(
+            async { Some(read_request(&mut io, &mut buf).await) },
+            async {
+                if idle {
+                    shard.lifecycle.stopped().await;
+                    None
+                } else {
+                    std::future::pending().await
+                }
+            },
+        )
+        .await;
+        let Some(next) = next else { return };
+        guard.touch();
+        let (req, keep_alive) = match next {
+            Ok(Some(r)) => r,
+            Ok(None) | Err(Stop::Gone) => return,
+            Err(Stop::Answer(r)) => {
+                let _ = write_response(&mut io, r, false).await;
+                return;
+            }
+        };
+        let response = router::route(shard.clone(), req).await;
+        let keep_alive = keep_alive && !shard.lifecycle.is_stopping();
+        if write_response(&mut io, response, keep_alive).await.is_err() || !keep_alive {
+            return;
+        }
+    }
+}
+
+/// Answers a connection over the shard's limit with 503 and closes it.
+pub async fn refuse<S: AsyncWrite + Unpin>(mut io: S, max: usize) {
+    let r = HttpResponse::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("too many connections on this shard (--max-connections {max}); retry later"),
+    );
+    let _ = write_response(&mut io, r, false).await;
+}
+
+/// Reads more bytes into `buf` within `limit`.
+async fn fill<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    limit: Duration,
+) -> Result<usize, Stop> {
+    let start = buf.len();
+    buf.resize(start + 8192, 0);
+    let result = rt::timeout(limit, io.read(&mut buf[start..])).await;
+    let n = match &result {
+        Some(Ok(n)) => *n,
+        _ => 0,
+    };
+    buf.truncate(start + n);
+    match result {
+        Some(Ok(n)) => Ok(n),
+        Some(Err(_)) => Err(Stop::Gone),
+        None if start == 0 => Err(Stop::Gone),
+        None => Err(Stop::Answer(HttpResponse::error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!("the request did not arrive within {REQUEST_TIMEOUT:?}"),
+        ))),
+    }
+}
+
+/// The next request and whether the connection stays open after it, or `None` when the peer
+/// closed cleanly between requests.
+async fn read_request<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Option<(HttpRequest, bool)>, Stop> {
+    // The head.
+    let (head_len, mut req, version, connection) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                let (req, connection) = to_request(&parsed)?;
+                break (n, req, parsed.version.unwrap_or(1), connection);
+            }
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > MAX_HEAD {
+                    return Err(head_too_large());
+                }
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Stop::Answer(HttpResponse::error(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    &format!("a request may carry at most {MAX_HEADERS} headers"),
+                )))
+            }
+            Err(e) => {
+                return Err(Stop::Answer(HttpResponse::error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("malformed HTTP/1.1 request: {e}"),
+                )))
+            }
+        }
+        let limit = if buf.is_empty() {
+            IDLE_TIMEOUT
+        } else {
+            REQUEST_TIMEOUT
+        };
+        if fill(io, buf, limit).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(Stop::Gone)
+            };
+        }
+    };
+    if head_len > MAX_HEAD {
+        return Err(head_too_large());
+    }
+    let _ = buf.split_to(head_len);
+    // The body.
+    if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return Err(Stop::Answer(HttpResponse::error(
+            StatusCode::LENGTH_REQUIRED,
+            "chunked request bodies are not supported; send Content-Length",
+        )));
+    }
+    let len = match req.headers.get(http::header::CONTENT_LENGTH) {
+        None => 0,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .ok_or_else(|| {
+                Stop::Answer(HttpResponse::error(
+                    StatusCode::BAD_REQUEST,
+                    "Content-Length is not a number",
+                ))
+            })?,
+    };
+    if len > MAX_BODY {
+        return Err(Stop::Answer(HttpResponse::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request bodies are limited to {MAX_BODY} bytes; this one has {len}"),
+        )));
+    }
+    while buf.len() < len {
+        if fill(io, buf, REQUEST_TIMEOUT).await? == 0 {
+            return Err(Stop::Gone);
+        }
+    }
+    req.body = buf.split_to(len).freeze();
+    let keep_alive = match connection.as_deref() {
+        Some(c) if c.eq_ignore_ascii_case("close") => false,
+        Some(c) if c.eq_ignore_ascii_case("keep-alive") => true,
+        _ => version >= 1,
+    };
+    Ok(Some((req, keep_alive)))
+}
+
+fn head_too_large() -> Stop {
+    Stop::Answer(HttpResponse::error(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        &format!("the request line and headers are limited to {MAX_HEAD} bytes"),
+    ))
+}
+
+/// Converts a parsed head, returning the `Connection` header's value beside it.
+fn to_request(parsed: &httparse::Request) -> Result<(HttpRequest, Option<String>), Stop> {
+    let bad = |m: &str| Stop::Answer(HttpResponse::error(StatusCode::BAD_REQUEST, m));
+    let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
+        .map_err(|_| bad("invalid method"))?;
+    let target = parsed.path.unwrap_or("");
+    if !target.starts_with('/') {
+        return Err(bad("the request target must be a path starting with '/'"));
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| bad(&format!("invalid header name '{}'", h.name)))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| bad(&format!("invalid value for header '{}'", h.name)))?;
+        headers.append(name, value);
+    }
+    let connection = headers
+        .get(http::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok((
+        HttpRequest {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            headers,
+            body: Default::default(),
+            params: Vec::new(),
+        },
+        connection,
+    ))
+}
+
+async fn write_response<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    r: HttpResponse,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n",
+        r.status.as_u16(),
+        r.status.canonical_reason().unwrap_or(""),
+        r.content_type,
+        r.body.len()
+    );
+    for (name, value) in &r.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !keep_alive {
+        head.push_str("connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    io.write_all(head.as_bytes()).await?;
+    io.write_all(&r.body).await?;
+    io.flush().await
+}

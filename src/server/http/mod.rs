@@ -1,0 +1,110 @@
+//! The HTTP port (`--http-listen`): HTTP/2 with prior knowledge (gRPC, and the REST routes)
+//! and HTTP/1.1 (curl, Prometheus) on one socket, told apart by the first bytes of the
+//! connection. Like the framed port, every shard binds it (SO_REUSEPORT) and serves the
+//! connections the kernel hands it.
+//!
+//! - [`sniff`]: the HTTP/2 preface check, and replaying the bytes read for it.
+//! - [`h1`]: HTTP/1.1 connections (httparse), keep-alive, limits, timeouts.
+//! - [`h2`]: HTTP/2 connections (the h2 crate); gRPC streams go to [`crate::server::grpc`].
+//! - [`router`]: the plain-HTTP routes, shared by both versions.
+
+pub mod h1;
+pub mod h2;
+pub mod router;
+pub mod sniff;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::AsyncReadExt;
+
+use std::os::fd::AsRawFd;
+
+use crate::rt::{self, TcpListener, TcpStream};
+use crate::server::conns::{ConnGuard, Connections};
+use crate::shard::Shard;
+
+use sniff::{classify, Protocol, Rewind};
+
+/// Largest plain-HTTP request body (both versions).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// How long a new connection may take to send its first bytes.
+const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds the HTTP listener on this shard.
+pub fn bind(shard: &Shard) -> Result<TcpListener, String> {
+    TcpListener::bind(shard.config.http_listen).map_err(|e| {
+        format!(
+            "cannot listen on {} (--http-listen): {e}",
+            shard.config.http_listen
+        )
+    })
+}
+
+/// Accepts connections until the shard stops; then waits (at most `--shutdown-timeout`) for
+/// open connections to finish: HTTP/1.1 ones after their current request, HTTP/2 ones after
+/// a GOAWAY and their open streams.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    let conns = Connections::new(
+        "http",
+        shard.config.max_connections,
+        shard.config.idle_timeout,
+    );
+    shard.metrics.track_connections(&conns);
+    let reaper = rt::spawn(conns.clone().reap_idle());
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.lifecycle.stopped().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                let Some(guard) = conns.register(stream.as_raw_fd()) else {
+                    h1::refuse(stream, conns.max()).await;
+                    continue;
+                };
+                let shard = shard.clone();
+                rt::spawn_detached(async move {
+                    serve(shard, stream, &guard).await;
+                    drop(guard);
+                });
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "HTTP accept failed");
+                rt::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    drop(reaper);
+    if !conns.wait_all_closed(shard.config.shutdown_timeout).await {
+        tracing::warn!(
+            open = conns.len(),
+            "HTTP connections still open at the shutdown timeout"
+        );
+    }
+}
+
+/// Serves one connection in the protocol its first bytes announce.
+async fn serve(shard: Rc<Shard>, mut stream: TcpStream, guard: &ConnGuard) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(4096);
+    let protocol = loop {
+        if let Some(p) = classify(&buf) {
+            break p;
+        }
+        let mut chunk = [0u8; 1024];
+        match rt::timeout(SNIFF_TIMEOUT, stream.read(&mut chunk)).await {
+            Some(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    };
+    match protocol {
+        Protocol::Http2 => h2::serve(shard, Rewind::new(buf.freeze(), stream), guard).await,
+        Protocol::Http1 => h1::serve(shard, stream, buf, guard).await,
+    }
+}

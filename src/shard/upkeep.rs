@@ -1,0 +1,145 @@
+//! A shard's background work: retention, the free-space check that protects the disk, and
+//! closing the partitions at shutdown.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::rt;
+
+use super::{ProduceError, Shard, TopicState};
+
+/// How often retention runs while the disk has room.
+const RETENTION_PERIOD: Duration = Duration::from_secs(30);
+/// How often free space is checked.
+const DISK_CHECK_PERIOD: Duration = Duration::from_secs(1);
+
+impl Shard {
+    /// Refuses writes, retryably, while the shard stops or the disk is nearly full.
+    pub(super) fn check_writable(&self) -> Result<(), ProduceError> {
+        if self.lifecycle.is_stopping() {
+            return Err(ProduceError::ShuttingDown);
+        }
+        if let Some(why) = self.disk_low.borrow().as_ref() {
+            return Err(ProduceError::DiskFull(why.clone()));
+        }
+        Ok(())
+    }
+
+    pub fn topic_states(&self) -> Vec<Rc<TopicState>> {
+        self.topics.borrow().values().cloned().collect()
+    }
+
+    /// Runs retention over every partition this shard owns.
+    async fn enforce_retention(&self) {
+        for t in self.topic_states() {
+            for w in t.owned() {
+                let Some(log) = w.log() else { continue };
+                let result = log.enforce_retention(SystemTime::now()).await;
+                if let Ok(r) = &result {
+                    t.metrics
+                        .retention_deleted(r.segments_removed as u64, r.bytes_removed);
+                }
+                match result {
+                    Ok(r) if r.segments_removed > 0 => tracing::info!(
+                        topic = %t.name,
+                        partition = w.partition,
+                        segments = r.segments_removed,
+                        bytes = r.bytes_removed,
+                        "retention deleted segments"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = %t.name, partition = w.partition, error = %e, "retention failed")
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) async fn retention_loop(self: Rc<Self>) {
+        if self.config.retention_age.is_none() && self.config.retention_bytes.is_none() {
+            return;
+        }
+        let mut last = Instant::now();
+        while !self.lifecycle.is_stopping() {
+            rt::sleep(DISK_CHECK_PERIOD).await;
+            // Retention runs more often while the disk is low, so space comes back soon.
+            if last.elapsed() >= RETENTION_PERIOD || self.disk_low.borrow().is_some() {
+                self.enforce_retention().await;
+                last = Instant::now();
+            }
+        }
+    }
+
+    /// Checks the data directory's free space every second; below `--min-free-space`,
+    /// produce requests are refused with a retryable error until space comes back.
+    pub(super) async fn disk_space_loop(self: Rc<Self>) {
+        let min = self.config.min_free_space;
+        if min == 0 {
+            return;
+        }
+        while !self.lifecycle.is_stopping() {
+            let low = match free_space(&self.config.data_dir) {
+                Ok(free) if free < min => Some(format!(
+                    "disk nearly full: {free} bytes free in {}, below --min-free-space ({min}); \
+                     retry later",
+                    self.config.data_dir.display()
+                )),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read free disk space");
+                    None
+                }
+            };
+            let was_low = self.disk_low.borrow().is_some();
+            if low.is_some() != was_low && self.id == 0 {
+                match &low {
+                    Some(why) => tracing::warn!("refusing writes: {why}"),
+                    None => tracing::info!("disk space is back; accepting writes again"),
+                }
+            }
+            *self.disk_low.borrow_mut() = low;
+            rt::sleep(DISK_CHECK_PERIOD).await;
+        }
+    }
+
+    /// Graceful shutdown, after the servers have stopped: lets every partition writer finish
+    /// the chunks it has queued, then writes the indexes out.
+    pub async fn close(&self) {
+        for t in self.topic_states() {
+            for w in t.owned() {
+                w.wait_idle().await;
+                if let Some(log) = w.log() {
+                    log.flush_index();
+                }
+            }
+        }
+    }
+}
+
+/// Bytes available to unprivileged users on the filesystem holding `path`.
+pub fn free_space(path: &Path) -> std::io::Result<u64> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has a NUL"))?;
+    // SAFETY: statvfs writes into the zeroed struct we own; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_space_of_a_real_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_space(dir.path()).unwrap() > 0);
+        assert!(free_space(Path::new("/does/not/exist")).is_err());
+    }
+}

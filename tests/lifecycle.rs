@@ -1,0 +1,268 @@
+//! Running on a real host: graceful shutdown under load, connection limits, idle timeouts,
+//! and refusing writes (retryably) when the disk is nearly full.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{read_topic, recover_topic, Broker, Client, Response};
+
+/// Produces on one connection until the broker closes it; returns the acknowledged bodies.
+fn produce_until_closed(
+    addr: std::net::SocketAddr,
+    conn: usize,
+    started: Arc<AtomicBool>,
+) -> Vec<String> {
+    let mut c = Client::startup(addr, "graceful");
+    let mut pending: HashMap<u16, Vec<String>> = HashMap::new();
+    let mut acked = Vec::new();
+    let mut frame = 0usize;
+    loop {
+        while pending.len() < 8 {
+            let msgs: Vec<String> = (0..8).map(|m| format!("c{conn}-f{frame}-m{m}")).collect();
+            let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_bytes()).collect();
+            let sid = (frame % 60000) as u16;
+            let mut b = Vec::new();
+            shardlog::wire::frame::encode_frame_with(
+                &mut b,
+                shardlog::wire::OpCode::Produce,
+                0,
+                sid,
+                |d| {
+                    shardlog::wire::produce::encode_produce_body(None, b"", refs.iter().copied(), d)
+                },
+            );
+            if std::io::Write::write_all(&mut c.stream, &b).is_err() {
+                break;
+            }
+            pending.insert(sid, msgs);
+            frame += 1;
+        }
+        match c.recv() {
+            Some(Response::Produced(sid)) => {
+                started.store(true, Ordering::Relaxed);
+                acked.extend(pending.remove(&sid).unwrap())
+            }
+            Some(Response::Error { code: 6, .. }) => {}
+            Some(other) => panic!("unexpected {other:?}"),
+            None => return acked,
+        }
+    }
+}
+
+#[test]
+fn sigterm_under_load_acknowledges_what_it_accepted_and_restarts_clean() {
+    let mut broker = Broker::start(2);
+    let started = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = (0..4)
+        .map(|conn| {
+            let (addr, started) = (broker.framed, started.clone());
+            thread::spawn(move || produce_until_closed(addr, conn, started))
+        })
+        .collect();
+    while !started.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let status = broker.terminate(Duration::from_secs(20));
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    let mut acked = Vec::new();
+    for h in handles {
+        acked.extend(h.join().unwrap());
+    }
+    assert!(!acked.is_empty());
+    eprintln!("shutdown took {:?}, {} acked", t.elapsed(), acked.len());
+
+    // A graceful shutdown leaves nothing to repair: no torn tail, no index to rebuild.
+    for report in recover_topic(&broker.data_dir, "graceful") {
+        assert_eq!(report.torn_bytes_cut, 0, "{report:?}");
+        assert_eq!(report.index_rebuilt, 0, "{report:?}");
+        assert_eq!(report.corrupt_chunks, 0, "{report:?}");
+    }
+    let stored: HashSet<Vec<u8>> = read_topic(&broker.data_dir, "graceful")
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    for a in &acked {
+        assert!(stored.contains(a.as_bytes()), "acknowledged {a} is missing");
+    }
+    broker.spawn();
+    let mut c = Client::startup(broker.framed, "graceful");
+    assert_eq!(
+        c.produce(1, b"", &[b"after restart"]),
+        Response::Produced(1)
+    );
+}
+
+#[test]
+fn idle_shard_shuts_down_at_once() {
+    let mut broker = Broker::start(2);
+    let _idle = Client::startup(broker.framed, "t");
+    let t = Instant::now();
+    assert!(broker.terminate(Duration::from_secs(10)).success());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn connections_over_the_limit_are_refused_clearly() {
+    let broker = Broker::start_with(1, &["--max-connections", "2"]);
+    let mut a = Client::startup(broker.framed, "t");
+    let _b = Client::startup(broker.framed, "t");
+    let mut c = Client::connect(broker.framed);
+    match c.recv() {
+        Some(Response::Error {
+            code: 6, message, ..
+        }) => {
+            assert!(message.contains("too many connections"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(c.recv(), None);
+    assert_eq!(a.produce(1, b"", &[b"x"]), Response::Produced(1));
+    drop(a);
+    // A slot freed by a closed connection is usable again.
+    thread::sleep(Duration::from_millis(100));
+    let mut d = Client::startup(broker.framed, "t");
+    assert_eq!(d.produce(2, b"", &[b"y"]), Response::Produced(2));
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let broker = Broker::start_with(1, &["--idle-timeout", "300ms"]);
+    let mut idle = Client::startup(broker.framed, "t");
+    let mut busy = Client::startup(broker.framed, "t");
+    for i in 0..8 {
+        thread::sleep(Duration::from_millis(100));
+        busy.send_frame(shardlog::wire::OpCode::Heartbeat, i, b"");
+        assert_eq!(busy.recv(), Some(Response::Ready(i)));
+    }
+    assert_eq!(idle.recv(), None, "the idle connection was closed");
+    assert_eq!(busy.produce(99, b"", &[b"x"]), Response::Produced(99));
+}
+
+/// A small ext4 filesystem on a loop device, mounted for the test (needs root).
+struct LoopFs {
+    image: std::path::PathBuf,
+    mount: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopFs {
+    fn create(size_mb: u64) -> Option<LoopFs> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("fs.img");
+        let mount = dir.path().join("mnt");
+        std::fs::create_dir(&mount).unwrap();
+        let f = std::fs::File::create(&image).unwrap();
+        f.set_len(size_mb << 20).unwrap();
+        let run =
+            |cmd: &mut std::process::Command| cmd.status().map(|s| s.success()).unwrap_or(false);
+        if !run(std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&image))
+            || !run(std::process::Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(&mount))
+        {
+            return None;
+        }
+        Some(LoopFs {
+            image,
+            mount,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.mount)
+            .status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+#[test]
+fn nearly_full_disk_refuses_writes_retryably_and_recovers() {
+    let Some(fs) = LoopFs::create(64) else {
+        eprintln!("SKIPPED: needs root, mkfs.ext4 and a loop device to mount a small filesystem");
+        return;
+    };
+    let mut broker = Broker::start_with(1, &["--min-free-space", "16MiB"]);
+    broker.kill9();
+    broker.data_dir = fs.mount.join("data");
+    broker.spawn();
+    let mut c = Client::startup(broker.framed, "full");
+    assert_eq!(c.produce(1, b"", &[b"before"]), Response::Produced(1));
+
+    // Eat the free space down to below the threshold with a filler file.
+    let free = shardlog::shard::free_space(&fs.mount).unwrap();
+    let filler = fs.mount.join("filler");
+    std::fs::File::create(&filler).unwrap().set_len(0).unwrap();
+    let data = vec![0x5au8; 1 << 20];
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&filler)
+            .unwrap();
+        for _ in 0..((free - (8 << 20)) >> 20) {
+            f.write_all(&data).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    // Within a couple of seconds produce is refused with a retryable error.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut sid = 2u16;
+    loop {
+        match c.produce(sid, b"", &[b"maybe"]) {
+            Response::Error { code, message, .. } => {
+                assert_eq!(code, 6, "{message}");
+                assert!(message.contains("disk nearly full"), "{message}");
+                break;
+            }
+            Response::Produced(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "writes were never refused");
+        sid += 1;
+        thread::sleep(Duration::from_millis(100));
+    }
+    // The connection is still usable (heartbeat), and freeing space brings writes back.
+    c.send_frame(shardlog::wire::OpCode::Heartbeat, 500, b"");
+    assert_eq!(c.recv(), Some(Response::Ready(500)));
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        sid += 1;
+        match c.produce(sid, b"", &[b"after"]) {
+            Response::Produced(_) => break,
+            Response::Error { code: 6, .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "writes did not resume");
+        thread::sleep(Duration::from_millis(100));
+    }
+    broker.kill9();
+    let bodies: Vec<Vec<u8>> = read_topic(&broker.data_dir, "full")
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert!(bodies.contains(&b"before".to_vec()));
+    assert!(bodies.contains(&b"after".to_vec()));
+}
