@@ -547,7 +547,11 @@ pub(crate) mod tests {
         let commit = [("shard", "0"), ("type", "commit")];
         assert_eq!(value(&s, "shardlog_requests_total", &commit), 0.0);
         assert_eq!(
-            value(&s, "shardlog_open_connections", &[("shard", "1")]),
+            value(
+                &s,
+                "shardlog_open_connections",
+                &[("shard", "1"), ("protocol", "framed")]
+            ),
             3.0
         );
         assert_eq!(

@@ -164,6 +164,15 @@ impl ShardMetrics {
     }
 }
 
+impl std::fmt::Debug for ShardMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardMetrics")
+            .field("frames", &self.frames())
+            .field("requests", &self.requests())
+            .finish_non_exhaustive()
+    }
+}
+
 /// One topic's counters on one shard. Produce-side counters are kept by the shard that owns
 /// the partitions (its writers), consume-side ones by the shard that served the poll.
 #[derive(Debug, Default)]
@@ -316,14 +325,5 @@ mod tests {
             (s.recovery_corrupt_chunks, s.recovery_indexes_rebuilt),
             (1, 1)
         );
-    }
-}
-
-impl std::fmt::Debug for ShardMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardMetrics")
-            .field("frames", &self.frames())
-            .field("requests", &self.requests())
-            .finish_non_exhaustive()
     }
 }
