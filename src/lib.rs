@@ -16,11 +16,13 @@
 //! - [`server`]: one module per protocol: the framed TCP server, the HTTP port (HTTP/1.1 and
 //!   HTTP/2 told apart by the connection preface) and the gRPC layer and services over h2.
 //! - [`proto`]: prost message types generated from `proto/`, and their descriptor set.
+//! - [`metrics`]: shard-local counters and histograms, gathered and encoded on a scrape.
 //! - [`broker`]: starts the shards and the listeners from a `Config`.
 
 pub mod broker;
 pub mod config;
 pub mod consumer;
+pub mod metrics;
 pub mod proto;
 pub mod ring;
 pub mod rt;

@@ -130,6 +130,11 @@ impl Coordinator {
         }
     }
 
+    /// Every group's committed offsets, for metrics (consumer lag).
+    pub fn committed_offsets(&self) -> Vec<(String, PartitionKey, i64)> {
+        self.state.borrow().all_committed()
+    }
+
     fn group_of(&self, consumer: &str) -> String {
         self.state.borrow().group_of(consumer).unwrap_or_default()
     }

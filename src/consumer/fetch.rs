@@ -152,12 +152,17 @@ fn assemble(fetched: &[Fetched], max_bytes: usize) -> (PollResponse, Vec<(Partit
     for f in fetched {
         let id = f.topic.layout.partition_id(f.partition);
         let mut position = f.from;
+        let mut bytes = 0;
         for chunk in &f.result.chunks {
             if !asm.try_push(&f.topic.name, id, chunk) {
                 break;
             }
             position = chunk.start_offset + chunk.record_count as i64;
+            bytes += chunk.payload.len() as u64;
         }
+        // Messages from where the read started (a first chunk may begin before it).
+        let messages = (position - f.from).max(0) as u64;
+        f.topic.metrics.polled(messages, bytes);
         if Some(position) != f.planned {
             positions.push(((f.topic.name.clone(), f.partition), position));
         }

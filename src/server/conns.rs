@@ -90,6 +90,11 @@ impl Connections {
         self.len() == 0
     }
 
+    /// The server's name (`framed`, `http`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     pub fn max(&self) -> usize {
         self.max
     }

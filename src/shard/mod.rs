@@ -29,6 +29,7 @@ use thiserror::Error;
 
 use crate::config::{Config, Durability};
 use crate::consumer::coordinator::Coordinator;
+use crate::metrics::{ShardMetrics, TopicMetrics};
 use crate::ring::TopicLayout;
 use crate::rt::{self, MeshPort, ShardMesh};
 use crate::storage::LogConfig;
@@ -79,6 +80,8 @@ pub struct TopicState {
     writers: Vec<Option<Rc<PartitionWriter>>>,
     /// Round-robin cursor for keyless connections.
     keyless_cursor: Cell<usize>,
+    /// This shard's counters for the topic (shared with its writers).
+    pub metrics: Rc<TopicMetrics>,
 }
 
 impl TopicState {
@@ -103,6 +106,8 @@ pub struct Shard {
     disk_low: RefCell<Option<String>>,
     /// The consumer-group coordinator, on shard 0 only.
     coordinator: Option<Rc<Coordinator>>,
+    /// This shard's metrics (see [`crate::metrics`]).
+    pub metrics: Rc<ShardMetrics>,
 }
 
 impl Shard {
@@ -129,6 +134,7 @@ impl Shard {
             lifecycle: Default::default(),
             disk_low: RefCell::new(None),
             coordinator,
+            metrics: Rc::default(),
         });
         for (name, layout) in topics::load_all(&shard.config.data_dir)? {
             let state = shard.install_topic(&name, layout);
@@ -177,6 +183,7 @@ impl Shard {
         // connections and partitions for long (measured: 1 MiB beat 256 KiB and 4 MiB).
         let max_chunk_raw = MAX_CHUNK_RAW;
         let owned = layout.owned_by(self.id, self.shards).count();
+        let metrics = Rc::new(TopicMetrics::default());
         let writers = (0..layout.partitions())
             .map(|j| {
                 (layout.owner(j, self.shards) == self.id).then(|| {
@@ -186,6 +193,8 @@ impl Shard {
                         pdir,
                         self.log_config(owned),
                         max_chunk_raw,
+                        metrics.clone(),
+                        self.metrics.clone(),
                     ))
                 })
             })
@@ -195,6 +204,7 @@ impl Shard {
             layout,
             writers,
             keyless_cursor: Cell::new(self.id),
+            metrics,
         });
         self.topics
             .borrow_mut()
@@ -379,6 +389,12 @@ impl Shard {
             },
             ShardMsg::GetOrCreateTopic { topic, reply } => {
                 let _ = reply.send(self.create_topic(&topic).map_err(|e| e.to_string()));
+            }
+            ShardMsg::Metrics { reply } => {
+                let shard = self.clone();
+                rt::spawn_detached(async move {
+                    let _ = reply.send(crate::metrics::local_snapshot(&shard).await);
+                });
             }
         }
     }

@@ -69,4 +69,8 @@ pub enum ShardMsg {
         topic: String,
         reply: oneshot::Sender<Result<TopicLayout, String>>,
     },
+    /// A scrape: the receiving shard's metrics (see [`crate::metrics`]).
+    Metrics {
+        reply: oneshot::Sender<crate::metrics::MetricsSnapshot>,
+    },
 }

@@ -28,7 +28,7 @@ impl Shard {
         Ok(())
     }
 
-    fn topic_states(&self) -> Vec<Rc<TopicState>> {
+    pub fn topic_states(&self) -> Vec<Rc<TopicState>> {
         self.topics.borrow().values().cloned().collect()
     }
 
@@ -37,7 +37,12 @@ impl Shard {
         for t in self.topic_states() {
             for w in t.owned() {
                 let Some(log) = w.log() else { continue };
-                match log.enforce_retention(SystemTime::now()).await {
+                let result = log.enforce_retention(SystemTime::now()).await;
+                if let Ok(r) = &result {
+                    t.metrics
+                        .retention_deleted(r.segments_removed as u64, r.bytes_removed);
+                }
+                match result {
                     Ok(r) if r.segments_removed > 0 => tracing::info!(
                         topic = %t.name,
                         partition = w.partition,

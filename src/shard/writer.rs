@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use crate::metrics::{ShardMetrics, TopicMetrics};
 use crate::rt;
 use crate::storage::{LogConfig, PartitionLog, RecordBatch};
 
@@ -70,10 +71,20 @@ pub struct PartitionWriter {
     pub appended: LocalNotify,
     /// Signalled when the writer task has nothing left to write.
     idle: LocalNotify,
+    /// The topic's counters on this shard, and the shard's latency histograms.
+    metrics: Rc<TopicMetrics>,
+    shard_metrics: Rc<ShardMetrics>,
 }
 
 impl PartitionWriter {
-    pub fn new(partition: u32, dir: PathBuf, config: LogConfig, max_chunk_raw: usize) -> Self {
+    pub fn new(
+        partition: u32,
+        dir: PathBuf,
+        config: LogConfig,
+        max_chunk_raw: usize,
+        metrics: Rc<TopicMetrics>,
+        shard_metrics: Rc<ShardMetrics>,
+    ) -> Self {
         PartitionWriter {
             partition,
             dir,
@@ -84,6 +95,8 @@ impl PartitionWriter {
             running: Cell::new(false),
             appended: LocalNotify::default(),
             idle: LocalNotify::default(),
+            metrics,
+            shard_metrics,
         }
     }
 
@@ -98,6 +111,9 @@ impl PartitionWriter {
         tracing::info!(dir = %self.dir.display(), ?report, "partition recovered");
         // Another task may have opened it while we awaited; keep the first.
         let mut slot = self.log.borrow_mut();
+        if slot.is_none() {
+            self.metrics.recovered(&report);
+        }
         Ok(slot.get_or_insert_with(|| Rc::new(log)).clone())
     }
 
@@ -150,6 +166,16 @@ impl PartitionWriter {
             };
             match result {
                 Ok(info) => {
+                    self.metrics.chunk_written(
+                        u64::from(info.record_count),
+                        batch.raw_len as u64,
+                        u64::from(info.payload_len),
+                        info.chunk_len,
+                    );
+                    self.shard_metrics.chunk_write.record_us(info.write_us);
+                    if let Some(us) = info.fdatasync_us {
+                        self.shard_metrics.fsync.record_us(us);
+                    }
                     self.appended.notify();
                     let mut offset = info.start_offset;
                     for p in batch.frames {
@@ -163,6 +189,7 @@ impl PartitionWriter {
                     }
                 }
                 Err(e) => {
+                    self.metrics.append_failed();
                     tracing::error!(partition = self.partition, error = %e, "append failed");
                     for p in batch.frames {
                         let _ = p.reply.send(Err(e.clone()));

@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -79,6 +79,10 @@ pub struct AppendInfo {
     pub payload_len: u32,
     /// The segment (its base offset) the chunk went into.
     pub segment: i64,
+    /// Microseconds the chunk's write took.
+    pub write_us: u64,
+    /// Microseconds its `fdatasync` took (`None` with [`Durability::Write`]).
+    pub fdatasync_us: Option<u64>,
 }
 
 /// One chunk as stored: `payload` is exactly the zstd frame, ready for a poll response.
@@ -220,6 +224,16 @@ impl<F: SegmentFs> PartitionLog<F> {
         self.state.borrow().failed.clone()
     }
 
+    /// Segment files, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Bytes in the segment files (chunks and their padding; indexes not counted).
+    pub fn disk_bytes(&self) -> u64 {
+        self.state.borrow().segments.iter().map(|s| s.end_pos).sum()
+    }
+
     /// Chunks reads have skipped because their head CRC failed.
     pub fn read_skipped_chunks(&self) -> u64 {
         self.state.borrow().read_skipped
@@ -268,6 +282,7 @@ impl<F: SegmentFs> PartitionLog<F> {
             (file, end_pos, seg.path.clone())
         };
         let offsets = start..header.end_offset();
+        let t0 = Instant::now();
         match file.write_at(buf, pos).await {
             Ok(n) if n == len => {}
             Ok(n) => {
@@ -285,8 +300,13 @@ impl<F: SegmentFs> PartitionLog<F> {
                 )))
             }
         }
+        let write_us = micros(t0.elapsed());
+        let mut fdatasync_us = None;
         if self.config.durability == Durability::Fsync {
-            if let Err(e) = file.fdatasync().await {
+            let t1 = Instant::now();
+            let synced = file.fdatasync().await;
+            fdatasync_us = Some(micros(t1.elapsed()));
+            if let Err(e) = synced {
                 return Err(self.fail(format!(
                     "fdatasync of {} failed: {e} (offsets {offsets:?} not acknowledged; after a \
                      failed fdatasync the page state is unknown, so the partition takes no more \
@@ -323,6 +343,8 @@ impl<F: SegmentFs> PartitionLog<F> {
             chunk_len: len as u64,
             payload_len: header.length,
             segment: base,
+            write_us,
+            fdatasync_us,
         })
     }
 
@@ -388,4 +410,9 @@ impl<F: SegmentFs> PartitionLog<F> {
         }
         Ok(())
     }
+}
+
+/// A duration in whole microseconds (saturating).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

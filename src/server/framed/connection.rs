@@ -5,10 +5,12 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::metrics::ShardMetrics;
 use crate::rt::vectored::write_all_vectored;
 use crate::rt::StaticPermit;
 use crate::wire::error::encode_error_body;
@@ -126,10 +128,13 @@ pub struct Outbox {
     closed: Cell<bool>,
     /// The client, for logging its protocol errors.
     peer: Option<std::net::SocketAddr>,
+    /// Counts every response queued, by result.
+    metrics: Rc<ShardMetrics>,
 }
 
 impl Outbox {
-    pub fn new(peer: Option<std::net::SocketAddr>) -> Self {
+    /// An outbox for the client at `peer` that counts its responses in `metrics`.
+    pub fn new(peer: Option<std::net::SocketAddr>, metrics: Rc<ShardMetrics>) -> Self {
         Outbox {
             peer,
             pending: RefCell::new(Vec::with_capacity(4096)),
@@ -137,6 +142,7 @@ impl Outbox {
             permits: RefCell::new(Vec::new()),
             signal: crate::rt::Semaphore::new(0),
             closed: Cell::new(false),
+            metrics,
         }
     }
 }
@@ -151,6 +157,7 @@ impl Outbox {
     /// Queues an empty-bodied response (READY, PRODUCE_RESPONSE).
     pub fn push_empty(&self, op: OpCode, stream_id: u16) {
         encode_frame(&mut self.pending.borrow_mut(), op, 0, stream_id, &[]);
+        self.metrics.frame_ok();
         self.wake();
     }
 
@@ -166,6 +173,7 @@ impl Outbox {
             stream_id,
             |dst| encode_error_body(code, message, dst),
         );
+        self.metrics.frame_error(code);
         self.wake();
     }
 
@@ -180,6 +188,7 @@ impl Outbox {
         slices.extend(parts);
         self.permits.borrow_mut().push(permit);
         drop((slices, pending));
+        self.metrics.frame_ok();
         self.wake();
     }
 

@@ -5,7 +5,7 @@
 //! and has at most one poll response waiting to be written.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -32,6 +32,7 @@ pub async fn handle(
             Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
         },
         OpCode::Poll => {
+            let read_at = Instant::now();
             let b = match parse_poll(body) {
                 Ok(b) => b,
                 Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
@@ -41,7 +42,9 @@ pub async fn handle(
                 return;
             };
             let wait = b.max_wait_ms.map(|ms| Duration::from_millis(ms as u64));
-            match api::poll(shard, &b.consumer_id, wait).await {
+            let polled = api::poll(shard, &b.consumer_id, wait).await;
+            shard.metrics.poll.record(read_at.elapsed());
+            match polled {
                 Ok(resp) => {
                     let header = FrameHeader {
                         version: VERSION,

@@ -17,10 +17,12 @@ pub mod consumer;
 use std::os::fd::AsRawFd;
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::io::split;
 
+use crate::metrics::RequestType;
 use crate::rt::{self, TcpListener, TcpStream};
 use crate::shard::msg::ProduceFrame;
 use crate::shard::{now_us, ProduceError, Shard, TopicState};
@@ -50,6 +52,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         shard.config.max_connections,
         shard.config.idle_timeout,
     );
+    shard.metrics.track_connections(&conns);
     let reaper = rt::spawn(conns.clone().reap_idle());
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -112,7 +115,7 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
     tracing::debug!(?peer, shard = shard.id, "framed connection opened");
     let fd = stream.as_raw_fd();
     let (read_half, write_half) = split(stream);
-    let outbox = Rc::new(Outbox::new(peer));
+    let outbox = Rc::new(Outbox::new(peer, shard.metrics.clone()));
     let writer = {
         let outbox = outbox.clone();
         rt::spawn(async move { outbox.write_loop(write_half, fd).await })
@@ -198,6 +201,9 @@ async fn handle_frame(
         Ok(op) => op,
         Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
     };
+    if let Some(t) = RequestType::of(op) {
+        shard.metrics.request(t);
+    }
     match op {
         OpCode::Startup => match parse_startup(&body) {
             Ok(topic) => match shard.topic(&topic).await {
@@ -215,6 +221,7 @@ async fn handle_frame(
         },
         OpCode::Heartbeat => outbox.push_empty(OpCode::Ready, sid),
         OpCode::Produce => {
+            let read_at = Instant::now();
             let Some(s) = session.as_ref() else {
                 return outbox.push_error(
                     sid,
@@ -256,11 +263,13 @@ async fn handle_frame(
                 Err(e) => return outbox.push_error(sid, error_code(&e), &e.to_string()),
             };
             let outbox = outbox.clone();
+            let metrics = shard.metrics.clone();
             rt::spawn_detached(async move {
                 match pending.wait().await {
                     Ok(_) => outbox.push_empty(OpCode::ProduceResponse, sid),
                     Err(e) => outbox.push_error(sid, error_code(&e), &e.to_string()),
                 }
+                metrics.ack.record(read_at.elapsed());
                 drop(bytes);
                 drop(slot);
             });

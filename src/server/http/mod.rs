@@ -52,6 +52,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         shard.config.max_connections,
         shard.config.idle_timeout,
     );
+    shard.metrics.track_connections(&conns);
     let reaper = rt::spawn(conns.clone().reap_idle());
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {

@@ -74,11 +74,18 @@ pub struct Route {
 /// Every plain-HTTP route of the port. The consumer and REST-produce endpoints go here.
 pub fn routes() -> &'static [Route] {
     static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(|| {
-        vec![Route {
-            method: Method::GET,
-            pattern: "/status",
-            handler: |shard, _req| Box::pin(async move { status(&shard) }),
-        }]
+        vec![
+            Route {
+                method: Method::GET,
+                pattern: "/status",
+                handler: |shard, _req| Box::pin(async move { status(&shard) }),
+            },
+            Route {
+                method: Method::GET,
+                pattern: "/metrics",
+                handler: |shard, _req| Box::pin(async move { metrics(&shard).await }),
+            },
+        ]
     });
     &ROUTES
 }
@@ -90,6 +97,16 @@ fn status(shard: &Shard) -> HttpResponse {
         StatusCode::OK,
         format!("{{\"status\":\"ok\",\"shards\":{}}}", shard.shards),
     )
+}
+
+/// `GET /metrics`: every shard's metrics in the Prometheus text format (docs/metrics.md).
+async fn metrics(shard: &Shard) -> HttpResponse {
+    HttpResponse {
+        status: StatusCode::OK,
+        content_type: crate::metrics::CONTENT_TYPE,
+        headers: Vec::new(),
+        body: Bytes::from(crate::metrics::gather(shard).await),
+    }
 }
 
 /// Matches `path` against `pattern`, returning the captured `{name}` segments.

@@ -1,0 +1,112 @@
+//! Collecting a scrape: this shard's snapshot, every other shard's over the mesh
+//! ([`ShardMsg::Metrics`], answered from a task of its own so the mesh loop never waits), and
+//! consumer lag from the coordinator's shard.
+
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use futures_util::future::join_all;
+
+use super::snapshot::{LagSample, MetricsSnapshot, ShardSnapshot};
+use crate::consumer::coordinator::{bounds, Coordinator};
+use crate::shard::msg::ShardMsg;
+use crate::shard::Shard;
+
+/// Gathers every shard's metrics and encodes them in the Prometheus text format. Called on
+/// the shard serving the scrape. A shard that cannot be reached is left out (and logged).
+pub async fn gather(shard: &Shard) -> String {
+    super::encode::encode(gather_snapshot(shard).await)
+}
+
+/// Gathers every shard's metrics, merged.
+pub async fn gather_snapshot(shard: &Shard) -> MetricsSnapshot {
+    let peers = (0..shard.shards)
+        .filter(|&p| p != shard.id)
+        .map(|peer| async move {
+            let (tx, rx) = oneshot::channel();
+            shard
+                .send_to(peer, ShardMsg::Metrics { reply: tx })
+                .await
+                .map_err(|e| tracing::warn!(peer, error = %e, "metrics: shard not reachable"))
+                .ok()?;
+            rx.await
+                .map_err(|_| tracing::warn!(peer, "metrics: shard dropped the request"))
+                .ok()
+        });
+    let (mut snap, others) =
+        futures_lite::future::zip(local_snapshot(shard), join_all(peers)).await;
+    for s in others.into_iter().flatten() {
+        snap.merge(s);
+    }
+    snap
+}
+
+/// This shard's metrics now; on shard 0 also the consumer lag of every group.
+pub async fn local_snapshot(shard: &Shard) -> MetricsSnapshot {
+    let m = &shard.metrics;
+    let mut topics: Vec<_> = shard
+        .topic_states()
+        .iter()
+        .map(|t| {
+            let mut s = t.metrics.snapshot(&t.name);
+            for w in t.owned() {
+                if let Some(log) = w.log() {
+                    s.partitions_owned += 1;
+                    s.segments += log.segment_count() as u64;
+                    s.disk_bytes += log.disk_bytes();
+                }
+            }
+            s
+        })
+        .collect();
+    topics.sort_by(|a, b| a.topic.cmp(&b.topic));
+    let capacity = shard.config.shard_buffer_bytes;
+    let own = ShardSnapshot {
+        shard: shard.id,
+        frames: m.frames(),
+        requests: m.requests(),
+        chunk_write: m.chunk_write.snapshot(),
+        fsync: m.fsync.snapshot(),
+        ack: m.ack.snapshot(),
+        poll: m.poll.snapshot(),
+        open_connections: m.open_connections(),
+        buffered_bytes: capacity.saturating_sub(shard.buffer.available()),
+        buffer_capacity: capacity,
+        topics,
+    };
+    let lag = match shard.coordinator() {
+        Some(c) => consumer_lag(shard, c).await,
+        None => Vec::new(),
+    };
+    MetricsSnapshot::of_shard(own, lag)
+}
+
+/// Every committed offset against its partition's current end (read from the owning shard).
+async fn consumer_lag(shard: &Shard, c: &Rc<Coordinator>) -> Vec<LagSample> {
+    let reads = c
+        .committed_offsets()
+        .into_iter()
+        .filter_map(|(group, (topic, partition), committed)| {
+            let ts = shard.known_topic(&topic)?;
+            (partition < ts.layout.partitions()).then_some((group, ts, partition, committed))
+        })
+        .map(|(group, ts, partition, committed)| async move {
+            match bounds(shard, &ts, partition).await {
+                Ok((_, end)) => Some(LagSample {
+                    group,
+                    topic: ts.name.clone(),
+                    partition,
+                    committed,
+                    end,
+                }),
+                Err(e) => {
+                    tracing::warn!(group, topic = %ts.name, partition, error = %e,
+                        "metrics: cannot read the partition's end for consumer lag");
+                    None
+                }
+            }
+        });
+    let mut lag: Vec<LagSample> = join_all(reads).await.into_iter().flatten().collect();
+    lag.sort_by(|a, b| (&a.group, &a.topic, a.partition).cmp(&(&b.group, &b.topic, b.partition)));
+    lag
+}
