@@ -1,7 +1,7 @@
 //! PolarStreams' REST API over plain HTTP/1.1 (and one poll over HTTP/2) against a real broker:
 //! produce (JSON and NDJSON, keyed and not), register + poll with the binary and the JSON
 //! responses, every message exactly once and each key in order in its Murmur3 partition,
-//! long polls, groups splitting partitions, commit/goodbye, and every bad input.
+//! long polls, groups splitting partitions, commit/goodbye. Bad input: `rest_errors.rs`.
 
 mod common;
 
@@ -9,20 +9,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::consumer::{produce_keyed, Item};
-use common::http::HttpClient;
+use common::http::{plain, HttpClient};
 use common::Broker;
 use shardlog::ring::TopicLayout;
 
 type Partition = (i64, u8);
-
-/// A body as the tests write it: `tag|key|seq`, bare (framed) or as a JSON string (REST).
-fn plain(body: &[u8]) -> String {
-    let s = String::from_utf8(body.to_vec()).expect("UTF-8 body");
-    match serde_json::from_str::<String>(&s) {
-        Ok(inner) => inner,
-        Err(_) => s,
-    }
-}
 
 /// Checks that `items` hold each of `expected` (`tag|key|seq` bodies) exactly once, offsets
 /// dense from 0 in every partition, each key in one partition — its Murmur3 one, with
@@ -257,207 +248,6 @@ fn three_http_consumers_split_partitions_commit_and_goodbye() {
         200
     );
     assert!(clients[0].drain("c4").is_empty(), "offsets were committed");
-}
-
-#[test]
-fn bad_input_is_answered_with_clear_4xx() {
-    let broker = Broker::start_with(1, &["--max-frame-size", "65536"]);
-    let mut c = HttpClient::connect(broker.http);
-    let check = |r: common::http::Response, status: u16, needle: &str| {
-        assert_eq!(r.status, status, "{}", r.text());
-        assert!(
-            r.text().contains(needle),
-            "'{}' should mention '{needle}'",
-            r.text()
-        );
-    };
-    // Unknown consumers.
-    check(c.poll_raw("ghost", None, None), 409, "not registered");
-    check(c.commit("ghost"), 409, "not registered");
-    check(c.goodbye("ghost"), 409, "not registered");
-    // Missing and malformed parameters.
-    check(
-        c.request("POST", "/v1/consumer/poll", &[], b""),
-        400,
-        "'consumerId'",
-    );
-    check(
-        c.request("POST", "/v1/consumer/commit?consumerId=", &[], b""),
-        400,
-        "'consumerId'",
-    );
-    check(
-        c.request("POST", "/v1/consumer/goodbye", &[], b""),
-        400,
-        "'consumerId'",
-    );
-    check(
-        c.request("PUT", "/v1/consumer/register?group=g&topic=t", &[], b""),
-        400,
-        "'consumerId'",
-    );
-    check(
-        c.request(
-            "PUT",
-            "/v1/consumer/register?consumerId=a&group=g",
-            &[],
-            b"",
-        ),
-        400,
-        "'topic'",
-    );
-    check(
-        c.request(
-            "PUT",
-            "/v1/consumer/register?consumerId=a&topic=t&onNewGroup=never",
-            &[],
-            b"",
-        ),
-        400,
-        "'onNewGroup'",
-    );
-    check(
-        c.request(
-            "PUT",
-            "/v1/consumer/register?consumerId=a&topic=t&group=a/b",
-            &[],
-            b"",
-        ),
-        400,
-        "'group'",
-    );
-    check(
-        c.request(
-            "PUT",
-            "/v1/consumer/register?consumerId=a&topic=no%20spaces",
-            &[],
-            b"",
-        ),
-        400,
-        "'topic'",
-    );
-    check(
-        c.request(
-            "PUT",
-            "/v1/consumer/register?consumerId=%zz&topic=t",
-            &[],
-            b"",
-        ),
-        400,
-        "consumerId",
-    );
-    check(
-        c.request(
-            "PUT",
-            "/v1/consumer/register?consumerId=a%01&topic=t",
-            &[],
-            b"",
-        ),
-        400,
-        "control",
-    );
-    let long = "x".repeat(300);
-    check(
-        c.register(&long, "g", &["t"], "startFromEarliest"),
-        400,
-        "limit is 255",
-    );
-    check(
-        c.request(
-            "POST",
-            "/v1/consumer/poll?consumerId=a&maxWaitMs=-5",
-            &[],
-            b"",
-        ),
-        400,
-        "'maxWaitMs'",
-    );
-    check(
-        c.request("GET", "/v1/consumer/poll?consumerId=a", &[], b""),
-        405,
-        "POST",
-    );
-
-    // A registered consumer with nothing to read: 204 with Retry-After; topics are created.
-    assert_eq!(
-        c.register("a", "", &["fresh"], "startFromEarliest").status,
-        200
-    );
-    let r = c.poll_raw("a", None, None);
-    assert_eq!(r.status, 204);
-    assert_eq!(r.header("retry-after"), Some("1"));
-    assert_eq!(r.header("content-length"), None);
-    assert!(r.body.is_empty());
-    let r = c.poll_raw("a", Some(100), Some("application/json"));
-    assert_eq!(r.status, 204);
-    // Still on the same keep-alive connection after all of the above.
-    assert_eq!(c.request("GET", "/status", &[], b"").status, 200);
-
-    // Produce.
-    let json = "application/json";
-    check(c.produce("bad%20topic", None, json, b"1"), 400, "topic");
-    check(c.produce("..", None, json, b"1"), 400, "reserved");
-    check(c.produce("a*b", None, json, b"1"), 400, "topic");
-    check(c.produce("t", None, json, b""), 400, "no message");
-    check(
-        c.produce("t", None, "application/x-ndjson", b"\n\n"),
-        400,
-        "no message",
-    );
-    check(
-        c.produce("t", None, "text/plain", b"x"),
-        415,
-        "application/x-ndjson",
-    );
-    check(
-        c.request("POST", "/v1/topic/t/messages", &[], b"x"),
-        415,
-        "(none)",
-    );
-    let key = "k".repeat(256);
-    check(
-        c.produce("t", Some(&key), json, b"1"),
-        400,
-        "'partitionKey'",
-    );
-    check(
-        c.request(
-            "POST",
-            "/v1/topic/t/messages?timestamp=soon",
-            &[("content-type", json)],
-            b"1",
-        ),
-        400,
-        "'timestamp'",
-    );
-    // Over --max-frame-size (64 KiB) but under the transport limit (1 MiB): the handler's 413.
-    let big = vec![b'7'; 70_000];
-    check(c.produce("t", None, json, &big), 413, "--max-frame-size");
-    // Over the transport limit: 413 before the body is read, and the connection closes.
-    let mut c2 = HttpClient::connect(broker.http);
-    let huge = vec![b'7'; 2 << 20];
-    check(c2.produce("t", None, json, &huge), 413, "limited to");
-    check(
-        c.request("GET", "/v1/topic/t/messages", &[], b""),
-        405,
-        "POST",
-    );
-    // Nothing of the refused requests was stored; a good one still is.
-    assert_eq!(
-        c.produce("t", Some("k"), json, b"{\"ok\":true}").status,
-        200
-    );
-    assert_eq!(
-        c.register("r", "g", &["t"], "startFromEarliest").status,
-        200
-    );
-    let items = c.drain("r");
-    let bodies: Vec<String> = items
-        .iter()
-        .flat_map(|i| &i.records)
-        .map(|r| plain(&r.2))
-        .collect();
-    assert_eq!(bodies, ["{\"ok\":true}"]);
 }
 
 #[test]

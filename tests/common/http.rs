@@ -179,3 +179,12 @@ pub fn read_response(s: &mut TcpStream) -> Option<Response> {
         body,
     })
 }
+
+/// A body as the tests write it: `tag|key|seq`, bare (framed) or as a JSON string (REST).
+pub fn plain(body: &[u8]) -> String {
+    let s = String::from_utf8(body.to_vec()).expect("UTF-8 body");
+    match serde_json::from_str::<String>(&s) {
+        Ok(inner) => inner,
+        Err(_) => s,
+    }
+}
