@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod consumer;
+pub mod http;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

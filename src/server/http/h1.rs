@@ -4,19 +4,20 @@
 //! and timeouts on the shard's timer. A request the connection cannot recover from (malformed,
 //! too large, timed out mid-request) is answered and the connection closed.
 
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::rt;
+use crate::rt::vectored::write_all_vectored;
 use crate::server::conns::ConnGuard;
 use crate::shard::Shard;
 
 use super::router::{self, HttpRequest, HttpResponse};
-use super::MAX_BODY;
 
 /// Largest request head (request line and headers).
 const MAX_HEAD: usize = 16 << 10;
@@ -35,17 +36,24 @@ enum Stop {
     Answer(HttpResponse),
 }
 
-/// Serves one HTTP/1.1 connection; `buf` holds the bytes already read from it.
-pub async fn serve<S>(shard: Rc<Shard>, mut io: S, mut buf: BytesMut, guard: &ConnGuard)
-where
+/// Serves one HTTP/1.1 connection; `buf` holds the bytes already read from it. With the
+/// socket's `fd`, multi-part bodies (binary poll responses) are written with vectored I/O.
+pub async fn serve<S>(
+    shard: Rc<Shard>,
+    mut io: S,
+    fd: Option<RawFd>,
+    mut buf: BytesMut,
+    guard: &ConnGuard,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let max_body = super::max_body(&shard);
     loop {
         // At shutdown a connection waiting for its next request closes; one mid-request is
         // answered first (with `Connection: close`).
         let idle = buf.is_empty();
         let next = futures_lite::future::or(
-            async { Some(read_request(&mut io, &mut buf).await) },
+            async { Some(read_request(&mut io, &mut buf, max_body).await) },
             async {
                 if idle {
                     shard.lifecycle.stopped().await;
@@ -62,13 +70,17 @@ where
             Ok(Some(r)) => r,
             Ok(None) | Err(Stop::Gone) => return,
             Err(Stop::Answer(r)) => {
-                let _ = write_response(&mut io, r, false).await;
+                let _ = write_response(&mut io, fd, r, false).await;
                 return;
             }
         };
         let response = router::route(shard.clone(), req).await;
         let keep_alive = keep_alive && !shard.lifecycle.is_stopping();
-        if write_response(&mut io, response, keep_alive).await.is_err() || !keep_alive {
+        if write_response(&mut io, fd, response, keep_alive)
+            .await
+            .is_err()
+            || !keep_alive
+        {
             return;
         }
     }
@@ -80,7 +92,7 @@ pub async fn refuse<S: AsyncWrite + Unpin>(mut io: S, max: usize) {
         StatusCode::SERVICE_UNAVAILABLE,
         &format!("too many connections on this shard (--max-connections {max}); retry later"),
     );
-    let _ = write_response(&mut io, r, false).await;
+    let _ = write_response(&mut io, None, r, false).await;
 }
 
 /// Reads more bytes into `buf` within `limit`.
@@ -113,6 +125,7 @@ async fn fill<S: AsyncRead + Unpin>(
 async fn read_request<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
+    max_body: usize,
 ) -> Result<Option<(HttpRequest, bool)>, Stop> {
     // The head.
     let (head_len, mut req, version, connection) = loop {
@@ -178,10 +191,10 @@ async fn read_request<S: AsyncRead + Unpin>(
                 ))
             })?,
     };
-    if len > MAX_BODY {
+    if len > max_body {
         return Err(Stop::Answer(HttpResponse::error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request bodies are limited to {MAX_BODY} bytes; this one has {len}"),
+            &format!("request bodies are limited to {max_body} bytes; this one has {len}"),
         )));
     }
     while buf.len() < len {
@@ -240,18 +253,24 @@ fn to_request(parsed: &httparse::Request) -> Result<(HttpRequest, Option<String>
     ))
 }
 
+/// Writes a response. A multi-part body goes out with the head in vectored writes when the
+/// socket's fd is known (no copy of the chunk payloads); otherwise slice by slice.
 async fn write_response<S: AsyncWrite + Unpin>(
     io: &mut S,
+    fd: Option<RawFd>,
     r: HttpResponse,
     keep_alive: bool,
 ) -> std::io::Result<()> {
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\n",
         r.status.as_u16(),
         r.status.canonical_reason().unwrap_or(""),
         r.content_type,
-        r.body.len()
     );
+    // A 204 has no body and may not carry Content-Length (RFC 9110 §8.6).
+    if r.status != StatusCode::NO_CONTENT {
+        head.push_str(&format!("content-length: {}\r\n", r.body.len()));
+    }
     for (name, value) in &r.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -259,7 +278,16 @@ async fn write_response<S: AsyncWrite + Unpin>(
         head.push_str("connection: close\r\n");
     }
     head.push_str("\r\n");
-    io.write_all(head.as_bytes()).await?;
-    io.write_all(&r.body).await?;
+    let mut parts = Vec::with_capacity(8);
+    parts.push(Bytes::from(head));
+    parts.extend(r.body.into_parts());
+    match fd {
+        Some(fd) if parts.len() > 2 => write_all_vectored(fd, io, &parts).await?,
+        _ => {
+            for p in &parts {
+                io.write_all(p).await?;
+            }
+        }
+    }
     io.flush().await
 }

@@ -17,7 +17,6 @@ use crate::server::grpc;
 use crate::shard::Shard;
 
 use super::router::{self, HttpRequest, HttpResponse};
-use super::MAX_BODY;
 
 /// Streams one connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -92,7 +91,7 @@ async fn stream(shard: Rc<Shard>, request: Request<RecvStream>, respond: SendRes
         return grpc::serve(shard, request, respond).await;
     }
     let (parts, body) = request.into_parts();
-    let response = match read_body(body).await {
+    let response = match read_body(body, super::max_body(&shard)).await {
         Ok(body) => {
             let req = HttpRequest {
                 method: parts.method,
@@ -106,21 +105,21 @@ async fn stream(shard: Rc<Shard>, request: Request<RecvStream>, respond: SendRes
         }
         Err(r) => r,
     };
-    send(respond, response);
+    send(respond, response).await;
 }
 
-/// Reads a plain request's body, up to [`MAX_BODY`].
-async fn read_body(mut body: RecvStream) -> Result<Bytes, HttpResponse> {
+/// Reads a plain request's body, up to `max` bytes.
+async fn read_body(mut body: RecvStream, max: usize) -> Result<Bytes, HttpResponse> {
     let mut buf = BytesMut::new();
     while let Some(data) = body.data().await {
         let data = data.map_err(|e| {
             HttpResponse::error(StatusCode::BAD_REQUEST, &format!("request body: {e}"))
         })?;
         let _ = body.flow_control().release_capacity(data.len());
-        if buf.len() + data.len() > MAX_BODY {
+        if buf.len() + data.len() > max {
             return Err(HttpResponse::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request bodies are limited to {MAX_BODY} bytes"),
+                &format!("request bodies are limited to {max} bytes"),
             ));
         }
         buf.extend_from_slice(&data);
@@ -128,25 +127,52 @@ async fn read_body(mut body: RecvStream) -> Result<Bytes, HttpResponse> {
     Ok(buf.freeze())
 }
 
-fn send(mut respond: SendResponse<Bytes>, r: HttpResponse) {
+/// Sends a response. Bodies are sent slice by slice (a binary poll response: item headers and
+/// stored chunk payloads, never joined), each waiting for flow-control capacity so that a slow
+/// reader holds at most h2's send buffer.
+async fn send(mut respond: SendResponse<Bytes>, r: HttpResponse) {
     let mut head = Response::new(());
     *head.status_mut() = r.status;
     let headers = head.headers_mut();
     if let Ok(v) = r.content_type.parse() {
         headers.insert(http::header::CONTENT_TYPE, v);
     }
-    headers.insert(http::header::CONTENT_LENGTH, r.body.len().into());
+    if r.status != StatusCode::NO_CONTENT {
+        headers.insert(http::header::CONTENT_LENGTH, r.body.len().into());
+    }
     for (name, value) in r.headers {
         if let Ok(v) = value.parse() {
             headers.insert(name, v);
         }
     }
-    // Plain responses are small (bounded by the handlers); h2 buffers them.
-    match respond.send_response(head, r.body.is_empty()) {
-        Ok(mut stream) if !r.body.is_empty() => {
-            let _ = stream.send_data(r.body, true);
+    let parts = r.body.into_parts();
+    let mut stream = match respond.send_response(head, parts.is_empty()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not send an HTTP/2 response");
+            return;
         }
-        Ok(_) => {}
-        Err(e) => tracing::debug!(error = %e, "could not send an HTTP/2 response"),
+    };
+    let last = parts.len().saturating_sub(1);
+    for (i, mut data) in parts.into_iter().enumerate() {
+        while !data.is_empty() {
+            stream.reserve_capacity(data.len());
+            let cap = match std::future::poll_fn(|cx| match stream.capacity() {
+                0 => stream.poll_capacity(cx),
+                n => std::task::Poll::Ready(Some(Ok(n))),
+            })
+            .await
+            {
+                Some(Ok(n)) => n,
+                _ => return,
+            };
+            let piece = data.split_to(cap.min(data.len()));
+            if stream
+                .send_data(piece, i == last && data.is_empty())
+                .is_err()
+            {
+                return;
+            }
+        }
     }
 }

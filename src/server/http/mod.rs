@@ -7,9 +7,11 @@
 //! - [`h1`]: HTTP/1.1 connections (httparse), keep-alive, limits, timeouts.
 //! - [`h2`]: HTTP/2 connections (the h2 crate); gRPC streams go to [`crate::server::grpc`].
 //! - [`router`]: the plain-HTTP routes, shared by both versions.
+//! - [`rest`]: PolarStreams' consumer and producer endpoints.
 
 pub mod h1;
 pub mod h2;
+pub mod rest;
 pub mod router;
 pub mod sniff;
 
@@ -27,8 +29,14 @@ use crate::shard::Shard;
 
 use sniff::{classify, Protocol, Rewind};
 
-/// Largest plain-HTTP request body (both versions).
+/// Largest plain-HTTP request body (both versions), unless `--max-frame-size` is larger.
 pub const MAX_BODY: usize = 1 << 20;
+
+/// The request body limit on this broker: [`MAX_BODY`], or `--max-frame-size` when larger so
+/// that a REST produce can carry as much as a framed PRODUCE.
+pub fn max_body(shard: &Shard) -> usize {
+    MAX_BODY.max(shard.config.max_frame_size as usize)
+}
 
 /// How long a new connection may take to send its first bytes.
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,6 +113,9 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream, guard: &ConnGuard) {
     };
     match protocol {
         Protocol::Http2 => h2::serve(shard, Rewind::new(buf.freeze(), stream), guard).await,
-        Protocol::Http1 => h1::serve(shard, stream, buf, guard).await,
+        Protocol::Http1 => {
+            let fd = stream.as_raw_fd();
+            h1::serve(shard, stream, Some(fd), buf, guard).await
+        }
     }
 }

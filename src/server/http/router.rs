@@ -25,6 +25,50 @@ pub struct HttpRequest {
     pub params: Vec<(&'static str, String)>,
 }
 
+/// A response body: one buffer, or a list of slices written in order without being joined
+/// (a binary poll response: item headers and stored chunk payloads).
+#[derive(Debug, Clone)]
+pub enum Body {
+    Full(Bytes),
+    Parts { parts: Vec<Bytes>, len: usize },
+}
+
+impl Body {
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Full(b) => b.len(),
+            Body::Parts { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body's slices, in order (empty slices left out).
+    pub fn into_parts(self) -> Vec<Bytes> {
+        match self {
+            Body::Full(b) if b.is_empty() => Vec::new(),
+            Body::Full(b) => vec![b],
+            Body::Parts { parts, .. } => parts.into_iter().filter(|p| !p.is_empty()).collect(),
+        }
+    }
+
+    /// The body as one buffer (copies a multi-part body; for tests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        match self {
+            Body::Full(b) => b.to_vec(),
+            Body::Parts { parts, .. } => parts.iter().flat_map(|p| p.iter().copied()).collect(),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Body {
+        Body::Full(b)
+    }
+}
+
 /// A complete response.
 #[derive(Debug)]
 pub struct HttpResponse {
@@ -32,7 +76,7 @@ pub struct HttpResponse {
     pub content_type: &'static str,
     /// Extra headers (e.g. `Allow`).
     pub headers: Vec<(&'static str, String)>,
-    pub body: Bytes,
+    pub body: Body,
 }
 
 impl HttpResponse {
@@ -41,7 +85,27 @@ impl HttpResponse {
             status,
             content_type: "application/json",
             headers: Vec::new(),
-            body: Bytes::from(body),
+            body: Bytes::from(body).into(),
+        }
+    }
+
+    /// A short plain-text answer (`OK`), as PolarStreams gives.
+    pub fn text(status: StatusCode, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: Bytes::from(body.to_string()).into(),
+        }
+    }
+
+    /// An empty answer (204).
+    pub fn empty(status: StatusCode) -> HttpResponse {
+        HttpResponse {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: Bytes::new().into(),
         }
     }
 
@@ -55,7 +119,8 @@ impl HttpResponse {
                 "{} {}: {message}\n",
                 status.as_u16(),
                 status.canonical_reason().unwrap_or("")
-            )),
+            ))
+            .into(),
         }
     }
 }
@@ -74,17 +139,39 @@ pub struct Route {
 /// Every plain-HTTP route of the port. The consumer and REST-produce endpoints go here.
 pub fn routes() -> &'static [Route] {
     static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(|| {
+        use super::rest::{consumer, produce};
+        let route = |method, pattern, handler| Route {
+            method,
+            pattern,
+            handler,
+        };
         vec![
-            Route {
-                method: Method::GET,
-                pattern: "/status",
-                handler: |shard, _req| Box::pin(async move { status(&shard) }),
-            },
-            Route {
-                method: Method::GET,
-                pattern: "/metrics",
-                handler: |shard, _req| Box::pin(async move { metrics(&shard).await }),
-            },
+            route(Method::GET, "/status", |shard, _req| {
+                Box::pin(async move { status(&shard) })
+            }),
+            route(Method::GET, "/metrics", |shard, _req| {
+                Box::pin(async move { metrics(&shard).await })
+            }),
+            // PolarStreams' consumer API (it also takes POST for register, for old clients).
+            route(Method::PUT, "/v1/consumer/register", |shard, req| {
+                Box::pin(consumer::register(shard, req))
+            }),
+            route(Method::POST, "/v1/consumer/register", |shard, req| {
+                Box::pin(consumer::register(shard, req))
+            }),
+            route(Method::POST, "/v1/consumer/poll", |shard, req| {
+                Box::pin(consumer::poll(shard, req))
+            }),
+            route(Method::POST, "/v1/consumer/commit", |shard, req| {
+                Box::pin(consumer::commit(shard, req))
+            }),
+            route(Method::POST, "/v1/consumer/goodbye", |shard, req| {
+                Box::pin(consumer::goodbye(shard, req))
+            }),
+            // PolarStreams' producer API.
+            route(Method::POST, "/v1/topic/{topic}/messages", |shard, req| {
+                Box::pin(produce::produce(shard, req))
+            }),
         ]
     });
     &ROUTES
@@ -105,7 +192,7 @@ async fn metrics(shard: &Shard) -> HttpResponse {
         status: StatusCode::OK,
         content_type: crate::metrics::CONTENT_TYPE,
         headers: Vec::new(),
-        body: Bytes::from(crate::metrics::gather(shard).await),
+        body: Body::Full(Bytes::from(crate::metrics::gather(shard).await)),
     }
 }
 

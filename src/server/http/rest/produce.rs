@@ -1,0 +1,203 @@
+//! PolarStreams' producer endpoint: `POST /v1/topic/{topic}/messages[?partitionKey=]`.
+//!
+//! - `Content-Type: application/json`: the body is one message, stored as it is.
+//! - `Content-Type: application/x-ndjson`: one message per line (`\n`, an optional `\r`
+//!   before it is dropped; empty lines are skipped, as PolarStreams does).
+//!
+//! The messages become one PRODUCE frame, keyed exactly like a framed producer's: with a
+//! `partitionKey` the partition is the key's Murmur3 token's; without one (or empty), a
+//! partition owned by the shard serving the request (no cross-core hop), round-robin over
+//! requests. A request's messages land together, in order, in one chunk. The answer is 200
+//! `OK` once they are durable. Topics are created on first produce.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::shard::msg::ProduceFrame;
+use crate::shard::{now_us, ProduceError, Shard};
+use crate::wire::produce::{encode_produce_body, ProduceLayout};
+use crate::wire::startup::validate_topic;
+
+use super::super::router::{HttpRequest, HttpResponse};
+use super::query::{bad, Query};
+
+/// Longest partition key (the PRODUCE body carries it with a u8 length).
+const MAX_KEY_LEN: usize = 255;
+
+pub const JSON: &str = "application/json";
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// `POST /v1/topic/{topic}/messages`.
+pub async fn produce(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
+    match produce_inner(&shard, req).await {
+        Ok(()) => HttpResponse::text(StatusCode::OK, "OK"),
+        Err(r) => r,
+    }
+}
+
+async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpResponse> {
+    let topic = req
+        .params
+        .iter()
+        .find(|(n, _)| *n == "topic")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let topic = super::query::decode(topic)
+        .ok_or_else(|| bad("the topic in the path is not valid percent-encoded UTF-8"))?;
+    validate_topic(&topic).map_err(|e| bad(&e.to_string()))?;
+    let q = Query::parse(&req.query)?;
+    let key = q.get("partitionKey").unwrap_or("").as_bytes().to_vec();
+    if key.len() > MAX_KEY_LEN {
+        return Err(bad(&format!(
+            "query parameter 'partitionKey' is {} bytes long; the limit is {MAX_KEY_LEN}",
+            key.len()
+        )));
+    }
+    let timestamp = q.number::<i64>("timestamp")?;
+    let messages = split_messages(&req.headers, &req.body)?;
+    // The frame: [timestamp] | key len u8 | key | (len u32 | message)*.
+    let size: usize = messages.iter().map(|m| 4 + m.len()).sum();
+    let max = shard.config.max_frame_size as usize;
+    let frame_len = size + 1 + key.len() + if timestamp.is_some() { 8 } else { 0 };
+    if frame_len > max {
+        return Err(HttpResponse::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the messages take {frame_len} bytes as a frame; --max-frame-size is {max}"),
+        ));
+    }
+    let mut body = Vec::with_capacity(frame_len);
+    encode_produce_body(timestamp, &key, messages.iter().copied(), &mut body);
+    let layout = ProduceLayout::parse(&body, timestamp.is_some())
+        .map_err(|e| HttpResponse::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+    let state = shard.topic(&topic).await.map_err(error)?;
+    let partition = if key.is_empty() {
+        shard.keyless_partition(&state)
+    } else {
+        state.layout.partition_of_key(&key)
+    };
+    // The same per-shard budget framed connections draw from.
+    let budget = (body.len() as u64).min(shard.config.shard_buffer_bytes);
+    let _budget = shard
+        .buffer
+        .clone()
+        .acquire_static_permit(budget)
+        .await
+        .map_err(|_| error(ProduceError::ShuttingDown))?;
+    let frame = ProduceFrame {
+        body: Bytes::from(body),
+        layout,
+        received_us: now_us(),
+    };
+    let ack = shard
+        .submit(&state, partition, frame)
+        .await
+        .map_err(error)?;
+    ack.wait().await.map_err(error)?;
+    Ok(())
+}
+
+/// The messages of a body, by content type.
+fn split_messages<'a>(
+    headers: &http::HeaderMap,
+    body: &'a [u8],
+) -> Result<Vec<&'a [u8]>, HttpResponse> {
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let messages: Vec<&[u8]> = match content_type.as_deref() {
+        Some(JSON) => {
+            if body.is_empty() {
+                Vec::new()
+            } else {
+                vec![body]
+            }
+        }
+        Some(NDJSON) => body
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .filter(|l| !l.is_empty())
+            .collect(),
+        other => {
+            return Err(HttpResponse::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!(
+                    "Content-Type {} is not supported; send {JSON} (one message) or {NDJSON} \
+                     (one message per line)",
+                    other.map_or("(none)".to_string(), |c| format!("'{c}'"))
+                ),
+            ))
+        }
+    };
+    if messages.is_empty() {
+        return Err(bad("the request body holds no message"));
+    }
+    Ok(messages)
+}
+
+/// The HTTP answer to a failed produce. Nothing was stored for 503 and 507; 500 means the
+/// partition's log failed and the outcome is unknown.
+pub fn error(e: ProduceError) -> HttpResponse {
+    let (status, message) = match &e {
+        ProduceError::DiskFull(m) => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("{m}; nothing was stored, retry later"),
+        ),
+        ProduceError::ShuttingDown => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the broker is shutting down; nothing was stored, retry on another broker or later"
+                .to_string(),
+        ),
+        ProduceError::Routing(_) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        ProduceError::Storage(_) | ProduceError::Topic(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    };
+    HttpResponse::error(status, &message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(ct: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn splitting() {
+        let body = b"{\"a\":1}\r\n\n{\"b\":2}\n{\"c\":3}";
+        let m = split_messages(&headers("application/x-ndjson"), body).unwrap();
+        assert_eq!(m, [&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}"]);
+        let m = split_messages(&headers("Application/JSON; charset=utf-8"), body).unwrap();
+        assert_eq!(m, [&body[..]]);
+        for (ct, body, status) in [
+            ("application/json", &b""[..], 400),
+            ("application/x-ndjson", b"\n\r\n", 400),
+            ("text/plain", b"x", 415),
+        ] {
+            let e = split_messages(&headers(ct), body).unwrap_err();
+            assert_eq!(e.status.as_u16(), status, "{ct}");
+        }
+        let e = split_messages(&http::HeaderMap::new(), b"x").unwrap_err();
+        assert_eq!(e.status.as_u16(), 415);
+    }
+
+    #[test]
+    fn error_statuses() {
+        assert_eq!(error(ProduceError::DiskFull("low".into())).status, 507);
+        assert_eq!(error(ProduceError::ShuttingDown).status, 503);
+        assert_eq!(error(ProduceError::Routing("x".into())).status, 503);
+        assert_eq!(error(ProduceError::Storage("x".into())).status, 500);
+    }
+}
