@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Reproduces every figure of docs/benchmarks.md on one host, in one run: the machine's own
+# limits first (one-core zstd rate of the same payload, bare fdatasync of a chunk-sized O_DIRECT
+# write, O_DIRECT sequential bandwidth), then the broker measured against them.
+#
+#   perf/bench.sh                      # everything, ~6 minutes
+#   DUR=30s SOAK=10m perf/bench.sh     # longer runs and a 10-minute memory soak
+#
+# The broker runs pinned to $BROKER_CPUS, the harness to $HARNESS_CPUS (one core each on a
+# 2-core machine). Results go to $OUT (one JSON file per step) and a summary table to stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BROKER_CPUS=${BROKER_CPUS:-0}
+HARNESS_CPUS=${HARNESS_CPUS:-1}
+ALL_CPUS=${ALL_CPUS:-0,1}
+LEVEL=${LEVEL:-1}
+DUR=${DUR:-15s}
+SOAK=${SOAK:-0}
+DIR=${DIR:-$PWD/target/bench-data}
+OUT=${OUT:-$PWD/target/bench-results}
+FRAMED=127.0.0.1:19254
+HTTP=127.0.0.1:19252
+CONNS=${CONNS:-16}
+INFLIGHT=${INFLIGHT:-16}
+
+cargo build --release --workspace -q
+BROKER=target/release/shardlog
+PERF=target/release/shardlog-perf
+mkdir -p "$OUT"
+rm -rf "$DIR"
+mkdir -p "$DIR"
+
+broker_pid=""
+start_broker() { # start_broker SHARDS CPUS [extra flags...]
+  local shards=$1 cpus=$2
+  shift 2
+  rm -rf "$DIR/data"
+  taskset -c "$cpus" "$BROKER" --data-dir "$DIR/data" --shards "$shards" \
+    --framed-listen $FRAMED --http-listen $HTTP --zstd-level "$LEVEL" --min-free-space 0 \
+    --log warn,shardlog::broker=info "$@" > "$OUT/broker.log" 2>&1 &
+  broker_pid=$!
+  for _ in $(seq 100); do grep -q "shardlog ready" "$OUT/broker.log" && return; sleep 0.1; done
+  echo "broker did not start:"; cat "$OUT/broker.log"; exit 1
+}
+restart_broker() { # keeps the data directory
+  local shards=$1 cpus=$2
+  shift 2
+  stop_broker
+  taskset -c "$cpus" "$BROKER" --data-dir "$DIR/data" --shards "$shards" \
+    --framed-listen $FRAMED --http-listen $HTTP --zstd-level "$LEVEL" --min-free-space 0 \
+    --log warn,shardlog::broker=info "$@" > "$OUT/broker.log" 2>&1 &
+  broker_pid=$!
+  for _ in $(seq 100); do grep -q "shardlog ready" "$OUT/broker.log" && return; sleep 0.1; done
+  echo "broker did not restart"; exit 1
+}
+stop_broker() {
+  if [ -n "$broker_pid" ]; then kill -TERM "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; fi
+  broker_pid=""
+}
+trap stop_broker EXIT
+rss_mib() { echo $(( $(ps -o rss= -p "$broker_pid") / 1024 )); }
+j() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
+
+echo "== limits (CPU $HARNESS_CPUS, level $LEVEL)"
+$PERF limits --dir "$DIR/limits" --cpus "$HARNESS_CPUS" --zstd-level "$LEVEL" --json > "$OUT/limits.json"
+ZSTD=$(j "$OUT/limits.json" "int(d['zstd']['batch']['msgs_per_sec'])")
+ZSTD_MB=$(j "$OUT/limits.json" "d['zstd']['batch']['payload_mb_per_sec']")
+FSYNC_P99=$(j "$OUT/limits.json" "d['fsync']['p99_us']")
+READ_BW=$(j "$OUT/limits.json" "d['bandwidth']['read_mb_per_sec']")
+
+produce() { # produce NAME [flags...]
+  local name=$1
+  shift
+  $PERF produce --framed $FRAMED --duration "$DUR" --warmup 2s --connections "$CONNS" \
+    --in-flight "$INFLIGHT" --quiet --json "$@" > "$OUT/$name.json"
+}
+
+echo "== framed produce, 1 shard, keyless"
+start_broker 1 "$BROKER_CPUS"
+produce produce-keyless --cpus "$HARNESS_CPUS"
+RSS1=$(rss_mib)
+P_KEYLESS=$(j "$OUT/produce-keyless.json" "int(d['msgs_per_sec'])")
+P_MB=$(j "$OUT/produce-keyless.json" "d['mb_per_sec']")
+
+echo "== ack latency at half the maximum rate"
+produce produce-half-rate --cpus "$HARNESS_CPUS" --rate $((P_KEYLESS / 2))
+HALF_P99=$(j "$OUT/produce-half-rate.json" "d['p99_us']")
+
+echo "== consume what was just written (hot tail)"
+stop_broker
+start_broker 1 "$BROKER_CPUS" --hot-tail 128MiB
+$PERF produce --framed $FRAMED --messages 300000 --connections "$CONNS" --topic hot --cpus "$HARNESS_CPUS" --quiet --json > "$OUT/hot-fill.json"
+$PERF consume --framed $FRAMED --topic hot --consumers 2 --start earliest --until-empty --max-wait-ms 0 --cpus "$HARNESS_CPUS" --json > "$OUT/consume-hot.json"
+HOT_MB=$(j "$OUT/consume-hot.json" "d['mb_per_sec']")
+
+echo "== drain a cold backlog (after a restart: nothing in memory)"
+$PERF produce --framed $FRAMED --duration 20s --connections "$CONNS" --topic cold --cpus "$HARNESS_CPUS" --quiet --json > "$OUT/cold-fill.json"
+restart_broker 1 "$BROKER_CPUS"
+$PERF consume --framed $FRAMED --topic cold --consumers 4 --start earliest --until-empty --max-wait-ms 0 --no-decode --cpus "$HARNESS_CPUS" --json > "$OUT/consume-cold.json"
+COLD_MB=$(j "$OUT/consume-cold.json" "d.get('wire_mb_per_sec', d.get('compressed_mb_per_sec', 0))")
+RSS_CONSUME=$(rss_mib)
+stop_broker
+
+echo "== framed produce, 1 shard, 1000 keys"
+start_broker 1 "$BROKER_CPUS"
+produce produce-keys --cpus "$HARNESS_CPUS" --keys 1000
+P_KEYS=$(j "$OUT/produce-keys.json" "int(d['msgs_per_sec'])")
+stop_broker
+
+echo "== gRPC produce, 1 shard"
+start_broker 1 "$BROKER_CPUS"
+if $PERF grpc-produce --help > /dev/null 2>&1; then
+  $PERF grpc-produce --http $HTTP --duration "$DUR" --warmup 2s --cpus "$HARNESS_CPUS" --quiet --json > "$OUT/grpc-produce.json"
+  P_GRPC=$(j "$OUT/grpc-produce.json" "int(d['msgs_per_sec'])")
+else
+  P_GRPC=0
+fi
+stop_broker
+
+echo "== framed produce, 2 shards, harness on the same 2 cores"
+start_broker 2 "$ALL_CPUS"
+produce produce-2shards --cpus "$ALL_CPUS"
+P_2=$(j "$OUT/produce-2shards.json" "int(d['msgs_per_sec'])")
+RSS2=$(rss_mib)
+stop_broker
+
+if [ "$SOAK" != "0" ]; then
+  echo "== memory soak: $SOAK of produce + consume, RSS sampled every 10 s"
+  start_broker 1 "$BROKER_CPUS" --retention-bytes 2GiB --segment-size 256MiB
+  $PERF e2e --framed $FRAMED --duration "$SOAK" --rate $((P_KEYLESS / 2)) --cpus "$HARNESS_CPUS" --quiet --json > "$OUT/soak.json" &
+  soak=$!
+  : > "$OUT/soak-rss.txt"
+  while kill -0 $soak 2>/dev/null; do echo "$(date +%s) $(rss_mib)" >> "$OUT/soak-rss.txt"; sleep 10; done
+  stop_broker
+fi
+
+pct() { python3 -c "print(f'{100*$1/$2:.0f}%')"; }
+cat <<TABLE
+
+| measurement | result | yardstick (same run) | ratio |
+| --- | --- | --- | --- |
+| one-core zstd, level $LEVEL, 1 MiB batches | $ZSTD msgs/s ($ZSTD_MB MB/s) | — | — |
+| framed produce, 1 shard, keyless | $P_KEYLESS msgs/s ($P_MB MB/s) | zstd $ZSTD msgs/s | $(pct $P_KEYLESS $ZSTD) |
+| framed produce, 1 shard, 1000 keys | $P_KEYS msgs/s | zstd $ZSTD msgs/s | $(pct $P_KEYS $ZSTD) |
+| framed produce, 2 shards + harness on 2 cores | $P_2 msgs/s | zstd $ZSTD msgs/s | $(python3 -c "print(f'{$P_2/$ZSTD:.2f}x')") |
+| ack p99 at half the max rate | $HALF_P99 µs | bare fdatasync p99 $FSYNC_P99 µs | $(python3 -c "print(f'{$HALF_P99/$FSYNC_P99:.2f}x')") |
+| consume, hot tail | $HOT_MB MB/s payload | produce $P_MB MB/s | $(python3 -c "print(f'{$HOT_MB/$P_MB:.2f}x')") |
+| consume, cold backlog | $COLD_MB MB/s read | O_DIRECT read $READ_BW MB/s | $(pct $COLD_MB $READ_BW) |
+| gRPC produce, 1 KiB values | $P_GRPC msgs/s | framed $P_KEYLESS msgs/s | $(pct $P_GRPC $P_KEYLESS) |
+| broker RSS | ${RSS1} MiB (1 shard, produce), ${RSS_CONSUME} MiB (consume), ${RSS2} MiB (2 shards) | 256 MiB per shard | |
+
+JSON for every step: $OUT
+TABLE
