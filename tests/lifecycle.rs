@@ -80,6 +80,7 @@ fn sigterm_under_load_acknowledges_what_it_accepted_and_restarts_clean() {
 
     // A graceful shutdown leaves nothing to repair: no torn tail, no index to rebuild.
     for report in recover_topic(&broker.data_dir, "graceful") {
+        assert!(report.clean_shutdown, "closed cleanly: {report:?}");
         assert_eq!(report.torn_bytes_cut, 0, "{report:?}");
         assert_eq!(report.index_rebuilt, 0, "{report:?}");
         assert_eq!(report.corrupt_chunks, 0, "{report:?}");

@@ -113,7 +113,10 @@ impl Shard {
             for w in t.owned() {
                 w.wait_idle().await;
                 if let Some(log) = w.log() {
-                    log.flush_index();
+                    if let Err(e) = log.close_clean().await {
+                        tracing::warn!(topic = %t.name, partition = w.partition, error = %e,
+                            "could not close the partition cleanly; the next start checks it fully");
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use super::chunk::{ChunkEncoder, RecordBatch, ALIGNMENT, HEADER_LEN};
+use super::clean;
 use super::index::{IndexEntry, FLUSH_EVERY};
 use super::io::{DmaBuf, SegmentFile, SegmentFs};
 use super::recovery::{list_segments, open_segment};
@@ -65,6 +66,9 @@ pub struct RecoveryReport {
     pub corrupt_chunks: u64,
     /// Segments whose index file was missing or wrong and was rewritten.
     pub index_rebuilt: u64,
+    /// The log had been closed gracefully (its marker matched): the last segment was checked
+    /// like a sealed one, without decompressing it.
+    pub clean_shutdown: bool,
     pub next_offset: i64,
 }
 
@@ -160,10 +164,19 @@ impl<F: SegmentFs> PartitionLog<F> {
         std::fs::create_dir_all(&dir).map_err(StorageError::io("creating", &dir))?;
         let mut report = RecoveryReport::default();
         let mut segments = VecDeque::new();
+        let clean = clean::take_marker(&dir)?;
+        if clean.is_some() {
+            // The marker is gone for good before anything is appended: a crash from now on
+            // gets the full check.
+            fs.sync_dir(&dir)
+                .await
+                .map_err(StorageError::io("syncing the directory", &dir))?;
+        }
         let bases = list_segments(&dir)?;
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
-            let seg = open_segment(&fs, &dir, base, last, &mut report).await?;
+            let full_verify = last && clean.is_none();
+            let seg = open_segment(&fs, &dir, base, last, full_verify, &mut report).await?;
             if let Some(prev) = segments.back().map(|s: &Segment<F::File>| s.next_offset) {
                 if prev != base {
                     tracing::warn!(dir = %dir.display(), prev_end = prev, base,
@@ -177,6 +190,14 @@ impl<F: SegmentFs> PartitionLog<F> {
         }
         report.segments = segments.len();
         report.next_offset = segments.back().map_or(0, |s| s.next_offset);
+        if let Some(end) = clean {
+            let found = segments.back().map(|s| (s.next_offset, s.end_pos));
+            report.clean_shutdown = found == Some((end.next_offset, end.end_pos));
+            if !report.clean_shutdown {
+                tracing::warn!(dir = %dir.display(), ?end, ?found,
+                    "clean-shutdown marker does not match the log; the last segment was checked by head CRC only");
+            }
+        }
         let tail_bytes = config.tail_bytes;
         let log = PartitionLog {
             dir,
@@ -384,12 +405,33 @@ impl<F: SegmentFs> PartitionLog<F> {
         StorageError::Failed { reason }
     }
 
-    /// Writes pending index entries of every segment (at shutdown, so that a restart finds
-    /// the indexes complete).
-    pub fn flush_index(&self) {
-        for seg in self.state.borrow_mut().segments.iter_mut() {
-            seg.flush_index();
-        }
+    /// Graceful close: writes every pending index entry, makes the active segment durable and
+    /// leaves the clean-shutdown marker (see [`super::clean`]), so the next open checks
+    /// without decompressing. Appending after this is a bug. A failed log leaves no marker.
+    pub async fn close_clean(&self) -> Result<(), StorageError> {
+        let (file, end) = {
+            let mut st = self.state.borrow_mut();
+            if st.failed.is_some() {
+                return Ok(());
+            }
+            for seg in st.segments.iter_mut() {
+                seg.flush_index();
+            }
+            let seg = st.segments.back().expect("the log always has a segment");
+            let end = clean::CleanEnd {
+                next_offset: seg.next_offset,
+                end_pos: seg.end_pos,
+            };
+            (seg.file.clone(), end)
+        };
+        file.fdatasync()
+            .await
+            .map_err(StorageError::io("syncing", &self.dir))?;
+        clean::write_marker(&self.dir, end)?;
+        self.fs
+            .sync_dir(&self.dir)
+            .await
+            .map_err(StorageError::io("syncing the directory", &self.dir))
     }
 
     /// Writes pending index entries and closes the files.

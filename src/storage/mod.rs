@@ -77,6 +77,12 @@
 //! it) is complete: it was written by one write, so only its padding can be missing, and the
 //! payload checks. Recovery rewrites its last block with the padding and fsyncs.
 //!
+//! A log closed gracefully ([`PartitionLog::close_clean`]) leaves a `clean` marker naming where
+//! it ended. The next open removes the marker durably before anything else and, when it
+//! matches, checks the last segment like a closed one (index and head-CRC walk) instead of
+//! decompressing it ([`RecoveryReport::clean_shutdown`]); a crash leaves no marker, so the last
+//! segment then gets the full check.
+//!
 //! An index that differs from what the walk found (missing, short, garbage) is rewritten and
 //! counted in [`RecoveryReport::index_rebuilt`].
 //!
@@ -102,6 +108,7 @@
 //! - `log`, `read`, `retention`: [`PartitionLog`]; `segment`, [`index`], `recovery`: its parts.
 
 pub mod chunk;
+mod clean;
 mod error;
 pub mod index;
 pub mod io;

@@ -292,6 +292,7 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     dir: &Path,
     base: i64,
     last: bool,
+    full_verify: bool,
     report: &mut RecoveryReport,
 ) -> Result<Segment<F::File>, StorageError> {
     let path = dir.join(log_file_name(base));
@@ -302,7 +303,7 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     check_alignment(&file, &path)?;
     let index_path = dir.join(index_file_name(base));
     let index = std::fs::read(&index_path).ok();
-    let scan = scan_segment(&file, &path, base, index.as_deref(), last).await?;
+    let scan = scan_segment(&file, &path, base, index.as_deref(), full_verify).await?;
     report.chunks_verified += scan.chunks_verified;
     report.corrupt_chunks += scan.corrupt_chunks;
     if last {

@@ -118,6 +118,32 @@ fn hot_tail_serves_what_the_disk_holds() {
 }
 
 #[test]
+fn clean_close_skips_the_payload_check_once() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("p");
+        let (log, _) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        let mut r = rng(3);
+        let batches: Vec<_> = (0..5).map(|i| batch(&mut r, i, 10, 100, false)).collect();
+        let all = fill(&log, &batches).await;
+        log.close_clean().await.unwrap();
+        drop(log);
+        assert!(dir.join("clean").exists());
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        assert!(report.clean_shutdown, "{report:?}");
+        assert!(!dir.join("clean").exists(), "the marker is used once");
+        assert_eq!(report.next_offset, 50);
+        assert_eq!(log.read_all_records().await.unwrap(), all);
+        // After a crash (no close_clean) the next open does the full check again.
+        log.append(&batch(&mut r, 9, 3, 10, false)).await.unwrap();
+        drop(log);
+        let (_, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        assert!(!report.clean_shutdown);
+        assert_eq!(report.chunks_verified, 6);
+    });
+}
+
+#[test]
 fn append_read_reopen() {
     block_on(async {
         let tmp = TempDir::new().unwrap();
