@@ -798,6 +798,86 @@ mod tests {
     }
 
     #[test]
+    fn grpc_and_http_flags() {
+        let Command::GrpcProduce(g) = parse(&[
+            "grpc-produce",
+            "--http",
+            "10.0.0.2:1",
+            "--streams",
+            "8",
+            "--values-per-call",
+            "32",
+            "--keys",
+            "10",
+            "--cpus",
+            "1",
+            "--messages",
+            "1000",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("grpc-produce")
+        };
+        let cfg = g.config();
+        assert_eq!(cfg.addr, "10.0.0.2:1");
+        assert_eq!(
+            (cfg.connections, cfg.streams, cfg.values_per_call),
+            (4, 8, 32)
+        );
+        assert_eq!(
+            cfg.routing,
+            Routing::Keys {
+                keys: 10,
+                order: KeyOrder::RoundRobin
+            }
+        );
+        assert_eq!(cfg.stop, Stop::Messages(1000));
+        assert!(parse(&["grpc-produce", "--keys", "3", "--partition", "1"]).is_err());
+        let Command::GrpcProduce(g) = parse(&["grpc-produce", "--partition", "2"])
+            .unwrap()
+            .command
+        else {
+            panic!("grpc-produce")
+        };
+        assert_eq!(g.config().routing, Routing::Partition(2));
+        assert!(g.config().validate().is_ok());
+
+        let Command::GrpcConsume(c) = parse(&[
+            "grpc-consume",
+            "--partitions",
+            "0,3",
+            "--from-offset",
+            "7",
+            "--until-idle",
+            "2s",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("grpc-consume")
+        };
+        let cfg = c.config();
+        assert_eq!(cfg.addr, "127.0.0.1:9252");
+        assert_eq!(cfg.partitions, vec![0, 3]);
+        assert_eq!(cfg.from_offset, 7);
+        assert_eq!(cfg.until_idle, Some(Duration::from_secs(2)));
+        assert!(cfg.validate().is_ok());
+
+        let Command::Consume(c) = parse(&["consume", "--transport", "http", "--until-empty"])
+            .unwrap()
+            .command
+        else {
+            panic!("consume")
+        };
+        let cfg = c.flags.config(&c.common, false);
+        assert_eq!(
+            (cfg.transport, cfg.addr.as_str()),
+            (Transport::Http, "127.0.0.1:9252")
+        );
+    }
+
+    #[test]
     fn bad_input_is_rejected_clearly() {
         assert!(parse(&["produce", "--messages", "5", "--duration", "1s"]).is_err());
         assert!(parse(&["produce", "--duration", "soon"]).is_err());
