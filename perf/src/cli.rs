@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::consume::{ConsumeConfig, Start, Transport};
+use crate::grpc::{GrpcConsumeConfig, GrpcProduceConfig, Routing};
 use crate::limits::LimitsConfig;
 use crate::payload::{PayloadSpec, DEFAULT_SEED};
 use crate::produce::{self, KeyOrder, ProduceConfig, Stop};
@@ -35,6 +36,11 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// Produce (with timestamps) while consuming the same topic: end-to-end latency.
     E2e(E2eArgs),
+    /// Produce over gRPC (`atomix.log.LogService/Produce` on the HTTP port): concurrent
+    /// client-streaming calls of `--values-per-call` values, each answered once durable.
+    GrpcProduce(GrpcProduceArgs),
+    /// Consume over gRPC (`atomix.log.LogService/Consume`), one stream per partition.
+    GrpcConsume(GrpcConsumeArgs),
     /// Measure this machine's limits: one-core zstd rate of the payload, fdatasync latency of
     /// chunk-sized O_DIRECT appends, O_DIRECT sequential write and read bandwidth.
     Limits(LimitsArgs),
@@ -139,7 +145,8 @@ pub struct ConsumeArgs {
 /// The consumers' flags (`consume` and `e2e`).
 #[derive(Debug, Args)]
 pub struct ConsumeFlags {
-    /// How consumers reach the broker (`http` comes with the broker's HTTP consumer API).
+    /// How consumers reach the broker: the framed protocol (`--framed`) or the HTTP consumer
+    /// API on the HTTP port (`--http`, HTTP/1.1 keep-alive).
     #[arg(long, value_enum, default_value = "framed")]
     pub transport: Transport,
     /// Consumers, each on its own connection and thread, ids `perf-c0 .. perf-c{N-1}`.
@@ -172,6 +179,110 @@ pub struct E2eArgs {
     pub produce: ProduceFlags,
     #[command(flatten)]
     pub consume: ConsumeFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct GrpcProduceArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// HTTP/2 connections to the broker's HTTP port (`--http`).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub connections: usize,
+    /// Concurrent Produce calls per connection (each an HTTP/2 stream; at most 256).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub streams: usize,
+    /// Values streamed in each Produce call before it half-closes and awaits its response.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub values_per_call: usize,
+    /// Size of each value in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    pub message_size: usize,
+    /// Share of random bytes in each value, 0.0 to 1.0.
+    #[arg(long, value_name = "0.0..1.0", default_value_t = 0.5)]
+    pub randomness: f64,
+    /// `partition-key` metadata `key-0 .. key-{N-1}`, one key per call; 0: no key.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keys: usize,
+    /// How each call's key is chosen.
+    #[arg(long, value_enum, default_value = "round-robin")]
+    pub key_order: KeyOrder,
+    /// `partition` metadata: every call to this partition (instead of --keys).
+    #[arg(long, value_name = "N", conflicts_with = "keys")]
+    pub partition: Option<u32>,
+    /// Seed of the payload generator.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GrpcConsumeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Partitions to read, one Consume stream (and connection) each, e.g. `0,1,2`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "0")]
+    pub partitions: Vec<u32>,
+    /// The offset every stream starts from.
+    #[arg(long, value_name = "OFFSET", default_value_t = 0)]
+    pub from_offset: u64,
+    /// End a stream once no record came for this long, e.g. `2s`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub until_idle: Option<Duration>,
+}
+
+impl GrpcProduceArgs {
+    pub fn config(&self) -> GrpcProduceConfig {
+        let c = &self.common;
+        GrpcProduceConfig {
+            addr: c.http.clone(),
+            topic: c.topic.clone(),
+            connections: self.connections,
+            streams: self.streams,
+            values_per_call: self.values_per_call,
+            payload: PayloadSpec {
+                size: self.message_size,
+                randomness: self.randomness,
+                seed: self.seed,
+            },
+            routing: match (self.partition, self.keys) {
+                (Some(p), _) => Routing::Partition(p),
+                (None, 0) => Routing::Default,
+                (None, keys) => Routing::Keys {
+                    keys,
+                    order: self.key_order,
+                },
+            },
+            stop: match (c.messages, c.duration) {
+                (Some(n), _) => Stop::Messages(n),
+                (None, Some(d)) => Stop::Duration(d),
+                (None, None) => Stop::Duration(Duration::from_secs(30)),
+            },
+            cpus: c.cpus.clone().map(|l| l.0),
+            warmup: c.warmup,
+            progress: !c.quiet,
+            response_timeout: c.response_timeout,
+            ..GrpcProduceConfig::default()
+        }
+    }
+}
+
+impl GrpcConsumeArgs {
+    pub fn config(&self) -> GrpcConsumeConfig {
+        let c = &self.common;
+        GrpcConsumeConfig {
+            addr: c.http.clone(),
+            topic: c.topic.clone(),
+            partitions: self.partitions.clone(),
+            from_offset: self.from_offset,
+            messages: c.messages,
+            duration: c.duration,
+            until_idle: self.until_idle,
+            cpus: c.cpus.clone().map(|l| l.0),
+            warmup: c.warmup,
+            progress: !c.quiet,
+            response_timeout: c.response_timeout,
+            ..GrpcConsumeConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -317,7 +428,10 @@ impl ConsumeFlags {
     pub fn config(&self, c: &Common, e2e: bool) -> ConsumeConfig {
         ConsumeConfig {
             transport: self.transport,
-            addr: c.framed.clone(),
+            addr: match self.transport {
+                Transport::Framed => c.framed.clone(),
+                Transport::Http => c.http.clone(),
+            },
             topic: c.topic.clone(),
             group: self.group.clone().unwrap_or_else(|| {
                 if e2e {
@@ -458,6 +572,38 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             catch_sigint();
             match crate::e2e::run(p, c) {
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+                Ok(report) => print_report(&report, args.common.json),
+            }
+        }
+        Command::GrpcProduce(args) => {
+            let mut cfg = args.config();
+            cfg.interrupt = Some(&INTERRUPTED);
+            if let Err(e) = cfg.validate() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            catch_sigint();
+            match crate::grpc::run_produce(cfg) {
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+                Ok(report) => print_report(&report, args.common.json),
+            }
+        }
+        Command::GrpcConsume(args) => {
+            let mut cfg = args.config();
+            cfg.interrupt = Some(&INTERRUPTED);
+            if let Err(e) = cfg.validate() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            catch_sigint();
+            match crate::grpc::run_consume(cfg) {
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(1)
@@ -649,6 +795,86 @@ mod tests {
         assert!(cfg.timestamps && p.common.json);
         assert_eq!(cfg.cpus, Some(vec![0, 2, 3]));
         assert_eq!(cfg.topic, "t1");
+    }
+
+    #[test]
+    fn grpc_and_http_flags() {
+        let Command::GrpcProduce(g) = parse(&[
+            "grpc-produce",
+            "--http",
+            "10.0.0.2:1",
+            "--streams",
+            "8",
+            "--values-per-call",
+            "32",
+            "--keys",
+            "10",
+            "--cpus",
+            "1",
+            "--messages",
+            "1000",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("grpc-produce")
+        };
+        let cfg = g.config();
+        assert_eq!(cfg.addr, "10.0.0.2:1");
+        assert_eq!(
+            (cfg.connections, cfg.streams, cfg.values_per_call),
+            (4, 8, 32)
+        );
+        assert_eq!(
+            cfg.routing,
+            Routing::Keys {
+                keys: 10,
+                order: KeyOrder::RoundRobin
+            }
+        );
+        assert_eq!(cfg.stop, Stop::Messages(1000));
+        assert!(parse(&["grpc-produce", "--keys", "3", "--partition", "1"]).is_err());
+        let Command::GrpcProduce(g) = parse(&["grpc-produce", "--partition", "2"])
+            .unwrap()
+            .command
+        else {
+            panic!("grpc-produce")
+        };
+        assert_eq!(g.config().routing, Routing::Partition(2));
+        assert!(g.config().validate().is_ok());
+
+        let Command::GrpcConsume(c) = parse(&[
+            "grpc-consume",
+            "--partitions",
+            "0,3",
+            "--from-offset",
+            "7",
+            "--until-idle",
+            "2s",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("grpc-consume")
+        };
+        let cfg = c.config();
+        assert_eq!(cfg.addr, "127.0.0.1:9252");
+        assert_eq!(cfg.partitions, vec![0, 3]);
+        assert_eq!(cfg.from_offset, 7);
+        assert_eq!(cfg.until_idle, Some(Duration::from_secs(2)));
+        assert!(cfg.validate().is_ok());
+
+        let Command::Consume(c) = parse(&["consume", "--transport", "http", "--until-empty"])
+            .unwrap()
+            .command
+        else {
+            panic!("consume")
+        };
+        let cfg = c.flags.config(&c.common, false);
+        assert_eq!(
+            (cfg.transport, cfg.addr.as_str()),
+            (Transport::Http, "127.0.0.1:9252")
+        );
     }
 
     #[test]

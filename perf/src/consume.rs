@@ -8,8 +8,8 @@
 //! consumer, as a real consumer would) and counts records, message bytes and wire bytes.
 //!
 //! The transport is behind [`ConsumerSession`]: [`FramedSession`] speaks the framed protocol
-//! (REGISTER / POLL / COMMIT / GOODBYE); an HTTP session (`POST /v1/consumer/poll`) will
-//! implement the same trait once the broker serves it.
+//! (REGISTER / POLL / COMMIT / GOODBYE); [`crate::http::HttpSession`] speaks the HTTP consumer
+//! API (`PUT /v1/consumer/register`, `POST /v1/consumer/poll`, ...) over HTTP/1.1 keep-alive.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -38,6 +38,18 @@ pub const MAX_POLL_BODY: u32 = 256 << 20;
 pub enum Transport {
     /// The framed TCP protocol (REGISTER=7, POLL=8, COMMIT=10, GOODBYE=11).
     Framed,
+    /// The HTTP consumer API on the HTTP port (`/v1/consumer/register|poll|commit|goodbye`),
+    /// HTTP/1.1 keep-alive.
+    Http,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Framed => "framed",
+            Transport::Http => "http",
+        }
+    }
 }
 
 /// Where a new group starts reading.
@@ -80,14 +92,15 @@ pub struct Polled<'a> {
     pub wire_bytes: u64,
 }
 
-/// Opens a session over `transport`.
+/// Opens a session over `transport` to `addr` (the framed listener, or the HTTP port).
 pub fn open_session(
     transport: Transport,
-    framed_addr: &str,
+    addr: &str,
     timeout: Duration,
 ) -> Result<Box<dyn ConsumerSession>, ClientError> {
     match transport {
-        Transport::Framed => Ok(Box::new(FramedSession::connect(framed_addr, timeout)?)),
+        Transport::Framed => Ok(Box::new(FramedSession::connect(addr, timeout)?)),
+        Transport::Http => Ok(Box::new(crate::http::HttpSession::connect(addr, timeout)?)),
     }
 }
 
@@ -371,7 +384,7 @@ impl ConsumeConfig {
 
     fn settings(&self) -> serde_json::Map<String, serde_json::Value> {
         let v = serde_json::json!({
-            "transport": match self.transport { Transport::Framed => "framed" },
+            "transport": self.transport.name(),
             "target": self.addr,
             "topic": self.topic,
             "group": self.group,

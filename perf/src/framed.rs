@@ -39,6 +39,8 @@ pub enum ClientError {
     Unexpected(String),
     /// The broker closed the connection.
     Closed { in_flight: usize },
+    /// An HTTP answer with a status other than 2xx (HTTP transports), with its body.
+    Http { status: u16, message: String },
 }
 
 impl fmt::Display for ClientError {
@@ -58,6 +60,9 @@ impl fmt::Display for ClientError {
                 f,
                 "broker closed the connection with {in_flight} frame(s) unanswered"
             ),
+            ClientError::Http { status, message } => {
+                write!(f, "broker answered HTTP {status}: {message}")
+            }
         }
     }
 }

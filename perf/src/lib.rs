@@ -17,6 +17,8 @@ pub mod cli;
 pub mod consume;
 pub mod e2e;
 pub mod framed;
+pub mod grpc;
+pub mod http;
 pub mod limits;
 pub mod payload;
 pub mod produce;

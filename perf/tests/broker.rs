@@ -4,6 +4,7 @@
 //! The broker binary is another package's, so Cargo does not hand its path to these tests: they
 //! look for it next to the test executable's directory (`target/debug/shardlog`, which
 //! `cargo test --workspace` builds) and are skipped, with a line saying so, when it is absent.
+//! `SHARDLOG_BIN=/path/to/shardlog` points them at another broker binary.
 
 use std::io::BufRead;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,6 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn broker_binary() -> Option<PathBuf> {
+    // `SHARDLOG_BIN` overrides (e.g. a broker built from another branch).
+    if let Some(p) = std::env::var_os("SHARDLOG_BIN") {
+        let p = PathBuf::from(p);
+        return p.is_file().then_some(p);
+    }
     // target/debug/deps/broker-<hash> → target/debug/shardlog
     let exe = std::env::current_exe().ok()?;
     let bin = exe.parent()?.parent()?.join("shardlog");
@@ -29,6 +35,7 @@ fn free_addr() -> SocketAddr {
 struct Broker {
     child: Child,
     framed: SocketAddr,
+    http: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -44,13 +51,14 @@ impl Broker {
         };
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let framed = free_addr();
+        let http = free_addr();
         let mut child = Command::new(bin)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--shards", "1", "--framed-listen"])
             .arg(framed.to_string())
             .arg("--http-listen")
-            .arg(free_addr().to_string())
+            .arg(http.to_string())
             .env("RUST_LOG", "warn,shardlog::broker=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -69,6 +77,7 @@ impl Broker {
         let mut broker = Broker {
             child,
             framed,
+            http,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -84,6 +93,11 @@ impl Broker {
 
     fn addr(&self) -> String {
         self.framed.to_string()
+    }
+
+    /// The HTTP port (HTTP/1.1, and HTTP/2 for gRPC).
+    fn http_addr(&self) -> String {
+        self.http.to_string()
     }
 }
 
@@ -293,4 +307,246 @@ fn e2e_reports_end_to_end_and_ack_latency() {
     assert!(v["produce_msgs_per_sec"].as_f64().unwrap() > 0.0);
     assert!(v["consume_msgs_per_sec"].as_f64().unwrap() > 0.0);
     assert_eq!(v["timestamps"], true);
+}
+
+#[test]
+fn grpc_produce_then_grpc_consume_reads_the_same_counts() {
+    let Some(b) = Broker::start("grpc_produce_consume") else {
+        return;
+    };
+    let http = b.http_addr();
+    // No metadata: partition 0; `--partition 2`: partition 2. Short last calls included.
+    for (extra, n) in [(None, "3000"), (Some("2"), "1000")] {
+        let mut args = vec![
+            "grpc-produce",
+            "--http",
+            &http,
+            "--topic",
+            "g",
+            "--messages",
+            n,
+            "--connections",
+            "2",
+            "--streams",
+            "3",
+            "--values-per-call",
+            "50",
+        ];
+        if let Some(p) = extra {
+            args.extend(["--partition", p]);
+        }
+        let (code, v) = perf(&args);
+        assert_eq!(code, Some(0), "{v}");
+        assert_eq!(v["workload"], "grpc-produce");
+        assert_eq!(v["acked"], n.parse::<u64>().unwrap(), "{v}");
+        assert_eq!(v["errors"], 0, "{v}");
+        assert_eq!(v["unanswered_calls"], 0, "{v}");
+        let (p50, p99, max) = (
+            v["p50_us"].as_u64().unwrap(),
+            v["p99_us"].as_u64().unwrap(),
+            v["max_us"].as_u64().unwrap(),
+        );
+        assert!(0 < p50 && p50 <= p99 && p99 <= max, "{v}");
+        assert!(v["msgs_per_sec"].as_f64().unwrap() > 0.0);
+    }
+    let (code, v) = perf(&[
+        "grpc-consume",
+        "--http",
+        &http,
+        "--topic",
+        "g",
+        "--partitions",
+        "0,2",
+        "--until-idle",
+        "1s",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["workload"], "grpc-consume");
+    assert_eq!(v["acked"], 4000, "{v}");
+    assert_eq!(v["acked_bytes"], 4000 * 1024, "{v}");
+    assert_eq!(v["offset_gaps"], 0, "{v}");
+    assert_eq!(v["next_offsets"]["0"], 3000, "{v}");
+    assert_eq!(v["next_offsets"]["2"], 1000, "{v}");
+
+    // --messages from an offset stops at exactly that many.
+    let (code, v) = perf(&[
+        "grpc-consume",
+        "--http",
+        &http,
+        "--topic",
+        "g",
+        "--from-offset",
+        "2500",
+        "--messages",
+        "400",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["acked"], 400, "{v}");
+    assert_eq!(v["next_offsets"]["0"], 2900, "{v}");
+
+    // What gRPC produced, the framed consumer reads too.
+    let (code, v) = perf(&[
+        "consume",
+        "--framed",
+        &b.addr(),
+        "--topic",
+        "g",
+        "--until-empty",
+        "--max-wait-ms",
+        "0",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["acked"], 4000, "{v}");
+}
+
+#[test]
+fn grpc_produce_with_keys_spreads_over_partitions() {
+    let Some(b) = Broker::start("grpc_produce_keys") else {
+        return;
+    };
+    let http = b.http_addr();
+    let (code, v) = perf(&[
+        "grpc-produce",
+        "--http",
+        &http,
+        "--topic",
+        "k",
+        "--messages",
+        "2000",
+        "--keys",
+        "20",
+        "--values-per-call",
+        "40",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["acked"], 2000, "{v}");
+    assert_eq!(v["keys"], 20);
+    // 1 shard × 4 ranges: partitions 0..3.
+    let (code, v) = perf(&[
+        "grpc-consume",
+        "--http",
+        &http,
+        "--topic",
+        "k",
+        "--partitions",
+        "0,1,2,3",
+        "--until-idle",
+        "1s",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["acked"], 2000, "{v}");
+    let used = (0..4)
+        .filter(|p| v["next_offsets"][p.to_string()].as_u64().unwrap() > 0)
+        .count();
+    assert!(used >= 2, "20 keys land in more than one partition: {v}");
+}
+
+#[test]
+fn grpc_errors_are_counted_and_a_refusing_broker_fails_the_run() {
+    let Some(b) = Broker::start("grpc_errors") else {
+        return;
+    };
+    // Partition 9 does not exist (4 partitions): every call is INVALID_ARGUMENT.
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog-perf"))
+        .args(["grpc-produce", "--http", &b.http_addr(), "--topic", "x"])
+        .args([
+            "--partition",
+            "9",
+            "--messages",
+            "200",
+            "--values-per-call",
+            "10",
+        ])
+        .args(["--json", "--quiet"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["acked"], 0, "{v}");
+    assert_eq!(v["errors"], 20, "{v}");
+    assert_eq!(v["error_codes"]["invalid_argument(3)"], 20, "{v}");
+    // Nothing listening: a setup error, exit 1.
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog-perf"))
+        .args(["grpc-consume", "--http", &free_addr().to_string()])
+        .args(["--until-idle", "1s", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+}
+
+/// The HTTP consumer API (`/v1/consumer/...`) is being written on the `rest` branch; until it
+/// is merged into main (and main into this branch) the broker answers these paths with 404, so
+/// the test is ignored. It passes against a broker built from `rest` (e8efb52):
+/// `SHARDLOG_BIN=/path/to/rest/shardlog cargo test -p shardlog-perf --test broker -- --ignored`.
+/// Drop the `#[ignore]` once `rest` is merged.
+#[test]
+#[ignore = "needs the broker's HTTP consumer API (branch `rest`, not merged yet)"]
+fn consume_over_http_drains_what_was_produced() {
+    let Some(b) = Broker::start("consume_http") else {
+        return;
+    };
+    let (code, v) = perf(&[
+        "produce",
+        "--framed",
+        &b.addr(),
+        "--topic",
+        "h",
+        "--messages",
+        "3000",
+        "--keys",
+        "7",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    let http = b.http_addr();
+    let (code, v) = perf(&[
+        "consume",
+        "--transport",
+        "http",
+        "--http",
+        &http,
+        "--topic",
+        "h",
+        "--consumers",
+        "2",
+        "--until-empty",
+        "--max-wait-ms",
+        "50",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["transport"], "http");
+    assert_eq!(v["acked"], 3000, "{v}");
+    assert_eq!(v["acked_bytes"], 3000 * 1024);
+    assert!(v["wire_bytes"].as_u64().unwrap() < 3000 * 1024, "{v}");
+    // Each poll committed the previous one and GOODBYE the last: nothing is left.
+    let (code, v) = perf(&[
+        "consume",
+        "--transport",
+        "http",
+        "--http",
+        &http,
+        "--topic",
+        "h",
+        "--until-empty",
+        "--max-wait-ms",
+        "0",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["acked"], 0, "{v}");
+    // --messages stops early.
+    let (code, v) = perf(&[
+        "consume",
+        "--transport",
+        "http",
+        "--http",
+        &http,
+        "--topic",
+        "h",
+        "--group",
+        "other",
+        "--messages",
+        "1000",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert!((1000..=3000).contains(&v["acked"].as_u64().unwrap()), "{v}");
 }
