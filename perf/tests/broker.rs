@@ -475,13 +475,8 @@ fn grpc_errors_are_counted_and_a_refusing_broker_fails_the_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 }
 
-/// The HTTP consumer API (`/v1/consumer/...`) is being written on the `rest` branch; until it
-/// is merged into main (and main into this branch) the broker answers these paths with 404, so
-/// the test is ignored. It passes against a broker built from `rest` (e8efb52):
-/// `SHARDLOG_BIN=/path/to/rest/shardlog cargo test -p shardlog-perf --test broker -- --ignored`.
-/// Drop the `#[ignore]` once `rest` is merged.
+/// The HTTP consumer transport against the broker's REST consumer API.
 #[test]
-#[ignore = "needs the broker's HTTP consumer API (branch `rest`, not merged yet)"]
 fn consume_over_http_drains_what_was_produced() {
     let Some(b) = Broker::start("consume_http") else {
         return;
