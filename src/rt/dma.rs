@@ -144,6 +144,10 @@ impl SegmentFile for DmaSegmentFile {
         Ok(self.0.truncate(len).await?)
     }
 
+    async fn preallocate(&self, len: u64) -> io::Result<()> {
+        Ok(self.0.pre_allocate(len, false).await?)
+    }
+
     async fn close(self) -> io::Result<()> {
         Ok(self.0.close().await?)
     }

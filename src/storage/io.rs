@@ -48,5 +48,8 @@ pub trait SegmentFile {
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
     async fn file_size(&self) -> io::Result<u64>;
     async fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Allocates the file's blocks up to `len` bytes (growing its size, the new part reading
+    /// as zeros), so that writes inside it do not extend the file.
+    async fn preallocate(&self, len: u64) -> io::Result<()>;
     async fn close(self) -> io::Result<()>;
 }

@@ -37,6 +37,8 @@ pub(crate) struct SegmentScan {
     pub padding_cut: bool,
     /// The stored index did not describe the segment.
     pub index_stale: bool,
+    /// The data ends at a block of zeros: preallocated space not written yet (not a tear).
+    pub preallocated_end: bool,
 }
 
 /// Reads a file through a window of up to [`READ_AHEAD`] bytes.
@@ -163,6 +165,14 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
         ..SegmentScan::default()
     };
     while pos < file_len {
+        // A header of zeros is space preallocated for appends that never came: a real header
+        // always carries a nonzero CRC.
+        if let Some(hb) = w.get(pos, HEADER_LEN).await? {
+            if hb.iter().all(|&b| b == 0) {
+                scan.preallocated_end = true;
+                break;
+            }
+        }
         let exp = expected;
         match check_at(&mut w, pos, &|o| o == exp, full_verify).await? {
             Ok(h) => {
@@ -257,6 +267,9 @@ pub(crate) async fn repair_tail<T: SegmentFile>(
                 ),
             });
         }
+    } else if scan.preallocated_end {
+        // Preallocated space after the last chunk: kept for the next appends.
+        return Ok(0);
     } else if scan.file_len > scan.end_pos {
         cut = scan.file_len - scan.end_pos;
         tracing::warn!(path = %path.display(), at = scan.end_pos, bytes = cut,
@@ -320,6 +333,11 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     seg.entries = scan.entries;
     seg.end_pos = scan.end_pos;
     seg.next_offset = scan.next_offset;
+    seg.allocated = if last && scan.preallocated_end {
+        scan.file_len
+    } else {
+        scan.end_pos
+    };
     if scan.index_stale {
         report.index_rebuilt += 1;
         seg.index.rewrite(&seg.entries);

@@ -43,6 +43,8 @@ pub(crate) struct Segment<T> {
     pub end_pos: u64,
     /// The offset after the last servable record.
     pub next_offset: i64,
+    /// The file's size: `end_pos` plus space preallocated for the next appends.
+    pub allocated: u64,
     /// When a chunk was last appended (the file's mtime for segments found at open).
     pub last_append: SystemTime,
 }
@@ -57,6 +59,7 @@ impl<T> Segment<T> {
             index: IndexFile::new(dir.join(index_file_name(base)), 0),
             end_pos: 0,
             next_offset: base,
+            allocated: 0,
             last_append,
         }
     }

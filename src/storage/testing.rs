@@ -136,6 +136,9 @@ impl<T: SegmentFile> SegmentFile for FaultyFile<T> {
     async fn truncate(&self, len: u64) -> io::Result<()> {
         self.inner.truncate(len).await
     }
+    async fn preallocate(&self, len: u64) -> io::Result<()> {
+        self.inner.preallocate(len).await
+    }
     async fn close(self) -> io::Result<()> {
         self.inner.close().await
     }

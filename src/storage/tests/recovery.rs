@@ -201,3 +201,40 @@ fn bad_header_in_a_closed_segment() {
         assert_eq!(report.next_offset, 14);
     });
 }
+
+#[test]
+fn a_crash_leaves_preallocated_space_that_recovery_keeps() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("p");
+        let (log, _) = PartitionLog::open(&dir, config(4 << 20)).await.unwrap();
+        let mut r = rng(11);
+        let batches: Vec<_> = (0..6).map(|i| batch(&mut r, i, 10, 100, false)).collect();
+        let all = fill(&log, &batches).await;
+        let seg = dir.join(log_file_name(0));
+        let on_disk = std::fs::metadata(&seg).unwrap().len();
+        assert!(
+            on_disk > 6 * ALIGNMENT,
+            "space is preallocated ahead ({on_disk} bytes)"
+        );
+        drop(log); // a crash: no close
+        let (log, report) = PartitionLog::open(&dir, config(4 << 20)).await.unwrap();
+        assert_eq!(report.next_offset, 60);
+        assert_eq!(
+            (report.torn_bytes_cut, report.corrupt_chunks),
+            (0, 0),
+            "{report:?}"
+        );
+        assert_eq!(log.read_all_records().await.unwrap(), all);
+        // Appends go on after the last chunk, into the preallocated space.
+        let more = batch(&mut r, 99, 5, 10, false);
+        log.append(&more).await.unwrap();
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), on_disk);
+        log.close().await.unwrap();
+        let closed = std::fs::metadata(&seg).unwrap().len();
+        assert!(
+            closed < on_disk && closed.is_multiple_of(ALIGNMENT),
+            "close gives the space back"
+        );
+    });
+}
