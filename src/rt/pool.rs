@@ -10,6 +10,11 @@ use glommio::{LocalExecutorBuilder, Placement};
 /// unregistered buffers when memlock is too low, so this is a request, not a requirement.
 const IO_MEMORY: usize = 4 << 20;
 
+/// How long a task may run before `yield_if_needed` yields (glommio's default is 100 ms).
+/// Compression yields between chunks, so this bounds how long a burst of compression holds
+/// up socket reads and completions on the shard.
+const PREEMPT_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Checks the host before any executor starts and prepares what can be prepared: raises the
 /// soft memlock limit to the hard limit. Returns one clear line when io_uring is unusable.
 pub fn preflight() -> Result<(), String> {
@@ -121,6 +126,7 @@ where
             let ex = LocalExecutorBuilder::new(placement)
                 .name(&name)
                 .io_memory(IO_MEMORY)
+                .preempt_timer(PREEMPT_AFTER)
                 .make()
                 .map_err(|e| explain_executor_error(&e))?;
             Ok(ex.run(make()))

@@ -39,6 +39,11 @@ pub trait SegmentFile {
     type Buf: DmaBuf;
     /// The O_DIRECT alignment the file needs (512 or 4096).
     fn alignment(&self) -> u64;
+    /// Whether a completed write is already durable (the file is `O_DSYNC`), so no
+    /// fdatasync is needed after it.
+    fn writes_are_durable(&self) -> bool {
+        false
+    }
     /// Allocates an aligned buffer of `len` bytes (contents unspecified).
     fn alloc_buf(&self, len: usize) -> Self::Buf;
     /// Writes the whole buffer at `pos`; returns the bytes written, which may be fewer.

@@ -145,7 +145,10 @@ impl PartitionLog<DmaFs> {
         dir: impl AsRef<Path>,
         config: LogConfig,
     ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
-        PartitionLog::open_with(DmaFs, dir, config).await
+        let fs = DmaFs {
+            durable_writes: config.durability == Durability::Fsync,
+        };
+        PartitionLog::open_with(fs, dir, config).await
     }
 }
 
@@ -327,7 +330,7 @@ impl<F: SegmentFs> PartitionLog<F> {
         }
         let write_us = micros(t0.elapsed());
         let mut fdatasync_us = None;
-        if self.config.durability == Durability::Fsync {
+        if self.config.durability == Durability::Fsync && !file.writes_are_durable() {
             let t1 = Instant::now();
             let synced = file.fdatasync().await;
             fdatasync_us = Some(micros(t1.elapsed()));

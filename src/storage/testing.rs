@@ -98,6 +98,9 @@ impl<T: SegmentFile> SegmentFile for FaultyFile<T> {
     fn alignment(&self) -> u64 {
         self.inner.alignment()
     }
+    fn writes_are_durable(&self) -> bool {
+        self.inner.writes_are_durable()
+    }
     fn alloc_buf(&self, len: usize) -> T::Buf {
         self.inner.alloc_buf(len)
     }

@@ -237,7 +237,10 @@ fn fsync_and_write_faults_fail_the_log() {
         let tmp = TempDir::new().unwrap();
         for fault in ["fdatasync", "short write", "write"] {
             let dir = tmp.path().join(fault.replace(' ', "_"));
-            let fs = FaultyFs::new(DmaFs);
+            // Plain files: writes then fdatasyncs, so both can be made to fail.
+            let fs = FaultyFs::new(DmaFs {
+                durable_writes: false,
+            });
             let faults = fs.faults.clone();
             let (log, _) = PartitionLog::open_with(fs, &dir, config(1 << 20))
                 .await
