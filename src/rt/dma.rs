@@ -184,7 +184,10 @@ mod tests {
     fn reads_work_after_creating_an_empty_file_first() {
         crate::rt::block_on(async {
             let tmp = tempfile::TempDir::new().unwrap();
-            let f = DmaFs::default().create(&tmp.path().join("f")).await.unwrap();
+            let f = DmaFs::default()
+                .create(&tmp.path().join("f"))
+                .await
+                .unwrap();
             assert_eq!(f.alignment() % 512, 0);
             let mut b = f.alloc_buf(8192);
             b.as_bytes_mut().fill(7);
