@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::rt::{self, pool};
-use crate::server::{framed, http};
+use crate::server::{framed, http, listener};
 use crate::shard::msg::ShardMsg;
 use crate::shard::Shard;
 
@@ -65,27 +65,15 @@ pub fn run(config: Config) -> Result<(), String> {
                 shard.lifecycle.stop();
             };
             let servers = futures_lite::future::zip(
-                framed::accept_loop(shard.clone(), framed_listener),
-                http::accept_loop(shard.clone(), http_listener),
+                listener::accept_loop(shard.clone(), framed_listener, framed::SERVER),
+                listener::accept_loop(shard.clone(), http_listener, http::SERVER),
             );
             futures_lite::future::zip(servers, stopper).await;
             shard.close().await;
         })?);
     }
     drop(ready_tx);
-    for _ in 0..config.shards {
-        match ready_rx.recv() {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                // A shard thread ended without a word: its executor could not start.
-                for t in threads {
-                    t.join()?;
-                }
-                return Err("a shard stopped during start-up".into());
-            }
-        }
-    }
+    wait_until_ready(&ready_rx, &mut threads, config.shards)?;
     tracing::info!(
         shards = config.shards,
         framed = %config.framed_listen,
@@ -98,6 +86,44 @@ pub fn run(config: Config) -> Result<(), String> {
         t.join()?;
     }
     tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// How long start-up (recovery of every partition included) may take before it is declared
+/// stuck.
+const START_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Waits until every shard reports ready. A shard whose thread ends without a word (its
+/// executor could not be created) stops start-up at once with its error, rather than leaving
+/// the others waiting for it in the mesh forever.
+fn wait_until_ready(
+    ready: &mpsc::Receiver<Result<usize, String>>,
+    threads: &mut Vec<pool::ShardThread<()>>,
+    shards: usize,
+) -> Result<(), String> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut up = 0;
+    while up < shards {
+        match ready.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(_)) => up += 1,
+            Ok(Err(e)) => return Err(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(i) = threads.iter().position(|t| t.is_finished()) {
+                    let t = threads.swap_remove(i);
+                    t.join()?;
+                    return Err("a shard stopped during start-up".into());
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "start-up did not finish within {START_TIMEOUT:?} ({up} of {shards} shards ready)"
+                    ));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("every shard stopped during start-up".into())
+            }
+        }
+    }
     Ok(())
 }
 

@@ -74,7 +74,7 @@ impl InProcess {
                     }
                 });
                 let _ = ready.send(Ok(()));
-                framed::accept_loop(shard, listener).await;
+                shardlog::server::listener::accept_loop(shard, listener, framed::SERVER).await;
             })
             .expect("shard thread");
         }

@@ -95,6 +95,11 @@ pub struct ShardThread<T> {
 }
 
 impl<T> ShardThread<T> {
+    /// Whether the shard's thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
     /// Waits for the shard's main future to finish.
     pub fn join(self) -> Result<T, String> {
         self.handle

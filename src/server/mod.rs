@@ -9,3 +9,4 @@ pub mod errlog;
 pub mod framed;
 pub mod grpc;
 pub mod http;
+pub mod listener;

@@ -11,6 +11,7 @@
 //! The answer to POLL is a POLL_RESPONSE frame whose body is exactly the seed's poll response
 //! ([`super::poll`]).
 
+use super::reader::Reader;
 use super::startup::validate_topic;
 use super::WireError;
 
@@ -75,47 +76,6 @@ pub fn validate_group(group: &str) -> Result<(), WireError> {
     })
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
-        let s = self
-            .buf
-            .get(self.pos..self.pos + n)
-            .ok_or(WireError::Truncated(what))?;
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
-        Ok(self.take(1, what)?[0])
-    }
-
-    fn string(&mut self, what: &'static str) -> Result<String, WireError> {
-        let len = self.u8(what)? as usize;
-        let bytes = self.take(len, what)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_string)
-            .map_err(|_| WireError::Malformed(format!("{what} is not UTF-8")))
-    }
-
-    fn rest(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn finish(&self, op: &str) -> Result<(), WireError> {
-        match self.rest() {
-            0 => Ok(()),
-            n => Err(WireError::Malformed(format!(
-                "{op} body has {n} trailing bytes"
-            ))),
-        }
-    }
-}
-
 fn put_str(s: &str, dst: &mut Vec<u8>) {
     let b = &s.as_bytes()[..s.len().min(255)];
     dst.push(b.len() as u8);
@@ -124,7 +84,7 @@ fn put_str(s: &str, dst: &mut Vec<u8>) {
 
 /// Parses and validates a REGISTER body.
 pub fn parse_register(body: &[u8]) -> Result<RegisterBody, WireError> {
-    let mut r = Reader { buf: body, pos: 0 };
+    let mut r = Reader::new(body);
     let policy = StartPolicy::from_u8(r.u8("start policy")?)?;
     let consumer_id = r.string("consumer id")?;
     validate_consumer_id(&consumer_id)?;
@@ -169,7 +129,7 @@ pub fn encode_register(b: &RegisterBody, dst: &mut Vec<u8>) {
 
 /// Parses a POLL body.
 pub fn parse_poll(body: &[u8]) -> Result<PollBody, WireError> {
-    let mut r = Reader { buf: body, pos: 0 };
+    let mut r = Reader::new(body);
     let consumer_id = r.string("consumer id")?;
     validate_consumer_id(&consumer_id)?;
     let max_wait_ms = match r.rest() {
@@ -199,7 +159,7 @@ pub fn encode_poll(b: &PollBody, dst: &mut Vec<u8>) {
 
 /// Parses a COMMIT or GOODBYE body: just the consumer id.
 pub fn parse_consumer_id(body: &[u8], op: &str) -> Result<String, WireError> {
-    let mut r = Reader { buf: body, pos: 0 };
+    let mut r = Reader::new(body);
     let id = r.string("consumer id")?;
     validate_consumer_id(&id)?;
     r.finish(op)?;

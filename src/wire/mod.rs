@@ -11,6 +11,7 @@
 //! - [`grpc`]: the gRPC length-prefixed message (`compressed u8 | length u32 | message`).
 //! - [`poll`]: the consumer poll response (items of compressed chunk payloads).
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
+//! - [`reader`]: the bounds-checked cursor the parsers share.
 
 pub mod consumer;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod grpc;
 pub mod header;
 pub mod poll;
 pub mod produce;
+pub mod reader;
 pub mod record;
 pub mod startup;
 

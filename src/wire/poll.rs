@@ -9,6 +9,7 @@
 //! The broker writes each item as a small encoded header followed by the chunk's compressed
 //! bytes exactly as stored, so encoding here covers only the headers; clients parse the whole.
 
+use super::reader::Reader;
 use super::WireError;
 
 /// The partition an item comes from and the offset of its first record.
@@ -50,7 +51,7 @@ pub struct PollItem<'a> {
 
 /// Parses a complete poll response.
 pub fn parse_poll_response(buf: &[u8]) -> Result<Vec<PollItem<'_>>, WireError> {
-    let mut r = Reader { buf, pos: 0 };
+    let mut r = Reader::new(buf);
     let count = u16::from_be_bytes(r.take(2, "item count")?.try_into().expect("2"));
     let mut items = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -80,29 +81,13 @@ pub fn parse_poll_response(buf: &[u8]) -> Result<Vec<PollItem<'_>>, WireError> {
             payload,
         });
     }
-    if r.pos != buf.len() {
+    if r.rest() != 0 {
         return Err(WireError::Malformed(format!(
             "{} trailing bytes after {count} items",
-            buf.len() - r.pos
+            r.rest()
         )));
     }
     Ok(items)
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
-        let s = self
-            .buf
-            .get(self.pos..self.pos + n)
-            .ok_or(WireError::Truncated(what))?;
-        self.pos += n;
-        Ok(s)
-    }
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ impl Broker {
                 eprintln!("{line}");
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if rx.try_recv().is_ok() {
                 return;

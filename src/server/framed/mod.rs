@@ -30,7 +30,8 @@ use crate::wire::produce::ProduceLayout;
 use crate::wire::startup::parse_startup;
 use crate::wire::{ErrorCode, Flags, FrameHeader, OpCode};
 
-use super::conns::{ConnGuard, Connections};
+use super::conns::ConnGuard;
+use super::listener::Server;
 use connection::{FrameReader, Outbox, ReadError};
 
 /// Binds the framed listener on this shard (every shard binds the same port; the kernel
@@ -44,50 +45,12 @@ pub fn bind(shard: &Shard) -> Result<TcpListener, String> {
     })
 }
 
-/// Accepts connections until the shard stops, then stops reading every connection, lets
-/// them finish what they already read, and returns (at most `--shutdown-timeout` later).
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    let conns = Connections::new(
-        "framed",
-        shard.config.max_connections,
-        shard.config.idle_timeout,
-    );
-    shard.metrics.track_connections(&conns);
-    let reaper = rt::spawn(conns.clone().reap_idle());
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shard.lifecycle.stopped().await;
-            None
-        })
-        .await;
-        match accepted {
-            None => break,
-            Some(Ok(stream)) => {
-                let Some(guard) = conns.register(stream.as_raw_fd()) else {
-                    refuse(stream, conns.max()).await;
-                    continue;
-                };
-                let shard = shard.clone();
-                rt::spawn_detached(async move {
-                    serve(&shard, stream, &guard).await;
-                    drop(guard);
-                });
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "framed accept failed");
-                rt::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        }
-    }
-    drop(listener);
-    drop(reaper);
-    if !conns.wait_all_closed(shard.config.shutdown_timeout).await {
-        tracing::warn!(
-            open = conns.len(),
-            "framed connections still open at the shutdown timeout"
-        );
-    }
-}
+/// The framed protocol, for [`crate::server::listener::accept_loop`].
+pub const SERVER: Server = Server {
+    name: "framed",
+    serve: |shard, stream, guard| Box::pin(async move { serve(&shard, stream, &guard).await }),
+    refuse: |stream, max| Box::pin(refuse(stream, max)),
+};
 
 /// Answers a connection over the shard's limit with one ERROR and closes it.
 async fn refuse(stream: TcpStream, max: usize) {

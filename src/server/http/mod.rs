@@ -24,7 +24,8 @@ use futures_lite::AsyncReadExt;
 use std::os::fd::AsRawFd;
 
 use crate::rt::{self, TcpListener, TcpStream};
-use crate::server::conns::{ConnGuard, Connections};
+use crate::server::conns::ConnGuard;
+use crate::server::listener::Server;
 use crate::shard::Shard;
 
 use sniff::{classify, Protocol, Rewind};
@@ -51,51 +52,14 @@ pub fn bind(shard: &Shard) -> Result<TcpListener, String> {
     })
 }
 
-/// Accepts connections until the shard stops; then waits (at most `--shutdown-timeout`) for
-/// open connections to finish: HTTP/1.1 ones after their current request, HTTP/2 ones after
-/// a GOAWAY and their open streams.
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    let conns = Connections::new(
-        "http",
-        shard.config.max_connections,
-        shard.config.idle_timeout,
-    );
-    shard.metrics.track_connections(&conns);
-    let reaper = rt::spawn(conns.clone().reap_idle());
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shard.lifecycle.stopped().await;
-            None
-        })
-        .await;
-        match accepted {
-            None => break,
-            Some(Ok(stream)) => {
-                let Some(guard) = conns.register(stream.as_raw_fd()) else {
-                    h1::refuse(stream, conns.max()).await;
-                    continue;
-                };
-                let shard = shard.clone();
-                rt::spawn_detached(async move {
-                    serve(shard, stream, &guard).await;
-                    drop(guard);
-                });
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "HTTP accept failed");
-                rt::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-    drop(listener);
-    drop(reaper);
-    if !conns.wait_all_closed(shard.config.shutdown_timeout).await {
-        tracing::warn!(
-            open = conns.len(),
-            "HTTP connections still open at the shutdown timeout"
-        );
-    }
-}
+/// The HTTP port, for [`crate::server::listener::accept_loop`]. At shutdown HTTP/1.1
+/// connections close after their current request, HTTP/2 ones after a GOAWAY and their open
+/// streams.
+pub const SERVER: Server = Server {
+    name: "http",
+    serve: |shard, stream, guard| Box::pin(async move { serve(shard, stream, &guard).await }),
+    refuse: |stream, max| Box::pin(h1::refuse(stream, max)),
+};
 
 /// Serves one connection in the protocol its first bytes announce.
 async fn serve(shard: Rc<Shard>, mut stream: TcpStream, guard: &ConnGuard) {
