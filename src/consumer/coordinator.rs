@@ -4,6 +4,7 @@
 //! restart clamps committed offsets to the recovered ends of their logs before serving polls.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,12 +23,22 @@ use crate::shard::read::ReadError;
 use crate::shard::{Shard, TopicState};
 use crate::wire::consumer::StartPolicy;
 
+/// Where a group's offsets file writes stand: changes requested, changes on disk, and whether
+/// a write is in flight.
+#[derive(Debug, Default)]
+struct Persist {
+    requested: u64,
+    done: u64,
+    running: bool,
+}
+
 pub struct Coordinator {
     state: RefCell<Groups>,
     dir: PathBuf,
     timeout: Duration,
-    /// One offsets file write at a time, so a later snapshot never lands before an earlier one.
-    persisting: rt::Semaphore,
+    /// Offsets-file writes per group, coalesced (see [`Coordinator::persist_if`]).
+    persisting: RefCell<HashMap<String, Persist>>,
+    persisted: LocalNotify,
     /// Set once loaded offsets were checked against the logs' recovered ends.
     verified: Cell<bool>,
     verified_signal: LocalNotify,
@@ -42,7 +53,8 @@ impl Coordinator {
             state: RefCell::new(Groups::new(config.consumer_timeout, loaded)),
             dir,
             timeout: config.consumer_timeout,
-            persisting: rt::Semaphore::new(1),
+            persisting: RefCell::new(HashMap::new()),
+            persisted: LocalNotify::default(),
             verified: Cell::new(false),
             verified_signal: LocalNotify::default(),
         })
@@ -139,26 +151,59 @@ impl Coordinator {
         self.state.borrow().group_of(consumer).unwrap_or_default()
     }
 
-    /// Writes `group`'s offsets file if `changed`.
+    /// Makes `group`'s committed offsets durable if `changed`, returning once a write that
+    /// includes this change has reached the disk.
+    ///
+    /// Writes are coalesced per group: while one is in flight, later callers wait for it and
+    /// then one of them writes a snapshot that covers all of them, so N consumers polling at
+    /// once cost about two file writes, not N in a row. One write per group at a time, so a
+    /// later snapshot never lands before an earlier one.
     async fn persist_if(&self, changed: bool, group: &str) -> Result<(), ConsumerError> {
         if !changed || group.is_empty() {
             return Ok(());
         }
-        let _turn = self
-            .persisting
-            .acquire_permit(1)
-            .await
-            .map_err(|e| ConsumerError::Offsets(e.to_string()))?;
-        let snapshot = self
-            .state
-            .borrow()
-            .committed(group)
-            .cloned()
-            .unwrap_or_default();
-        let (dir, g) = (self.dir.clone(), group.to_string());
-        rt::spawn_blocking(move || offsets::save(&dir, &g, &snapshot))
-            .await
-            .map_err(ConsumerError::Offsets)
+        let want = {
+            let mut all = self.persisting.borrow_mut();
+            let p = all.entry(group.to_string()).or_default();
+            p.requested += 1;
+            p.requested
+        };
+        loop {
+            let wake = self.persisted.notified();
+            let start = {
+                let mut all = self.persisting.borrow_mut();
+                let p = all.entry(group.to_string()).or_default();
+                if p.done >= want {
+                    return Ok(());
+                }
+                (!p.running).then(|| {
+                    p.running = true;
+                    p.requested
+                })
+            };
+            let Some(covers) = start else {
+                wake.await;
+                continue;
+            };
+            let snapshot = self
+                .state
+                .borrow()
+                .committed(group)
+                .cloned()
+                .unwrap_or_default();
+            let (dir, g) = (self.dir.clone(), group.to_string());
+            let saved = rt::spawn_blocking(move || offsets::save(&dir, &g, &snapshot)).await;
+            {
+                let mut all = self.persisting.borrow_mut();
+                let p = all.entry(group.to_string()).or_default();
+                p.running = false;
+                if saved.is_ok() {
+                    p.done = p.done.max(covers);
+                }
+            }
+            self.persisted.notify();
+            return saved.map_err(ConsumerError::Offsets);
+        }
     }
 
     /// Commits the current end of every partition of `topics` for a new group that asked to
