@@ -15,7 +15,8 @@
 //! - [`health`]: health checks (`grpc.health.v1.Health`).
 //! - [`reflection`]: server reflection (`grpc.reflection.v1` and `v1alpha`).
 //!
-//! Not yet: GOAWAY on broker shutdown (there is no graceful shutdown yet).
+//! At shutdown the HTTP/2 side sends GOAWAY and [`serve`] ends calls still running with
+//! UNAVAILABLE.
 
 pub mod call;
 pub mod health;
