@@ -77,3 +77,32 @@ fn a_slow_grpc_consumer_keeps_broker_memory_bounded() {
         }
     });
 }
+
+#[test]
+fn sigterm_ends_a_tailing_consume_with_unavailable_and_exits_cleanly() {
+    let mut broker = Broker::start(1);
+    let http = broker.http;
+    let rt = runtime();
+    let mut stream = rt.block_on(async {
+        let md = [("topic", "bye")];
+        let mut c = Client::new(connect(http).await);
+        c.produce(&md, batch(0, 3)).await.unwrap();
+        let mut stream = c.consume(&md, 0, None).await.unwrap();
+        for i in 0..3u64 {
+            assert_eq!(stream.message().await.unwrap().unwrap().offset, i);
+        }
+        stream
+    });
+    // The call is now tailing an idle log.
+    let status = broker.terminate(Duration::from_secs(20));
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    rt.block_on(async {
+        let end = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the stream ends");
+        match end {
+            Err(s) => assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}"),
+            Ok(other) => panic!("expected UNAVAILABLE, got {other:?}"),
+        }
+    });
+}

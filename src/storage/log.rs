@@ -456,7 +456,7 @@ impl<F: SegmentFs> PartitionLog<F> {
     }
 
     /// Graceful close: writes every pending index entry, makes the active segment durable and
-    /// leaves the clean-shutdown marker (see [`super::clean`]), so the next open checks
+    /// leaves the clean-shutdown marker (the `clean` file of `storage/clean.rs`), so the next open checks
     /// without decompressing. Appending after this is a bug. A failed log leaves no marker.
     pub async fn close_clean(&self) -> Result<(), StorageError> {
         let (file, end, allocated) = {
