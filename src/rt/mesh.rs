@@ -3,7 +3,8 @@
 //! glommio numbers mesh peers by executor id, which depends on the order the threads started;
 //! [`ShardMesh`] maps shard ids onto those peer numbers so callers never see them.
 
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 
@@ -11,7 +12,6 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 pub struct ShardMesh<T: Send + 'static> {
     builder: MeshBuilder<T, Full>,
     peers: Arc<Mutex<Vec<Option<usize>>>>,
-    barrier: Arc<Barrier>,
 }
 
 impl<T: Send + 'static> Clone for ShardMesh<T> {
@@ -19,7 +19,6 @@ impl<T: Send + 'static> Clone for ShardMesh<T> {
         ShardMesh {
             builder: self.builder.clone(),
             peers: self.peers.clone(),
-            barrier: self.barrier.clone(),
         }
     }
 }
@@ -30,12 +29,20 @@ impl<T: Send + 'static> ShardMesh<T> {
         ShardMesh {
             builder: MeshBuilder::full(shards, capacity),
             peers: Arc::new(Mutex::new(vec![None; shards])),
-            barrier: Arc::new(Barrier::new(shards)),
         }
     }
 
     /// Joins from shard `shard`; returns once every shard has joined.
     pub async fn join(self, shard: usize) -> Result<MeshPort<T>, String> {
+        // Keep the executor from sleeping without a timeout while it joins: when shards start
+        // at the same moment, glommio can miss the cross-thread wake-up that ends the join
+        // (seen under load: both shards parked in io_uring with nothing to wake them). A
+        // 1 ms timer makes the executor look again. Dropping the task ends it.
+        let _ticker = glommio::spawn_local(async {
+            loop {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+        });
         let (senders, receivers) = self
             .builder
             .join()
@@ -48,17 +55,22 @@ impl<T: Send + 'static> ShardMesh<T> {
                 .map_err(|_| "mesh map poisoned".to_string())?;
             peers[shard] = Some(senders.peer_id());
         }
-        // Start-up only: wait (blocking this shard's thread) until every shard has published
-        // its peer number. All channels already exist, so nothing is left undelivered.
-        self.barrier.wait();
-        let peers = self
-            .peers
-            .lock()
-            .map_err(|_| "mesh map poisoned".to_string())?;
-        let peer_of = peers
-            .iter()
-            .map(|p| p.ok_or_else(|| "a shard did not join the mesh".to_string()))
-            .collect::<Result<Vec<usize>, String>>()?;
+        // Start-up only: wait until every shard has published its peer number. The wait
+        // must not block the thread: glommio delivers the mesh's cross-shard wake-ups from
+        // the executor's loop, so a blocked shard could leave another one waiting forever.
+        let peer_of = loop {
+            let all: Option<Vec<usize>> = {
+                let peers = self
+                    .peers
+                    .lock()
+                    .map_err(|_| "mesh map poisoned".to_string())?;
+                peers.iter().copied().collect()
+            };
+            match all {
+                Some(all) => break all,
+                None => glommio::timer::sleep(Duration::from_millis(1)).await,
+            }
+        };
         Ok(MeshPort {
             senders,
             receivers,

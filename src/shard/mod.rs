@@ -22,7 +22,7 @@ pub mod writer;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures_channel::oneshot;
 use thiserror::Error;
@@ -148,6 +148,7 @@ impl Shard {
         if let Some(c) = &shard.coordinator {
             c.start(&shard);
         }
+        rt::keep_awake(Duration::from_millis(10));
         rt::spawn_detached(shard.clone().retention_loop());
         rt::spawn_detached(shard.clone().disk_space_loop());
         Ok(shard)
