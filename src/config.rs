@@ -20,16 +20,8 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
 }
 
-/// How an append is made durable before it is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// `fdatasync` after every chunk write (the default): an acknowledged message survives
-    /// power loss.
-    Fsync,
-    /// Acknowledge once the O_DIRECT write completed: survives a process crash, not
-    /// necessarily power loss on a drive with a volatile write cache.
-    Write,
-}
+/// How an append is made durable before it is acknowledged (the storage layer's setting).
+pub use crate::storage::Durability;
 
 /// The validated broker configuration.
 #[derive(Debug, Clone)]

@@ -16,9 +16,9 @@
 //! The CRC (IEEE) covers every byte before it. A file that fails it refuses start-up with one
 //! clear line rather than silently resetting a group.
 
+use crate::storage::replace::replace_file;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::assign::PartitionKey;
@@ -147,15 +147,7 @@ pub fn save(dir: &Path, group: &str, offsets: &GroupOffsets) -> Result<(), Strin
                 .map_err(ctx)?;
         }
     }
-    let tmp = dir.join(format!("{group}{SUFFIX}.tmp"));
-    let mut f = fs::File::create(&tmp).map_err(ctx)?;
-    f.write_all(&encode(offsets)).map_err(ctx)?;
-    f.sync_all().map_err(ctx)?;
-    fs::rename(&tmp, dir.join(format!("{group}{SUFFIX}"))).map_err(ctx)?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(ctx)?;
-    Ok(())
+    replace_file(dir, &format!("{group}{SUFFIX}"), &encode(offsets)).map_err(ctx)
 }
 
 /// Where a position must actually point given the log's available range `[start, end)`: never

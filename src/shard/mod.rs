@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use futures_channel::oneshot;
 use thiserror::Error;
 
-use crate::config::{Config, Durability};
+use crate::config::Config;
 use crate::consumer::coordinator::Coordinator;
 use crate::metrics::{ShardMetrics, TopicMetrics};
 use crate::ring::TopicLayout;
@@ -163,10 +163,7 @@ impl Shard {
                 b => (b / owned.max(1)).max(1 << 20),
             },
             segment_size: self.config.segment_size,
-            durability: match self.config.durability {
-                Durability::Fsync => crate::storage::Durability::Fsync,
-                Durability::Write => crate::storage::Durability::Write,
-            },
+            durability: self.config.durability,
             zstd_level: self.config.zstd_level,
             retention_age: self.config.retention_age,
             retention_bytes: self.config.retention_bytes,

@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::ring::TopicLayout;
+use crate::storage::replace::replace_file;
 use crate::wire::startup::validate_topic;
 
 const LAYOUT_FILE: &str = "topic.toml";
@@ -58,14 +58,8 @@ pub fn persist(data_dir: &Path, topic: &str, layout: &TopicLayout) -> Result<(),
         |e: std::io::Error| format!("cannot create topic '{topic}' in {}: {e}", dir.display());
     fs::create_dir_all(&dir).map_err(ctx)?;
     let text = toml::to_string(layout).map_err(|e| e.to_string())?;
-    let tmp = dir.join("topic.toml.tmp");
-    let mut f = fs::File::create(&tmp).map_err(ctx)?;
-    f.write_all(text.as_bytes()).map_err(ctx)?;
-    f.sync_all().map_err(ctx)?;
-    fs::rename(&tmp, dir.join(LAYOUT_FILE)).map_err(ctx)?;
-    fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(ctx)?;
+    replace_file(&dir, LAYOUT_FILE, text.as_bytes()).map_err(ctx)?;
+    // The topic's directory may be new: make its name durable too.
     fs::File::open(data_dir)
         .and_then(|d| d.sync_all())
         .map_err(ctx)?;

@@ -18,17 +18,11 @@ pub(crate) struct CleanEnd {
     pub end_pos: u64,
 }
 
-/// Writes the marker (temporary file, fsync, rename). The caller syncs the directory.
+/// Writes the marker durably.
 pub(crate) fn write_marker(dir: &Path, end: CleanEnd) -> Result<(), StorageError> {
-    use std::io::Write;
-    let tmp = dir.join("clean.tmp");
     let text = format!("{} {}\n", end.next_offset, end.end_pos);
-    let mut f = std::fs::File::create(&tmp).map_err(StorageError::io("creating", &tmp))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(StorageError::io("writing", &tmp))?;
-    let path = dir.join(MARKER);
-    std::fs::rename(&tmp, &path).map_err(StorageError::io("renaming", &path))
+    super::replace::replace_file(dir, MARKER, text.as_bytes())
+        .map_err(StorageError::io("writing", &dir.join(MARKER)))
 }
 
 /// Reads and removes the marker, if any. A marker that does not parse counts as absent (the

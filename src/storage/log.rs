@@ -483,11 +483,7 @@ impl<F: SegmentFs> PartitionLog<F> {
         file.fdatasync()
             .await
             .map_err(StorageError::io("syncing", &self.dir))?;
-        clean::write_marker(&self.dir, end)?;
-        self.fs
-            .sync_dir(&self.dir)
-            .await
-            .map_err(StorageError::io("syncing the directory", &self.dir))
+        clean::write_marker(&self.dir, end)
     }
 
     /// Writes pending index entries and closes the files.

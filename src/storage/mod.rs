@@ -115,6 +115,7 @@ pub mod io;
 mod log;
 mod read;
 mod recovery;
+pub mod replace;
 mod retention;
 mod segment;
 mod tail;
