@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use futures_channel::oneshot;
 use thiserror::Error;
 
@@ -33,6 +34,7 @@ use crate::metrics::{ShardMetrics, TopicMetrics};
 use crate::ring::TopicLayout;
 use crate::rt::{self, MeshPort, ShardMesh};
 use crate::storage::LogConfig;
+use crate::wire::produce::{encode_produce_body, ProduceLayout};
 
 use msg::{ProduceAck, ProduceFrame, ShardMsg};
 use writer::PartitionWriter;
@@ -313,6 +315,39 @@ impl Shard {
                 .map_err(|_| ProduceError::Routing(format!("shard {owner} is not reachable")))?;
         }
         Ok(PendingAck(rx))
+    }
+
+    /// For interfaces that receive messages rather than frames (gRPC, REST): encodes them as
+    /// one PRODUCE body — exactly what a framed client would send, so one frame is one chunk's
+    /// worth of atomicity — takes its size from the shard's buffer budget (the one framed
+    /// connections draw from, so every interface slows down together when acknowledgements
+    /// lag) and submits it to partition `j`. Hold the returned permit until the ack arrives.
+    pub async fn submit_messages<'m>(
+        &self,
+        topic: &TopicState,
+        j: u32,
+        timestamp: Option<i64>,
+        key: &[u8],
+        messages: impl IntoIterator<Item = &'m [u8]>,
+        body_len: usize,
+    ) -> Result<(PendingAck, rt::StaticPermit), ProduceError> {
+        let mut body = Vec::with_capacity(body_len);
+        encode_produce_body(timestamp, key, messages, &mut body);
+        let layout = ProduceLayout::parse(&body, timestamp.is_some())
+            .map_err(|e| ProduceError::Routing(format!("cannot frame the messages: {e}")))?;
+        let budget = (body.len() as u64).min(self.config.shard_buffer_bytes);
+        let permit = self
+            .buffer
+            .clone()
+            .acquire_static_permit(budget)
+            .await
+            .map_err(|_| ProduceError::ShuttingDown)?;
+        let frame = ProduceFrame {
+            body: Bytes::from(body),
+            layout,
+            received_us: now_us(),
+        };
+        Ok((self.submit(topic, j, frame).await?, permit))
     }
 
     fn serve_mesh(self: Rc<Self>) {

@@ -7,12 +7,10 @@ use prost::Message;
 
 use crate::proto::log::{ProduceRequest, ProduceResponse};
 use crate::rt::StaticPermit;
-use crate::shard::msg::ProduceFrame;
-use crate::shard::{now_us, PendingAck, Shard};
-use crate::wire::produce::{encode_produce_body, ProduceLayout};
+use crate::shard::{PendingAck, Shard};
 
 use super::super::call::{Requests, Responder};
-use super::super::status::{Code, Status};
+use super::super::status::Status;
 use super::super::CallCtx;
 use super::{target, Target};
 
@@ -91,30 +89,16 @@ async fn submit(
     size: usize,
 ) -> Result<InFlight, Status> {
     let key = &target.key[..];
-    let mut body = Vec::with_capacity(1 + key.len() + size);
-    encode_produce_body(None, key, values.iter().map(|v| &v[..]), &mut body);
-    let layout = ProduceLayout {
-        timestamp: None,
-        key_start: 1,
-        key_len: key.len(),
-        messages_start: 1 + key.len(),
-        count: values.len() as u32,
-    };
-    // The same per-shard budget framed connections draw from: when acknowledgements lag,
-    // every interface slows down together.
-    let budget = (body.len() as u64).min(shard.config.shard_buffer_bytes);
-    let budget = shard
-        .buffer
-        .clone()
-        .acquire_static_permit(budget)
-        .await
-        .map_err(|_| Status::new(Code::Unavailable, "the shard is shutting down"))?;
-    let frame = ProduceFrame {
-        body: Bytes::from(body),
-        layout,
-        received_us: now_us(),
-    };
-    let ack = shard.submit(&target.topic, target.partition, frame).await?;
+    let (ack, budget) = shard
+        .submit_messages(
+            &target.topic,
+            target.partition,
+            None,
+            key,
+            values.iter().map(|v| &v[..]),
+            1 + key.len() + size,
+        )
+        .await?;
     Ok(InFlight {
         ack,
         _budget: budget,

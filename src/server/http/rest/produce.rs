@@ -12,12 +12,9 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use http::StatusCode;
 
-use crate::shard::msg::ProduceFrame;
-use crate::shard::{now_us, ProduceError, Shard};
-use crate::wire::produce::{encode_produce_body, ProduceLayout};
+use crate::shard::{ProduceError, Shard};
 use crate::wire::startup::validate_topic;
 
 use super::super::router::{HttpRequest, HttpResponse};
@@ -67,31 +64,21 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
             &format!("the messages take {frame_len} bytes as a frame; --max-frame-size is {max}"),
         ));
     }
-    let mut body = Vec::with_capacity(frame_len);
-    encode_produce_body(timestamp, &key, messages.iter().copied(), &mut body);
-    let layout = ProduceLayout::parse(&body, timestamp.is_some())
-        .map_err(|e| HttpResponse::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
     let state = shard.topic(&topic).await.map_err(error)?;
     let partition = if key.is_empty() {
         shard.keyless_partition(&state)
     } else {
         state.layout.partition_of_key(&key)
     };
-    // The same per-shard budget framed connections draw from.
-    let budget = (body.len() as u64).min(shard.config.shard_buffer_bytes);
-    let _budget = shard
-        .buffer
-        .clone()
-        .acquire_static_permit(budget)
-        .await
-        .map_err(|_| error(ProduceError::ShuttingDown))?;
-    let frame = ProduceFrame {
-        body: Bytes::from(body),
-        layout,
-        received_us: now_us(),
-    };
-    let ack = shard
-        .submit(&state, partition, frame)
+    let (ack, _budget) = shard
+        .submit_messages(
+            &state,
+            partition,
+            timestamp,
+            &key,
+            messages.iter().copied(),
+            frame_len,
+        )
         .await
         .map_err(error)?;
     ack.wait().await.map_err(error)?;
