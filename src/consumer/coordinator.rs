@@ -101,12 +101,15 @@ impl Coordinator {
                     wake.await;
                 }
                 let planned = self.state.borrow_mut().poll(&consumer, now);
-                let result = match planned {
-                    Ok((group, changed, targets)) => {
-                        self.persist_if(changed, &group).await.map(|_| targets)
+                let result = planned.map(|(group, changed, targets)| {
+                    // The commit a poll makes for its predecessor is saved in the background:
+                    // a crash before it lands re-delivers one poll (at-least-once, as any
+                    // crash after a poll would), and the poll does not wait on an fsync.
+                    if changed {
+                        self.persist_in_background(group);
                     }
-                    Err(e) => Err(e),
-                };
+                    targets
+                });
                 let _ = reply.send(result);
             }
             CoordinatorRequest::Returned {
@@ -162,12 +165,52 @@ impl Coordinator {
         if !changed || group.is_empty() {
             return Ok(());
         }
-        let want = {
-            let mut all = self.persisting.borrow_mut();
-            let p = all.entry(group.to_string()).or_default();
-            p.requested += 1;
-            p.requested
-        };
+        let want = self.request_persist(group);
+        self.wait_persisted(group, want).await
+    }
+
+    /// Saves `group`'s offsets without making the caller wait; a failure is logged (the next
+    /// COMMIT or GOODBYE reports it to its client, since it retries the write).
+    fn persist_in_background(self: &Rc<Self>, group: String) {
+        if group.is_empty() {
+            return;
+        }
+        let want = self.request_persist(&group);
+        let me = self.clone();
+        rt::spawn_detached(async move {
+            if let Err(e) = me.wait_persisted(&group, want).await {
+                tracing::error!(group, error = %e, "cannot save a poll's committed offsets");
+            }
+        });
+    }
+
+    /// Waits until every change requested so far is on disk, for every group (shutdown).
+    pub async fn flush(&self) {
+        let pending: Vec<(String, u64)> = self
+            .persisting
+            .borrow()
+            .iter()
+            .filter(|(_, p)| p.requested > p.done)
+            .map(|(g, p)| (g.clone(), p.requested))
+            .collect();
+        for (group, want) in pending {
+            if let Err(e) = self.wait_persisted(&group, want).await {
+                tracing::error!(group, error = %e, "cannot save committed offsets at shutdown");
+            }
+        }
+    }
+
+    /// Records that `group` changed; returns the ticket a write must cover.
+    fn request_persist(&self, group: &str) -> u64 {
+        let mut all = self.persisting.borrow_mut();
+        let p = all.entry(group.to_string()).or_default();
+        p.requested += 1;
+        p.requested
+    }
+
+    /// Returns once a write covering ticket `want` of `group` is on disk, writing one if none
+    /// is in flight.
+    async fn wait_persisted(&self, group: &str, want: u64) -> Result<(), ConsumerError> {
         loop {
             let wake = self.persisted.notified();
             let start = {

@@ -120,6 +120,9 @@ impl Shard {
                 }
             }
         }
+        if let Some(c) = self.coordinator() {
+            c.flush().await;
+        }
     }
 }
 
