@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod msg;
 pub mod notify;
 pub mod read;
+pub mod readahead;
 pub mod topics;
 mod upkeep;
 
@@ -110,6 +111,8 @@ pub struct Shard {
     coordinator: Option<Rc<Coordinator>>,
     /// This shard's metrics (see [`crate::metrics`]).
     pub metrics: Rc<ShardMetrics>,
+    /// Memory for reading ahead of consumers draining a backlog (see [`readahead`]).
+    pub read_ahead: Rc<readahead::ReadAheadBudget>,
 }
 
 impl Shard {
@@ -137,6 +140,7 @@ impl Shard {
             disk_low: RefCell::new(None),
             coordinator,
             metrics: Rc::default(),
+            read_ahead: readahead::ReadAheadBudget::new(readahead::SHARD_BUDGET),
         });
         for (name, layout) in topics::load_all(&shard.config.data_dir)? {
             let state = shard.install_topic(&name, layout);
@@ -402,10 +406,10 @@ impl Shard {
                     .writers
                     .get(partition as usize)
                     .and_then(|w| w.clone());
-                let id = self.id;
+                let (id, budget) = (self.id, self.read_ahead.clone());
                 rt::spawn_detached(async move {
                     let result = match writer {
-                        Some(w) => read::read_local(&w, offset, max_bytes, wait).await,
+                        Some(w) => read::read_local(&w, &budget, offset, max_bytes, wait).await,
                         None => Err(read::ReadError::Routing(format!(
                             "shard {id} does not own partition {partition} of '{topic}'"
                         ))),

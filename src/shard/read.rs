@@ -12,6 +12,7 @@ use crate::rt;
 use crate::storage::StoredChunk;
 
 use super::msg::ShardMsg;
+use super::readahead::ReadAheadBudget;
 use super::writer::PartitionWriter;
 use super::{Shard, TopicState};
 
@@ -67,7 +68,7 @@ impl Shard {
             let writer = topic.writers[j as usize]
                 .clone()
                 .ok_or_else(|| ReadError::Routing(format!("partition {j} has no writer")))?;
-            return read_local(&writer, offset, max_bytes, wait).await;
+            return read_local(&writer, &self.read_ahead, offset, max_bytes, wait).await;
         }
         let (tx, rx) = oneshot::channel();
         let msg = ShardMsg::Read {
@@ -91,6 +92,7 @@ impl Shard {
 /// Serves a read on the owning shard.
 pub(super) async fn read_local(
     writer: &Rc<PartitionWriter>,
+    budget: &Rc<ReadAheadBudget>,
     offset: i64,
     max_bytes: usize,
     wait: Option<Duration>,
@@ -111,10 +113,22 @@ pub(super) async fn read_local(
             });
         }
         if offset < end_offset {
-            let chunks = log
-                .read(offset, max_bytes)
-                .await
-                .map_err(|e| ReadError::Storage(e.to_string()))?;
+            let chunks = match writer.read_ahead.take(offset, max_bytes).await {
+                Some(chunks) => chunks,
+                None => log
+                    .read(offset, max_bytes)
+                    .await
+                    .map_err(|e| ReadError::Storage(e.to_string()))?,
+            };
+            // A read from disk with more stored after it: start on the next range now, so
+            // the disk works while this answer travels and the next poll comes in.
+            if let Some(next) = chunks.last().map(StoredChunk::end_offset) {
+                if next < log.next_offset() && !log.tail_holds(next) {
+                    writer
+                        .read_ahead
+                        .start(log.clone(), next, max_bytes, budget);
+                }
+            }
             return Ok(ReadResult {
                 chunks,
                 start_offset,

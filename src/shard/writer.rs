@@ -13,6 +13,7 @@ use crate::storage::{LogConfig, PartitionLog, RecordBatch};
 
 use super::msg::{ProduceAck, ProduceFrame, ProduceReply};
 use super::notify::LocalNotify;
+use super::readahead::ReadAhead;
 use super::ProduceError;
 
 /// A frame waiting for its chunk.
@@ -71,6 +72,8 @@ pub struct PartitionWriter {
     pub appended: LocalNotify,
     /// Signalled when the writer task has nothing left to write.
     idle: LocalNotify,
+    /// The next range a consumer draining this partition from disk will ask for.
+    pub read_ahead: Rc<ReadAhead>,
     /// The topic's counters on this shard, and the shard's latency histograms.
     metrics: Rc<TopicMetrics>,
     shard_metrics: Rc<ShardMetrics>,
@@ -95,6 +98,7 @@ impl PartitionWriter {
             running: Cell::new(false),
             appended: LocalNotify::default(),
             idle: LocalNotify::default(),
+            read_ahead: Rc::default(),
             metrics,
             shard_metrics,
         }

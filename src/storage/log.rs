@@ -226,6 +226,11 @@ impl<F: SegmentFs> PartitionLog<F> {
         self.tail.borrow().bytes()
     }
 
+    /// Whether a read from `from` is served from the hot tail rather than the disk.
+    pub fn tail_holds(&self, from: i64) -> bool {
+        self.tail.borrow().holds(from)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

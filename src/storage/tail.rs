@@ -69,6 +69,11 @@ impl HotTail {
         Some(out)
     }
 
+    /// Whether `from` can be served from memory (it is not older than the tail).
+    pub fn holds(&self, from: i64) -> bool {
+        self.chunks.front().is_some_and(|c| from >= c.start_offset)
+    }
+
     pub fn bytes(&self) -> usize {
         self.bytes
     }
