@@ -11,6 +11,9 @@
 //! padding byte is [`FLAG_ALIGNMENT`], so a reader at an aligned position that sees 0x80 as the
 //! flags byte knows it is looking at padding.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use thiserror::Error;
 use zstd::zstd_safe::{self, zstd_sys::ZSTD_EndDirective, CCtx, CParameter, InBuffer, OutBuffer};
 
@@ -194,7 +197,28 @@ pub struct ChunkEncoder {
     stage: Vec<u8>,
 }
 
+thread_local! {
+    /// This thread's encoders by level (see [`ChunkEncoder::for_this_thread`]).
+    static THREAD_ENCODERS: RefCell<Vec<Rc<RefCell<ChunkEncoder>>>> = const { RefCell::new(Vec::new()) };
+}
+
 impl ChunkEncoder {
+    /// The encoder every partition log on this thread (a shard) shares for `level`.
+    /// Compression runs synchronously on the shard's thread, so one context is enough. One
+    /// per partition cost a zstd context and up to 1 MiB of staging for every partition of
+    /// every topic (hundreds of MiB with a hundred topics), and kept cold copies of the
+    /// tables that the partitions took turns with.
+    pub fn for_this_thread(level: i32) -> Result<Rc<RefCell<ChunkEncoder>>, ChunkError> {
+        THREAD_ENCODERS.with(|all| {
+            if let Some(e) = all.borrow().iter().find(|e| e.borrow().level == level) {
+                return Ok(e.clone());
+            }
+            let e = Rc::new(RefCell::new(ChunkEncoder::new(level)?));
+            all.borrow_mut().push(e.clone());
+            Ok(e)
+        })
+    }
+
     pub fn new(level: i32) -> Result<ChunkEncoder, ChunkError> {
         let mut cctx = CCtx::try_create().ok_or(ChunkError::Zstd("out of memory".into()))?;
         cctx.set_parameter(CParameter::CompressionLevel(level))

@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -124,7 +125,8 @@ pub struct PartitionLog<F: SegmentFs = DmaFs> {
     pub(crate) config: LogConfig,
     pub(crate) fs: F,
     pub(crate) state: RefCell<LogState<F::File>>,
-    encoder: RefCell<ChunkEncoder>,
+    /// Shared with the other logs on this shard ([`ChunkEncoder::for_this_thread`]).
+    encoder: Rc<RefCell<ChunkEncoder>>,
     appending: Cell<bool>,
     /// The newest chunks, in memory (see [`super::tail`]).
     pub(crate) tail: RefCell<HotTail>,
@@ -166,7 +168,7 @@ impl<F: SegmentFs> PartitionLog<F> {
                 config.segment_size
             )));
         }
-        let encoder = ChunkEncoder::new(config.zstd_level)?;
+        let encoder = ChunkEncoder::for_this_thread(config.zstd_level)?;
         std::fs::create_dir_all(&dir).map_err(StorageError::io("creating", &dir))?;
         let mut report = RecoveryReport::default();
         let mut segments = VecDeque::new();
@@ -214,7 +216,7 @@ impl<F: SegmentFs> PartitionLog<F> {
                 failed: None,
                 read_skipped: 0,
             }),
-            encoder: RefCell::new(encoder),
+            encoder,
             appending: Cell::new(false),
             tail: RefCell::new(HotTail::new(tail_bytes)),
         };
