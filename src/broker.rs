@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::rt::{self, pool};
+use crate::server::balance::ConnLoad;
 use crate::server::{framed, http, listener};
 use crate::shard::msg::ShardMsg;
 use crate::shard::Shard;
@@ -35,7 +36,10 @@ pub fn run(config: Config) -> Result<(), String> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut threads = Vec::with_capacity(config.shards);
     let mut stops = Vec::with_capacity(config.shards);
+    let framed_load = ConnLoad::new(config.shards);
+    let http_load = ConnLoad::new(config.shards);
     for id in 0..config.shards {
+        let (framed_load, http_load) = (framed_load.clone(), http_load.clone());
         let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
         let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_tx.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -65,8 +69,8 @@ pub fn run(config: Config) -> Result<(), String> {
                 shard.lifecycle.stop();
             };
             let servers = futures_lite::future::zip(
-                listener::accept_loop(shard.clone(), framed_listener, framed::SERVER),
-                listener::accept_loop(shard.clone(), http_listener, http::SERVER),
+                listener::accept_loop(shard.clone(), framed_listener, framed::SERVER, framed_load),
+                listener::accept_loop(shard.clone(), http_listener, http::SERVER, http_load),
             );
             futures_lite::future::zip(servers, stopper).await;
             shard.close().await;

@@ -53,7 +53,9 @@ impl InProcess {
         let mesh = ShardMesh::<ShardMsg>::new(shards, 1024);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let mut scrape = Vec::new();
+        let load = shardlog::server::balance::ConnLoad::new(shards);
         for id in 0..shards {
+            let load = load.clone();
             let (tx, mut rx) = fmpsc::unbounded::<oneshot::Sender<String>>();
             scrape.push(tx);
             let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_tx.clone());
@@ -74,7 +76,8 @@ impl InProcess {
                     }
                 });
                 let _ = ready.send(Ok(()));
-                shardlog::server::listener::accept_loop(shard, listener, framed::SERVER).await;
+                shardlog::server::listener::accept_loop(shard, listener, framed::SERVER, load)
+                    .await;
             })
             .expect("shard thread");
         }
@@ -293,5 +296,40 @@ fn http_metrics_endpoint_reports_produced_messages() {
     assert_eq!(
         sum(&s, "shardlog_messages_in_total", &[("topic", "orders")]),
         N as f64
+    );
+}
+
+/// Connections are spread evenly over the shards whichever shard the kernel hands them to,
+/// and every one is served: 8 framed producers on 2 shards end up 4 and 4.
+#[test]
+fn framed_connections_are_spread_evenly_over_the_shards() {
+    let broker = common::Broker::start(2);
+    // All connected before any says a word, so shards accept and hand over at once.
+    let mut clients: Vec<Client> = (0..8).map(|_| Client::connect(broker.framed)).collect();
+    for c in clients.iter_mut() {
+        c.send_startup(0, "spread");
+    }
+    for c in clients.iter_mut() {
+        assert!(matches!(c.recv(), Some(Response::Ready(0))));
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let body = format!("m{i}");
+        let r = c.produce(0, b"", &[body.as_bytes()]);
+        assert!(matches!(r, Response::Produced(0)), "{r:?}");
+    }
+    let mut http = common::http::HttpClient::connect(broker.http);
+    let text = http.request("GET", "/metrics", &[], b"").text();
+    let s = parse(&text);
+    let open = |shard: &str| {
+        sum(
+            &s,
+            "shardlog_open_connections",
+            &[("shard", shard), ("protocol", "framed")],
+        )
+    };
+    assert_eq!((open("0"), open("1")), (4.0, 4.0), "{text}");
+    assert_eq!(
+        sum(&s, "shardlog_messages_in_total", &[("topic", "spread")]),
+        8.0
     );
 }

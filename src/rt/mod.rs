@@ -37,6 +37,29 @@ where
         .run(fut)
 }
 
+/// Detaches an accepted connection from this shard so another shard can serve it: returns a
+/// duplicate of its socket; the original descriptor closes with `stream` (closing one of two
+/// descriptors does not shut the socket down).
+pub fn detach_stream(stream: TcpStream) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor `stream` owns; on success the new
+    // descriptor is ours alone.
+    let dup = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    drop(stream);
+    // SAFETY: `dup` is a fresh descriptor nobody else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) })
+}
+
+/// Serves a connection another shard detached ([`detach_stream`]) on this shard.
+pub fn attach_stream(fd: std::os::fd::OwnedFd) -> TcpStream {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: the descriptor is a connected TCP socket, and ownership moves to the stream.
+    unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
+}
+
 /// Spawns a task on the current shard and lets it run on its own.
 pub fn spawn_detached<T: 'static>(fut: impl Future<Output = T> + 'static) {
     glommio::spawn_local(fut).detach();

@@ -1,22 +1,30 @@
 //! The accept loop every server runs on every shard: registers each connection (refusing
 //! those over `--max-connections`), closes idle ones, stops accepting when the shard stops,
 //! and then waits — at most `--shutdown-timeout` — for the open connections to finish.
+//! Connections are spread evenly over the shards ([`super::balance`]).
 
 use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_channel::mpsc::UnboundedReceiver;
+use futures_util::StreamExt;
+
 use crate::rt::{self, TcpListener, TcpStream};
+use crate::shard::msg::ShardMsg;
 use crate::shard::Shard;
 
+use super::balance::{ConnLoad, Handover, Placed};
 use super::conns::{ConnGuard, Connections};
 
 /// A future a server runs for one connection.
 pub type ConnFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 /// How one protocol serves its connections.
+#[derive(Clone, Copy)]
 pub struct Server {
     /// For logs and metrics: `framed`, `http`.
     pub name: &'static str,
@@ -28,7 +36,14 @@ pub struct Server {
 }
 
 /// Accepts connections until the shard stops, then waits for the open ones to finish.
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, server: Server) {
+/// `load` counts the server's connections on every shard: a connection accepted here while
+/// another shard serves fewer is handed over to it (see [`super::balance`]).
+pub async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    server: Server,
+    load: Arc<ConnLoad>,
+) {
     let conns = Connections::new(
         server.name,
         shard.config.max_connections,
@@ -36,6 +51,14 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, server: Server
     );
     shard.metrics.track_connections(&conns);
     let reaper = rt::spawn(conns.clone().reap_idle());
+    // Handed-over connections are taken by their own task: racing them against `accept`
+    // would drop an accept future that may already hold a connection.
+    let adopter = rt::spawn(adopt(
+        shard.clone(),
+        conns.clone(),
+        server,
+        shard.take_adopted(server.name),
+    ));
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             shard.lifecycle.stopped().await;
@@ -44,16 +67,22 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, server: Server
         .await;
         match accepted {
             None => break,
-            Some(Ok(stream)) => match conns.register(stream.as_raw_fd()) {
-                Some(guard) => rt::spawn_detached((server.serve)(shard.clone(), stream, guard)),
-                None => (server.refuse)(stream, conns.max()).await,
-            },
+            Some(Ok(stream)) => {
+                let placed = load.place(shard.id);
+                if placed.shard() == shard.id {
+                    start(&shard, &conns, server, stream, placed).await;
+                } else {
+                    hand_over(&shard, server, stream, placed).await;
+                }
+            }
             Some(Err(e)) => {
                 tracing::warn!(server = server.name, error = %e, "accept failed");
                 rt::sleep(Duration::from_millis(10)).await;
             }
         }
     }
+    shard.stop_adopting(server.name);
+    drop(adopter);
     drop(listener);
     drop(reaper);
     if !conns.wait_all_closed(shard.config.shutdown_timeout).await {
@@ -62,5 +91,64 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, server: Server
             open = conns.len(),
             "connections still open at the shutdown timeout"
         );
+    }
+}
+
+/// Serves the connections other shards hand over, until the shard stops.
+async fn adopt(
+    shard: Rc<Shard>,
+    conns: Rc<Connections>,
+    server: Server,
+    mut adopted: UnboundedReceiver<Handover>,
+) {
+    while let Some(h) = adopted.next().await {
+        if shard.lifecycle.is_stopping() {
+            break;
+        }
+        start(&shard, &conns, server, rt::attach_stream(h.fd), h.placed).await;
+    }
+}
+
+/// Serves a connection on this shard (or refuses it over the limit); `placed` keeps it
+/// counted until it closes.
+async fn start(
+    shard: &Rc<Shard>,
+    conns: &Rc<Connections>,
+    server: Server,
+    stream: TcpStream,
+    placed: Placed,
+) {
+    match conns.register(stream.as_raw_fd()) {
+        Some(guard) => {
+            let serve = (server.serve)(shard.clone(), stream, guard);
+            rt::spawn_detached(async move {
+                serve.await;
+                drop(placed);
+            });
+        }
+        None => {
+            drop(placed);
+            (server.refuse)(stream, conns.max()).await
+        }
+    }
+}
+
+/// Sends a connection, before anything was read from it, to the shard `placed` chose.
+async fn hand_over(shard: &Rc<Shard>, server: Server, stream: TcpStream, placed: Placed) {
+    let to = placed.shard();
+    let fd = match rt::detach_stream(stream) {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!(server = server.name, error = %e, "cannot hand a connection over");
+            return;
+        }
+    };
+    let msg = ShardMsg::Adopt(Handover {
+        server: server.name,
+        fd,
+        placed,
+    });
+    if let Err(e) = shard.send_to(to, msg).await {
+        tracing::warn!(server = server.name, to, error = %e, "cannot hand a connection over");
     }
 }

@@ -34,6 +34,7 @@ use crate::consumer::coordinator::Coordinator;
 use crate::metrics::{ShardMetrics, TopicMetrics};
 use crate::ring::TopicLayout;
 use crate::rt::{self, MeshPort, ShardMesh};
+use crate::server::balance::Handover;
 use crate::storage::LogConfig;
 use crate::wire::produce::{encode_produce_body, ProduceLayout};
 
@@ -113,6 +114,17 @@ pub struct Shard {
     pub metrics: Rc<ShardMetrics>,
     /// Memory for reading ahead of consumers draining a backlog (see [`readahead`]).
     pub read_ahead: Rc<readahead::ReadAheadBudget>,
+    /// Connections other shards hand over, per server, for its accept loop here.
+    adopted: RefCell<HashMap<&'static str, Adopted>>,
+}
+
+/// The connections handed over to this shard for one server. They can arrive before the
+/// server's accept loop here has started (another shard may accept first); they wait in the
+/// channel until it takes the receiver.
+struct Adopted {
+    /// `None` once the accept loop has stopped: later arrivals are closed.
+    tx: Option<futures_channel::mpsc::UnboundedSender<Handover>>,
+    rx: Option<futures_channel::mpsc::UnboundedReceiver<Handover>>,
 }
 
 impl Shard {
@@ -141,6 +153,7 @@ impl Shard {
             coordinator,
             metrics: Rc::default(),
             read_ahead: readahead::ReadAheadBudget::new(readahead::SHARD_BUDGET),
+            adopted: RefCell::new(HashMap::new()),
         });
         for (name, layout) in topics::load_all(&shard.config.data_dir)? {
             let state = shard.install_topic(&name, layout);
@@ -243,6 +256,39 @@ impl Shard {
     /// The topic's state if this shard knows it (shard 0 knows every existing topic).
     pub fn known_topic(&self, name: &str) -> Option<Rc<TopicState>> {
         self.topics.borrow().get(name).cloned()
+    }
+
+    /// The connections other shards hand over for `server`, for its accept loop (once).
+    pub fn take_adopted(
+        &self,
+        server: &'static str,
+    ) -> futures_channel::mpsc::UnboundedReceiver<Handover> {
+        let mut all = self.adopted.borrow_mut();
+        let slot = Self::adopted_slot(&mut all, server);
+        slot.rx.take().unwrap_or_else(|| {
+            // Taken before (a second accept loop for one server): give it a fresh channel.
+            let (tx, rx) = futures_channel::mpsc::unbounded();
+            slot.tx = Some(tx);
+            rx
+        })
+    }
+
+    /// The accept loop of `server` stopped: connections handed over from now on are closed.
+    pub fn stop_adopting(&self, server: &'static str) {
+        Self::adopted_slot(&mut self.adopted.borrow_mut(), server).tx = None;
+    }
+
+    fn adopted_slot<'a>(
+        all: &'a mut HashMap<&'static str, Adopted>,
+        server: &'static str,
+    ) -> &'a mut Adopted {
+        all.entry(server).or_insert_with(|| {
+            let (tx, rx) = futures_channel::mpsc::unbounded();
+            Adopted {
+                tx: Some(tx),
+                rx: Some(rx),
+            }
+        })
     }
 
     /// The consumer-group coordinator, if this is shard 0.
@@ -426,6 +472,13 @@ impl Shard {
             },
             ShardMsg::GetOrCreateTopic { topic, reply } => {
                 let _ = reply.send(self.create_topic(&topic).map_err(|e| e.to_string()));
+            }
+            ShardMsg::Adopt(handover) => {
+                let mut all = self.adopted.borrow_mut();
+                // After the accept loop stopped, dropping the handover closes the connection.
+                if let Some(tx) = &Self::adopted_slot(&mut all, handover.server).tx {
+                    let _ = tx.unbounded_send(handover);
+                }
             }
             ShardMsg::Metrics { reply } => {
                 let shard = self.clone();

@@ -69,6 +69,9 @@ pub enum ShardMsg {
         topic: String,
         reply: oneshot::Sender<Result<TopicLayout, String>>,
     },
+    /// A connection another shard accepted, for this shard to serve (see
+    /// [`crate::server::balance`]).
+    Adopt(crate::server::balance::Handover),
     /// A scrape: the receiving shard's metrics (see [`crate::metrics`]).
     Metrics {
         reply: oneshot::Sender<crate::metrics::MetricsSnapshot>,
