@@ -186,6 +186,7 @@ impl Shard {
             zstd_level: self.config.zstd_level,
             retention_age: self.config.retention_age,
             retention_bytes: self.config.retention_bytes,
+            ..LogConfig::default()
         }
     }
 

@@ -43,6 +43,9 @@ pub struct LogConfig {
     pub retention_bytes: Option<u64>,
     /// Bytes of the newest compressed chunks kept in memory for readers (the hot tail).
     pub tail_bytes: usize,
+    /// How much of a segment retention gives back to the file system at once (see
+    /// `PartitionLog::enforce_retention`).
+    pub reclaim_step: u64,
 }
 
 impl Default for LogConfig {
@@ -54,6 +57,7 @@ impl Default for LogConfig {
             retention_age: None,
             retention_bytes: None,
             tail_bytes: 8 << 20,
+            reclaim_step: 16 << 20,
         }
     }
 }

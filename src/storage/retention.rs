@@ -2,9 +2,12 @@
 
 use std::time::SystemTime;
 
-use super::io::SegmentFs;
+use super::io::{SegmentFile, SegmentFs};
 use super::log::PartitionLog;
 use super::StorageError;
+
+/// The pause between two steps of giving a removed segment's space back.
+pub const RECLAIM_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What [`PartitionLog::enforce_retention`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,12 +63,42 @@ impl<F: SegmentFs> PartitionLog<F> {
                     return Err(StorageError::io("removing", index)(e));
                 }
             }
+            self.shrink_gently(&seg.file, &seg.path).await;
             self.fs
                 .remove(&seg.path)
                 .await
                 .map_err(StorageError::io("removing", &seg.path))?;
+            if let Ok(file) = std::rc::Rc::try_unwrap(seg.file) {
+                // Closed here rather than dropped, so the last close is not left to the
+                // reactor at an arbitrary moment.
+                let _ = file.close().await;
+            }
         }
         report.start_offset = self.start_offset();
         Ok(report)
+    }
+
+    /// Gives a removed segment's blocks back a step at a time before it is unlinked. Freeing
+    /// a whole 256 MiB segment at once (ext4 mounted with `discard`, as many VMs are) stalled
+    /// every O_DSYNC append behind it for up to 0.8 s; freeing `reclaim_step` at a time with
+    /// a pause between spreads that cost out, as RocksDB's rate-limited deletes do for the
+    /// same reason. Skipped when a read still holds the file (it would see the file shrink
+    /// under it); a failure just leaves the rest to the unlink.
+    async fn shrink_gently(&self, file: &std::rc::Rc<F::File>, path: &std::path::Path) {
+        let step = self.config.reclaim_step;
+        if std::rc::Rc::strong_count(file) > 1 || step == 0 {
+            return;
+        }
+        let Ok(mut size) = file.file_size().await else {
+            return;
+        };
+        while size > step {
+            size -= step;
+            if let Err(e) = file.truncate(size).await {
+                tracing::debug!(path = %path.display(), error = %e, "stepwise truncate failed");
+                return;
+            }
+            crate::rt::sleep(RECLAIM_PAUSE).await;
+        }
     }
 }

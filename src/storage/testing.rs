@@ -19,6 +19,7 @@ pub struct Faults {
     fail_write: Cell<Option<u64>>,
     short_write: Cell<Option<u64>>,
     fail_sync: Cell<Option<u64>>,
+    truncates: std::cell::RefCell<Vec<u64>>,
 }
 
 impl Faults {
@@ -39,6 +40,10 @@ impl Faults {
     }
     pub fn syncs(&self) -> u64 {
         self.syncs.get()
+    }
+    /// The lengths of every truncate so far, in order.
+    pub fn truncates(&self) -> Vec<u64> {
+        self.truncates.borrow().clone()
     }
 }
 
@@ -137,6 +142,7 @@ impl<T: SegmentFile> SegmentFile for FaultyFile<T> {
         self.inner.file_size().await
     }
     async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.faults.truncates.borrow_mut().push(len);
         self.inner.truncate(len).await
     }
     async fn preallocate(&self, len: u64) -> io::Result<()> {

@@ -356,5 +356,6 @@ pub fn test_log_config() -> shardlog::storage::LogConfig {
         retention_age: None,
         retention_bytes: None,
         tail_bytes: 0,
+        ..Default::default()
     }
 }

@@ -384,3 +384,48 @@ fn reads_run_while_an_append_is_in_flight() {
         assert_eq!(log.read_all_records().await.unwrap().len(), 33);
     });
 }
+
+#[test]
+fn retention_gives_a_removed_segment_back_in_steps() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let fs = FaultyFs::new(DmaFs {
+            durable_writes: true,
+        });
+        let faults = fs.faults.clone();
+        let mut cfg = config(64 * ALIGNMENT);
+        cfg.reclaim_step = 16 * ALIGNMENT;
+        let (log, _) = PartitionLog::open_with(fs.clone(), &dir, cfg.clone())
+            .await
+            .unwrap();
+        let mut r = rng(9);
+        // About 60 KiB of incompressible records per chunk: a segment holds 4 of them.
+        let batches: Vec<_> = (0..12).map(|i| batch(&mut r, i, 60, 1000, true)).collect();
+        let all = fill(&log, &batches).await;
+        log.close().await.unwrap();
+        let segments = files(&dir, ".log");
+        assert!(segments.len() >= 3, "{segments:?}");
+        let sizes: Vec<u64> = segments
+            .iter()
+            .map(|f| std::fs::metadata(dir.join(f)).unwrap().len())
+            .collect();
+
+        // Over the limit by exactly the oldest segment.
+        cfg.retention_bytes = Some(sizes[1..].iter().sum());
+        let (log, _) = PartitionLog::open_with(fs, &dir, cfg).await.unwrap();
+        let before = faults.truncates().len();
+        let rep = log.enforce_retention(SystemTime::now()).await.unwrap();
+        assert_eq!(rep.segments_removed, 1);
+        let expect: Vec<u64> = (1..)
+            .map_while(|k| sizes[0].checked_sub(k * 16 * ALIGNMENT))
+            .take_while(|&s| s > 0)
+            .collect();
+        assert!(!expect.is_empty());
+        assert_eq!(faults.truncates()[before..], expect, "one step at a time");
+        assert!(!dir.join(&segments[0]).exists());
+        let start = log.start_offset() as usize;
+        assert!(start > 0);
+        assert_eq!(log.read_all_records().await.unwrap(), all[start..]);
+    });
+}
