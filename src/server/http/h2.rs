@@ -28,6 +28,9 @@ const MAX_HEADER_LIST_SIZE: u32 = 16 << 10;
 /// Receive windows: what a client may send before we consume (and release) it.
 const STREAM_WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 4 << 20;
+/// The largest DATA frame a client may send: 16 KiB (the protocol's default) cuts a stream
+/// of 1 KiB gRPC messages into many frames, each parsed, flow-controlled and sliced apart.
+const MAX_FRAME_SIZE: u32 = 256 << 10;
 /// Response bytes h2 buffers per stream; sends past it wait for capacity.
 const MAX_SEND_BUFFER: usize = 256 << 10;
 
@@ -43,6 +46,7 @@ where
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_send_buffer_size(MAX_SEND_BUFFER)
+        .max_frame_size(MAX_FRAME_SIZE)
         .handshake::<_, Bytes>(io.compat());
     let mut conn = match handshake.await {
         Ok(c) => c,
