@@ -187,13 +187,24 @@ mod tests {
         Rc::new(log)
     }
 
+    /// A log, a budget of `cap` bytes and an empty slot.
+    async fn setup(
+        cap: usize,
+    ) -> (
+        tempfile::TempDir,
+        Rc<PartitionLog>,
+        Rc<ReadAheadBudget>,
+        Rc<ReadAhead>,
+    ) {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let log = log_of_30_chunks(tmp.path()).await;
+        (tmp, log, ReadAheadBudget::new(cap), Rc::default())
+    }
+
     #[test]
     fn a_claimed_read_ahead_is_what_the_disk_holds_and_frees_its_budget() {
         block_on(async {
-            let tmp = tempfile::TempDir::new().unwrap();
-            let log = log_of_30_chunks(tmp.path()).await;
-            let budget = ReadAheadBudget::new(1 << 20);
-            let ra = Rc::new(ReadAhead::default());
+            let (_tmp, log, budget, ra) = setup(1 << 20).await;
             ra.start(log.clone(), 100, 16 << 10, &budget);
             assert_eq!(budget.used(), 16 << 10);
             let got = ra.take(100, 16 << 10).await.expect("read ahead");
@@ -207,10 +218,7 @@ mod tests {
     #[test]
     fn another_offset_or_size_drops_the_slot() {
         block_on(async {
-            let tmp = tempfile::TempDir::new().unwrap();
-            let log = log_of_30_chunks(tmp.path()).await;
-            let budget = ReadAheadBudget::new(1 << 20);
-            let ra = Rc::new(ReadAhead::default());
+            let (_tmp, log, budget, ra) = setup(1 << 20).await;
             ra.start(log.clone(), 100, 16 << 10, &budget);
             assert!(ra.take(110, 16 << 10).await.is_none());
             ra.start(log.clone(), 100, 16 << 10, &budget);
