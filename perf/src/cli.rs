@@ -149,7 +149,7 @@ pub struct ConsumeFlags {
     /// API on the HTTP port (`--http`, HTTP/1.1 keep-alive).
     #[arg(long, value_enum, default_value = "framed")]
     pub transport: Transport,
-    /// Consumers, each on its own connection and thread, ids `perf-c0 .. perf-c{N-1}`.
+    /// Consumers, each on its own connection and thread, ids `{group}-c0 .. {group}-c{N-1}`.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub consumers: usize,
     /// Consumer group [default: `perf` for consume, a fresh `perf-e2e-...` for e2e].

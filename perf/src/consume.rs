@@ -1,7 +1,7 @@
 //! The consume workload: consumers in one group poll a topic as fast as the broker answers.
 //!
-//! Each consumer (`perf-c{i}`) has its own connection and thread: a connection serves consumer
-//! requests one at a time, so a consumer is a blocking request/answer loop. All consumers
+//! Each consumer (`{group}-c{i}`, so runs with different groups can share a broker) has its
+//! own connection and thread: a connection serves consumer requests one at a time, so a consumer is a blocking request/answer loop. All consumers
 //! register before any polls (registering rebalances the group; a consumer polling before the
 //! others joined could see its partitions move and read some of them twice). Then each POLLs
 //! with `max_wait_ms`, decompresses every item's payload with zstd (one reused context per
@@ -489,7 +489,7 @@ pub fn run(cfg: ConsumeConfig, ready: Option<mpsc::Sender<()>>) -> Result<Consum
     let topics = vec![cfg.topic.clone()];
     let mut sessions = Vec::with_capacity(cfg.consumers);
     for i in 0..cfg.consumers {
-        let id = format!("perf-c{i}");
+        let id = format!("{}-c{i}", cfg.group);
         let mut s = open_session(cfg.transport, &cfg.addr, cfg.response_timeout)
             .map_err(|e| format!("consumer {id}: cannot connect to {}: {e}", cfg.addr))?;
         s.register(&id, &cfg.group, &topics, cfg.start.policy())
