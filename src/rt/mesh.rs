@@ -34,15 +34,6 @@ impl<T: Send + 'static> ShardMesh<T> {
 
     /// Joins from shard `shard`; returns once every shard has joined.
     pub async fn join(self, shard: usize) -> Result<MeshPort<T>, String> {
-        // Keep the executor from sleeping without a timeout while it joins: when shards start
-        // at the same moment, glommio can miss the cross-thread wake-up that ends the join
-        // (seen under load: both shards parked in io_uring with nothing to wake them). A
-        // 1 ms timer makes the executor look again. Dropping the task ends it.
-        let _ticker = glommio::spawn_local(async {
-            loop {
-                glommio::timer::sleep(Duration::from_millis(1)).await;
-            }
-        });
         let (senders, receivers) = self
             .builder
             .join()

@@ -100,15 +100,3 @@ pub async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
 pub async fn yield_if_needed() {
     glommio::yield_if_needed().await;
 }
-
-/// Wakes the current executor every `period` for as long as it runs. glommio can miss a
-/// cross-thread wake-up when shards race (seen while joining the mesh under load); with this
-/// an executor never parks without a timeout, so such a miss costs at most `period` instead of
-/// a stall until unrelated I/O arrives.
-pub fn keep_awake(period: Duration) {
-    spawn_detached(async move {
-        loop {
-            sleep(period).await;
-        }
-    });
-}

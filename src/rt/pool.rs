@@ -2,7 +2,10 @@
 //! that explain why io_uring could not be used.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
@@ -13,7 +16,11 @@ const IO_MEMORY: usize = 4 << 20;
 /// How long a task may run before `yield_if_needed` yields (glommio's default is 100 ms).
 /// Compression yields between chunks, so this bounds how long a burst of compression holds
 /// up socket reads and completions on the shard.
-const PREEMPT_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
+const PREEMPT_AFTER: Duration = Duration::from_millis(1);
+
+/// The longest a shard's executor sleeps without looking at its task queues (see
+/// [`spawn_shard`]).
+const KEEP_AWAKE: Duration = Duration::from_millis(10);
 
 /// Checks the host before any executor starts and prepares what can be prepared: raises the
 /// soft memlock limit to the hard limit. Returns one clear line when io_uring is unusable.
@@ -92,12 +99,27 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// A running shard thread.
 pub struct ShardThread<T> {
     handle: JoinHandle<Result<T, String>>,
+    /// Set once the executor has run the shard's main future (and armed its ticker).
+    started: Arc<AtomicBool>,
 }
 
 impl<T> ShardThread<T> {
     /// Whether the shard's thread has ended.
     pub fn is_finished(&self) -> bool {
         self.handle.is_finished()
+    }
+
+    /// Wakes the shard's executor if it has not run its main future yet; call it now and then
+    /// while waiting for start-up (see [`spawn_shard`] for why it can be needed).
+    pub fn nudge_until_started(&self) {
+        use std::os::unix::thread::JoinHandleExt;
+        if self.started.load(Ordering::Acquire) || self.handle.is_finished() {
+            return;
+        }
+        tracing::debug!("waking a shard executor that has not started its first task");
+        // SAFETY: the thread has not finished (checked above, and it is joined only after
+        // start-up), so its pthread_t is valid; the signal's handler does nothing.
+        unsafe { libc::pthread_kill(self.handle.as_pthread_t(), wake_signal()) };
     }
 
     /// Waits for the shard's main future to finish.
@@ -108,8 +130,43 @@ impl<T> ShardThread<T> {
     }
 }
 
+/// The signal [`ShardThread::nudge_until_started`] sends: its handler does nothing, and it is
+/// installed without `SA_RESTART`, so it only ends a blocking wait (io_uring returns EINTR,
+/// which glommio treats as a wake-up).
+fn wake_signal() -> libc::c_int {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    extern "C" fn ignore(_: libc::c_int) {}
+    let sig = libc::SIGRTMIN();
+    INSTALL.call_once(|| {
+        // SAFETY: a zeroed sigaction with an async-signal-safe handler that does nothing,
+        // installed once, before any thread is sent the signal.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    });
+    sig
+}
+
+/// Sleeps for `period` again and again, never returning.
+async fn tick_forever<T>(period: Duration) -> T {
+    loop {
+        super::sleep(period).await;
+    }
+}
+
 /// Starts shard `id` on its own thread running a pinned executor (CPU `cpu`, if given).
 /// `make` builds the shard's main future on that thread.
+///
+/// The executor also runs a ticker every [`KEEP_AWAKE`], so it never parks without a timer.
+/// glommio 0.9 can park with a runnable task: its loop arms the 1 ms preemption timer, and if
+/// the thread is descheduled for longer than that before it runs its task queues, it finds
+/// the timer expired, runs nothing, and sleeps until an I/O completion or a timer wakes it.
+/// With the ticker such a stall lasts at most 10 ms. Before the first task has run there is
+/// no timer yet (under CPU contention start-up hung this way about once in 100 starts), so
+/// until then the caller nudges the thread with a signal ([`ShardThread::nudge_until_started`]).
 pub fn spawn_shard<G, F, T>(
     id: usize,
     cpu: Option<usize>,
@@ -124,7 +181,10 @@ where
         Some(c) => Placement::Fixed(c),
         None => Placement::Unbound,
     };
+    wake_signal();
     let name = format!("shard-{id}");
+    let started = Arc::new(AtomicBool::new(false));
+    let started_here = started.clone();
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
@@ -134,8 +194,44 @@ where
                 .preempt_timer(PREEMPT_AFTER)
                 .make()
                 .map_err(|e| explain_executor_error(&e))?;
-            Ok(ex.run(make()))
+            let ticker = tick_forever(KEEP_AWAKE);
+            let main = async move {
+                // The ticker was polled first, so its timer is armed by now.
+                started_here.store(true, Ordering::Release);
+                make().await
+            };
+            Ok(ex.run(futures_lite::future::or(ticker, main)))
         })
         .map_err(|e| format!("cannot start thread for shard {id}: {e}"))?;
-    Ok(ShardThread { handle })
+    Ok(ShardThread { handle, started })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wake-up signal must be harmless to a running executor: it interrupts io_uring
+    /// waits and timers, which glommio treats as spurious wake-ups.
+    #[test]
+    fn the_wake_signal_does_not_disturb_a_running_shard() {
+        let shard = spawn_shard(0, None, || async {
+            let mut slept = 0;
+            for _ in 0..20 {
+                super::super::sleep(Duration::from_millis(10)).await;
+                slept += 1;
+            }
+            slept
+        })
+        .expect("spawn shard");
+        for _ in 0..50 {
+            // SAFETY: the thread is joined only below, so its pthread_t stays valid.
+            unsafe {
+                use std::os::unix::thread::JoinHandleExt;
+                libc::pthread_kill(shard.handle.as_pthread_t(), wake_signal());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        shard.nudge_until_started();
+        assert_eq!(shard.join(), Ok(20));
+    }
 }

@@ -23,7 +23,7 @@ pub mod writer;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
@@ -135,7 +135,9 @@ impl Shard {
         config: Rc<Config>,
         mesh: ShardMesh<ShardMsg>,
     ) -> Result<Rc<Shard>, String> {
+        tracing::debug!(shard = id, "joining the mesh");
         let mesh = Rc::new(mesh.join(id).await?);
+        tracing::debug!(shard = id, "joined the mesh");
         let coordinator = if id == 0 {
             Some(Rc::new(Coordinator::load(&config)?))
         } else {
@@ -163,11 +165,11 @@ impl Shard {
                     .map_err(|e| format!("topic '{name}' partition {}: {e}", w.partition))?;
             }
         }
+        tracing::debug!(shard = id, "partitions open");
         shard.clone().serve_mesh();
         if let Some(c) = &shard.coordinator {
             c.start(&shard);
         }
-        rt::keep_awake(Duration::from_millis(10));
         rt::spawn_detached(shard.clone().retention_loop());
         rt::spawn_detached(shard.clone().disk_space_loop());
         Ok(shard)
