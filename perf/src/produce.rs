@@ -489,7 +489,7 @@ pub fn run(cfg: ProduceConfig) -> Result<ProduceOutcome, SetupError> {
         let w = thread::Builder::new()
             .name(format!("produce-w{index}"))
             .spawn(move || {
-                pin(&cpus_w, 1 + 2 * index);
+                pin(&cpus_w, index);
                 write_loop(&s, &c, writer)
             })
             .expect("spawn writer thread");
@@ -497,7 +497,7 @@ pub fn run(cfg: ProduceConfig) -> Result<ProduceOutcome, SetupError> {
         let r = thread::Builder::new()
             .name(format!("produce-r{index}"))
             .spawn(move || {
-                pin(&cpus_r, 2 + 2 * index);
+                pin(&cpus_r, index);
                 let ledger = read_loop(&s, &c, reader);
                 let _ = tx.send(());
                 ledger
