@@ -44,7 +44,8 @@ pub fn run(config: Config) -> Result<(), String> {
         let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_tx.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         stops.push(stop_tx);
-        threads.push(pool::spawn_shard(id, cpu, move || async move {
+        let spin = config.spin_before_park;
+        threads.push(pool::spawn_shard(id, cpu, spin, move || async move {
             let config = Rc::new(config);
             let shard = match Shard::start(id, config, mesh).await {
                 Ok(s) => s,
