@@ -209,6 +209,10 @@ pub struct GrpcProduceArgs {
     /// `partition` metadata: every call to this partition (instead of --keys).
     #[arg(long, value_name = "N", conflicts_with = "keys")]
     pub partition: Option<u32>,
+    /// `partition` metadata `call % N`: calls spread round-robin over partitions 0..N-1, as
+    /// framed keyless connections spread over their shard's partitions; 0: off.
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with_all = ["keys", "partition"])]
+    pub spread: u32,
     /// Seed of the payload generator.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
@@ -245,6 +249,7 @@ impl GrpcProduceArgs {
             },
             routing: match (self.partition, self.keys) {
                 (Some(p), _) => Routing::Partition(p),
+                (None, 0) if self.spread > 0 => Routing::Spread(self.spread),
                 (None, 0) => Routing::Default,
                 (None, keys) => Routing::Keys {
                     keys,
@@ -842,6 +847,13 @@ mod tests {
         };
         assert_eq!(g.config().routing, Routing::Partition(2));
         assert!(g.config().validate().is_ok());
+        let Command::GrpcProduce(g) = parse(&["grpc-produce", "--spread", "4"]).unwrap().command
+        else {
+            panic!("grpc-produce")
+        };
+        assert_eq!(g.config().routing, Routing::Spread(4));
+        assert!(parse(&["grpc-produce", "--spread", "4", "--keys", "2"]).is_err());
+        assert!(parse(&["grpc-produce", "--spread", "4", "--partition", "1"]).is_err());
 
         let Command::GrpcConsume(c) = parse(&[
             "grpc-consume",

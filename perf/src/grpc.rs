@@ -218,6 +218,8 @@ pub enum Routing {
     Keys { keys: usize, order: KeyOrder },
     /// `partition: N`.
     Partition(u32),
+    /// `partition: call % N`.
+    Spread(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -320,6 +322,11 @@ impl GrpcProduceConfig {
                 None,
             ),
             Routing::Partition(p) => (0, None, Some(*p)),
+            Routing::Spread(_) => (0, None, None),
+        };
+        let spread = match self.routing {
+            Routing::Spread(n) => n,
+            _ => 0,
         };
         json_object(serde_json::json!({
             "mode": "closed-loop",
@@ -331,6 +338,7 @@ impl GrpcProduceConfig {
             "keys": keys,
             "key_order": key_order,
             "partition": partition,
+            "spread": spread,
             "topic": self.topic,
             "warmup_s": self.warmup.as_secs_f64(),
             "target": self.addr,
@@ -382,6 +390,9 @@ impl ProduceState {
         md.insert("topic", self.topic.clone());
         if let Some(p) = &self.partition {
             md.insert("partition", p.clone());
+        } else if let Routing::Spread(n) = self.cfg.routing {
+            let p = call % u64::from(n);
+            md.insert("partition", AsciiMetadataValue::from(p));
         } else if let Routing::Keys { keys, order } = &self.cfg.routing {
             let n = *keys as u64;
             let k = match order {
