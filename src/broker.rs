@@ -113,9 +113,6 @@ fn wait_until_ready(
             Ok(Ok(_)) => up += 1,
             Ok(Err(e)) => return Err(e),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                for t in threads.iter() {
-                    t.nudge_until_started();
-                }
                 if let Some(i) = threads.iter().position(|t| t.is_finished()) {
                     let t = threads.swap_remove(i);
                     t.join()?;

@@ -99,27 +99,12 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// A running shard thread.
 pub struct ShardThread<T> {
     handle: JoinHandle<Result<T, String>>,
-    /// Set once the executor has run the shard's main future (and armed its ticker).
-    started: Arc<AtomicBool>,
 }
 
 impl<T> ShardThread<T> {
     /// Whether the shard's thread has ended.
     pub fn is_finished(&self) -> bool {
         self.handle.is_finished()
-    }
-
-    /// Wakes the shard's executor if it has not run its main future yet; call it now and then
-    /// while waiting for start-up (see [`spawn_shard`] for why it can be needed).
-    pub fn nudge_until_started(&self) {
-        use std::os::unix::thread::JoinHandleExt;
-        if self.started.load(Ordering::Acquire) || self.handle.is_finished() {
-            return;
-        }
-        tracing::debug!("waking a shard executor that has not started its first task");
-        // SAFETY: the thread has not finished (checked above, and it is joined only after
-        // start-up), so its pthread_t is valid; the signal's handler does nothing.
-        unsafe { libc::pthread_kill(self.handle.as_pthread_t(), wake_signal()) };
     }
 
     /// Waits for the shard's main future to finish.
@@ -130,9 +115,16 @@ impl<T> ShardThread<T> {
     }
 }
 
-/// The signal [`ShardThread::nudge_until_started`] sends: its handler does nothing, and it is
+/// Sends thread `tid` of this process the wake-up signal: its handler does nothing, and it is
 /// installed without `SA_RESTART`, so it only ends a blocking wait (io_uring returns EINTR,
-/// which glommio treats as a wake-up).
+/// which glommio treats as a wake-up). A thread id that has gone away is harmless: `tgkill`
+/// reaches only threads of this process, and to any of them the signal is a spurious wake-up.
+fn wake_thread(tid: libc::pid_t) {
+    // SAFETY: tgkill only sends a signal, whose handler (installed by `wake_signal`) does
+    // nothing.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, wake_signal()) };
+}
+
 fn wake_signal() -> libc::c_int {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     extern "C" fn ignore(_: libc::c_int) {}
@@ -171,7 +163,7 @@ async fn tick_forever<T>(period: Duration) -> T {
 /// the timer expired, runs nothing, and sleeps until an I/O completion or a timer wakes it.
 /// With the ticker such a stall lasts at most 10 ms. Before the first task has run there is
 /// no timer yet (under CPU contention start-up hung this way about once in 100 starts), so
-/// until then the caller nudges the thread with a signal ([`ShardThread::nudge_until_started`]).
+/// until then a watcher thread wakes the shard's thread with a signal every 100 ms.
 pub fn spawn_shard<G, F, T>(
     id: usize,
     cpu: Option<usize>,
@@ -189,11 +181,17 @@ where
     };
     wake_signal();
     let name = format!("shard-{id}");
-    let started = Arc::new(AtomicBool::new(false));
-    let started_here = started.clone();
+    let start = Arc::new(StartWatch::default());
+    let start_here = start.clone();
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            start_here
+                .tid
+                .store(unsafe { libc::gettid() }, Ordering::Release);
+            // Also ends the watch if the thread returns early (no executor).
+            let _started = MarkStarted(&start_here);
             let ex = LocalExecutorBuilder::new(placement)
                 .name(&name)
                 .io_memory(IO_MEMORY)
@@ -202,15 +200,48 @@ where
                 .make()
                 .map_err(|e| explain_executor_error(&e))?;
             let ticker = tick_forever(KEEP_AWAKE);
-            let main = async move {
+            let main = async {
                 // The ticker was polled first, so its timer is armed by now.
-                started_here.store(true, Ordering::Release);
+                start_here.started.store(true, Ordering::Release);
                 make().await
             };
             Ok(ex.run(futures_lite::future::or(ticker, main)))
         })
         .map_err(|e| format!("cannot start thread for shard {id}: {e}"))?;
-    Ok(ShardThread { handle, started })
+    std::thread::Builder::new()
+        .name(format!("shard-{id}-start"))
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if start.started.load(Ordering::Acquire) {
+                break;
+            }
+            match start.tid.load(Ordering::Acquire) {
+                0 => {}
+                tid => {
+                    tracing::debug!(shard = id, "waking a shard that has not run its first task");
+                    wake_thread(tid);
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start thread for shard {id}: {e}"))?;
+    Ok(ShardThread { handle })
+}
+
+/// What the start-up watcher of [`spawn_shard`] knows of its shard's thread.
+#[derive(Default)]
+struct StartWatch {
+    /// The thread's id (0 until it has one).
+    tid: std::sync::atomic::AtomicI32,
+    /// Set once the executor has run the main future, or the thread is ending.
+    started: AtomicBool,
+}
+
+struct MarkStarted<'a>(&'a StartWatch);
+
+impl Drop for MarkStarted<'_> {
+    fn drop(&mut self) {
+        self.0.started.store(true, Ordering::Release);
+    }
 }
 
 #[cfg(test)]
@@ -221,7 +252,10 @@ mod tests {
     /// waits and timers, which glommio treats as spurious wake-ups.
     #[test]
     fn the_wake_signal_does_not_disturb_a_running_shard() {
-        let shard = spawn_shard(0, None, Duration::ZERO, || async {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let shard = spawn_shard(0, None, Duration::ZERO, move || async move {
+            // SAFETY: gettid has no preconditions.
+            let _ = tid_tx.send(unsafe { libc::gettid() });
             let mut slept = 0;
             for _ in 0..20 {
                 super::super::sleep(Duration::from_millis(10)).await;
@@ -230,15 +264,11 @@ mod tests {
             slept
         })
         .expect("spawn shard");
+        let tid = tid_rx.recv().expect("the shard runs");
         for _ in 0..50 {
-            // SAFETY: the thread is joined only below, so its pthread_t stays valid.
-            unsafe {
-                use std::os::unix::thread::JoinHandleExt;
-                libc::pthread_kill(shard.handle.as_pthread_t(), wake_signal());
-            }
+            wake_thread(tid);
             std::thread::sleep(Duration::from_millis(2));
         }
-        shard.nudge_until_started();
         assert_eq!(shard.join(), Ok(20));
     }
 }

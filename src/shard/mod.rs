@@ -135,9 +135,7 @@ impl Shard {
         config: Rc<Config>,
         mesh: ShardMesh<ShardMsg>,
     ) -> Result<Rc<Shard>, String> {
-        tracing::debug!(shard = id, "joining the mesh");
         let mesh = Rc::new(mesh.join(id).await?);
-        tracing::debug!(shard = id, "joined the mesh");
         let coordinator = if id == 0 {
             Some(Rc::new(Coordinator::load(&config)?))
         } else {
@@ -165,7 +163,6 @@ impl Shard {
                     .map_err(|e| format!("topic '{name}' partition {}: {e}", w.partition))?;
             }
         }
-        tracing::debug!(shard = id, "partitions open");
         shard.clone().serve_mesh();
         if let Some(c) = &shard.coordinator {
             c.start(&shard);
