@@ -311,8 +311,8 @@ impl GrpcProduceConfig {
     }
 
     fn settings(&self) -> serde_json::Map<String, serde_json::Value> {
-        let (keys, key_order, partition) = match &self.routing {
-            Routing::Default => (0, None, None),
+        let (keys, key_order, partition, spread) = match &self.routing {
+            Routing::Default => (0, None, None, 0),
             Routing::Keys { keys, order } => (
                 *keys,
                 Some(match order {
@@ -320,13 +320,10 @@ impl GrpcProduceConfig {
                     KeyOrder::Random => "random",
                 }),
                 None,
+                0,
             ),
-            Routing::Partition(p) => (0, None, Some(*p)),
-            Routing::Spread(_) => (0, None, None),
-        };
-        let spread = match self.routing {
-            Routing::Spread(n) => n,
-            _ => 0,
+            Routing::Partition(p) => (0, None, Some(*p), 0),
+            Routing::Spread(n) => (0, None, None, *n),
         };
         json_object(serde_json::json!({
             "mode": "closed-loop",

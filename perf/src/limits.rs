@@ -442,22 +442,18 @@ impl Drop for DirectFile {
     /// on the device for a second or more, and the broker measured next would pay for it
     /// (the broker's retention frees segments the same way, see `storage::retention`).
     fn drop(&mut self) {
-        const STEP: i64 = 16 << 20;
-        // SAFETY: fstat/ftruncate/close on the fd this value owns.
-        unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            if libc::fstat(self.fd, &mut st) == 0 {
-                let mut len = st.st_size;
-                while len > 0 {
-                    len = (len - STEP).max(0);
-                    if libc::ftruncate(self.fd, len) != 0 {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
+        const STEP: u64 = 16 << 20;
+        let mut len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        while len > 0 {
+            len = len.saturating_sub(STEP);
+            // SAFETY: ftruncate on the fd this value owns.
+            if unsafe { libc::ftruncate(self.fd, len as libc::off_t) } != 0 {
+                break;
             }
-            libc::close(self.fd);
+            std::thread::sleep(Duration::from_millis(20));
         }
+        // SAFETY: closing the fd this value owns.
+        unsafe { libc::close(self.fd) };
         let _ = std::fs::remove_file(&self.path);
     }
 }
