@@ -95,6 +95,16 @@ pub async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
     .await
 }
 
+/// Resolves after the executor's next pass through its reactor. glommio hands queued I/O
+/// (a disk write, say) to the kernel only between runs of its task queues, so a task that
+/// queued a write and is about to compress for a millisecond waits for this first: the write
+/// then proceeds on the device while the CPU works.
+pub async fn next_io_turn() {
+    // A timer fires only from the reactor's poll, which submits queued I/O first. 10 µs is
+    // long enough that the timer cannot already be due when first polled.
+    sleep(Duration::from_micros(10)).await;
+}
+
 /// Yields to other tasks if this one has run for longer than the runtime's time slice; cheap
 /// to call often in CPU-heavy loops.
 pub async fn yield_if_needed() {

@@ -5,11 +5,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
+use std::pin::pin;
 use std::rc::Rc;
 
 use crate::metrics::{ShardMetrics, TopicMetrics};
 use crate::rt;
-use crate::storage::{LogConfig, PartitionLog, RecordBatch};
+use futures_lite::future;
+
+use crate::storage::{AppendInfo, LogChunk, LogConfig, PartitionLog, RecordBatch};
 
 use super::msg::{ProduceAck, ProduceFrame, ProduceReply};
 use super::notify::LocalNotify;
@@ -50,6 +53,15 @@ impl RecordBatch for FrameBatch {
             }
         }
     }
+}
+
+/// A compressed chunk and the log it goes to, or why there is none.
+type Encoded = Result<(Rc<PartitionLog>, LogChunk), ProduceError>;
+
+/// Which of a chunk's write and the next chunk's compression finished first.
+enum First {
+    Written(Result<AppendInfo, ProduceError>),
+    Encoded(Option<(FrameBatch, Encoded)>),
 }
 
 /// The bytes a frame adds to a chunk before compression.
@@ -159,45 +171,58 @@ impl PartitionWriter {
         })
     }
 
+    /// Takes the next chunk's frames off the queue and compresses them (opening the log first
+    /// if needed); `None` when nothing is queued.
+    async fn take_and_encode(&self) -> Option<(FrameBatch, Encoded)> {
+        let batch = self.take_batch()?;
+        let encoded = match self.open().await {
+            Ok(log) => log
+                .encode(&batch)
+                .map(|chunk| (log, chunk))
+                .map_err(|e| ProduceError::Storage(e.to_string())),
+            Err(e) => Err(e),
+        };
+        Some((batch, encoded))
+    }
+
+    /// Writes chunks until the queue is empty. While one chunk is being written, the frames
+    /// queued meanwhile are compressed into the next, so the device and the CPU work at the
+    /// same time; chunks are still written, and acknowledged, one after the other in order.
     async fn run(self: Rc<Self>) {
-        while let Some(batch) = self.take_batch() {
-            let result = match self.open().await {
-                Ok(log) => log
-                    .append(&batch)
-                    .await
-                    .map_err(|e| ProduceError::Storage(e.to_string())),
-                Err(e) => Err(e),
+        let mut next = None;
+        loop {
+            let current = match next.take() {
+                Some(c) => Some(c),
+                None => self.take_and_encode().await,
             };
-            match result {
-                Ok(info) => {
-                    self.metrics.chunk_written(
-                        u64::from(info.record_count),
-                        batch.raw_len as u64,
-                        u64::from(info.payload_len),
-                        info.chunk_len,
-                    );
-                    self.shard_metrics.chunk_write.record_us(info.write_us);
-                    if let Some(us) = info.fdatasync_us {
-                        self.shard_metrics.fsync.record_us(us);
-                    }
-                    self.appended.notify();
-                    let mut offset = info.start_offset;
-                    for p in batch.frames {
-                        let count = p.frame.record_count();
-                        let _ = p.reply.send(Ok(ProduceAck {
-                            partition: self.partition,
-                            offset,
-                            count,
-                        }));
-                        offset += count as i64;
-                    }
+            let Some((batch, encoded)) = current else {
+                break;
+            };
+            let mut write = pin!(async {
+                let (log, chunk) = encoded?;
+                log.write_chunk(chunk)
+                    .await
+                    .map_err(|e| ProduceError::Storage(e.to_string()))
+            });
+            let mut encode_next = pin!(async {
+                // Let the executor hand the write to the kernel before compressing.
+                rt::next_io_turn().await;
+                self.take_and_encode().await
+            });
+            // Answer the frames as soon as their chunk is durable, even if the next chunk is
+            // still being compressed.
+            let first = future::or(async { First::Written(write.as_mut().await) }, async {
+                First::Encoded(encode_next.as_mut().await)
+            })
+            .await;
+            match first {
+                First::Written(result) => {
+                    self.answer(batch, result);
+                    next = encode_next.await;
                 }
-                Err(e) => {
-                    self.metrics.append_failed();
-                    tracing::error!(partition = self.partition, error = %e, "append failed");
-                    for p in batch.frames {
-                        let _ = p.reply.send(Err(e.clone()));
-                    }
+                First::Encoded(following) => {
+                    next = following;
+                    self.answer(batch, write.await);
                 }
             }
             // Compression ran on this core; let connections and other partitions have it.
@@ -205,6 +230,42 @@ impl PartitionWriter {
         }
         self.running.set(false);
         self.idle.notify();
+    }
+
+    /// Records a written chunk and answers its frames (or fails them all).
+    fn answer(&self, batch: FrameBatch, result: Result<AppendInfo, ProduceError>) {
+        match result {
+            Ok(info) => {
+                self.metrics.chunk_written(
+                    u64::from(info.record_count),
+                    batch.raw_len as u64,
+                    u64::from(info.payload_len),
+                    info.chunk_len,
+                );
+                self.shard_metrics.chunk_write.record_us(info.write_us);
+                if let Some(us) = info.fdatasync_us {
+                    self.shard_metrics.fsync.record_us(us);
+                }
+                self.appended.notify();
+                let mut offset = info.start_offset;
+                for p in batch.frames {
+                    let count = p.frame.record_count();
+                    let _ = p.reply.send(Ok(ProduceAck {
+                        partition: self.partition,
+                        offset,
+                        count,
+                    }));
+                    offset += count as i64;
+                }
+            }
+            Err(e) => {
+                self.metrics.append_failed();
+                tracing::error!(partition = self.partition, error = %e, "append failed");
+                for p in batch.frames {
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 
     /// Waits until every queued frame has been written (or failed).

@@ -23,6 +23,10 @@ pub enum StorageError {
     Failed { reason: String },
     #[error(transparent)]
     Chunk(#[from] ChunkError),
+    /// A chunk was handed to `write_chunk` out of the order it was encoded in (a bug in the
+    /// caller); it is not written and the log stays usable.
+    #[error("chunk numbered from offset {chunk} is not the next one: the log is at offset {next}")]
+    OutOfOrder { chunk: i64, next: i64 },
     /// Retention removed the offset (or it is negative): the log starts at `start`.
     #[error("offset {requested} is not stored: the partition starts at offset {start} (older segments were removed by retention)")]
     OffsetBeforeStart { requested: i64, start: i64 },

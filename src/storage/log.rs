@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::chunk::{ChunkEncoder, RecordBatch, ALIGNMENT, HEADER_LEN};
+use super::chunk::{ChunkEncoder, ChunkHeader, RecordBatch, ALIGNMENT, HEADER_LEN};
 use super::clean;
 use super::index::{IndexEntry, FLUSH_EVERY};
 use super::io::{DmaBuf, SegmentFile, SegmentFs};
@@ -132,8 +132,46 @@ pub struct PartitionLog<F: SegmentFs = DmaFs> {
     /// Shared with the other logs on this shard ([`ChunkEncoder::for_this_thread`]).
     encoder: Rc<RefCell<ChunkEncoder>>,
     appending: Cell<bool>,
+    /// The end offset of the newest chunk encoded but not yet written: the next chunk is
+    /// numbered from here.
+    encoded_end: Cell<Option<i64>>,
     /// The newest chunks, in memory (see [`super::tail`]).
     pub(crate) tail: RefCell<HotTail>,
+}
+
+/// A chunk compressed and numbered by [`PartitionLog::encode`], waiting for
+/// [`PartitionLog::write_chunk`]: its aligned buffer, ready to write, and a copy of its payload
+/// for the hot tail.
+pub struct EncodedChunk<B> {
+    buf: B,
+    len: usize,
+    header: ChunkHeader,
+    tail_copy: Option<Bytes>,
+}
+
+impl<B> EncodedChunk<B> {
+    /// The offset of the chunk's first record.
+    pub fn start_offset(&self) -> i64 {
+        self.header.start_offset
+    }
+}
+
+/// The chunk [`PartitionLog::encode`] returns for a log on the file system `F`.
+pub type LogChunk<F = DmaFs> = EncodedChunk<<<F as SegmentFs>::File as SegmentFile>::Buf>;
+
+/// Once the newest encoded chunk has been written (or has failed), the next one is numbered
+/// from the log again.
+struct EncodedGuard<'a> {
+    cell: &'a Cell<Option<i64>>,
+    end: i64,
+}
+
+impl Drop for EncodedGuard<'_> {
+    fn drop(&mut self) {
+        if self.cell.get() == Some(self.end) {
+            self.cell.set(None);
+        }
+    }
 }
 
 /// Clears the one-writer flag even when the append future is dropped.
@@ -222,6 +260,7 @@ impl<F: SegmentFs> PartitionLog<F> {
             }),
             encoder,
             appending: Cell::new(false),
+            encoded_end: Cell::new(None),
             tail: RefCell::new(HotTail::new(tail_bytes)),
         };
         Ok((log, report))
@@ -279,19 +318,23 @@ impl<F: SegmentFs> PartitionLog<F> {
 
     /// Compresses `batch` into one chunk, writes it at the end of the active segment (rolling
     /// first if it would not fit), makes it durable per [`Durability`], and only then makes it
-    /// visible to readers and returns.
+    /// visible to readers and returns: [`encode`](Self::encode) then
+    /// [`write_chunk`](Self::write_chunk).
     ///
     /// A write or fdatasync error is never retried: the log becomes failed, and this and every
     /// later append return [`StorageError::Failed`]. Bad input (an empty batch, a batch whose
     /// pieces do not add up) returns [`StorageError::Chunk`] and leaves the log usable.
     pub async fn append(&self, batch: &dyn RecordBatch) -> Result<AppendInfo, StorageError> {
-        debug_assert!(
-            !self.appending.get(),
-            "PartitionLog::append called by two writers at once"
-        );
-        self.appending.set(true);
-        let _guard = WriterGuard(&self.appending);
-        let (file, start, end_pos) = {
+        let chunk = self.encode(batch)?;
+        self.write_chunk(chunk).await
+    }
+
+    /// Compresses `batch` into the next chunk, numbered after everything appended and after
+    /// the chunk encoded before it if that one is not written yet. This is the CPU half of an
+    /// append: the writer compresses the next chunk while the previous one is being written.
+    /// Chunks must then be written in the order they were encoded.
+    pub fn encode(&self, batch: &dyn RecordBatch) -> Result<LogChunk<F>, StorageError> {
+        let (file, next_offset) = {
             let st = self.state.borrow();
             if let Some(reason) = &st.failed {
                 return Err(StorageError::Failed {
@@ -299,8 +342,9 @@ impl<F: SegmentFs> PartitionLog<F> {
                 });
             }
             let seg = st.segments.back().expect("the log always has a segment");
-            (seg.file.clone(), seg.next_offset, seg.end_pos)
+            (seg.file.clone(), seg.next_offset)
         };
+        let start = self.encoded_end.get().unwrap_or(next_offset);
         let mut buf = file.alloc_buf(ChunkEncoder::max_encoded_len(batch.raw_len()));
         let (header, len) = self
             .encoder
@@ -312,6 +356,54 @@ impl<F: SegmentFs> PartitionLog<F> {
         let payload_end = HEADER_LEN + header.length as usize;
         let tail_copy = (self.config.tail_bytes > 0)
             .then(|| Bytes::copy_from_slice(&buf.as_bytes()[HEADER_LEN..payload_end]));
+        self.encoded_end.set(Some(header.end_offset()));
+        Ok(EncodedChunk {
+            buf,
+            len,
+            header,
+            tail_copy,
+        })
+    }
+
+    /// Writes a chunk from [`encode`](Self::encode) at the end of the active segment (rolling
+    /// first if it would not fit), makes it durable per [`Durability`], and only then makes it
+    /// visible to readers and returns. Errors as for [`append`](Self::append); a chunk that is
+    /// not the next one (written out of order) is refused with [`StorageError::OutOfOrder`].
+    pub async fn write_chunk(&self, chunk: LogChunk<F>) -> Result<AppendInfo, StorageError> {
+        debug_assert!(
+            !self.appending.get(),
+            "PartitionLog::write_chunk called by two writers at once"
+        );
+        self.appending.set(true);
+        let _guard = WriterGuard(&self.appending);
+        let _encoded = EncodedGuard {
+            cell: &self.encoded_end,
+            end: chunk.header.end_offset(),
+        };
+        let EncodedChunk {
+            buf,
+            len,
+            header,
+            tail_copy,
+        } = chunk;
+        let (file, start, end_pos) = {
+            let st = self.state.borrow();
+            if let Some(reason) = &st.failed {
+                return Err(StorageError::Failed {
+                    reason: reason.clone(),
+                });
+            }
+            let seg = st.segments.back().expect("the log always has a segment");
+            (seg.file.clone(), seg.next_offset, seg.end_pos)
+        };
+        if header.start_offset != start {
+            // Whatever was encoded after the log's end is void: number the next from the log.
+            self.encoded_end.set(None);
+            return Err(StorageError::OutOfOrder {
+                chunk: header.start_offset,
+                next: start,
+            });
+        }
         let (file, pos, path) = if end_pos > 0 && end_pos + len as u64 > self.config.segment_size {
             self.roll(start).await?
         } else {

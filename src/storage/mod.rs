@@ -123,7 +123,10 @@ pub mod testing;
 
 pub use chunk::{ChunkEncoder, ChunkError, ChunkHeader, RecordBatch, RecordBuf};
 pub use error::StorageError;
-pub use log::{AppendInfo, Durability, LogConfig, PartitionLog, RecoveryReport, StoredChunk};
+pub use log::{
+    AppendInfo, Durability, EncodedChunk, LogChunk, LogConfig, PartitionLog, RecoveryReport,
+    StoredChunk,
+};
 pub use retention::RetentionReport;
 pub use segment::{index_file_name, log_file_name};
 

@@ -14,6 +14,7 @@ use crate::rt::dma::DmaFs;
 
 pub(super) type Records = Vec<(i64, i64, Vec<u8>)>;
 
+mod pipeline;
 mod recovery;
 
 /// A batch of `n` records; `random` bodies do not compress (chunks of predictable size).
