@@ -36,7 +36,10 @@
 //!
 //! One writer appends: a batch becomes one chunk, compressed straight into an aligned buffer
 //! and written at the segment's end with one O_DIRECT write, then `fdatasync`ed
-//! ([`Durability::Fsync`]); only then do readers see it and is it acknowledged. The log rolls
+//! ([`Durability::Fsync`]); only then do readers see it and is it acknowledged. An append is
+//! two halves, [`PartitionLog::encode`] (compress and number) and [`PartitionLog::write_chunk`],
+//! so the writer can compress the next chunk while the previous one is written; chunks are
+//! written one at a time in the order they were encoded. The log rolls
 //! to a new segment (named by the next offset; the directory is fsynced) before a write that
 //! would take the active segment past `segment_size`; a chunk bigger than a segment goes
 //! alone into a fresh one. The sealed segment is fdatasynced and its index written.
