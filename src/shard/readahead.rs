@@ -1,14 +1,18 @@
 //! Read-ahead for consumers draining a cold backlog. After a read served from the segment
-//! files, the owning shard starts reading the range that follows, so the consumer's next poll
-//! finds its chunks in memory (or already on their way) and the disk always has a request
+//! files, the owning shard starts reading the ranges that follow, so the consumer's next polls
+//! find their chunks in memory (or already on their way) and the disk always has a request
 //! queued instead of sitting idle while a response travels and the next poll arrives.
 //!
-//! One slot per partition, claimed by a read from exactly the offset it starts at; a slot
-//! nobody claims within [`STALE_AFTER`] is dropped. The bytes held across a shard's partitions
-//! are bounded by [`ReadAheadBudget`]; when it is spent, reads simply go to the disk.
+//! Each partition keeps a chain of up to [`DEPTH`] reads, each starting where the one before
+//! ended (known once that one is done); a poll claims the first, and the chain refills behind
+//! it. A chain is for one reader: a read from any other offset (or of another size) replaces
+//! it. A read nobody claims within [`STALE_AFTER`] drops the chain. The bytes held across a
+//! shard's partitions are bounded by [`ReadAheadBudget`]; when it is spent, reads simply go to
+//! the disk.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use super::notify::LocalNotify;
@@ -20,6 +24,10 @@ pub const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// Bytes of read-ahead a shard may hold at once.
 pub const SHARD_BUDGET: usize = 32 << 20;
+
+/// Reads a partition keeps ahead of its reader: two, so that one is on the device while the
+/// consumer takes the other (measured: one alone left the disk idle between polls).
+pub const DEPTH: usize = 2;
 
 /// The shard-wide bound on read-ahead memory.
 #[derive(Debug)]
@@ -66,8 +74,8 @@ impl Drop for Reservation {
     }
 }
 
-/// One read in flight or done. `None` once finished means the read failed: the claimant
-/// reads again itself and reports the error properly.
+/// One read in flight or done. `None` once finished means the read failed (or found nothing):
+/// the claimant reads again itself and reports any error properly.
 struct Pending {
     result: RefCell<Option<Vec<StoredChunk>>>,
     finished: Cell<bool>,
@@ -75,29 +83,60 @@ struct Pending {
     _reserved: Reservation,
 }
 
+impl Pending {
+    /// Where the read ended, once it is done and found chunks.
+    fn end(&self) -> Option<i64> {
+        if !self.finished.get() {
+            return None;
+        }
+        let result = self.result.borrow();
+        result.as_ref()?.last().map(StoredChunk::end_offset)
+    }
+}
+
 struct Slot {
     from: i64,
-    max_bytes: usize,
     generation: u64,
     pending: Rc<Pending>,
 }
 
-/// A partition's read-ahead slot.
+/// What a chain reads from, and with how much budget. The log is held weakly: a read-ahead
+/// never keeps a partition open.
+struct Source {
+    log: Weak<PartitionLog>,
+    max_bytes: usize,
+    budget: Rc<ReadAheadBudget>,
+}
+
+/// A partition's read-ahead chain.
 #[derive(Default)]
 pub struct ReadAhead {
-    slot: RefCell<Option<Slot>>,
+    slots: RefCell<VecDeque<Slot>>,
+    source: RefCell<Option<Source>>,
     generation: Cell<u64>,
 }
 
 impl ReadAhead {
     /// Claims the read-ahead that starts at `from` with the same byte bound, waiting for it if
-    /// it is still in flight. `None` when there is none (any other slot is dropped) or when it
+    /// it is still in flight. `None` when there is none (the chain is then dropped) or when it
     /// failed.
-    pub async fn take(&self, from: i64, max_bytes: usize) -> Option<Vec<StoredChunk>> {
-        let slot = self.slot.borrow_mut().take()?;
-        if slot.from != from || slot.max_bytes != max_bytes {
-            return None;
-        }
+    pub async fn take(self: &Rc<Self>, from: i64, max_bytes: usize) -> Option<Vec<StoredChunk>> {
+        let slot = {
+            let mut slots = self.slots.borrow_mut();
+            let same_size = self
+                .source
+                .borrow()
+                .as_ref()
+                .is_some_and(|s| s.max_bytes == max_bytes);
+            match slots.front() {
+                Some(first) if first.from == from && same_size => slots.pop_front(),
+                _ => {
+                    slots.clear();
+                    None
+                }
+            }
+        }?;
+        self.refill();
         loop {
             let done = slot.pending.done.notified();
             if slot.pending.finished.get() {
@@ -109,19 +148,75 @@ impl ReadAhead {
         chunks
     }
 
-    /// Starts reading `max_bytes` from `from` in the background, replacing any slot, unless
-    /// the shard's budget is spent.
-    pub fn start(
+    /// Makes sure the chain reads ahead from `from` in ranges of `max_bytes`: kept if it
+    /// already starts there, replaced otherwise (unless the shard's budget is spent).
+    pub fn follow(
         self: &Rc<Self>,
-        log: Rc<PartitionLog>,
+        log: &Rc<PartitionLog>,
         from: i64,
         max_bytes: usize,
         budget: &Rc<ReadAheadBudget>,
     ) {
-        // Release the old slot's reservation before asking for a new one.
-        self.slot.borrow_mut().take();
-        let Some(reserved) = budget.try_reserve(max_bytes) else {
+        let same_source = self.source.borrow().as_ref().is_some_and(|s| {
+            s.max_bytes == max_bytes && s.log.upgrade().is_some_and(|l| Rc::ptr_eq(&l, log))
+        });
+        let continues = same_source && self.slots.borrow().front().is_some_and(|f| f.from == from);
+        if continues {
+            self.refill();
             return;
+        }
+        // Release the old chain's reservations before asking for new ones.
+        self.slots.borrow_mut().clear();
+        *self.source.borrow_mut() = Some(Source {
+            log: Rc::downgrade(log),
+            max_bytes,
+            budget: budget.clone(),
+        });
+        self.start(log, from);
+        self.refill();
+    }
+
+    /// Extends the chain behind its last read, when that one is done, up to [`DEPTH`] reads,
+    /// while there is more on disk than in the hot tail.
+    fn refill(self: &Rc<Self>) {
+        loop {
+            let log = {
+                let source = self.source.borrow();
+                match source.as_ref().and_then(|s| s.log.upgrade()) {
+                    Some(log) => log,
+                    None => return,
+                }
+            };
+            let next = {
+                let slots = self.slots.borrow();
+                if slots.is_empty() || slots.len() >= DEPTH {
+                    return;
+                }
+                match slots.back().and_then(|s| s.pending.end()) {
+                    Some(end) => end,
+                    None => return,
+                }
+            };
+            if next >= log.next_offset() || log.tail_holds(next) {
+                return;
+            }
+            if !self.start(&log, next) {
+                return;
+            }
+        }
+    }
+
+    /// Starts one read at `from` at the back of the chain; false when the budget is spent.
+    fn start(self: &Rc<Self>, log: &Rc<PartitionLog>, from: i64) -> bool {
+        let (max_bytes, reserved) = {
+            let source = self.source.borrow();
+            let Some(s) = source.as_ref() else {
+                return false;
+            };
+            let Some(reserved) = s.budget.try_reserve(s.max_bytes) else {
+                return false;
+            };
+            (s.max_bytes, reserved)
         };
         let generation = self.generation.get() + 1;
         self.generation.set(generation);
@@ -131,13 +226,13 @@ impl ReadAhead {
             done: LocalNotify::default(),
             _reserved: reserved,
         });
-        *self.slot.borrow_mut() = Some(Slot {
+        self.slots.borrow_mut().push_back(Slot {
             from,
-            max_bytes,
             generation,
             pending: pending.clone(),
         });
         let me = self.clone();
+        let log = log.clone();
         rt::spawn_detached(async move {
             let read = log.read(from, max_bytes).await;
             drop(log);
@@ -145,12 +240,15 @@ impl ReadAhead {
             pending.finished.set(true);
             pending.done.notify();
             drop(pending);
+            me.refill();
             rt::sleep(STALE_AFTER).await;
-            let mut slot = me.slot.borrow_mut();
-            if slot.as_ref().is_some_and(|s| s.generation == generation) {
-                *slot = None;
+            // Still unclaimed: the reader went away (or elsewhere); drop the chain.
+            let mut slots = me.slots.borrow_mut();
+            if slots.iter().any(|s| s.generation == generation) {
+                slots.clear();
             }
         });
+        true
     }
 }
 
@@ -201,52 +299,106 @@ mod tests {
         (tmp, log, ReadAheadBudget::new(cap), Rc::default())
     }
 
+    /// Lets the detached reads run to completion.
+    async fn settle() {
+        rt::sleep(Duration::from_millis(20)).await;
+    }
+
     #[test]
-    fn a_claimed_read_ahead_is_what_the_disk_holds_and_frees_its_budget() {
+    fn claimed_read_aheads_are_what_the_disk_holds_and_the_chain_runs_two_deep() {
         block_on(async {
             let (_tmp, log, budget, ra) = setup(1 << 20).await;
-            ra.start(log.clone(), 100, 16 << 10, &budget);
-            assert_eq!(budget.used(), 16 << 10);
-            let got = ra.take(100, 16 << 10).await.expect("read ahead");
-            assert_eq!(got, log.read(100, 16 << 10).await.unwrap());
-            assert_eq!(got[0].start_offset, 100);
-            assert_eq!(budget.used(), 0, "claimed: its memory is the caller's now");
-            assert!(ra.take(100, 16 << 10).await.is_none(), "claimed once");
+            ra.follow(&log, 100, 16 << 10, &budget);
+            assert_eq!(budget.used(), 16 << 10, "one read until its end is known");
+            settle().await;
+            assert_eq!(budget.used(), 2 * (16 << 10), "then a second behind it");
+            let first = ra.take(100, 16 << 10).await.expect("read ahead");
+            assert_eq!(first, log.read(100, 16 << 10).await.unwrap());
+            assert_eq!(first[0].start_offset, 100);
+            // The second read is claimed without anyone asking for it first, and is what the
+            // disk holds there; the chain keeps refilling behind it.
+            let next = first.last().unwrap().end_offset();
+            let second = ra.take(next, 16 << 10).await.expect("second read ahead");
+            assert_eq!(second, log.read(next, 16 << 10).await.unwrap());
+            settle().await;
+            let third = second.last().unwrap().end_offset();
+            assert!(ra.take(third, 16 << 10).await.is_some(), "refilled");
+            // Claimed once: the first one is gone.
+            assert!(ra.take(100, 16 << 10).await.is_none());
+            settle().await;
+            assert_eq!(budget.used(), 0, "a miss drops the chain and its memory");
         });
     }
 
     #[test]
-    fn another_offset_or_size_drops_the_slot() {
+    fn another_offset_or_size_drops_the_chain() {
         block_on(async {
             let (_tmp, log, budget, ra) = setup(1 << 20).await;
-            ra.start(log.clone(), 100, 16 << 10, &budget);
+            ra.follow(&log, 100, 16 << 10, &budget);
             assert!(ra.take(110, 16 << 10).await.is_none());
-            ra.start(log.clone(), 100, 16 << 10, &budget);
+            ra.follow(&log, 100, 16 << 10, &budget);
             assert!(ra.take(100, 8 << 10).await.is_none());
-            // Starting again replaces the slot rather than stacking reservations.
-            ra.start(log.clone(), 100, 16 << 10, &budget);
-            ra.start(log.clone(), 120, 16 << 10, &budget);
+            // Following from where the chain starts keeps it; from elsewhere replaces it
+            // rather than stacking reservations (a dropped read gives its budget back when
+            // it completes).
+            settle().await;
+            assert_eq!(budget.used(), 0);
+            ra.follow(&log, 100, 16 << 10, &budget);
+            ra.follow(&log, 100, 16 << 10, &budget);
+            assert_eq!(budget.used(), 16 << 10);
+            ra.follow(&log, 120, 16 << 10, &budget);
+            settle().await;
+            assert_eq!(budget.used(), 2 * (16 << 10), "the chain from 120, two deep");
             assert_eq!(ra.take(120, 16 << 10).await.unwrap()[0].start_offset, 120);
-            rt::sleep(Duration::from_millis(10)).await;
+            rt::sleep(STALE_AFTER + Duration::from_millis(100)).await;
             assert_eq!(budget.used(), 0);
         });
     }
 
     #[test]
-    fn the_budget_bounds_memory_and_unclaimed_slots_expire() {
+    fn the_chain_stops_at_the_end_of_the_log() {
+        block_on(async {
+            let (_tmp, log, budget, ra) = setup(1 << 20).await;
+            // 300 records: reading 256 KiB from 250 takes everything left in one read.
+            ra.follow(&log, 250, 256 << 10, &budget);
+            settle().await;
+            assert_eq!(budget.used(), 256 << 10, "nothing after the end to read");
+            let got = ra.take(250, 256 << 10).await.unwrap();
+            assert_eq!(got.last().unwrap().end_offset(), 300);
+        });
+    }
+
+    #[test]
+    fn the_budget_bounds_memory_and_unclaimed_chains_expire() {
         block_on(async {
             let tmp = tempfile::TempDir::new().unwrap();
             let log = log_of_30_chunks(tmp.path()).await;
             let budget = ReadAheadBudget::new(20 << 10);
             let (a, b) = (Rc::new(ReadAhead::default()), Rc::new(ReadAhead::default()));
-            a.start(log.clone(), 0, 16 << 10, &budget);
-            b.start(log.clone(), 50, 16 << 10, &budget);
+            a.follow(&log, 0, 16 << 10, &budget);
+            b.follow(&log, 50, 16 << 10, &budget);
             assert_eq!(budget.used(), 16 << 10, "the second does not fit");
             assert!(b.take(50, 16 << 10).await.is_none());
+            settle().await;
+            assert_eq!(
+                budget.used(),
+                16 << 10,
+                "nor does a second read in the chain"
+            );
             // Nobody claims `a`: after STALE_AFTER its memory is released.
             rt::sleep(STALE_AFTER + Duration::from_millis(100)).await;
             assert_eq!(budget.used(), 0);
             assert!(a.take(0, 16 << 10).await.is_none());
+        });
+    }
+
+    #[test]
+    fn a_read_ahead_does_not_keep_the_log_open() {
+        block_on(async {
+            let (_tmp, log, budget, ra) = setup(1 << 20).await;
+            ra.follow(&log, 0, 16 << 10, &budget);
+            settle().await;
+            assert_eq!(Rc::strong_count(&log), 1, "only the test holds the log");
         });
     }
 }
