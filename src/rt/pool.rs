@@ -157,7 +157,7 @@ async fn tick_forever<T>(period: Duration) -> T {
 /// is an inter-processor interrupt, and every sleep a `membarrier` that interrupts the other
 /// cores (glommio's), and the core's caches go cold while it halts.
 ///
-/// The executor also runs a ticker every [`KEEP_AWAKE`], so it never parks without a timer.
+/// The executor also runs a ticker every `KEEP_AWAKE` (10 ms), so it never parks without a timer.
 /// glommio 0.9 can park with a runnable task: its loop arms the 1 ms preemption timer, and if
 /// the thread is descheduled for longer than that before it runs its task queues, it finds
 /// the timer expired, runs nothing, and sleeps until an I/O completion or a timer wakes it.

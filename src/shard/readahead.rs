@@ -15,9 +15,10 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use super::notify::LocalNotify;
 use crate::rt;
 use crate::storage::{PartitionLog, StoredChunk};
+
+use super::notify::LocalNotify;
 
 /// How long a read-ahead waits to be claimed before its memory is released.
 pub const STALE_AFTER: Duration = Duration::from_secs(1);
@@ -348,7 +349,11 @@ mod tests {
             assert_eq!(budget.used(), 16 << 10);
             ra.follow(&log, 120, 16 << 10, &budget);
             settle().await;
-            assert_eq!(budget.used(), 2 * (16 << 10), "the chain from 120, two deep");
+            assert_eq!(
+                budget.used(),
+                2 * (16 << 10),
+                "the chain from 120, two deep"
+            );
             assert_eq!(ra.take(120, 16 << 10).await.unwrap()[0].start_offset, 120);
             rt::sleep(STALE_AFTER + Duration::from_millis(100)).await;
             assert_eq!(budget.used(), 0);

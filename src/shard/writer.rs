@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::pin::pin;
 use std::rc::Rc;
 
-use crate::metrics::{ShardMetrics, TopicMetrics};
-use crate::rt;
 use futures_lite::future;
 
+use crate::metrics::{ShardMetrics, TopicMetrics};
+use crate::rt;
 use crate::storage::{AppendInfo, LogChunk, LogConfig, PartitionLog, RecordBatch};
 
 use super::msg::{ProduceAck, ProduceFrame, ProduceReply};

@@ -1,25 +1,21 @@
-//! [`PartitionLog`]: one partition's segments, appended by one writer, read by many.
+//! [`PartitionLog`]: one partition's segments, appended by one writer, read by many. Its
+//! state, opening and closing live here; appends in `append.rs`, reads in `read.rs`,
+//! retention in `retention.rs`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use bytes::Bytes;
-
-use super::chunk::{ChunkEncoder, ChunkHeader, RecordBatch, ALIGNMENT, HEADER_LEN};
+use super::chunk::{ChunkEncoder, ALIGNMENT};
 use super::clean;
-use super::index::{IndexEntry, FLUSH_EVERY};
-use super::io::{DmaBuf, SegmentFile, SegmentFs};
+use super::io::{SegmentFile, SegmentFs};
 use super::recovery::{list_segments, open_segment};
 use super::segment::{create_segment, Segment};
 use super::tail::HotTail;
 use super::StorageError;
 use crate::rt::dma::DmaFs;
-
-/// How much segment space is allocated ahead of the appends.
-const PREALLOCATE_STEP: u64 = 8 << 20;
 
 /// When an append is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,23 +76,6 @@ pub struct RecoveryReport {
     pub next_offset: i64,
 }
 
-/// The result of a successful (durable) append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppendInfo {
-    pub start_offset: i64,
-    pub record_count: u32,
-    /// Bytes the chunk takes in the file, padding included.
-    pub chunk_len: u64,
-    /// Bytes of the compressed payload.
-    pub payload_len: u32,
-    /// The segment (its base offset) the chunk went into.
-    pub segment: i64,
-    /// Microseconds the chunk's write took.
-    pub write_us: u64,
-    /// Microseconds its `fdatasync` took (`None` with [`Durability::Write`]).
-    pub fdatasync_us: Option<u64>,
-}
-
 /// One chunk as stored: `payload` is exactly the zstd frame, ready for a poll response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredChunk {
@@ -130,57 +109,13 @@ pub struct PartitionLog<F: SegmentFs = DmaFs> {
     pub(crate) fs: F,
     pub(crate) state: RefCell<LogState<F::File>>,
     /// Shared with the other logs on this shard ([`ChunkEncoder::for_this_thread`]).
-    encoder: Rc<RefCell<ChunkEncoder>>,
-    appending: Cell<bool>,
+    pub(crate) encoder: Rc<RefCell<ChunkEncoder>>,
+    pub(crate) appending: Cell<bool>,
     /// The end offset of the newest chunk encoded but not yet written: the next chunk is
     /// numbered from here.
-    encoded_end: Cell<Option<i64>>,
+    pub(crate) encoded_end: Cell<Option<i64>>,
     /// The newest chunks, in memory (see [`super::tail`]).
     pub(crate) tail: RefCell<HotTail>,
-}
-
-/// A chunk compressed and numbered by [`PartitionLog::encode`], waiting for
-/// [`PartitionLog::write_chunk`]: its aligned buffer, ready to write, and a copy of its payload
-/// for the hot tail.
-pub struct EncodedChunk<B> {
-    buf: B,
-    len: usize,
-    header: ChunkHeader,
-    tail_copy: Option<Bytes>,
-}
-
-impl<B> EncodedChunk<B> {
-    /// The offset of the chunk's first record.
-    pub fn start_offset(&self) -> i64 {
-        self.header.start_offset
-    }
-}
-
-/// The chunk [`PartitionLog::encode`] returns for a log on the file system `F`.
-pub type LogChunk<F = DmaFs> = EncodedChunk<<<F as SegmentFs>::File as SegmentFile>::Buf>;
-
-/// Once the newest encoded chunk has been written (or has failed), the next one is numbered
-/// from the log again.
-struct EncodedGuard<'a> {
-    cell: &'a Cell<Option<i64>>,
-    end: i64,
-}
-
-impl Drop for EncodedGuard<'_> {
-    fn drop(&mut self) {
-        if self.cell.get() == Some(self.end) {
-            self.cell.set(None);
-        }
-    }
-}
-
-/// Clears the one-writer flag even when the append future is dropped.
-struct WriterGuard<'a>(&'a Cell<bool>);
-
-impl Drop for WriterGuard<'_> {
-    fn drop(&mut self) {
-        self.0.set(false);
-    }
 }
 
 impl PartitionLog<DmaFs> {
@@ -316,248 +251,6 @@ impl<F: SegmentFs> PartitionLog<F> {
         self.state.borrow().read_skipped
     }
 
-    /// Compresses `batch` into one chunk, writes it at the end of the active segment (rolling
-    /// first if it would not fit), makes it durable per [`Durability`], and only then makes it
-    /// visible to readers and returns: [`encode`](Self::encode) then
-    /// [`write_chunk`](Self::write_chunk).
-    ///
-    /// A write or fdatasync error is never retried: the log becomes failed, and this and every
-    /// later append return [`StorageError::Failed`]. Bad input (an empty batch, a batch whose
-    /// pieces do not add up) returns [`StorageError::Chunk`] and leaves the log usable.
-    pub async fn append(&self, batch: &dyn RecordBatch) -> Result<AppendInfo, StorageError> {
-        let chunk = self.encode(batch)?;
-        self.write_chunk(chunk).await
-    }
-
-    /// Compresses `batch` into the next chunk, numbered after everything appended and after
-    /// the chunk encoded before it if that one is not written yet. This is the CPU half of an
-    /// append: the writer compresses the next chunk while the previous one is being written.
-    /// Chunks must then be written in the order they were encoded.
-    pub fn encode(&self, batch: &dyn RecordBatch) -> Result<LogChunk<F>, StorageError> {
-        let (file, next_offset) = {
-            let st = self.state.borrow();
-            if let Some(reason) = &st.failed {
-                return Err(StorageError::Failed {
-                    reason: reason.clone(),
-                });
-            }
-            let seg = st.segments.back().expect("the log always has a segment");
-            (seg.file.clone(), seg.next_offset)
-        };
-        let start = self.encoded_end.get().unwrap_or(next_offset);
-        let mut buf = file.alloc_buf(ChunkEncoder::max_encoded_len(batch.raw_len()));
-        let (header, len) = self
-            .encoder
-            .borrow_mut()
-            .encode(start, batch, buf.as_bytes_mut())?;
-        buf.trim_to_size(len);
-        // The compressed payload, for the hot tail: one copy of the compressed bytes (a third
-        // of the raw size at level 1) so tailing readers never read the disk.
-        let payload_end = HEADER_LEN + header.length as usize;
-        let tail_copy = (self.config.tail_bytes > 0)
-            .then(|| Bytes::copy_from_slice(&buf.as_bytes()[HEADER_LEN..payload_end]));
-        self.encoded_end.set(Some(header.end_offset()));
-        Ok(EncodedChunk {
-            buf,
-            len,
-            header,
-            tail_copy,
-        })
-    }
-
-    /// Writes a chunk from [`encode`](Self::encode) at the end of the active segment (rolling
-    /// first if it would not fit), makes it durable per [`Durability`], and only then makes it
-    /// visible to readers and returns. Errors as for [`append`](Self::append); a chunk that is
-    /// not the next one (written out of order) is refused with [`StorageError::OutOfOrder`].
-    pub async fn write_chunk(&self, chunk: LogChunk<F>) -> Result<AppendInfo, StorageError> {
-        debug_assert!(
-            !self.appending.get(),
-            "PartitionLog::write_chunk called by two writers at once"
-        );
-        self.appending.set(true);
-        let _guard = WriterGuard(&self.appending);
-        let _encoded = EncodedGuard {
-            cell: &self.encoded_end,
-            end: chunk.header.end_offset(),
-        };
-        let EncodedChunk {
-            buf,
-            len,
-            header,
-            tail_copy,
-        } = chunk;
-        let (file, start, end_pos) = {
-            let st = self.state.borrow();
-            if let Some(reason) = &st.failed {
-                return Err(StorageError::Failed {
-                    reason: reason.clone(),
-                });
-            }
-            let seg = st.segments.back().expect("the log always has a segment");
-            (seg.file.clone(), seg.next_offset, seg.end_pos)
-        };
-        if header.start_offset != start {
-            // Whatever was encoded after the log's end is void: number the next from the log.
-            self.encoded_end.set(None);
-            return Err(StorageError::OutOfOrder {
-                chunk: header.start_offset,
-                next: start,
-            });
-        }
-        let (file, pos, path) = if end_pos > 0 && end_pos + len as u64 > self.config.segment_size {
-            self.roll(start).await?
-        } else {
-            let st = self.state.borrow();
-            let seg = st.segments.back().expect("the log always has a segment");
-            (file, end_pos, seg.path.clone())
-        };
-        let offsets = start..header.end_offset();
-        self.preallocate_for(&file, pos + len as u64).await;
-        let t0 = Instant::now();
-        match file.write_at(buf, pos).await {
-            Ok(n) if n == len => {}
-            Ok(n) => {
-                return Err(self.fail(format!(
-                    "short write to {} at position {pos}: {n} of {len} bytes (offsets {offsets:?} \
-                     not acknowledged; the partition takes no more writes until it is reopened)",
-                    path.display()
-                )))
-            }
-            Err(e) => {
-                return Err(self.fail(format!(
-                    "write to {} at position {pos} failed: {e} (offsets {offsets:?} not \
-                     acknowledged; the partition takes no more writes until it is reopened)",
-                    path.display()
-                )))
-            }
-        }
-        let write_us = micros(t0.elapsed());
-        let mut fdatasync_us = None;
-        if self.config.durability == Durability::Fsync && !file.writes_are_durable() {
-            let t1 = Instant::now();
-            let synced = file.fdatasync().await;
-            fdatasync_us = Some(micros(t1.elapsed()));
-            if let Err(e) = synced {
-                return Err(self.fail(format!(
-                    "fdatasync of {} failed: {e} (offsets {offsets:?} not acknowledged; after a \
-                     failed fdatasync the page state is unknown, so the partition takes no more \
-                     writes until it is reopened and recovered)",
-                    path.display()
-                )));
-            }
-        }
-        let mut st = self.state.borrow_mut();
-        let seg = st
-            .segments
-            .back_mut()
-            .expect("the log always has a segment");
-        debug_assert_eq!(seg.next_offset, start);
-        seg.entries.push(IndexEntry { offset: start, pos });
-        seg.end_pos = pos + len as u64;
-        seg.next_offset = header.end_offset();
-        seg.last_append = SystemTime::now();
-        if seg.index.pending(&seg.entries) >= FLUSH_EVERY {
-            seg.flush_index();
-        }
-        let base = seg.base;
-        drop(st);
-        if let Some(payload) = tail_copy {
-            self.tail.borrow_mut().push(StoredChunk {
-                start_offset: start,
-                record_count: header.record_count,
-                payload,
-            });
-        }
-        Ok(AppendInfo {
-            start_offset: start,
-            record_count: header.record_count,
-            chunk_len: len as u64,
-            payload_len: header.length,
-            segment: base,
-            write_us,
-            fdatasync_us,
-        })
-    }
-
-    /// Makes sure the active segment's blocks are allocated up to `end`, growing the
-    /// allocation [`PREALLOCATE_STEP`] at a time (never past the segment size unless one chunk
-    /// needs it). Writes into allocated blocks do not extend the file, so io_uring can issue
-    /// them directly instead of handing them to a kernel worker thread; measured, that takes
-    /// the write path off the shard's core. A failed allocation is only logged: the write
-    /// itself then reports any real problem.
-    async fn preallocate_for(&self, file: &F::File, end: u64) {
-        let allocated = {
-            let st = self.state.borrow();
-            st.segments.back().map_or(0, |s| s.allocated)
-        };
-        if end <= allocated {
-            return;
-        }
-        let target = (end + PREALLOCATE_STEP)
-            .min(self.config.segment_size.max(end))
-            .next_multiple_of(ALIGNMENT);
-        match file.preallocate(target).await {
-            Ok(()) => {
-                if let Some(seg) = self.state.borrow_mut().segments.back_mut() {
-                    seg.allocated = target;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "could not preallocate segment space")
-            }
-        }
-    }
-
-    /// Seals the active segment and starts a new one at `base`. Returns the new file, the
-    /// write position (0) and its path.
-    async fn roll(&self, base: i64) -> Result<(std::rc::Rc<F::File>, u64, PathBuf), StorageError> {
-        let (old, old_path, end_pos, allocated) = {
-            let mut st = self.state.borrow_mut();
-            let seg = st
-                .segments
-                .back_mut()
-                .expect("the log always has a segment");
-            seg.flush_index();
-            (
-                seg.file.clone(),
-                seg.path.clone(),
-                seg.end_pos,
-                seg.allocated,
-            )
-        };
-        // A sealed segment ends exactly after its last chunk: give back the preallocation.
-        if allocated > end_pos {
-            if let Err(e) = old.truncate(end_pos).await {
-                return Err(self.fail(format!(
-                    "truncating {} while sealing it failed: {e}",
-                    old_path.display()
-                )));
-            }
-        }
-        if let Err(e) = old.fdatasync().await {
-            return Err(self.fail(format!(
-                "fdatasync of {} while sealing it failed: {e}",
-                old_path.display()
-            )));
-        }
-        let seg = match create_segment(&self.fs, &self.dir, base, self.config.durability).await {
-            Ok(s) => s,
-            Err(e) => return Err(self.fail(format!("could not start a new segment: {e}"))),
-        };
-        let out = (seg.file.clone(), 0, seg.path.clone());
-        tracing::info!(sealed = %old_path.display(), new = %seg.path.display(), "segment rolled");
-        self.state.borrow_mut().segments.push_back(seg);
-        Ok(out)
-    }
-
-    /// Marks the log failed (the first reason wins) and returns the error for the caller.
-    fn fail(&self, reason: String) -> StorageError {
-        tracing::error!(dir = %self.dir.display(), %reason, "partition log failed");
-        let mut st = self.state.borrow_mut();
-        let reason = st.failed.get_or_insert(reason).clone();
-        StorageError::Failed { reason }
-    }
-
     /// Graceful close: writes every pending index entry, makes the active segment durable and
     /// leaves the clean-shutdown marker (the `clean` file of `storage/clean.rs`), so the next open checks
     /// without decompressing. Appending after this is a bug. A failed log leaves no marker.
@@ -615,9 +308,4 @@ impl<F: SegmentFs> PartitionLog<F> {
         }
         Ok(())
     }
-}
-
-/// A duration in whole microseconds (saturating).
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

@@ -108,8 +108,10 @@
 //! - [`chunk`]: the chunk header, the reusing zstd [`ChunkEncoder`], payload verification.
 //! - [`io`]: the file traits ([`io::SegmentFs`], [`io::SegmentFile`]); the DMA implementation
 //!   is `crate::rt::dma`, the fault injector [`testing::FaultyFs`].
-//! - `log`, `read`, `retention`: [`PartitionLog`]; `segment`, [`index`], `recovery`: its parts.
+//! - `log`, `append`, `read`, `retention`: [`PartitionLog`]; `segment`, [`index`], `recovery`:
+//!   its parts.
 
+mod append;
 pub mod chunk;
 mod clean;
 mod error;
@@ -124,12 +126,10 @@ mod segment;
 mod tail;
 pub mod testing;
 
+pub use append::{AppendInfo, EncodedChunk, LogChunk};
 pub use chunk::{ChunkEncoder, ChunkError, ChunkHeader, RecordBatch, RecordBuf};
 pub use error::StorageError;
-pub use log::{
-    AppendInfo, Durability, EncodedChunk, LogChunk, LogConfig, PartitionLog, RecoveryReport,
-    StoredChunk,
-};
+pub use log::{Durability, LogConfig, PartitionLog, RecoveryReport, StoredChunk};
 pub use retention::RetentionReport;
 pub use segment::{index_file_name, log_file_name};
 
