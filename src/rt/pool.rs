@@ -203,7 +203,11 @@ where
             let main = async {
                 // The ticker was polled first, so its timer is armed by now.
                 start_here.started.store(true, Ordering::Release);
-                make().await
+                // The shard's work is a task of its own, polled only when its own events wake
+                // it. Polled inside this future it would be polled again at every tick, and
+                // glommio keeps one waker per poll of a pending accept (a 16-bit count): the
+                // listeners' accepts overflowed it and panicked the shard after ~3 minutes.
+                glommio::spawn_local(make()).await
             };
             Ok(ex.run(futures_lite::future::or(ticker, main)))
         })
@@ -246,7 +250,43 @@ impl Drop for MarkStarted<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use std::task::{Context, Poll};
+
     use super::*;
+
+    /// Counts the polls of the future it wraps.
+    struct CountPolls<F> {
+        polls: Rc<Cell<u32>>,
+        inner: Pin<Box<F>>,
+    }
+
+    impl<F: Future> Future for CountPolls<F> {
+        type Output = F::Output;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            self.polls.set(self.polls.get() + 1);
+            self.inner.as_mut().poll(cx)
+        }
+    }
+
+    #[test]
+    fn the_ticker_does_not_poll_the_shards_work() {
+        let shard = spawn_shard(0, None, Duration::ZERO, || async {
+            let polls = Rc::new(Cell::new(0));
+            let wait = CountPolls {
+                polls: polls.clone(),
+                inner: Box::pin(super::super::sleep(Duration::from_millis(300))),
+            };
+            wait.await;
+            polls.get()
+        })
+        .expect("spawn shard");
+        // 300 ms is 30 ticks: polled at every tick, the future would count about 31.
+        let polls = shard.join().expect("the shard ran");
+        assert!(polls <= 3, "polled {polls} times while it waited");
+    }
 
     /// The wake-up signal must be harmless to a running executor: it interrupts io_uring
     /// waits and timers, which glommio treats as spurious wake-ups.
