@@ -100,9 +100,10 @@ pub(crate) struct LogState<T> {
 
 /// The log of one partition. `!Send`: it lives on its shard.
 ///
-/// Appends come from ONE writer task at a time (the shard's group-commit writer), which is
-/// debug-asserted; reads and retention may run concurrently with an append. No `RefCell`
-/// borrow is held across an `.await`.
+/// Appends come from ONE writer task (the shard's group-commit writer): one `write_chunk` at a
+/// time, which is debug-asserted, while that writer may `encode` the next chunk meanwhile;
+/// reads and retention may run concurrently with an append. No `RefCell` borrow is held
+/// across an `.await`.
 pub struct PartitionLog<F: SegmentFs = DmaFs> {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
