@@ -120,12 +120,10 @@ pub(super) async fn read_local(
                     .await
                     .map_err(|e| ReadError::Storage(e.to_string()))?,
             };
-            // A read from disk with more stored after it: read the next ranges now, so the
-            // disk works while this answer travels and the next poll comes in.
+            // Read the next ranges now (if they are on disk), so the disk works while this
+            // answer travels and the next poll comes in.
             if let Some(next) = chunks.last().map(StoredChunk::end_offset) {
-                if next < log.next_offset() && !log.tail_holds(next) {
-                    writer.read_ahead.follow(&log, next, max_bytes, budget);
-                }
+                writer.read_ahead.follow(&log, next, max_bytes, budget);
             }
             return Ok(ReadResult {
                 chunks,

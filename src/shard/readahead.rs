@@ -150,7 +150,8 @@ impl ReadAhead {
     }
 
     /// Makes sure the chain reads ahead from `from` in ranges of `max_bytes`: kept if it
-    /// already starts there, replaced otherwise (unless the shard's budget is spent).
+    /// already starts there, replaced otherwise (unless the shard's budget is spent). Nothing
+    /// is read where the disk holds nothing more than the hot tail.
     pub fn follow(
         self: &Rc<Self>,
         log: &Rc<PartitionLog>,
@@ -164,6 +165,9 @@ impl ReadAhead {
         let continues = same_source && self.slots.borrow().front().is_some_and(|f| f.from == from);
         if continues {
             self.refill();
+            return;
+        }
+        if !worth_reading(log, from) {
             return;
         }
         // Release the old chain's reservations before asking for new ones.
@@ -198,10 +202,7 @@ impl ReadAhead {
                     None => return,
                 }
             };
-            if next >= log.next_offset() || log.tail_holds(next) {
-                return;
-            }
-            if !self.start(&log, next) {
+            if !worth_reading(&log, next) || !self.start(&log, next) {
                 return;
             }
         }
@@ -251,6 +252,12 @@ impl ReadAhead {
         });
         true
     }
+}
+
+/// Whether a read from `from` would go to the disk: there is more stored, and the hot tail
+/// does not hold it.
+fn worth_reading(log: &PartitionLog, from: i64) -> bool {
+    from < log.next_offset() && !log.tail_holds(from)
 }
 
 #[cfg(test)]
@@ -376,10 +383,8 @@ mod tests {
     #[test]
     fn the_budget_bounds_memory_and_unclaimed_chains_expire() {
         block_on(async {
-            let tmp = tempfile::TempDir::new().unwrap();
-            let log = log_of_30_chunks(tmp.path()).await;
-            let budget = ReadAheadBudget::new(20 << 10);
-            let (a, b) = (Rc::new(ReadAhead::default()), Rc::new(ReadAhead::default()));
+            let (_tmp, log, budget, a) = setup(20 << 10).await;
+            let b = Rc::new(ReadAhead::default());
             a.follow(&log, 0, 16 << 10, &budget);
             b.follow(&log, 50, 16 << 10, &budget);
             assert_eq!(budget.used(), 16 << 10, "the second does not fit");

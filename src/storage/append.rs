@@ -100,16 +100,7 @@ impl<F: SegmentFs> PartitionLog<F> {
     /// append: the writer compresses the next chunk while the previous one is being written.
     /// Chunks must then be written in the order they were encoded.
     pub fn encode(&self, batch: &dyn RecordBatch) -> Result<LogChunk<F>, StorageError> {
-        let (file, next_offset) = {
-            let st = self.state.borrow();
-            if let Some(reason) = &st.failed {
-                return Err(StorageError::Failed {
-                    reason: reason.clone(),
-                });
-            }
-            let seg = st.segments.back().expect("the log always has a segment");
-            (seg.file.clone(), seg.next_offset)
-        };
+        let (file, next_offset, _) = self.active_end()?;
         let start = self.encoded_end.get().unwrap_or(next_offset);
         let mut buf = file.alloc_buf(ChunkEncoder::max_encoded_len(batch.raw_len()));
         let (header, len) = self
@@ -152,16 +143,7 @@ impl<F: SegmentFs> PartitionLog<F> {
             header,
             tail_copy,
         } = chunk;
-        let (file, start, end_pos) = {
-            let st = self.state.borrow();
-            if let Some(reason) = &st.failed {
-                return Err(StorageError::Failed {
-                    reason: reason.clone(),
-                });
-            }
-            let seg = st.segments.back().expect("the log always has a segment");
-            (seg.file.clone(), seg.next_offset, seg.end_pos)
-        };
+        let (file, start, end_pos) = self.active_end()?;
         if header.start_offset != start {
             // Whatever was encoded after the log's end is void: number the next from the log.
             self.encoded_end.set(None);
@@ -243,6 +225,19 @@ impl<F: SegmentFs> PartitionLog<F> {
             write_us,
             fdatasync_us,
         })
+    }
+
+    /// The active segment's file, the next offset and the write position, or
+    /// [`StorageError::Failed`] once the log refuses writes.
+    fn active_end(&self) -> Result<(std::rc::Rc<F::File>, i64, u64), StorageError> {
+        let st = self.state.borrow();
+        if let Some(reason) = &st.failed {
+            return Err(StorageError::Failed {
+                reason: reason.clone(),
+            });
+        }
+        let seg = st.segments.back().expect("the log always has a segment");
+        Ok((seg.file.clone(), seg.next_offset, seg.end_pos))
     }
 
     /// Makes sure the active segment's blocks are allocated up to `end`, growing the
