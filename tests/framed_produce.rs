@@ -169,3 +169,80 @@ fn restart_with_another_shard_count_keeps_keys_in_their_partition() {
         assert_eq!(r.partition_dir, layout.partition_id(j).dir_name());
     }
 }
+
+/// The broker's reader keeps frames as slices of its read buffer and plans each read around
+/// frame boundaries; frames cut anywhere by the network, and frames larger than that buffer,
+/// must still arrive whole and in order.
+#[test]
+fn frames_split_anywhere_and_larger_than_the_read_buffer_arrive_whole() {
+    use shardlog::wire::frame::{encode_frame_with, OpCode};
+    use shardlog::wire::produce::encode_produce_body;
+    use std::io::Write;
+
+    let mut broker = Broker::start(1);
+    let mut c = Client::startup(broker.framed, "split");
+    // Small, typical (64 × 1 KiB) and large (one 600 KiB and one 1.5 MiB message) frames.
+    let sizes: Vec<(usize, usize)> = (0..40)
+        .map(|i| match i % 8 {
+            0 => (1, 10),
+            3 => (1, 600 << 10),
+            6 if i == 14 => (1, 1536 << 10),
+            _ => (64, 1024),
+        })
+        .collect();
+    let mut stream = Vec::new();
+    let mut expected = Vec::new();
+    for (i, &(count, size)) in sizes.iter().enumerate() {
+        let msgs: Vec<Vec<u8>> = (0..count)
+            .map(|m| {
+                let mut body = format!("f{i}|m{m}|").into_bytes();
+                body.resize(size.max(body.len()), b'a' + (i % 26) as u8);
+                body
+            })
+            .collect();
+        encode_frame_with(&mut stream, OpCode::Produce, 0, i as u16 + 1, |d| {
+            encode_produce_body(None, b"", msgs.iter().map(|m| m.as_slice()), d)
+        });
+        expected.extend(msgs);
+    }
+    // Cut the stream at odd places (inside headers, bodies and at boundaries), pausing now
+    // and then so the broker sees the pieces apart.
+    let cuts = [
+        1usize,
+        12,
+        13,
+        5000,
+        65_536,
+        131_071,
+        3,
+        400_000,
+        777,
+        1 << 20,
+    ];
+    let mut pos = 0;
+    let mut k = 0;
+    while pos < stream.len() {
+        let end = (pos + cuts[k % cuts.len()]).min(stream.len());
+        c.stream.write_all(&stream[pos..end]).unwrap();
+        if k % 3 == 0 {
+            thread::sleep(std::time::Duration::from_millis(2));
+        }
+        pos = end;
+        k += 1;
+    }
+    let mut acked: Vec<u16> = (0..sizes.len())
+        .map(|_| match c.recv().expect("response") {
+            Response::Produced(sid) => sid,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    acked.sort();
+    assert_eq!(acked, (1..=sizes.len() as u16).collect::<Vec<_>>());
+    broker.kill9();
+    let stored: Vec<Vec<u8>> = read_topic(&broker.data_dir, "split")
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(stored.len(), expected.len());
+    assert!(stored == expected, "every message whole, once, in order");
+}
