@@ -90,8 +90,29 @@ ZSTD_AFTER=$(j "$OUT/limits-after.json" "int(d['zstd']['batch']['msgs_per_sec'])
 ZSTD=$(( ZSTD_AFTER > ZSTD_BEFORE ? ZSTD_AFTER : ZSTD_BEFORE ))
 
 echo "== ack latency at half the maximum rate"
+chunk_writes() { # "<writes> <bytes>" so far, from the broker's /metrics
+  curl -s "http://$HTTP/metrics" | python3 -c "
+import sys
+w = b = 0
+for line in sys.stdin:
+    if line.startswith('shardlog_chunk_write_seconds_count'): w += float(line.split()[-1])
+    if line.startswith('shardlog_chunk_bytes_written_total'): b += float(line.split()[-1])
+print(int(w), int(b))"
+}
+read -r W0 B0 < <(chunk_writes)
+T0=$(date +%s.%N)
 produce produce-half-rate --cpus "$HARNESS_CPUS" --rate $((P_KEYLESS / 2))
+T1=$(date +%s.%N)
+read -r W1 B1 < <(chunk_writes)
 HALF_P99=$(j "$OUT/produce-half-rate.json" "d['p99_us']")
+# The disk alone under the write pattern that step produced (its chunk writes per second and
+# mean chunk size, from /metrics; one writer per partition), with no broker running.
+MIX_RATE=$(python3 -c "print(round(($W1 - $W0) / ($T1 - $T0)))")
+MIX_SIZE=$(python3 -c "print(max(4096, ($B1 - $B0) // max(1, $W1 - $W0)))")
+stop_broker
+$PERF limits --only fsync-mix --dir "$DIR/limits" --cpus "$HARNESS_CPUS" --mix-writers 4 \
+  --mix-rate "$MIX_RATE" --mix-size "$MIX_SIZE" --json > "$OUT/limits-fsync-mix.json"
+MIX_P99=$(j "$OUT/limits-fsync-mix.json" "d['fsync_mix']['p99_us']")
 
 echo "== consume what was just written (hot tail)"
 stop_broker
@@ -156,6 +177,7 @@ cat <<TABLE
 | framed produce, 1 shard, 1000 keys | $P_KEYS msgs/s | zstd $ZSTD msgs/s | $(pct $P_KEYS $ZSTD) |
 | framed produce, 2 shards + harness on 2 cores | $P_2 msgs/s | zstd $ZSTD msgs/s | $(python3 -c "print(f'{$P_2/$ZSTD:.2f}x')") |
 | ack p99 at half the max rate | $HALF_P99 µs | bare fdatasync p99 $FSYNC_P99 µs | $(python3 -c "print(f'{$HALF_P99/$FSYNC_P99:.2f}x')") |
+| the disk alone under that step's writes ($MIX_RATE/s of $MIX_SIZE B, 4 writers, O_DSYNC) | p99 $MIX_P99 µs | bare fdatasync p99 $FSYNC_P99 µs | $(python3 -c "print(f'{$MIX_P99/$FSYNC_P99:.2f}x')") |
 | consume, hot tail | $HOT_MB MB/s payload | produce $P_MB MB/s | $(python3 -c "print(f'{$HOT_MB/$P_MB:.2f}x')") |
 | consume, cold backlog | $COLD_MB MB/s read | O_DIRECT read $READ_BW MB/s | $(pct $COLD_MB $READ_BW) |
 | gRPC produce, 1 KiB values, calls spread over 4 partitions | $P_GRPC msgs/s | framed $P_KEYLESS msgs/s | $(pct $P_GRPC $P_KEYLESS) |

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::consume::{ConsumeConfig, Start, Transport};
+use crate::fsync_mix::MixConfig;
 use crate::grpc::{GrpcConsumeConfig, GrpcProduceConfig, Routing};
 use crate::limits::LimitsConfig;
 use crate::payload::{PayloadSpec, DEFAULT_SEED};
@@ -339,7 +340,20 @@ pub struct LimitsArgs {
     /// Bytes per O_DIRECT write/read in the bandwidth test (a multiple of 4096).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1MiB")]
     pub bw_block: u64,
-    /// Measure only these (repeatable): zstd, fsync, bandwidth. Default: all.
+    /// Writers (files) in the fsync-mix test: the partitions of one shard.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub mix_writers: usize,
+    /// Writes per second, all writers together, in the fsync-mix test.
+    #[arg(long, value_name = "N", default_value_t = 3000.0)]
+    pub mix_rate: f64,
+    /// Bytes per write in the fsync-mix test (rounded up to 4096).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "32KiB")]
+    pub mix_size: u64,
+    /// How long the fsync-mix test runs.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub mix_duration: Duration,
+    /// Measure only these (repeatable): zstd, fsync, bandwidth, fsync-mix. Default: the first
+    /// three; fsync-mix (the disk under a broker's write pattern) runs only when named.
     #[arg(long, value_enum)]
     pub only: Vec<LimitKind>,
     /// Print the result as one JSON object on stdout.
@@ -353,6 +367,7 @@ pub enum LimitKind {
     Zstd,
     Fsync,
     Bandwidth,
+    FsyncMix,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -486,6 +501,12 @@ impl LimitsArgs {
             zstd: all || self.only.contains(&LimitKind::Zstd),
             fsync: all || self.only.contains(&LimitKind::Fsync),
             bandwidth: all || self.only.contains(&LimitKind::Bandwidth),
+            fsync_mix: self.only.contains(&LimitKind::FsyncMix).then(|| MixConfig {
+                writers: self.mix_writers,
+                rate: self.mix_rate,
+                chunk_size: self.mix_size.min(usize::MAX as u64) as usize,
+                time: self.mix_duration,
+            }),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - [`produce`]: the framed produce workload (closed or open loop).
 //! - [`consume`]: the consume workload (consumers in a group polling), behind a transport trait.
 //! - [`e2e`]: produce while consuming; end-to-end latency from the records' timestamps.
-//! - [`limits`]: the machine's own yardsticks (one-core zstd, fdatasync, O_DIRECT bandwidth).
+//! - [`limits`]: the machine's own yardsticks (one-core zstd, fdatasync, O_DIRECT bandwidth);
+//!   [`fsync_mix`]: the disk under a broker's write pattern.
 //! - [`verify`]: the ledger of acknowledged frames, message tags, and the read-back check.
 //!
 //! A new workload (gRPC produce, consume, REST) is a module with a config and a `run` that
@@ -15,8 +16,10 @@
 
 pub mod cli;
 pub mod consume;
+mod direct;
 pub mod e2e;
 pub mod framed;
+pub mod fsync_mix;
 pub mod grpc;
 pub mod http;
 pub mod limits;

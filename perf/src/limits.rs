@@ -10,15 +10,15 @@
 //! - **bandwidth**: O_DIRECT sequential write of `--bw-size` in `--bw-block` writes (then one
 //!   fdatasync, counted), then O_DIRECT sequential read of the same file. The file is deleted.
 
-use std::ffi::CString;
 use std::fmt::Write as _;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::direct::{Aligned, DirectFile};
+use crate::fsync_mix::{fsync_mix, FsyncMixLimits, MixConfig};
 use crate::payload::{MessagePool, PayloadSpec, DEFAULT_POOL};
 
 /// What to measure and how.
@@ -43,6 +43,8 @@ pub struct LimitsConfig {
     pub zstd: bool,
     pub fsync: bool,
     pub bandwidth: bool,
+    /// The disk under a broker's write pattern (`fsync-mix`), only when asked.
+    pub fsync_mix: Option<MixConfig>,
 }
 
 impl Default for LimitsConfig {
@@ -63,12 +65,12 @@ impl Default for LimitsConfig {
             zstd: true,
             fsync: true,
             bandwidth: true,
+            fsync_mix: None,
         }
     }
 }
 
-/// O_DIRECT alignment used for buffers, offsets and sizes.
-pub const ALIGN: usize = 4096;
+pub use crate::direct::ALIGN;
 
 impl LimitsConfig {
     pub fn validate(&self) -> Result<(), String> {
@@ -96,6 +98,9 @@ impl LimitsConfig {
         }
         if self.fsync_iterations == 0 {
             return Err("--fsync-iterations must be at least 1".into());
+        }
+        if let Some(mix) = &self.fsync_mix {
+            mix.validate()?;
         }
         Ok(())
     }
@@ -165,6 +170,7 @@ pub struct Limits {
     pub zstd: Option<ZstdLimits>,
     pub fsync: Option<FsyncLimits>,
     pub bandwidth: Option<BandwidthLimits>,
+    pub fsync_mix: Option<FsyncMixLimits>,
 }
 
 impl Limits {
@@ -219,11 +225,23 @@ impl Limits {
                 b.read_mb_per_sec
             );
         }
+        if let Some(m) = &self.fsync_mix {
+            let _ = writeln!(
+                s,
+                "O_DSYNC writes of {} B from {} writers at {:.0}/s ({:.0}/s reached) in {}:",
+                m.chunk_size, m.writers, m.target_rate, m.writes_per_sec, m.dir
+            );
+            let _ = writeln!(
+                s,
+                "  write μs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+                m.p50_us, m.p90_us, m.p99_us, m.p999_us, m.max_us
+            );
+        }
         s
     }
 }
 
-/// Runs the selected measurements in order: zstd, fdatasync, bandwidth.
+/// Runs the selected measurements in order: zstd, fdatasync, bandwidth, fsync-mix.
 pub fn run(cfg: &LimitsConfig) -> Result<Limits, String> {
     cfg.validate()?;
     if let Some(cpu) = cfg.cpu {
@@ -234,12 +252,17 @@ pub fn run(cfg: &LimitsConfig) -> Result<Limits, String> {
     let zstd = cfg.zstd.then(|| zstd_limits(cfg)).transpose()?;
     let fsync = cfg.fsync.then(|| fsync_limits(cfg)).transpose()?;
     let bandwidth = cfg.bandwidth.then(|| bandwidth_limits(cfg)).transpose()?;
+    let fsync_mix = cfg
+        .fsync_mix
+        .map(|mix| fsync_mix(&cfg.dir, &mix))
+        .transpose()?;
     Ok(Limits {
         workload: "limits",
         cpu: cfg.cpu,
         zstd,
         fsync,
         bandwidth,
+        fsync_mix,
     })
 }
 
@@ -309,153 +332,6 @@ fn zstd_limits(cfg: &LimitsConfig) -> Result<ZstdLimits, String> {
         batch: zstd_rate(cfg, &pool, cfg.batch_messages)?,
         chunk: zstd_rate(cfg, &pool, cfg.chunk_messages)?,
     })
-}
-
-/// A buffer aligned for O_DIRECT, filled with non-zero bytes.
-struct Aligned {
-    ptr: *mut u8,
-    layout: std::alloc::Layout,
-}
-
-impl Aligned {
-    fn new(len: usize) -> Aligned {
-        let layout = std::alloc::Layout::from_size_align(len, ALIGN).expect("valid layout");
-        // SAFETY: len > 0 (validated), layout is valid.
-        let ptr = unsafe { std::alloc::alloc(layout) };
-        assert!(!ptr.is_null(), "out of memory");
-        let mut a = Aligned { ptr, layout };
-        let fill = b"shardlog limits: not zeros, not compressible by the device either 0123456789";
-        for (i, b) in a.as_mut().iter_mut().enumerate() {
-            *b = fill[i % fill.len()] ^ (i / fill.len()) as u8;
-        }
-        a
-    }
-
-    fn as_mut(&mut self) -> &mut [u8] {
-        // SAFETY: ptr holds layout.size() bytes, owned by self.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
-    }
-
-    fn len(&self) -> usize {
-        self.layout.size()
-    }
-}
-
-impl Drop for Aligned {
-    fn drop(&mut self) {
-        // SAFETY: allocated with this layout in `new`.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
-    }
-}
-
-/// An O_DIRECT file that is deleted when dropped.
-struct DirectFile {
-    fd: libc::c_int,
-    path: PathBuf,
-}
-
-impl DirectFile {
-    fn create(dir: &Path, name: &str) -> Result<DirectFile, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let path = dir.join(format!("{name}-{}.tmp", std::process::id()));
-        let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-        // SAFETY: a valid C string; the fd is owned by the returned value.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_CREAT | libc::O_TRUNC | libc::O_RDWR | libc::O_DIRECT | libc::O_CLOEXEC,
-                0o644,
-            )
-        };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(format!(
-                "cannot open {} with O_DIRECT: {e}{}",
-                path.display(),
-                if e.raw_os_error() == Some(libc::EINVAL) {
-                    " (the filesystem does not support O_DIRECT, e.g. tmpfs; use --dir on a disk)"
-                } else {
-                    ""
-                }
-            ));
-        }
-        Ok(DirectFile { fd, path })
-    }
-
-    fn pwrite(&self, buf: &Aligned, offset: u64) -> Result<(), String> {
-        // SAFETY: buf is valid for buf.len() bytes; fd is open.
-        let n = unsafe {
-            libc::pwrite(
-                self.fd,
-                buf.ptr as *const libc::c_void,
-                buf.len(),
-                offset as libc::off_t,
-            )
-        };
-        if n != buf.len() as isize {
-            return Err(format!(
-                "O_DIRECT write to {} failed: {}",
-                self.path.display(),
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
-    }
-
-    fn pread(&self, buf: &mut Aligned, offset: u64) -> Result<usize, String> {
-        // SAFETY: buf is valid for buf.len() bytes; fd is open.
-        let n = unsafe {
-            libc::pread(
-                self.fd,
-                buf.ptr as *mut libc::c_void,
-                buf.len(),
-                offset as libc::off_t,
-            )
-        };
-        if n < 0 {
-            return Err(format!(
-                "O_DIRECT read of {} failed: {}",
-                self.path.display(),
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(n as usize)
-    }
-
-    fn fdatasync(&self) -> Result<(), String> {
-        // SAFETY: fd is open.
-        if unsafe { libc::fdatasync(self.fd) } != 0 {
-            return Err(format!(
-                "fdatasync of {} failed: {}",
-                self.path.display(),
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for DirectFile {
-    /// Frees the file's blocks 16 MiB at a time, 20 ms apart, before removing it. On a
-    /// filesystem mounted with `discard`, freeing 1 GiB at once stalls every synchronous write
-    /// on the device for a second or more, and the broker measured next would pay for it
-    /// (the broker's retention frees segments the same way, see `storage::retention`).
-    fn drop(&mut self) {
-        const STEP: u64 = 16 << 20;
-        let mut len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        while len > 0 {
-            len = len.saturating_sub(STEP);
-            // SAFETY: ftruncate on the fd this value owns.
-            if unsafe { libc::ftruncate(self.fd, len as libc::off_t) } != 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // SAFETY: closing the fd this value owns.
-        unsafe { libc::close(self.fd) };
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 fn histogram() -> Histogram<u64> {

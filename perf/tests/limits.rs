@@ -85,7 +85,7 @@ fn limits_only_runs_what_is_asked_and_rejects_bad_sizes() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["zstd"].is_object());
-    assert!(v["fsync"].is_null() && v["bandwidth"].is_null());
+    assert!(v["fsync"].is_null() && v["bandwidth"].is_null() && v["fsync_mix"].is_null());
 
     let out = Command::new(env!("CARGO_BIN_EXE_shardlog-perf"))
         .args(["limits", "--chunk-size", "1000"])
@@ -93,4 +93,63 @@ fn limits_only_runs_what_is_asked_and_rejects_bad_sizes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--chunk-size"));
+}
+
+/// The disk under a broker's write pattern: several paced `O_DSYNC` writers, files removed.
+#[test]
+fn fsync_mix_replays_the_pattern_at_the_rate_asked() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog-perf"))
+        .args([
+            "limits",
+            "--json",
+            "--only",
+            "fsync-mix",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--mix-writers",
+            "3",
+            "--mix-rate",
+            "600",
+            "--mix-size",
+            "10000",
+            "--mix-duration",
+            "300ms",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["zstd"].is_null() && v["fsync"].is_null());
+    let m = &v["fsync_mix"];
+    assert_eq!(m["writers"], 3);
+    assert_eq!(m["chunk_size"], 12288, "rounded up to the alignment: {m}");
+    // 600 writes/s for 0.3 s is 180 writes: a slow disk may fall behind, never ahead.
+    let writes = m["writes"].as_u64().unwrap();
+    assert!(writes > 0 && writes <= 183, "{m}");
+    let (p50, p99, max) = (
+        m["p50_us"].as_u64().unwrap(),
+        m["p99_us"].as_u64().unwrap(),
+        m["max_us"].as_u64().unwrap(),
+    );
+    assert!(0 < p50 && p50 <= p99 && p99 <= max, "{m}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "test files left behind: {left:?}");
+
+    for bad in [
+        ["--mix-writers", "0"],
+        ["--mix-rate", "0"],
+        ["--mix-duration", "0s"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shardlog-perf"))
+            .args(["limits", "--only", "fsync-mix", "--dir"])
+            .arg(dir.path())
+            .args(bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad:?} accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(bad[0]), "{bad:?}: {stderr}");
+    }
 }
