@@ -504,7 +504,7 @@ impl LimitsArgs {
             fsync_mix: self.only.contains(&LimitKind::FsyncMix).then(|| MixConfig {
                 writers: self.mix_writers,
                 rate: self.mix_rate,
-                chunk_size: self.mix_size.min(usize::MAX as u64) as usize,
+                chunk_size: usize::try_from(self.mix_size).unwrap_or(usize::MAX),
                 time: self.mix_duration,
             }),
         }

@@ -107,11 +107,7 @@ impl DirectFile {
             )
         };
         if n != buf.len() as isize {
-            return Err(format!(
-                "O_DIRECT write to {} failed: {}",
-                self.path.display(),
-                std::io::Error::last_os_error()
-            ));
+            return Err(self.last_error("O_DIRECT write to"));
         }
         Ok(())
     }
@@ -127,11 +123,7 @@ impl DirectFile {
             )
         };
         if n < 0 {
-            return Err(format!(
-                "O_DIRECT read of {} failed: {}",
-                self.path.display(),
-                std::io::Error::last_os_error()
-            ));
+            return Err(self.last_error("O_DIRECT read of"));
         }
         Ok(n as usize)
     }
@@ -141,11 +133,7 @@ impl DirectFile {
     pub(crate) fn fallocate(&self, len: u64) -> Result<(), String> {
         // SAFETY: fd is open.
         if unsafe { libc::fallocate(self.fd, 0, 0, len as libc::off_t) } != 0 {
-            return Err(format!(
-                "fallocate of {} failed: {}",
-                self.path.display(),
-                std::io::Error::last_os_error()
-            ));
+            return Err(self.last_error("fallocate of"));
         }
         Ok(())
     }
@@ -153,13 +141,18 @@ impl DirectFile {
     pub(crate) fn fdatasync(&self) -> Result<(), String> {
         // SAFETY: fd is open.
         if unsafe { libc::fdatasync(self.fd) } != 0 {
-            return Err(format!(
-                "fdatasync of {} failed: {}",
-                self.path.display(),
-                std::io::Error::last_os_error()
-            ));
+            return Err(self.last_error("fdatasync of"));
         }
         Ok(())
+    }
+
+    /// "`{what}` `{path}` failed: `{errno}`", for the call that just failed.
+    fn last_error(&self, what: &str) -> String {
+        format!(
+            "{what} {} failed: {}",
+            self.path.display(),
+            std::io::Error::last_os_error()
+        )
     }
 }
 

@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::direct::{Aligned, DirectFile, ALIGN};
+use crate::stats::new_histogram;
 
 /// The write pattern to replay.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,8 +76,8 @@ pub fn fsync_mix(dir: &Path, cfg: &MixConfig) -> Result<FsyncMixLimits, String> 
     cfg.validate()?;
     let size = cfg.write_size();
     let interval = Duration::from_secs_f64(cfg.writers as f64 / cfg.rate);
-    // Each file holds all its writes (plus slack for a writer running ahead of schedule).
-    let per_writer = (cfg.time.as_secs_f64() / interval.as_secs_f64()).ceil() as u64 + 16;
+    // Each file is preallocated for every write its schedule can hold.
+    let per_writer = (cfg.time.as_secs_f64() / interval.as_secs_f64()).ceil() as u64;
     let files = (0..cfg.writers)
         .map(|w| {
             let f = DirectFile::create_dsync(dir, &format!("shardlog-limits-mix{w}"))?;
@@ -92,7 +93,7 @@ pub fn fsync_mix(dir: &Path, cfg: &MixConfig) -> Result<FsyncMixLimits, String> 
             .map(|(w, file)| {
                 // Writers are staggered evenly within one interval.
                 let first = start + interval.mul_f64(w as f64 / cfg.writers as f64);
-                s.spawn(move || writer(file, size, first, interval, start + cfg.time, per_writer))
+                s.spawn(move || writer(file, size, first, interval, start + cfg.time))
             })
             .collect();
         handles
@@ -103,7 +104,7 @@ pub fn fsync_mix(dir: &Path, cfg: &MixConfig) -> Result<FsyncMixLimits, String> 
             })
             .collect()
     });
-    let mut all = histogram();
+    let mut all = new_histogram();
     for r in results {
         all.add(r?)
             .map_err(|e| format!("merging histograms: {e}"))?;
@@ -133,14 +134,13 @@ fn writer(
     first: Instant,
     interval: Duration,
     end: Instant,
-    max_writes: u64,
 ) -> Result<Histogram<u64>, String> {
     let buf = Aligned::new(size);
-    let mut hist = histogram();
+    let mut hist = new_histogram();
     let mut k = 0u64;
     loop {
         let due = first + interval.mul_f64(k as f64);
-        if due >= end || k >= max_writes {
+        if due >= end {
             return Ok(hist);
         }
         let now = Instant::now();
@@ -152,10 +152,6 @@ fn writer(
         hist.saturating_record(t0.elapsed().as_micros().max(1) as u64);
         k += 1;
     }
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
 #[cfg(test)]

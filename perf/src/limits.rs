@@ -14,12 +14,12 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::direct::{Aligned, DirectFile};
 use crate::fsync_mix::{fsync_mix, FsyncMixLimits, MixConfig};
 use crate::payload::{MessagePool, PayloadSpec, DEFAULT_POOL};
+use crate::stats::new_histogram;
 
 /// What to measure and how.
 #[derive(Debug, Clone)]
@@ -334,14 +334,10 @@ fn zstd_limits(cfg: &LimitsConfig) -> Result<ZstdLimits, String> {
     })
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
-}
-
 fn fsync_limits(cfg: &LimitsConfig) -> Result<FsyncLimits, String> {
     let file = DirectFile::create(&cfg.dir, "shardlog-limits-fsync")?;
     let buf = Aligned::new(cfg.chunk_size);
-    let (mut total, mut sync_only) = (histogram(), histogram());
+    let (mut total, mut sync_only) = (new_histogram(), new_histogram());
     let start = Instant::now();
     let mut writes = 0u64;
     loop {

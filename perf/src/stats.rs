@@ -17,7 +17,8 @@ use serde::Serialize;
 /// Highest latency the histograms hold (one hour, in μs); larger values are clamped.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
-fn new_histogram() -> Histogram<u64> {
+/// A latency histogram in μs, 1 μs to an hour, 3 significant digits.
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
 }
 
