@@ -9,11 +9,13 @@ use futures_channel::oneshot;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::consumer::{self, coordinator::COORDINATOR_SHARD, Coordinator};
 use crate::rt::{self, pool};
 use crate::server::balance::ConnLoad;
 use crate::server::{framed, http, listener};
 use crate::shard::msg::ShardMsg;
-use crate::shard::Shard;
+use crate::shard::{OpenError, Shard};
+use crate::storage::StorageError;
 
 /// Messages a mesh channel between two shards holds before a sender waits.
 const MESH_CAPACITY: usize = 1024;
@@ -46,8 +48,7 @@ pub fn run(config: Config) -> Result<(), String> {
         stops.push(stop_tx);
         let spin = config.spin_before_park;
         threads.push(pool::spawn_shard(id, cpu, spin, move || async move {
-            let config = Rc::new(config);
-            let shard = match Shard::start(id, config, mesh).await {
+            let shard = match start_core(id, Rc::new(config), mesh).await {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = ready.send(Err(format!("shard {id}: {e}")));
@@ -75,6 +76,7 @@ pub fn run(config: Config) -> Result<(), String> {
             );
             futures_lite::future::zip(servers, stopper).await;
             shard.close().await;
+            consumer::api::flush(&shard).await;
         })?);
     }
     drop(ready_tx);
@@ -92,6 +94,30 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Starts one core: opens its shard (recovering the partitions it owns), installs the control
+/// plane's state there (the consumer coordinator on shard 0), then serves the mesh.
+pub async fn start_core(
+    id: usize,
+    config: Rc<Config>,
+    mesh: rt::ShardMesh<ShardMsg>,
+) -> Result<Rc<Shard>, CoreError> {
+    let shard = Shard::open(id, config, mesh).await?;
+    if id == COORDINATOR_SHARD {
+        Coordinator::install(&shard).map_err(CoreError::Coordinator)?;
+    }
+    shard.serve();
+    Ok(shard)
+}
+
+/// Why a core could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Shard(#[from] OpenError),
+    #[error("consumer offsets: {0}")]
+    Coordinator(StorageError),
 }
 
 /// How long start-up (recovery of every partition included) may take before it is declared

@@ -22,6 +22,7 @@
 pub mod broker;
 pub mod config;
 pub mod consumer;
+pub mod error;
 pub mod metrics;
 pub mod proto;
 pub mod ring;

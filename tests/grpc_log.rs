@@ -36,7 +36,7 @@ fn produce_then_consume_in_order() {
     runtime().block_on(async {
         let mut c = Client::new(connect(broker.http).await);
         let md = [("topic", "orders")];
-        let before = shardlog::shard::now_us() as u64;
+        let before = shardlog::rt::now_us() as u64;
         for call in 0..3 {
             c.produce(&md, values(&format!("call{call}"), 100))
                 .await

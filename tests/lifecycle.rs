@@ -233,7 +233,11 @@ fn nearly_full_disk_refuses_writes_retryably_and_recovers() {
     loop {
         match c.produce(sid, b"", &[b"maybe"]) {
             Response::Error { code, message, .. } => {
-                assert_eq!(code, 6, "{message}");
+                assert_eq!(
+                    code,
+                    shardlog::wire::ErrorCode::ResourceExhausted as u8,
+                    "{message}"
+                );
                 assert!(message.contains("disk nearly full"), "{message}");
                 break;
             }
@@ -253,7 +257,7 @@ fn nearly_full_disk_refuses_writes_retryably_and_recovers() {
         sid += 1;
         match c.produce(sid, b"", &[b"after"]) {
             Response::Produced(_) => break,
-            Response::Error { code: 6, .. } => {}
+            Response::Error { code: 10, .. } => {}
             other => panic!("unexpected {other:?}"),
         }
         assert!(Instant::now() < deadline, "writes did not resume");

@@ -1,17 +1,15 @@
-//! The consumer operations as transports call them (framed TCP today, HTTP next), on whichever
-//! shard serves the client. Group bookkeeping goes to the coordinator on shard 0; the data of
-//! a poll is read from here ([`super::fetch`]).
+//! The consumer operations as transports call them (framed TCP, HTTP), on whichever shard
+//! serves the client. Group bookkeeping runs on the coordinator's shard through
+//! `Shard::submit_to`; the data of a poll is read from here ([`super::fetch`]).
 
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_channel::oneshot;
-
+use super::coordinator::{Coordinator, COORDINATOR_SHARD};
 use super::fetch::fetch;
-use super::msg::{CoordinatorRequest, Reply};
 use super::poll::PollResponse;
 use super::ConsumerError;
-use crate::shard::msg::ShardMsg;
 use crate::shard::Shard;
 use crate::wire::consumer::RegisterBody;
 
@@ -19,41 +17,37 @@ use crate::wire::consumer::RegisterBody;
 /// timeout).
 pub const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
 
-/// Sends a request to the coordinator (in place on shard 0) and waits for its answer.
-async fn ask<T>(
-    shard: &Rc<Shard>,
-    make: impl FnOnce(Reply<T>) -> CoordinatorRequest,
-) -> Result<T, ConsumerError> {
-    let (tx, rx) = oneshot::channel();
-    let req = make(tx);
-    match shard.coordinator() {
-        Some(c) => crate::rt::spawn_detached(c.clone().handle(shard.clone(), req)),
-        None => shard
-            .send_to(0, ShardMsg::Consumer(req))
-            .await
-            .map_err(ConsumerError::Routing)?,
-    }
-    rx.await.map_err(|_| {
-        ConsumerError::Routing("the consumer coordinator dropped the request".into())
-    })?
+/// Runs `work` against the coordinator, on its shard, and returns its answer here.
+async fn on_coordinator<T, F, Fut>(shard: &Rc<Shard>, work: F) -> Result<T, ConsumerError>
+where
+    F: FnOnce(Rc<Coordinator>, Rc<Shard>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, ConsumerError>> + 'static,
+    T: Send + 'static,
+{
+    shard
+        .submit_to(COORDINATOR_SHARD, move |core| async move {
+            let coordinator = Coordinator::on(&core)?;
+            work(coordinator, core).await
+        })
+        .await?
 }
 
 /// Registers a consumer in a group (creating its topics if needed) and rebalances the group.
 pub async fn register(shard: &Rc<Shard>, body: RegisterBody) -> Result<(), ConsumerError> {
     let mut topics = Vec::with_capacity(body.topics.len());
     for t in &body.topics {
-        let state = shard
-            .topic(t)
-            .await
-            .map_err(|e| ConsumerError::Topic(e.to_string()))?;
+        let state = shard.topic(t).await?;
         topics.push((t.clone(), state.layout.partitions()));
     }
-    ask(shard, |reply| CoordinatorRequest::Register {
-        consumer: body.consumer_id,
-        group: body.group,
-        topics,
-        policy: body.policy,
-        reply,
+    let RegisterBody {
+        consumer_id,
+        group,
+        policy,
+        ..
+    } = body;
+    on_coordinator(shard, move |c, core| async move {
+        c.register(&core, &consumer_id, &group, &topics, policy)
+            .await
     })
     .await
 }
@@ -65,40 +59,34 @@ pub async fn poll(
     consumer: &str,
     wait: Option<Duration>,
 ) -> Result<PollResponse, ConsumerError> {
-    let targets = ask(shard, |reply| CoordinatorRequest::Plan {
-        consumer: consumer.to_string(),
-        reply,
-    })
-    .await?;
+    let id = consumer.to_string();
+    let targets = on_coordinator(shard, move |c, _| async move { c.plan(&id).await }).await?;
     // Never wait so long that the consumer would time out during its own poll.
     let cap = MAX_POLL_WAIT.min(shard.config.consumer_timeout / 2);
     let wait = wait.map(|w| w.min(cap));
     let (response, positions) = fetch(shard, targets, shard.config.max_poll_bytes, wait).await?;
     // Recorded before the client sees the response, so its next request commits them
     // whichever shard it arrives on.
-    ask(shard, |reply| CoordinatorRequest::Returned {
-        consumer: consumer.to_string(),
-        positions,
-        reply,
-    })
-    .await?;
+    let id = consumer.to_string();
+    on_coordinator(shard, move |c, _| async move { c.returned(&id, positions) }).await?;
     Ok(response)
 }
 
 /// Commits the positions the consumer's last poll returned.
 pub async fn commit(shard: &Rc<Shard>, consumer: &str) -> Result<(), ConsumerError> {
-    ask(shard, |reply| CoordinatorRequest::Commit {
-        consumer: consumer.to_string(),
-        reply,
-    })
-    .await
+    let id = consumer.to_string();
+    on_coordinator(shard, move |c, _| async move { c.commit(&id).await }).await
 }
 
 /// Commits, leaves the group and rebalances it.
 pub async fn goodbye(shard: &Rc<Shard>, consumer: &str) -> Result<(), ConsumerError> {
-    ask(shard, |reply| CoordinatorRequest::Goodbye {
-        consumer: consumer.to_string(),
-        reply,
-    })
-    .await
+    let id = consumer.to_string();
+    on_coordinator(shard, move |c, _| async move { c.goodbye(&id).await }).await
+}
+
+/// At shutdown, on the coordinator's shard: waits until committed offsets are on disk.
+pub async fn flush(shard: &Shard) {
+    if let Ok(c) = Coordinator::on(shard) {
+        c.flush().await;
+    }
 }

@@ -1,26 +1,26 @@
-//! The consumer-group coordinator: one per broker, on shard 0. It owns every group's state
-//! ([`Groups`]) and the offsets files, serves [`CoordinatorRequest`]s (each in its own task,
-//! so the mesh receive loop never waits on it), drops silent consumers on a timer, and after a
-//! restart clamps committed offsets to the recovered ends of their logs before serving polls.
+//! The consumer-group coordinator: one per broker, on shard 0, in that shard's core-local
+//! state. It owns every group's state ([`Groups`]) and the offsets files; transports reach it
+//! with `Shard::submit_to` (see [`super::api`]), each request in its own task on shard 0. It
+//! drops silent consumers on a timer, and after a restart clamps committed offsets to the
+//! recovered ends of their logs before serving polls.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
 use super::assign::PartitionKey;
-use super::group::Groups;
-use super::msg::CoordinatorRequest;
+use super::group::{Groups, ReadTarget};
 use super::offsets::{self, offsets_dir};
 use super::ConsumerError;
-use crate::config::Config;
 use crate::rt;
 use crate::shard::notify::LocalNotify;
-use crate::shard::read::ReadError;
-use crate::shard::{Shard, TopicState};
+use crate::shard::Shard;
+use crate::storage::StorageError;
 use crate::wire::consumer::StartPolicy;
 
 /// Where a group's offsets file writes stand: changes requested, changes on disk, and whether
@@ -44,12 +44,18 @@ pub struct Coordinator {
     verified_signal: LocalNotify,
 }
 
+/// The shard that hosts the coordinator.
+pub const COORDINATOR_SHARD: usize = 0;
+
 impl Coordinator {
-    /// Loads the committed offsets of every group.
-    pub fn load(config: &Config) -> Result<Coordinator, String> {
+    /// On shard 0, before it serves: loads the committed offsets of every group, installs the
+    /// coordinator in the shard's [`CoreLocals`](crate::shard::CoreLocals) and starts its
+    /// expiry timer and the post-restart clamping of loaded offsets.
+    pub fn install(shard: &Rc<Shard>) -> Result<(), StorageError> {
+        let config = &shard.config;
         let dir = offsets_dir(&config.data_dir);
         let loaded = offsets::load_all(&dir)?;
-        Ok(Coordinator {
+        let me = Rc::new(Coordinator {
             state: RefCell::new(Groups::new(config.consumer_timeout, loaded)),
             dir,
             timeout: config.consumer_timeout,
@@ -57,92 +63,86 @@ impl Coordinator {
             persisted: LocalNotify::default(),
             verified: Cell::new(false),
             verified_signal: LocalNotify::default(),
-        })
-    }
-
-    /// Starts the expiry timer and the post-restart clamping of loaded offsets.
-    pub fn start(self: &Rc<Self>, shard: &Rc<Shard>) {
-        let (me, sh) = (self.clone(), shard.clone());
-        rt::spawn_detached(async move { me.clamp_loaded(&sh).await });
-        let me = self.clone();
+        });
+        shard.locals.insert(me.clone());
+        let (c, sh) = (me.clone(), shard.clone());
+        rt::spawn_detached(async move { c.clamp_loaded(&sh).await });
         rt::spawn_detached(async move { me.expiry_loop().await });
+        Ok(())
     }
 
-    /// Serves one request to its end (spawn it; it may wait on disk and other shards).
-    pub async fn handle(self: Rc<Self>, shard: Rc<Shard>, req: CoordinatorRequest) {
-        let now = Instant::now();
-        match req {
-            CoordinatorRequest::Register {
-                consumer,
-                group,
-                topics,
-                policy,
-                reply,
-            } => {
-                let new_topics = self
-                    .state
-                    .borrow_mut()
-                    .register(&consumer, &group, &topics, now);
-                tracing::info!(consumer, group, ?topics, "consumer registered");
-                let result = match policy {
-                    StartPolicy::Latest if !new_topics.is_empty() => {
-                        self.start_at_latest(&shard, &group, &new_topics).await
-                    }
-                    _ => Ok(()),
-                };
-                let _ = reply.send(result);
+    /// The coordinator on this core (shard 0).
+    pub fn on(shard: &Shard) -> Result<Rc<Coordinator>, ConsumerError> {
+        shard
+            .locals
+            .get()
+            .ok_or(ConsumerError::NoCoordinator(shard.id))
+    }
+
+    /// Joins (or re-joins) a group; `topics` carries each topic's partition count.
+    pub async fn register(
+        &self,
+        shard: &Rc<Shard>,
+        consumer: &str,
+        group: &str,
+        topics: &[(String, u32)],
+        policy: StartPolicy,
+    ) -> Result<(), ConsumerError> {
+        let new_topics = self
+            .state
+            .borrow_mut()
+            .register(consumer, group, topics, Instant::now());
+        tracing::info!(consumer, group, ?topics, "consumer registered");
+        match policy {
+            StartPolicy::Latest if !new_topics.is_empty() => {
+                self.start_at_latest(shard, group, &new_topics).await
             }
-            CoordinatorRequest::Plan { consumer, reply } => {
-                while !self.verified.get() {
-                    let wake = self.verified_signal.notified();
-                    if self.verified.get() {
-                        break;
-                    }
-                    wake.await;
-                }
-                let planned = self.state.borrow_mut().poll(&consumer, now);
-                let result = planned.map(|(group, changed, targets)| {
-                    // The commit a poll makes for its predecessor is saved in the background:
-                    // a crash before it lands re-delivers one poll (at-least-once, as any
-                    // crash after a poll would), and the poll does not wait on an fsync.
-                    if changed {
-                        self.persist_in_background(group);
-                    }
-                    targets
-                });
-                let _ = reply.send(result);
-            }
-            CoordinatorRequest::Returned {
-                consumer,
-                positions,
-                reply,
-            } => {
-                let r = self.state.borrow_mut().returned(&consumer, positions, now);
-                let _ = reply.send(r);
-            }
-            CoordinatorRequest::Commit { consumer, reply } => {
-                let r = self.state.borrow_mut().commit(&consumer, now);
-                let result = match r {
-                    Ok(changed) => {
-                        let group = self.group_of(&consumer);
-                        self.persist_if(changed, &group).await
-                    }
-                    Err(e) => Err(e),
-                };
-                let _ = reply.send(result);
-            }
-            CoordinatorRequest::Goodbye { consumer, reply } => {
-                let r = self.state.borrow_mut().goodbye(&consumer, now);
-                let result = match r {
-                    Ok((group, changed)) => {
-                        tracing::info!(consumer, group, "consumer left");
-                        self.persist_if(changed, &group).await
-                    }
-                    Err(e) => Err(e),
-                };
-                let _ = reply.send(result);
-            }
+            _ => Ok(()),
         }
+    }
+
+    /// Commits the consumer's previous poll and says what to read now.
+    pub async fn plan(self: &Rc<Self>, consumer: &str) -> Result<Vec<ReadTarget>, ConsumerError> {
+        while !self.verified.get() {
+            let wake = self.verified_signal.notified();
+            if self.verified.get() {
+                break;
+            }
+            wake.await;
+        }
+        let (group, changed, targets) = self.state.borrow_mut().poll(consumer, Instant::now())?;
+        // The commit a poll makes for its predecessor is saved in the background: a crash
+        // before it lands re-delivers one poll (at-least-once, as any crash after a poll
+        // would), and the poll does not wait on an fsync.
+        if changed {
+            self.persist_in_background(group);
+        }
+        Ok(targets)
+    }
+
+    /// Records the positions a poll returned to the consumer (committed by its next request).
+    pub fn returned(
+        &self,
+        consumer: &str,
+        positions: Vec<(PartitionKey, i64)>,
+    ) -> Result<(), ConsumerError> {
+        self.state
+            .borrow_mut()
+            .returned(consumer, positions, Instant::now())
+    }
+
+    /// Commits the positions the consumer's last poll returned, durably.
+    pub async fn commit(&self, consumer: &str) -> Result<(), ConsumerError> {
+        let changed = self.state.borrow_mut().commit(consumer, Instant::now())?;
+        let group = self.group_of(consumer);
+        self.persist_if(changed, &group).await
+    }
+
+    /// Commits, leaves the group and rebalances it.
+    pub async fn goodbye(&self, consumer: &str) -> Result<(), ConsumerError> {
+        let (group, changed) = self.state.borrow_mut().goodbye(consumer, Instant::now())?;
+        tracing::info!(consumer, group, "consumer left");
+        self.persist_if(changed, &group).await
     }
 
     /// Every group's committed offsets, for metrics (consumer lag).
@@ -245,7 +245,7 @@ impl Coordinator {
                 }
             }
             self.persisted.notify();
-            return saved.map_err(ConsumerError::Offsets);
+            return saved.map_err(|e| ConsumerError::Offsets(Arc::new(e)));
         }
     }
 
@@ -259,18 +259,15 @@ impl Coordinator {
     ) -> Result<(), ConsumerError> {
         let mut states = Vec::new();
         for t in topics {
-            states.push(
-                shard
-                    .topic(t)
-                    .await
-                    .map_err(|e| ConsumerError::Topic(e.to_string()))?,
-            );
+            states.push(shard.topic(t).await?);
         }
         let reads = states.iter().flat_map(|ts| {
             (0..ts.layout.partitions()).map(move |j| async move {
-                bounds(shard, ts, j)
+                shard
+                    .bounds(ts, j)
                     .await
                     .map(|(_, end)| ((ts.name.clone(), j), end))
+                    .map_err(ConsumerError::from)
             })
         });
         let positions = join_all(reads)
@@ -293,7 +290,7 @@ impl Coordinator {
             if key.1 >= ts.layout.partitions() {
                 continue;
             }
-            match bounds(shard, &ts, key.1).await {
+            match shard.bounds(&ts, key.1).await {
                 Ok((_, end)) if off > end => {
                     tracing::warn!(
                         group,
@@ -335,26 +332,5 @@ impl Coordinator {
                 );
             }
         }
-    }
-}
-
-/// The available range `[start, end)` of partition `j`, asked of its owning shard.
-pub async fn bounds(
-    shard: &Shard,
-    topic: &TopicState,
-    j: u32,
-) -> Result<(i64, i64), ConsumerError> {
-    shard
-        .read(topic, j, i64::MAX, 1, None)
-        .await
-        .map(|r| (r.start_offset, r.end_offset))
-        .map_err(read_error)
-}
-
-/// Maps a shard read error into this layer's error.
-pub fn read_error(e: ReadError) -> ConsumerError {
-    match e {
-        ReadError::Routing(m) => ConsumerError::Routing(m),
-        other => ConsumerError::Storage(other.to_string()),
     }
 }

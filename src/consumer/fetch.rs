@@ -9,13 +9,12 @@ use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::assign::PartitionKey;
-use super::coordinator::read_error;
 use super::group::ReadTarget;
 use super::poll::{PollAssembler, PollResponse};
 use super::ConsumerError;
 use crate::rt;
-use crate::shard::read::{ReadError, ReadResult};
-use crate::shard::{Shard, TopicState};
+use crate::shard::msg::ReadResult;
+use crate::shard::{ReadError, Shard, TopicState};
 
 /// One partition's read.
 struct Fetched {
@@ -56,8 +55,8 @@ pub async fn fetch(
             }
         }
     }
-    if fetched.is_empty() {
-        return Err(first_error.unwrap_or(ConsumerError::Routing("no partition readable".into())));
+    if let (true, Some(e)) = (fetched.is_empty(), first_error) {
+        return Err(e);
     }
     let nothing = fetched.iter().all(|f| f.result.chunks.is_empty());
     if let Some(w) = wait.filter(|w| nothing && !w.is_zero()) {
@@ -119,10 +118,7 @@ async fn fetch_one(
     t: &ReadTarget,
     max_bytes: usize,
 ) -> Result<Fetched, ConsumerError> {
-    let topic = shard
-        .topic(&t.topic)
-        .await
-        .map_err(|e| ConsumerError::Topic(e.to_string()))?;
+    let topic = shard.topic(&t.topic).await?;
     let mut from = t.offset.unwrap_or(0).max(0);
     for _ in 0..3 {
         match shard.read(&topic, t.partition, from, max_bytes, None).await {
@@ -136,13 +132,13 @@ async fn fetch_one(
                 })
             }
             Err(ReadError::OutOfRange { earliest, .. }) => from = earliest,
-            Err(e) => return Err(read_error(e)),
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(ConsumerError::Storage(format!(
-        "partition {} of '{}' kept moving its start offset",
-        t.partition, t.topic
-    )))
+    Err(ConsumerError::StartMoving {
+        topic: t.topic.clone(),
+        partition: t.partition,
+    })
 }
 
 /// Builds the response in plan order and computes the new positions.

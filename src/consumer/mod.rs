@@ -1,7 +1,7 @@
 //! Consumers: groups and assignment, durable committed offsets, and polls that hand out
 //! stored chunks without re-encoding them (see `docs/consumers.md`).
 //!
-//! All group state lives on one coordinator, shard 0, reached over the mesh; consumer
+//! All group state lives on one coordinator, on shard 0, reached with `Shard::submit_to`; consumer
 //! operations are rare next to produces. The data of a poll never detours through it: the
 //! coordinator answers with the partitions and offsets to read, the shard serving the client
 //! reads them itself (in parallel, each from its owning shard), assembles the response, and
@@ -11,8 +11,7 @@
 //! - [`group`]: membership, positions and commits (pure state machine).
 //! - [`offsets`]: the durable offsets files.
 //! - [`poll`]: assembling a poll response from stored chunks (pure).
-//! - [`msg`]: requests to the coordinator.
-//! - [`coordinator`]: the coordinator task on shard 0.
+//! - [`coordinator`]: the coordinator on shard 0, reached with `Shard::submit_to`.
 //! - [`fetch`]: reading a poll's partitions on the serving shard, with long-poll waiting.
 //! - [`api`]: the operations transports call (register, poll, commit, goodbye).
 
@@ -21,31 +20,55 @@ pub mod assign;
 pub mod coordinator;
 pub mod fetch;
 pub mod group;
-pub mod msg;
 pub mod offsets;
 pub mod poll;
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
+use crate::error::{Classify, ErrorClass};
+use crate::shard::{ReadError, RouteError, TopicError};
+use crate::storage::StorageError;
+
+pub use coordinator::Coordinator;
+
 /// Why a consumer operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum ConsumerError {
     /// The consumer id is not registered (never was, said goodbye, or timed out).
     #[error("consumer '{0}' is not registered (register it first; consumers silent for longer than the consumer timeout are dropped)")]
     UnknownConsumer(String),
-    /// A bad request (e.g. an invalid topic name).
-    #[error("{0}")]
-    Invalid(String),
     /// A topic could not be created or loaded.
     #[error("topic: {0}")]
-    Topic(String),
+    Topic(#[from] TopicError),
     /// Reading a partition failed.
-    #[error("storage: {0}")]
-    Storage(String),
-    /// The coordinator or a partition's shard could not be reached.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The coordinator's shard could not be reached.
     #[error("routing: {0}")]
-    Routing(String),
+    Route(#[from] RouteError),
+    /// Retention kept removing the segments a poll was about to read.
+    #[error("partition {partition} of '{topic}' kept moving its start offset; retry")]
+    StartMoving { topic: String, partition: u32 },
     /// Committed offsets could not be made durable.
     #[error("offsets: {0}")]
-    Offsets(String),
+    Offsets(Arc<StorageError>),
+    /// The shard that should host the coordinator has none (a start-up bug).
+    #[error("shard {0} hosts no consumer coordinator")]
+    NoCoordinator(usize),
+}
+
+impl Classify for ConsumerError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ConsumerError::UnknownConsumer(_) => ErrorClass::UnknownConsumer,
+            ConsumerError::Topic(e) => e.class(),
+            ConsumerError::Read(e) => e.class(),
+            ConsumerError::Route(e) => e.class(),
+            ConsumerError::StartMoving { .. } => ErrorClass::Unavailable,
+            ConsumerError::Offsets(e) => e.class(),
+            ConsumerError::NoCoordinator(_) => ErrorClass::Internal,
+        }
+    }
 }

@@ -16,10 +16,14 @@
 //! The CRC (IEEE) covers every byte before it. A file that fails it refuses start-up with one
 //! clear line rather than silently resetting a group.
 
-use crate::storage::replace::replace_file;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::storage::replace::replace_file;
+use crate::storage::StorageError;
 
 use super::assign::PartitionKey;
 use crate::wire::consumer::validate_group;
@@ -56,23 +60,40 @@ pub fn encode(offsets: &GroupOffsets) -> Vec<u8> {
     b
 }
 
+/// Why an offsets file does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OffsetsFileError {
+    #[error("not a shardlog offsets file (bad magic or too short)")]
+    NotOffsets,
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("unsupported version {0}")]
+    Version(u8),
+    #[error("truncated entry")]
+    Truncated,
+    #[error("topic is not UTF-8")]
+    NotUtf8,
+    #[error("{0} trailing bytes")]
+    Trailing(usize),
+}
+
 /// Decodes a group's offsets file.
-pub fn decode(b: &[u8]) -> Result<GroupOffsets, String> {
+pub fn decode(b: &[u8]) -> Result<GroupOffsets, OffsetsFileError> {
     if b.len() < 13 || &b[..4] != MAGIC {
-        return Err("not a shardlog offsets file (bad magic or too short)".into());
+        return Err(OffsetsFileError::NotOffsets);
     }
     let (body, crc) = b.split_at(b.len() - 4);
-    let crc = u32::from_be_bytes(crc.try_into().map_err(|_| "short crc")?);
+    let crc = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
     if crc32fast::hash(body) != crc {
-        return Err("checksum mismatch".into());
+        return Err(OffsetsFileError::Checksum);
     }
     if body[4] != VERSION {
-        return Err(format!("unsupported version {}", body[4]));
+        return Err(OffsetsFileError::Version(body[4]));
     }
     let count = u32::from_be_bytes([body[5], body[6], body[7], body[8]]);
     let mut pos = 9;
-    let mut take = |n: usize| -> Result<&[u8], String> {
-        let s = body.get(pos..pos + n).ok_or("truncated entry")?;
+    let mut take = |n: usize| -> Result<&[u8], OffsetsFileError> {
+        let s = body.get(pos..pos + n).ok_or(OffsetsFileError::Truncated)?;
         pos += n;
         Ok(s)
     };
@@ -80,28 +101,30 @@ pub fn decode(b: &[u8]) -> Result<GroupOffsets, String> {
     for _ in 0..count {
         let len = take(1)?[0] as usize;
         let topic = std::str::from_utf8(take(len)?)
-            .map_err(|_| "topic is not UTF-8")?
+            .map_err(|_| OffsetsFileError::NotUtf8)?
             .to_string();
-        let j = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "short partition")?);
-        let off = i64::from_be_bytes(take(8)?.try_into().map_err(|_| "short offset")?);
-        out.insert((topic, j), off);
+        let mut j = [0; 4];
+        j.copy_from_slice(take(4)?);
+        let mut off = [0; 8];
+        off.copy_from_slice(take(8)?);
+        out.insert((topic, u32::from_be_bytes(j)), i64::from_be_bytes(off));
     }
     if pos != body.len() {
-        return Err(format!("{} trailing bytes", body.len() - pos));
+        return Err(OffsetsFileError::Trailing(body.len() - pos));
     }
     Ok(out)
 }
 
 /// Loads every group's offsets from `dir` (missing directory = none).
-pub fn load_all(dir: &Path) -> Result<HashMap<String, GroupOffsets>, String> {
+pub fn load_all(dir: &Path) -> Result<HashMap<String, GroupOffsets>, StorageError> {
     let mut out = HashMap::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+        Err(e) => return Err(StorageError::io("list", dir)(e)),
     };
     for entry in entries {
-        let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let entry = entry.map_err(StorageError::io("list", dir))?;
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
@@ -117,12 +140,12 @@ pub fn load_all(dir: &Path) -> Result<HashMap<String, GroupOffsets>, String> {
         if validate_group(group).is_err() {
             continue;
         }
-        let bytes = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let offsets = decode(&bytes).map_err(|e| {
-            format!(
-                "consumer offsets file {} is damaged ({e}); move it away to reset group '{group}'",
-                path.display()
-            )
+        let bytes = fs::read(&path).map_err(StorageError::io("read", &path))?;
+        let offsets = decode(&bytes).map_err(|e| StorageError::BadFile {
+            path: path.clone(),
+            reason: format!(
+                "consumer offsets file is damaged ({e}); move it away to reset group '{group}'"
+            ),
         })?;
         out.insert(group.to_string(), offsets);
     }
@@ -131,23 +154,18 @@ pub fn load_all(dir: &Path) -> Result<HashMap<String, GroupOffsets>, String> {
 
 /// Durably replaces `group`'s offsets file: tmp + fsync + rename + directory fsync. Blocking:
 /// run it off the reactor.
-pub fn save(dir: &Path, group: &str, offsets: &GroupOffsets) -> Result<(), String> {
-    let ctx = |e: std::io::Error| {
-        format!(
-            "cannot save offsets of group '{group}' in {}: {e}",
-            dir.display()
-        )
-    };
+pub fn save(dir: &Path, group: &str, offsets: &GroupOffsets) -> Result<(), StorageError> {
     let fresh = !dir.exists();
-    fs::create_dir_all(dir).map_err(ctx)?;
+    fs::create_dir_all(dir).map_err(StorageError::io("create", dir))?;
     if fresh {
         if let Some(parent) = dir.parent() {
             fs::File::open(parent)
                 .and_then(|d| d.sync_all())
-                .map_err(ctx)?;
+                .map_err(StorageError::io("sync", parent))?;
         }
     }
-    replace_file(dir, &format!("{group}{SUFFIX}"), &encode(offsets)).map_err(ctx)
+    let file = format!("{group}{SUFFIX}");
+    replace_file(dir, &file, &encode(offsets)).map_err(StorageError::io("write", dir.join(file)))
 }
 
 /// Where a position must actually point given the log's available range `[start, end)`: never
@@ -202,7 +220,7 @@ mod tests {
         assert_eq!(all["g1"][&("a".to_string(), 0)], 9);
         assert!(!dir.join("g3.offsets.tmp").exists());
         fs::write(dir.join("g1.offsets"), b"SLCO garbage").unwrap();
-        let err = load_all(&dir).unwrap_err();
+        let err = load_all(&dir).unwrap_err().to_string();
         assert!(err.contains("g1") && !err.contains('\n'), "{err}");
     }
 

@@ -1,36 +1,30 @@
-//! Collecting a scrape: this shard's snapshot, every other shard's over the mesh
-//! ([`ShardMsg::Metrics`], answered from a task of its own so the mesh loop never waits), and
-//! consumer lag from the coordinator's shard.
+//! Collecting a scrape: this shard's snapshot, every other shard's through
+//! `Shard::submit_to` (each taken in a task of its own on that shard, so its mesh loop never
+//! waits), and consumer lag from the coordinator's shard.
 
 use std::rc::Rc;
 
-use futures_channel::oneshot;
 use futures_util::future::join_all;
 
 use super::snapshot::{LagSample, MetricsSnapshot, ShardSnapshot};
-use crate::consumer::coordinator::{bounds, Coordinator};
-use crate::shard::msg::ShardMsg;
+use crate::consumer::Coordinator;
 use crate::shard::Shard;
 
 /// Gathers every shard's metrics and encodes them in the Prometheus text format. Called on
 /// the shard serving the scrape. A shard that cannot be reached is left out (and logged).
-pub async fn gather(shard: &Shard) -> String {
+pub async fn gather(shard: &Rc<Shard>) -> String {
     super::encode::encode(gather_snapshot(shard).await)
 }
 
 /// Gathers every shard's metrics, merged.
-pub async fn gather_snapshot(shard: &Shard) -> MetricsSnapshot {
+pub async fn gather_snapshot(shard: &Rc<Shard>) -> MetricsSnapshot {
     let peers = (0..shard.shards)
         .filter(|&p| p != shard.id)
         .map(|peer| async move {
-            let (tx, rx) = oneshot::channel();
             shard
-                .send_to(peer, ShardMsg::Metrics { reply: tx })
+                .submit_to(peer, |s| async move { local_snapshot(&s).await })
                 .await
                 .map_err(|e| tracing::warn!(peer, error = %e, "metrics: shard not reachable"))
-                .ok()?;
-            rx.await
-                .map_err(|_| tracing::warn!(peer, "metrics: shard dropped the request"))
                 .ok()
         });
     let (mut snap, others) =
@@ -74,9 +68,9 @@ pub async fn local_snapshot(shard: &Shard) -> MetricsSnapshot {
         buffer_capacity: capacity,
         topics,
     };
-    let lag = match shard.coordinator() {
-        Some(c) => consumer_lag(shard, c).await,
-        None => Vec::new(),
+    let lag = match Coordinator::on(shard) {
+        Ok(c) => consumer_lag(shard, &c).await,
+        Err(_) => Vec::new(),
     };
     MetricsSnapshot::of_shard(own, lag)
 }
@@ -91,7 +85,7 @@ async fn consumer_lag(shard: &Shard, c: &Rc<Coordinator>) -> Vec<LagSample> {
             (partition < ts.layout.partitions()).then_some((group, ts, partition, committed))
         })
         .map(|(group, ts, partition, committed)| async move {
-            match bounds(shard, &ts, partition).await {
+            match shard.bounds(&ts, partition).await {
                 Ok((_, end)) => Some(LagSample {
                     group,
                     topic: ts.name.clone(),

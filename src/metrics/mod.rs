@@ -29,7 +29,6 @@ pub use gather::{gather, gather_snapshot, local_snapshot};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use snapshot::{LagSample, MetricsSnapshot, ShardSnapshot, TopicSnapshot};
 
-use crate::server::conns::Connections;
 use crate::storage::RecoveryReport;
 use crate::wire::{ErrorCode, OpCode};
 
@@ -93,7 +92,7 @@ impl RequestType {
 }
 
 /// Frame results: slot 0 is `ok`, slot `1 + code` is ERROR with that code.
-pub const FRAME_RESULTS: usize = 9;
+pub const FRAME_RESULTS: usize = 1 + ErrorCode::COUNT;
 
 /// The `result` label value of frame-result slot `i`.
 pub fn frame_result_name(i: usize) -> &'static str {
@@ -102,6 +101,9 @@ pub fn frame_result_name(i: usize) -> &'static str {
         _ => ErrorCode::from_u8((i - 1) as u8).map_or("unknown", ErrorCode::name),
     }
 }
+
+/// Counts a server's open connections on a shard when called (at scrape time).
+pub type OpenConnections = Rc<dyn Fn() -> usize>;
 
 /// One shard's own counters, histograms and per-shard gauges' sources.
 #[derive(Default)]
@@ -118,8 +120,8 @@ pub struct ShardMetrics {
     pub ack: Histogram,
     /// POLL frame read to its response queued, per poll.
     pub poll: Histogram,
-    /// Each server's connection registry on this shard, read at scrape time.
-    servers: RefCell<Vec<Rc<Connections>>>,
+    /// Each server's open-connection count on this shard, read at scrape time.
+    servers: RefCell<Vec<(&'static str, OpenConnections)>>,
 }
 
 impl ShardMetrics {
@@ -141,9 +143,10 @@ impl ShardMetrics {
         add(&self.requests[t as usize], 1);
     }
 
-    /// Lets scrapes report the open connections of a server's registry.
-    pub fn track_connections(&self, conns: &Rc<Connections>) {
-        self.servers.borrow_mut().push(conns.clone());
+    /// Lets scrapes report a server's open connections on this shard, as `open()` counts
+    /// them at scrape time.
+    pub fn track_connections(&self, server: &'static str, open: OpenConnections) {
+        self.servers.borrow_mut().push((server, open));
     }
 
     /// Open connections now, per server name.
@@ -151,7 +154,7 @@ impl ShardMetrics {
         self.servers
             .borrow()
             .iter()
-            .map(|c| (c.name(), c.len() as u64))
+            .map(|(name, open)| (*name, open() as u64))
             .collect()
     }
 

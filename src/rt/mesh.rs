@@ -33,17 +33,14 @@ impl<T: Send + 'static> ShardMesh<T> {
     }
 
     /// Joins from shard `shard`; returns once every shard has joined.
-    pub async fn join(self, shard: usize) -> Result<MeshPort<T>, String> {
+    pub async fn join(self, shard: usize) -> Result<MeshPort<T>, MeshError> {
         let (senders, receivers) = self
             .builder
             .join()
             .await
-            .map_err(|_| "failed to join the shard mesh".to_string())?;
+            .map_err(|e| MeshError::Join(e.to_string()))?;
         {
-            let mut peers = self
-                .peers
-                .lock()
-                .map_err(|_| "mesh map poisoned".to_string())?;
+            let mut peers = self.peers.lock().map_err(|_| MeshError::Poisoned)?;
             peers[shard] = Some(senders.peer_id());
         }
         // Start-up only: wait until every shard has published its peer number. The wait
@@ -51,10 +48,7 @@ impl<T: Send + 'static> ShardMesh<T> {
         // the executor's loop, so a blocked shard could leave another one waiting forever.
         let peer_of = loop {
             let all: Option<Vec<usize>> = {
-                let peers = self
-                    .peers
-                    .lock()
-                    .map_err(|_| "mesh map poisoned".to_string())?;
+                let peers = self.peers.lock().map_err(|_| MeshError::Poisoned)?;
                 peers.iter().copied().collect()
             };
             match all {
@@ -69,6 +63,17 @@ impl<T: Send + 'static> ShardMesh<T> {
             shard,
         })
     }
+}
+
+/// Joining the mesh failed (at start-up).
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// The runtime refused to join (its own message).
+    #[error("{0}")]
+    Join(String),
+    /// A shard panicked while publishing its peer number.
+    #[error("a shard failed while joining")]
+    Poisoned,
 }
 
 /// The message could not be sent: the shard is gone (or is this shard).

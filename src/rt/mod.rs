@@ -13,7 +13,7 @@ pub mod pool;
 pub mod recv;
 pub mod vectored;
 
-pub use mesh::{MeshPort, ShardMesh};
+pub use mesh::{MeshError, MeshPort, ShardMesh};
 
 pub mod dma;
 
@@ -78,6 +78,14 @@ where
     R: Send + 'static,
 {
     glommio::executor().spawn_blocking(f).await
+}
+
+/// Microseconds since the Unix epoch (a record's timestamp).
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 /// Sleeps on the shard's timer.

@@ -10,9 +10,16 @@
 //! The counts are the only state shared between shards: one atomic per shard, updated when a
 //! connection is placed and when it closes. A connection moves at most once.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+
+use crate::shard::{RouteError, Shard};
 
 /// A connection on its way to the shard that will serve it (over the mesh).
 #[derive(Debug)]
@@ -21,6 +28,78 @@ pub struct Handover {
     pub server: &'static str,
     pub fd: OwnedFd,
     pub placed: Placed,
+}
+
+/// Sends a connection, detached from the shard that accepted it, to shard `to`, which serves
+/// it once its accept loop for that server takes it ([`Adoption::take`]).
+pub async fn hand_over(shard: &Rc<Shard>, to: usize, handover: Handover) -> Result<(), RouteError> {
+    shard
+        .run_on(to, move |target| {
+            target
+                .locals
+                .get_or_insert_with(Adoption::default)
+                .push(handover)
+        })
+        .await
+}
+
+/// The connections handed over to one shard, per server, for that server's accept loop there.
+/// They can arrive before the accept loop has started (another shard may accept first); they
+/// wait in the channel until it takes the receiver. Kept in the shard's core-local state.
+#[derive(Default)]
+pub struct Adoption {
+    servers: RefCell<HashMap<&'static str, Adopted>>,
+}
+
+struct Adopted {
+    /// `None` once the accept loop has stopped: later arrivals are closed.
+    tx: Option<UnboundedSender<Handover>>,
+    rx: Option<UnboundedReceiver<Handover>>,
+}
+
+impl Adoption {
+    /// This shard's adoption queues.
+    pub fn of(shard: &Shard) -> Rc<Adoption> {
+        shard.locals.get_or_insert_with(Adoption::default)
+    }
+
+    fn push(&self, handover: Handover) {
+        let mut all = self.servers.borrow_mut();
+        // After the accept loop stopped, dropping the handover closes the connection.
+        if let Some(tx) = &Self::slot(&mut all, handover.server).tx {
+            let _ = tx.unbounded_send(handover);
+        }
+    }
+
+    /// The connections other shards hand over for `server`, for its accept loop (once).
+    pub fn take(&self, server: &'static str) -> UnboundedReceiver<Handover> {
+        let mut all = self.servers.borrow_mut();
+        let slot = Self::slot(&mut all, server);
+        slot.rx.take().unwrap_or_else(|| {
+            // Taken before (a second accept loop for one server): give it a fresh channel.
+            let (tx, rx) = unbounded();
+            slot.tx = Some(tx);
+            rx
+        })
+    }
+
+    /// The accept loop of `server` stopped: connections handed over from now on are closed.
+    pub fn stop(&self, server: &'static str) {
+        Self::slot(&mut self.servers.borrow_mut(), server).tx = None;
+    }
+
+    fn slot<'a>(
+        all: &'a mut HashMap<&'static str, Adopted>,
+        server: &'static str,
+    ) -> &'a mut Adopted {
+        all.entry(server).or_insert_with(|| {
+            let (tx, rx) = unbounded();
+            Adopted {
+                tx: Some(tx),
+                rx: Some(rx),
+            }
+        })
+    }
 }
 
 /// How many connections of one server each shard serves (or has been handed).

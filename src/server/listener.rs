@@ -14,10 +14,9 @@ use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::StreamExt;
 
 use crate::rt::{self, TcpListener, TcpStream};
-use crate::shard::msg::ShardMsg;
 use crate::shard::Shard;
 
-use super::balance::{ConnLoad, Handover, Placed};
+use super::balance::{self, Adoption, ConnLoad, Handover, Placed};
 use super::conns::{ConnGuard, Connections};
 
 /// A future a server runs for one connection.
@@ -49,7 +48,11 @@ pub async fn accept_loop(
         shard.config.max_connections,
         shard.config.idle_timeout,
     );
-    shard.metrics.track_connections(&conns);
+    let open = conns.clone();
+    shard
+        .metrics
+        .track_connections(server.name, Rc::new(move || open.len()));
+    let adoption = Adoption::of(&shard);
     let reaper = rt::spawn(conns.clone().reap_idle());
     // Handed-over connections are taken by their own task: racing them against `accept`
     // would drop an accept future that may already hold a connection.
@@ -57,7 +60,7 @@ pub async fn accept_loop(
         shard.clone(),
         conns.clone(),
         server,
-        shard.take_adopted(server.name),
+        adoption.take(server.name),
     ));
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -81,7 +84,7 @@ pub async fn accept_loop(
             }
         }
     }
-    shard.stop_adopting(server.name);
+    adoption.stop(server.name);
     drop(adopter);
     drop(listener);
     drop(reaper);
@@ -143,12 +146,12 @@ async fn hand_over(shard: &Rc<Shard>, server: Server, stream: TcpStream, placed:
             return;
         }
     };
-    let msg = ShardMsg::Adopt(Handover {
+    let handover = Handover {
         server: server.name,
         fd,
         placed,
-    });
-    if let Err(e) = shard.send_to(to, msg).await {
+    };
+    if let Err(e) = balance::hand_over(shard, to, handover).await {
         tracing::warn!(server = server.name, to, error = %e, "cannot hand a connection over");
     }
 }

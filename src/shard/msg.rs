@@ -1,13 +1,18 @@
-//! Messages that travel between shards over the mesh. Everything here is `Send`; replies go
-//! back in a one-shot carried by the request.
+//! The data plane's messages between shards, over the mesh. Everything here is `Send`; replies
+//! go back in a one-shot carried by the request. Only the data plane has typed messages
+//! (produce, read, topic creation); control work travels as a [`ControlTask`] closure.
+
+use std::rc::Rc;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
 
 use crate::ring::TopicLayout;
+use crate::storage::StoredChunk;
 use crate::wire::produce::ProduceLayout;
 
-use super::ProduceError;
+use super::error::{ProduceError, ReadError, TopicError};
+use super::Shard;
 
 /// A validated PRODUCE frame on its way to its partition: the frame body (a slice of the
 /// connection's read buffer, never copied) and where its parts are.
@@ -42,6 +47,24 @@ pub struct ProduceAck {
 
 pub type ProduceReply = oneshot::Sender<Result<ProduceAck, ProduceError>>;
 
+/// Chunks read from a partition, and its bounds at the time of the read.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    /// Whole chunks; the first may start before the requested offset.
+    pub chunks: Vec<StoredChunk>,
+    /// Earliest offset still available (retention moves it forward).
+    pub start_offset: i64,
+    /// One past the last durable offset.
+    pub end_offset: i64,
+}
+
+pub type ReadReply = oneshot::Sender<Result<ReadResult, ReadError>>;
+
+/// Control work run on another core against its shard (see [`super::control`]). It runs
+/// inside the mesh's receive loop, so it must not wait: work that waits is spawned (as
+/// `Shard::submit_to` does).
+pub type ControlTask = Box<dyn FnOnce(&Rc<Shard>) + Send>;
+
 /// A request from one shard to another.
 pub enum ShardMsg {
     /// Append a frame to a partition the receiving shard owns.
@@ -60,20 +83,13 @@ pub enum ShardMsg {
         offset: i64,
         max_bytes: usize,
         wait: Option<std::time::Duration>,
-        reply: super::read::ReadReply,
+        reply: ReadReply,
     },
-    /// Sent to shard 0, which hosts the consumer-group coordinator.
-    Consumer(crate::consumer::msg::CoordinatorRequest),
     /// Sent to shard 0, which owns topic creation: the topic's layout, creating it if new.
     GetOrCreateTopic {
         topic: String,
-        reply: oneshot::Sender<Result<TopicLayout, String>>,
+        reply: oneshot::Sender<Result<TopicLayout, TopicError>>,
     },
-    /// A connection another shard accepted, for this shard to serve (see
-    /// [`crate::server::balance`]).
-    Adopt(crate::server::balance::Handover),
-    /// A scrape: the receiving shard's metrics (see [`crate::metrics`]).
-    Metrics {
-        reply: oneshot::Sender<crate::metrics::MetricsSnapshot>,
-    },
+    /// Control work to run on the receiving core (see [`super::control`]).
+    Run(ControlTask),
 }

@@ -6,43 +6,15 @@ use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 use futures_lite::future;
-use thiserror::Error;
 
 use crate::rt;
 use crate::storage::StoredChunk;
 
-use super::msg::ShardMsg;
+use super::error::{ReadError, RouteError};
+use super::msg::{ReadResult, ShardMsg};
 use super::readahead::ReadAheadBudget;
 use super::writer::PartitionWriter;
 use super::{Shard, TopicState};
-
-/// Chunks read from a partition, and its bounds at the time of the read.
-#[derive(Debug, Clone, Default)]
-pub struct ReadResult {
-    /// Whole chunks; the first may start before the requested offset.
-    pub chunks: Vec<StoredChunk>,
-    /// Earliest offset still available (retention moves it forward).
-    pub start_offset: i64,
-    /// One past the last durable offset.
-    pub end_offset: i64,
-}
-
-/// Why a read failed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ReadError {
-    #[error(
-        "offset {requested} is no longer available; the earliest available offset is {earliest}"
-    )]
-    OutOfRange { requested: i64, earliest: i64 },
-    #[error("partition {partition} does not exist (the topic has {partitions})")]
-    NoSuchPartition { partition: u32, partitions: u32 },
-    #[error("storage: {0}")]
-    Storage(String),
-    #[error("routing: {0}")]
-    Routing(String),
-}
-
-pub type ReadReply = oneshot::Sender<Result<ReadResult, ReadError>>;
 
 impl Shard {
     /// Reads partition `j` of `topic` from `offset`, at most about `max_bytes` of chunks (at
@@ -65,10 +37,12 @@ impl Shard {
         }
         let owner = topic.layout.owner(j, self.shards);
         if owner == self.id {
-            let writer = topic.writers[j as usize]
-                .clone()
-                .ok_or_else(|| ReadError::Routing(format!("partition {j} has no writer")))?;
-            return read_local(&writer, &self.read_ahead, offset, max_bytes, wait).await;
+            let writer = topic.writer(j).ok_or_else(|| RouteError::NotOwned {
+                shard: self.id,
+                topic: topic.name.clone(),
+                partition: j,
+            })?;
+            return read_local(writer, &self.read_ahead, offset, max_bytes, wait).await;
         }
         let (tx, rx) = oneshot::channel();
         let msg = ShardMsg::Read {
@@ -83,9 +57,14 @@ impl Shard {
         self.mesh
             .send_to(owner, msg)
             .await
-            .map_err(|_| ReadError::Routing(format!("shard {owner} is not reachable")))?;
-        rx.await
-            .map_err(|_| ReadError::Routing("the owning shard dropped the read".into()))?
+            .map_err(|_| RouteError::Unreachable(owner))?;
+        rx.await.map_err(|_| RouteError::Dropped(owner))?
+    }
+
+    /// The available range `[start, end)` of partition `j`, asked of its owning shard.
+    pub async fn bounds(&self, topic: &TopicState, j: u32) -> Result<(i64, i64), ReadError> {
+        let r = self.read(topic, j, i64::MAX, 1, None).await?;
+        Ok((r.start_offset, r.end_offset))
     }
 }
 
@@ -97,10 +76,7 @@ pub(super) async fn read_local(
     max_bytes: usize,
     wait: Option<Duration>,
 ) -> Result<ReadResult, ReadError> {
-    let log = writer
-        .open()
-        .await
-        .map_err(|e| ReadError::Storage(e.to_string()))?;
+    let log = writer.open().await.map_err(ReadError::Storage)?;
     let deadline = wait.map(|w| Instant::now() + w);
     loop {
         // Take the notification before checking, so an append in between is not missed.
@@ -115,10 +91,7 @@ pub(super) async fn read_local(
         if offset < end_offset {
             let chunks = match writer.read_ahead.take(offset, max_bytes).await {
                 Some(chunks) => chunks,
-                None => log
-                    .read(offset, max_bytes)
-                    .await
-                    .map_err(|e| ReadError::Storage(e.to_string()))?,
+                None => log.read(offset, max_bytes).await?,
             };
             // Read the next ranges now (if they are on disk), so the disk works while this
             // answer travels and the next poll comes in.

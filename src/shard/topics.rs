@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ring::TopicLayout;
 use crate::storage::replace::replace_file;
+use crate::storage::StorageError;
 use crate::wire::startup::validate_topic;
 
 const LAYOUT_FILE: &str = "topic.toml";
@@ -19,32 +20,37 @@ pub fn topic_dir(data_dir: &Path, topic: &str) -> PathBuf {
 }
 
 /// Reads every persisted topic layout under `data_dir`.
-pub fn load_all(data_dir: &Path) -> Result<HashMap<String, TopicLayout>, String> {
+pub fn load_all(data_dir: &Path) -> Result<HashMap<String, TopicLayout>, StorageError> {
     let mut out = HashMap::new();
+    let list = StorageError::io("list", data_dir);
     let entries = match fs::read_dir(data_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(format!("cannot list {}: {e}", data_dir.display())),
+        Err(e) => return Err(list(e)),
     };
     for entry in entries {
-        let entry = entry.map_err(|e| format!("cannot list {}: {e}", data_dir.display()))?;
+        let entry = entry.map_err(StorageError::io("list", data_dir))?;
         let name = entry.file_name();
         let Some(topic) = name.to_str() else { continue };
         if validate_topic(topic).is_err() {
             continue;
         }
         let path = entry.path().join(LAYOUT_FILE);
+        let bad = |reason: String| StorageError::BadFile {
+            path: path.clone(),
+            reason,
+        };
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let layout: TopicLayout = toml::from_str(&text)
-                    .map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+                let layout: TopicLayout =
+                    toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
                 if layout.partitions() == 0 || layout.ranges_per_token_range > 256 {
-                    return Err(format!("{}: invalid layout {layout:?}", path.display()));
+                    return Err(bad(format!("invalid layout {layout:?}")));
                 }
                 out.insert(topic.to_string(), layout);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => return Err(StorageError::io("read", &path)(e)),
         }
     }
     Ok(out)
@@ -52,17 +58,19 @@ pub fn load_all(data_dir: &Path) -> Result<HashMap<String, TopicLayout>, String>
 
 /// Persists a new topic's layout durably: write a temporary file, fsync it, rename it into
 /// place, fsync the directories.
-pub fn persist(data_dir: &Path, topic: &str, layout: &TopicLayout) -> Result<(), String> {
+pub fn persist(data_dir: &Path, topic: &str, layout: &TopicLayout) -> Result<(), StorageError> {
     let dir = topic_dir(data_dir, topic);
-    let ctx =
-        |e: std::io::Error| format!("cannot create topic '{topic}' in {}: {e}", dir.display());
-    fs::create_dir_all(&dir).map_err(ctx)?;
-    let text = toml::to_string(layout).map_err(|e| e.to_string())?;
-    replace_file(&dir, LAYOUT_FILE, text.as_bytes()).map_err(ctx)?;
+    fs::create_dir_all(&dir).map_err(StorageError::io("create", &dir))?;
+    let text = toml::to_string(layout).map_err(|e| StorageError::BadFile {
+        path: dir.join(LAYOUT_FILE),
+        reason: e.to_string(),
+    })?;
+    replace_file(&dir, LAYOUT_FILE, text.as_bytes())
+        .map_err(StorageError::io("write", dir.join(LAYOUT_FILE)))?;
     // The topic's directory may be new: make its name durable too.
     fs::File::open(data_dir)
         .and_then(|d| d.sync_all())
-        .map_err(ctx)?;
+        .map_err(StorageError::io("sync", data_dir))?;
     Ok(())
 }
 
@@ -82,6 +90,8 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(all["orders"], l);
         fs::write(dir.path().join("orders").join(LAYOUT_FILE), "gen = \"x\"").unwrap();
-        assert!(load_all(dir.path()).unwrap_err().contains("orders"));
+        let err = load_all(dir.path()).unwrap_err();
+        assert!(matches!(err, StorageError::BadFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("orders"), "{err}");
     }
 }

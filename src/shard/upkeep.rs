@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::rt;
 
-use super::{ProduceError, Shard, TopicState};
+use super::{ProduceError, Shard};
 
 /// How often retention runs while the disk has room.
 const RETENTION_PERIOD: Duration = Duration::from_secs(30);
@@ -22,14 +22,10 @@ impl Shard {
         if self.lifecycle.is_stopping() {
             return Err(ProduceError::ShuttingDown);
         }
-        if let Some(why) = self.disk_low.borrow().as_ref() {
-            return Err(ProduceError::DiskFull(why.clone()));
+        if let Some(full) = self.disk_low.borrow().as_ref() {
+            return Err(full.clone());
         }
         Ok(())
-    }
-
-    pub fn topic_states(&self) -> Vec<Rc<TopicState>> {
-        self.topics.borrow().values().cloned().collect()
     }
 
     /// Runs retention over every partition this shard owns.
@@ -83,11 +79,7 @@ impl Shard {
         }
         while !self.lifecycle.is_stopping() {
             let low = match free_space(&self.config.data_dir) {
-                Ok(free) if free < min => Some(format!(
-                    "disk nearly full: {free} bytes free in {}, below --min-free-space ({min}); \
-                     retry later",
-                    self.config.data_dir.display()
-                )),
+                Ok(free) if free < min => Some(ProduceError::DiskFull { free, min }),
                 Ok(_) => None,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read free disk space");
@@ -97,7 +89,10 @@ impl Shard {
             let was_low = self.disk_low.borrow().is_some();
             if low.is_some() != was_low && self.id == 0 {
                 match &low {
-                    Some(why) => tracing::warn!("refusing writes: {why}"),
+                    Some(why) => tracing::warn!(
+                        data_dir = %self.config.data_dir.display(),
+                        "refusing writes: {why}"
+                    ),
                     None => tracing::info!("disk space is back; accepting writes again"),
                 }
             }
@@ -107,7 +102,8 @@ impl Shard {
     }
 
     /// Graceful shutdown, after the servers have stopped: lets every partition writer finish
-    /// the chunks it has queued, then writes the indexes out.
+    /// the chunks it has queued, then writes the indexes out. (The control plane flushes its
+    /// own state, e.g. committed offsets, after this.)
     pub async fn close(&self) {
         for t in self.topic_states() {
             for w in t.owned() {
@@ -119,9 +115,6 @@ impl Shard {
                     }
                 }
             }
-        }
-        if let Some(c) = self.coordinator() {
-            c.flush().await;
         }
     }
 }

@@ -7,17 +7,18 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures_lite::future;
 
 use crate::metrics::{ShardMetrics, TopicMetrics};
 use crate::rt;
-use crate::storage::{AppendInfo, LogChunk, LogConfig, PartitionLog, RecordBatch};
+use crate::storage::{AppendInfo, LogChunk, LogConfig, PartitionLog, RecordBatch, StorageError};
 
+use super::error::ProduceError;
 use super::msg::{ProduceAck, ProduceFrame, ProduceReply};
 use super::notify::LocalNotify;
 use super::readahead::ReadAhead;
-use super::ProduceError;
 
 /// A frame waiting for its chunk.
 struct Pending {
@@ -117,13 +118,13 @@ impl PartitionWriter {
     }
 
     /// Opens (and recovers) the partition's log if it is not open yet.
-    pub async fn open(&self) -> Result<Rc<PartitionLog>, ProduceError> {
+    pub async fn open(&self) -> Result<Rc<PartitionLog>, Arc<StorageError>> {
         if let Some(log) = self.log.borrow().as_ref() {
             return Ok(log.clone());
         }
         let (log, report) = PartitionLog::open(self.dir.clone(), self.config.clone())
             .await
-            .map_err(|e| ProduceError::Storage(e.to_string()))?;
+            .map_err(Arc::new)?;
         tracing::info!(dir = %self.dir.display(), ?report, "partition recovered");
         // Another task may have opened it while we awaited; keep the first.
         let mut slot = self.log.borrow_mut();
@@ -179,8 +180,8 @@ impl PartitionWriter {
             Ok(log) => log
                 .encode(&batch)
                 .map(|chunk| (log, chunk))
-                .map_err(|e| ProduceError::Storage(e.to_string())),
-            Err(e) => Err(e),
+                .map_err(ProduceError::from),
+            Err(e) => Err(ProduceError::Storage(e)),
         };
         Some((batch, encoded))
     }
@@ -200,9 +201,7 @@ impl PartitionWriter {
             };
             let mut write = pin!(async {
                 let (log, chunk) = encoded?;
-                log.write_chunk(chunk)
-                    .await
-                    .map_err(|e| ProduceError::Storage(e.to_string()))
+                log.write_chunk(chunk).await.map_err(ProduceError::from)
             });
             let mut encode_next = pin!(async {
                 // Let the executor hand the write to the kernel before compressing.

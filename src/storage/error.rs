@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::chunk::ChunkError;
+use crate::error::{Classify, ErrorClass};
 
 #[derive(Debug, Error)]
 pub enum StorageError {
@@ -40,6 +41,23 @@ pub enum StorageError {
     },
     #[error("invalid log configuration: {0}")]
     Config(String),
+    /// A small metadata file (a topic layout, an offsets file) that does not parse.
+    #[error("{path}: {reason}")]
+    BadFile { path: PathBuf, reason: String },
+}
+
+impl Classify for StorageError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            StorageError::OffsetBeforeStart { .. } => ErrorClass::OutOfRange,
+            StorageError::OutOfOrder { .. } | StorageError::Config(_) => ErrorClass::Internal,
+            StorageError::Io { .. }
+            | StorageError::Failed { .. }
+            | StorageError::Chunk(_)
+            | StorageError::Alignment { .. }
+            | StorageError::BadFile { .. } => ErrorClass::Storage,
+        }
+    }
 }
 
 impl StorageError {

@@ -32,6 +32,19 @@ pub enum ErrorCode {
     /// said goodbye, or was dropped after a silence longer than `--consumer-timeout`). The
     /// client should REGISTER again.
     UnknownConsumer = 7,
+    /// The request names something that does not exist (e.g. a partition index past the
+    /// topic's partition count).
+    NotFound = 8,
+    /// The requested offset is outside what the partition holds (removed by retention).
+    OutOfRange = 9,
+    /// A limit was reached (e.g. the data disk is nearly full); nothing of the request was
+    /// stored. Retrying later may succeed.
+    ResourceExhausted = 10,
+}
+
+impl ErrorCode {
+    /// The number of codes (they run from 0 without gaps).
+    pub const COUNT: usize = 11;
 }
 
 impl ErrorCode {
@@ -45,6 +58,9 @@ impl ErrorCode {
             5 => ErrorCode::Storage,
             6 => ErrorCode::Unavailable,
             7 => ErrorCode::UnknownConsumer,
+            8 => ErrorCode::NotFound,
+            9 => ErrorCode::OutOfRange,
+            10 => ErrorCode::ResourceExhausted,
             _ => return None,
         })
     }
@@ -60,6 +76,9 @@ impl ErrorCode {
             ErrorCode::Storage => "storage",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::UnknownConsumer => "unknown-consumer",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::OutOfRange => "out-of-range",
+            ErrorCode::ResourceExhausted => "resource-exhausted",
         }
     }
 
@@ -68,7 +87,10 @@ impl ErrorCode {
     }
 
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::Unavailable | ErrorCode::Routing)
+        matches!(
+            self,
+            ErrorCode::Unavailable | ErrorCode::Routing | ErrorCode::ResourceExhausted
+        )
     }
 }
 
@@ -135,10 +157,10 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for c in 0..=7u8 {
+        for c in 0..ErrorCode::COUNT as u8 {
             assert_eq!(ErrorCode::from_u8(c).unwrap() as u8, c);
         }
-        assert_eq!(ErrorCode::from_u8(8), None);
+        assert_eq!(ErrorCode::from_u8(ErrorCode::COUNT as u8), None);
     }
 
     #[test]

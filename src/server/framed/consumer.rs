@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::connection::Outbox;
-use crate::consumer::{api, ConsumerError};
+use crate::consumer::api;
 use crate::rt;
 use crate::shard::Shard;
 use crate::wire::consumer::{parse_consumer_id, parse_poll, parse_register};
 use crate::wire::header::VERSION;
-use crate::wire::{ErrorCode, FrameHeader, OpCode};
+use crate::wire::{FrameHeader, OpCode};
 
 /// Serves one consumer frame (`op` is REGISTER, POLL, COMMIT or GOODBYE).
 pub async fn handle(
@@ -73,17 +73,6 @@ pub async fn handle(
     };
     match result {
         Ok(()) => outbox.push_empty(OpCode::Ready, sid),
-        Err(e) => outbox.push_error(sid, error_code(&e), &e.to_string()),
-    }
-}
-
-/// Maps a consumer-layer error to the ERROR code it is answered with.
-fn error_code(e: &ConsumerError) -> ErrorCode {
-    match e {
-        ConsumerError::UnknownConsumer(_) => ErrorCode::UnknownConsumer,
-        ConsumerError::Invalid(_) => ErrorCode::BadRequest,
-        ConsumerError::Storage(_) | ConsumerError::Offsets(_) => ErrorCode::Storage,
-        ConsumerError::Routing(_) => ErrorCode::Routing,
-        ConsumerError::Topic(_) => ErrorCode::Server,
+        Err(e) => outbox.push_error(sid, super::errors::code_of(&e), &e.to_string()),
     }
 }

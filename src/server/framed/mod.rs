@@ -13,6 +13,7 @@
 
 pub mod connection;
 pub mod consumer;
+pub mod errors;
 
 use std::os::fd::AsRawFd;
 
@@ -25,7 +26,7 @@ use futures_lite::io::split;
 use crate::metrics::RequestType;
 use crate::rt::{self, TcpListener, TcpStream};
 use crate::shard::msg::ProduceFrame;
-use crate::shard::{now_us, ProduceError, Shard, TopicState};
+use crate::shard::{Shard, TopicState};
 use crate::wire::produce::ProduceLayout;
 use crate::wire::startup::parse_startup;
 use crate::wire::{ErrorCode, Flags, FrameHeader, OpCode};
@@ -178,7 +179,7 @@ async fn handle_frame(
                     });
                     outbox.push_empty(OpCode::Ready, sid);
                 }
-                Err(e) => outbox.push_error(sid, error_code(&e), &e.to_string()),
+                Err(e) => outbox.push_error(sid, errors::code_of(&e), &e.to_string()),
             },
             Err(e) => outbox.push_error(sid, e.code(), &e.to_string()),
         },
@@ -219,18 +220,18 @@ async fn handle_frame(
             let frame = ProduceFrame {
                 body,
                 layout,
-                received_us: now_us(),
+                received_us: rt::now_us(),
             };
             let pending = match shard.submit(&s.topic, partition, frame).await {
                 Ok(p) => p,
-                Err(e) => return outbox.push_error(sid, error_code(&e), &e.to_string()),
+                Err(e) => return outbox.push_error(sid, errors::code_of(&e), &e.to_string()),
             };
             let outbox = outbox.clone();
             let metrics = shard.metrics.clone();
             rt::spawn_detached(async move {
                 match pending.wait().await {
                     Ok(_) => outbox.push_empty(OpCode::ProduceResponse, sid),
-                    Err(e) => outbox.push_error(sid, error_code(&e), &e.to_string()),
+                    Err(e) => outbox.push_error(sid, errors::code_of(&e), &e.to_string()),
                 }
                 metrics.ack.record(read_at.elapsed());
                 drop(bytes);
@@ -249,15 +250,5 @@ async fn handle_frame(
                     header.opcode
                 ),
             ),
-    }
-}
-
-/// Maps a shard-layer error to the ERROR code it is answered with.
-fn error_code(e: &ProduceError) -> ErrorCode {
-    match e {
-        ProduceError::Storage(_) => ErrorCode::Storage,
-        ProduceError::Routing(_) => ErrorCode::Routing,
-        ProduceError::Topic(_) => ErrorCode::Server,
-        ProduceError::DiskFull(_) | ProduceError::ShuttingDown => ErrorCode::Unavailable,
     }
 }

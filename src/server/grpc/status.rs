@@ -4,7 +4,8 @@
 use http::{HeaderMap, HeaderValue};
 use thiserror::Error;
 
-use crate::shard::ProduceError;
+use crate::error::{Classify, ErrorClass};
+use crate::shard::{ProduceError, ReadError, TopicError};
 use crate::wire::grpc::percent_encode_message;
 use crate::wire::WireError;
 
@@ -99,19 +100,36 @@ impl From<WireError> for Status {
     }
 }
 
+/// The gRPC transport's one error table: the status code each [`ErrorClass`] is answered
+/// with. The framed and HTTP tables (`server::framed::errors`, `server::http::errors`) map the
+/// same classes; `docs/protocol.md` ("Errors") shows the three side by side.
+pub fn code(class: ErrorClass) -> Code {
+    match class {
+        ErrorClass::Invalid => Code::InvalidArgument,
+        ErrorClass::NotFound => Code::NotFound,
+        ErrorClass::OutOfRange => Code::OutOfRange,
+        ErrorClass::UnknownConsumer => Code::FailedPrecondition,
+        ErrorClass::Unavailable => Code::Unavailable,
+        ErrorClass::ResourceExhausted => Code::ResourceExhausted,
+        ErrorClass::Storage | ErrorClass::Internal => Code::Internal,
+    }
+}
+
 impl From<ProduceError> for Status {
     fn from(e: ProduceError) -> Status {
-        let code = match e {
-            // The partition refuses writes after a storage failure: not retryable here.
-            ProduceError::Storage(_) => Code::Internal,
-            // The owning shard or the writer could not be reached; a retry may succeed.
-            ProduceError::Routing(_) => Code::Unavailable,
-            ProduceError::Topic(_) => Code::Unavailable,
-            // Retryable once retention or the operator frees space.
-            ProduceError::DiskFull(_) => Code::ResourceExhausted,
-            ProduceError::ShuttingDown => Code::Unavailable,
-        };
-        Status::new(code, e.to_string())
+        Status::new(code(e.class()), e.to_string())
+    }
+}
+
+impl From<ReadError> for Status {
+    fn from(e: ReadError) -> Status {
+        Status::new(code(e.class()), e.to_string())
+    }
+}
+
+impl From<TopicError> for Status {
+    fn from(e: TopicError) -> Status {
+        Status::new(code(e.class()), e.to_string())
     }
 }
 

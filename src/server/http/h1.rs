@@ -17,7 +17,8 @@ use crate::rt::vectored::write_all_vectored;
 use crate::server::conns::ConnGuard;
 use crate::shard::Shard;
 
-use super::router::{self, HttpRequest, HttpResponse};
+use super::message::{HttpRequest, HttpResponse};
+use super::router;
 
 /// Largest request head (request line and headers).
 const MAX_HEAD: usize = 16 << 10;

@@ -16,7 +16,8 @@ use crate::server::conns::ConnGuard;
 use crate::server::grpc;
 use crate::shard::Shard;
 
-use super::router::{self, HttpRequest, HttpResponse};
+use super::message::{HttpRequest, HttpResponse};
+use super::router;
 
 /// Streams one connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 256;

@@ -9,8 +9,10 @@
 //! - [`router`]: the plain-HTTP routes, shared by both versions.
 //! - [`rest`]: PolarStreams' consumer and producer endpoints.
 
+pub mod errors;
 pub mod h1;
 pub mod h2;
+pub mod message;
 pub mod rest;
 pub mod router;
 pub mod sniff;

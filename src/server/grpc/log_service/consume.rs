@@ -9,7 +9,6 @@ use prost::Message;
 
 use crate::proto::log::{ConsumeRequest, LogRecord};
 use crate::rt;
-use crate::shard::read::ReadError;
 use crate::storage::StoredChunk;
 use crate::wire::record::RecordIter;
 
@@ -26,18 +25,6 @@ const TAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 const MAX_CHUNK_RAW: u64 = 1 << 30;
 /// Encoded responses gathered before they are handed to h2.
 const SEND_BATCH: usize = 256 << 10;
-
-impl From<ReadError> for Status {
-    fn from(e: ReadError) -> Status {
-        let code = match e {
-            ReadError::OutOfRange { .. } => Code::OutOfRange,
-            ReadError::NoSuchPartition { .. } => Code::InvalidArgument,
-            ReadError::Storage(_) => Code::Internal,
-            ReadError::Routing(_) => Code::Unavailable,
-        };
-        Status::new(code, e.to_string())
-    }
-}
 
 /// `Consume(ConsumeRequest) returns stream LogRecord`: runs until the client cancels or the
 /// deadline passes (both handled by the caller, which drops this future).

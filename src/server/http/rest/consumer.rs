@@ -17,15 +17,16 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::consumer::api;
 use crate::consumer::poll::PollResponse;
-use crate::consumer::{api, ConsumerError};
 use crate::shard::Shard;
 use crate::wire::consumer::{validate_consumer_id, validate_group, RegisterBody, StartPolicy};
 use crate::wire::poll::parse_poll_response;
 use crate::wire::record::RecordIter;
 use crate::wire::startup::validate_topic;
 
-use super::super::router::{Body, HttpRequest, HttpResponse};
+use super::super::errors;
+use super::super::message::{Body, HttpRequest, HttpResponse};
 use super::query::{bad, Query};
 
 /// Content type of the binary poll response (PolarStreams' name for it).
@@ -43,7 +44,7 @@ pub async fn register(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
     };
     match api::register(&shard, body).await {
         Ok(()) => HttpResponse::text(StatusCode::OK, "OK"),
-        Err(e) => error(e),
+        Err(e) => errors::response(&e),
     }
 }
 
@@ -112,7 +113,7 @@ pub async fn poll(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
                 parts: resp.parts,
             },
         },
-        Err(e) => error(e),
+        Err(e) => errors::response(&e),
     }
 }
 
@@ -133,7 +134,7 @@ pub async fn commit(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
     };
     match api::commit(&shard, &id).await {
         Ok(()) => HttpResponse::empty(StatusCode::NO_CONTENT),
-        Err(e) => error(e),
+        Err(e) => errors::response(&e),
     }
 }
 
@@ -145,7 +146,7 @@ pub async fn goodbye(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
     };
     match api::goodbye(&shard, &id).await {
         Ok(()) => HttpResponse::text(StatusCode::OK, "OK"),
-        Err(e) => error(e),
+        Err(e) => errors::response(&e),
     }
 }
 
@@ -242,19 +243,6 @@ fn push_value(body: &[u8], out: &mut String) {
 
 fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
-
-/// The HTTP answer to a consumer-layer failure.
-pub fn error(e: ConsumerError) -> HttpResponse {
-    let status = match &e {
-        ConsumerError::UnknownConsumer(_) => StatusCode::CONFLICT,
-        ConsumerError::Invalid(_) => StatusCode::BAD_REQUEST,
-        ConsumerError::Routing(_) => StatusCode::SERVICE_UNAVAILABLE,
-        ConsumerError::Topic(_) | ConsumerError::Storage(_) | ConsumerError::Offsets(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-    };
-    HttpResponse::error(status, &e.to_string())
 }
 
 #[cfg(test)]

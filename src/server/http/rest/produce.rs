@@ -14,10 +14,11 @@ use std::rc::Rc;
 
 use http::StatusCode;
 
-use crate::shard::{ProduceError, Shard};
+use crate::shard::Shard;
 use crate::wire::startup::validate_topic;
 
-use super::super::router::{HttpRequest, HttpResponse};
+use super::super::errors;
+use super::super::message::{HttpRequest, HttpResponse};
 use super::query::{bad, Query};
 
 /// Longest partition key (the PRODUCE body carries it with a u8 length).
@@ -64,7 +65,10 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
             &format!("the messages take {frame_len} bytes as a frame; --max-frame-size is {max}"),
         ));
     }
-    let state = shard.topic(&topic).await.map_err(error)?;
+    let state = shard
+        .topic(&topic)
+        .await
+        .map_err(|e| errors::response(&e))?;
     let partition = if key.is_empty() {
         shard.keyless_partition(&state)
     } else {
@@ -80,8 +84,8 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
             frame_len,
         )
         .await
-        .map_err(error)?;
-    ack.wait().await.map_err(error)?;
+        .map_err(|e| errors::response(&e))?;
+    ack.wait().await.map_err(|e| errors::response(&e))?;
     Ok(())
 }
 
@@ -130,27 +134,6 @@ fn split_messages<'a>(
     Ok(messages)
 }
 
-/// The HTTP answer to a failed produce. Nothing was stored for 503 and 507; 500 means the
-/// partition's log failed and the outcome is unknown.
-pub fn error(e: ProduceError) -> HttpResponse {
-    let (status, message) = match &e {
-        ProduceError::DiskFull(m) => (
-            StatusCode::INSUFFICIENT_STORAGE,
-            format!("{m}; nothing was stored, retry later"),
-        ),
-        ProduceError::ShuttingDown => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the broker is shutting down; nothing was stored, retry on another broker or later"
-                .to_string(),
-        ),
-        ProduceError::Routing(_) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        ProduceError::Storage(_) | ProduceError::Topic(_) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-        }
-    };
-    HttpResponse::error(status, &message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,9 +165,15 @@ mod tests {
 
     #[test]
     fn error_statuses() {
-        assert_eq!(error(ProduceError::DiskFull("low".into())).status, 507);
-        assert_eq!(error(ProduceError::ShuttingDown).status, 503);
-        assert_eq!(error(ProduceError::Routing("x".into())).status, 503);
-        assert_eq!(error(ProduceError::Storage("x".into())).status, 500);
+        use crate::shard::{ProduceError, RouteError};
+        let full = errors::response(&ProduceError::DiskFull { free: 1, min: 2 });
+        assert_eq!(full.status, 507);
+        assert_eq!(errors::response(&ProduceError::ShuttingDown).status, 503);
+        let unreachable = ProduceError::Route(RouteError::Unreachable(1));
+        assert_eq!(errors::response(&unreachable).status, 503);
+        let failed = crate::storage::StorageError::Failed {
+            reason: "EIO".into(),
+        };
+        assert_eq!(errors::response(&ProduceError::from(failed)).status, 500);
     }
 }

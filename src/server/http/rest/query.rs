@@ -5,7 +5,7 @@
 
 use http::StatusCode;
 
-use super::super::router::HttpResponse;
+use super::super::message::HttpResponse;
 
 /// A parsed query string, in order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -1,0 +1,80 @@
+//! Serving the mesh: one receive loop per peer, each message handled without waiting (work
+//! that waits is spawned), so one slow request never holds the others.
+
+use std::rc::Rc;
+
+use super::error::RouteError;
+use super::msg::ShardMsg;
+use super::read::read_local;
+use super::Shard;
+use crate::rt;
+
+/// Starts a receive loop for every other shard.
+pub(super) fn serve_mesh(shard: &Rc<Shard>) {
+    for peer in 0..shard.shards {
+        if peer == shard.id {
+            continue;
+        }
+        let shard = shard.clone();
+        rt::spawn_detached(async move {
+            while let Some(msg) = shard.mesh.recv_from(peer).await {
+                handle(&shard, msg);
+            }
+        });
+    }
+}
+
+fn handle(shard: &Rc<Shard>, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Produce {
+            topic,
+            layout,
+            partition,
+            frame,
+            reply,
+        } => {
+            let state = shard.install_topic(&topic, layout);
+            match state.writer(partition) {
+                Some(w) => w.submit(frame, reply),
+                None => {
+                    let _ = reply.send(Err(not_owned(shard, topic, partition).into()));
+                }
+            }
+        }
+        ShardMsg::Read {
+            topic,
+            layout,
+            partition,
+            offset,
+            max_bytes,
+            wait,
+            reply,
+        } => {
+            let state = shard.install_topic(&topic, layout);
+            let writer = match state.writer(partition) {
+                Some(w) => Ok(w.clone()),
+                None => Err(not_owned(shard, topic, partition)),
+            };
+            let budget = shard.read_ahead.clone();
+            rt::spawn_detached(async move {
+                let result = match writer {
+                    Ok(w) => read_local(&w, &budget, offset, max_bytes, wait).await,
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
+            });
+        }
+        ShardMsg::GetOrCreateTopic { topic, reply } => {
+            let _ = reply.send(shard.create_topic(&topic));
+        }
+        ShardMsg::Run(task) => task(shard),
+    }
+}
+
+fn not_owned(shard: &Shard, topic: String, partition: u32) -> RouteError {
+    RouteError::NotOwned {
+        shard: shard.id,
+        topic,
+        partition,
+    }
+}

@@ -1,0 +1,158 @@
+//! The data plane's errors, each with a typed cause and its [`ErrorClass`].
+//!
+//! A storage failure is shared (`Arc`): one failed chunk answers every frame it held.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::error::{Classify, ErrorClass};
+use crate::storage::StorageError;
+use crate::wire::WireError;
+
+/// A request that could not reach the shard owning its partition, or was not answered.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RouteError {
+    #[error("shard {0} is not reachable")]
+    Unreachable(usize),
+    #[error("shard {0} dropped the request")]
+    Dropped(usize),
+    #[error("the partition's writer went away before answering")]
+    WriterGone,
+    #[error("shard {shard} does not own partition {partition} of '{topic}'")]
+    NotOwned {
+        shard: usize,
+        topic: String,
+        partition: u32,
+    },
+}
+
+impl Classify for RouteError {
+    /// Retryable: in a single broker these happen only while shards stop.
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Unavailable
+    }
+}
+
+/// A topic that could not be created or loaded.
+#[derive(Debug, Clone, Error)]
+pub enum TopicError {
+    /// Its layout could not be made durable.
+    #[error("cannot create topic '{topic}': {source}")]
+    Persist {
+        topic: String,
+        #[source]
+        source: Arc<StorageError>,
+    },
+    /// Shard 0, which creates topics, could not be asked.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+impl Classify for TopicError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            TopicError::Persist { source, .. } => source.class(),
+            TopicError::Route(e) => e.class(),
+        }
+    }
+}
+
+/// Why a frame was not acknowledged. Nothing of it is acknowledged; for `Storage` whether it
+/// reached the disk is unknown until recovery settles it.
+#[derive(Debug, Clone, Error)]
+pub enum ProduceError {
+    /// The partition's log failed (e.g. an fsync error) and refuses writes.
+    #[error("storage: {0}")]
+    Storage(Arc<StorageError>),
+    /// The frame could not reach its partition's shard.
+    #[error("routing: {0}")]
+    Route(#[from] RouteError),
+    /// The topic could not be created or loaded.
+    #[error("topic: {0}")]
+    Topic(#[from] TopicError),
+    /// The data filesystem has less free space than `--min-free-space`; retrying later may
+    /// succeed. Nothing of the request was stored.
+    #[error("disk nearly full: {free} bytes free, below --min-free-space ({min}); retry later")]
+    DiskFull { free: u64, min: u64 },
+    /// The broker is shutting down and takes no new writes. Nothing of the request was stored.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    /// Messages given one by one (gRPC, REST) that cannot be framed as one PRODUCE body.
+    #[error("cannot frame the messages: {0}")]
+    Frame(WireError),
+}
+
+impl From<StorageError> for ProduceError {
+    fn from(e: StorageError) -> Self {
+        ProduceError::Storage(Arc::new(e))
+    }
+}
+
+impl Classify for ProduceError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ProduceError::Storage(e) => e.class(),
+            ProduceError::Route(e) => e.class(),
+            ProduceError::Topic(e) => e.class(),
+            ProduceError::DiskFull { .. } => ErrorClass::ResourceExhausted,
+            ProduceError::ShuttingDown => ErrorClass::Unavailable,
+            ProduceError::Frame(_) => ErrorClass::Invalid,
+        }
+    }
+}
+
+/// Why a read failed.
+#[derive(Debug, Clone, Error)]
+pub enum ReadError {
+    #[error(
+        "offset {requested} is no longer available; the earliest available offset is {earliest}"
+    )]
+    OutOfRange { requested: i64, earliest: i64 },
+    #[error("partition {partition} does not exist (the topic has {partitions})")]
+    NoSuchPartition { partition: u32, partitions: u32 },
+    #[error("storage: {0}")]
+    Storage(Arc<StorageError>),
+    #[error("routing: {0}")]
+    Route(#[from] RouteError),
+}
+
+impl From<StorageError> for ReadError {
+    fn from(e: StorageError) -> Self {
+        ReadError::Storage(Arc::new(e))
+    }
+}
+
+impl Classify for ReadError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ReadError::OutOfRange { .. } => ErrorClass::OutOfRange,
+            ReadError::NoSuchPartition { .. } => ErrorClass::NotFound,
+            ReadError::Storage(e) => e.class(),
+            ReadError::Route(e) => e.class(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_failure_keeps_its_class_through_every_layer() {
+        let io = StorageError::Failed {
+            reason: "fdatasync: EIO".into(),
+        };
+        let p = ProduceError::from(io);
+        assert_eq!(p.class(), ErrorClass::Storage);
+        let ProduceError::Storage(shared) = p else {
+            panic!("{p:?}")
+        };
+        assert_eq!(ReadError::Storage(shared).class(), ErrorClass::Storage);
+        let t = TopicError::Route(RouteError::Unreachable(0));
+        assert_eq!(ProduceError::from(t).class(), ErrorClass::Unavailable);
+        let full = ProduceError::DiskFull { free: 1, min: 2 };
+        assert_eq!(full.class(), ErrorClass::ResourceExhausted);
+        assert!(full.to_string().contains("--min-free-space"));
+    }
+}

@@ -1,0 +1,104 @@
+//! Handing frames to their partition's writer: here when this shard owns the partition, over
+//! the mesh otherwise. Frames submitted one after another reach their partition in that order,
+//! which keeps each key in order.
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+
+use super::error::{ProduceError, RouteError};
+use super::msg::{ProduceAck, ProduceFrame, ShardMsg};
+use super::{Shard, TopicState};
+use crate::rt;
+use crate::wire::produce::{encode_produce_body, ProduceLayout};
+
+/// The acknowledgement of a submitted frame, still to come.
+pub struct PendingAck(oneshot::Receiver<Result<ProduceAck, ProduceError>>);
+
+impl PendingAck {
+    /// Waits until the frame is durable (or failed).
+    pub async fn wait(self) -> Result<ProduceAck, ProduceError> {
+        self.0.await.map_err(|_| RouteError::WriterGone)?
+    }
+}
+
+impl Shard {
+    /// The partition a keyless connection writes to: one owned by this shard (no cross-core
+    /// hop), chosen round-robin so connections spread over the shard's partitions.
+    pub fn keyless_partition(&self, topic: &TopicState) -> u32 {
+        let c = topic.keyless_cursor.get();
+        topic.keyless_cursor.set(c.wrapping_add(1));
+        let owned = topic.owned().count();
+        match topic.owned().nth(c % owned.max(1)) {
+            Some(w) => w.partition,
+            // More shards than partitions: this shard owns none of the topic.
+            None => (c % topic.layout.partitions() as usize) as u32,
+        }
+    }
+
+    /// Hands a frame to partition `j` of `topic`, locally or on the owning shard, and returns
+    /// the receiver of its acknowledgement (sent once the frame is durable).
+    pub async fn submit(
+        &self,
+        topic: &TopicState,
+        j: u32,
+        frame: ProduceFrame,
+    ) -> Result<PendingAck, ProduceError> {
+        self.check_writable()?;
+        let (tx, rx) = oneshot::channel();
+        let owner = topic.layout.owner(j, self.shards);
+        if owner == self.id {
+            let writer = topic.writer(j).ok_or_else(|| RouteError::NotOwned {
+                shard: self.id,
+                topic: topic.name.clone(),
+                partition: j,
+            })?;
+            writer.submit(frame, tx);
+        } else {
+            let msg = ShardMsg::Produce {
+                topic: topic.name.clone(),
+                layout: topic.layout,
+                partition: j,
+                frame,
+                reply: tx,
+            };
+            self.mesh
+                .send_to(owner, msg)
+                .await
+                .map_err(|_| RouteError::Unreachable(owner))?;
+        }
+        Ok(PendingAck(rx))
+    }
+
+    /// For interfaces that receive messages rather than frames (gRPC, REST): encodes them as
+    /// one PRODUCE body — exactly what a framed client would send, so one frame is one chunk's
+    /// worth of atomicity — takes its size from the shard's buffer budget (the one framed
+    /// connections draw from, so every interface slows down together when acknowledgements
+    /// lag) and submits it to partition `j`. Hold the returned permit until the ack arrives.
+    pub async fn submit_messages<'m>(
+        &self,
+        topic: &TopicState,
+        j: u32,
+        timestamp: Option<i64>,
+        key: &[u8],
+        messages: impl IntoIterator<Item = &'m [u8]>,
+        body_len: usize,
+    ) -> Result<(PendingAck, rt::StaticPermit), ProduceError> {
+        let mut body = Vec::with_capacity(body_len);
+        encode_produce_body(timestamp, key, messages, &mut body);
+        let layout =
+            ProduceLayout::parse(&body, timestamp.is_some()).map_err(ProduceError::Frame)?;
+        let budget = (body.len() as u64).min(self.config.shard_buffer_bytes);
+        let permit = self
+            .buffer
+            .clone()
+            .acquire_static_permit(budget)
+            .await
+            .map_err(|_| ProduceError::ShuttingDown)?;
+        let frame = ProduceFrame {
+            body: Bytes::from(body),
+            layout,
+            received_us: rt::now_us(),
+        };
+        Ok((self.submit(topic, j, frame).await?, permit))
+    }
+}
