@@ -393,7 +393,7 @@ impl<'a> Checker<'a> {
 /// Where and how to read a run back.
 #[derive(Debug, Clone)]
 pub struct ReadBack {
-    pub transport: crate::consume::Transport,
+    pub transport: crate::client::session::Transport,
     pub addr: String,
     pub topic: String,
     /// A group no one else uses.
@@ -419,8 +419,8 @@ impl ReadBack {
             .map_err(|e| format!("verify: GOODBYE failed: {e}"))
     }
 
-    fn session(&self) -> Result<Box<dyn crate::consume::ConsumerSession>, String> {
-        crate::consume::open_session(self.transport, &self.addr, self.timeout)
+    fn session(&self) -> Result<Box<dyn crate::client::session::ConsumerSession>, String> {
+        crate::client::session::open_session(self.transport, &self.addr, self.timeout)
             .map_err(|e| format!("verify: cannot connect to {}: {e}", self.addr))
     }
 
@@ -435,7 +435,7 @@ impl ReadBack {
             shardlog::wire::consumer::StartPolicy::Earliest,
         )
         .map_err(|e| format!("verify: REGISTER failed: {e}"))?;
-        let mut decoder = crate::consume::Decoder::new();
+        let mut decoder = crate::client::poll::Decoder::new();
         // The next offset expected per partition: records before it were delivered already.
         let mut next: HashMap<(i64, u8, String), i64> = HashMap::new();
         let mut empties = 0;
@@ -448,15 +448,19 @@ impl ReadBack {
                 continue;
             }
             empties = 0;
-            crate::consume::for_each_record(&mut decoder, polled.body, |h, offset, _, body| {
-                let p = (h.token, h.range_index, h.topic.to_string());
-                let expect = next.entry(p).or_insert(offset);
-                if offset < *expect {
-                    return;
-                }
-                *expect = offset + 1;
-                checker.record((h.token, h.range_index, h.topic), offset, body);
-            })
+            crate::client::poll::for_each_record(
+                &mut decoder,
+                polled.body,
+                |h, offset, _, body| {
+                    let p = (h.token, h.range_index, h.topic.to_string());
+                    let expect = next.entry(p).or_insert(offset);
+                    if offset < *expect {
+                        return;
+                    }
+                    *expect = offset + 1;
+                    checker.record((h.token, h.range_index, h.topic), offset, body);
+                },
+            )
             .map_err(|e| format!("verify: {e}"))?;
         }
         s.goodbye(Self::CONSUMER)
