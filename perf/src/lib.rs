@@ -1,29 +1,23 @@
-//! shardlog-perf: the load harness for shardlog.
+//! shardlog-perf: the load harness for shardlog. It reads like the broker: run control shared by
+//! every workload, one module per workload, clients on the broker's own codecs.
 //!
-//! - [`cli`]: the command line (one subcommand per workload, shared flags flattened in).
+//! - [`cli`]: the command line, one file per subcommand's flags; every broker workload is driven
+//!   the same way through [`run::Workload`].
+//! - [`run`]: run control: the [`run::Workload`] contract, the run's shared state (failure,
+//!   Ctrl-C, deadline), `--cpus`, pacing (stop, keys, open-loop schedule), the progress line
+//!   and the report.
+//! - [`workload`]: `produce`, `consume`, `e2e`, `grpc-produce`, `grpc-consume`, `limits`.
+//! - [`client`]: the framed protocol, PRODUCE frames from prebuilt regions, consumer sessions
+//!   (framed and HTTP), poll responses, gRPC.
 //! - [`payload`]: JSON-like messages with a tunable random share, prebuilt once and cycled.
-//! - [`framed`]: a small client connection for the framed protocol, on the broker's own codecs.
-//! - [`stats`]: latency histograms per connection, merged; the progress line; the report.
-//! - [`produce`]: the framed produce workload (closed or open loop).
-//! - [`consume`]: the consume workload (consumers in a group polling), behind a transport trait.
-//! - [`e2e`]: produce while consuming; end-to-end latency from the records' timestamps.
-//! - [`limits`]: the machine's own yardsticks (one-core zstd, fdatasync, O_DIRECT bandwidth);
-//!   [`fsync_mix`]: the disk under a broker's write pattern.
 //! - [`verify`]: the ledger of acknowledged frames, message tags, and the read-back check.
 //!
-//! A new workload (gRPC produce, consume, REST) is a module with a config and a `run` that
-//! returns a [`stats::Report`], plus a variant of [`cli::Command`].
+//! A new workload is a module in [`workload`] with a config implementing [`run::Workload`]
+//! (its run returns a [`run::Report`]), plus a variant of [`cli::Command`].
 
 pub mod cli;
-pub mod consume;
-mod direct;
-pub mod e2e;
-pub mod framed;
-pub mod fsync_mix;
-pub mod grpc;
-pub mod http;
-pub mod limits;
+pub mod client;
 pub mod payload;
-pub mod produce;
-pub mod stats;
+pub mod run;
 pub mod verify;
+pub mod workload;

@@ -34,6 +34,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod read_back;
+
+pub use read_back::ReadBack;
+
 /// Key index of a keyless frame.
 pub const KEYLESS: u32 = u32::MAX;
 
@@ -220,8 +224,22 @@ impl VerifyResult {
     }
 }
 
-/// Where a message was found: (partition number in order of appearance, offset).
-type Found = (u32, i64);
+/// Where a message was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Found {
+    /// Partition number, in order of appearance.
+    partition: u32,
+    offset: i64,
+}
+
+/// A complete, well-formed frame of a key: when it was sent and acknowledged, and where its
+/// first message landed.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    sent: Duration,
+    acked: Duration,
+    at: Found,
+}
 
 /// Checks read-back records against the ledger. Feed it every record ([`Checker::record`]),
 /// then call [`Checker::finish`].
@@ -289,7 +307,12 @@ impl<'a> Checker<'a> {
                     .or_insert_with(|| vec![None; messages]);
                 match &mut slots[index as usize] {
                     Some(_) => self.result.duplicates += 1,
-                    slot => *slot = Some((part, offset)),
+                    slot => {
+                        *slot = Some(Found {
+                            partition: part,
+                            offset,
+                        })
+                    }
                 }
             }
             None => {
@@ -347,16 +370,22 @@ impl<'a> Checker<'a> {
                 if present != e.messages as u64 {
                     continue;
                 }
-                let (p0, o0) = got[0].expect("present");
-                let atomic = got
-                    .iter()
-                    .enumerate()
-                    .all(|(i, s)| *s == Some((p0, o0 + i as i64)));
+                let first = got[0].expect("present");
+                let atomic = got.iter().enumerate().all(|(i, s)| {
+                    *s == Some(Found {
+                        partition: first.partition,
+                        offset: first.offset + i as i64,
+                    })
+                });
                 if !atomic {
                     self.result.out_of_order += 1;
                     continue;
                 }
-                placed.push((e.sent, e.acked, p0, o0));
+                placed.push(Placed {
+                    sent: e.sent,
+                    acked: e.acked,
+                    at: first,
+                });
             }
             if key == KEYLESS || placed.is_empty() {
                 continue;
@@ -364,103 +393,29 @@ impl<'a> Checker<'a> {
             // Every frame B must come after every frame A of its key acknowledged before B was
             // sent: sweep B in send order, with the highest position among those A.
             let mut by_acked = placed.clone();
-            by_acked.sort_by_key(|p| p.1);
+            by_acked.sort_by_key(|p| p.acked);
             let mut by_sent = placed;
-            by_sent.sort_by_key(|p| p.0);
+            by_sent.sort_by_key(|p| p.sent);
             let mut j = 0;
             let mut latest: Option<(u32, i64)> = None;
             for b in &by_sent {
-                while j < by_acked.len() && by_acked[j].1 <= b.0 {
+                while j < by_acked.len() && by_acked[j].acked <= b.sent {
                     let a = by_acked[j];
                     latest = Some(match latest {
-                        Some((p, o)) if p != a.2 => (u32::MAX, o.max(a.3)),
-                        Some((p, o)) => (p, o.max(a.3)),
-                        None => (a.2, a.3),
+                        Some((p, o)) if p != a.at.partition => (u32::MAX, o.max(a.at.offset)),
+                        Some((p, o)) => (p, o.max(a.at.offset)),
+                        None => (a.at.partition, a.at.offset),
                     });
                     j += 1;
                 }
                 if let Some((p, o)) = latest {
-                    if p != b.2 || o > b.3 {
+                    if p != b.at.partition || o > b.at.offset {
                         self.result.out_of_order += 1;
                     }
                 }
             }
         }
         self.result
-    }
-}
-
-/// Where and how to read a run back.
-#[derive(Debug, Clone)]
-pub struct ReadBack {
-    pub transport: crate::consume::Transport,
-    pub addr: String,
-    pub topic: String,
-    /// A group no one else uses.
-    pub group: String,
-    pub timeout: Duration,
-}
-
-impl ReadBack {
-    const CONSUMER: &'static str = "perf-verify";
-
-    /// Before producing: registers the group at the end of every partition (start policy
-    /// `latest` commits those offsets at once), then leaves, so the read-back starts there.
-    pub fn mark(&self) -> Result<(), String> {
-        let mut s = self.session()?;
-        s.register(
-            Self::CONSUMER,
-            &self.group,
-            std::slice::from_ref(&self.topic),
-            shardlog::wire::consumer::StartPolicy::Latest,
-        )
-        .map_err(|e| format!("verify: REGISTER failed: {e}"))?;
-        s.goodbye(Self::CONSUMER)
-            .map_err(|e| format!("verify: GOODBYE failed: {e}"))
-    }
-
-    fn session(&self) -> Result<Box<dyn crate::consume::ConsumerSession>, String> {
-        crate::consume::open_session(self.transport, &self.addr, self.timeout)
-            .map_err(|e| format!("verify: cannot connect to {}: {e}", self.addr))
-    }
-
-    /// After producing: reads everything after the mark (until two polls in a row bring
-    /// nothing) and feeds every record to `checker`.
-    pub fn read(&self, checker: &mut Checker<'_>) -> Result<(), String> {
-        let mut s = self.session()?;
-        s.register(
-            Self::CONSUMER,
-            &self.group,
-            std::slice::from_ref(&self.topic),
-            shardlog::wire::consumer::StartPolicy::Earliest,
-        )
-        .map_err(|e| format!("verify: REGISTER failed: {e}"))?;
-        let mut decoder = crate::consume::Decoder::new();
-        // The next offset expected per partition: records before it were delivered already.
-        let mut next: HashMap<(i64, u8, String), i64> = HashMap::new();
-        let mut empties = 0;
-        while empties < 2 {
-            let polled = s
-                .poll(Self::CONSUMER, None)
-                .map_err(|e| format!("verify: POLL failed: {e}"))?;
-            if polled.body.len() <= 2 {
-                empties += 1;
-                continue;
-            }
-            empties = 0;
-            crate::consume::for_each_record(&mut decoder, polled.body, |h, offset, _, body| {
-                let p = (h.token, h.range_index, h.topic.to_string());
-                let expect = next.entry(p).or_insert(offset);
-                if offset < *expect {
-                    return;
-                }
-                *expect = offset + 1;
-                checker.record((h.token, h.range_index, h.topic), offset, body);
-            })
-            .map_err(|e| format!("verify: {e}"))?;
-        }
-        s.goodbye(Self::CONSUMER)
-            .map_err(|e| format!("verify: GOODBYE failed: {e}"))
     }
 }
 

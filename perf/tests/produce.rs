@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use common::{closed_port, FakeBroker, FakeOptions};
 use shardlog_perf::payload::PayloadSpec;
-use shardlog_perf::produce::{self, KeyOrder, ProduceConfig, ProduceOutcome, Stop};
+use shardlog_perf::run::{KeyOrder, Stop};
 use shardlog_perf::verify::KEYLESS;
+use shardlog_perf::workload::produce::{self, ProduceConfig, ProduceOutcome};
 
 fn config(fake: &FakeBroker) -> ProduceConfig {
     ProduceConfig {

@@ -16,10 +16,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::direct::{Aligned, DirectFile};
-use crate::fsync_mix::{fsync_mix, FsyncMixLimits, MixConfig};
 use crate::payload::{MessagePool, PayloadSpec, DEFAULT_POOL};
-use crate::stats::new_histogram;
+use crate::run::{cpus, progress::new_histogram};
+
+use direct::{Aligned, DirectFile};
+use fsync_mix::{fsync_mix, FsyncMixLimits, MixConfig};
+
+mod direct;
+pub mod fsync_mix;
 
 /// What to measure and how.
 #[derive(Debug, Clone)]
@@ -70,7 +74,7 @@ impl Default for LimitsConfig {
     }
 }
 
-pub use crate::direct::ALIGN;
+pub use direct::ALIGN;
 
 impl LimitsConfig {
     pub fn validate(&self) -> Result<(), String> {
@@ -102,7 +106,7 @@ impl LimitsConfig {
         if let Some(mix) = &self.fsync_mix {
             mix.validate()?;
         }
-        Ok(())
+        self.cpu.map_or(Ok(()), |c| cpus::check(&[c]))
     }
 }
 

@@ -15,10 +15,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use shardlog::wire::consumer::StartPolicy;
-
-use crate::consume::{ConsumerSession, Polled};
-use crate::framed::ClientError;
+use super::framed::ClientError;
 
 /// The largest answer body accepted.
 const MAX_BODY: usize = 256 << 20;
@@ -323,99 +320,11 @@ fn find_crlf(b: &[u8]) -> Option<usize> {
     b.windows(2).position(|w| w == b"\r\n")
 }
 
-/// A consumer over the broker's HTTP consumer API.
-pub struct HttpSession {
-    client: HttpClient,
-    path: String,
-}
-
-impl HttpSession {
-    pub fn connect(addr: &str, timeout: Duration) -> Result<HttpSession, ClientError> {
-        Ok(HttpSession {
-            client: HttpClient::connect(addr, timeout)?,
-            path: String::with_capacity(256),
-        })
-    }
-
-    /// Sends the request in `self.path`; a non-2xx answer is an error carrying its body.
-    fn call(&mut self, method: &str, wait: Duration) -> Result<Answer, ClientError> {
-        let a = self.client.request(method, &self.path, wait)?;
-        if !(200..300).contains(&a.status) {
-            let message =
-                String::from_utf8_lossy(&self.client.body()[..self.client.body().len().min(500)])
-                    .trim()
-                    .to_string();
-            return Err(ClientError::Http {
-                status: a.status,
-                message,
-            });
-        }
-        Ok(a)
-    }
-
-    fn path_for(&mut self, op: &str, id: &str) {
-        self.path.clear();
-        self.path.push_str("/v1/consumer/");
-        self.path.push_str(op);
-        self.path.push_str("?consumerId=");
-        encode_query(&mut self.path, id);
-    }
-}
-
-impl ConsumerSession for HttpSession {
-    fn register(
-        &mut self,
-        id: &str,
-        group: &str,
-        topics: &[String],
-        policy: StartPolicy,
-    ) -> Result<(), ClientError> {
-        self.path_for("register", id);
-        self.path.push_str("&group=");
-        encode_query(&mut self.path, group);
-        for t in topics {
-            self.path.push_str("&topic=");
-            encode_query(&mut self.path, t);
-        }
-        self.path.push_str(match policy {
-            StartPolicy::Earliest => "&onNewGroup=startFromEarliest",
-            StartPolicy::Latest => "&onNewGroup=startFromLatest",
-        });
-        self.call("PUT", Duration::ZERO).map(|_| ())
-    }
-
-    fn poll(&mut self, id: &str, max_wait_ms: Option<u32>) -> Result<Polled<'_>, ClientError> {
-        self.path_for("poll", id);
-        if let Some(ms) = max_wait_ms {
-            let _ = write!(self.path, "&maxWaitMs={ms}");
-        }
-        let wait = Duration::from_millis(max_wait_ms.unwrap_or(0) as u64);
-        let a = self.call("POST", wait)?;
-        let body: &[u8] = if a.status == 204 {
-            &[]
-        } else {
-            self.client.body()
-        };
-        Ok(Polled {
-            body,
-            wire_bytes: a.wire_bytes,
-        })
-    }
-
-    fn commit(&mut self, id: &str) -> Result<(), ClientError> {
-        self.path_for("commit", id);
-        self.call("POST", Duration::ZERO).map(|_| ())
-    }
-
-    fn goodbye(&mut self, id: &str) -> Result<(), ClientError> {
-        self.path_for("goodbye", id);
-        self.call("POST", Duration::ZERO).map(|_| ())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::session::{ConsumerSession, HttpSession};
+    use shardlog::wire::consumer::StartPolicy;
     use std::io::BufRead;
     use std::net::TcpListener;
     use std::sync::mpsc;

@@ -1,24 +1,22 @@
-//! Measurements: per-connection counters and latency histograms, merged once a second into a
-//! progress line and into the run's totals; the final summary as text or one JSON object.
+//! Progress: per-connection counters and latency histograms, merged once a second into a
+//! progress line and into the run's totals.
 //!
 //! Each connection owns a [`ConnStats`] (a mutex nobody else takes except the collector, once a
 //! second), so recording costs one uncontended lock per batch of answers. The [`Collector`]
 //! drains every connection's interval into the second's histogram, prints the progress line,
 //! and adds the second to the totals unless it belongs to the warmup.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
 
 /// Highest latency the histograms hold (one hour, in μs); larger values are clamped.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 /// A latency histogram in μs, 1 μs to an hour, 3 significant digits.
-pub(crate) fn new_histogram() -> Histogram<u64> {
+pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
 }
 
@@ -119,64 +117,6 @@ impl ConnStats {
     }
 }
 
-/// ERROR answers: counted per code, each distinct message printed once (and at most
-/// [`ErrorLog::MAX_PRINTED`] of them, so a broker answering every frame with a different message
-/// cannot flood the terminal).
-#[derive(Debug, Default)]
-pub struct ErrorLog {
-    inner: Mutex<ErrorLogInner>,
-}
-
-#[derive(Debug, Default)]
-struct ErrorLogInner {
-    distinct: HashMap<(u8, String), u64>,
-    by_code: BTreeMap<u8, u64>,
-    printed: usize,
-    suppressed_note: bool,
-}
-
-impl ErrorLog {
-    pub const MAX_PRINTED: usize = 20;
-
-    /// Counts one ERROR; prints it on stderr the first time its message is seen (when `print`).
-    pub fn report(&self, code: u8, message: &str, print: bool) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        *inner.by_code.entry(code).or_default() += 1;
-        if inner.distinct.len() >= 1000 && !inner.distinct.contains_key(&(code, message.into())) {
-            return;
-        }
-        let count = inner
-            .distinct
-            .entry((code, message.to_string()))
-            .or_default();
-        *count += 1;
-        if *count == 1 && print {
-            if inner.printed < Self::MAX_PRINTED {
-                inner.printed += 1;
-                eprintln!(
-                    "broker error {} ({code}): {message}",
-                    crate::framed::code_name(code)
-                );
-            } else if !inner.suppressed_note {
-                inner.suppressed_note = true;
-                eprintln!(
-                    "(more distinct broker errors; not printing them, see the counts per code)"
-                );
-            }
-        }
-    }
-
-    /// ERROR count per code name, e.g. `{"unavailable(6)": 12}`.
-    pub fn by_code(&self) -> BTreeMap<String, u64> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner
-            .by_code
-            .iter()
-            .map(|(c, n)| (format!("{}({c})", crate::framed::code_name(*c)), *n))
-            .collect()
-    }
-}
-
 /// Merges the connections' intervals once a second.
 pub struct Collector {
     conns: Vec<Arc<ConnStats>>,
@@ -186,6 +126,8 @@ pub struct Collector {
     /// What the progress line calls the running count ("acked", "consumed").
     label: &'static str,
     second: Interval,
+    /// When the collector last drained the connections.
+    last_tick: Instant,
     /// Everything after the warmup.
     pub total: Interval,
     /// Everything, warmup included (progress totals).
@@ -206,6 +148,7 @@ impl Collector {
             progress,
             label: "acked",
             second: Interval::default(),
+            last_tick: started,
             total: Interval::default(),
             all: Interval::default(),
         }
@@ -233,17 +176,49 @@ impl Collector {
         }
     }
 
+    /// Ticks once a second until `running` workers have said they are done on `done` (or they
+    /// are all gone, or `give_up` says a time that has passed).
+    pub fn wait(
+        &mut self,
+        done: &mpsc::Receiver<()>,
+        mut running: usize,
+        give_up: impl Fn() -> Option<Instant>,
+    ) {
+        while running > 0 {
+            let now = Instant::now();
+            let mut next = self.next_tick(now);
+            if let Some(g) = give_up() {
+                if now >= g {
+                    break;
+                }
+                next = next.min(g);
+            }
+            match done.recv_timeout(next.saturating_duration_since(now)) {
+                Ok(()) => running -= 1,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let now = Instant::now();
+                    if now >= self.next_tick(self.last_tick) {
+                        self.tick(now);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
     /// Drains the connections; prints a progress line if asked. `now` is the tick's time.
-    pub fn tick(&mut self, now: Instant, last_tick: Instant) {
-        self.drain(now, last_tick, self.progress);
+    pub fn tick(&mut self, now: Instant) {
+        self.drain(now, self.progress);
     }
 
     /// The last drain at the end of a run: no progress line for its sliver of a second.
-    pub fn finish(&mut self, now: Instant, last_tick: Instant) {
-        self.drain(now, last_tick, false);
+    pub fn finish(&mut self, now: Instant) {
+        self.drain(now, false);
     }
 
-    fn drain(&mut self, now: Instant, last_tick: Instant, print: bool) {
+    fn drain(&mut self, now: Instant, print: bool) {
+        let last_tick = self.last_tick;
+        self.last_tick = now;
         self.second.reset();
         for c in &self.conns {
             c.drain_into(&mut self.second);
@@ -283,142 +258,10 @@ impl Collector {
     }
 }
 
-/// Throughput and latency of the measured part of a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Measured {
-    pub duration_s: f64,
-    /// Messages acknowledged.
-    pub acked: u64,
-    pub acked_frames: u64,
-    /// Message payload bytes acknowledged.
-    pub acked_bytes: u64,
-    /// Frames answered with an ERROR.
-    pub errors: u64,
-    /// Messages in frames answered with an ERROR.
-    pub failed_messages: u64,
-    pub msgs_per_sec: f64,
-    /// Payload megabytes (10^6 bytes) per second.
-    pub mb_per_sec: f64,
-    pub frames_per_sec: f64,
-    pub min_us: u64,
-    pub mean_us: f64,
-    pub p50_us: u64,
-    pub p90_us: u64,
-    pub p99_us: u64,
-    pub p999_us: u64,
-    pub max_us: u64,
-}
-
-impl Measured {
-    /// Sums up `total` over `duration` (at least 1 μs).
-    pub fn from_interval(total: &Interval, duration: Duration) -> Measured {
-        let secs = duration.as_secs_f64().max(1e-6);
-        let h = &total.latency;
-        let q = |quantile: f64| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(quantile)
-            }
-        };
-        Measured {
-            duration_s: secs,
-            acked: total.acked_messages,
-            acked_frames: total.acked_frames,
-            acked_bytes: total.acked_bytes,
-            errors: total.errors,
-            failed_messages: total.failed_messages,
-            msgs_per_sec: total.acked_messages as f64 / secs,
-            mb_per_sec: total.acked_bytes as f64 / secs / 1e6,
-            frames_per_sec: total.acked_frames as f64 / secs,
-            min_us: if h.is_empty() { 0 } else { h.min() },
-            mean_us: if h.is_empty() { 0.0 } else { h.mean() },
-            p50_us: q(0.50),
-            p90_us: q(0.90),
-            p99_us: q(0.99),
-            p999_us: q(0.999),
-            max_us: if h.is_empty() { 0 } else { h.max() },
-        }
-    }
-}
-
-/// The end-of-run report of any workload.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub workload: String,
-    #[serde(flatten)]
-    pub measured: Measured,
-    /// The workload's settings (connections, sizes, rate, ...), as a JSON object.
-    #[serde(flatten)]
-    pub settings: serde_json::Map<String, serde_json::Value>,
-    /// ERROR answers per code.
-    pub error_codes: BTreeMap<String, u64>,
-    /// Why the run stopped early, if it did.
-    pub failure: Option<String>,
-}
-
-impl Report {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a report serializes")
-    }
-
-    /// The human-readable summary.
-    pub fn to_text(&self) -> String {
-        let m = &self.measured;
-        let mut s = String::new();
-        let _ = writeln!(s, "workload     {}", self.workload);
-        let settings: Vec<String> = self
-            .settings
-            .iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(t) => format!("{k}={t}"),
-                other => format!("{k}={other}"),
-            })
-            .collect();
-        let _ = writeln!(s, "settings     {}", settings.join(" "));
-        let _ = writeln!(
-            s,
-            "duration     {:.2} s (measured, after warmup)",
-            m.duration_s
-        );
-        let _ = writeln!(
-            s,
-            "acked        {} messages in {} frames, {:.1} MB",
-            m.acked,
-            m.acked_frames,
-            m.acked_bytes as f64 / 1e6
-        );
-        let _ = writeln!(
-            s,
-            "errors       {} frames ({} messages){}",
-            m.errors,
-            m.failed_messages,
-            if self.error_codes.is_empty() {
-                String::new()
-            } else {
-                format!(" {:?}", self.error_codes)
-            }
-        );
-        let _ = writeln!(
-            s,
-            "throughput   {:.0} msg/s  {:.1} MB/s  {:.0} frames/s",
-            m.msgs_per_sec, m.mb_per_sec, m.frames_per_sec
-        );
-        let _ = writeln!(
-            s,
-            "latency μs   p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (min {}, mean {:.0})",
-            m.p50_us, m.p90_us, m.p99_us, m.p999_us, m.max_us, m.min_us, m.mean_us
-        );
-        if let Some(f) = &self.failure {
-            let _ = writeln!(s, "FAILED       {f}");
-        }
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::report::Measured;
 
     #[test]
     fn intervals_merge_and_percentiles() {
@@ -435,7 +278,7 @@ mod tests {
             i.record_error(10, now);
         });
         let mut c = Collector::new(vec![a.clone(), b], now, Duration::ZERO, false);
-        c.tick(now + Duration::from_secs(1), now);
+        c.tick(now + Duration::from_secs(1));
         assert_eq!(c.total.acked_messages, 1010);
         assert_eq!(c.total.errors, 1);
         let m = Measured::from_interval(&c.total, Duration::from_secs(2));
@@ -453,34 +296,16 @@ mod tests {
         let a = Arc::new(ConnStats::default());
         let mut c = Collector::new(vec![a.clone()], start, Duration::from_secs(2), false);
         a.with(|i| i.record_ack(Duration::from_millis(1), 5, 5, start));
-        c.tick(start + Duration::from_secs(1), start);
+        c.tick(start + Duration::from_secs(1));
         a.with(|i| i.record_ack(Duration::from_millis(1), 7, 7, start));
-        c.tick(
-            start + Duration::from_secs(2),
-            start + Duration::from_secs(1),
-        );
+        c.tick(start + Duration::from_secs(2));
         a.with(|i| i.record_ack(Duration::from_millis(1), 11, 11, start));
-        c.tick(
-            start + Duration::from_secs(3),
-            start + Duration::from_secs(2),
-        );
+        c.tick(start + Duration::from_secs(3));
         assert_eq!(c.total.acked_messages, 11);
         assert_eq!(c.all.acked_messages, 23);
         assert_eq!(
             c.next_tick(start + Duration::from_millis(1500)),
             start + Duration::from_secs(2)
         );
-    }
-
-    #[test]
-    fn error_log_counts_by_code() {
-        let log = ErrorLog::default();
-        for _ in 0..3 {
-            log.report(6, "disk nearly full", false);
-        }
-        log.report(3, "bad crc", false);
-        let codes = log.by_code();
-        assert_eq!(codes["unavailable(6)"], 3);
-        assert_eq!(codes["protocol(3)"], 1);
     }
 }

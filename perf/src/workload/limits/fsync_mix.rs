@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::direct::{Aligned, DirectFile, ALIGN};
-use crate::stats::new_histogram;
+use super::direct::{Aligned, DirectFile, ALIGN};
+use crate::run::progress::new_histogram;
 
 /// The write pattern to replay.
 #[derive(Debug, Clone, Copy, PartialEq)]
