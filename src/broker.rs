@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::consumer::{self, coordinator::COORDINATOR_SHARD, Coordinator};
-use crate::rt::{self, pool};
+use crate::rt;
+use crate::rt::pool::{self, RuntimeError};
 use crate::server::balance::ConnLoad;
-use crate::server::{framed, http, listener};
+use crate::server::listener::{self, ListenError};
+use crate::server::{framed, http};
 use crate::shard::msg::ShardMsg;
 use crate::shard::{OpenError, Shard};
 use crate::storage::StorageError;
@@ -22,20 +24,18 @@ const MESH_CAPACITY: usize = 1024;
 
 /// Runs the broker until every shard stops (today: until the process is killed). Returns an
 /// error line when it cannot start.
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(config: Config) -> Result<(), StartError> {
     pool::preflight()?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot create --data-dir {}: {e}",
-            config.data_dir.display()
-        )
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
     })?;
     wait_for_port(config.framed_listen, "framed-listen")?;
     wait_for_port(config.http_listen, "http-listen")?;
     let cpus = pool::allowed_cpus();
     tracing::info!(?config, ?cpus, "starting shardlog");
     let mesh = rt::ShardMesh::<ShardMsg>::new(config.shards, MESH_CAPACITY);
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, StartError>>();
     let mut threads = Vec::with_capacity(config.shards);
     let mut stops = Vec::with_capacity(config.shards);
     let framed_load = ConnLoad::new(config.shards);
@@ -50,8 +50,8 @@ pub fn run(config: Config) -> Result<(), String> {
         threads.push(pool::spawn_shard(id, cpu, spin, move || async move {
             let shard = match start_core(id, Rc::new(config), mesh).await {
                 Ok(s) => s,
-                Err(e) => {
-                    let _ = ready.send(Err(format!("shard {id}: {e}")));
+                Err(source) => {
+                    let _ = ready.send(Err(StartError::Core { shard: id, source }));
                     return;
                 }
             };
@@ -60,7 +60,7 @@ pub fn run(config: Config) -> Result<(), String> {
             let (http_listener, framed_listener) = match listeners {
                 Ok(l) => l,
                 Err(e) => {
-                    let _ = ready.send(Err(e));
+                    let _ = ready.send(Err(e.into()));
                     return;
                 }
             };
@@ -111,6 +111,44 @@ pub async fn start_core(
     Ok(shard)
 }
 
+/// Why the broker could not start, in one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("cannot create --data-dir {}: {source}", path.display())]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr} (--{flag}): another process is listening on port {}", addr.port())]
+    PortTaken {
+        addr: SocketAddr,
+        flag: &'static str,
+    },
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error("shard {shard}: {source}")]
+    Core {
+        shard: usize,
+        #[source]
+        source: CoreError,
+    },
+    #[error("a shard stopped during start-up")]
+    ShardStopped,
+    #[error("start-up did not finish within {timeout:?} ({up} of {shards} shards ready)")]
+    Stuck {
+        timeout: Duration,
+        up: usize,
+        shards: usize,
+    },
+    #[error("every shard stopped during start-up")]
+    AllStopped,
+    #[error("cannot watch for signals: {0}")]
+    Signals(std::io::Error),
+}
+
 /// Why a core could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
@@ -128,10 +166,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(600);
 /// executor could not be created) stops start-up at once with its error, rather than leaving
 /// the others waiting for it in the mesh forever.
 fn wait_until_ready(
-    ready: &mpsc::Receiver<Result<usize, String>>,
+    ready: &mpsc::Receiver<Result<usize, StartError>>,
     threads: &mut Vec<pool::ShardThread<()>>,
     shards: usize,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut up = 0;
     while up < shards {
@@ -142,17 +180,17 @@ fn wait_until_ready(
                 if let Some(i) = threads.iter().position(|t| t.is_finished()) {
                     let t = threads.swap_remove(i);
                     t.join()?;
-                    return Err("a shard stopped during start-up".into());
+                    return Err(StartError::ShardStopped);
                 }
                 if Instant::now() > deadline {
-                    return Err(format!(
-                        "start-up did not finish within {START_TIMEOUT:?} ({up} of {shards} shards ready)"
-                    ));
+                    return Err(StartError::Stuck {
+                        timeout: START_TIMEOUT,
+                        up,
+                        shards,
+                    });
                 }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err("every shard stopped during start-up".into())
-            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(StartError::AllStopped),
         }
     }
     Ok(())
@@ -160,10 +198,10 @@ fn wait_until_ready(
 
 /// On the first SIGTERM or SIGINT, starts a graceful shutdown of every shard; on a second
 /// one, or if the shutdown takes far longer than `--shutdown-timeout`, exits at once.
-fn watch_signals(stops: Vec<oneshot::Sender<()>>, timeout: Duration) -> Result<(), String> {
+fn watch_signals(stops: Vec<oneshot::Sender<()>>, timeout: Duration) -> Result<(), StartError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(StartError::Signals)?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -188,7 +226,7 @@ fn watch_signals(stops: Vec<oneshot::Sender<()>>, timeout: Duration) -> Result<(
                 }
             }
         })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        .map_err(StartError::Signals)?;
     Ok(())
 }
 
@@ -200,14 +238,11 @@ fn watch_signals(stops: Vec<oneshot::Sender<()>>, timeout: Duration) -> Result<(
 /// stays for 10 s belongs to another program: that is reported as a clear error. (A plain
 /// test bind cannot tell these apart: the dead process's connections in TIME_WAIT make it
 /// fail for a minute.)
-fn wait_for_port(addr: SocketAddr, flag: &str) -> Result<(), String> {
+fn wait_for_port(addr: SocketAddr, flag: &'static str) -> Result<(), StartError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while listening_on(addr.port()) {
         if Instant::now() >= deadline {
-            return Err(format!(
-                "cannot listen on {addr} (--{flag}): another process is listening on port {}",
-                addr.port()
-            ));
+            return Err(StartError::PortTaken { addr, flag });
         }
         std::thread::sleep(Duration::from_millis(20));
     }

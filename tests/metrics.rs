@@ -66,7 +66,7 @@ impl InProcess {
                 };
                 let listener = match framed::bind(&shard) {
                     Ok(l) => l,
-                    Err(e) => return drop(ready.send(Err(e))),
+                    Err(e) => return drop(ready.send(Err(e.to_string()))),
                 };
                 let s = shard.clone();
                 rt::spawn_detached(async move {

@@ -8,6 +8,39 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
+use thiserror::Error;
+
+/// Why the runtime could not start or run a shard, worded for the operator in one line.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error(
+        "io_uring is disabled on this host (/proc/sys/kernel/io_uring_disabled = 2); \
+         set it to 0 (sysctl kernel.io_uring_disabled=0) to run shardlog"
+    )]
+    IoUringDisabled,
+    /// The executor could not be created (io_uring refused): what was refused, and the host's
+    /// settings that usually explain it.
+    #[error(
+        "cannot start an io_uring executor ({cause}); io_uring_disabled={disabled}, memlock \
+         soft/hard = {memlock_soft}/{memlock_hard} bytes. io_uring may be blocked by a \
+         container seccomp profile, disabled by sysctl, or the memlock limit may be too low \
+         (raise it with `ulimit -l unlimited`)"
+    )]
+    Executor {
+        cause: String,
+        disabled: String,
+        memlock_soft: u64,
+        memlock_hard: u64,
+    },
+    #[error("cannot start thread for shard {shard}: {source}")]
+    Thread {
+        shard: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("shard thread panicked")]
+    Panicked,
+}
 
 /// io_uring memory each shard's executor asks for (registered buffers). glommio falls back to
 /// unregistered buffers when memlock is too low, so this is a request, not a requirement.
@@ -24,16 +57,10 @@ const KEEP_AWAKE: Duration = Duration::from_millis(10);
 
 /// Checks the host before any executor starts and prepares what can be prepared: raises the
 /// soft memlock limit to the hard limit. Returns one clear line when io_uring is unusable.
-pub fn preflight() -> Result<(), String> {
+pub fn preflight() -> Result<(), RuntimeError> {
     if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
         match s.trim() {
-            "2" => {
-                return Err(
-                    "io_uring is disabled on this host (/proc/sys/kernel/io_uring_disabled = 2); \
-                     set it to 0 (sysctl kernel.io_uring_disabled=0) to run shardlog"
-                        .into(),
-                )
-            }
+            "2" => return Err(RuntimeError::IoUringDisabled),
             "1" if unsafe { libc::geteuid() } != 0 => {
                 tracing::warn!(
                     "kernel.io_uring_disabled = 1: only root and the io_uring_group may use io_uring"
@@ -70,8 +97,8 @@ fn raise_memlock() {
     }
 }
 
-/// Explains an executor creation failure in one line.
-pub fn explain_executor_error(err: &dyn std::fmt::Display) -> String {
+/// Explains an executor creation failure with the host settings that usually cause it.
+pub fn explain_executor_error(err: &dyn std::fmt::Display) -> RuntimeError {
     let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
@@ -81,12 +108,12 @@ pub fn explain_executor_error(err: &dyn std::fmt::Display) -> String {
     };
     // SAFETY: getrlimit only writes the struct we pass.
     unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
-    format!(
-        "cannot start an io_uring executor ({err}); io_uring_disabled={disabled}, memlock soft/hard \
-         = {}/{} bytes. io_uring may be blocked by a container seccomp profile, disabled by \
-         sysctl, or the memlock limit may be too low (raise it with `ulimit -l unlimited`)",
-        lim.rlim_cur, lim.rlim_max
-    )
+    RuntimeError::Executor {
+        cause: err.to_string(),
+        disabled,
+        memlock_soft: lim.rlim_cur,
+        memlock_hard: lim.rlim_max,
+    }
 }
 
 /// The CPUs this process may run on, from its affinity mask.
@@ -98,7 +125,7 @@ pub fn allowed_cpus() -> Vec<usize> {
 
 /// A running shard thread.
 pub struct ShardThread<T> {
-    handle: JoinHandle<Result<T, String>>,
+    handle: JoinHandle<Result<T, RuntimeError>>,
 }
 
 impl<T> ShardThread<T> {
@@ -108,10 +135,8 @@ impl<T> ShardThread<T> {
     }
 
     /// Waits for the shard's main future to finish.
-    pub fn join(self) -> Result<T, String> {
-        self.handle
-            .join()
-            .map_err(|_| "shard thread panicked".to_string())?
+    pub fn join(self) -> Result<T, RuntimeError> {
+        self.handle.join().map_err(|_| RuntimeError::Panicked)?
     }
 }
 
@@ -169,7 +194,7 @@ pub fn spawn_shard<G, F, T>(
     cpu: Option<usize>,
     spin: Duration,
     make: G,
-) -> Result<ShardThread<T>, String>
+) -> Result<ShardThread<T>, RuntimeError>
 where
     G: FnOnce() -> F + Send + 'static,
     F: Future<Output = T> + 'static,
@@ -211,7 +236,7 @@ where
             };
             Ok(ex.run(futures_lite::future::or(ticker, main)))
         })
-        .map_err(|e| format!("cannot start thread for shard {id}: {e}"))?;
+        .map_err(|source| RuntimeError::Thread { shard: id, source })?;
     std::thread::Builder::new()
         .name(format!("shard-{id}-start"))
         .spawn(move || loop {
@@ -227,7 +252,7 @@ where
                 }
             }
         })
-        .map_err(|e| format!("cannot start thread for shard {id}: {e}"))?;
+        .map_err(|source| RuntimeError::Thread { shard: id, source })?;
     Ok(ShardThread { handle })
 }
 
@@ -309,6 +334,6 @@ mod tests {
             wake_thread(tid);
             std::thread::sleep(Duration::from_millis(2));
         }
-        assert_eq!(shard.join(), Ok(20));
+        assert_eq!(shard.join().ok(), Some(20));
     }
 }

@@ -19,6 +19,27 @@ use crate::shard::Shard;
 use super::balance::{self, Adoption, ConnLoad, Handover, Placed};
 use super::conns::{ConnGuard, Connections};
 
+/// A listener that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} (--{flag}): {source}")]
+pub struct ListenError {
+    pub addr: std::net::SocketAddr,
+    /// The flag that set the address.
+    pub flag: &'static str,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds `addr` on this shard (every shard binds the same port; the kernel spreads
+/// connections with SO_REUSEPORT).
+pub fn bind(addr: std::net::SocketAddr, flag: &'static str) -> Result<TcpListener, ListenError> {
+    TcpListener::bind(addr).map_err(|e| ListenError {
+        addr,
+        flag,
+        source: e.into(),
+    })
+}
+
 /// A future a server runs for one connection.
 pub type ConnFuture = Pin<Box<dyn Future<Output = ()>>>;
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::chunk::{verify_chunk, ChunkHeader, ALIGNMENT, FLAG_ALIGNMENT, HEADER_LEN};
+use super::chunk::{verify_chunk, ChunkError, ChunkHeader, ALIGNMENT, FLAG_ALIGNMENT, HEADER_LEN};
 use super::index::IndexFile;
 use super::index::{parse_valid_prefix, IndexEntry};
 use super::io::{DmaBuf, SegmentFile, SegmentFs};
@@ -75,8 +75,29 @@ impl<T: SegmentFile> Window<'_, T> {
     }
 }
 
-/// Why a chunk is not accepted.
-type Verdict = Result<ChunkHeader, String>;
+/// Why recovery does not accept a chunk (reported in its warning).
+#[derive(Debug, thiserror::Error)]
+enum Rejected {
+    #[error("file ends inside the header")]
+    HeaderCut,
+    #[error("{0}")]
+    Header(ChunkError),
+    #[error("flags {0:#04x}")]
+    Flags(u8),
+    #[error("unexpected start offset {0}")]
+    Offset(i64),
+    #[error("no records")]
+    Empty,
+    #[error("payload of {0} bytes runs past the end of the file")]
+    PayloadPastEnd(u32),
+    #[error("file ends inside the payload")]
+    PayloadCut,
+    #[error("{0}")]
+    Payload(ChunkError),
+}
+
+/// A chunk's header, or why the chunk is not accepted.
+type Verdict = Result<ChunkHeader, Rejected>;
 
 /// Checks the chunk at `pos`: head CRC, flags, a start offset accepted by `offset_ok`, at least
 /// one record, a payload inside the file and, if `verify`, a payload that decompresses with a
@@ -88,34 +109,31 @@ async fn check_at<T: SegmentFile>(
     verify: bool,
 ) -> Result<Verdict, StorageError> {
     let Some(hb) = w.get(pos, HEADER_LEN).await? else {
-        return Ok(Err("file ends inside the header".into()));
+        return Ok(Err(Rejected::HeaderCut));
     };
     let h = match ChunkHeader::parse(&hb) {
         Ok(Some(h)) => h,
-        Ok(None) => return Ok(Err("file ends inside the header".into())),
-        Err(e) => return Ok(Err(e.to_string())),
+        Ok(None) => return Ok(Err(Rejected::HeaderCut)),
+        Err(e) => return Ok(Err(Rejected::Header(e))),
     };
     if h.flags != 0 {
-        return Ok(Err(format!("flags {:#04x}", h.flags)));
+        return Ok(Err(Rejected::Flags(h.flags)));
     }
     if !offset_ok(h.start_offset) {
-        return Ok(Err(format!("unexpected start offset {}", h.start_offset)));
+        return Ok(Err(Rejected::Offset(h.start_offset)));
     }
     if h.record_count == 0 {
-        return Ok(Err("no records".into()));
+        return Ok(Err(Rejected::Empty));
     }
     if pos + h.unpadded_len() > w.file_len {
-        return Ok(Err(format!(
-            "payload of {} bytes runs past the end of the file",
-            h.length
-        )));
+        return Ok(Err(Rejected::PayloadPastEnd(h.length)));
     }
     if verify {
         let Some(payload) = w.get(pos + HEADER_LEN as u64, h.length as usize).await? else {
-            return Ok(Err("file ends inside the payload".into()));
+            return Ok(Err(Rejected::PayloadCut));
         };
         if let Err(e) = verify_chunk(&h, &payload) {
-            return Ok(Err(e.to_string()));
+            return Ok(Err(Rejected::Payload(e)));
         }
     }
     Ok(Ok(h))

@@ -32,18 +32,13 @@ use crate::wire::startup::parse_startup;
 use crate::wire::{ErrorCode, Flags, FrameHeader, OpCode};
 
 use super::conns::ConnGuard;
-use super::listener::Server;
+use super::listener::{self, ListenError, Server};
 use connection::{FrameReader, Outbox, ReadError};
 
 /// Binds the framed listener on this shard (every shard binds the same port; the kernel
 /// spreads connections with SO_REUSEPORT).
-pub fn bind(shard: &Shard) -> Result<TcpListener, String> {
-    TcpListener::bind(shard.config.framed_listen).map_err(|e| {
-        format!(
-            "cannot listen on {} (--framed-listen): {e}",
-            shard.config.framed_listen
-        )
-    })
+pub fn bind(shard: &Shard) -> Result<TcpListener, ListenError> {
+    listener::bind(shard.config.framed_listen, "framed-listen")
 }
 
 /// The framed protocol, for [`crate::server::listener::accept_loop`].

@@ -27,7 +27,7 @@ use std::os::fd::AsRawFd;
 
 use crate::rt::{self, TcpListener, TcpStream};
 use crate::server::conns::ConnGuard;
-use crate::server::listener::Server;
+use crate::server::listener::{self, ListenError, Server};
 use crate::shard::Shard;
 
 use sniff::{classify, Protocol, Rewind};
@@ -45,13 +45,8 @@ pub fn max_body(shard: &Shard) -> usize {
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds the HTTP listener on this shard.
-pub fn bind(shard: &Shard) -> Result<TcpListener, String> {
-    TcpListener::bind(shard.config.http_listen).map_err(|e| {
-        format!(
-            "cannot listen on {} (--http-listen): {e}",
-            shard.config.http_listen
-        )
-    })
+pub fn bind(shard: &Shard) -> Result<TcpListener, ListenError> {
+    listener::bind(shard.config.http_listen, "http-listen")
 }
 
 /// The HTTP port, for [`crate::server::listener::accept_loop`]. At shutdown HTTP/1.1

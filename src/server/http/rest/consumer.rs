@@ -201,9 +201,18 @@ fn json_response(resp: &PollResponse) -> HttpResponse {
     }
 }
 
+/// Why a poll response could not be rendered as JSON: a stored chunk that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Wire(#[from] crate::wire::WireError),
+    #[error("zstd: {0}")]
+    Decompress(#[from] std::io::Error),
+}
+
 /// Renders a binary poll response as PolarStreams' JSON array.
-pub fn render_json(body: &[u8]) -> Result<String, String> {
-    let items = parse_poll_response(body).map_err(|e| e.to_string())?;
+pub fn render_json(body: &[u8]) -> Result<String, RenderError> {
+    let items = parse_poll_response(body)?;
     let mut out = String::with_capacity(body.len() * 2);
     out.push('[');
     for (i, item) in items.iter().enumerate() {
@@ -219,9 +228,9 @@ pub fn render_json(body: &[u8]) -> Result<String, String> {
             h.gen_version,
             h.offset
         ));
-        let raw = zstd::stream::decode_all(item.payload).map_err(|e| e.to_string())?;
+        let raw = zstd::stream::decode_all(item.payload)?;
         for (j, record) in RecordIter::new(&raw).enumerate() {
-            let record = record.map_err(|e| e.to_string())?;
+            let record = record?;
             if j > 0 {
                 out.push(',');
             }
