@@ -6,7 +6,9 @@
 //! Each setting is declared once, in the `settings!` below: its field, type, kind (how it is
 //! parsed, and its range), value name, default, help and, where they differ from the field's
 //! name, its flag. The flags, `--help`, the environment variables, the file's keys, the
-//! validation and [`Config::default`] all come from it.
+//! validation, [`Config::default`], `docs/operations.md`'s table and `shardlog.example.toml`
+//! all come from it (the last two are checked by `cargo test`; `SHARDLOG_BLESS=1 cargo test
+//! --lib config` rewrites them).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,9 +18,11 @@ use clap::Parser;
 use serde::Deserialize;
 use thiserror::Error;
 
+mod docs;
 mod kinds;
 mod table;
 
+pub use docs::{example_file, markdown_table};
 pub use kinds::parse_size;
 use kinds::{Addr, Dur, Int, Kind, OffIsZero, Opt, Size, Text};
 use table::Example::{Hint, Set};
