@@ -31,6 +31,7 @@ use table::{computed, setting, settings, DefaultValue};
 
 /// How an append is made durable before it is acknowledged (the storage layer's setting).
 pub use crate::storage::Durability;
+use crate::storage::LogConfig;
 
 settings! {
     /// Directory for segments, indexes, topic layouts and consumer offsets.
@@ -157,6 +158,19 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// The storage settings of a partition (with the shard's whole hot tail).
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_size: self.segment_size,
+            durability: self.durability,
+            zstd_level: self.zstd_level,
+            retention_age: self.retention_age,
+            retention_bytes: self.retention_bytes,
+            tail_bytes: self.hot_tail_bytes,
+            reclaim_step: LogConfig::RECLAIM_STEP,
+        }
     }
 }
 
@@ -356,6 +370,14 @@ mod tests {
         assert_eq!(c.retention_bytes, None);
         assert_eq!(c.min_free_space, 1 << 30);
         assert_eq!(c.spin_before_park, Duration::from_micros(200));
+        // The storage layer's defaults are the same ones.
+        let log = LogConfig::default();
+        assert_eq!(log.zstd_level, 1);
+        assert_eq!(log.tail_bytes, 32 << 20);
+        assert_eq!(log.segment_size, c.segment_size);
+        assert_eq!(log.durability, c.durability);
+        assert_eq!(log.retention_age, c.retention_age);
+        assert_eq!(log.reclaim_step, LogConfig::RECLAIM_STEP);
         // Every text default parses as its setting would from a flag.
         for s in settings() {
             if let DefaultValue::Text(t) = s.default {
