@@ -169,12 +169,7 @@ impl Shard {
                 0 => 0,
                 b => (b / owned.max(1)).max(1 << 20),
             },
-            segment_size: self.config.segment_size,
-            durability: self.config.durability,
-            zstd_level: self.config.zstd_level,
-            retention_age: self.config.retention_age,
-            retention_bytes: self.config.retention_bytes,
-            ..LogConfig::default()
+            ..self.config.log_config()
         }
     }
 

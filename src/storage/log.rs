@@ -44,17 +44,16 @@ pub struct LogConfig {
     pub reclaim_step: u64,
 }
 
+impl LogConfig {
+    /// How much of a removed segment retention gives back to the file system at once.
+    pub const RECLAIM_STEP: u64 = 16 << 20;
+}
+
 impl Default for LogConfig {
+    /// The broker's defaults, from the settings' declarations (`config/mod.rs`), with the
+    /// shard's whole hot tail.
     fn default() -> LogConfig {
-        LogConfig {
-            segment_size: 1 << 30,
-            durability: Durability::Fsync,
-            zstd_level: 3,
-            retention_age: None,
-            retention_bytes: None,
-            tail_bytes: 8 << 20,
-            reclaim_step: 16 << 20,
-        }
+        crate::config::Config::default().log_config()
     }
 }
 

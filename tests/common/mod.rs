@@ -350,11 +350,7 @@ pub fn read_partition(dir: &Path) -> Vec<(i64, i64, Vec<u8>)> {
 
 pub fn test_log_config() -> shardlog::storage::LogConfig {
     shardlog::storage::LogConfig {
-        segment_size: 1 << 30,
-        durability: shardlog::storage::Durability::Fsync,
-        zstd_level: 1,
         retention_age: None,
-        retention_bytes: None,
         tail_bytes: 0,
         ..Default::default()
     }

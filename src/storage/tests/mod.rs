@@ -52,7 +52,6 @@ pub(super) fn records_of(start: i64, b: &RecordBuf) -> Records {
 pub(super) fn config(segment_size: u64) -> LogConfig {
     LogConfig {
         segment_size,
-        zstd_level: 1,
         tail_bytes: 0,
         ..LogConfig::default()
     }

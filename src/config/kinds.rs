@@ -1,0 +1,310 @@
+//! The kinds of value a setting takes: how its text (from a flag, the environment, the file or
+//! its default) is parsed and checked, what range `--help` and the docs show, and how the
+//! example file writes it.
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::ValueParser;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::Durability;
+
+/// What flags and the environment give for a setting, before it is parsed.
+pub trait Raw: Clone + Send + Sync + 'static + From<String> {
+    fn value_parser() -> ValueParser;
+}
+
+impl Raw for String {
+    fn value_parser() -> ValueParser {
+        clap::value_parser!(String)
+    }
+}
+
+impl Raw for PathBuf {
+    fn value_parser() -> ValueParser {
+        clap::value_parser!(PathBuf)
+    }
+}
+
+/// A TOML number, given as an integer or as a string with units.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Int(i64),
+    Str(String),
+}
+
+impl From<Scalar> for String {
+    fn from(s: Scalar) -> String {
+        match s {
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Str(s) => s,
+        }
+    }
+}
+
+/// A kind of setting.
+pub trait Kind {
+    /// As flags and the environment give it.
+    type Raw: Raw;
+    /// As the TOML file gives it.
+    type File: DeserializeOwned + Into<Self::Raw>;
+    type Out;
+    /// The value, or why not (the caller prefixes the flag).
+    fn parse(raw: &Self::Raw) -> Result<Self::Out, String>;
+    /// The accepted range, for `--help` and the docs.
+    fn range() -> Option<String> {
+        None
+    }
+    /// Written as a bare TOML integer (rather than a string) in the example file.
+    const NUMBER: bool = false;
+    /// Values may start with `-` (negative numbers).
+    const NEGATIVE: bool = false;
+}
+
+/// `0`, `off`, `none` or nothing: the value that turns an optional setting off.
+pub fn is_off(s: &str) -> bool {
+    matches!(s.trim(), "0" | "off" | "none" | "")
+}
+
+/// A directory or file path; not empty.
+pub struct Path;
+
+impl Kind for Path {
+    type Raw = PathBuf;
+    type File = PathBuf;
+    type Out = PathBuf;
+    fn parse(raw: &PathBuf) -> Result<PathBuf, String> {
+        if raw.as_os_str().is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(raw.clone())
+    }
+}
+
+/// Any text.
+pub struct Text;
+
+impl Kind for Text {
+    type Raw = String;
+    type File = String;
+    type Out = String;
+    fn parse(raw: &String) -> Result<String, String> {
+        Ok(raw.clone())
+    }
+}
+
+/// An `IP:port` address.
+pub struct Addr;
+
+impl Kind for Addr {
+    type Raw = String;
+    type File = String;
+    type Out = SocketAddr;
+    fn parse(s: &String) -> Result<SocketAddr, String> {
+        s.parse()
+            .map_err(|_| format!("'{s}' is not an IP:port address (e.g. 127.0.0.1:9254)"))
+    }
+}
+
+impl Kind for Durability {
+    type Raw = String;
+    type File = String;
+    type Out = Durability;
+    fn parse(s: &String) -> Result<Durability, String> {
+        match s.as_str() {
+            "fsync" => Ok(Durability::Fsync),
+            "write" => Ok(Durability::Write),
+            other => Err(format!("'{other}' is not one of: fsync, write")),
+        }
+    }
+    fn range() -> Option<String> {
+        Some("fsync, write".into())
+    }
+}
+
+/// An integer in `MIN..=MAX`.
+pub struct Int<const MIN: i64, const MAX: i64>;
+
+impl<const MIN: i64, const MAX: i64> Kind for Int<MIN, MAX> {
+    type Raw = String;
+    type File = Scalar;
+    type Out = i64;
+    fn parse(s: &String) -> Result<i64, String> {
+        let v: i64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not an integer"))?;
+        if v < MIN || v > MAX {
+            return Err(format!("{v} is out of range {MIN}..={MAX}"));
+        }
+        Ok(v)
+    }
+    fn range() -> Option<String> {
+        Some(format!("{MIN}..={MAX}"))
+    }
+    const NUMBER: bool = true;
+    const NEGATIVE: bool = MIN < 0;
+}
+
+/// A size in bytes in `MIN..=MAX`, with units (see [`parse_size`]).
+pub struct Size<const MIN: u64, const MAX: u64>;
+
+impl<const MIN: u64, const MAX: u64> Kind for Size<MIN, MAX> {
+    type Raw = String;
+    type File = Scalar;
+    type Out = u64;
+    fn parse(s: &String) -> Result<u64, String> {
+        let v = parse_size(s)?;
+        if v < MIN || v > MAX {
+            return Err(format!("{v} bytes is out of range {MIN}..={MAX}"));
+        }
+        Ok(v)
+    }
+    fn range() -> Option<String> {
+        match (MIN, MAX) {
+            (0, u64::MAX) => None,
+            (0, max) => Some(format!("up to {}", show_size(max))),
+            (min, u64::MAX) => Some(format!("{} or more", show_size(min))),
+            (min, max) => Some(format!("{}..={}", show_size(min), show_size(max))),
+        }
+    }
+}
+
+/// A positive duration (humantime: `30s`, `10m`, `12h`, `7d`, `200us`); `0` or `off` is
+/// refused.
+pub struct Dur;
+
+impl Kind for Dur {
+    type Raw = String;
+    type File = Scalar;
+    type Out = Duration;
+    fn parse(s: &String) -> Result<Duration, String> {
+        if is_off(s) {
+            return Err("must be a positive duration".into());
+        }
+        humantime::parse_duration(s.trim())
+            .map_err(|e| format!("'{s}' is not a duration (e.g. 7d, 12h, 30m): {e}"))
+    }
+}
+
+/// `K`, or `None` when given as `0` or `off`.
+pub struct Opt<K>(PhantomData<K>);
+
+impl<K: Kind<Raw = String>> Kind for Opt<K> {
+    type Raw = String;
+    type File = K::File;
+    type Out = Option<K::Out>;
+    fn parse(s: &String) -> Result<Option<K::Out>, String> {
+        if is_off(s) {
+            return Ok(None);
+        }
+        K::parse(s).map(Some)
+    }
+    fn range() -> Option<String> {
+        K::range()
+    }
+    const NUMBER: bool = K::NUMBER;
+    const NEGATIVE: bool = K::NEGATIVE;
+}
+
+/// `K`, or zero when given as `0` or `off`.
+pub struct OffIsZero<K>(PhantomData<K>);
+
+impl<K: Kind<Raw = String, Out: Default>> Kind for OffIsZero<K> {
+    type Raw = String;
+    type File = K::File;
+    type Out = K::Out;
+    fn parse(s: &String) -> Result<K::Out, String> {
+        if is_off(s) {
+            return Ok(K::Out::default());
+        }
+        K::parse(s)
+    }
+    fn range() -> Option<String> {
+        K::range()
+    }
+    const NUMBER: bool = K::NUMBER;
+    const NEGATIVE: bool = K::NEGATIVE;
+}
+
+/// Parses `1024`, `64KiB`, `64KB`, `1.5GiB`, `10M` (binary units; `K`, `KB` and `KiB` all mean
+/// 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 4096, 64KiB, 1GiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{s}' (use B, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    let v = num * mult as f64;
+    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(v as u64)
+}
+
+/// `65536` as `64KiB`: the largest binary unit that divides it.
+fn show_size(v: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if v != 0 && v.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", v >> shift);
+        }
+    }
+    format!("{v}B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_show_in_units() {
+        assert_eq!(show_size(64 << 10), "64KiB");
+        assert_eq!(show_size(1 << 40), "1TiB");
+        assert_eq!(show_size(3 << 29), "1536MiB");
+        assert_eq!(show_size(1000), "1000B");
+        for v in [1 << 10, 5 << 20, 1 << 40, 1536 << 20] {
+            assert_eq!(parse_size(&show_size(v)).unwrap(), v);
+        }
+        assert_eq!(
+            Size::<{ 64 << 10 }, { 1 << 40 }>::range().unwrap(),
+            "64KiB..=1TiB"
+        );
+        assert_eq!(Size::<0, { u64::MAX }>::range(), None);
+        assert_eq!(Int::<{ -7 }, 22>::range().unwrap(), "-7..=22");
+    }
+
+    #[test]
+    fn off_means_none_or_zero_only_where_declared() {
+        type Bytes = Size<{ 1 << 20 }, { u64::MAX }>;
+        for off in ["0", "off", "none", "", " off "] {
+            assert_eq!(Opt::<Bytes>::parse(&off.into()).unwrap(), None);
+            assert_eq!(
+                OffIsZero::<Dur>::parse(&off.into()).unwrap(),
+                Duration::ZERO
+            );
+            assert!(Dur::parse(&off.into()).is_err());
+        }
+        assert!(Bytes::parse(&"off".into()).is_err());
+        assert_eq!(Opt::<Bytes>::parse(&"1GiB".into()).unwrap(), Some(1 << 30));
+    }
+}

@@ -1,0 +1,472 @@
+//! Configuration: command-line flags, each also settable by a `SHARDLOG_*` environment variable
+//! and by a key of the same name in a TOML file (`--config`). Precedence: flag, then
+//! environment, then file, then the default. Every value is validated here, so the rest of the
+//! broker can trust a [`Config`]; a bad value is refused with one line naming the flag.
+//!
+//! Each setting is declared once, in the `settings!` below: its field, type, kind (how it is
+//! parsed, and its range), value name, default, help and, where they differ from the field's
+//! name, its flag. The flags, `--help`, the environment variables, the file's keys, the
+//! validation, [`Config::default`], `docs/operations.md`'s table and `shardlog.example.toml`
+//! all come from it (the last two are checked by `cargo test`; `SHARDLOG_BLESS=1 cargo test
+//! --lib config` rewrites them).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use thiserror::Error;
+
+mod docs;
+mod kinds;
+mod table;
+
+pub use docs::{example_file, markdown_table};
+pub use kinds::parse_size;
+use kinds::{Addr, Dur, Int, Kind, OffIsZero, Opt, Size, Text};
+use table::Example::{Hint, Set};
+pub use table::{command, Example, Setting};
+use table::{computed, setting, settings, DefaultValue};
+
+/// How an append is made durable before it is acknowledged (the storage layer's setting).
+pub use crate::storage::Durability;
+use crate::storage::LogConfig;
+
+settings! {
+    /// Directory for segments, indexes, topic layouts and consumer offsets.
+    data_dir: PathBuf as kinds::Path, "PATH", default "./data",
+        example Set("/var/lib/shardlog");
+    /// Address for framed-TCP producers and consumers.
+    framed_listen: SocketAddr as Addr, "ADDR", default "0.0.0.0:9254";
+    /// Address for HTTP/1.1 and HTTP/2: REST, gRPC, `/status`, `/metrics`.
+    http_listen: SocketAddr as Addr, "ADDR", default "0.0.0.0:9252";
+    /// Number of shards (threads), one pinned core each.
+    shards: usize as Int<1, 1024>, "N",
+        default computed("the CPUs this process may run on", || available_cpus().to_string()),
+        example Hint("8");
+    /// Partitions per shard for new topics (a topic gets `shards × this`, fixed when it is
+    /// created).
+    ranges_per_shard: u32 as Int<1, 256>, "N", default "4";
+    /// Roll a segment before a write would take it past this size, e.g. 1GiB, 64MiB.
+    segment_size: u64 as Size<{ 64 << 10 }, { 1 << 40 }>, "BYTES", default "1GiB";
+    /// Delete closed segments whose last write is older than this, e.g. 7d, 12h; `0` or `off`
+    /// keeps them.
+    retention_age: Option<Duration> as Opt<Dur>, "DURATION", default "7d";
+    /// Per partition: delete the oldest closed segments while all of them together exceed
+    /// this, e.g. 10GiB; `0` or `off` = no limit.
+    retention_bytes: Option<u64> as Opt<Size<{ 1 << 20 }, { u64::MAX }>>, "BYTES",
+        default "off", example Hint("100GiB");
+    /// `fsync`: fdatasync before acknowledging; `write`: acknowledge after the O_DIRECT write.
+    durability: Durability as Durability, "MODE", default "fsync";
+    /// Largest accepted frame body; also the REST body limit.
+    max_frame_size: u32 as Size<{ 1 << 10 }, { 256 << 20 }>, "BYTES", default "4MiB";
+    /// Largest accepted gRPC message, request or response.
+    grpc_max_message_size: u32 as Size<{ 1 << 10 }, { 256 << 20 }>, "BYTES", default "4MiB";
+    /// zstd compression level for chunks (see docs/benchmarks.md).
+    zstd_level: i32 as Int<{ -7 }, 22>, "LEVEL", default "1";
+    /// Per shard: bytes of frames read but not yet acknowledged before the shard's
+    /// connections stop reading (TCP backpressure); at least --max-frame-size.
+    shard_buffer_bytes: u64 as Size<{ 1 << 20 }, { 1 << 40 }>, "BYTES", default "64MiB",
+        flag "shard-buffer";
+    /// Drop a consumer silent for this long and reassign its partitions, e.g. 2m, 30s.
+    consumer_timeout: Duration as Dur, "DURATION", default "2m";
+    /// Largest poll response (it always holds at least one item, if any), e.g. 1MiB.
+    max_poll_bytes: usize as Size<{ 1 << 10 }, { 1 << 30 }>, "BYTES", default "1MiB";
+    /// Recent compressed chunks each shard keeps in memory per topic, so consumers that keep
+    /// up never read the disk; `0` turns it off.
+    hot_tail_bytes: usize as OffIsZero<Size<0, { 1 << 40 }>>, "BYTES", default "32MiB",
+        flag "hot-tail";
+    /// Connections per shard and server (framed, HTTP) before new ones are refused (framed
+    /// ERROR 6, HTTP 503).
+    max_connections: usize as Int<1, 1_000_000>, "N", default "10000";
+    /// PRODUCE frames a framed connection may have awaiting acknowledgement before the broker
+    /// stops reading it.
+    max_in_flight: u64 as Int<1, 65_536>, "N", default "1024";
+    /// Close connections with no request for this long; `off` never closes them.
+    idle_timeout: Option<Duration> as Opt<Dur>, "DURATION", default "10m";
+    /// How long a graceful shutdown (SIGTERM) waits for connections to finish before exiting.
+    shutdown_timeout: Duration as Dur, "DURATION", default "30s";
+    /// How long an idle shard keeps polling for work before it sleeps, at most 10ms; `0`
+    /// sleeps at once (saves CPU, costs latency).
+    // The default was measured at half the maximum produce rate on a 2-core VM
+    // (docs/benchmarks.md): ack p50 0.7-1.0 ms against 1.2-2.7 ms without spinning. An idle
+    // shard then uses 3.7% of its core instead of 1.7% (every 10 ms tick is followed by 200 µs
+    // of polling).
+    spin_before_park: Duration as OffIsZero<Dur>, "DURATION", default "200us",
+        check |d| if *d > Duration::from_millis(10) {
+            Err(format!("{d:?} is too long: at most 10ms (it burns a core while idle)"))
+        } else {
+            Ok(())
+        };
+    /// Refuse produce requests (retryably) while the data directory's filesystem has less
+    /// free space than this; `0` disables the check.
+    min_free_space: u64 as OffIsZero<Size<0, { u64::MAX }>>, "BYTES", default "1GiB";
+    /// Log filter, e.g. info, debug, shardlog=trace; `RUST_LOG` wins when set.
+    log: String as Text, "FILTER", default "info";
+}
+
+/// A refused configuration, worded for the operator.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("--{flag}: {message}")]
+    Invalid { flag: &'static str, message: String },
+    #[error("--config {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+impl clap::CommandFactory for Cli {
+    fn command() -> clap::Command {
+        command()
+    }
+    fn command_for_update() -> clap::Command {
+        command()
+    }
+}
+
+impl clap::Parser for Cli {}
+
+impl Config {
+    /// Parses the process's flags and environment, reads the file, validates.
+    pub fn from_args() -> Result<Config, ConfigError> {
+        Config::from_cli(Cli::parse())
+    }
+
+    /// Validates flags (already merged with the environment by clap) over the file.
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let config = Config::merge(cli, file)?;
+        config.check_together()?;
+        Ok(config)
+    }
+
+    /// The checks that involve more than one setting.
+    fn check_together(&self) -> Result<(), ConfigError> {
+        if self.framed_listen == self.http_listen {
+            return Err(setting("http_listen").invalid(format!(
+                "{} is also the --framed-listen address",
+                self.http_listen
+            )));
+        }
+        if self.shard_buffer_bytes < u64::from(self.max_frame_size) {
+            return Err(setting("shard_buffer_bytes").invalid(format!(
+                "{} bytes is smaller than --max-frame-size ({})",
+                self.shard_buffer_bytes, self.max_frame_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The storage settings of a partition (with the shard's whole hot tail).
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_size: self.segment_size,
+            durability: self.durability,
+            zstd_level: self.zstd_level,
+            retention_age: self.retention_age,
+            retention_bytes: self.retention_bytes,
+            tail_bytes: self.hot_tail_bytes,
+            reclaim_step: LogConfig::RECLAIM_STEP,
+        }
+    }
+}
+
+impl Default for Config {
+    /// Every setting's declared default (the environment is not read).
+    fn default() -> Config {
+        Config::from_cli(Cli::default()).expect("the declared defaults are valid")
+    }
+}
+
+/// The number of CPUs this process may run on (its affinity mask), at least 1.
+pub fn available_cpus() -> usize {
+    core_affinity::get_core_ids()
+        .map(|ids| ids.len())
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let err = |message: String| ConfigError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| err(e.message().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Held while clap reads the environment, and by the test that changes it.
+    static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn cli(args: &[&str]) -> Result<Config, String> {
+        let mut full = vec!["shardlog"];
+        full.extend_from_slice(args);
+        let parsed = {
+            let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+            Cli::try_parse_from(full)
+        };
+        let cli = parsed.map_err(|e| e.to_string())?;
+        Config::from_cli(cli).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cli(&[]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.framed_listen.port(), 9254);
+        assert_eq!(c.http_listen.port(), 9252);
+        assert_eq!(c.ranges_per_shard, 4);
+        assert_eq!(c.durability, Durability::Fsync);
+        assert_eq!(c.max_frame_size, 4 << 20);
+        assert_eq!(c.grpc_max_message_size, 4 << 20);
+        assert_eq!(c.consumer_timeout, Duration::from_secs(120));
+        assert_eq!(c.max_poll_bytes, 1 << 20);
+        assert!(c.shards >= 1);
+        let c = cli(&["--consumer-timeout", "2s", "--max-poll-bytes", "64KiB"]).unwrap();
+        assert_eq!(c.consumer_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_poll_bytes, 64 << 10);
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("1.5 GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("10m").unwrap(), 10 << 20);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        let c = cli(&[
+            "--retention-age",
+            "12h",
+            "--retention-bytes",
+            "1GiB",
+            "--zstd-level",
+            "-5",
+        ])
+        .unwrap();
+        assert_eq!(c.retention_age, Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(c.retention_bytes, Some(1 << 30));
+        assert_eq!(c.zstd_level, -5);
+        assert_eq!(
+            cli(&["--retention-age", "off"]).unwrap().retention_age,
+            None
+        );
+        assert_eq!(
+            cli(&[]).unwrap().spin_before_park,
+            Duration::from_micros(200)
+        );
+        let spin = |v: &str| cli(&["--spin-before-park", v]).unwrap().spin_before_park;
+        assert_eq!(spin("0"), Duration::ZERO);
+        assert_eq!(spin("50us"), Duration::from_micros(50));
+        assert_eq!(spin("1ms"), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for (args, flag) in [
+            (&["--shards", "0"][..], "--shards"),
+            (&["--shards", "many"], "--shards"),
+            (&["--framed-listen", "nowhere"], "--framed-listen"),
+            (&["--durability", "maybe"], "--durability"),
+            (&["--max-frame-size", "1"], "--max-frame-size"),
+            (&["--grpc-max-message-size", "1"], "--grpc-max-message-size"),
+            (
+                &["--grpc-max-message-size", "1TiB"],
+                "--grpc-max-message-size",
+            ),
+            (&["--zstd-level", "99"], "--zstd-level"),
+            (&["--segment-size", "1KiB"], "--segment-size"),
+            (&["--retention-age", "soon"], "--retention-age"),
+            (&["--ranges-per-shard", "0"], "--ranges-per-shard"),
+            (&["--consumer-timeout", "0"], "--consumer-timeout"),
+            (&["--consumer-timeout", "later"], "--consumer-timeout"),
+            (&["--max-poll-bytes", "1"], "--max-poll-bytes"),
+            (&["--spin-before-park", "1s"], "--spin-before-park"),
+            (&["--spin-before-park", "busy"], "--spin-before-park"),
+        ] {
+            let err = cli(args).unwrap_err();
+            assert!(err.starts_with(flag), "{args:?} gave {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn file_is_below_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shardlog.toml");
+        std::fs::write(
+            &path,
+            "data-dir = \"/srv/log\"\nshards = 3\nsegment-size = \"64MiB\"\nzstd-level = 3\n\
+             grpc-max-message-size = \"1MiB\"\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let c = cli(&["--config", p, "--shards", "2"]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/log"));
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.segment_size, 64 << 20);
+        assert_eq!(c.zstd_level, 3);
+        assert_eq!(c.grpc_max_message_size, 1 << 20);
+        std::fs::write(&path, "bogus-key = 1\n").unwrap();
+        let err = cli(&["--config", p]).unwrap_err();
+        assert!(err.contains("bogus-key"), "{err}");
+        std::fs::write(&path, "shards = \"x\"\n").unwrap();
+        assert!(cli(&["--config", p]).unwrap_err().starts_with("--shards"));
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/shardlog.example.toml");
+        let c = cli(&["--config", path]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/shardlog"));
+        assert_eq!(c.min_free_space, 1 << 30);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn one_declaration_gives_flag_env_key_and_help() {
+        let all = settings();
+        let mut flags: Vec<&str> = all.iter().map(|s| s.flag.as_str()).collect();
+        flags.sort_unstable();
+        flags.dedup();
+        assert_eq!(flags.len(), all.len(), "two settings share a flag");
+        assert_eq!(setting("shard_buffer_bytes").flag, "shard-buffer");
+        assert_eq!(setting("hot_tail_bytes").env, "SHARDLOG_HOT_TAIL");
+        let help = command().render_help().to_string();
+        for s in all {
+            assert_eq!(
+                s.env,
+                format!("SHARDLOG_{}", s.flag.to_uppercase().replace('-', "_"))
+            );
+            let line = help
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("--{} <", s.flag)))
+                .unwrap_or_else(|| panic!("--help lacks --{}", s.flag));
+            assert!(line.contains(&s.help), "{line}");
+            assert!(
+                line.contains(&format!("[default: {}]", s.shown_default())),
+                "{line}"
+            );
+            assert!(line.contains(&format!("[env: {}", s.env)), "{line}");
+        }
+        assert!(help.contains("--config <PATH>"));
+    }
+
+    #[test]
+    fn defaults_come_from_the_declarations() {
+        let c = Config::default();
+        let parsed = cli(&[]).unwrap();
+        assert_eq!(format!("{c:?}"), format!("{parsed:?}"));
+        assert_eq!(c.shards, available_cpus());
+        assert_eq!(c.zstd_level, 1);
+        assert_eq!(c.hot_tail_bytes, 32 << 20);
+        assert_eq!(c.retention_age, Some(Duration::from_secs(7 * 24 * 3600)));
+        assert_eq!(c.retention_bytes, None);
+        assert_eq!(c.min_free_space, 1 << 30);
+        assert_eq!(c.spin_before_park, Duration::from_micros(200));
+        // The storage layer's defaults are the same ones.
+        let log = LogConfig::default();
+        assert_eq!(log.zstd_level, 1);
+        assert_eq!(log.tail_bytes, 32 << 20);
+        assert_eq!(log.segment_size, c.segment_size);
+        assert_eq!(log.durability, c.durability);
+        assert_eq!(log.retention_age, c.retention_age);
+        assert_eq!(log.reclaim_step, LogConfig::RECLAIM_STEP);
+        // Every text default parses as its setting would from a flag.
+        for s in settings() {
+            if let DefaultValue::Text(t) = s.default {
+                let flag = format!("--{}", s.flag);
+                let given = cli(&[&flag, t]).unwrap();
+                assert_eq!(format!("{given:?}"), format!("{parsed:?}"), "{flag} {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn flag_beats_environment_beats_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shardlog.toml");
+        std::fs::write(&path, "max-in-flight = 7\nhot-tail = \"off\"\n").unwrap();
+        let p = path.to_str().unwrap();
+        let from = |args: &[&str]| cli(args).unwrap();
+        assert_eq!(from(&["--config", p]).max_in_flight, 7);
+        assert_eq!(from(&["--config", p]).hot_tail_bytes, 0);
+        let env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        std::env::set_var("SHARDLOG_MAX_IN_FLIGHT", "9");
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["shardlog"].iter().chain(args)).unwrap();
+            Config::from_cli(cli).unwrap().max_in_flight
+        };
+        let (env_over_file, flag_over_env, env_alone) = (
+            parse(&["--config", p]),
+            parse(&["--config", p, "--max-in-flight", "11"]),
+            parse(&[]),
+        );
+        std::env::set_var("SHARDLOG_MAX_IN_FLIGHT", "bogus");
+        let bad = Cli::try_parse_from(["shardlog"]).map(Config::from_cli);
+        std::env::remove_var("SHARDLOG_MAX_IN_FLIGHT");
+        drop(env);
+        assert_eq!((env_over_file, flag_over_env, env_alone), (9, 11, 9));
+        let err = bad.unwrap().unwrap_err().to_string();
+        assert!(err.starts_with("--max-in-flight: 'bogus'"), "{err}");
+    }
+
+    #[test]
+    fn checks_across_settings() {
+        for (args, flag) in [
+            (
+                &[
+                    "--framed-listen",
+                    "127.0.0.1:1",
+                    "--http-listen",
+                    "127.0.0.1:1",
+                ][..],
+                "--http-listen",
+            ),
+            (
+                &["--max-frame-size", "8MiB", "--shard-buffer", "4MiB"],
+                "--shard-buffer",
+            ),
+            (&["--zstd-level", "-8"], "--zstd-level"),
+            (&["--retention-bytes", "1KiB"], "--retention-bytes"),
+            (&["--hot-tail", "2TiB"], "--hot-tail"),
+        ] {
+            let err = cli(args).unwrap_err();
+            assert!(err.starts_with(flag), "{args:?} gave {err}");
+        }
+        let c = cli(&["--max-frame-size", "8MiB", "--shard-buffer", "8MiB"]).unwrap();
+        assert_eq!(c.shard_buffer_bytes, 8 << 20);
+        assert_eq!(cli(&["--hot-tail", "off"]).unwrap().hot_tail_bytes, 0);
+        assert_eq!(cli(&["--min-free-space", "0"]).unwrap().min_free_space, 0);
+        assert_eq!(cli(&["--idle-timeout", "off"]).unwrap().idle_timeout, None);
+    }
+
+    #[test]
+    fn file_numbers_are_integers_or_strings_with_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shardlog.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(
+            &path,
+            "max-poll-bytes = 65536\nsegment-size = \"1.5GiB\"\nranges-per-shard = \"8\"\n\
+             shard-buffer = \"128MiB\"\nretention-bytes = 0\nzstd-level = -3\n",
+        )
+        .unwrap();
+        let c = cli(&["--config", p]).unwrap();
+        assert_eq!(c.max_poll_bytes, 64 << 10);
+        assert_eq!(c.segment_size, 3 << 29);
+        assert_eq!(c.ranges_per_shard, 8);
+        assert_eq!(c.shard_buffer_bytes, 128 << 20);
+        assert_eq!(c.retention_bytes, None);
+        assert_eq!(c.zstd_level, -3);
+        // Text settings take only strings, as before.
+        std::fs::write(&path, "framed-listen = 9254\n").unwrap();
+        assert!(cli(&["--config", p]).unwrap_err().starts_with("--config "));
+    }
+}
