@@ -11,7 +11,55 @@ use clap::builder::ValueParser;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use thiserror::Error;
+
 use super::Durability;
+
+/// Why a setting's value is refused (the caller names the flag).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BadValue {
+    #[error("must not be empty")]
+    Empty,
+    #[error("'{0}' is not an IP:port address (e.g. 127.0.0.1:9254)")]
+    NotAddr(String),
+    #[error("'{0}' is not one of: fsync, write")]
+    NotDurability(String),
+    #[error("'{0}' is not an integer")]
+    NotInteger(String),
+    #[error("{value}{unit} is out of range {min}..={max}")]
+    OutOfRange {
+        value: String,
+        unit: &'static str,
+        min: String,
+        max: String,
+    },
+    #[error("'{0}' is not a size (e.g. 4096, 64KiB, 1GiB)")]
+    NotSize(String),
+    #[error("unknown size unit '{unit}' in '{value}' (use B, KiB, MiB, GiB, TiB)")]
+    SizeUnit { unit: String, value: String },
+    #[error("'{0}' is out of range")]
+    SizeOverflow(String),
+    #[error("must be a positive duration")]
+    NotPositive,
+    #[error("'{value}' is not a duration (e.g. 7d, 12h, 30m): {reason}")]
+    NotDuration { value: String, reason: String },
+    #[error("{value:?} is too long: at most {max:?} ({why})")]
+    TooLong {
+        value: Duration,
+        max: Duration,
+        why: &'static str,
+    },
+    #[error("the value does not fit")]
+    DoesNotFit,
+    #[error("{0} is also the --{1} address")]
+    SameAddress(SocketAddr, &'static str),
+    #[error("{value} bytes is smaller than --{other} ({other_value})")]
+    SmallerThan {
+        value: u64,
+        other: &'static str,
+        other_value: u64,
+    },
+}
 
 /// What flags and the environment give for a setting, before it is parsed.
 pub trait Raw: Clone + Send + Sync + 'static + From<String> {
@@ -55,7 +103,7 @@ pub trait Kind {
     type File: DeserializeOwned + Into<Self::Raw>;
     type Out;
     /// The value, or why not (the caller prefixes the flag).
-    fn parse(raw: &Self::Raw) -> Result<Self::Out, String>;
+    fn parse(raw: &Self::Raw) -> Result<Self::Out, BadValue>;
     /// The accepted range, for `--help` and the docs.
     fn range() -> Option<String> {
         None
@@ -78,9 +126,9 @@ impl Kind for Path {
     type Raw = PathBuf;
     type File = PathBuf;
     type Out = PathBuf;
-    fn parse(raw: &PathBuf) -> Result<PathBuf, String> {
+    fn parse(raw: &PathBuf) -> Result<PathBuf, BadValue> {
         if raw.as_os_str().is_empty() {
-            return Err("must not be empty".into());
+            return Err(BadValue::Empty);
         }
         Ok(raw.clone())
     }
@@ -93,7 +141,7 @@ impl Kind for Text {
     type Raw = String;
     type File = String;
     type Out = String;
-    fn parse(raw: &String) -> Result<String, String> {
+    fn parse(raw: &String) -> Result<String, BadValue> {
         Ok(raw.clone())
     }
 }
@@ -105,9 +153,8 @@ impl Kind for Addr {
     type Raw = String;
     type File = String;
     type Out = SocketAddr;
-    fn parse(s: &String) -> Result<SocketAddr, String> {
-        s.parse()
-            .map_err(|_| format!("'{s}' is not an IP:port address (e.g. 127.0.0.1:9254)"))
+    fn parse(s: &String) -> Result<SocketAddr, BadValue> {
+        s.parse().map_err(|_| BadValue::NotAddr(s.clone()))
     }
 }
 
@@ -115,11 +162,11 @@ impl Kind for Durability {
     type Raw = String;
     type File = String;
     type Out = Durability;
-    fn parse(s: &String) -> Result<Durability, String> {
+    fn parse(s: &String) -> Result<Durability, BadValue> {
         match s.as_str() {
             "fsync" => Ok(Durability::Fsync),
             "write" => Ok(Durability::Write),
-            other => Err(format!("'{other}' is not one of: fsync, write")),
+            other => Err(BadValue::NotDurability(other.to_string())),
         }
     }
     fn range() -> Option<String> {
@@ -134,13 +181,18 @@ impl<const MIN: i64, const MAX: i64> Kind for Int<MIN, MAX> {
     type Raw = String;
     type File = Scalar;
     type Out = i64;
-    fn parse(s: &String) -> Result<i64, String> {
+    fn parse(s: &String) -> Result<i64, BadValue> {
         let v: i64 = s
             .trim()
             .parse()
-            .map_err(|_| format!("'{s}' is not an integer"))?;
+            .map_err(|_| BadValue::NotInteger(s.clone()))?;
         if v < MIN || v > MAX {
-            return Err(format!("{v} is out of range {MIN}..={MAX}"));
+            return Err(BadValue::OutOfRange {
+                value: v.to_string(),
+                unit: "",
+                min: MIN.to_string(),
+                max: MAX.to_string(),
+            });
         }
         Ok(v)
     }
@@ -158,10 +210,15 @@ impl<const MIN: u64, const MAX: u64> Kind for Size<MIN, MAX> {
     type Raw = String;
     type File = Scalar;
     type Out = u64;
-    fn parse(s: &String) -> Result<u64, String> {
+    fn parse(s: &String) -> Result<u64, BadValue> {
         let v = parse_size(s)?;
         if v < MIN || v > MAX {
-            return Err(format!("{v} bytes is out of range {MIN}..={MAX}"));
+            return Err(BadValue::OutOfRange {
+                value: v.to_string(),
+                unit: " bytes",
+                min: MIN.to_string(),
+                max: MAX.to_string(),
+            });
         }
         Ok(v)
     }
@@ -183,12 +240,14 @@ impl Kind for Dur {
     type Raw = String;
     type File = Scalar;
     type Out = Duration;
-    fn parse(s: &String) -> Result<Duration, String> {
+    fn parse(s: &String) -> Result<Duration, BadValue> {
         if is_off(s) {
-            return Err("must be a positive duration".into());
+            return Err(BadValue::NotPositive);
         }
-        humantime::parse_duration(s.trim())
-            .map_err(|e| format!("'{s}' is not a duration (e.g. 7d, 12h, 30m): {e}"))
+        humantime::parse_duration(s.trim()).map_err(|e| BadValue::NotDuration {
+            value: s.clone(),
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -199,7 +258,7 @@ impl<K: Kind<Raw = String>> Kind for Opt<K> {
     type Raw = String;
     type File = K::File;
     type Out = Option<K::Out>;
-    fn parse(s: &String) -> Result<Option<K::Out>, String> {
+    fn parse(s: &String) -> Result<Option<K::Out>, BadValue> {
         if is_off(s) {
             return Ok(None);
         }
@@ -219,7 +278,7 @@ impl<K: Kind<Raw = String, Out: Default>> Kind for OffIsZero<K> {
     type Raw = String;
     type File = K::File;
     type Out = K::Out;
-    fn parse(s: &String) -> Result<K::Out, String> {
+    fn parse(s: &String) -> Result<K::Out, BadValue> {
         if is_off(s) {
             return Ok(K::Out::default());
         }
@@ -234,15 +293,13 @@ impl<K: Kind<Raw = String, Out: Default>> Kind for OffIsZero<K> {
 
 /// Parses `1024`, `64KiB`, `64KB`, `1.5GiB`, `10M` (binary units; `K`, `KB` and `KiB` all mean
 /// 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, BadValue> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (e.g. 4096, 64KiB, 1GiB)"))?;
+    let num: f64 = num.parse().map_err(|_| BadValue::NotSize(s.to_string()))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -250,14 +307,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
         other => {
-            return Err(format!(
-                "unknown size unit '{other}' in '{s}' (use B, KiB, MiB, GiB, TiB)"
-            ))
+            return Err(BadValue::SizeUnit {
+                unit: other.to_string(),
+                value: s.to_string(),
+            })
         }
     };
     let v = num * mult as f64;
     if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
-        return Err(format!("'{s}' is out of range"));
+        return Err(BadValue::SizeOverflow(s.to_string()));
     }
     Ok(v as u64)
 }

@@ -23,7 +23,7 @@ mod kinds;
 mod table;
 
 pub use docs::{example_file, markdown_table};
-pub use kinds::parse_size;
+pub use kinds::{parse_size, BadValue};
 use kinds::{Addr, Dur, Int, Kind, OffIsZero, Opt, Size, Text};
 use table::Example::{Hint, Set};
 pub use table::{command, Example, Setting};
@@ -95,7 +95,11 @@ settings! {
     // of polling).
     spin_before_park: Duration as OffIsZero<Dur>, "DURATION", default "200us",
         check |d| if *d > Duration::from_millis(10) {
-            Err(format!("{d:?} is too long: at most 10ms (it burns a core while idle)"))
+            Err(BadValue::TooLong {
+                value: *d,
+                max: Duration::from_millis(10),
+                why: "it burns a core while idle",
+            })
         } else {
             Ok(())
         };
@@ -109,8 +113,12 @@ settings! {
 /// A refused configuration, worded for the operator.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("--{flag}: {message}")]
-    Invalid { flag: &'static str, message: String },
+    #[error("--{flag}: {reason}")]
+    Invalid {
+        flag: &'static str,
+        #[source]
+        reason: BadValue,
+    },
     #[error("--config {path}: {message}")]
     File { path: PathBuf, message: String },
 }
@@ -146,16 +154,17 @@ impl Config {
     /// The checks that involve more than one setting.
     fn check_together(&self) -> Result<(), ConfigError> {
         if self.framed_listen == self.http_listen {
-            return Err(setting("http_listen").invalid(format!(
-                "{} is also the --framed-listen address",
-                self.http_listen
-            )));
+            return Err(setting("http_listen")
+                .invalid(BadValue::SameAddress(self.http_listen, "framed-listen")));
         }
         if self.shard_buffer_bytes < u64::from(self.max_frame_size) {
-            return Err(setting("shard_buffer_bytes").invalid(format!(
-                "{} bytes is smaller than --max-frame-size ({})",
-                self.shard_buffer_bytes, self.max_frame_size
-            )));
+            return Err(
+                setting("shard_buffer_bytes").invalid(BadValue::SmallerThan {
+                    value: self.shard_buffer_bytes,
+                    other: "max-frame-size",
+                    other_value: u64::from(self.max_frame_size),
+                }),
+            );
         }
         Ok(())
     }
@@ -205,15 +214,16 @@ mod tests {
     /// Held while clap reads the environment, and by the test that changes it.
     static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-    fn cli(args: &[&str]) -> Result<Config, String> {
+    /// The configuration the command line `shardlog ARGS` gives, or why it is refused (a
+    /// clap error or a [`ConfigError`]).
+    fn cli(args: &[&str]) -> Result<Config, Box<dyn std::error::Error>> {
         let mut full = vec!["shardlog"];
         full.extend_from_slice(args);
         let parsed = {
             let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
             Cli::try_parse_from(full)
         };
-        let cli = parsed.map_err(|e| e.to_string())?;
-        Config::from_cli(cli).map_err(|e| e.to_string())
+        Ok(Config::from_cli(parsed?)?)
     }
 
     #[test]
@@ -290,7 +300,7 @@ mod tests {
             (&["--spin-before-park", "1s"], "--spin-before-park"),
             (&["--spin-before-park", "busy"], "--spin-before-park"),
         ] {
-            let err = cli(args).unwrap_err();
+            let err = cli(args).unwrap_err().to_string();
             assert!(err.starts_with(flag), "{args:?} gave {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
@@ -314,10 +324,13 @@ mod tests {
         assert_eq!(c.zstd_level, 3);
         assert_eq!(c.grpc_max_message_size, 1 << 20);
         std::fs::write(&path, "bogus-key = 1\n").unwrap();
-        let err = cli(&["--config", p]).unwrap_err();
+        let err = cli(&["--config", p]).unwrap_err().to_string();
         assert!(err.contains("bogus-key"), "{err}");
         std::fs::write(&path, "shards = \"x\"\n").unwrap();
-        assert!(cli(&["--config", p]).unwrap_err().starts_with("--shards"));
+        assert!(cli(&["--config", p])
+            .unwrap_err()
+            .to_string()
+            .starts_with("--shards"));
     }
 
     #[test]
@@ -437,7 +450,7 @@ mod tests {
             (&["--retention-bytes", "1KiB"], "--retention-bytes"),
             (&["--hot-tail", "2TiB"], "--hot-tail"),
         ] {
-            let err = cli(args).unwrap_err();
+            let err = cli(args).unwrap_err().to_string();
             assert!(err.starts_with(flag), "{args:?} gave {err}");
         }
         let c = cli(&["--max-frame-size", "8MiB", "--shard-buffer", "8MiB"]).unwrap();
@@ -467,6 +480,9 @@ mod tests {
         assert_eq!(c.zstd_level, -3);
         // Text settings take only strings, as before.
         std::fs::write(&path, "framed-listen = 9254\n").unwrap();
-        assert!(cli(&["--config", p]).unwrap_err().starts_with("--config "));
+        assert!(cli(&["--config", p])
+            .unwrap_err()
+            .to_string()
+            .starts_with("--config "));
     }
 }

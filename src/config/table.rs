@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::builder::ValueParser;
 use clap::{Arg, ArgMatches, Command};
 
-use super::kinds::{Kind, Raw};
+use super::kinds::{BadValue, Kind, Raw};
 use super::ConfigError;
 
 /// A setting's default.
@@ -129,10 +129,10 @@ impl Setting {
             .allow_hyphen_values(self.negative)
     }
 
-    pub fn invalid(&'static self, message: String) -> ConfigError {
+    pub fn invalid(&'static self, reason: BadValue) -> ConfigError {
         ConfigError::Invalid {
             flag: self.flag.as_str(),
-            message,
+            reason,
         }
     }
 
@@ -148,7 +148,7 @@ impl Setting {
             })
         });
         let out = K::parse(&raw).map_err(|m| self.invalid(m))?;
-        T::try_from(out).map_err(|_| self.invalid("the value does not fit".into()))
+        T::try_from(out).map_err(|_| self.invalid(BadValue::DoesNotFit))
     }
 
     /// The flag's value from clap (command line or environment).
@@ -269,7 +269,7 @@ macro_rules! settings {
                         let s = setting(stringify!($field));
                         let v: $ty = s.resolve::<$kind, $ty>(cli.$field.or(file.$field.map(Into::into)))?;
                         $(
-                            let check: fn(&$ty) -> Result<(), String> = $check;
+                            let check: fn(&$ty) -> Result<(), BadValue> = $check;
                             check(&v).map_err(|m| s.invalid(m))?;
                         )?
                         v

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use super::chunk::StoredChunk;
 use super::chunk::{ChunkEncoder, ChunkHeader, RecordBatch, ALIGNMENT, HEADER_LEN};
 use super::index::{IndexEntry, FLUSH_EVERY};
 use super::io::{DmaBuf, SegmentFile, SegmentFs};
-use super::log::{Durability, PartitionLog, StoredChunk};
+use super::log::PartitionLog;
 use super::segment::create_segment;
+use super::segment::Durability;
 use super::StorageError;
 use crate::rt::dma::DmaFs;
 

@@ -19,6 +19,20 @@ use zstd::zstd_safe::{self, zstd_sys::ZSTD_EndDirective, CCtx, CParameter, InBuf
 
 use crate::wire::record::RecordIter;
 
+/// One chunk as stored: `payload` is exactly the zstd frame, ready for a poll response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    pub start_offset: i64,
+    pub record_count: u32,
+    pub payload: bytes::Bytes,
+}
+
+impl StoredChunk {
+    pub fn end_offset(&self) -> i64 {
+        self.start_offset + i64::from(self.record_count)
+    }
+}
+
 /// Bytes of a chunk header.
 pub const HEADER_LEN: usize = 21;
 /// Bytes of the header covered by the head CRC.

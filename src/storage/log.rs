@@ -11,21 +11,11 @@ use std::time::Duration;
 use super::chunk::{ChunkEncoder, ALIGNMENT};
 use super::clean;
 use super::io::{SegmentFile, SegmentFs};
-use super::recovery::{list_segments, open_segment};
-use super::segment::{create_segment, Segment};
+use super::recovery::{list_segments, open_segment, RecoveryReport};
+use super::segment::{create_segment, Durability, Segment};
 use super::tail::HotTail;
 use super::StorageError;
 use crate::rt::dma::DmaFs;
-
-/// When an append is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// After the chunk is written and `fdatasync`ed: survives power loss.
-    Fsync,
-    /// After the chunk is written (O_DIRECT, so it reached the device, but the device cache
-    /// and file metadata may not be durable): survives a process crash.
-    Write,
-}
 
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -54,38 +44,6 @@ impl Default for LogConfig {
     /// shard's whole hot tail.
     fn default() -> LogConfig {
         crate::config::Config::default().log_config()
-    }
-}
-
-/// What recovery found when the log was opened.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    pub segments: usize,
-    /// Chunks whose header (and, in the last segment, payload) was checked.
-    pub chunks_verified: u64,
-    /// Bytes cut from the end of the last segment (an incomplete last write).
-    pub torn_bytes_cut: u64,
-    /// Bad chunks followed by good ones (or bad ends of closed segments): never served.
-    pub corrupt_chunks: u64,
-    /// Segments whose index file was missing or wrong and was rewritten.
-    pub index_rebuilt: u64,
-    /// The log had been closed gracefully (its marker matched): the last segment was checked
-    /// like a sealed one, without decompressing it.
-    pub clean_shutdown: bool,
-    pub next_offset: i64,
-}
-
-/// One chunk as stored: `payload` is exactly the zstd frame, ready for a poll response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredChunk {
-    pub start_offset: i64,
-    pub record_count: u32,
-    pub payload: bytes::Bytes,
-}
-
-impl StoredChunk {
-    pub fn end_offset(&self) -> i64 {
-        self.start_offset + i64::from(self.record_count)
     }
 }
 

@@ -127,10 +127,13 @@ mod tail;
 pub mod testing;
 
 pub use append::{AppendInfo, EncodedChunk, LogChunk};
+pub use chunk::StoredChunk;
 pub use chunk::{ChunkEncoder, ChunkError, ChunkHeader, RecordBatch, RecordBuf};
 pub use error::StorageError;
-pub use log::{Durability, LogConfig, PartitionLog, RecoveryReport, StoredChunk};
+pub use log::{LogConfig, PartitionLog};
+pub use recovery::RecoveryReport;
 pub use retention::RetentionReport;
+pub use segment::Durability;
 pub use segment::{index_file_name, log_file_name};
 
 #[cfg(test)]

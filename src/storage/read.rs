@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use super::chunk::StoredChunk;
 use super::chunk::{decode_chunk_records, ChunkHeader, HEADER_LEN};
 use super::index::IndexEntry;
 use super::io::{SegmentFile, SegmentFs};
-use super::log::{PartitionLog, StoredChunk};
+use super::log::PartitionLog;
 use super::StorageError;
 use crate::wire::record::RecordIter;
 

@@ -10,7 +10,6 @@ use super::chunk::{verify_chunk, ChunkError, ChunkHeader, ALIGNMENT, FLAG_ALIGNM
 use super::index::IndexFile;
 use super::index::{parse_valid_prefix, IndexEntry};
 use super::io::{DmaBuf, SegmentFile, SegmentFs};
-use super::log::RecoveryReport;
 use super::segment::{
     check_alignment, index_file_name, log_file_name, parse_log_file_name, Segment,
 };
@@ -73,6 +72,24 @@ impl<T: SegmentFile> Window<'_, T> {
         let rel = (pos - self.start) as usize;
         Ok(Some(self.data.slice(rel..rel + len)))
     }
+}
+
+/// What recovery found when the log was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    /// Chunks whose header (and, in the last segment, payload) was checked.
+    pub chunks_verified: u64,
+    /// Bytes cut from the end of the last segment (an incomplete last write).
+    pub torn_bytes_cut: u64,
+    /// Bad chunks followed by good ones (or bad ends of closed segments): never served.
+    pub corrupt_chunks: u64,
+    /// Segments whose index file was missing or wrong and was rewritten.
+    pub index_rebuilt: u64,
+    /// The log had been closed gracefully (its marker matched): the last segment was checked
+    /// like a sealed one, without decompressing it.
+    pub clean_shutdown: bool,
+    pub next_offset: i64,
 }
 
 /// Why recovery does not accept a chunk (reported in its warning).

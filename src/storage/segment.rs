@@ -8,8 +8,17 @@ use std::time::SystemTime;
 use super::chunk::ALIGNMENT;
 use super::index::{IndexEntry, IndexFile};
 use super::io::{SegmentFile, SegmentFs};
-use super::log::Durability;
 use super::StorageError;
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After the chunk is written and `fdatasync`ed: survives power loss.
+    Fsync,
+    /// After the chunk is written (O_DIRECT, so it reached the device, but the device cache
+    /// and file metadata may not be durable): survives a process crash.
+    Write,
+}
 
 /// `00000000000000000042.log` for base offset 42.
 pub fn log_file_name(base: i64) -> String {

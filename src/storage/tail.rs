@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use super::log::StoredChunk;
+use super::chunk::StoredChunk;
 
 #[derive(Debug, Default)]
 pub(crate) struct HotTail {
