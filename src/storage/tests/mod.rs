@@ -1,94 +1,14 @@
 //! Partition log tests on real O_DIRECT files in temporary directories.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
 
 use super::chunk::ALIGNMENT;
-use super::testing::FaultyFs;
+use super::testing::{batch, config, files, fill, records_of, rng, FaultyFs};
 use super::*;
 use crate::rt::block_on;
 use crate::rt::dma::DmaFs;
-
-pub(super) type Records = Vec<(i64, i64, Vec<u8>)>;
-
-mod pipeline;
-mod recovery;
-
-/// A batch of `n` records; `random` bodies do not compress (chunks of predictable size).
-pub(super) fn batch(
-    rng: &mut rand::rngs::StdRng,
-    first_ts: i64,
-    n: u32,
-    len: usize,
-    random: bool,
-) -> RecordBuf {
-    let mut b = RecordBuf::default();
-    for i in 0..n {
-        let body: Vec<u8> = if random {
-            (0..len).map(|_| rng.gen()).collect()
-        } else {
-            format!("record {i} {}", "z".repeat(len)).into_bytes()
-        };
-        b.push(first_ts + i64::from(i), &body);
-    }
-    b
-}
-
-pub(super) fn records_of(start: i64, b: &RecordBuf) -> Records {
-    crate::wire::record::RecordIter::new(&b.bytes)
-        .enumerate()
-        .map(|(i, r)| {
-            let r = r.unwrap();
-            (start + i as i64, r.timestamp_us, r.body.to_vec())
-        })
-        .collect()
-}
-
-/// The tail is off so that reads exercise the disk path; `hot_tail_serves_what_the_disk_holds`
-/// covers the tail.
-pub(super) fn config(segment_size: u64) -> LogConfig {
-    LogConfig {
-        segment_size,
-        zstd_level: 1,
-        tail_bytes: 0,
-        ..LogConfig::default()
-    }
-}
-
-pub(super) fn rng(seed: u64) -> rand::rngs::StdRng {
-    rand::rngs::StdRng::seed_from_u64(seed)
-}
-
-/// Appends `batches` and returns all their records.
-pub(super) async fn fill<F: io::SegmentFs>(
-    log: &PartitionLog<F>,
-    batches: &[RecordBuf],
-) -> Records {
-    let mut all = Vec::new();
-    for b in batches {
-        let at = log.next_offset();
-        let info = log.append(b).await.unwrap();
-        assert_eq!(info.start_offset, at);
-        assert_eq!(info.record_count, b.count);
-        assert_eq!(info.chunk_len % ALIGNMENT, 0);
-        assert_eq!(log.next_offset(), at + i64::from(b.count));
-        all.extend(records_of(at, b));
-    }
-    all
-}
-
-pub(super) fn files(dir: &Path, ext: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(ext))
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn hot_tail_serves_what_the_disk_holds() {

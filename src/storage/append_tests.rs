@@ -1,7 +1,15 @@
+//! Tests of the write path (`append.rs`) on real O_DIRECT files in temporary directories.
+//!
 //! Appends in two halves (`encode`, then `write_chunk`), as the shard's writer pipelines them:
 //! the next chunk is compressed while the previous one is written.
 
-use super::*;
+use tempfile::TempDir;
+
+use crate::rt::block_on;
+use crate::rt::dma::DmaFs;
+use crate::storage::chunk::ALIGNMENT;
+use crate::storage::testing::{batch, config, fill, records_of, rng, FaultyFs};
+use crate::storage::{PartitionLog, StorageError};
 
 #[test]
 fn a_chunk_encoded_during_a_write_is_numbered_after_it_even_across_a_roll() {
