@@ -133,6 +133,3 @@ pub use error::StorageError;
 pub use log::{Durability, LogConfig, PartitionLog, RecoveryReport, StoredChunk};
 pub use retention::RetentionReport;
 pub use segment::{index_file_name, log_file_name};
-
-#[cfg(test)]
-mod tests;
