@@ -384,7 +384,7 @@ mod tests {
         assert_eq!(c.min_free_space, 1 << 30);
         assert_eq!(c.spin_before_park, Duration::from_micros(200));
         // The storage layer's defaults are the same ones.
-        let log = LogConfig::default();
+        let log = c.log_config();
         assert_eq!(log.zstd_level, 1);
         assert_eq!(log.tail_bytes, 32 << 20);
         assert_eq!(log.segment_size, c.segment_size);

@@ -269,9 +269,8 @@ mod tests {
     /// A log of 30 chunks of 10 incompressible 400-byte records each, with no hot tail.
     async fn log_of_30_chunks(dir: &std::path::Path) -> Rc<PartitionLog> {
         let cfg = LogConfig {
-            zstd_level: 1,
             tail_bytes: 0,
-            ..LogConfig::default()
+            ..crate::config::Config::default().log_config()
         };
         let (log, _) = PartitionLog::open(dir, cfg).await.unwrap();
         let mut x = 1u64;

@@ -326,3 +326,7 @@ impl<F: SegmentFs> PartitionLog<F> {
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+#[path = "append_tests.rs"]
+mod tests;

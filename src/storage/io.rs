@@ -2,8 +2,8 @@
 //! fault-injecting wrapper in tests (as tikv raft-engine does with its `FileSystem`).
 //!
 //! The real implementation is [`crate::rt::dma::DmaFs`] (glommio `DmaFile`, O_DIRECT); the
-//! fault injector is [`super::testing::FaultyFs`]. Everything is single-threaded per shard, so
-//! the futures are not `Send` and the traits use plain `async fn`.
+//! fault injector is `super::testing::FaultyFs`, compiled for unit tests only. Everything is
+//! single-threaded per shard, so the futures are not `Send` and the traits use plain `async fn`.
 
 use std::io;
 use std::path::Path;

@@ -17,6 +17,8 @@ use super::tail::HotTail;
 use super::StorageError;
 use crate::rt::dma::DmaFs;
 
+/// A partition log's settings. The broker builds it from its configuration
+/// (`Config::log_config`), where every default is declared; storage has no defaults of its own.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     /// A segment is rolled before a write that would make it larger than this.
@@ -37,14 +39,6 @@ pub struct LogConfig {
 impl LogConfig {
     /// How much of a removed segment retention gives back to the file system at once.
     pub const RECLAIM_STEP: u64 = 16 << 20;
-}
-
-impl Default for LogConfig {
-    /// The broker's defaults, from the settings' declarations (`config/mod.rs`), with the
-    /// shard's whole hot tail.
-    fn default() -> LogConfig {
-        crate::config::Config::default().log_config()
-    }
 }
 
 pub(crate) struct LogState<T> {
@@ -265,5 +259,89 @@ impl<F: SegmentFs> PartitionLog<F> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Opening, reopening and closing a log, on real O_DIRECT files in temporary directories.
+
+    use tempfile::TempDir;
+
+    use crate::rt::block_on;
+    use crate::storage::testing::{batch, config, files, fill, records_of, rng};
+    use crate::storage::PartitionLog;
+
+    #[test]
+    fn append_read_reopen() {
+        block_on(async {
+            let tmp = TempDir::new().unwrap();
+            let dir = tmp.path().join("topic/1_0_0");
+            let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+            assert_eq!((report.segments, report.next_offset), (1, 0));
+            let mut r = rng(1);
+            let batches: Vec<_> = (0..20)
+                .map(|i| batch(&mut r, i * 100, 1 + (i as u32 * 7) % 30, 50, i % 3 == 0))
+                .collect();
+            let all = fill(&log, &batches).await;
+            assert_eq!(log.read_all_records().await.unwrap(), all);
+            // A read from the middle of a chunk starts with that chunk.
+            let mid = all[all.len() / 2].0;
+            let chunks = log.read(mid, 1).await.unwrap();
+            assert_eq!(chunks.len(), 1);
+            assert!(chunks[0].start_offset <= mid && mid < chunks[0].end_offset());
+            assert!(log
+                .read(log.next_offset(), 1 << 20)
+                .await
+                .unwrap()
+                .is_empty());
+            log.close().await.unwrap();
+            assert_eq!(files(&dir, ".log"), vec!["00000000000000000000.log"]);
+
+            let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+            assert_eq!(report.chunks_verified, 20);
+            assert_eq!(report.next_offset, all.last().unwrap().0 + 1);
+            assert_eq!(
+                (
+                    report.torn_bytes_cut,
+                    report.corrupt_chunks,
+                    report.index_rebuilt
+                ),
+                (0, 0, 0)
+            );
+            assert_eq!(log.read_all_records().await.unwrap(), all);
+            let more = batch(&mut r, 0, 3, 10, false);
+            let at = log.next_offset();
+            log.append(&more).await.unwrap();
+            let mut all = all;
+            all.extend(records_of(at, &more));
+            assert_eq!(log.read_all_records().await.unwrap(), all);
+        });
+    }
+
+    #[test]
+    fn clean_close_skips_the_payload_check_once() {
+        block_on(async {
+            let tmp = TempDir::new().unwrap();
+            let dir = tmp.path().join("p");
+            let (log, _) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+            let mut r = rng(3);
+            let batches: Vec<_> = (0..5).map(|i| batch(&mut r, i, 10, 100, false)).collect();
+            let all = fill(&log, &batches).await;
+            log.close_clean().await.unwrap();
+            drop(log);
+            assert!(dir.join("clean").exists());
+            let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+            assert!(report.clean_shutdown, "{report:?}");
+            assert!(!dir.join("clean").exists(), "the marker is used once");
+            assert_eq!(report.next_offset, 50);
+            assert_eq!(log.read_all_records().await.unwrap(), all);
+            // After a crash (no close_clean) the next open does the full check again.
+            log.append(&batch(&mut r, 9, 3, 10, false)).await.unwrap();
+            drop(log);
+            let (_, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+            assert!(!report.clean_shutdown);
+            assert_eq!(report.chunks_verified, 6);
+        });
     }
 }

@@ -107,7 +107,7 @@
 //!
 //! - [`chunk`]: the chunk header, the reusing zstd [`ChunkEncoder`], payload verification.
 //! - [`io`]: the file traits ([`io::SegmentFs`], [`io::SegmentFile`]); the DMA implementation
-//!   is `crate::rt::dma`, the fault injector [`testing::FaultyFs`].
+//!   is `crate::rt::dma`, the fault injector `testing::FaultyFs` (test-only).
 //! - `log`, `append`, `read`, `retention`: [`PartitionLog`]; `segment`, [`index`], `recovery`:
 //!   its parts.
 
@@ -124,7 +124,8 @@ pub mod replace;
 mod retention;
 mod segment;
 mod tail;
-pub mod testing;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use append::{AppendInfo, EncodedChunk, LogChunk};
 pub use chunk::StoredChunk;
@@ -135,6 +136,3 @@ pub use recovery::RecoveryReport;
 pub use retention::RetentionReport;
 pub use segment::Durability;
 pub use segment::{index_file_name, log_file_name};
-
-#[cfg(test)]
-mod tests;

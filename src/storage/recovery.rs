@@ -379,3 +379,7 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     }
     Ok(seg)
 }
+
+#[cfg(test)]
+#[path = "recovery_tests.rs"]
+mod tests;

@@ -102,3 +102,118 @@ impl<F: SegmentFs> PartitionLog<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Retention on real O_DIRECT files in temporary directories.
+
+    use std::time::{Duration, SystemTime};
+
+    use tempfile::TempDir;
+
+    use crate::rt::block_on;
+    use crate::rt::dma::DmaFs;
+    use crate::storage::chunk::ALIGNMENT;
+    use crate::storage::testing::{batch, config, files, fill, rng, FaultyFs};
+    use crate::storage::{PartitionLog, StorageError};
+
+    #[test]
+    fn retention_by_bytes_and_by_age_removes_old_segments_only() {
+        block_on(async {
+            let tmp = TempDir::new().unwrap();
+            let dir = tmp.path().to_path_buf();
+            let mut cfg = config(2 * ALIGNMENT);
+            cfg.retention_bytes = Some(5 * ALIGNMENT);
+            let (log, _) = PartitionLog::open(&dir, cfg.clone()).await.unwrap();
+            let mut r = rng(6);
+            let batches: Vec<_> = (0..10).map(|i| batch(&mut r, i, 2, 900, true)).collect();
+            let all = fill(&log, &batches).await;
+            let before = files(&dir, ".log").len();
+            assert_eq!(before, 5);
+            let rep = log.enforce_retention(SystemTime::now()).await.unwrap();
+            assert_eq!(
+                (rep.segments_removed, rep.bytes_removed),
+                (3, 6 * ALIGNMENT)
+            );
+            assert_eq!(rep.start_offset, 12);
+            assert_eq!(log.start_offset(), 12);
+            assert_eq!(files(&dir, ".log").len(), 2);
+            assert_eq!(files(&dir, ".index").len(), 2);
+            assert!(matches!(
+                log.read(0, 1 << 20).await,
+                Err(StorageError::OffsetBeforeStart {
+                    requested: 0,
+                    start: 12
+                })
+            ));
+            assert_eq!(log.read_all_records().await.unwrap(), all[12..]);
+            log.close().await.unwrap();
+
+            cfg.retention_bytes = None;
+            cfg.retention_age = Some(Duration::from_secs(3600));
+            let (log, report) = PartitionLog::open(&dir, cfg).await.unwrap();
+            assert_eq!(log.start_offset(), 12);
+            assert_eq!(report.next_offset, 20);
+            let now = SystemTime::now();
+            assert_eq!(
+                log.enforce_retention(now).await.unwrap().segments_removed,
+                0
+            );
+            let later = now + Duration::from_secs(7200);
+            let rep = log.enforce_retention(later).await.unwrap();
+            assert_eq!((rep.segments_removed, rep.start_offset), (1, 16));
+            // The active segment stays, and appends go on.
+            assert_eq!(
+                log.enforce_retention(later).await.unwrap().segments_removed,
+                0
+            );
+            log.append(&batch(&mut r, 0, 1, 1, false)).await.unwrap();
+            assert_eq!(log.read_all_records().await.unwrap().len(), 5);
+        });
+    }
+
+    #[test]
+    fn retention_gives_a_removed_segment_back_in_steps() {
+        block_on(async {
+            let tmp = TempDir::new().unwrap();
+            let dir = tmp.path().to_path_buf();
+            let fs = FaultyFs::new(DmaFs {
+                durable_writes: true,
+            });
+            let faults = fs.faults.clone();
+            let mut cfg = config(64 * ALIGNMENT);
+            cfg.reclaim_step = 16 * ALIGNMENT;
+            let (log, _) = PartitionLog::open_with(fs.clone(), &dir, cfg.clone())
+                .await
+                .unwrap();
+            let mut r = rng(9);
+            // About 60 KiB of incompressible records per chunk: a segment holds 4 of them.
+            let batches: Vec<_> = (0..12).map(|i| batch(&mut r, i, 60, 1000, true)).collect();
+            let all = fill(&log, &batches).await;
+            log.close().await.unwrap();
+            let segments = files(&dir, ".log");
+            assert!(segments.len() >= 3, "{segments:?}");
+            let sizes: Vec<u64> = segments
+                .iter()
+                .map(|f| std::fs::metadata(dir.join(f)).unwrap().len())
+                .collect();
+
+            // Over the limit by exactly the oldest segment.
+            cfg.retention_bytes = Some(sizes[1..].iter().sum());
+            let (log, _) = PartitionLog::open_with(fs, &dir, cfg).await.unwrap();
+            let before = faults.truncates().len();
+            let rep = log.enforce_retention(SystemTime::now()).await.unwrap();
+            assert_eq!(rep.segments_removed, 1);
+            let expect: Vec<u64> = (1..)
+                .map_while(|k| sizes[0].checked_sub(k * 16 * ALIGNMENT))
+                .take_while(|&s| s > 0)
+                .collect();
+            assert!(!expect.is_empty());
+            assert_eq!(faults.truncates()[before..], expect, "one step at a time");
+            assert!(!dir.join(&segments[0]).exists());
+            let start = log.start_offset() as usize;
+            assert!(start > 0);
+            assert_eq!(log.read_all_records().await.unwrap(), all[start..]);
+        });
+    }
+}

@@ -1,5 +1,7 @@
-//! A fault-injecting [`SegmentFs`] for tests: wraps a real one and makes the Nth write fail or
-//! come back short, or the Nth fdatasync fail, without a bad disk.
+//! Test-only helpers for the storage unit tests (compiled only under `cfg(test)`): a
+//! fault-injecting [`SegmentFs`] that wraps a real one and makes the Nth write fail or come back
+//! short, or the Nth fdatasync fail, without a bad disk; and the fixtures the [`PartitionLog`]
+//! tests share (record batches, a log config, filling a log, listing its files).
 
 use std::cell::Cell;
 use std::io;
@@ -7,8 +9,11 @@ use std::path::Path;
 use std::rc::Rc;
 
 use bytes::Bytes;
+use rand::{Rng, SeedableRng};
 
+use super::chunk::ALIGNMENT;
 use super::io::{DmaBuf, SegmentFile, SegmentFs};
+use super::{LogConfig, PartitionLog, RecordBuf};
 
 /// The faults to inject, shared by the fs and every file it opens. Counters start at 1 and
 /// count calls from the moment a fault is armed.
@@ -37,9 +42,6 @@ impl Faults {
     }
     pub fn writes(&self) -> u64 {
         self.writes.get()
-    }
-    pub fn syncs(&self) -> u64 {
-        self.syncs.get()
     }
     /// The lengths of every truncate so far, in order.
     pub fn truncates(&self) -> Vec<u64> {
@@ -151,4 +153,78 @@ impl<T: SegmentFile> SegmentFile for FaultyFile<T> {
     async fn close(self) -> io::Result<()> {
         self.inner.close().await
     }
+}
+
+/// Records as [`PartitionLog::read_all_records`] returns them: `(offset, timestamp μs, body)`.
+pub type Records = Vec<(i64, i64, Vec<u8>)>;
+
+/// A batch of `n` records; `random` bodies do not compress (chunks of predictable size).
+pub fn batch(
+    rng: &mut rand::rngs::StdRng,
+    first_ts: i64,
+    n: u32,
+    len: usize,
+    random: bool,
+) -> RecordBuf {
+    let mut b = RecordBuf::default();
+    for i in 0..n {
+        let body: Vec<u8> = if random {
+            (0..len).map(|_| rng.gen()).collect()
+        } else {
+            format!("record {i} {}", "z".repeat(len)).into_bytes()
+        };
+        b.push(first_ts + i64::from(i), &body);
+    }
+    b
+}
+
+pub fn records_of(start: i64, b: &RecordBuf) -> Records {
+    crate::wire::record::RecordIter::new(&b.bytes)
+        .enumerate()
+        .map(|(i, r)| {
+            let r = r.unwrap();
+            (start + i as i64, r.timestamp_us, r.body.to_vec())
+        })
+        .collect()
+}
+
+/// The tail is off so that reads exercise the disk path; `hot_tail_serves_what_the_disk_holds`
+/// covers the tail.
+pub fn config(segment_size: u64) -> LogConfig {
+    LogConfig {
+        segment_size,
+        tail_bytes: 0,
+        // The broker's defaults, from the settings' declarations.
+        ..crate::config::Config::default().log_config()
+    }
+}
+
+pub fn rng(seed: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+/// Appends `batches` and returns all their records.
+pub async fn fill<F: SegmentFs>(log: &PartitionLog<F>, batches: &[RecordBuf]) -> Records {
+    let mut all = Vec::new();
+    for b in batches {
+        let at = log.next_offset();
+        let info = log.append(b).await.unwrap();
+        assert_eq!(info.start_offset, at);
+        assert_eq!(info.record_count, b.count);
+        assert_eq!(info.chunk_len % ALIGNMENT, 0);
+        assert_eq!(log.next_offset(), at + i64::from(b.count));
+        all.extend(records_of(at, b));
+    }
+    all
+}
+
+/// The names of the files in `dir` ending in `ext`, sorted.
+pub fn files(dir: &Path, ext: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(ext))
+        .collect();
+    v.sort();
+    v
 }

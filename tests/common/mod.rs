@@ -352,6 +352,6 @@ pub fn test_log_config() -> shardlog::storage::LogConfig {
     shardlog::storage::LogConfig {
         retention_age: None,
         tail_bytes: 0,
-        ..Default::default()
+        ..shardlog::config::Config::default().log_config()
     }
 }

@@ -1,9 +1,15 @@
-//! Recovery tests: torn tails, corruption, lost indexes.
+//! Recovery tests (`recovery.rs`, through [`PartitionLog::open`]) on real O_DIRECT files:
+//! torn tails, corruption, lost indexes.
 
 use std::path::Path;
 
-use super::*;
-use crate::storage::chunk::HEADER_LEN;
+use rand::Rng;
+use tempfile::TempDir;
+
+use crate::rt::block_on;
+use crate::storage::chunk::{ALIGNMENT, HEADER_LEN};
+use crate::storage::testing::{batch, config, files, fill, records_of, rng, Records};
+use crate::storage::{index_file_name, log_file_name, PartitionLog};
 
 /// Writes 4 small chunks and a last chunk of several blocks; returns the records of each
 /// chunk, the last chunk's position, its unpadded and padded lengths.
