@@ -2,22 +2,26 @@
 //!
 //! A map of the crate, in the order a request travels through it:
 //!
-//! - [`config`]: flags, TOML file and `SHARDLOG_*` environment, validated into a [`config::Config`].
+//! - [`config`]: every setting declared once (flag, `SHARDLOG_*` environment, TOML key,
+//!   default, range, help), validated into a [`config::Config`].
 //! - [`rt`]: the only code that names the runtime (glommio): the pinned executor pool, the
 //!   channel mesh between shards, timers, and DMA (O_DIRECT) files.
+//! - [`server`]: one module per protocol: the framed TCP server, the HTTP port (HTTP/1.1 and
+//!   HTTP/2 told apart by the connection preface) and the gRPC layer and services over h2;
+//!   each answers failures with one table of [`error::ErrorClass`] → code or status.
 //! - [`wire`]: pure codecs for the framed protocol, poll responses and records; no I/O.
+//! - [`proto`]: prost message types generated from `proto/`, and their descriptor set.
+//! - [`consumer`]: the control plane of consumers: groups on a coordinator (shard 0), durable
+//!   committed offsets, and polls assembled from stored chunks without re-encoding.
+//! - [`shard`]: the data plane: the partitions a core owns, the group-commit writer, reads,
+//!   the mesh's typed messages, and `Shard::submit_to` for control work on another core.
 //! - [`ring`]: Murmur3 tokens, topic layouts and partition names, key → partition → shard.
 //! - [`storage`]: the on-disk format: chunks, segments, indexes, one [`storage::PartitionLog`]
 //!   per partition (append, read, recover, retain), file I/O behind a small trait.
-//! - [`shard`]: per-shard state: the partitions a shard owns, the group-commit writer, and the
-//!   routing of frames to the shard that owns their partition.
-//! - [`consumer`]: consumer groups (coordinated by shard 0), durable committed offsets, and
-//!   polls assembled from stored chunks without re-encoding.
-//! - [`server`]: one module per protocol: the framed TCP server, the HTTP port (HTTP/1.1 and
-//!   HTTP/2 told apart by the connection preface) and the gRPC layer and services over h2.
-//! - [`proto`]: prost message types generated from `proto/`, and their descriptor set.
-//! - [`metrics`]: shard-local counters and histograms, gathered and encoded on a scrape.
-//! - [`broker`]: starts the shards and the listeners from a `Config`.
+//! - [`stats`]: the counters and histograms each core keeps on the hot path.
+//! - [`metrics`]: a scrape: every core's stats gathered and encoded for Prometheus.
+//! - [`error`]: the classes every layer's errors fall into, which transports map to answers.
+//! - [`broker`]: starts the cores (shard, then control-plane state) and the listeners.
 
 pub mod broker;
 pub mod config;
@@ -29,5 +33,6 @@ pub mod ring;
 pub mod rt;
 pub mod server;
 pub mod shard;
+pub mod stats;
 pub mod storage;
 pub mod wire;

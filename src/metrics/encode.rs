@@ -17,9 +17,9 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::histogram::HistogramSnapshot;
-use super::snapshot::{MetricsSnapshot, ShardSnapshot, TopicSnapshot};
-use super::{frame_result_name, RequestType};
+use crate::stats::histogram::HistogramSnapshot;
+use crate::stats::snapshot::{MetricsSnapshot, ShardSnapshot, TopicSnapshot};
+use crate::stats::{frame_result_name, RequestType};
 
 /// The content type of [`encode`]'s output on HTTP.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -350,7 +350,7 @@ impl Collector for SnapshotCollector {
                 .iter()
                 .map(|s| (shard_label(s), s.buffer_capacity as i64)),
         )?;
-        let lag_labels = |l: &super::LagSample| -> Labels {
+        let lag_labels = |l: &crate::stats::LagSample| -> Labels {
             vec![
                 ("group", l.group.clone()),
                 ("topic", l.topic.clone()),

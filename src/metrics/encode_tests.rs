@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::*;
-use crate::metrics::snapshot::tests::sample_shard;
-use crate::metrics::LagSample;
+use crate::stats::snapshot::tests::sample_shard;
+use crate::stats::LagSample;
 
 /// One sample line: name, labels, value.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,7 +206,7 @@ fn histograms_are_cumulative_in_seconds() {
         .iter()
         .filter(|x| x.name == "shardlog_fdatasync_seconds_bucket" && x.labels["shard"] == "0")
         .count();
-    assert_eq!(buckets, crate::metrics::histogram::SLOTS);
+    assert_eq!(buckets, crate::stats::histogram::SLOTS);
 }
 
 #[test]

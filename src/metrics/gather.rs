@@ -6,9 +6,9 @@ use std::rc::Rc;
 
 use futures_util::future::join_all;
 
-use super::snapshot::{LagSample, MetricsSnapshot, ShardSnapshot};
 use crate::consumer::Coordinator;
 use crate::shard::Shard;
+use crate::stats::{LagSample, MetricsSnapshot, ShardSnapshot};
 
 /// Gathers every shard's metrics and encodes them in the Prometheus text format. Called on
 /// the shard serving the scrape. A shard that cannot be reached is left out (and logged).

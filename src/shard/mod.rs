@@ -43,9 +43,9 @@ use futures_channel::oneshot;
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::metrics::{ShardMetrics, TopicMetrics};
 use crate::ring::TopicLayout;
 use crate::rt::{self, MeshPort, ShardMesh};
+use crate::stats::{ShardMetrics, TopicMetrics};
 use crate::storage::{LogConfig, StorageError};
 
 use msg::ShardMsg;
@@ -109,7 +109,7 @@ pub struct Shard {
     pub lifecycle: lifecycle::Lifecycle,
     /// Why produce requests are refused for lack of disk space, if they are.
     disk_low: RefCell<Option<ProduceError>>,
-    /// This shard's metrics (see [`crate::metrics`]).
+    /// This shard's counters and histograms (see [`crate::stats`]).
     pub metrics: Rc<ShardMetrics>,
     /// Memory for reading ahead of consumers draining a backlog (see [`readahead`]).
     pub read_ahead: Rc<readahead::ReadAheadBudget>,

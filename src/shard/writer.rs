@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use futures_lite::future;
 
-use crate::metrics::{ShardMetrics, TopicMetrics};
 use crate::rt;
+use crate::stats::{ShardMetrics, TopicMetrics};
 use crate::storage::{AppendInfo, LogChunk, LogConfig, PartitionLog, RecordBatch, StorageError};
 
 use super::error::ProduceError;

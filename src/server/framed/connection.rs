@@ -10,9 +10,9 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::metrics::ShardMetrics;
 use crate::rt::vectored::write_all_vectored;
 use crate::rt::StaticPermit;
+use crate::stats::ShardMetrics;
 use crate::wire::error::encode_error_body;
 use crate::wire::frame::{encode_frame, encode_frame_with, OpCode};
 use crate::wire::header::HEADER_LEN;

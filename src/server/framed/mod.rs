@@ -23,10 +23,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_lite::io::split;
 
-use crate::metrics::RequestType;
 use crate::rt::{self, TcpListener, TcpStream};
 use crate::shard::msg::ProduceFrame;
 use crate::shard::{Shard, TopicState};
+use crate::stats::RequestType;
 use crate::wire::produce::ProduceLayout;
 use crate::wire::startup::parse_startup;
 use crate::wire::{ErrorCode, Flags, FrameHeader, OpCode};

@@ -171,7 +171,7 @@ impl MetricsSnapshot {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::metrics::{ShardMetrics, TopicMetrics};
+    use crate::stats::{ShardMetrics, TopicMetrics};
 
     /// A shard snapshot with some of everything.
     pub(crate) fn sample_shard(id: usize, topics: &[(&str, u64)]) -> ShardSnapshot {
