@@ -13,6 +13,7 @@
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
 //! - [`reader`]: the one bounds-checked cursor every decoder reads with (typed big-endian getters).
 //! - [`writer`]: [`writer::Put`], its counterpart for encoders (`put_u32` writes what `u32` reads).
+//! - [`table`]: the macro that declares [`OpCode`] and [`ErrorCode`] from one table each.
 //!
 //! Naming: a frame or body type `T` has `T::decode(&[u8]) -> Result<T, WireError>` for a whole
 //! body (it never answers "incomplete": the frame delivered all of it) and
@@ -32,6 +33,7 @@ pub mod produce;
 pub mod reader;
 pub mod record;
 pub mod startup;
+pub mod table;
 pub mod writer;
 
 pub use error::{ErrorCode, WireError};
