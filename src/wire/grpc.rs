@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::reader::Reader;
+use super::writer::Put;
 use super::WireError;
 
 /// Bytes of the prefix before each message.
@@ -40,42 +42,72 @@ impl GrpcPrefix {
     pub fn total_len(&self) -> usize {
         PREFIX_LEN + self.len as usize
     }
-}
 
-/// Parses the prefix at the start of `buf`, checking the flag and `max_len`.
-pub fn parse_prefix(buf: &[u8], max_len: u32) -> Result<Option<GrpcPrefix>, WireError> {
-    let Some(prefix) = buf.get(..PREFIX_LEN) else {
-        return Ok(None);
-    };
-    let compressed = match prefix[0] {
-        0 => false,
-        1 => true,
-        other => return Err(WireError::GrpcBadFlag(other)),
-    };
-    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]);
-    if len > max_len {
-        return Err(WireError::GrpcMessageTooLarge { len, max: max_len });
+    /// Parses the prefix at the start of `buf`, checking the flag and `max_len`: `Ok(None)`
+    /// until 5 bytes are there.
+    pub fn parse(buf: &[u8], max_len: u32) -> Result<Option<GrpcPrefix>, WireError> {
+        let Some(prefix) = buf.get(..PREFIX_LEN) else {
+            return Ok(None);
+        };
+        let mut r = Reader::new(prefix);
+        let compressed = match r.u8("compressed flag")? {
+            0 => false,
+            1 => true,
+            other => return Err(WireError::GrpcBadFlag(other)),
+        };
+        let len = r.u32("message length")?;
+        if len > max_len {
+            return Err(WireError::GrpcMessageTooLarge { len, max: max_len });
+        }
+        Ok(Some(GrpcPrefix { compressed, len }))
     }
-    Ok(Some(GrpcPrefix { compressed, len }))
+
+    pub fn encode(&self, dst: &mut [u8; PREFIX_LEN]) {
+        let mut w = &mut dst[..];
+        w.put_u8(u8::from(self.compressed));
+        w.put_u32(self.len);
+    }
 }
 
-/// Parses one whole message at the start of `buf`: the message and the bytes it used, or
-/// `None` when more bytes are needed.
+impl<'a> GrpcMessage<'a> {
+    /// Parses one whole message at the start of `buf`: the message and the bytes it used, or
+    /// `None` when more bytes are needed.
+    pub fn parse(
+        buf: &'a [u8],
+        max_len: u32,
+    ) -> Result<Option<(GrpcMessage<'a>, usize)>, WireError> {
+        let Some(prefix) = GrpcPrefix::parse(buf, max_len)? else {
+            return Ok(None);
+        };
+        let used = prefix.total_len();
+        let Some(body) = buf.get(PREFIX_LEN..used) else {
+            return Ok(None);
+        };
+        let compressed = prefix.compressed;
+        Ok(Some((GrpcMessage { compressed, body }, used)))
+    }
+
+    /// Appends the prefix (with this message's flag) and the body.
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        let mut prefix = [0u8; PREFIX_LEN];
+        GrpcPrefix {
+            compressed: self.compressed,
+            len: self.body.len() as u32,
+        }
+        .encode(&mut prefix);
+        dst.put_slice(&prefix);
+        dst.put_slice(self.body);
+    }
+}
+
+/// Parses the prefix at the start of `buf` ([`GrpcPrefix::parse`]).
+pub fn parse_prefix(buf: &[u8], max_len: u32) -> Result<Option<GrpcPrefix>, WireError> {
+    GrpcPrefix::parse(buf, max_len)
+}
+
+/// Parses one whole message at the start of `buf` ([`GrpcMessage::parse`]).
 pub fn parse(buf: &[u8], max_len: u32) -> Result<Option<(GrpcMessage<'_>, usize)>, WireError> {
-    let Some(prefix) = parse_prefix(buf, max_len)? else {
-        return Ok(None);
-    };
-    let used = prefix.total_len();
-    let Some(body) = buf.get(PREFIX_LEN..used) else {
-        return Ok(None);
-    };
-    Ok(Some((
-        GrpcMessage {
-            compressed: prefix.compressed,
-            body,
-        },
-        used,
-    )))
+    GrpcMessage::parse(buf, max_len)
 }
 
 /// A decoded message: its compressed flag and its body, a slice of the received bytes.
@@ -158,16 +190,20 @@ impl MessageDecoder {
 
 /// Writes the prefix of an uncompressed message of `len` bytes.
 pub fn encode_prefix(len: usize, dst: &mut [u8; PREFIX_LEN]) {
-    dst[0] = 0;
-    dst[1..].copy_from_slice(&(len as u32).to_be_bytes());
+    GrpcPrefix {
+        compressed: false,
+        len: len as u32,
+    }
+    .encode(dst);
 }
 
 /// Appends an uncompressed message (prefix and body) to `dst`.
 pub fn encode(body: &[u8], dst: &mut Vec<u8>) {
-    let mut prefix = [0u8; PREFIX_LEN];
-    encode_prefix(body.len(), &mut prefix);
-    dst.extend_from_slice(&prefix);
-    dst.extend_from_slice(body);
+    GrpcMessage {
+        compressed: false,
+        body,
+    }
+    .encode(dst);
 }
 
 /// Parses a `grpc-timeout` header value: 1–8 ASCII digits and a unit (`H` hours, `M` minutes,
@@ -250,6 +286,22 @@ mod tests {
         assert_eq!((m.body, used), (&b""[..], 5));
         for n in 0..10 {
             assert_eq!(parse(&b[..n], 100).unwrap(), None, "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn compressed_messages_round_trip() {
+        for compressed in [false, true] {
+            let m = GrpcMessage {
+                compressed,
+                body: b"abc",
+            };
+            let mut b = Vec::new();
+            m.encode(&mut b);
+            assert_eq!(GrpcMessage::parse(&b, 3).unwrap(), Some((m, 8)));
+            for n in 0..b.len() {
+                assert_eq!(GrpcMessage::parse(&b[..n], 3).unwrap(), None, "{n}");
+            }
         }
     }
 
