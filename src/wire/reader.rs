@@ -61,12 +61,6 @@ impl<'a> Reader<'a> {
         self.try_bytes(n).ok_or(WireError::Truncated(what))
     }
 
-    /// The next `n` bytes (same as [`Reader::bytes`]).
-    #[inline]
-    pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
-        self.bytes(n, what)
-    }
-
     /// Skips `n` bytes.
     #[inline]
     pub fn skip(&mut self, n: usize, what: &'static str) -> Result<(), WireError> {
@@ -135,11 +129,6 @@ impl<'a> Reader<'a> {
     #[inline]
     pub fn remaining(&self) -> usize {
         self.rest.len()
-    }
-
-    /// Bytes not read yet (same as [`Reader::remaining`]).
-    pub fn rest(&self) -> usize {
-        self.remaining()
     }
 
     #[inline]
