@@ -25,7 +25,7 @@ fn parse(c: &mut Criterion) {
             |b, frame| {
                 b.iter(|| {
                     let (f, used) = Frame::parse(black_box(frame), u32::MAX).unwrap().unwrap();
-                    let layout = ProduceLayout::parse(f.body, false).unwrap();
+                    let layout = ProduceLayout::decode(f.body, false).unwrap();
                     let total: usize = layout.view(f.body).iter().map(|m| m.len()).sum();
                     black_box((used, total))
                 })

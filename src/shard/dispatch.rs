@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use super::error::RouteError;
 use super::msg::ShardMsg;
 use super::read::read_local;
 use super::Shard;
@@ -34,10 +33,10 @@ fn handle(shard: &Rc<Shard>, msg: ShardMsg) {
             reply,
         } => {
             let state = shard.install_topic(&topic, layout);
-            match state.writer(partition) {
-                Some(w) => w.submit(frame, reply),
-                None => {
-                    let _ = reply.send(Err(not_owned(shard, topic, partition).into()));
+            match state.writer(partition, shard.id) {
+                Ok(w) => w.submit(frame, reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
                 }
             }
         }
@@ -51,10 +50,7 @@ fn handle(shard: &Rc<Shard>, msg: ShardMsg) {
             reply,
         } => {
             let state = shard.install_topic(&topic, layout);
-            let writer = match state.writer(partition) {
-                Some(w) => Ok(w.clone()),
-                None => Err(not_owned(shard, topic, partition)),
-            };
+            let writer = state.writer(partition, shard.id).cloned();
             let budget = shard.read_ahead.clone();
             rt::spawn_detached(async move {
                 let result = match writer {
@@ -68,13 +64,5 @@ fn handle(shard: &Rc<Shard>, msg: ShardMsg) {
             let _ = reply.send(shard.create_topic(&topic));
         }
         ShardMsg::Run(task) => task(shard),
-    }
-}
-
-fn not_owned(shard: &Shard, topic: String, partition: u32) -> RouteError {
-    RouteError::NotOwned {
-        shard: shard.id,
-        topic,
-        partition,
     }
 }

@@ -90,9 +90,16 @@ impl TopicState {
         self.writers.iter().flatten()
     }
 
-    /// The writer of partition `j`, if this shard owns it.
-    fn writer(&self, j: u32) -> Option<&Rc<PartitionWriter>> {
-        self.writers.get(j as usize).and_then(Option::as_ref)
+    /// The writer of partition `j`, which shard `here` must own.
+    fn writer(&self, j: u32, here: usize) -> Result<&Rc<PartitionWriter>, RouteError> {
+        self.writers
+            .get(j as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| RouteError::NotOwned {
+                shard: here,
+                topic: self.name.clone(),
+                partition: j,
+            })
     }
 }
 

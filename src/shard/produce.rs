@@ -47,12 +47,7 @@ impl Shard {
         let (tx, rx) = oneshot::channel();
         let owner = topic.layout.owner(j, self.shards);
         if owner == self.id {
-            let writer = topic.writer(j).ok_or_else(|| RouteError::NotOwned {
-                shard: self.id,
-                topic: topic.name.clone(),
-                partition: j,
-            })?;
-            writer.submit(frame, tx);
+            topic.writer(j, self.id)?.submit(frame, tx);
         } else {
             let msg = ShardMsg::Produce {
                 topic: topic.name.clone(),

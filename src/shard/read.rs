@@ -37,11 +37,7 @@ impl Shard {
         }
         let owner = topic.layout.owner(j, self.shards);
         if owner == self.id {
-            let writer = topic.writer(j).ok_or_else(|| RouteError::NotOwned {
-                shard: self.id,
-                topic: topic.name.clone(),
-                partition: j,
-            })?;
+            let writer = topic.writer(j, self.id)?;
             return read_local(writer, &self.read_ahead, offset, max_bytes, wait).await;
         }
         let (tx, rx) = oneshot::channel();

@@ -13,6 +13,7 @@
 
 use super::reader::Reader;
 use super::startup::validate_topic;
+use super::writer::Put;
 use super::WireError;
 
 /// Where a group that has never committed anything for a topic starts reading it.
@@ -33,6 +34,13 @@ impl StartPolicy {
             other => Err(WireError::Malformed(format!(
                 "start policy {other} is not 0 (earliest) or 1 (latest)"
             ))),
+        }
+    }
+
+    pub fn as_u8(self) -> u8 {
+        match self {
+            StartPolicy::Earliest => 0,
+            StartPolicy::Latest => 1,
         }
     }
 }
@@ -76,99 +84,127 @@ pub fn validate_group(group: &str) -> Result<(), WireError> {
     })
 }
 
-fn put_str(s: &str, dst: &mut Vec<u8>) {
-    let b = &s.as_bytes()[..s.len().min(255)];
-    dst.push(b.len() as u8);
-    dst.extend_from_slice(b);
+impl RegisterBody {
+    /// Decodes and validates a REGISTER body (duplicate topics are dropped).
+    pub fn decode(body: &[u8]) -> Result<RegisterBody, WireError> {
+        let mut r = Reader::new(body);
+        let policy = StartPolicy::from_u8(r.u8("start policy")?)?;
+        let consumer_id = r.string("consumer id")?;
+        validate_consumer_id(&consumer_id)?;
+        let group = r.string("group")?;
+        validate_group(&group)?;
+        let count = r.u16("topic count")?;
+        if count == 0 {
+            return Err(WireError::Malformed(
+                "REGISTER names no topic; subscribe to at least one".into(),
+            ));
+        }
+        let mut topics = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let t = r.string("topic")?;
+            validate_topic(&t)?;
+            if !topics.contains(&t) {
+                topics.push(t);
+            }
+        }
+        r.finish("REGISTER")?;
+        Ok(RegisterBody {
+            policy,
+            consumer_id,
+            group,
+            topics,
+        })
+    }
+
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        dst.put_u8(self.policy.as_u8());
+        dst.put_str_u8(&self.consumer_id);
+        dst.put_str_u8(&self.group);
+        let topics = &self.topics[..self.topics.len().min(u16::MAX as usize)];
+        dst.put_u16(topics.len() as u16);
+        for t in topics {
+            dst.put_str_u8(t);
+        }
+    }
+}
+
+impl PollBody {
+    pub fn decode(body: &[u8]) -> Result<PollBody, WireError> {
+        let mut r = Reader::new(body);
+        let consumer_id = r.string("consumer id")?;
+        validate_consumer_id(&consumer_id)?;
+        let max_wait_ms = match r.remaining() {
+            0 => None,
+            4 => Some(r.u32("max wait")?),
+            n => {
+                return Err(WireError::Malformed(format!(
+                "POLL body has {n} bytes after the consumer id; expected none or a 4-byte max wait"
+            )))
+            }
+        };
+        Ok(PollBody {
+            consumer_id,
+            max_wait_ms,
+        })
+    }
+
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        dst.put_str_u8(&self.consumer_id);
+        if let Some(ms) = self.max_wait_ms {
+            dst.put_u32(ms);
+        }
+    }
+}
+
+/// A COMMIT or GOODBYE body: just the consumer id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerIdBody {
+    pub consumer_id: String,
+}
+
+impl ConsumerIdBody {
+    /// Decodes the body of operation `op` (named in the error for trailing bytes).
+    pub fn decode(body: &[u8], op: &str) -> Result<ConsumerIdBody, WireError> {
+        let mut r = Reader::new(body);
+        let consumer_id = r.string("consumer id")?;
+        validate_consumer_id(&consumer_id)?;
+        r.finish(op)?;
+        Ok(ConsumerIdBody { consumer_id })
+    }
+
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        dst.put_str_u8(&self.consumer_id);
+    }
 }
 
 /// Parses and validates a REGISTER body.
 pub fn parse_register(body: &[u8]) -> Result<RegisterBody, WireError> {
-    let mut r = Reader::new(body);
-    let policy = StartPolicy::from_u8(r.u8("start policy")?)?;
-    let consumer_id = r.string("consumer id")?;
-    validate_consumer_id(&consumer_id)?;
-    let group = r.string("group")?;
-    validate_group(&group)?;
-    let count = u16::from_be_bytes([r.u8("topic count")?, r.u8("topic count")?]);
-    if count == 0 {
-        return Err(WireError::Malformed(
-            "REGISTER names no topic; subscribe to at least one".into(),
-        ));
-    }
-    let mut topics = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let t = r.string("topic")?;
-        validate_topic(&t)?;
-        if !topics.contains(&t) {
-            topics.push(t);
-        }
-    }
-    r.finish("REGISTER")?;
-    Ok(RegisterBody {
-        policy,
-        consumer_id,
-        group,
-        topics,
-    })
+    RegisterBody::decode(body)
 }
 
 /// Encodes a REGISTER body.
 pub fn encode_register(b: &RegisterBody, dst: &mut Vec<u8>) {
-    dst.push(match b.policy {
-        StartPolicy::Earliest => 0,
-        StartPolicy::Latest => 1,
-    });
-    put_str(&b.consumer_id, dst);
-    put_str(&b.group, dst);
-    dst.extend_from_slice(&(b.topics.len().min(u16::MAX as usize) as u16).to_be_bytes());
-    for t in b.topics.iter().take(u16::MAX as usize) {
-        put_str(t, dst);
-    }
+    b.encode(dst);
 }
 
 /// Parses a POLL body.
 pub fn parse_poll(body: &[u8]) -> Result<PollBody, WireError> {
-    let mut r = Reader::new(body);
-    let consumer_id = r.string("consumer id")?;
-    validate_consumer_id(&consumer_id)?;
-    let max_wait_ms = match r.rest() {
-        0 => None,
-        4 => Some(u32::from_be_bytes(
-            r.take(4, "max wait")?.try_into().expect("4 bytes"),
-        )),
-        n => {
-            return Err(WireError::Malformed(format!(
-                "POLL body has {n} bytes after the consumer id; expected none or a 4-byte max wait"
-            )))
-        }
-    };
-    Ok(PollBody {
-        consumer_id,
-        max_wait_ms,
-    })
+    PollBody::decode(body)
 }
 
 /// Encodes a POLL body.
 pub fn encode_poll(b: &PollBody, dst: &mut Vec<u8>) {
-    put_str(&b.consumer_id, dst);
-    if let Some(ms) = b.max_wait_ms {
-        dst.extend_from_slice(&ms.to_be_bytes());
-    }
+    b.encode(dst);
 }
 
 /// Parses a COMMIT or GOODBYE body: just the consumer id.
 pub fn parse_consumer_id(body: &[u8], op: &str) -> Result<String, WireError> {
-    let mut r = Reader::new(body);
-    let id = r.string("consumer id")?;
-    validate_consumer_id(&id)?;
-    r.finish(op)?;
-    Ok(id)
+    ConsumerIdBody::decode(body, op).map(|b| b.consumer_id)
 }
 
 /// Encodes a COMMIT or GOODBYE body.
 pub fn encode_consumer_id(id: &str, dst: &mut Vec<u8>) {
-    put_str(id, dst);
+    dst.put_str_u8(id);
 }
 
 #[cfg(test)]
@@ -190,6 +226,10 @@ mod tests {
         encode_register(&reg(), &mut b);
         assert_eq!(b, b"\x01\x03c-1\x01g\x00\x02\x01a\x03b.c");
         assert_eq!(parse_register(&b).unwrap(), reg());
+        assert_eq!(RegisterBody::decode(&b).unwrap(), reg());
+        let mut again = Vec::new();
+        reg().encode(&mut again);
+        assert_eq!(again, b);
         for n in 0..b.len() {
             assert!(parse_register(&b[..n]).is_err(), "{n}");
         }
@@ -256,6 +296,22 @@ mod tests {
             parse_poll(b"\x01x\x00\x00\x01\x00").unwrap().max_wait_ms,
             Some(256)
         );
+        let p = PollBody {
+            consumer_id: "abc".into(),
+            max_wait_ms: Some(1),
+        };
+        let mut b = Vec::new();
+        p.encode(&mut b);
+        for n in 0..b.len() {
+            // Cutting the wait off entirely leaves a valid body without one.
+            match PollBody::decode(&b[..n]) {
+                Ok(cut) => assert_eq!((n, cut.max_wait_ms), (4, None)),
+                Err(e) => assert!(
+                    matches!(e, WireError::Truncated(_) | WireError::Malformed(_)),
+                    "{n}: {e}"
+                ),
+            }
+        }
         assert!(parse_poll(b"\x01x\x00").is_err());
         assert!(parse_poll(b"").is_err());
         assert!(parse_poll(b"\x00").is_err());
@@ -266,6 +322,16 @@ mod tests {
         let mut b = Vec::new();
         encode_consumer_id("me", &mut b);
         assert_eq!(parse_consumer_id(&b, "COMMIT").unwrap(), "me");
+        let body = ConsumerIdBody::decode(&b, "GOODBYE").unwrap();
+        let mut again = Vec::new();
+        body.encode(&mut again);
+        assert_eq!(again, b);
+        for n in 0..b.len() {
+            assert!(matches!(
+                ConsumerIdBody::decode(&b[..n], "COMMIT"),
+                Err(WireError::Truncated(_))
+            ));
+        }
         b.push(1);
         assert!(parse_consumer_id(&b, "COMMIT")
             .unwrap_err()

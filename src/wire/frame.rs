@@ -2,42 +2,32 @@
 //! PolarStreams'; the consumer operations come after them.
 
 use super::header::{FrameHeader, HEADER_LEN, VERSION};
+use super::table::code_table;
+use super::writer::Put;
 use super::WireError;
 
-/// Operation codes (fixed numbers, never reordered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum OpCode {
-    Startup = 1,
-    Ready = 2,
-    Error = 3,
-    Produce = 4,
-    ProduceResponse = 5,
-    Heartbeat = 6,
-    /// Consumer operations (shardlog's, after PolarStreams' six; see `wire::consumer`).
-    Register = 7,
-    Poll = 8,
-    PollResponse = 9,
-    Commit = 10,
-    Goodbye = 11,
+code_table! {
+    /// Operation codes: one row each, `Variant = number, "name";` (numbers are fixed, never
+    /// reordered; 1–6 are PolarStreams').
+    pub enum OpCode {
+        Startup = 1, "STARTUP";
+        Ready = 2, "READY";
+        Error = 3, "ERROR";
+        Produce = 4, "PRODUCE";
+        ProduceResponse = 5, "PRODUCE_RESPONSE";
+        Heartbeat = 6, "HEARTBEAT";
+        /// Consumer operations (shardlog's, after PolarStreams' six; see `wire::consumer`).
+        Register = 7, "REGISTER";
+        Poll = 8, "POLL";
+        PollResponse = 9, "POLL_RESPONSE";
+        Commit = 10, "COMMIT";
+        Goodbye = 11, "GOODBYE";
+    }
 }
 
 impl OpCode {
     pub fn from_u8(op: u8) -> Result<OpCode, WireError> {
-        Ok(match op {
-            1 => OpCode::Startup,
-            2 => OpCode::Ready,
-            3 => OpCode::Error,
-            4 => OpCode::Produce,
-            5 => OpCode::ProduceResponse,
-            6 => OpCode::Heartbeat,
-            7 => OpCode::Register,
-            8 => OpCode::Poll,
-            9 => OpCode::PollResponse,
-            10 => OpCode::Commit,
-            11 => OpCode::Goodbye,
-            other => return Err(WireError::UnknownOpcode(other)),
-        })
+        OpCode::from_code(op).ok_or(WireError::UnknownOpcode(op))
     }
 }
 
@@ -57,6 +47,20 @@ pub struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
+    /// A version-1 frame carrying `body`.
+    pub fn new(opcode: OpCode, flags: u8, stream_id: u16, body: &'a [u8]) -> Frame<'a> {
+        Frame {
+            header: FrameHeader {
+                version: VERSION,
+                flags,
+                stream_id,
+                opcode: opcode as u8,
+                body_len: body.len() as u32,
+            },
+            body,
+        }
+    }
+
     /// Parses one frame from the start of `buf`: `Ok(None)` until the header and the whole body
     /// are there, then the frame and the number of bytes it used.
     pub fn parse(buf: &'a [u8], max_body: u32) -> Result<Option<(Frame<'a>, usize)>, WireError> {
@@ -64,30 +68,22 @@ impl<'a> Frame<'a> {
             return Ok(None);
         };
         let end = HEADER_LEN + header.body_len as usize;
-        if buf.len() < end {
+        let Some(body) = buf.get(HEADER_LEN..end) else {
             return Ok(None);
-        }
-        Ok(Some((
-            Frame {
-                header,
-                body: &buf[HEADER_LEN..end],
-            },
-            end,
-        )))
+        };
+        Ok(Some((Frame { header, body }, end)))
+    }
+
+    /// Appends the frame: its header as it is (`body_len` included), then the body.
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        dst.put_slice(&self.header.encode());
+        dst.put_slice(self.body);
     }
 }
 
 /// Appends a frame with `body` to `dst`.
 pub fn encode_frame(dst: &mut Vec<u8>, opcode: OpCode, flags: u8, stream_id: u16, body: &[u8]) {
-    let header = FrameHeader {
-        version: VERSION,
-        flags,
-        stream_id,
-        opcode: opcode as u8,
-        body_len: body.len() as u32,
-    };
-    dst.extend_from_slice(&header.encode());
-    dst.extend_from_slice(body);
+    Frame::new(opcode, flags, stream_id, body).encode(dst);
 }
 
 /// Appends a frame whose body is written by `write_body` straight into `dst` (no temporary
@@ -102,14 +98,7 @@ pub fn encode_frame_with(
     let start = dst.len();
     dst.extend_from_slice(&[0u8; HEADER_LEN]);
     write_body(dst);
-    let body_len = (dst.len() - start - HEADER_LEN) as u32;
-    let header = FrameHeader {
-        version: VERSION,
-        flags,
-        stream_id,
-        opcode: opcode as u8,
-        body_len,
-    };
+    let header = Frame::new(opcode, flags, stream_id, &dst[start + HEADER_LEN..]).header;
     dst[start..start + HEADER_LEN].copy_from_slice(&header.encode());
 }
 
@@ -146,12 +135,31 @@ mod tests {
     }
 
     #[test]
+    fn encode_then_parse_and_every_truncation() {
+        let f = Frame::new(
+            OpCode::Produce,
+            Flags::WITH_TIMESTAMP,
+            0xABCD,
+            b"\0\0\0\0\0\0\0\x01\x00",
+        );
+        let mut b = Vec::new();
+        f.encode(&mut b);
+        assert_eq!(Frame::parse(&b, 1024).unwrap(), Some((f, b.len())));
+        for n in 0..b.len() {
+            assert_eq!(Frame::parse(&b[..n], 1024).unwrap(), None, "{n}");
+        }
+    }
+
+    #[test]
     fn opcodes() {
+        crate::wire::table::assert_unique(OpCode::TABLE, |op| op as u8);
         for op in 1..=11u8 {
             assert_eq!(OpCode::from_u8(op).unwrap() as u8, op);
         }
+        assert_eq!(OpCode::ALL.len(), 11);
         assert_eq!(OpCode::from_u8(0), Err(WireError::UnknownOpcode(0)));
         assert_eq!(OpCode::from_u8(12), Err(WireError::UnknownOpcode(12)));
         assert_eq!(OpCode::from_u8(200), Err(WireError::UnknownOpcode(200)));
+        assert_eq!(OpCode::ProduceResponse.name(), "PRODUCE_RESPONSE");
     }
 }

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::reader::Reader;
+use super::writer::Put;
 use super::WireError;
 
 /// Bytes of the prefix before each message.
@@ -40,42 +42,72 @@ impl GrpcPrefix {
     pub fn total_len(&self) -> usize {
         PREFIX_LEN + self.len as usize
     }
-}
 
-/// Parses the prefix at the start of `buf`, checking the flag and `max_len`.
-pub fn parse_prefix(buf: &[u8], max_len: u32) -> Result<Option<GrpcPrefix>, WireError> {
-    let Some(prefix) = buf.get(..PREFIX_LEN) else {
-        return Ok(None);
-    };
-    let compressed = match prefix[0] {
-        0 => false,
-        1 => true,
-        other => return Err(WireError::GrpcBadFlag(other)),
-    };
-    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]);
-    if len > max_len {
-        return Err(WireError::GrpcMessageTooLarge { len, max: max_len });
+    /// Parses the prefix at the start of `buf`, checking the flag and `max_len`: `Ok(None)`
+    /// until 5 bytes are there.
+    pub fn parse(buf: &[u8], max_len: u32) -> Result<Option<GrpcPrefix>, WireError> {
+        let Some(prefix) = buf.get(..PREFIX_LEN) else {
+            return Ok(None);
+        };
+        let mut r = Reader::new(prefix);
+        let compressed = match r.u8("compressed flag")? {
+            0 => false,
+            1 => true,
+            other => return Err(WireError::GrpcBadFlag(other)),
+        };
+        let len = r.u32("message length")?;
+        if len > max_len {
+            return Err(WireError::GrpcMessageTooLarge { len, max: max_len });
+        }
+        Ok(Some(GrpcPrefix { compressed, len }))
     }
-    Ok(Some(GrpcPrefix { compressed, len }))
+
+    pub fn encode(&self, dst: &mut [u8; PREFIX_LEN]) {
+        let mut w = &mut dst[..];
+        w.put_u8(u8::from(self.compressed));
+        w.put_u32(self.len);
+    }
 }
 
-/// Parses one whole message at the start of `buf`: the message and the bytes it used, or
-/// `None` when more bytes are needed.
+impl<'a> GrpcMessage<'a> {
+    /// Parses one whole message at the start of `buf`: the message and the bytes it used, or
+    /// `None` when more bytes are needed.
+    pub fn parse(
+        buf: &'a [u8],
+        max_len: u32,
+    ) -> Result<Option<(GrpcMessage<'a>, usize)>, WireError> {
+        let Some(prefix) = GrpcPrefix::parse(buf, max_len)? else {
+            return Ok(None);
+        };
+        let used = prefix.total_len();
+        let Some(body) = buf.get(PREFIX_LEN..used) else {
+            return Ok(None);
+        };
+        let compressed = prefix.compressed;
+        Ok(Some((GrpcMessage { compressed, body }, used)))
+    }
+
+    /// Appends the prefix (with this message's flag) and the body.
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        let mut prefix = [0u8; PREFIX_LEN];
+        GrpcPrefix {
+            compressed: self.compressed,
+            len: self.body.len() as u32,
+        }
+        .encode(&mut prefix);
+        dst.put_slice(&prefix);
+        dst.put_slice(self.body);
+    }
+}
+
+/// Parses the prefix at the start of `buf` ([`GrpcPrefix::parse`]).
+pub fn parse_prefix(buf: &[u8], max_len: u32) -> Result<Option<GrpcPrefix>, WireError> {
+    GrpcPrefix::parse(buf, max_len)
+}
+
+/// Parses one whole message at the start of `buf` ([`GrpcMessage::parse`]).
 pub fn parse(buf: &[u8], max_len: u32) -> Result<Option<(GrpcMessage<'_>, usize)>, WireError> {
-    let Some(prefix) = parse_prefix(buf, max_len)? else {
-        return Ok(None);
-    };
-    let used = prefix.total_len();
-    let Some(body) = buf.get(PREFIX_LEN..used) else {
-        return Ok(None);
-    };
-    Ok(Some((
-        GrpcMessage {
-            compressed: prefix.compressed,
-            body,
-        },
-        used,
-    )))
+    GrpcMessage::parse(buf, max_len)
 }
 
 /// A decoded message: its compressed flag and its body, a slice of the received bytes.
@@ -158,16 +190,20 @@ impl MessageDecoder {
 
 /// Writes the prefix of an uncompressed message of `len` bytes.
 pub fn encode_prefix(len: usize, dst: &mut [u8; PREFIX_LEN]) {
-    dst[0] = 0;
-    dst[1..].copy_from_slice(&(len as u32).to_be_bytes());
+    GrpcPrefix {
+        compressed: false,
+        len: len as u32,
+    }
+    .encode(dst);
 }
 
 /// Appends an uncompressed message (prefix and body) to `dst`.
 pub fn encode(body: &[u8], dst: &mut Vec<u8>) {
-    let mut prefix = [0u8; PREFIX_LEN];
-    encode_prefix(body.len(), &mut prefix);
-    dst.extend_from_slice(&prefix);
-    dst.extend_from_slice(body);
+    GrpcMessage {
+        compressed: false,
+        body,
+    }
+    .encode(dst);
 }
 
 /// Parses a `grpc-timeout` header value: 1–8 ASCII digits and a unit (`H` hours, `M` minutes,
@@ -254,6 +290,22 @@ mod tests {
     }
 
     #[test]
+    fn compressed_messages_round_trip() {
+        for compressed in [false, true] {
+            let m = GrpcMessage {
+                compressed,
+                body: b"abc",
+            };
+            let mut b = Vec::new();
+            m.encode(&mut b);
+            assert_eq!(GrpcMessage::parse(&b, 3).unwrap(), Some((m, 8)));
+            for n in 0..b.len() {
+                assert_eq!(GrpcMessage::parse(&b[..n], 3).unwrap(), None, "{n}");
+            }
+        }
+    }
+
+    #[test]
     fn limits_and_flags() {
         assert_eq!(
             parse(b"\0\0\0\x01\0", 255),
@@ -287,5 +339,100 @@ mod tests {
         assert_eq!(s, "50%25 off: caf%C3%A9%0A");
         assert_eq!(percent_decode_message(s.as_bytes()), "50% off: caf\u{e9}\n");
         assert_eq!(percent_decode_message(b"%zz%4"), "%zz%4");
+    }
+
+    // The message decoder on its own: messages split across chunks at every byte position,
+    // several messages in one chunk, limits.
+
+    fn stream_of(bodies: &[&[u8]]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for m in bodies {
+            encode(m, &mut b);
+        }
+        b
+    }
+
+    /// Feeds `chunks` to a decoder, collecting the messages.
+    fn decode(chunks: &[&[u8]], max: u32) -> Result<(Vec<OwnedMessage>, usize), WireError> {
+        let mut d = MessageDecoder::new(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            d.push(Bytes::copy_from_slice(c));
+            while let Some(m) = d.next_message()? {
+                out.push(m);
+            }
+        }
+        Ok((out, d.pending()))
+    }
+
+    #[test]
+    fn every_single_split_position() {
+        let bodies: [&[u8]; 4] = [b"first message", b"", b"x", &[7u8; 300]];
+        let all = stream_of(&bodies);
+        for cut in 0..=all.len() {
+            let (msgs, pending) = decode(&[&all[..cut], &all[cut..]], 1024).unwrap();
+            assert_eq!(pending, 0, "cut at {cut}");
+            let got: Vec<&[u8]> = msgs.iter().map(|m| &m.body[..]).collect();
+            assert_eq!(got, bodies, "cut at {cut}");
+            assert!(msgs.iter().all(|m| !m.compressed));
+        }
+    }
+
+    #[test]
+    fn every_pair_of_split_positions() {
+        let bodies: [&[u8]; 3] = [b"alpha", b"bravo charlie", b""];
+        let all = stream_of(&bodies);
+        for a in 0..=all.len() {
+            for b in a..=all.len() {
+                let (msgs, pending) = decode(&[&all[..a], &all[a..b], &all[b..]], 64).unwrap();
+                assert_eq!(pending, 0, "cuts at {a}, {b}");
+                let got: Vec<&[u8]> = msgs.iter().map(|m| &m.body[..]).collect();
+                assert_eq!(got, bodies, "cuts at {a}, {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time() {
+        let bodies: [&[u8]; 2] = [b"hello", b"world!"];
+        let all = stream_of(&bodies);
+        let chunks: Vec<&[u8]> = all.chunks(1).collect();
+        let (msgs, pending) = decode(&chunks, 64).unwrap();
+        assert_eq!(pending, 0);
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(&msgs[1].body[..], b"world!");
+    }
+
+    #[test]
+    fn incomplete_stream_leaves_bytes_pending() {
+        let all = stream_of(&[b"abcdef"]);
+        for cut in 1..all.len() {
+            let (msgs, pending) = decode(&[&all[..cut]], 64).unwrap();
+            assert!(msgs.is_empty());
+            assert_eq!(pending, cut);
+        }
+    }
+
+    #[test]
+    fn oversized_message_is_refused_from_its_prefix() {
+        let all = stream_of(&[&[0u8; 100]]);
+        // Only the prefix has arrived: already refused.
+        for cut in 5..all.len() {
+            let err = decode(&[&all[..cut]], 99).unwrap_err();
+            assert_eq!(err, WireError::GrpcMessageTooLarge { len: 100, max: 99 });
+        }
+        // Split inside the prefix: refused once the prefix is whole.
+        assert!(decode(&[&all[..3], &all[3..]], 99).is_err());
+        assert!(decode(&[&all[..]], 100).is_ok());
+    }
+
+    #[test]
+    fn compressed_flag_is_reported() {
+        let (msgs, _) = decode(&[b"\x01\0\0\0\x02", b"hi"], 64).unwrap();
+        assert!(msgs[0].compressed);
+        assert_eq!(
+            decode(&[b"\x05\0\0\0\0"], 64).unwrap_err(),
+            WireError::GrpcBadFlag(5)
+        );
     }
 }

@@ -6,12 +6,16 @@
 //!
 //! All big-endian; the head CRC is CRC-32 (IEEE) of the first 9 bytes.
 
+use super::reader::Reader;
+use super::writer::Put;
 use super::WireError;
 
 /// The only protocol version shardlog speaks (PolarStreams' `messageVersion`).
 pub const VERSION: u8 = 1;
 /// Size of the encoded header in bytes.
 pub const HEADER_LEN: usize = 13;
+/// Where the head CRC starts: it covers the bytes before it.
+const CRC_START: usize = 9;
 
 /// A decoded, CRC-checked frame header. The opcode is kept raw so that an unknown opcode can be
 /// answered on the right stream id without tearing down the connection.
@@ -28,21 +32,25 @@ impl FrameHeader {
     /// Parses a header from the start of `buf`. `Ok(None)` when fewer than [`HEADER_LEN`]
     /// bytes are available. A CRC mismatch, an unsupported version or a body longer than
     /// `max_body` are errors after which the byte stream can no longer be trusted.
+    #[inline]
     pub fn parse(buf: &[u8], max_body: u32) -> Result<Option<FrameHeader>, WireError> {
-        if buf.len() < HEADER_LEN {
+        let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
-        }
-        let expected = u32::from_be_bytes([buf[9], buf[10], buf[11], buf[12]]);
-        let actual = crc32fast::hash(&buf[..9]);
+        };
+        // The CRC first: the fields are read after the hash, so they need not be kept across it.
+        let (fields, crc) = head.split_at(CRC_START);
+        let expected = Reader::new(crc).u32("head crc")?;
+        let actual = crc32fast::hash(fields);
         if expected != actual {
             return Err(WireError::HeadCrcMismatch { expected, actual });
         }
+        let mut r = Reader::new(fields);
         let header = FrameHeader {
-            version: buf[0],
-            flags: buf[1],
-            stream_id: u16::from_be_bytes([buf[2], buf[3]]),
-            opcode: buf[4],
-            body_len: u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]),
+            version: r.u8("version")?,
+            flags: r.u8("flags")?,
+            stream_id: r.u16("stream id")?,
+            opcode: r.u8("opcode")?,
+            body_len: r.u32("body length")?,
         };
         if header.version != VERSION {
             return Err(WireError::UnsupportedVersion(header.version));
@@ -59,14 +67,24 @@ impl FrameHeader {
     /// Encodes the header, computing its CRC.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
-        out[0] = self.version;
-        out[1] = self.flags;
-        out[2..4].copy_from_slice(&self.stream_id.to_be_bytes());
-        out[4] = self.opcode;
-        out[5..9].copy_from_slice(&self.body_len.to_be_bytes());
-        let crc = crc32fast::hash(&out[..9]);
-        out[9..13].copy_from_slice(&crc.to_be_bytes());
+        let mut w = &mut out[..];
+        w.put_u8(self.version);
+        w.put_u8(self.flags);
+        w.put_u16(self.stream_id);
+        w.put_u8(self.opcode);
+        w.put_u32(self.body_len);
+        let crc = crc32fast::hash(&out[..CRC_START]);
+        (&mut out[CRC_START..]).put_u32(crc);
         out
+    }
+
+    /// The stream id of a header that may be incomplete or invalid (bytes 2–3, unchecked),
+    /// for answering a framing error on the right stream: 0 when fewer than 4 bytes arrived.
+    pub fn peek_stream_id(buf: &[u8]) -> u16 {
+        let mut r = Reader::new(buf);
+        r.skip(2, "version and flags")
+            .and_then(|()| r.u16("stream id"))
+            .unwrap_or(0)
     }
 }
 
@@ -103,6 +121,15 @@ mod tests {
         let bytes = sample().encode();
         for n in 0..HEADER_LEN {
             assert_eq!(FrameHeader::parse(&bytes[..n], 100).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn peek_stream_id_of_a_partial_header() {
+        let bytes = sample().encode();
+        for n in 0..HEADER_LEN {
+            let want = if n >= 4 { 0xBEEF } else { 0 };
+            assert_eq!(FrameHeader::peek_stream_id(&bytes[..n]), want, "{n}");
         }
     }
 

@@ -11,7 +11,17 @@
 //! - [`grpc`]: the gRPC length-prefixed message (`compressed u8 | length u32 | message`).
 //! - [`poll`]: the consumer poll response (items of compressed chunk payloads).
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
-//! - [`reader`]: the bounds-checked cursor the parsers share.
+//! - [`reader`]: the one bounds-checked cursor every decoder reads with (typed big-endian getters).
+//! - [`writer`]: [`writer::Put`], its counterpart for encoders (`put_u32` writes what `u32` reads).
+//! - [`table`]: the macro that declares [`OpCode`] and [`ErrorCode`] from one table each.
+//!
+//! Naming: a frame or body type `T` has `T::decode(&[u8]) -> Result<T, WireError>` for a whole
+//! body (it never answers "incomplete": the frame delivered all of it) and
+//! `T::encode(&self, &mut Vec<u8>)`; an element read in sequence (a record, a poll item) has
+//! `decode_from(&mut Reader)`. What reads a byte stream that may stop anywhere (a frame, a
+//! header, a gRPC message) is `parse(&[u8]) -> Result<Option<..>, WireError>`: `Ok(None)` until
+//! the whole thing is there. The older free functions (`parse_startup`, `encode_register`, …)
+//! are thin wrappers over these.
 
 pub mod consumer;
 pub mod error;
@@ -23,6 +33,8 @@ pub mod produce;
 pub mod reader;
 pub mod record;
 pub mod startup;
+pub mod table;
+pub mod writer;
 
 pub use error::{ErrorCode, WireError};
 pub use frame::{Flags, Frame, OpCode};

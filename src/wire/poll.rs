@@ -10,6 +10,7 @@
 //! bytes exactly as stored, so encoding here covers only the headers; clients parse the whole.
 
 use super::reader::Reader;
+use super::writer::Put;
 use super::WireError;
 
 /// The partition an item comes from and the offset of its first record.
@@ -23,22 +24,42 @@ pub struct PollItemHeader<'a> {
     pub payload_len: u32,
 }
 
-impl PollItemHeader<'_> {
+impl<'a> PollItemHeader<'a> {
     /// Encoded size: 8 + 1 + 4 + 1 + topic + 8 + 4.
     pub fn encoded_len(&self) -> usize {
         26 + self.topic.len()
     }
 
+    /// Reads an item header (everything before the payload) at the cursor.
+    pub fn decode_from(r: &mut Reader<'a>) -> Result<PollItemHeader<'a>, WireError> {
+        let token = r.i64("token")?;
+        let range_index = r.u8("range index")?;
+        let gen_version = r.u32("gen version")?;
+        let topic_len = r.u8("topic length")?;
+        let topic = std::str::from_utf8(r.bytes(topic_len as usize, "topic")?)
+            .map_err(|_| WireError::Malformed("topic is not UTF-8".into()))?;
+        let offset = r.i64("offset")?;
+        let payload_len = r.i32("payload length")?;
+        let payload_len = u32::try_from(payload_len)
+            .map_err(|_| WireError::Malformed(format!("negative payload length {payload_len}")))?;
+        Ok(PollItemHeader {
+            token,
+            range_index,
+            gen_version,
+            topic,
+            offset,
+            payload_len,
+        })
+    }
+
     /// Appends the item header (everything before the payload).
     pub fn encode(&self, dst: &mut Vec<u8>) {
-        dst.extend_from_slice(&self.token.to_be_bytes());
-        dst.push(self.range_index);
-        dst.extend_from_slice(&self.gen_version.to_be_bytes());
-        let topic = &self.topic.as_bytes()[..self.topic.len().min(255)];
-        dst.push(topic.len() as u8);
-        dst.extend_from_slice(topic);
-        dst.extend_from_slice(&self.offset.to_be_bytes());
-        dst.extend_from_slice(&(self.payload_len as i32).to_be_bytes());
+        dst.put_i64(self.token);
+        dst.put_u8(self.range_index);
+        dst.put_u32(self.gen_version);
+        dst.put_str_u8(self.topic);
+        dst.put_i64(self.offset);
+        dst.put_i32(self.payload_len as i32);
     }
 }
 
@@ -49,45 +70,57 @@ pub struct PollItem<'a> {
     pub payload: &'a [u8],
 }
 
-/// Parses a complete poll response.
-pub fn parse_poll_response(buf: &[u8]) -> Result<Vec<PollItem<'_>>, WireError> {
-    let mut r = Reader::new(buf);
-    let count = u16::from_be_bytes(r.take(2, "item count")?.try_into().expect("2"));
-    let mut items = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let token = i64::from_be_bytes(r.take(8, "token")?.try_into().expect("8"));
-        let range_index = r.take(1, "range index")?[0];
-        let gen_version = u32::from_be_bytes(r.take(4, "gen version")?.try_into().expect("4"));
-        let topic_len = r.take(1, "topic length")?[0] as usize;
-        let topic = std::str::from_utf8(r.take(topic_len, "topic")?)
-            .map_err(|_| WireError::Malformed("topic is not UTF-8".into()))?;
-        let offset = i64::from_be_bytes(r.take(8, "offset")?.try_into().expect("8"));
-        let payload_len = i32::from_be_bytes(r.take(4, "payload length")?.try_into().expect("4"));
-        if payload_len < 0 {
+impl<'a> PollItem<'a> {
+    /// Reads an item (header and payload) at the cursor.
+    pub fn decode_from(r: &mut Reader<'a>) -> Result<PollItem<'a>, WireError> {
+        let header = PollItemHeader::decode_from(r)?;
+        let payload = r.bytes(header.payload_len as usize, "payload")?;
+        Ok(PollItem { header, payload })
+    }
+
+    /// Appends the item; `header.payload_len` must be `payload.len()`.
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        self.header.encode(dst);
+        dst.put_slice(self.payload);
+    }
+}
+
+/// A whole poll response: `items u16 | item*`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PollResponse<'a> {
+    pub items: Vec<PollItem<'a>>,
+}
+
+impl<'a> PollResponse<'a> {
+    pub fn decode(buf: &'a [u8]) -> Result<PollResponse<'a>, WireError> {
+        let mut r = Reader::new(buf);
+        let count = r.u16("item count")?;
+        let mut items = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            items.push(PollItem::decode_from(&mut r)?);
+        }
+        if !r.is_empty() {
             return Err(WireError::Malformed(format!(
-                "negative payload length {payload_len}"
+                "{} trailing bytes after {count} items",
+                r.remaining()
             )));
         }
-        let payload = r.take(payload_len as usize, "payload")?;
-        items.push(PollItem {
-            header: PollItemHeader {
-                token,
-                range_index,
-                gen_version,
-                topic,
-                offset,
-                payload_len: payload_len as u32,
-            },
-            payload,
-        });
+        Ok(PollResponse { items })
     }
-    if r.rest() != 0 {
-        return Err(WireError::Malformed(format!(
-            "{} trailing bytes after {count} items",
-            r.rest()
-        )));
+
+    /// Appends the response (at most 65535 items: the broker never builds more).
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        let items = &self.items[..self.items.len().min(u16::MAX as usize)];
+        dst.put_u16(items.len() as u16);
+        for item in items {
+            item.encode(dst);
+        }
     }
-    Ok(items)
+}
+
+/// Parses a complete poll response.
+pub fn parse_poll_response(buf: &[u8]) -> Result<Vec<PollItem<'_>>, WireError> {
+    PollResponse::decode(buf).map(|p| p.items)
 }
 
 #[cfg(test)]
@@ -119,6 +152,43 @@ mod tests {
     }
 
     #[test]
+    fn decode_encode_round_trip() {
+        let topics = ["a", "bb"];
+        let resp = PollResponse {
+            items: (0..2)
+                .map(|i| PollItem {
+                    header: PollItemHeader {
+                        token: i64::MAX - i as i64,
+                        range_index: 3,
+                        gen_version: 1,
+                        topic: topics[i],
+                        offset: 7,
+                        payload_len: 2,
+                    },
+                    payload: b"pp",
+                })
+                .collect(),
+        };
+        let mut b = Vec::new();
+        resp.encode(&mut b);
+        assert_eq!(PollResponse::decode(&b).unwrap(), resp);
+        let mut empty = Vec::new();
+        PollResponse::default().encode(&mut empty);
+        assert_eq!(empty, [0, 0]);
+        let neg = {
+            let mut b = 1u16.to_be_bytes().to_vec();
+            resp.items[0].header.encode(&mut b);
+            let at = b.len() - 4;
+            b[at..].copy_from_slice(&(-1i32).to_be_bytes());
+            b
+        };
+        assert!(matches!(
+            PollResponse::decode(&neg),
+            Err(WireError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn truncation_is_an_error() {
         let mut buf = 1u16.to_be_bytes().to_vec();
         PollItemHeader {
@@ -133,7 +203,15 @@ mod tests {
         buf.extend_from_slice(b"xyz");
         assert!(parse_poll_response(&buf).is_ok());
         for n in 0..buf.len() {
-            assert!(parse_poll_response(&buf[..n]).is_err());
+            assert!(matches!(
+                parse_poll_response(&buf[..n]),
+                Err(WireError::Truncated(_))
+            ));
         }
+        buf.push(0);
+        assert!(matches!(
+            parse_poll_response(&buf),
+            Err(WireError::Malformed(_))
+        ));
     }
 }

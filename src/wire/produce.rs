@@ -9,6 +9,8 @@
 //! without copying them: each `msg len u32 | msg` run is byte-for-byte the `length | body` tail
 //! of a stored record.
 
+use super::reader::Reader;
+use super::writer::Put;
 use super::WireError;
 
 /// A validated PRODUCE body, borrowing the frame's bytes.
@@ -34,10 +36,21 @@ pub struct ProduceLayout {
 }
 
 impl<'a> ProduceBody<'a> {
-    /// Parses and validates a body. `with_timestamp` is the header's flag 0x01.
-    pub fn parse(body: &'a [u8], with_timestamp: bool) -> Result<ProduceBody<'a>, WireError> {
-        let layout = ProduceLayout::parse(body, with_timestamp)?;
+    /// Decodes and validates a body. `with_timestamp` is the header's flag 0x01.
+    pub fn decode(body: &'a [u8], with_timestamp: bool) -> Result<ProduceBody<'a>, WireError> {
+        let layout = ProduceLayout::decode(body, with_timestamp)?;
         Ok(layout.view(body))
+    }
+
+    /// Same as [`ProduceBody::decode`].
+    pub fn parse(body: &'a [u8], with_timestamp: bool) -> Result<ProduceBody<'a>, WireError> {
+        ProduceBody::decode(body, with_timestamp)
+    }
+
+    /// Appends the body; the header needs flag 0x01 when `timestamp` is set.
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        encode_head(self.timestamp, self.key, dst);
+        dst.put_slice(self.messages);
     }
 
     /// Iterates the message payloads.
@@ -49,47 +62,28 @@ impl<'a> ProduceBody<'a> {
 }
 
 impl ProduceLayout {
-    pub fn parse(body: &[u8], with_timestamp: bool) -> Result<ProduceLayout, WireError> {
-        let mut pos = 0;
+    /// Validates a body (see [`ProduceBody::decode`]) and says where its parts are.
+    pub fn decode(body: &[u8], with_timestamp: bool) -> Result<ProduceLayout, WireError> {
+        let mut r = Reader::new(body);
         let timestamp = if with_timestamp {
-            let ts = body.get(..8).ok_or(WireError::Truncated(
-                "flag 0x01 set but no 8-byte timestamp",
-            ))?;
-            pos = 8;
-            Some(i64::from_be_bytes(ts.try_into().expect("8 bytes")))
+            Some(r.i64("flag 0x01 set but no 8-byte timestamp")?)
         } else {
             None
         };
-        let key_len = *body
-            .get(pos)
-            .ok_or(WireError::Truncated("missing partition key length"))?
-            as usize;
-        let key_start = pos + 1;
-        if body.len() < key_start + key_len {
-            return Err(WireError::Truncated("partition key runs past the body"));
-        }
-        let messages_start = key_start + key_len;
-        let mut rest = &body[messages_start..];
+        let key_len = r.u8("missing partition key length")? as usize;
+        let key_start = r.position();
+        r.skip(key_len, "partition key runs past the body")?;
+        let messages_start = r.position();
         let mut count: u32 = 0;
-        while !rest.is_empty() {
-            let index = count as usize;
-            if rest.len() < 4 {
-                return Err(WireError::MessageOverrun {
-                    index,
-                    len: 4,
-                    available: rest.len(),
-                });
+        while !r.is_empty() {
+            // The hot path of every PRODUCE: `try_` getters keep the loop free of error values.
+            let available = r.remaining();
+            let Some(len) = r.try_u32() else {
+                return Err(overrun(count, 4, available));
+            };
+            if r.try_bytes(len as usize).is_none() {
+                return Err(overrun(count, len, available - 4));
             }
-            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
-            let available = rest.len() - 4;
-            if len as usize > available {
-                return Err(WireError::MessageOverrun {
-                    index,
-                    len,
-                    available,
-                });
-            }
-            rest = &rest[4 + len as usize..];
             count += 1;
         }
         if count == 0 {
@@ -104,7 +98,12 @@ impl ProduceLayout {
         })
     }
 
-    /// The body this layout was parsed from, viewed again. `body` must be that same body.
+    /// Same as [`ProduceLayout::decode`].
+    pub fn parse(body: &[u8], with_timestamp: bool) -> Result<ProduceLayout, WireError> {
+        ProduceLayout::decode(body, with_timestamp)
+    }
+
+    /// The body this layout was decoded from, viewed again. `body` must be that same body.
     pub fn view<'a>(&self, body: &'a [u8]) -> ProduceBody<'a> {
         ProduceBody {
             timestamp: self.timestamp,
@@ -115,32 +114,54 @@ impl ProduceLayout {
     }
 }
 
-/// Iterates `(len u32 | msg)*` regions that [`ProduceLayout::parse`] has validated.
+#[cold]
+fn overrun(index: u32, len: u32, available: usize) -> WireError {
+    WireError::MessageOverrun {
+        index: index as usize,
+        len,
+        available,
+    }
+}
+
+/// Iterates `(len u32 | msg)*` regions that [`ProduceLayout::decode`] has validated (on any
+/// other bytes it stops at the first incomplete length and cuts an overlong message short).
 #[derive(Debug, Clone)]
 pub struct MessageIter<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> MessageIter<'a> {
+    /// The next message with its prefix, and the message alone.
+    #[inline]
+    fn split_next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        let mut r = Reader::new(self.rest);
+        let len = r.try_u32()?;
+        let msg = r.try_bytes((len as usize).min(r.remaining()))?;
+        let (with_prefix, rest) = self.rest.split_at_checked(r.position())?;
+        self.rest = rest;
+        Some((with_prefix, msg))
+    }
+
     /// Yields each message together with its 4-byte length prefix (`len u32 | msg`), which is
     /// exactly the `length | body` part of a stored record.
     pub fn next_with_prefix(&mut self) -> Option<&'a [u8]> {
-        if self.rest.len() < 4 {
-            return None;
-        }
-        let len = u32::from_be_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]);
-        let end = (4 + len as usize).min(self.rest.len());
-        let (item, rest) = self.rest.split_at(end);
-        self.rest = rest;
-        Some(item)
+        self.split_next().map(|(with_prefix, _)| with_prefix)
     }
 }
 
 impl<'a> Iterator for MessageIter<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
-        self.next_with_prefix().map(|m| &m[4..])
+        self.split_next().map(|(_, msg)| msg)
     }
+}
+
+/// `[timestamp] | key len u8 | key`.
+fn encode_head(timestamp: Option<i64>, key: &[u8], dst: &mut Vec<u8>) {
+    if let Some(ts) = timestamp {
+        dst.put_i64(ts);
+    }
+    dst.put_bytes_u8(key);
 }
 
 /// Encodes a PRODUCE body. The caller sets flag 0x01 in the header when `timestamp` is given.
@@ -150,15 +171,10 @@ pub fn encode_produce_body<'m>(
     messages: impl IntoIterator<Item = &'m [u8]>,
     dst: &mut Vec<u8>,
 ) {
-    if let Some(ts) = timestamp {
-        dst.extend_from_slice(&ts.to_be_bytes());
-    }
-    let key = &key[..key.len().min(255)];
-    dst.push(key.len() as u8);
-    dst.extend_from_slice(key);
+    encode_head(timestamp, key, dst);
     for m in messages {
-        dst.extend_from_slice(&(m.len() as u32).to_be_bytes());
-        dst.extend_from_slice(m);
+        dst.put_u32(m.len() as u32);
+        dst.put_slice(m);
     }
 }
 
@@ -179,6 +195,34 @@ mod tests {
             assert_eq!(msgs, vec![&b"hello"[..], b"", b"world!"]);
             let mut it = p.iter();
             assert_eq!(it.next_with_prefix().unwrap(), b"\0\0\0\x05hello");
+        }
+    }
+
+    #[test]
+    fn decode_encode_and_every_truncation() {
+        for ts in [None, Some(-5i64)] {
+            let mut b = Vec::new();
+            encode_produce_body(ts, b"key", [&b"one"[..], b"", b"three"], &mut b);
+            let p = ProduceBody::decode(&b, ts.is_some()).unwrap();
+            let mut again = Vec::new();
+            p.encode(&mut again);
+            assert_eq!(again, b);
+            assert_eq!(ProduceBody::decode(&again, ts.is_some()).unwrap(), p);
+            for n in 0..b.len() {
+                // A cut body is an error (not a panic), unless it ends between messages.
+                match ProduceBody::decode(&b[..n], ts.is_some()) {
+                    Ok(cut) => assert!(cut.count < 3 && cut.count > 0, "{n}"),
+                    Err(e) => assert!(
+                        matches!(
+                            e,
+                            WireError::Truncated(_)
+                                | WireError::MessageOverrun { .. }
+                                | WireError::NoMessages
+                        ),
+                        "{n}: {e}"
+                    ),
+                }
+            }
         }
     }
 

@@ -6,6 +6,8 @@
 //!
 //! Record i of a chunk (or poll item) has offset `start + i`.
 
+use super::reader::Reader;
+use super::writer::Put;
 use super::WireError;
 
 /// Bytes of a record's header.
@@ -18,23 +20,40 @@ pub struct Record<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> Record<'a> {
+    /// Reads one record at the cursor.
+    pub fn decode_from(r: &mut Reader<'a>) -> Result<Record<'a>, WireError> {
+        let timestamp_us = r.i64("record header")?;
+        let len = r.u32("record header")?;
+        let body = r.bytes(len as usize, "record body")?;
+        Ok(Record { timestamp_us, body })
+    }
+
+    /// Appends the record.
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        dst.put_i64(self.timestamp_us);
+        dst.put_u32(self.body.len() as u32);
+        dst.put_slice(self.body);
+    }
+}
+
 /// Appends one record to `dst`.
 pub fn encode_record(timestamp_us: i64, body: &[u8], dst: &mut Vec<u8>) {
-    dst.extend_from_slice(&timestamp_us.to_be_bytes());
-    dst.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    dst.extend_from_slice(body);
+    Record { timestamp_us, body }.encode(dst);
 }
 
 /// Iterates the records of a decompressed payload, stopping with an error at the first one
 /// that runs past the end.
 #[derive(Debug, Clone)]
 pub struct RecordIter<'a> {
-    rest: &'a [u8],
+    r: Reader<'a>,
 }
 
 impl<'a> RecordIter<'a> {
     pub fn new(payload: &'a [u8]) -> RecordIter<'a> {
-        RecordIter { rest: payload }
+        RecordIter {
+            r: Reader::new(payload),
+        }
     }
 }
 
@@ -42,25 +61,14 @@ impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<Record<'a>, WireError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
+        if self.r.is_empty() {
             return None;
         }
-        if self.rest.len() < RECORD_HEADER_LEN {
-            self.rest = &[];
-            return Some(Err(WireError::Truncated("record header")));
+        let record = Record::decode_from(&mut self.r);
+        if record.is_err() {
+            self.r.rest_bytes();
         }
-        let ts = i64::from_be_bytes(self.rest[..8].try_into().expect("8 bytes"));
-        let len = u32::from_be_bytes(self.rest[8..12].try_into().expect("4 bytes")) as usize;
-        if self.rest.len() - RECORD_HEADER_LEN < len {
-            self.rest = &[];
-            return Some(Err(WireError::Truncated("record body")));
-        }
-        let body = &self.rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
-        self.rest = &self.rest[RECORD_HEADER_LEN + len..];
-        Some(Ok(Record {
-            timestamp_us: ts,
-            body,
-        }))
+        Some(record)
     }
 }
 
@@ -98,7 +106,12 @@ mod tests {
         for n in 1..b.len() {
             let r: Vec<_> = RecordIter::new(&b[..n]).collect();
             assert_eq!(r.len(), 1);
-            assert!(r[0].is_err());
+            let want = if n < RECORD_HEADER_LEN {
+                "record header"
+            } else {
+                "record body"
+            };
+            assert_eq!(r[0], Err(WireError::Truncated(want)), "{n}");
         }
     }
 }

@@ -1,38 +1,54 @@
 //! The STARTUP body names the connection's topic: `topic len u8 | topic`. An empty body means
 //! the topic `default`. Topic names become directory names, so they are restricted.
 
+use super::reader::Reader;
+use super::writer::Put;
 use super::WireError;
 
 /// The topic used when STARTUP carries an empty body, or gRPC metadata names none.
 pub const DEFAULT_TOPIC: &str = "default";
 
+/// A STARTUP body. Decoding validates the topic; an empty body decodes as [`DEFAULT_TOPIC`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartupBody<'a> {
+    pub topic: &'a str,
+}
+
+impl<'a> StartupBody<'a> {
+    pub fn decode(body: &'a [u8]) -> Result<StartupBody<'a>, WireError> {
+        if body.is_empty() {
+            return Ok(StartupBody {
+                topic: DEFAULT_TOPIC,
+            });
+        }
+        let mut r = Reader::new(body);
+        let topic = r.bytes_u8("topic length runs past the STARTUP body")?;
+        if !r.is_empty() {
+            return Err(WireError::Malformed(format!(
+                "STARTUP body has {} trailing bytes after the topic",
+                r.remaining()
+            )));
+        }
+        let topic = std::str::from_utf8(topic)
+            .map_err(|_| WireError::InvalidTopic("not valid UTF-8".into()))?;
+        validate_topic(topic)?;
+        Ok(StartupBody { topic })
+    }
+
+    /// `topic len u8 | topic` (a topic is at most 249 bytes once valid; longer is cut at 255).
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        dst.put_str_u8(self.topic);
+    }
+}
+
 /// Parses a STARTUP body into a validated topic name.
 pub fn parse_startup(body: &[u8]) -> Result<String, WireError> {
-    if body.is_empty() {
-        return Ok(DEFAULT_TOPIC.to_string());
-    }
-    let len = body[0] as usize;
-    let topic = body.get(1..1 + len).ok_or(WireError::Truncated(
-        "topic length runs past the STARTUP body",
-    ))?;
-    if body.len() != 1 + len {
-        return Err(WireError::Malformed(format!(
-            "STARTUP body has {} trailing bytes after the topic",
-            body.len() - 1 - len
-        )));
-    }
-    let topic = std::str::from_utf8(topic)
-        .map_err(|_| WireError::InvalidTopic("not valid UTF-8".into()))?;
-    validate_topic(topic)?;
-    Ok(topic.to_string())
+    StartupBody::decode(body).map(|b| b.topic.to_string())
 }
 
 /// Encodes a STARTUP body for `topic`.
 pub fn encode_startup(topic: &str, dst: &mut Vec<u8>) {
-    let t = topic.as_bytes();
-    let len = t.len().min(255);
-    dst.push(len as u8);
-    dst.extend_from_slice(&t[..len]);
+    StartupBody { topic }.encode(dst);
 }
 
 /// A topic name is 1–249 characters of `[A-Za-z0-9._-]`, not `.` or `..` (as in Kafka, and
@@ -78,6 +94,26 @@ mod tests {
         encode_startup("orders.v1", &mut b);
         assert_eq!(b[0], 9);
         assert_eq!(parse_startup(&b).unwrap(), "orders.v1");
+        let body = StartupBody::decode(&b).unwrap();
+        assert_eq!(body, StartupBody { topic: "orders.v1" });
+        let mut again = Vec::new();
+        body.encode(&mut again);
+        assert_eq!(again, b);
+        // Every cut of the body but the empty one (the default topic) is an error, not a panic.
+        for n in 1..b.len() {
+            assert_eq!(
+                StartupBody::decode(&b[..n]),
+                Err(WireError::Truncated(
+                    "topic length runs past the STARTUP body"
+                ))
+            );
+        }
+        let mut trailing = b.clone();
+        trailing.push(b'x');
+        assert!(matches!(
+            StartupBody::decode(&trailing),
+            Err(WireError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -75,11 +75,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 }
                 Ok(None) => ReadNeed::Header,
                 Err(error) => {
-                    let stream_id = if self.buf.len() >= 4 {
-                        u16::from_be_bytes([self.buf[2], self.buf[3]])
-                    } else {
-                        0
-                    };
+                    let stream_id = FrameHeader::peek_stream_id(&self.buf);
                     return Err(ReadError::Wire { stream_id, error });
                 }
             };

@@ -13,7 +13,7 @@ use super::connection::Outbox;
 use crate::consumer::api;
 use crate::rt;
 use crate::shard::Shard;
-use crate::wire::consumer::{parse_consumer_id, parse_poll, parse_register};
+use crate::wire::consumer::{ConsumerIdBody, PollBody, RegisterBody};
 use crate::wire::header::VERSION;
 use crate::wire::{FrameHeader, OpCode};
 
@@ -27,13 +27,13 @@ pub async fn handle(
     body: &[u8],
 ) {
     let result = match op {
-        OpCode::Register => match parse_register(body) {
+        OpCode::Register => match RegisterBody::decode(body) {
             Ok(b) => api::register(shard, b).await,
             Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
         },
         OpCode::Poll => {
             let read_at = Instant::now();
-            let b = match parse_poll(body) {
+            let b = match PollBody::decode(body) {
                 Ok(b) => b,
                 Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
             };
@@ -61,12 +61,12 @@ pub async fn handle(
                 Err(e) => Err(e),
             }
         }
-        OpCode::Commit => match parse_consumer_id(body, "COMMIT") {
-            Ok(id) => api::commit(shard, &id).await,
+        OpCode::Commit => match ConsumerIdBody::decode(body, "COMMIT") {
+            Ok(b) => api::commit(shard, &b.consumer_id).await,
             Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
         },
-        OpCode::Goodbye => match parse_consumer_id(body, "GOODBYE") {
-            Ok(id) => api::goodbye(shard, &id).await,
+        OpCode::Goodbye => match ConsumerIdBody::decode(body, "GOODBYE") {
+            Ok(b) => api::goodbye(shard, &b.consumer_id).await,
             Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
         },
         _ => return,

@@ -10,26 +10,26 @@
 //!
 //! - [`connection`]: the socket halves (frame reader, response outbox).
 //! - [`consumer`]: the consumer operations.
+//! - [`produce`]: PRODUCE, from the validated body to the answer.
 
 pub mod connection;
 pub mod consumer;
 pub mod errors;
+pub mod produce;
 
 use std::os::fd::AsRawFd;
-
 use std::rc::Rc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::io::split;
 
 use crate::rt::{self, TcpListener, TcpStream};
-use crate::shard::msg::ProduceFrame;
 use crate::shard::{Shard, TopicState};
 use crate::stats::RequestType;
-use crate::wire::produce::ProduceLayout;
-use crate::wire::startup::parse_startup;
-use crate::wire::{ErrorCode, Flags, FrameHeader, OpCode};
+use crate::wire::error::encode_error_body;
+use crate::wire::frame::encode_frame_with;
+use crate::wire::startup::StartupBody;
+use crate::wire::{ErrorCode, FrameHeader, OpCode};
 
 use super::conns::ConnGuard;
 use super::listener::{self, ListenError, Server};
@@ -53,8 +53,8 @@ async fn refuse(stream: TcpStream, max: usize) {
     use futures_lite::AsyncWriteExt;
     let mut out = Vec::new();
     let msg = format!("too many connections on this shard (--max-connections {max}); retry later");
-    crate::wire::frame::encode_frame_with(&mut out, OpCode::Error, 0, 0, |d| {
-        crate::wire::error::encode_error_body(ErrorCode::Unavailable, &msg, d)
+    encode_frame_with(&mut out, OpCode::Error, 0, 0, |d| {
+        encode_error_body(ErrorCode::Unavailable, &msg, d)
     });
     let mut stream = stream;
     let _ = stream.write_all(&out).await;
@@ -154,7 +154,7 @@ async fn handle_frame(
     header: FrameHeader,
     body: Bytes,
 ) {
-    let (outbox, in_flight) = (conn.outbox, conn.in_flight);
+    let outbox = conn.outbox;
     let sid = header.stream_id;
     let op = match OpCode::from_u8(header.opcode) {
         Ok(op) => op,
@@ -164,8 +164,8 @@ async fn handle_frame(
         shard.metrics.request(t);
     }
     match op {
-        OpCode::Startup => match parse_startup(&body) {
-            Ok(topic) => match shard.topic(&topic).await {
+        OpCode::Startup => match StartupBody::decode(&body) {
+            Ok(startup) => match shard.topic(startup.topic).await {
                 Ok(state) => {
                     let keyless_partition = shard.keyless_partition(&state);
                     *session = Some(Session {
@@ -179,60 +179,7 @@ async fn handle_frame(
             Err(e) => outbox.push_error(sid, e.code(), &e.to_string()),
         },
         OpCode::Heartbeat => outbox.push_empty(OpCode::Ready, sid),
-        OpCode::Produce => {
-            let read_at = Instant::now();
-            let Some(s) = session.as_ref() else {
-                return outbox.push_error(
-                    sid,
-                    ErrorCode::BadRequest,
-                    "PRODUCE before STARTUP: send STARTUP with the topic first",
-                );
-            };
-            let layout =
-                match ProduceLayout::parse(&body, header.flags & Flags::WITH_TIMESTAMP != 0) {
-                    Ok(l) => l,
-                    Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
-                };
-            let key = &body[layout.key_start..layout.key_start + layout.key_len];
-            let partition = if key.is_empty() {
-                s.keyless_partition
-            } else {
-                s.topic.layout.partition_of_key(key)
-            };
-            // Backpressure: wait for room in this connection's and this shard's budgets
-            // before reading further from the socket.
-            let Ok(slot) = in_flight.clone().acquire_static_permit(1).await else {
-                return;
-            };
-            let Ok(bytes) = shard
-                .buffer
-                .clone()
-                .acquire_static_permit(body.len() as u64)
-                .await
-            else {
-                return;
-            };
-            let frame = ProduceFrame {
-                body,
-                layout,
-                received_us: rt::now_us(),
-            };
-            let pending = match shard.submit(&s.topic, partition, frame).await {
-                Ok(p) => p,
-                Err(e) => return outbox.push_error(sid, errors::code_of(&e), &e.to_string()),
-            };
-            let outbox = outbox.clone();
-            let metrics = shard.metrics.clone();
-            rt::spawn_detached(async move {
-                match pending.wait().await {
-                    Ok(_) => outbox.push_empty(OpCode::ProduceResponse, sid),
-                    Err(e) => outbox.push_error(sid, errors::code_of(&e), &e.to_string()),
-                }
-                metrics.ack.record(read_at.elapsed());
-                drop(bytes);
-                drop(slot);
-            });
-        }
+        OpCode::Produce => produce::handle(shard, conn, session.as_ref(), header, body).await,
         OpCode::Register | OpCode::Poll | OpCode::Commit | OpCode::Goodbye => {
             consumer::handle(shard, outbox, conn.poll_slot, op, sid, &body).await
         }

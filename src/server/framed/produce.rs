@@ -1,0 +1,81 @@
+//! PRODUCE on framed TCP: validate the body, pick the partition from the key (or the
+//! connection's keyless partition), wait for room in the connection's and the shard's budgets,
+//! hand the frame to the partition's shard, and answer PRODUCE_RESPONSE once it is durable (or
+//! ERROR). The answer is sent from a detached task, so later frames are read meanwhile;
+//! answers go out in completion order.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::errors::code_of;
+use super::{Conn, Session};
+use crate::rt;
+use crate::shard::msg::ProduceFrame;
+use crate::shard::Shard;
+use crate::wire::produce::ProduceLayout;
+use crate::wire::{ErrorCode, Flags, FrameHeader, OpCode};
+
+/// Serves one PRODUCE frame.
+pub(super) async fn handle(
+    shard: &Rc<Shard>,
+    conn: &Conn<'_>,
+    session: Option<&Session>,
+    header: FrameHeader,
+    body: Bytes,
+) {
+    let (outbox, in_flight) = (conn.outbox, conn.in_flight);
+    let sid = header.stream_id;
+    let read_at = Instant::now();
+    let Some(s) = session else {
+        return outbox.push_error(
+            sid,
+            ErrorCode::BadRequest,
+            "PRODUCE before STARTUP: send STARTUP with the topic first",
+        );
+    };
+    let layout = match ProduceLayout::decode(&body, header.flags & Flags::WITH_TIMESTAMP != 0) {
+        Ok(l) => l,
+        Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
+    };
+    let key = layout.view(&body).key;
+    let partition = if key.is_empty() {
+        s.keyless_partition
+    } else {
+        s.topic.layout.partition_of_key(key)
+    };
+    // Backpressure: wait for room in this connection's and this shard's budgets before reading
+    // further from the socket.
+    let Ok(slot) = in_flight.clone().acquire_static_permit(1).await else {
+        return;
+    };
+    let Ok(bytes) = shard
+        .buffer
+        .clone()
+        .acquire_static_permit(body.len() as u64)
+        .await
+    else {
+        return;
+    };
+    let frame = ProduceFrame {
+        body,
+        layout,
+        received_us: rt::now_us(),
+    };
+    let pending = match shard.submit(&s.topic, partition, frame).await {
+        Ok(p) => p,
+        Err(e) => return outbox.push_error(sid, code_of(&e), &e.to_string()),
+    };
+    let outbox = outbox.clone();
+    let metrics = shard.metrics.clone();
+    rt::spawn_detached(async move {
+        match pending.wait().await {
+            Ok(_) => outbox.push_empty(OpCode::ProduceResponse, sid),
+            Err(e) => outbox.push_error(sid, code_of(&e), &e.to_string()),
+        }
+        metrics.ack.record(read_at.elapsed());
+        drop(bytes);
+        drop(slot);
+    });
+}
