@@ -90,6 +90,94 @@ impl CoreLocals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::rt::{pool, ShardMesh};
+
+    /// What a test runs on each shard.
+    type Body<T> = fn(Rc<Shard>) -> std::pin::Pin<Box<dyn Future<Output = T>>>;
+
+    /// Two real shards on their own executor threads, joined by a real mesh: each runs `body`
+    /// against its shard once both are open, and reports what it returns.
+    fn on_two_shards<T: Send + 'static>(body: Body<T>) -> Vec<T> {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: tmp.path().to_path_buf(),
+            shards: 2,
+            ..Config::default()
+        };
+        let mesh = ShardMesh::new(2, 16);
+        let threads: Vec<_> = (0..2)
+            .map(|id| {
+                let (config, mesh) = (config.clone(), mesh.clone());
+                pool::spawn_shard(id, None, std::time::Duration::ZERO, move || async move {
+                    let shard = Shard::open(id, Rc::new(config), mesh).await.unwrap();
+                    shard.serve();
+                    let out = body(shard.clone()).await;
+                    // Stay up a moment so the other shard's requests are still answered.
+                    rt::sleep(std::time::Duration::from_millis(300)).await;
+                    out
+                })
+                .unwrap()
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn submit_to_runs_the_work_on_the_named_core_and_brings_its_answer_back() {
+        let answers = on_two_shards(|shard| {
+            Box::pin(async move {
+                let other = 1 - shard.id;
+                // The closure runs on `other`, against that core's shard.
+                let there = shard.submit_to(other, |s| async move { s.id }).await;
+                // Here, at once.
+                let here = shard.submit_to(shard.id, |s| async move { s.id }).await;
+                (there, here)
+            })
+        });
+        assert_eq!(answers, vec![(Ok(1), Ok(0)), (Ok(0), Ok(1))]);
+    }
+
+    #[test]
+    fn run_on_reaches_the_other_cores_locals() {
+        struct Mark(usize);
+        let seen = on_two_shards(|shard| {
+            Box::pin(async move {
+                let other = 1 - shard.id;
+                let me = shard.id;
+                shard
+                    .run_on(other, move |s| s.locals.insert(Rc::new(Mark(me))))
+                    .await
+                    .unwrap();
+                // Wait until the other shard's mark has arrived here.
+                loop {
+                    if let Some(m) = shard.locals.get::<Mark>() {
+                        break m.0;
+                    }
+                    rt::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+        });
+        assert_eq!(
+            seen,
+            vec![1, 0],
+            "each core holds the mark the other one sent"
+        );
+    }
+
+    #[test]
+    fn a_core_outside_the_mesh_is_unreachable() {
+        let answers = on_two_shards(|shard| {
+            Box::pin(async move { shard.submit_to(7, |s| async move { s.id }).await })
+        });
+        assert_eq!(
+            answers,
+            vec![
+                Err(RouteError::Unreachable(7)),
+                Err(RouteError::Unreachable(7))
+            ]
+        );
+    }
 
     #[test]
     fn locals_are_found_by_type() {
