@@ -296,6 +296,17 @@ fn http_metrics_endpoint_reports_produced_messages() {
         sum(&s, "shardlog_messages_in_total", &[("topic", "orders")]),
         N as f64
     );
+
+    // A scraper that asks for OpenMetrics gets it.
+    let mut http = common::http::HttpClient::connect(broker.http);
+    let accept = "application/openmetrics-text; version=1.0.0,text/plain;q=0.5";
+    let r = http.request("GET", "/metrics", &[("accept", accept)], b"");
+    assert_eq!(r.status, 200);
+    let ct = r.header("content-type").unwrap_or_default().to_string();
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    let text = r.text();
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    assert!(text.contains("shardlog_messages_in_total"), "{text}");
 }
 
 /// Connections are spread evenly over the shards whichever shard the kernel hands them to,

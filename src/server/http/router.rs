@@ -38,8 +38,8 @@ pub fn routes() -> &'static [Route] {
             route(Method::GET, "/status", |shard, _req| {
                 Box::pin(async move { status(&shard) })
             }),
-            route(Method::GET, "/metrics", |shard, _req| {
-                Box::pin(async move { metrics(&shard).await })
+            route(Method::GET, "/metrics", |shard, req| {
+                Box::pin(async move { metrics(&shard, &req).await })
             }),
             // PolarStreams' consumer API (it also takes POST for register, for old clients).
             route(Method::PUT, "/v1/consumer/register", |shard, req| {
@@ -75,13 +75,33 @@ fn status(shard: &Shard) -> HttpResponse {
     )
 }
 
-/// `GET /metrics`: every shard's metrics in the Prometheus text format (docs/metrics.md).
-async fn metrics(shard: &Rc<Shard>) -> HttpResponse {
+/// `GET /metrics`: every shard's metrics in the Prometheus text format, or in the OpenMetrics
+/// text format when the scraper's `Accept` asks for `application/openmetrics-text`
+/// (docs/metrics.md).
+async fn metrics(shard: &Rc<Shard>, req: &HttpRequest) -> HttpResponse {
+    let openmetrics = req
+        .headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let snapshot = crate::metrics::gather_snapshot(shard).await;
+    let (content_type, text) = if openmetrics {
+        (
+            crate::metrics::OPENMETRICS_CONTENT_TYPE,
+            crate::metrics::encode_openmetrics(snapshot),
+        )
+    } else {
+        (
+            crate::metrics::CONTENT_TYPE,
+            crate::metrics::encode(snapshot),
+        )
+    };
     HttpResponse {
         status: StatusCode::OK,
-        content_type: crate::metrics::CONTENT_TYPE,
+        content_type,
         headers: Vec::new(),
-        body: Body::Full(Bytes::from(crate::metrics::gather(shard).await)),
+        body: Body::Full(Bytes::from(text)),
     }
 }
 
