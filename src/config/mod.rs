@@ -119,6 +119,13 @@ pub enum ConfigError {
         #[source]
         reason: BadValue,
     },
+    #[error("{var}: {reason}")]
+    InvalidEnv {
+        /// The environment variable the value came from.
+        var: &'static str,
+        #[source]
+        reason: BadValue,
+    },
     #[error("--config {path}: {message}")]
     File { path: PathBuf, message: String },
 }
@@ -204,7 +211,36 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    toml::from_str(&text).map_err(|e| err(e.message().to_string()))
+    toml::from_str(&text).map_err(|e| {
+        // One line, as every refusal: the parser's message may span several.
+        let message = e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        err(match e.span() {
+            Some(span) => {
+                let (line, column) = line_and_column(&text, span.start);
+                format!("line {line}, column {column}: {message}")
+            }
+            None => message.to_string(),
+        })
+    })
+}
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit_once('\n')
+        .map_or(before, |(_, last)| last)
+        .chars()
+        .count()
+        + 1;
+    (line, column)
 }
 
 #[cfg(test)]
@@ -423,11 +459,42 @@ mod tests {
         );
         std::env::set_var("SHARDLOG_MAX_IN_FLIGHT", "bogus");
         let bad = Cli::try_parse_from(["shardlog"]).map(Config::from_cli);
+        // The same bad variable is ignored when the flag is given.
+        let flag_wins = Cli::try_parse_from(["shardlog", "--max-in-flight", "3"])
+            .map(|c| Config::from_cli(c).map(|c| c.max_in_flight));
+        std::env::set_var("SHARDLOG_MAX_IN_FLIGHT", "9");
+        std::env::set_var("SHARDLOG_SPIN_BEFORE_PARK", "1s");
+        let bad_check = Cli::try_parse_from(["shardlog"]).map(Config::from_cli);
+        std::env::remove_var("SHARDLOG_SPIN_BEFORE_PARK");
         std::env::remove_var("SHARDLOG_MAX_IN_FLIGHT");
         drop(env);
         assert_eq!((env_over_file, flag_over_env, env_alone), (9, 11, 9));
+        // A bad value from the environment is named by its variable, not by the flag.
         let err = bad.unwrap().unwrap_err().to_string();
-        assert!(err.starts_with("--max-in-flight: 'bogus'"), "{err}");
+        assert!(err.starts_with("SHARDLOG_MAX_IN_FLIGHT: 'bogus'"), "{err}");
+        assert_eq!(flag_wins.unwrap().unwrap(), 3);
+        let err = bad_check.unwrap().unwrap_err().to_string();
+        assert!(err.starts_with("SHARDLOG_SPIN_BEFORE_PARK: "), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_refused_with_its_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shardlog.toml");
+        std::fs::write(
+            &path,
+            "shards = 2
+zstd-level = = 3
+",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let err = cli(&["--config", p]).unwrap_err().to_string();
+        assert!(err.starts_with("--config "), "{err}");
+        assert!(err.contains("line 2, column 14"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+        assert_eq!(line_and_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_and_column("é=", 2), (1, 2));
     }
 
     #[test]

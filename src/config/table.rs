@@ -136,10 +136,29 @@ impl Setting {
         }
     }
 
+    /// A refused value, named by where it came from: its environment variable when it was
+    /// read from there, its flag otherwise (the command line, the file, the default).
+    pub fn refused(&'static self, reason: BadValue, from_env: bool) -> ConfigError {
+        if from_env {
+            ConfigError::InvalidEnv {
+                var: self.env.as_str(),
+                reason,
+            }
+        } else {
+            self.invalid(reason)
+        }
+    }
+
+    /// Whether clap took this setting's value from its environment variable.
+    pub fn from_env(&'static self, m: &ArgMatches) -> bool {
+        m.value_source(self.flag.as_str()) == Some(clap::parser::ValueSource::EnvVariable)
+    }
+
     /// The given text, or else the default, parsed as a `K` and converted to the field's type.
     pub fn resolve<K: Kind, T: TryFrom<K::Out>>(
         &'static self,
         given: Option<K::Raw>,
+        from_env: bool,
     ) -> Result<T, ConfigError> {
         let raw = given.unwrap_or_else(|| {
             K::Raw::from(match self.default {
@@ -147,8 +166,8 @@ impl Setting {
                 DefaultValue::Computed { value, .. } => value(),
             })
         });
-        let out = K::parse(&raw).map_err(|m| self.invalid(m))?;
-        T::try_from(out).map_err(|_| self.invalid(BadValue::DoesNotFit))
+        let out = K::parse(&raw).map_err(|m| self.refused(m, from_env))?;
+        T::try_from(out).map_err(|_| self.refused(BadValue::DoesNotFit, from_env))
     }
 
     /// The flag's value from clap (command line or environment).
@@ -220,6 +239,9 @@ macro_rules! settings {
         pub struct Cli {
             pub config: Option<PathBuf>,
             $( pub $field: Option<<$kind as Kind>::Raw>, )+
+            /// The fields whose value clap read from their environment variable (a refusal
+            /// names the variable rather than the flag).
+            pub from_env: Vec<&'static str>,
         }
 
         /// The TOML file: the same keys as the flags. Numbers may be given as integers or as
@@ -252,6 +274,11 @@ macro_rules! settings {
                 Ok(Cli {
                     config: m.get_one::<PathBuf>("config").cloned(),
                     $( $field: setting(stringify!($field)).given(m), )+
+                    from_env: settings()
+                        .iter()
+                        .filter(|s| s.from_env(m))
+                        .map(|s| s.field)
+                        .collect(),
                 })
             }
             fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
@@ -267,10 +294,12 @@ macro_rules! settings {
                 Ok(Config {$(
                     $field: {
                         let s = setting(stringify!($field));
-                        let v: $ty = s.resolve::<$kind, $ty>(cli.$field.or(file.$field.map(Into::into)))?;
+                        let from_env = cli.from_env.contains(&s.field);
+                        let given = cli.$field.or(file.$field.map(Into::into));
+                        let v: $ty = s.resolve::<$kind, $ty>(given, from_env)?;
                         $(
                             let check: fn(&$ty) -> Result<(), BadValue> = $check;
-                            check(&v).map_err(|m| s.invalid(m))?;
+                            check(&v).map_err(|m| s.refused(m, from_env))?;
                         )?
                         v
                     },
