@@ -18,9 +18,12 @@ fn main() {
     // Shards never block on the log: lines go through a queue to a writer thread (lossy only
     // if it falls far behind). The guard flushes the queue when `main` returns.
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    // Colour codes only for a person at a terminal, never into a file or a journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_ansi(ansi)
         .init();
     let result = broker::run(config);
     drop(guard);

@@ -1,0 +1,58 @@
+//! What the broker writes to its log, as a service manager or a file sees it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Logs written to a pipe (a journal, a file) carry no terminal colour codes.
+#[test]
+fn logs_into_a_pipe_have_no_colour_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .arg("--framed-listen")
+        .arg(common::free_addr().to_string())
+        .arg("--http-listen")
+        .arg(common::free_addr().to_string())
+        .args(["--shards", "1", "--log", "info"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start shardlog");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let ready = line.contains("shardlog ready");
+            let _ = tx.send(line);
+            if ready {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = Vec::new();
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.contains("shardlog ready"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not ready; log so far: {lines:?}"
+        );
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(l);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines.len() > 1, "{lines:?}");
+    for l in &lines {
+        assert!(!l.contains('\u{1b}'), "a colour code in {l:?}");
+    }
+}
