@@ -14,10 +14,11 @@ use serde::{Deserialize, Serialize};
 
 /// Murmur3 token of a key, Cassandra-compatible.
 pub fn token(key: &[u8]) -> i64 {
-    murmur3_x64_128_h1(key) as i64
+    murmur3_x64_128(key).0 as i64
 }
 
-fn murmur3_x64_128_h1(data: &[u8]) -> u64 {
+/// Murmur3 x64_128 (seed 0, tail bytes sign-extended as in Cassandra): both 64-bit halves.
+pub fn murmur3_x64_128(data: &[u8]) -> (u64, u64) {
     const C1: u64 = 0x87c3_7b91_1142_53d5;
     const C2: u64 = 0x4cf5_ad43_2745_937f;
     let len = data.len();
@@ -65,7 +66,8 @@ fn murmur3_x64_128_h1(data: &[u8]) -> u64 {
     h2 = h2.wrapping_add(h1);
     h1 = fmix(h1);
     h2 = fmix(h2);
-    h1.wrapping_add(h2)
+    h1 = h1.wrapping_add(h2);
+    (h1, h2.wrapping_add(h1))
 }
 
 fn fmix(mut k: u64) -> u64 {

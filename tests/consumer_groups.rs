@@ -174,3 +174,40 @@ fn sigterm_saves_the_commit_of_the_last_poll() {
         .unwrap();
     assert!(drain(&mut c, "c").is_empty(), "nothing is delivered twice");
 }
+
+#[test]
+fn a_group_with_the_longest_name_commits_and_survives_a_restart() {
+    let mut broker = Broker::start(2);
+    // 249 characters, the limit: its offsets file cannot be named `{group}.offsets`.
+    let group = format!("long-{}", "g".repeat(244));
+    assert_eq!(group.len(), 249);
+    let first = produce_keyed(broker.framed, "longname", 50, 7, "before");
+    let mut c = ConsumerClient::connect(broker.framed);
+    c.register("c", &group, &["longname"], StartPolicy::Earliest)
+        .unwrap();
+    // Poll until everything arrived, then COMMIT: the commit changes the offsets, so it is
+    // answered once they are on disk. (After a trailing empty poll the poll itself commits,
+    // in the background, and a COMMIT that changes nothing does not wait for that write.)
+    let mut got = 0;
+    while got < first.len() {
+        got += bodies(&c.poll("c", None).unwrap()).len();
+    }
+    c.commit("c").unwrap();
+    let file = broker
+        .data_dir
+        .join("@consumer_offsets")
+        .join(shardlog::consumer::offsets::file_name(&group));
+    assert!(file.exists(), "{file:?}");
+    drop(c);
+
+    broker.restart();
+    let second = produce_keyed(broker.framed, "longname", 20, 7, "after");
+    let mut c = ConsumerClient::connect(broker.framed);
+    c.register("c", &group, &["longname"], StartPolicy::Earliest)
+        .unwrap();
+    assert_eq!(
+        sorted(bodies(&drain(&mut c, "c"))),
+        sorted(second.iter().map(|p| p.1.clone()).collect()),
+        "continues from the commit"
+    );
+}

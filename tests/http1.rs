@@ -129,3 +129,62 @@ fn bad_requests_get_clear_errors() {
     // Still serving.
     assert_eq!(request(&broker, b"GET /status HTTP/1.1\r\n\r\n").0, 200);
 }
+
+/// Request smuggling defence: a head whose body length two parties could read differently is
+/// answered 400 and the connection closed, so the bytes after it are never read as a request.
+#[test]
+fn ambiguous_body_lengths_are_refused_and_the_connection_closed() {
+    let broker = Broker::start(1);
+    let smuggled = "GET /status HTTP/1.1\r\n\r\n";
+    let cases = [
+        (
+            "Content-Length: 0\r\nContent-Length: 24\r\n",
+            "one Content-Length",
+        ),
+        (
+            "Content-Length: 24\r\nContent-Length: 24\r\n",
+            "one Content-Length",
+        ),
+        ("Content-Length: 24, 24\r\n", "not a decimal"),
+        ("Content-Length: +24\r\n", "not a decimal"),
+        (
+            "Content-Length: 24\r\nTransfer-Encoding: chunked\r\n",
+            "both Content-Length and Transfer-Encoding",
+        ),
+        (
+            "Transfer-Encoding: chunked\r\nContent-Length: 24\r\n",
+            "both Content-Length and Transfer-Encoding",
+        ),
+    ];
+    for (headers, says) in cases {
+        let mut s = connect(&broker);
+        let raw = format!("POST /status HTTP/1.1\r\nHost: x\r\n{headers}\r\n{smuggled}");
+        s.write_all(raw.as_bytes()).unwrap();
+        let (status, head, body) = read_response(&mut s);
+        assert_eq!(status, 400, "{headers:?}: {head}{body}");
+        assert!(body.contains(says), "{headers:?}: {body}");
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("content-type: text/plain"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        let mut rest = Vec::new();
+        assert_eq!(
+            s.read_to_end(&mut rest).unwrap(),
+            0,
+            "{headers:?}: closed, the smuggled request unanswered: {}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+    // Transfer-Encoding alone: chunked bodies are not supported, as before.
+    let (status, _, body) = request(
+        &broker,
+        b"POST /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(status, 411);
+    assert!(body.contains("Content-Length"), "{body}");
+    // A plain Content-Length, with spaces around it, still frames the body.
+    let (status, _, _) = request(
+        &broker,
+        b"POST /status HTTP/1.1\r\nContent-Length:  2 \r\n\r\nhi",
+    );
+    assert_eq!(status, 405);
+}

@@ -7,7 +7,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
-/// Replaces `dir/name` with `bytes`, durably (see the module doc).
+/// Replaces `dir/name` with `bytes`, durably (see the module doc). The temporary file is
+/// `{name}.tmp`, so `name` may be at most 251 bytes long (`NAME_MAX` is 255).
 pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = fs::File::create(&tmp)?;

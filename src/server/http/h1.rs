@@ -2,7 +2,8 @@
 //! answered from the router, with keep-alive (the HTTP/1.1 default; `Connection: close` or
 //! HTTP/1.0 without `keep-alive` closes), pipelining, size limits on the head and the body,
 //! and timeouts on the shard's timer. A request the connection cannot recover from (malformed,
-//! too large, timed out mid-request) is answered and the connection closed.
+//! too large, timed out mid-request, a body length that could be read two ways) is answered
+//! and the connection closed.
 
 use std::os::fd::RawFd;
 use std::rc::Rc;
@@ -173,25 +174,13 @@ async fn read_request<S: AsyncRead + Unpin>(
     }
     let _ = buf.split_to(head_len);
     // The body.
-    if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return Err(Stop::Answer(HttpResponse::error(
-            StatusCode::LENGTH_REQUIRED,
-            "chunked request bodies are not supported; send Content-Length",
-        )));
-    }
-    let len = match req.headers.get(http::header::CONTENT_LENGTH) {
-        None => 0,
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .ok_or_else(|| {
-                Stop::Answer(HttpResponse::error(
-                    StatusCode::BAD_REQUEST,
-                    "Content-Length is not a number",
-                ))
-            })?,
-    };
+    let len = body_length(&req.headers).map_err(|e| {
+        let status = match e {
+            Framing::Chunked => StatusCode::LENGTH_REQUIRED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Stop::Answer(HttpResponse::error(status, &e.to_string()))
+    })?;
     if len > max_body {
         return Err(Stop::Answer(HttpResponse::error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -210,6 +199,51 @@ async fn read_request<S: AsyncRead + Unpin>(
         _ => version >= 1,
     };
     Ok(Some((req, keep_alive)))
+}
+
+/// Why a request's body length cannot be trusted. Each is answered and the connection closed:
+/// when two parts of a chain could frame the body differently (request smuggling), nothing
+/// after it on the connection can be read safely.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Framing {
+    #[error("chunked request bodies are not supported; send Content-Length")]
+    Chunked,
+    #[error("a request may not carry both Content-Length and Transfer-Encoding")]
+    LengthAndTransferEncoding,
+    #[error("a request may carry one Content-Length header, this one has {0}")]
+    DuplicateLength(usize),
+    #[error("Content-Length is not a decimal number")]
+    BadLength,
+}
+
+/// The body's length from the head (RFC 9112 §6.3): none without `Content-Length`; one plain
+/// decimal `Content-Length` (optional spaces or tabs around it); `Transfer-Encoding` is not
+/// supported (411), and beside `Content-Length` it is refused (400), as is any repeated
+/// `Content-Length`, even with equal values. A number too large for `usize` becomes
+/// `usize::MAX`, which the body limit then refuses.
+fn body_length(headers: &HeaderMap) -> Result<usize, Framing> {
+    let lengths = headers.get_all(http::header::CONTENT_LENGTH);
+    let n = lengths.iter().count();
+    let te = headers.contains_key(http::header::TRANSFER_ENCODING);
+    match (n, te) {
+        (0, true) => return Err(Framing::Chunked),
+        (_, true) => return Err(Framing::LengthAndTransferEncoding),
+        (0, false) => return Ok(0),
+        (1, false) => {}
+        (n, false) => return Err(Framing::DuplicateLength(n)),
+    }
+    let digits = lengths
+        .iter()
+        .next()
+        .map(|v| v.as_bytes().trim_ascii_start().trim_ascii_end())
+        .filter(|d| !d.is_empty() && d.iter().all(u8::is_ascii_digit))
+        .ok_or(Framing::BadLength)?;
+    Ok(digits
+        .iter()
+        .try_fold(0usize, |n, d| {
+            n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+        })
+        .unwrap_or(usize::MAX))
 }
 
 fn head_too_large() -> Stop {
@@ -291,4 +325,60 @@ async fn write_response<S: AsyncWrite + Unpin>(
         }
     }
     io.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(list: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in list {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn body_length_from_the_head() {
+        let len = |list: &[(&str, &str)]| body_length(&headers(list));
+        assert_eq!(len(&[]), Ok(0));
+        assert_eq!(len(&[("content-length", "12")]), Ok(12));
+        assert_eq!(len(&[("Content-Length", " 7\t")]), Ok(7));
+        assert_eq!(len(&[("content-length", "0")]), Ok(0));
+        assert_eq!(
+            len(&[("content-length", "99999999999999999999999999")]),
+            Ok(usize::MAX)
+        );
+        for bad in ["", "+5", "-1", "5 5", "5,5", "0x10", "1e3", "٣"] {
+            assert_eq!(
+                len(&[("content-length", bad)]),
+                Err(Framing::BadLength),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            len(&[("content-length", "5"), ("content-length", "6")]),
+            Err(Framing::DuplicateLength(2))
+        );
+        assert_eq!(
+            len(&[("content-length", "5"), ("Content-Length", "5")]),
+            Err(Framing::DuplicateLength(2))
+        );
+        assert_eq!(
+            len(&[("transfer-encoding", "chunked")]),
+            Err(Framing::Chunked)
+        );
+        assert_eq!(
+            len(&[("content-length", "5"), ("transfer-encoding", "chunked")]),
+            Err(Framing::LengthAndTransferEncoding)
+        );
+        assert_eq!(
+            len(&[("transfer-encoding", "identity"), ("content-length", "5")]),
+            Err(Framing::LengthAndTransferEncoding)
+        );
+    }
 }
