@@ -154,18 +154,26 @@ impl Coordinator {
         self.state.borrow().group_of(consumer).unwrap_or_default()
     }
 
-    /// Makes `group`'s committed offsets durable if `changed`, returning once a write that
-    /// includes this change has reached the disk.
+    /// Makes `group`'s committed offsets durable, returning once a write that includes every
+    /// change made so far (this one if `changed`, and any still being saved in the background,
+    /// such as a poll's commit of its predecessor) has reached the disk.
     ///
     /// Writes are coalesced per group: while one is in flight, later callers wait for it and
     /// then one of them writes a snapshot that covers all of them, so N consumers polling at
     /// once cost about two file writes, not N in a row. One write per group at a time, so a
     /// later snapshot never lands before an earlier one.
     async fn persist_if(&self, changed: bool, group: &str) -> Result<(), ConsumerError> {
-        if !changed || group.is_empty() {
+        if group.is_empty() {
             return Ok(());
         }
-        let want = self.request_persist(group);
+        let want = if changed {
+            self.request_persist(group)
+        } else {
+            self.persisting
+                .borrow()
+                .get(group)
+                .map_or(0, |p| p.requested)
+        };
         self.wait_persisted(group, want).await
     }
 
@@ -332,5 +340,45 @@ impl Coordinator {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A coordinator over `dir`, without a shard (what these tests need of it is local).
+    fn coordinator(dir: PathBuf) -> Rc<Coordinator> {
+        Rc::new(Coordinator {
+            state: RefCell::new(Groups::new(Duration::from_secs(120), HashMap::new())),
+            dir,
+            timeout: Duration::from_secs(120),
+            persisting: RefCell::new(HashMap::new()),
+            persisted: LocalNotify::default(),
+            verified: Cell::new(true),
+            verified_signal: LocalNotify::default(),
+        })
+    }
+
+    #[test]
+    fn commit_waits_for_a_save_still_running_in_the_background() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("offsets");
+        rt::block_on(async move {
+            let c = coordinator(dir.clone());
+            let topics = vec![("t".to_string(), 1)];
+            c.state
+                .borrow_mut()
+                .register("a", "g", &topics, Instant::now());
+            // A change saved in the background, as a poll's commit of its predecessor is.
+            let positions = [(("t".to_string(), 0), 42)];
+            assert!(c.state.borrow_mut().set_initial("g", &positions));
+            c.persist_in_background("g".to_string());
+            // A COMMIT that itself changes nothing must still answer only once that save is
+            // on disk: the consumer is told its position is durable.
+            c.commit("a").await.unwrap();
+            let saved = offsets::load_all(&dir).unwrap();
+            assert_eq!(saved["g"][&("t".to_string(), 0)], 42, "{saved:?}");
+        });
     }
 }
