@@ -1,5 +1,6 @@
 //! The data directory belongs to one broker: a second broker on it refuses to start (and the
-//! first keeps serving), and a crashed broker's lock does not outlive it.
+//! first keeps serving), a crashed broker's lock does not outlive it, and files the broker did
+//! not create are ignored rather than stopping start-up.
 
 mod common;
 
@@ -95,4 +96,45 @@ fn a_killed_brokers_lock_is_released_and_a_restart_takes_it() {
     cc.register("c", "g", &["k"], StartPolicy::Earliest)
         .unwrap();
     assert_eq!(bodies(&drain(&mut cc, "c")).len(), produced.len() + 1);
+}
+
+#[test]
+fn stray_files_and_directories_in_the_data_dir_are_ignored() {
+    let mut broker = Broker::start(2);
+    let produced = produce_keyed(broker.framed, "orders", 100, 7, "a");
+    assert!(broker.terminate(Duration::from_secs(20)).success());
+
+    let d = broker.data_dir.clone();
+    // A stray file whose name is a valid topic name.
+    std::fs::write(d.join("notes.txt"), "remember the milk").unwrap();
+    // A plain file named like a topic.
+    std::fs::write(d.join("orders2"), "").unwrap();
+    // An editor's backup directory: not a valid topic name.
+    std::fs::create_dir(d.join("backup~")).unwrap();
+    std::fs::write(d.join("backup~").join("topic.toml"), "not toml at all [").unwrap();
+    // A topic-named directory without a layout: empty, and with something in it.
+    std::fs::create_dir(d.join("empty")).unwrap();
+    std::fs::create_dir(d.join("leftover")).unwrap();
+    std::fs::write(d.join("leftover").join("README"), "old stuff").unwrap();
+    // An editor's swap file of a layout, inside a topic.
+    std::fs::write(d.join("orders").join(".topic.toml.swp"), "x").unwrap();
+
+    broker.spawn();
+    let mut cc = ConsumerClient::connect(broker.framed);
+    cc.register("c", "g", &["orders"], StartPolicy::Earliest)
+        .unwrap();
+    let mut got = bodies(&drain(&mut cc, "c"));
+    let mut want: Vec<String> = produced.into_iter().map(|(_, b)| b).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "the existing topic's data is all there");
+
+    // New writes work, to the old topic and to a topic whose empty directory was there.
+    let mut c = Client::startup(broker.framed, "orders");
+    assert_eq!(c.produce(1, b"x", &[b"more"]), Response::Produced(1));
+    let mut e = Client::startup(broker.framed, "empty");
+    assert_eq!(e.produce(1, b"", &[b"first"]), Response::Produced(1));
+    // The strays are left as they were.
+    assert!(d.join("notes.txt").is_file() && d.join("orders2").is_file());
+    assert!(d.join("leftover").join("README").is_file());
 }
