@@ -30,10 +30,20 @@ pub fn run(config: Config) -> Result<(), StartError> {
         path: config.data_dir.clone(),
         source,
     })?;
+    // Held until `run` returns; the kernel drops the flock when the process dies in any way.
+    let _lock = lock_data_dir(&config.data_dir)?;
     wait_for_port(config.framed_listen, "framed-listen")?;
     wait_for_port(config.http_listen, "http-listen")?;
     let cpus = pool::allowed_cpus();
     tracing::info!(?config, ?cpus, "starting shardlog");
+    if !cpus.is_empty() && config.shards > cpus.len() {
+        tracing::warn!(
+            shards = config.shards,
+            cpus = cpus.len(),
+            "--shards is more than the CPUs this process may run on: shards will share cores \
+             and each runs slower than one shard per core would"
+        );
+    }
     let mesh = rt::ShardMesh::<ShardMsg>::new(config.shards, MESH_CAPACITY);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, StartError>>();
     let mut threads = Vec::with_capacity(config.shards);
@@ -122,6 +132,24 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "--data-dir {} is in use by another shardlog ({}); stop it first or choose another directory",
+        path.display(),
+        holder.map_or("pid unknown".to_string(), |pid| format!("pid {pid}"))
+    )]
+    DataDirInUse {
+        path: std::path::PathBuf,
+        /// The holder's pid, as it wrote it into the lock file.
+        holder: Option<u32>,
+    },
+    #[error("cannot lock --data-dir {}: {op} {}: {source}", dir.display(), file.display())]
+    Lock {
+        dir: std::path::PathBuf,
+        file: std::path::PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr} (--{flag}): another process is listening on port {}", addr.port())]
     PortTaken {
         addr: SocketAddr,
@@ -156,6 +184,55 @@ pub enum CoreError {
     Shard(#[from] OpenError),
     #[error("consumer offsets: {0}")]
     Coordinator(StorageError),
+}
+
+/// The lock file in the data directory. Topic names cannot contain `@`, so it is never a topic.
+pub const LOCK_FILE: &str = "@lock";
+
+/// Takes the data directory for this process: an exclusive `flock` on `{data_dir}/@lock`, then
+/// this process's pid written into it, so that a second broker can say who holds it. Before
+/// anything else opens a file there: two brokers writing one directory lose acknowledged
+/// messages. The lock lasts as long as the returned file is open (the kernel releases it when
+/// the process dies, `kill -9` included, so the stale file of a crashed broker is no obstacle).
+pub fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join(LOCK_FILE);
+    let fail = |op: &'static str| {
+        let (dir, file) = (data_dir.to_path_buf(), path.clone());
+        move |source| StartError::Lock {
+            dir,
+            file,
+            op,
+            source,
+        }
+    };
+    // Not truncated here: until we hold the lock, its content is the holder's pid.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(fail("create"))?;
+    // SAFETY: flock(2) on a descriptor `file` owns and keeps open.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::WouldBlock {
+            return Err(fail("flock")(e));
+        }
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        return Err(StartError::DataDirInUse {
+            path: data_dir.to_path_buf(),
+            holder: text.trim().parse().ok(),
+        });
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(fail("write"))?;
+    Ok(file)
 }
 
 /// How long start-up (recovery of every partition included) may take before it is declared
@@ -273,6 +350,50 @@ fn listening_on(port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_data_dir_lock_is_exclusive_and_names_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_data_dir(dir.path()).unwrap();
+        let me = std::process::id();
+        let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert_eq!(text, format!("{me}\n"));
+        // flock conflicts between open files, even within one process.
+        let err = lock_data_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, StartError::DataDirInUse { holder: Some(p), .. } if p == me),
+            "{err:?}"
+        );
+        let line = err.to_string();
+        assert!(line.contains(&format!("(pid {me})")), "{line}");
+        assert!(line.contains(&dir.path().display().to_string()), "{line}");
+        drop(held);
+        // Released with the file; a stale pid in it is overwritten by the next holder.
+        std::fs::write(dir.path().join(LOCK_FILE), "999999999999\n").unwrap();
+        let _again = lock_data_dir(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert_eq!(text, format!("{me}\n"));
+    }
+
+    #[test]
+    fn an_unwritable_data_dir_fails_at_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let err = lock_data_dir(&missing).unwrap_err();
+        assert!(
+            matches!(err, StartError::Lock { op: "create", .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("@lock"), "{err}");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            use std::os::unix::fs::PermissionsExt;
+            let ro = std::fs::Permissions::from_mode(0o555);
+            std::fs::set_permissions(dir.path(), ro).unwrap();
+            let err = lock_data_dir(dir.path()).unwrap_err();
+            assert!(err.to_string().contains("Permission denied"), "{err}");
+        }
+    }
 
     #[test]
     fn sees_a_listener_and_its_absence() {

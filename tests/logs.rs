@@ -6,9 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Logs written to a pipe (a journal, a file) carry no terminal colour codes.
-#[test]
-fn logs_into_a_pipe_have_no_colour_codes() {
+/// The broker's log up to "shardlog ready", started with `--shards shards` and its output
+/// into a pipe.
+fn log_until_ready(shards: usize) -> Vec<String> {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
         .arg("--data-dir")
@@ -17,7 +17,7 @@ fn logs_into_a_pipe_have_no_colour_codes() {
         .arg(common::free_addr().to_string())
         .arg("--http-listen")
         .arg(common::free_addr().to_string())
-        .args(["--shards", "1", "--log", "info"])
+        .args(["--shards", &shards.to_string(), "--log", "info"])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -51,8 +51,28 @@ fn logs_into_a_pipe_have_no_colour_codes() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    lines
+}
+
+/// Logs written to a pipe (a journal, a file) carry no terminal colour codes.
+#[test]
+fn logs_into_a_pipe_have_no_colour_codes() {
+    let lines = log_until_ready(1);
     assert!(lines.len() > 1, "{lines:?}");
     for l in &lines {
         assert!(!l.contains('\u{1b}'), "a colour code in {l:?}");
     }
+}
+
+/// More shards than the CPUs the process may use is allowed, with a warning saying so.
+#[test]
+fn more_shards_than_cpus_starts_with_a_warning() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let lines = log_until_ready(cpus + 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("more than the CPUs")),
+        "{lines:?}"
+    );
 }

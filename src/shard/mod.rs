@@ -147,8 +147,14 @@ impl Shard {
             read_ahead: readahead::ReadAheadBudget::new(readahead::SHARD_BUDGET),
             locals: CoreLocals::default(),
         });
-        let layouts = topics::load_all(&shard.config.data_dir).map_err(OpenError::Layouts)?;
-        for (name, layout) in layouts {
+        let loaded = topics::load_all(&shard.config.data_dir).map_err(OpenError::Layouts)?;
+        // Every shard reads the directory; one says what it skipped.
+        if id == 0 {
+            for i in &loaded.ignored {
+                tracing::warn!(path = %i.path.display(), "ignored in --data-dir: {}", i.why);
+            }
+        }
+        for (name, layout) in loaded.layouts {
             let state = shard.install_topic(&name, layout);
             for w in state.owned() {
                 w.open().await.map_err(|source| OpenError::Partition {

@@ -19,9 +19,31 @@ pub fn topic_dir(data_dir: &Path, topic: &str) -> PathBuf {
     data_dir.join(topic)
 }
 
+/// What [`load_all`] found in the data directory.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every persisted topic layout, by topic name.
+    pub layouts: HashMap<String, TopicLayout>,
+    /// Entries that are neither a topic nor the broker's own (`@…`), skipped.
+    pub ignored: Vec<Ignored>,
+}
+
+/// An entry of the data directory that is not a topic, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    pub path: PathBuf,
+    pub why: &'static str,
+}
+
 /// Reads every persisted topic layout under `data_dir`.
-pub fn load_all(data_dir: &Path) -> Result<HashMap<String, TopicLayout>, StorageError> {
-    let mut out = HashMap::new();
+///
+/// Entries the broker did not create (a stray file, an editor's backup, a directory that is
+/// not a topic) are skipped and listed in [`Loaded::ignored`]; names starting with `@` are the
+/// broker's own bookkeeping (`@consumer_offsets`, `@lock`; no topic name contains `@`) and are
+/// skipped silently. A `topic.toml` that exists but cannot be read or parsed is an error: that
+/// file is the broker's own, and a topic without its layout cannot be served.
+pub fn load_all(data_dir: &Path) -> Result<Loaded, StorageError> {
+    let mut out = Loaded::default();
     let list = StorageError::io("list", data_dir);
     let entries = match fs::read_dir(data_dir) {
         Ok(e) => e,
@@ -30,12 +52,39 @@ pub fn load_all(data_dir: &Path) -> Result<HashMap<String, TopicLayout>, Storage
     };
     for entry in entries {
         let entry = entry.map_err(StorageError::io("list", data_dir))?;
+        let dir = entry.path();
+        let mut ignore = |why| {
+            out.ignored.push(Ignored {
+                path: dir.clone(),
+                why,
+            })
+        };
         let name = entry.file_name();
-        let Some(topic) = name.to_str() else { continue };
-        if validate_topic(topic).is_err() {
+        let Some(topic) = name.to_str() else {
+            ignore("not a topic: its name is not UTF-8");
+            continue;
+        };
+        if topic.starts_with('@') {
             continue;
         }
-        let path = entry.path().join(LAYOUT_FILE);
+        // Follows a symbolic link: a topic's directory may be one.
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                ignore("not a directory");
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                ignore("a dangling symbolic link");
+                continue;
+            }
+            Err(e) => return Err(StorageError::io("stat", &dir)(e)),
+        }
+        if validate_topic(topic).is_err() {
+            ignore("not a valid topic name");
+            continue;
+        }
+        let path = dir.join(LAYOUT_FILE);
         let bad = |reason: String| StorageError::BadFile {
             path: path.clone(),
             reason,
@@ -47,12 +96,23 @@ pub fn load_all(data_dir: &Path) -> Result<HashMap<String, TopicLayout>, Storage
                 if layout.partitions() == 0 || layout.ranges_per_token_range > 256 {
                     return Err(bad(format!("invalid layout {layout:?}")));
                 }
-                out.insert(topic.to_string(), layout);
+                out.layouts.insert(topic.to_string(), layout);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // An empty one is harmless (creating the topic fills it); one that holds
+                // something is worth a word.
+                let empty = fs::read_dir(&dir)
+                    .map_err(StorageError::io("list", &dir))?
+                    .next()
+                    .is_none();
+                if !empty {
+                    ignore("a directory without topic.toml");
+                }
+            }
             Err(e) => return Err(StorageError::io("read", &path)(e)),
         }
     }
+    out.ignored.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
@@ -81,17 +141,63 @@ mod tests {
     #[test]
     fn persist_and_load() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(load_all(dir.path()).unwrap().is_empty());
+        assert!(load_all(dir.path()).unwrap().layouts.is_empty());
         let l = TopicLayout::new(2, 4);
         persist(dir.path(), "orders", &l).unwrap();
         persist(dir.path(), "default", &TopicLayout::new(1, 3)).unwrap();
         fs::create_dir_all(dir.path().join("not-a-topic")).unwrap();
-        let all = load_all(dir.path()).unwrap();
+        let all = load_all(dir.path()).unwrap().layouts;
         assert_eq!(all.len(), 2);
         assert_eq!(all["orders"], l);
         fs::write(dir.path().join("orders").join(LAYOUT_FILE), "gen = \"x\"").unwrap();
         let err = load_all(dir.path()).unwrap_err();
         assert!(matches!(err, StorageError::BadFile { .. }), "{err:?}");
         assert!(err.to_string().contains("orders"), "{err}");
+    }
+
+    #[test]
+    fn skips_what_is_not_a_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let l = TopicLayout::new(2, 4);
+        persist(d, "orders", &l).unwrap();
+        // The broker's own: skipped without a word.
+        fs::write(d.join("@lock"), "1234\n").unwrap();
+        fs::create_dir(d.join("@consumer_offsets")).unwrap();
+        // Strays.
+        fs::write(d.join("notes.txt"), "x").unwrap();
+        fs::write(d.join("orders2"), "").unwrap();
+        fs::create_dir(d.join("backup~")).unwrap();
+        fs::write(d.join("backup~").join(LAYOUT_FILE), "not toml [").unwrap();
+        fs::create_dir(d.join("leftover")).unwrap();
+        fs::write(d.join("leftover").join("README"), "x").unwrap();
+        std::os::unix::fs::symlink(d.join("gone"), d.join("dangling")).unwrap();
+        // A topic's directory without its layout, empty: not worth a word.
+        fs::create_dir(d.join("empty")).unwrap();
+
+        let loaded = load_all(d).unwrap();
+        assert_eq!(loaded.layouts.len(), 1);
+        assert_eq!(loaded.layouts["orders"], l);
+        let ignored: Vec<(String, &str)> = loaded
+            .ignored
+            .iter()
+            .map(|i| (i.path.file_name().unwrap().to_string_lossy().into(), i.why))
+            .collect();
+        assert_eq!(
+            ignored,
+            [
+                ("backup~".into(), "not a valid topic name"),
+                ("dangling".into(), "a dangling symbolic link"),
+                ("leftover".into(), "a directory without topic.toml"),
+                ("notes.txt".into(), "not a directory"),
+                ("orders2".into(), "not a directory"),
+            ]
+        );
+
+        // A topic directory behind a symbolic link is still a topic.
+        let elsewhere = tempfile::tempdir().unwrap();
+        persist(elsewhere.path(), "linked", &l).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path().join("linked"), d.join("linked")).unwrap();
+        assert_eq!(load_all(d).unwrap().layouts["linked"], l);
     }
 }

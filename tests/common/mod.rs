@@ -56,6 +56,24 @@ impl Broker {
         b
     }
 
+    /// A broker (not started) on the same data directory as `self`, on ports of its own.
+    pub fn sharing_data_dir(&self) -> Broker {
+        Broker {
+            child: None,
+            data_dir: self.data_dir.clone(),
+            framed: free_addr(),
+            http: free_addr(),
+            shards: self.shards,
+            extra: self.extra.clone(),
+            _tmp: None,
+        }
+    }
+
+    /// The running process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker running").id()
+    }
+
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
         cmd.arg("--data-dir")
