@@ -19,6 +19,12 @@ use crate::shard::msg::ShardMsg;
 use crate::shard::{OpenError, Shard};
 use crate::storage::StorageError;
 
+mod data_dir;
+mod port;
+
+pub use data_dir::{lock_data_dir, LOCK_FILE};
+use port::wait_for_port;
+
 /// Messages a mesh channel between two shards holds before a sender waits.
 const MESH_CAPACITY: usize = 1024;
 
@@ -155,6 +161,12 @@ pub enum StartError {
         addr: SocketAddr,
         flag: &'static str,
     },
+    #[error("cannot listen on {addr} (--{flag}): process {pid} is listening on port {}", addr.port())]
+    PortHeld {
+        addr: SocketAddr,
+        flag: &'static str,
+        pid: u32,
+    },
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error("shard {shard}: {source}")]
@@ -184,55 +196,6 @@ pub enum CoreError {
     Shard(#[from] OpenError),
     #[error("consumer offsets: {0}")]
     Coordinator(StorageError),
-}
-
-/// The lock file in the data directory. Topic names cannot contain `@`, so it is never a topic.
-pub const LOCK_FILE: &str = "@lock";
-
-/// Takes the data directory for this process: an exclusive `flock` on `{data_dir}/@lock`, then
-/// this process's pid written into it, so that a second broker can say who holds it. Before
-/// anything else opens a file there: two brokers writing one directory lose acknowledged
-/// messages. The lock lasts as long as the returned file is open (the kernel releases it when
-/// the process dies, `kill -9` included, so the stale file of a crashed broker is no obstacle).
-pub fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
-    use std::io::{Read, Seek, Write};
-    use std::os::fd::AsRawFd;
-    let path = data_dir.join(LOCK_FILE);
-    let fail = |op: &'static str| {
-        let (dir, file) = (data_dir.to_path_buf(), path.clone());
-        move |source| StartError::Lock {
-            dir,
-            file,
-            op,
-            source,
-        }
-    };
-    // Not truncated here: until we hold the lock, its content is the holder's pid.
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(fail("create"))?;
-    // SAFETY: flock(2) on a descriptor `file` owns and keeps open.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::WouldBlock {
-            return Err(fail("flock")(e));
-        }
-        let mut text = String::new();
-        let _ = file.read_to_string(&mut text);
-        return Err(StartError::DataDirInUse {
-            path: data_dir.to_path_buf(),
-            holder: text.trim().parse().ok(),
-        });
-    }
-    file.set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| writeln!(file, "{}", std::process::id()))
-        .map_err(fail("write"))?;
-    Ok(file)
 }
 
 /// How long start-up (recovery of every partition included) may take before it is declared
@@ -305,102 +268,4 @@ fn watch_signals(stops: Vec<oneshot::Sender<()>>, timeout: Duration) -> Result<(
         })
         .map_err(StartError::Signals)?;
     Ok(())
-}
-
-/// Waits until no socket listens on `addr`'s port.
-///
-/// Every shard binds with `SO_REUSEPORT`; a restart right after a crash could otherwise share
-/// the port with the dead process's listener (io_uring tears it down a moment after the
-/// process exits), and connections landing there would never be answered. A listener that
-/// stays for 10 s belongs to another program: that is reported as a clear error. (A plain
-/// test bind cannot tell these apart: the dead process's connections in TIME_WAIT make it
-/// fail for a minute.)
-fn wait_for_port(addr: SocketAddr, flag: &'static str) -> Result<(), StartError> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while listening_on(addr.port()) {
-        if Instant::now() >= deadline {
-            return Err(StartError::PortTaken { addr, flag });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-/// Whether any TCP socket on this host (IPv4 or IPv6) listens on `port`, from /proc/net.
-fn listening_on(port: u16) -> bool {
-    const LISTEN: &str = "0A";
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|path| {
-        std::fs::read_to_string(path)
-            .map(|table| {
-                table.lines().skip(1).any(|line| {
-                    let mut cols = line.split_whitespace();
-                    let local = cols.nth(1).unwrap_or("");
-                    let state = cols.nth(1).unwrap_or("");
-                    let local_port = local
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| u16::from_str_radix(p, 16).ok());
-                    state == LISTEN && local_port == Some(port)
-                })
-            })
-            .unwrap_or(false)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_data_dir_lock_is_exclusive_and_names_its_holder() {
-        let dir = tempfile::tempdir().unwrap();
-        let held = lock_data_dir(dir.path()).unwrap();
-        let me = std::process::id();
-        let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
-        assert_eq!(text, format!("{me}\n"));
-        // flock conflicts between open files, even within one process.
-        let err = lock_data_dir(dir.path()).unwrap_err();
-        assert!(
-            matches!(err, StartError::DataDirInUse { holder: Some(p), .. } if p == me),
-            "{err:?}"
-        );
-        let line = err.to_string();
-        assert!(line.contains(&format!("(pid {me})")), "{line}");
-        assert!(line.contains(&dir.path().display().to_string()), "{line}");
-        drop(held);
-        // Released with the file; a stale pid in it is overwritten by the next holder.
-        std::fs::write(dir.path().join(LOCK_FILE), "999999999999\n").unwrap();
-        let _again = lock_data_dir(dir.path()).unwrap();
-        let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
-        assert_eq!(text, format!("{me}\n"));
-    }
-
-    #[test]
-    fn an_unwritable_data_dir_fails_at_the_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("missing");
-        let err = lock_data_dir(&missing).unwrap_err();
-        assert!(
-            matches!(err, StartError::Lock { op: "create", .. }),
-            "{err:?}"
-        );
-        assert!(err.to_string().contains("@lock"), "{err}");
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            use std::os::unix::fs::PermissionsExt;
-            let ro = std::fs::Permissions::from_mode(0o555);
-            std::fs::set_permissions(dir.path(), ro).unwrap();
-            let err = lock_data_dir(dir.path()).unwrap_err();
-            assert!(err.to_string().contains("Permission denied"), "{err}");
-        }
-    }
-
-    #[test]
-    fn sees_a_listener_and_its_absence() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        assert!(listening_on(port));
-        drop(l);
-        assert!(!listening_on(port));
-    }
 }
