@@ -38,6 +38,8 @@ pub async fn register(shard: &Rc<Shard>, body: RegisterBody) -> Result<(), Consu
     for t in &body.topics {
         let state = shard.topic(t).await?;
         topics.push((t.clone(), state.layout.partitions()));
+        // A REGISTER may name 65,535 topics: let the shard's other connections be served.
+        crate::rt::yield_if_needed().await;
     }
     let RegisterBody {
         consumer_id,

@@ -268,6 +268,7 @@ impl Coordinator {
         let mut states = Vec::new();
         for t in topics {
             states.push(shard.topic(t).await?);
+            rt::yield_if_needed().await;
         }
         let reads = states.iter().flat_map(|ts| {
             (0..ts.layout.partitions()).map(move |j| async move {

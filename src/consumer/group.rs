@@ -9,7 +9,7 @@
 //! - A consumer's returned positions are committed only for partitions still assigned to it,
 //!   so a consumer that lost a partition in a rebalance cannot move the new owner's offset.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::assign::{assign, PartitionKey};
@@ -87,15 +87,25 @@ impl Groups {
             }
         }
         let g = self.groups.entry(group.to_string()).or_default();
+        // Linear in the topics named and the group's subscriptions: one set of the topics the
+        // other members read, and one ordered lookup of the committed offsets per topic.
+        let subscribed: HashSet<&str> = g
+            .members
+            .iter()
+            .filter(|m| m.as_str() != id)
+            .filter_map(|m| self.members.get(m))
+            .flat_map(|mm| mm.topics.iter().map(String::as_str))
+            .collect();
         let new_topics = topics
             .iter()
             .map(|(t, _)| t)
             .filter(|t| {
-                let subscribed = g.members.iter().any(|m| {
-                    m != id && self.members.get(m).is_some_and(|mm| mm.topics.contains(*t))
-                });
-                let committed = g.committed.keys().any(|(ct, _)| ct == *t);
-                !subscribed && !committed
+                let committed = g
+                    .committed
+                    .range((t.to_string(), 0)..)
+                    .next()
+                    .is_some_and(|((ct, _), _)| ct == *t);
+                !subscribed.contains(t.as_str()) && !committed
             })
             .cloned()
             .collect();
@@ -181,10 +191,10 @@ impl Groups {
         let returned = std::mem::take(&mut m.returned);
         let group = m.group.clone();
         let g = self.groups.entry(group).or_default();
-        let assigned = g.assignment.get(id);
+        let assigned: HashSet<&PartitionKey> = g.assignment.get(id).into_iter().flatten().collect();
         let mut changed = false;
         for (k, off) in returned {
-            if assigned.is_some_and(|a| a.contains(&k)) && g.committed.get(&k) != Some(&off) {
+            if assigned.contains(&k) && g.committed.get(&k) != Some(&off) {
                 g.committed.insert(k, off);
                 changed = true;
             }

@@ -133,3 +133,35 @@ fn moving_to_another_group_commits_and_rebalances_both() {
     assert_eq!(assigned(&g, "b"), vec![0, 1]);
     assert_eq!(assigned(&g, "a"), vec![0, 1]);
 }
+
+#[test]
+fn registering_65535_topics_is_linear_in_them() {
+    // The most topics a REGISTER may name, in a group where another member subscribes to all
+    // of them and every one has a committed offset: a search of the members and committed
+    // offsets per topic made this about 4e9 string comparisons.
+    let now = t0();
+    let n = u16::MAX as usize;
+    let many: Vec<(String, u32)> = (0..n).map(|i| (format!("t{i:05}"), 2)).collect();
+    let committed = many.iter().map(|(t, _)| (key(t, 0), 1)).collect();
+    let mut loaded = HashMap::new();
+    loaded.insert("grp".to_string(), committed);
+    let mut g = Groups::new(Duration::from_secs(120), loaded);
+    assert!(g.register("a", "grp", &many, now).is_empty());
+    assert!(g.register("b", "grp", &many, now).is_empty());
+    assert_eq!(assigned(&g, "a").len(), n);
+    assert_eq!(assigned(&g, "b").len(), n);
+    // One poll returning a position in every assigned partition, then its commit.
+    let (_, _, targets) = g.poll("a", now).unwrap();
+    assert_eq!(targets.len(), n);
+    let returned = targets
+        .iter()
+        .map(|t| ((t.topic.clone(), t.partition), 5))
+        .collect();
+    g.returned("a", returned, now).unwrap();
+    assert!(g.commit("a", now).unwrap());
+    let c = g.committed("grp").unwrap();
+    assert_eq!(c.values().filter(|&&o| o == 5).count(), n);
+    // A new member subscribed to other topics only: the rest are new to nobody.
+    let fresh = topics(&[("new", 1), ("t00000", 2)]);
+    assert_eq!(g.register("c", "grp", &fresh, now), vec!["new"]);
+}
