@@ -8,6 +8,9 @@
 //!   with the partitions now assigned to it and their committed offsets.
 //! - A consumer's returned positions are committed only for partitions still assigned to it,
 //!   so a consumer that lost a partition in a rebalance cannot move the new owner's offset.
+//! - A REGISTER of a registered id starts a new session: the returned positions not yet
+//!   committed are dropped (read again), and a poll of the old session that answers later
+//!   records nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -22,6 +25,9 @@ struct Member {
     last_seen: Instant,
     /// Positions returned by the last poll, committed by the next poll, COMMIT or GOODBYE.
     returned: Vec<(PartitionKey, i64)>,
+    /// The session: set by each REGISTER, so a poll of an earlier session still in flight
+    /// cannot record its positions for the new one.
+    session: u64,
 }
 
 #[derive(Default)]
@@ -46,6 +52,8 @@ pub struct Groups {
     timeout: Duration,
     members: HashMap<String, Member>,
     groups: HashMap<String, Group>,
+    /// The last session number handed out.
+    sessions: u64,
 }
 
 impl Groups {
@@ -67,6 +75,7 @@ impl Groups {
             timeout,
             members: HashMap::new(),
             groups,
+            sessions: 0,
         }
     }
 
@@ -80,9 +89,11 @@ impl Groups {
         topics: &[(String, u32)],
         now: Instant,
     ) -> Vec<String> {
-        if let Some(old) = self.members.get(id).map(|m| m.group.clone()) {
-            if old != group {
-                let _ = self.commit(id, now);
+        // A REGISTER of a registered id starts a new session: what the old session's last
+        // poll returned was never confirmed, so it is dropped, not committed, and read again.
+        if let Some(m) = self.members.get_mut(id) {
+            m.returned.clear();
+            if m.group != group {
                 self.remove(id);
             }
         }
@@ -121,7 +132,10 @@ impl Groups {
                 topics: BTreeSet::new(),
                 last_seen: now,
                 returned: Vec::new(),
+                session: 0,
             });
+        self.sessions += 1;
+        member.session = self.sessions;
         member.topics = topics.iter().map(|(t, _)| t.clone()).collect();
         member.last_seen = now;
         self.rebalance(group);
@@ -177,9 +191,33 @@ impl Groups {
         positions: Vec<(PartitionKey, i64)>,
         now: Instant,
     ) -> Result<(), ConsumerError> {
+        let session = self.session(id)?;
+        self.returned_in(id, session, positions, now)
+    }
+
+    /// The consumer's current session (see [`Groups::returned_in`]).
+    pub fn session(&self, id: &str) -> Result<u64, ConsumerError> {
+        self.members
+            .get(id)
+            .map(|m| m.session)
+            .ok_or_else(|| ConsumerError::UnknownConsumer(id.to_string()))
+    }
+
+    /// The second half of a poll planned in `session`: the positions it returned. Ignored
+    /// when the consumer registered again meanwhile (a new session): that poll's answer went
+    /// to a client that is gone, and its records must be read again.
+    pub fn returned_in(
+        &mut self,
+        id: &str,
+        session: u64,
+        positions: Vec<(PartitionKey, i64)>,
+        now: Instant,
+    ) -> Result<(), ConsumerError> {
         let m = self.member(id)?;
-        m.last_seen = now;
-        m.returned = positions;
+        if m.session == session {
+            m.last_seen = now;
+            m.returned = positions;
+        }
         Ok(())
     }
 

@@ -122,16 +122,52 @@ fn loaded_offsets_make_topics_not_new_and_clamp() {
 }
 
 #[test]
-fn moving_to_another_group_commits_and_rebalances_both() {
+fn moving_to_another_group_rebalances_both() {
     let now = t0();
     let mut g = Groups::new(Duration::from_secs(120), HashMap::new());
     g.register("a", "g1", &topics(&[("t", 2)]), now);
     g.register("b", "g1", &topics(&[("t", 2)]), now);
-    g.returned("a", vec![(key("t", 0), 3)], now).unwrap();
     g.register("a", "g2", &topics(&[("t", 2)]), now);
-    assert_eq!(g.committed("g1").unwrap()[&key("t", 0)], 3);
     assert_eq!(assigned(&g, "b"), vec![0, 1]);
     assert_eq!(assigned(&g, "a"), vec![0, 1]);
+}
+
+#[test]
+fn registering_again_starts_a_new_session_and_drops_uncommitted_positions() {
+    let now = t0();
+    let mut g = Groups::new(Duration::from_secs(120), HashMap::new());
+    g.register("a", "grp", &topics(&[("t", 2)]), now);
+    g.poll("a", now).unwrap();
+    g.returned("a", vec![(key("t", 0), 10), (key("t", 1), 4)], now)
+        .unwrap();
+    // The consumer crashed after that poll and comes back with the same id: the poll's
+    // records were never confirmed, so its next poll must read them again.
+    g.register("a", "grp", &topics(&[("t", 2)]), now);
+    let (_, changed, targets) = g.poll("a", now).unwrap();
+    assert!(!changed);
+    assert!(targets.iter().all(|t| t.offset.is_none()), "{targets:?}");
+    assert!(g.committed("grp").unwrap().is_empty());
+    // Positions committed before the new session stay committed.
+    g.returned("a", vec![(key("t", 0), 12)], now).unwrap();
+    assert!(g.commit("a", now).unwrap());
+    g.returned("a", vec![(key("t", 1), 7)], now).unwrap();
+    g.register("a", "grp", &topics(&[("t", 2)]), now);
+    assert!(!g.commit("a", now).unwrap());
+    let c = g.committed("grp").unwrap();
+    assert_eq!(c.get(&key("t", 0)), Some(&12));
+    assert_eq!(c.get(&key("t", 1)), None);
+}
+
+#[test]
+fn registering_in_another_group_drops_uncommitted_positions_too() {
+    let now = t0();
+    let mut g = Groups::new(Duration::from_secs(120), HashMap::new());
+    g.register("a", "g1", &topics(&[("t", 1)]), now);
+    g.returned("a", vec![(key("t", 0), 3)], now).unwrap();
+    g.register("a", "g2", &topics(&[("t", 1)]), now);
+    assert!(g.committed("g1").unwrap().is_empty());
+    assert!(!g.commit("a", now).unwrap());
+    assert!(g.committed("g2").unwrap().is_empty());
 }
 
 #[test]
@@ -164,4 +200,25 @@ fn registering_65535_topics_is_linear_in_them() {
     // A new member subscribed to other topics only: the rest are new to nobody.
     let fresh = topics(&[("new", 1), ("t00000", 2)]);
     assert_eq!(g.register("c", "grp", &fresh, now), vec!["new"]);
+}
+
+#[test]
+fn a_poll_of_an_old_session_that_answers_late_records_nothing() {
+    let now = t0();
+    let mut g = Groups::new(Duration::from_secs(120), HashMap::new());
+    g.register("a", "grp", &topics(&[("t", 1)]), now);
+    g.poll("a", now).unwrap();
+    let old = g.session("a").unwrap();
+    // The consumer crashed during that (long) poll and registered again before it answered.
+    g.register("a", "grp", &topics(&[("t", 1)]), now);
+    assert_ne!(g.session("a").unwrap(), old);
+    g.returned_in("a", old, vec![(key("t", 0), 9)], now)
+        .unwrap();
+    assert!(!g.commit("a", now).unwrap());
+    assert!(g.committed("grp").unwrap().is_empty());
+    // The new session's own polls are recorded as before.
+    let new = g.session("a").unwrap();
+    g.returned_in("a", new, vec![(key("t", 0), 9)], now)
+        .unwrap();
+    assert!(g.commit("a", now).unwrap());
 }
