@@ -220,3 +220,30 @@ fn bad_consumer_requests_get_clear_errors() {
     c.goodbye("c").unwrap();
     assert_eq!(c.poll("c", None).unwrap_err().0, 7);
 }
+
+#[test]
+fn a_consumer_that_registers_again_after_a_crash_gets_its_unconfirmed_poll_again() {
+    let broker = Broker::start(2);
+    let produced = produce_keyed(broker.framed, "redo", 50, 7, "r");
+    let mut c = ConsumerClient::connect(broker.framed);
+    c.register("crashy", "g", &["redo"], StartPolicy::Earliest)
+        .unwrap();
+    let first = c.poll("crashy", None).unwrap();
+    assert!(!first.is_empty());
+    // The consumer crashes: its connection drops before it confirmed that poll.
+    drop(c);
+    // It comes back with the same id, on a new connection (and so maybe another shard).
+    let mut c = ConsumerClient::connect(broker.framed);
+    c.register("crashy", "g", &["redo"], StartPolicy::Earliest)
+        .unwrap();
+    let again = c.poll("crashy", None).unwrap();
+    assert_eq!(bodies(&again), bodies(&first), "the unconfirmed poll again");
+    // Nothing is lost or repeated after that.
+    let mut all = again;
+    all.extend(drain(&mut c, "crashy"));
+    let mut got = bodies(&all);
+    got.sort();
+    let mut want: Vec<String> = produced.into_iter().map(|(_, b)| b).collect();
+    want.sort();
+    assert_eq!(got, want);
+}

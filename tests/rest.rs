@@ -330,3 +330,36 @@ fn poll_over_http2() {
         assert_eq!(p.status, 409);
     });
 }
+
+#[test]
+fn registering_again_redelivers_the_unconfirmed_poll() {
+    let broker = Broker::start(2);
+    let mut p = HttpClient::connect(broker.http);
+    let keys: Vec<String> = (0..10).map(|k| format!("key{k}")).collect();
+    let produced = produce_ndjson(&mut p, "again", "a", &keys, 3, 3);
+    let mut c = HttpClient::connect(broker.http);
+    let r = c.register("re", "g", &["again"], "startFromEarliest");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = c.poll("re", None);
+    assert!(!first.is_empty());
+    // The consumer crashed before confirming that poll, and registers again.
+    drop(c);
+    let mut c = HttpClient::connect(broker.http);
+    let r = c.register("re", "g", &["again"], "startFromEarliest");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let again = c.poll("re", None);
+    let texts = |items: &[Item]| -> Vec<String> {
+        items
+            .iter()
+            .flat_map(|i| &i.records)
+            .map(|r| plain(&r.2))
+            .collect()
+    };
+    assert_eq!(texts(&again), texts(&first), "the unconfirmed poll again");
+    let mut got = texts(&again);
+    got.extend(texts(&c.drain("re")));
+    got.sort();
+    let mut want = produced;
+    want.sort();
+    assert_eq!(got, want, "nothing lost or repeated after that");
+}

@@ -38,6 +38,8 @@ pub async fn register(shard: &Rc<Shard>, body: RegisterBody) -> Result<(), Consu
     for t in &body.topics {
         let state = shard.topic(t).await?;
         topics.push((t.clone(), state.layout.partitions()));
+        // A REGISTER may name 65,535 topics: let the shard's other connections be served.
+        crate::rt::yield_if_needed().await;
     }
     let RegisterBody {
         consumer_id,
@@ -60,15 +62,19 @@ pub async fn poll(
     wait: Option<Duration>,
 ) -> Result<PollResponse, ConsumerError> {
     let id = consumer.to_string();
-    let targets = on_coordinator(shard, move |c, _| async move { c.plan(&id).await }).await?;
+    let (targets, session) =
+        on_coordinator(shard, move |c, _| async move { c.plan(&id).await }).await?;
     // Never wait so long that the consumer would time out during its own poll.
     let cap = MAX_POLL_WAIT.min(shard.config.consumer_timeout / 2);
     let wait = wait.map(|w| w.min(cap));
     let (response, positions) = fetch(shard, targets, shard.config.max_poll_bytes, wait).await?;
     // Recorded before the client sees the response, so its next request commits them
-    // whichever shard it arrives on.
+    // whichever shard it arrives on — unless the consumer registered again meanwhile.
     let id = consumer.to_string();
-    on_coordinator(shard, move |c, _| async move { c.returned(&id, positions) }).await?;
+    on_coordinator(shard, move |c, _| async move {
+        c.returned(&id, session, positions)
+    })
+    .await?;
     Ok(response)
 }
 

@@ -22,16 +22,19 @@ pub fn assign(
 ) -> HashMap<String, Vec<PartitionKey>> {
     let mut out: HashMap<String, Vec<PartitionKey>> =
         members.keys().map(|m| (m.clone(), Vec::new())).collect();
+    // Each topic's subscribers, sorted by id (members iterate in id order): one pass over
+    // the subscriptions, not one over the members per topic.
+    let mut by_topic: HashMap<&str, Vec<&String>> = HashMap::new();
+    for (id, topics) in members {
+        for t in topics {
+            by_topic.entry(t.as_str()).or_default().push(id);
+        }
+    }
     let mut i = 0usize;
     for (topic, &count) in partitions {
-        let subscribers: Vec<&String> = members
-            .iter()
-            .filter(|(_, topics)| topics.contains(topic))
-            .map(|(id, _)| id)
-            .collect();
-        if subscribers.is_empty() {
+        let Some(subscribers) = by_topic.get(topic.as_str()) else {
             continue;
-        }
+        };
         for j in 0..count {
             let owner = subscribers[i % subscribers.len()];
             out.entry(owner.clone())

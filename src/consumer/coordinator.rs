@@ -101,8 +101,12 @@ impl Coordinator {
         }
     }
 
-    /// Commits the consumer's previous poll and says what to read now.
-    pub async fn plan(self: &Rc<Self>, consumer: &str) -> Result<Vec<ReadTarget>, ConsumerError> {
+    /// Commits the consumer's previous poll and says what to read now, and in which session
+    /// (to pass to [`Coordinator::returned`]).
+    pub async fn plan(
+        self: &Rc<Self>,
+        consumer: &str,
+    ) -> Result<(Vec<ReadTarget>, u64), ConsumerError> {
         while !self.verified.get() {
             let wake = self.verified_signal.notified();
             if self.verified.get() {
@@ -111,24 +115,27 @@ impl Coordinator {
             wake.await;
         }
         let (group, changed, targets) = self.state.borrow_mut().poll(consumer, Instant::now())?;
+        let session = self.state.borrow().session(consumer)?;
         // The commit a poll makes for its predecessor is saved in the background: a crash
         // before it lands re-delivers one poll (at-least-once, as any crash after a poll
         // would), and the poll does not wait on an fsync.
         if changed {
             self.persist_in_background(group);
         }
-        Ok(targets)
+        Ok((targets, session))
     }
 
-    /// Records the positions a poll returned to the consumer (committed by its next request).
+    /// Records the positions a poll of `session` returned to the consumer (committed by its
+    /// next request; ignored if it registered again since).
     pub fn returned(
         &self,
         consumer: &str,
+        session: u64,
         positions: Vec<(PartitionKey, i64)>,
     ) -> Result<(), ConsumerError> {
         self.state
             .borrow_mut()
-            .returned(consumer, positions, Instant::now())
+            .returned_in(consumer, session, positions, Instant::now())
     }
 
     /// Commits the positions the consumer's last poll returned, durably.
@@ -268,6 +275,7 @@ impl Coordinator {
         let mut states = Vec::new();
         for t in topics {
             states.push(shard.topic(t).await?);
+            rt::yield_if_needed().await;
         }
         let reads = states.iter().flat_map(|ts| {
             (0..ts.layout.partitions()).map(move |j| async move {

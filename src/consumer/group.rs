@@ -8,8 +8,11 @@
 //!   with the partitions now assigned to it and their committed offsets.
 //! - A consumer's returned positions are committed only for partitions still assigned to it,
 //!   so a consumer that lost a partition in a rebalance cannot move the new owner's offset.
+//! - A REGISTER of a registered id starts a new session: the returned positions not yet
+//!   committed are dropped (read again), and a poll of the old session that answers later
+//!   records nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::assign::{assign, PartitionKey};
@@ -22,6 +25,9 @@ struct Member {
     last_seen: Instant,
     /// Positions returned by the last poll, committed by the next poll, COMMIT or GOODBYE.
     returned: Vec<(PartitionKey, i64)>,
+    /// The session: set by each REGISTER, so a poll of an earlier session still in flight
+    /// cannot record its positions for the new one.
+    session: u64,
 }
 
 #[derive(Default)]
@@ -46,6 +52,8 @@ pub struct Groups {
     timeout: Duration,
     members: HashMap<String, Member>,
     groups: HashMap<String, Group>,
+    /// The last session number handed out.
+    sessions: u64,
 }
 
 impl Groups {
@@ -67,6 +75,7 @@ impl Groups {
             timeout,
             members: HashMap::new(),
             groups,
+            sessions: 0,
         }
     }
 
@@ -80,22 +89,34 @@ impl Groups {
         topics: &[(String, u32)],
         now: Instant,
     ) -> Vec<String> {
-        if let Some(old) = self.members.get(id).map(|m| m.group.clone()) {
-            if old != group {
-                let _ = self.commit(id, now);
+        // A REGISTER of a registered id starts a new session: what the old session's last
+        // poll returned was never confirmed, so it is dropped, not committed, and read again.
+        if let Some(m) = self.members.get_mut(id) {
+            m.returned.clear();
+            if m.group != group {
                 self.remove(id);
             }
         }
         let g = self.groups.entry(group.to_string()).or_default();
+        // Linear in the topics named and the group's subscriptions: one set of the topics the
+        // other members read, and one ordered lookup of the committed offsets per topic.
+        let subscribed: HashSet<&str> = g
+            .members
+            .iter()
+            .filter(|m| m.as_str() != id)
+            .filter_map(|m| self.members.get(m))
+            .flat_map(|mm| mm.topics.iter().map(String::as_str))
+            .collect();
         let new_topics = topics
             .iter()
             .map(|(t, _)| t)
             .filter(|t| {
-                let subscribed = g.members.iter().any(|m| {
-                    m != id && self.members.get(m).is_some_and(|mm| mm.topics.contains(*t))
-                });
-                let committed = g.committed.keys().any(|(ct, _)| ct == *t);
-                !subscribed && !committed
+                let committed = g
+                    .committed
+                    .range((t.to_string(), 0)..)
+                    .next()
+                    .is_some_and(|((ct, _), _)| ct == *t);
+                !subscribed.contains(t.as_str()) && !committed
             })
             .cloned()
             .collect();
@@ -111,7 +132,10 @@ impl Groups {
                 topics: BTreeSet::new(),
                 last_seen: now,
                 returned: Vec::new(),
+                session: 0,
             });
+        self.sessions += 1;
+        member.session = self.sessions;
         member.topics = topics.iter().map(|(t, _)| t.clone()).collect();
         member.last_seen = now;
         self.rebalance(group);
@@ -167,9 +191,33 @@ impl Groups {
         positions: Vec<(PartitionKey, i64)>,
         now: Instant,
     ) -> Result<(), ConsumerError> {
+        let session = self.session(id)?;
+        self.returned_in(id, session, positions, now)
+    }
+
+    /// The consumer's current session (see [`Groups::returned_in`]).
+    pub fn session(&self, id: &str) -> Result<u64, ConsumerError> {
+        self.members
+            .get(id)
+            .map(|m| m.session)
+            .ok_or_else(|| ConsumerError::UnknownConsumer(id.to_string()))
+    }
+
+    /// The second half of a poll planned in `session`: the positions it returned. Ignored
+    /// when the consumer registered again meanwhile (a new session): that poll's answer went
+    /// to a client that is gone, and its records must be read again.
+    pub fn returned_in(
+        &mut self,
+        id: &str,
+        session: u64,
+        positions: Vec<(PartitionKey, i64)>,
+        now: Instant,
+    ) -> Result<(), ConsumerError> {
         let m = self.member(id)?;
-        m.last_seen = now;
-        m.returned = positions;
+        if m.session == session {
+            m.last_seen = now;
+            m.returned = positions;
+        }
         Ok(())
     }
 
@@ -181,10 +229,10 @@ impl Groups {
         let returned = std::mem::take(&mut m.returned);
         let group = m.group.clone();
         let g = self.groups.entry(group).or_default();
-        let assigned = g.assignment.get(id);
+        let assigned: HashSet<&PartitionKey> = g.assignment.get(id).into_iter().flatten().collect();
         let mut changed = false;
         for (k, off) in returned {
-            if assigned.is_some_and(|a| a.contains(&k)) && g.committed.get(&k) != Some(&off) {
+            if assigned.contains(&k) && g.committed.get(&k) != Some(&off) {
                 g.committed.insert(k, off);
                 changed = true;
             }

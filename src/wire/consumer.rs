@@ -11,6 +11,9 @@
 //! The answer to POLL is a POLL_RESPONSE frame whose body is exactly the seed's poll response
 //! ([`super::poll`]).
 
+use std::collections::HashSet;
+use std::hash::Hash;
+
 use super::reader::Reader;
 use super::startup::validate_topic;
 use super::writer::Put;
@@ -84,6 +87,20 @@ pub fn validate_group(group: &str) -> Result<(), WireError> {
     })
 }
 
+/// Keeps the first occurrence of each item, in order. Linear in the number of items (a hash
+/// set, not a search of the kept items per item): a REGISTER may name 65,535 topics.
+pub fn first_occurrences<T: Hash + Eq>(items: Vec<T>) -> Vec<T> {
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(items.len());
+        items.iter().map(|t| seen.insert(t)).collect()
+    };
+    items
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(t, k)| k.then_some(t))
+        .collect()
+}
+
 impl RegisterBody {
     /// Decodes and validates a REGISTER body (duplicate topics are dropped).
     pub fn decode(body: &[u8]) -> Result<RegisterBody, WireError> {
@@ -103,11 +120,10 @@ impl RegisterBody {
         for _ in 0..count {
             let t = r.string("topic")?;
             validate_topic(&t)?;
-            if !topics.contains(&t) {
-                topics.push(t);
-            }
+            topics.push(t);
         }
         r.finish("REGISTER")?;
+        let topics = first_occurrences(topics);
         Ok(RegisterBody {
             policy,
             consumer_id,
@@ -279,6 +295,76 @@ mod tests {
         let dup = enc(&|r| r.topics.push("a".into())).unwrap();
         assert_eq!(dup.topics, vec!["a", "b.c"]);
         assert!(parse_register(b"\x02\x01c\x01g\x00\x01\x01a").is_err());
+    }
+
+    /// Counts comparisons, to check that deduplicating is linear without timing it.
+    #[derive(Debug)]
+    struct Counted<'a>(u32, &'a std::cell::Cell<u64>);
+
+    impl std::hash::Hash for Counted<'_> {
+        fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+            self.0.hash(h);
+        }
+    }
+
+    impl PartialEq for Counted<'_> {
+        fn eq(&self, other: &Self) -> bool {
+            self.1.set(self.1.get() + 1);
+            self.0 == other.0
+        }
+    }
+    impl Eq for Counted<'_> {}
+
+    #[test]
+    fn deduplicating_65535_names_takes_linear_work() {
+        let compares = std::cell::Cell::new(0u64);
+        let n = u16::MAX as u32;
+        let distinct: Vec<Counted> = (0..n).map(|i| Counted(i, &compares)).collect();
+        let kept = first_occurrences(distinct);
+        assert_eq!(kept.len(), n as usize);
+        assert!(kept.iter().enumerate().all(|(i, c)| c.0 == i as u32));
+        // A search of the kept items per item makes n²/2 ≈ 2.1e9 comparisons.
+        assert!(
+            compares.get() <= 4 * n as u64,
+            "{} comparisons",
+            compares.get()
+        );
+        compares.set(0);
+        let repeated: Vec<Counted> = (0..n).map(|i| Counted(i % 7, &compares)).collect();
+        let kept = first_occurrences(repeated);
+        assert_eq!(
+            kept.iter().map(|c| c.0).collect::<Vec<_>>(),
+            (0..7).collect::<Vec<_>>()
+        );
+        assert!(
+            compares.get() <= 4 * n as u64,
+            "{} comparisons",
+            compares.get()
+        );
+    }
+
+    #[test]
+    fn the_largest_register_body_decodes() {
+        // 65,535 distinct topic names of 249 bytes (the most a count and a name allow; 16 MiB,
+        // which a --max-frame-size up to 256 MiB admits), then the same count of one name.
+        let name = |i: u32| format!("{i:0>249}");
+        let body = RegisterBody {
+            policy: StartPolicy::Earliest,
+            consumer_id: "c".repeat(255),
+            group: "g".repeat(249),
+            topics: (0..u16::MAX as u32).map(name).collect(),
+        };
+        let mut b = Vec::new();
+        body.encode(&mut b);
+        assert_eq!(b.len(), 1 + 256 + 250 + 2 + 65_535 * 250);
+        assert_eq!(parse_register(&b).unwrap(), body);
+        let same = RegisterBody {
+            topics: vec![name(7); u16::MAX as usize],
+            ..body
+        };
+        let mut b = Vec::new();
+        same.encode(&mut b);
+        assert_eq!(parse_register(&b).unwrap().topics, vec![name(7)]);
     }
 
     #[test]

@@ -20,7 +20,9 @@ use http::StatusCode;
 use crate::consumer::api;
 use crate::consumer::poll::PollResponse;
 use crate::shard::Shard;
-use crate::wire::consumer::{validate_consumer_id, validate_group, RegisterBody, StartPolicy};
+use crate::wire::consumer::{
+    first_occurrences, validate_consumer_id, validate_group, RegisterBody, StartPolicy,
+};
 use crate::wire::poll::parse_poll_response;
 use crate::wire::record::RecordIter;
 use crate::wire::startup::validate_topic;
@@ -62,10 +64,9 @@ fn register_body(req: &HttpRequest) -> Result<RegisterBody, HttpResponse> {
     let mut topics: Vec<String> = Vec::new();
     for t in q.all("topic") {
         validate_topic(t).map_err(|e| bad(&format!("query parameter 'topic': {e}")))?;
-        if !topics.iter().any(|x| x == t) {
-            topics.push(t.to_string());
-        }
+        topics.push(t.to_string());
     }
+    let topics = first_occurrences(topics);
     if topics.is_empty() {
         return Err(bad(
             "missing query parameter 'topic' (repeat it to subscribe to several topics)",
