@@ -244,3 +244,111 @@ fn a_crash_leaves_preallocated_space_that_recovery_keeps() {
         );
     });
 }
+
+/// Appends `n` chunks of 4 small records (one block each), then drops the log without closing
+/// it (a crash: the segment keeps its preallocated space). Returns the records of each chunk.
+async fn one_block_chunks(dir: &Path, n: i64) -> Vec<Records> {
+    let (log, _) = PartitionLog::open(dir, config(1 << 20)).await.unwrap();
+    let mut r = rng(21);
+    let mut per_chunk = Vec::new();
+    for i in 0..n {
+        let b = batch(&mut r, i * 10, 4, 100, false);
+        let info = log.append(&b).await.unwrap();
+        assert_eq!(info.chunk_len, ALIGNMENT);
+        per_chunk.push(records_of(info.start_offset, &b));
+    }
+    drop(log);
+    per_chunk
+}
+
+/// Rewrites the file at `path` through `f`.
+fn edit(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut b = std::fs::read(path).unwrap();
+    f(&mut b);
+    std::fs::write(path, b).unwrap();
+}
+
+/// Offsets strictly increase.
+fn assert_increasing(records: &Records) {
+    for w in records.windows(2) {
+        assert!(w[0].0 < w[1].0, "offset {} then {}", w[0].0, w[1].0);
+    }
+}
+
+const A: usize = ALIGNMENT as usize;
+
+#[test]
+fn a_zeroed_block_in_the_tail_is_a_hole_and_nothing_old_comes_back() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("p");
+        let chunks = one_block_chunks(&dir, 6).await;
+        let seg = dir.join(log_file_name(0));
+        edit(&seg, |b| b[2 * A..3 * A].fill(0));
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        // The chunks after the zeroed one continue the log: kept, the zeroed one is a hole.
+        assert_eq!(report.next_offset, 24, "{report:?}");
+        assert_eq!(report.corrupt_chunks, 1, "{report:?}");
+        assert_eq!((report.torn_bytes_cut, report.chunks_cut), (0, 0));
+        let mut want: Records = [&chunks[..2], &chunks[3..]].concat().concat();
+        assert_eq!(log.read_all_records().await.unwrap(), want);
+        let mut r = rng(22);
+        for i in 0..2 {
+            let b = batch(&mut r, 1000 + i, 3, 50, false);
+            let info = log.append(&b).await.unwrap();
+            assert_eq!(info.start_offset, 24 + 3 * i);
+            want.extend(records_of(info.start_offset, &b));
+        }
+        drop(log); // a crash
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        let got = log.read_all_records().await.unwrap();
+        // Every record keeps the offset it was acknowledged at; nothing old after the new.
+        assert_eq!(got, want);
+        assert_increasing(&got);
+        assert_eq!((report.next_offset, report.corrupt_chunks), (30, 1));
+    });
+}
+
+#[test]
+fn stale_chunks_after_the_end_are_cut_before_the_first_append() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("p");
+        let chunks = one_block_chunks(&dir, 6).await;
+        let seg = dir.join(log_file_name(0));
+        // Past the end (zeros from block 6), a stale copy of chunk 1: offsets 4..8 again.
+        let mut len = 0;
+        edit(&seg, |b| {
+            let stale = b[A..2 * A].to_vec();
+            b[8 * A..9 * A].copy_from_slice(&stale);
+            len = b.len() as u64;
+        });
+        assert!(len > 9 * ALIGNMENT);
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        assert_eq!(report.next_offset, 24, "{report:?}");
+        assert_eq!(report.corrupt_chunks, 0, "{report:?}");
+        assert_eq!(report.torn_bytes_cut, len - 6 * ALIGNMENT, "{report:?}");
+        assert_eq!(report.chunks_cut, 1, "{report:?}");
+        // Cut (and synced) before anything is appended.
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), 6 * ALIGNMENT);
+        let mut want: Records = chunks.concat();
+        assert_eq!(log.read_all_records().await.unwrap(), want);
+        let b = batch(&mut rng(23), 500, 3, 50, false);
+        let info = log.append(&b).await.unwrap();
+        assert_eq!(info.start_offset, 24);
+        want.extend(records_of(24, &b));
+        assert!(
+            std::fs::metadata(&seg).unwrap().len() > 7 * ALIGNMENT,
+            "the append preallocates again"
+        );
+        drop(log); // a crash
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        let got = log.read_all_records().await.unwrap();
+        assert_eq!(got, want);
+        assert_increasing(&got);
+        assert_eq!(
+            (report.next_offset, report.torn_bytes_cut, report.chunks_cut),
+            (27, 0, 0)
+        );
+    });
+}
