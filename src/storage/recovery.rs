@@ -112,6 +112,8 @@ enum Rejected {
     Zeroed,
     #[error("unexpected start offset {0}")]
     Offset(i64),
+    #[error("{1} records from offset {0} end past the largest offset")]
+    OffsetOverflow(i64, u32),
     #[error("no records")]
     Empty,
     #[error("payload of {0} bytes runs past the end of the file")]
@@ -151,6 +153,12 @@ async fn check_at<T: SegmentFile>(
     }
     if h.record_count == 0 {
         return Ok(Err(Rejected::Empty));
+    }
+    if h.checked_end_offset().is_none() {
+        return Ok(Err(Rejected::OffsetOverflow(
+            h.start_offset,
+            h.record_count,
+        )));
     }
     if pos + h.unpadded_len() > w.file_len {
         return Ok(Err(Rejected::PayloadPastEnd(h.length)));
@@ -222,7 +230,8 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
                     offset: h.start_offset,
                     pos,
                 });
-                expected = h.end_offset();
+                // `check_at` refused a chunk whose end overflows.
+                expected = h.checked_end_offset().unwrap_or(i64::MAX);
                 if pos + h.padded_len() > file_len {
                     scan.padding_cut = true;
                 }

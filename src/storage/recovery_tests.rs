@@ -7,9 +7,9 @@ use rand::Rng;
 use tempfile::TempDir;
 
 use crate::rt::block_on;
-use crate::storage::chunk::{ALIGNMENT, HEADER_LEN};
+use crate::storage::chunk::{ChunkError, ChunkHeader, ALIGNMENT, HEADER_LEN};
 use crate::storage::testing::{batch, config, files, fill, records_of, rng, Records};
-use crate::storage::{index_file_name, log_file_name, PartitionLog};
+use crate::storage::{index_file_name, log_file_name, PartitionLog, StorageError};
 
 /// Writes 4 small chunks and a last chunk of several blocks; returns the records of each
 /// chunk, the last chunk's position, its unpadded and padded lengths.
@@ -268,6 +268,14 @@ fn edit(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
     std::fs::write(path, b).unwrap();
 }
 
+/// Rewrites the header of the chunk in `block` with another start offset (and a valid CRC).
+fn renumber(block: &mut [u8], start: i64) {
+    let h = ChunkHeader::parse(block).unwrap().unwrap();
+    let mut hb = [0u8; HEADER_LEN];
+    ChunkHeader::new(h.length, start, h.record_count).encode(&mut hb);
+    block[..HEADER_LEN].copy_from_slice(&hb);
+}
+
 /// Offsets strictly increase.
 fn assert_increasing(records: &Records) {
     for w in records.windows(2) {
@@ -350,5 +358,66 @@ fn stale_chunks_after_the_end_are_cut_before_the_first_append() {
             (report.next_offset, report.torn_bytes_cut, report.chunks_cut),
             (27, 0, 0)
         );
+    });
+}
+
+#[test]
+fn offsets_near_the_largest_do_not_overflow() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        // Chunk 3 claims offsets from i64::MAX, after a damaged chunk 2.
+        let dir = tmp.path().join("max");
+        let chunks = one_block_chunks(&dir, 4).await;
+        let seg = dir.join(log_file_name(0));
+        edit(&seg, |b| {
+            b[2 * A + 7] ^= 0x40;
+            renumber(&mut b[3 * A..4 * A], i64::MAX);
+        });
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        assert_eq!(report.next_offset, 8, "{report:?}");
+        assert_eq!(report.chunks_cut, 1, "{report:?}");
+        assert_eq!(log.read_all_records().await.unwrap(), chunks[..2].concat());
+        let info = log
+            .append(&batch(&mut rng(25), 0, 2, 10, false))
+            .await
+            .unwrap();
+        assert_eq!(info.start_offset, 8);
+        drop(log);
+
+        // A chunk that fits just below the largest offset is a hole, and the log then refuses
+        // a batch that would not fit, with a typed error, and stays usable.
+        let dir = tmp.path().join("near");
+        one_block_chunks(&dir, 4).await;
+        let seg = dir.join(log_file_name(0));
+        edit(&seg, |b| {
+            b[2 * A + 7] ^= 0x40;
+            renumber(&mut b[3 * A..4 * A], i64::MAX - 5);
+        });
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        assert_eq!(report.next_offset, i64::MAX - 1, "{report:?}");
+        assert_eq!(report.corrupt_chunks, 1, "{report:?}");
+        let err = log
+            .append(&batch(&mut rng(26), 0, 2, 10, false))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::Chunk(ChunkError::OffsetOverflow { start, count: 2 })
+                    if start == i64::MAX - 1
+            ),
+            "{err}"
+        );
+        assert_eq!(log.failure(), None);
+        let info = log
+            .append(&batch(&mut rng(27), 0, 1, 10, false))
+            .await
+            .unwrap();
+        assert_eq!(info.start_offset, i64::MAX - 1);
+        assert_eq!(log.next_offset(), i64::MAX);
+        assert!(log
+            .append(&batch(&mut rng(28), 0, 1, 10, false))
+            .await
+            .is_err());
     });
 }
