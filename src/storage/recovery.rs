@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::chunk::{verify_chunk, ChunkError, ChunkHeader, ALIGNMENT, FLAG_ALIGNMENT, HEADER_LEN};
+use super::clean::CleanEnd;
 use super::index::IndexFile;
 use super::index::{parse_valid_prefix, IndexEntry};
 use super::io::{DmaBuf, SegmentFile, SegmentFs};
@@ -384,13 +385,17 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
     Ok(bases)
 }
 
-/// Opens and recovers one existing segment.
+/// Opens and recovers one existing segment. `clean` is the clean-shutdown marker, given for the
+/// last segment when there is one: the segment is then walked by head CRC only, and walked
+/// again with the full check if what the walk found (next offset, end, file size) does not
+/// match the marker; `report.clean_shutdown` says whether it matched.
 pub(crate) async fn open_segment<F: SegmentFs>(
     fs: &F,
     dir: &Path,
     base: i64,
     last: bool,
     full_verify: bool,
+    clean: Option<CleanEnd>,
     report: &mut RecoveryReport,
 ) -> Result<Segment<F::File>, StorageError> {
     let path = dir.join(log_file_name(base));
@@ -401,7 +406,17 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     check_alignment(&file, &path)?;
     let index_path = dir.join(index_file_name(base));
     let index = std::fs::read(&index_path).ok();
-    let scan = scan_segment(&file, &path, base, index.as_deref(), full_verify).await?;
+    let mut scan = scan_segment(&file, &path, base, index.as_deref(), full_verify).await?;
+    if let Some(end) = clean {
+        let found = (scan.next_offset, scan.end_pos, scan.file_len);
+        if found == (end.next_offset, end.end_pos, end.end_pos) {
+            report.clean_shutdown = true;
+        } else {
+            tracing::warn!(path = %path.display(), ?end, ?found,
+                "clean-shutdown marker does not match the log: the last segment gets the full check");
+            scan = scan_segment(&file, &path, base, index.as_deref(), true).await?;
+        }
+    }
     report.chunks_verified += scan.chunks_verified;
     report.corrupt_chunks += scan.corrupt_chunks;
     if last {

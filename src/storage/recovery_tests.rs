@@ -362,6 +362,48 @@ fn stale_chunks_after_the_end_are_cut_before_the_first_append() {
 }
 
 #[test]
+fn a_clean_marker_that_does_not_match_gets_the_full_check() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let batches: Vec<_> = (0..6)
+            .map(|i| batch(&mut rng(24), i, 4, 100, false))
+            .collect();
+        // The same five chunks in both logs; the second also has a sixth.
+        let clean_dir = tmp.path().join("clean");
+        let (log, _) = PartitionLog::open(&clean_dir, config(1 << 20))
+            .await
+            .unwrap();
+        let five = fill(&log, &batches[..5]).await;
+        log.close_clean().await.unwrap();
+        drop(log);
+        let other = tmp.path().join("other");
+        let (log, _) = PartitionLog::open(&other, config(1 << 20)).await.unwrap();
+        fill(&log, &batches).await;
+        log.close().await.unwrap();
+        // After the clean stop, the sixth chunk is appended with its header valid (it
+        // continues the log) and its payload damaged.
+        let mut sixth = std::fs::read(other.join(log_file_name(0))).unwrap()[5 * A..6 * A].to_vec();
+        sixth[HEADER_LEN + 20] ^= 0x40;
+        let seg = clean_dir.join(log_file_name(0));
+        edit(&seg, |b| {
+            assert_eq!(b.len(), 5 * A);
+            b.extend_from_slice(&sixth);
+        });
+        let (log, report) = PartitionLog::open(&clean_dir, config(1 << 20))
+            .await
+            .unwrap();
+        assert!(!report.clean_shutdown, "{report:?}");
+        assert_eq!(report.next_offset, 20, "{report:?}");
+        assert_eq!((report.torn_bytes_cut, report.chunks_cut), (ALIGNMENT, 1));
+        assert_eq!(report.chunks_verified, 5);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), 5 * ALIGNMENT);
+        assert_eq!(log.read_all_records().await.unwrap(), five);
+        let info = log.append(&batches[5]).await.unwrap();
+        assert_eq!(info.start_offset, 20);
+    });
+}
+
+#[test]
 fn offsets_near_the_largest_do_not_overflow() {
     block_on(async {
         let tmp = TempDir::new().unwrap();
