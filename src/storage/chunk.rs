@@ -28,8 +28,11 @@ pub struct StoredChunk {
 }
 
 impl StoredChunk {
+    /// The offset after the last record. Saturates rather than overflow: recovery and
+    /// [`ChunkEncoder::encode`] refuse chunks whose end does not fit an `i64`.
     pub fn end_offset(&self) -> i64 {
-        self.start_offset + i64::from(self.record_count)
+        self.start_offset
+            .saturating_add(i64::from(self.record_count))
     }
 }
 
@@ -71,6 +74,10 @@ pub enum ChunkError {
     BufferTooSmall { have: usize, need: usize },
     #[error("a chunk needs at least one record")]
     Empty,
+    #[error(
+        "a chunk of {count} records starting at offset {start} would end past the largest offset"
+    )]
+    OffsetOverflow { start: i64, count: u32 },
 }
 
 fn zstd_err(code: usize) -> ChunkError {
@@ -148,9 +155,17 @@ impl ChunkHeader {
         align_up(self.unpadded_len())
     }
 
-    /// The offset after this chunk's last record.
+    /// The offset after this chunk's last record. Saturates rather than overflow (a header read
+    /// from disk may hold any start offset); recovery uses [`Self::checked_end_offset`] and
+    /// refuses a chunk whose end does not fit.
     pub fn end_offset(&self) -> i64 {
-        self.start_offset + i64::from(self.record_count)
+        self.start_offset
+            .saturating_add(i64::from(self.record_count))
+    }
+
+    /// The offset after this chunk's last record, or `None` if it does not fit an `i64`.
+    pub fn checked_end_offset(&self) -> Option<i64> {
+        self.start_offset.checked_add(i64::from(self.record_count))
     }
 }
 
@@ -268,6 +283,12 @@ impl ChunkEncoder {
         let count = batch.record_count();
         if count == 0 {
             return Err(ChunkError::Empty);
+        }
+        if start_offset.checked_add(i64::from(count)).is_none() {
+            return Err(ChunkError::OffsetOverflow {
+                start: start_offset,
+                count,
+            });
         }
         let raw_len = batch.raw_len();
         let need = Self::max_encoded_len(raw_len);

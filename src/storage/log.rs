@@ -113,7 +113,8 @@ impl<F: SegmentFs> PartitionLog<F> {
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
             let full_verify = last && clean.is_none();
-            let seg = open_segment(&fs, &dir, base, last, full_verify, &mut report).await?;
+            let marker = clean.filter(|_| last);
+            let seg = open_segment(&fs, &dir, base, last, full_verify, marker, &mut report).await?;
             if let Some(prev) = segments.back().map(|s: &Segment<F::File>| s.next_offset) {
                 if prev != base {
                     tracing::warn!(dir = %dir.display(), prev_end = prev, base,
@@ -127,14 +128,6 @@ impl<F: SegmentFs> PartitionLog<F> {
         }
         report.segments = segments.len();
         report.next_offset = segments.back().map_or(0, |s| s.next_offset);
-        if let Some(end) = clean {
-            let found = segments.back().map(|s| (s.next_offset, s.end_pos));
-            report.clean_shutdown = found == Some((end.next_offset, end.end_pos));
-            if !report.clean_shutdown {
-                tracing::warn!(dir = %dir.display(), ?end, ?found,
-                    "clean-shutdown marker does not match the log; the last segment was checked by head CRC only");
-            }
-        }
         let tail_bytes = config.tail_bytes;
         let log = PartitionLog {
             dir,

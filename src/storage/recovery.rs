@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::chunk::{verify_chunk, ChunkError, ChunkHeader, ALIGNMENT, FLAG_ALIGNMENT, HEADER_LEN};
+use super::clean::CleanEnd;
 use super::index::IndexFile;
 use super::index::{parse_valid_prefix, IndexEntry};
 use super::io::{DmaBuf, SegmentFile, SegmentFs};
@@ -30,13 +31,17 @@ pub(crate) struct SegmentScan {
     pub file_len: u64,
     pub chunks_verified: u64,
     pub corrupt_chunks: u64,
-    /// The file's bytes past `end_pos` hold no good chunk (torn tail, or garbage).
+    /// The file's bytes past `end_pos` hold no good chunk and are not all zeros (a torn tail,
+    /// stale chunks, garbage): in the last segment they are cut.
     pub tail_garbage: bool,
+    /// Chunk headers (head CRC and flags valid) past `end_pos`: stale or damaged chunks that
+    /// do not continue the log.
+    pub tail_chunks: u64,
     /// The last good chunk is whole but its padding was cut: the file ends inside it.
     pub padding_cut: bool,
     /// The stored index did not describe the segment.
     pub index_stale: bool,
-    /// The data ends at a block of zeros: preallocated space not written yet (not a tear).
+    /// Everything past `end_pos` is zeros: preallocated space not written yet (not a tear).
     pub preallocated_end: bool,
 }
 
@@ -80,8 +85,11 @@ pub struct RecoveryReport {
     pub segments: usize,
     /// Chunks whose header (and, in the last segment, payload) was checked.
     pub chunks_verified: u64,
-    /// Bytes cut from the end of the last segment (an incomplete last write).
+    /// Bytes cut from the end of the last segment: everything after its last good chunk that
+    /// was not zeros (an incomplete last write, stale or damaged chunks).
     pub torn_bytes_cut: u64,
+    /// Chunk headers (head CRC valid) among the bytes cut: chunks that did not continue the log.
+    pub chunks_cut: u64,
     /// Bad chunks followed by good ones (or bad ends of closed segments): never served.
     pub corrupt_chunks: u64,
     /// Segments whose index file was missing or wrong and was rewritten.
@@ -101,8 +109,12 @@ enum Rejected {
     Header(ChunkError),
     #[error("flags {0:#04x}")]
     Flags(u8),
+    #[error("a zeroed header")]
+    Zeroed,
     #[error("unexpected start offset {0}")]
     Offset(i64),
+    #[error("{1} records from offset {0} end past the largest offset")]
+    OffsetOverflow(i64, u32),
     #[error("no records")]
     Empty,
     #[error("payload of {0} bytes runs past the end of the file")]
@@ -131,6 +143,7 @@ async fn check_at<T: SegmentFile>(
     let h = match ChunkHeader::parse(&hb) {
         Ok(Some(h)) => h,
         Ok(None) => return Ok(Err(Rejected::HeaderCut)),
+        Err(_) if hb.iter().all(|&b| b == 0) => return Ok(Err(Rejected::Zeroed)),
         Err(e) => return Ok(Err(Rejected::Header(e))),
     };
     if h.flags != 0 {
@@ -141,6 +154,12 @@ async fn check_at<T: SegmentFile>(
     }
     if h.record_count == 0 {
         return Ok(Err(Rejected::Empty));
+    }
+    if h.checked_end_offset().is_none() {
+        return Ok(Err(Rejected::OffsetOverflow(
+            h.start_offset,
+            h.record_count,
+        )));
     }
     if pos + h.unpadded_len() > w.file_len {
         return Ok(Err(Rejected::PayloadPastEnd(h.length)));
@@ -199,15 +218,11 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
         file_len,
         ..SegmentScan::default()
     };
+    // A block of zeros is no chunk: it is either preallocated space that appends never reached
+    // or a damaged block, and only what follows tells them apart. So it is passed like any bad
+    // chunk: a later good chunk that continues the log makes it a hole; none makes the rest of
+    // the file the tail, which is kept only if it is all zeros.
     while pos < file_len {
-        // A header of zeros is space preallocated for appends that never came: a real header
-        // always carries a nonzero CRC.
-        if let Some(hb) = w.get(pos, HEADER_LEN).await? {
-            if hb.iter().all(|&b| b == 0) {
-                scan.preallocated_end = true;
-                break;
-            }
-        }
         let exp = expected;
         match check_at(&mut w, pos, &|o| o == exp, full_verify).await? {
             Ok(h) => {
@@ -216,7 +231,8 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
                     offset: h.start_offset,
                     pos,
                 });
-                expected = h.end_offset();
+                // `check_at` refused a chunk whose end overflows.
+                expected = h.checked_end_offset().unwrap_or(i64::MAX);
                 if pos + h.padded_len() > file_len {
                     scan.padding_cut = true;
                 }
@@ -231,9 +247,10 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
                     (pos, expected) = (p, h.start_offset);
                 }
                 None => {
-                    tracing::warn!(path = %path.display(), pos, reason = %why,
+                    if !matches!(why, Rejected::Zeroed) {
+                        tracing::warn!(path = %path.display(), pos, reason = %why,
                             "no good chunk after this position: the segment ends here");
-                    scan.tail_garbage = true;
+                    }
                     break;
                 }
             },
@@ -241,10 +258,43 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
     }
     scan.end_pos = pos.min(file_len.next_multiple_of(ALIGNMENT));
     scan.next_offset = expected;
+    if file_len > scan.end_pos {
+        let (zeros, chunks) = inspect_tail(&mut w, scan.end_pos).await?;
+        // Preallocation always ends at a multiple of the alignment; a file that does not is
+        // torn even where its last bytes happen to be zeros.
+        let preallocated = zeros && file_len.is_multiple_of(ALIGNMENT);
+        scan.preallocated_end = preallocated;
+        scan.tail_garbage = !preallocated;
+        scan.tail_chunks = chunks;
+    }
     scan.index_stale = stored.as_deref() != Some(entries.as_slice())
         || index.is_some_and(|b| b.len() != entries.len() * super::index::ENTRY_LEN);
     scan.entries = entries;
     Ok(scan)
+}
+
+/// Whether the bytes of the file from `from` (aligned) to its end are all zeros, and how many
+/// chunk headers (head CRC valid, flags 0) start at aligned positions among them.
+async fn inspect_tail<T: SegmentFile>(
+    w: &mut Window<'_, T>,
+    from: u64,
+) -> Result<(bool, u64), StorageError> {
+    let (mut zeros, mut chunks) = (true, 0);
+    let mut p = from;
+    while p < w.file_len {
+        let len = (w.file_len - p).min(READ_AHEAD);
+        let Some(b) = w.get(p, len as usize).await? else {
+            break;
+        };
+        zeros = zeros && b.iter().all(|&x| x == 0);
+        for block in b.chunks(ALIGNMENT as usize) {
+            if let Ok(Some(h)) = ChunkHeader::parse(block) {
+                chunks += u64::from(h.flags == 0);
+            }
+        }
+        p += len;
+    }
+    Ok((zeros, chunks))
 }
 
 /// The first aligned position at or after `from` that holds an acceptable chunk starting
@@ -270,15 +320,17 @@ async fn find_next<T: SegmentFile>(
     Ok(None)
 }
 
-/// Makes the last segment end exactly after its last good chunk: cuts a torn tail, or
-/// restores the 0x80 padding of a last chunk whose padding was cut. Syncs the file. Returns
-/// the bytes cut.
+/// Makes the last segment end exactly after its last good chunk: cuts whatever follows it
+/// unless that is all zeros (a torn tail, stale or damaged chunks: nothing there may come back
+/// after the next appends), or restores the 0x80 padding of a last chunk whose padding was
+/// cut. Syncs the file, before any append. Returns the bytes cut and the chunk headers among
+/// them.
 pub(crate) async fn repair_tail<T: SegmentFile>(
     file: &T,
     path: &Path,
     scan: &SegmentScan,
-) -> Result<u64, StorageError> {
-    let mut cut = 0;
+) -> Result<(u64, u64), StorageError> {
+    let mut cut = (0, 0);
     if scan.padding_cut {
         // The chunk's header and payload are whole: rewrite its last block with the padding.
         let block = scan.end_pos - ALIGNMENT;
@@ -302,18 +354,17 @@ pub(crate) async fn repair_tail<T: SegmentFile>(
                 ),
             });
         }
-    } else if scan.preallocated_end {
-        // Preallocated space after the last chunk: kept for the next appends.
-        return Ok(0);
-    } else if scan.file_len > scan.end_pos {
-        cut = scan.file_len - scan.end_pos;
-        tracing::warn!(path = %path.display(), at = scan.end_pos, bytes = cut,
-            "cutting a torn tail");
+    } else if scan.tail_garbage {
+        // Truncated rather than zeroed: the next append preallocates again.
+        cut = (scan.file_len - scan.end_pos, scan.tail_chunks);
+        tracing::warn!(path = %path.display(), at = scan.end_pos, bytes = cut.0,
+            chunks = cut.1, "cutting what follows the last good chunk of the log");
         file.truncate(scan.end_pos)
             .await
             .map_err(StorageError::io("truncating", path))?;
     } else {
-        return Ok(0);
+        // Nothing after the last chunk, or preallocated zeros, kept for the next appends.
+        return Ok(cut);
     }
     file.fdatasync()
         .await
@@ -334,13 +385,17 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
     Ok(bases)
 }
 
-/// Opens and recovers one existing segment.
+/// Opens and recovers one existing segment. `clean` is the clean-shutdown marker, given for the
+/// last segment when there is one: the segment is then walked by head CRC only, and walked
+/// again with the full check if what the walk found (next offset, end, file size) does not
+/// match the marker; `report.clean_shutdown` says whether it matched.
 pub(crate) async fn open_segment<F: SegmentFs>(
     fs: &F,
     dir: &Path,
     base: i64,
     last: bool,
     full_verify: bool,
+    clean: Option<CleanEnd>,
     report: &mut RecoveryReport,
 ) -> Result<Segment<F::File>, StorageError> {
     let path = dir.join(log_file_name(base));
@@ -351,11 +406,23 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     check_alignment(&file, &path)?;
     let index_path = dir.join(index_file_name(base));
     let index = std::fs::read(&index_path).ok();
-    let scan = scan_segment(&file, &path, base, index.as_deref(), full_verify).await?;
+    let mut scan = scan_segment(&file, &path, base, index.as_deref(), full_verify).await?;
+    if let Some(end) = clean {
+        let found = (scan.next_offset, scan.end_pos, scan.file_len);
+        if found == (end.next_offset, end.end_pos, end.end_pos) {
+            report.clean_shutdown = true;
+        } else {
+            tracing::warn!(path = %path.display(), ?end, ?found,
+                "clean-shutdown marker does not match the log: the last segment gets the full check");
+            scan = scan_segment(&file, &path, base, index.as_deref(), true).await?;
+        }
+    }
     report.chunks_verified += scan.chunks_verified;
     report.corrupt_chunks += scan.corrupt_chunks;
     if last {
-        report.torn_bytes_cut += repair_tail(&file, &path, &scan).await?;
+        let (bytes, chunks) = repair_tail(&file, &path, &scan).await?;
+        report.torn_bytes_cut += bytes;
+        report.chunks_cut += chunks;
     } else if scan.tail_garbage {
         tracing::warn!(path = %path.display(), "closed segment ends with bytes that are no chunk");
         report.corrupt_chunks += 1;

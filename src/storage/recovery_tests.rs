@@ -7,9 +7,9 @@ use rand::Rng;
 use tempfile::TempDir;
 
 use crate::rt::block_on;
-use crate::storage::chunk::{ALIGNMENT, HEADER_LEN};
+use crate::storage::chunk::{ChunkError, ChunkHeader, ALIGNMENT, HEADER_LEN};
 use crate::storage::testing::{batch, config, files, fill, records_of, rng, Records};
-use crate::storage::{index_file_name, log_file_name, PartitionLog};
+use crate::storage::{index_file_name, log_file_name, PartitionLog, StorageError};
 
 /// Writes 4 small chunks and a last chunk of several blocks; returns the records of each
 /// chunk, the last chunk's position, its unpadded and padded lengths.
@@ -242,5 +242,224 @@ fn a_crash_leaves_preallocated_space_that_recovery_keeps() {
             closed < on_disk && closed.is_multiple_of(ALIGNMENT),
             "close gives the space back"
         );
+    });
+}
+
+/// Appends `n` chunks of 4 small records (one block each), then drops the log without closing
+/// it (a crash: the segment keeps its preallocated space). Returns the records of each chunk.
+async fn one_block_chunks(dir: &Path, n: i64) -> Vec<Records> {
+    let (log, _) = PartitionLog::open(dir, config(1 << 20)).await.unwrap();
+    let mut r = rng(21);
+    let mut per_chunk = Vec::new();
+    for i in 0..n {
+        let b = batch(&mut r, i * 10, 4, 100, false);
+        let info = log.append(&b).await.unwrap();
+        assert_eq!(info.chunk_len, ALIGNMENT);
+        per_chunk.push(records_of(info.start_offset, &b));
+    }
+    drop(log);
+    per_chunk
+}
+
+/// Rewrites the file at `path` through `f`.
+fn edit(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut b = std::fs::read(path).unwrap();
+    f(&mut b);
+    std::fs::write(path, b).unwrap();
+}
+
+/// Rewrites the header of the chunk in `block` with another start offset (and a valid CRC).
+fn renumber(block: &mut [u8], start: i64) {
+    let h = ChunkHeader::parse(block).unwrap().unwrap();
+    let mut hb = [0u8; HEADER_LEN];
+    ChunkHeader::new(h.length, start, h.record_count).encode(&mut hb);
+    block[..HEADER_LEN].copy_from_slice(&hb);
+}
+
+/// Offsets strictly increase.
+fn assert_increasing(records: &Records) {
+    for w in records.windows(2) {
+        assert!(w[0].0 < w[1].0, "offset {} then {}", w[0].0, w[1].0);
+    }
+}
+
+const A: usize = ALIGNMENT as usize;
+
+#[test]
+fn a_zeroed_block_in_the_tail_is_a_hole_and_nothing_old_comes_back() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("p");
+        let chunks = one_block_chunks(&dir, 6).await;
+        let seg = dir.join(log_file_name(0));
+        edit(&seg, |b| b[2 * A..3 * A].fill(0));
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        // The chunks after the zeroed one continue the log: kept, the zeroed one is a hole.
+        assert_eq!(report.next_offset, 24, "{report:?}");
+        assert_eq!(report.corrupt_chunks, 1, "{report:?}");
+        assert_eq!((report.torn_bytes_cut, report.chunks_cut), (0, 0));
+        let mut want: Records = [&chunks[..2], &chunks[3..]].concat().concat();
+        assert_eq!(log.read_all_records().await.unwrap(), want);
+        let mut r = rng(22);
+        for i in 0..2 {
+            let b = batch(&mut r, 1000 + i, 3, 50, false);
+            let info = log.append(&b).await.unwrap();
+            assert_eq!(info.start_offset, 24 + 3 * i);
+            want.extend(records_of(info.start_offset, &b));
+        }
+        drop(log); // a crash
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        let got = log.read_all_records().await.unwrap();
+        // Every record keeps the offset it was acknowledged at; nothing old after the new.
+        assert_eq!(got, want);
+        assert_increasing(&got);
+        assert_eq!((report.next_offset, report.corrupt_chunks), (30, 1));
+    });
+}
+
+#[test]
+fn stale_chunks_after_the_end_are_cut_before_the_first_append() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("p");
+        let chunks = one_block_chunks(&dir, 6).await;
+        let seg = dir.join(log_file_name(0));
+        // Past the end (zeros from block 6), a stale copy of chunk 1: offsets 4..8 again.
+        let mut len = 0;
+        edit(&seg, |b| {
+            let stale = b[A..2 * A].to_vec();
+            b[8 * A..9 * A].copy_from_slice(&stale);
+            len = b.len() as u64;
+        });
+        assert!(len > 9 * ALIGNMENT);
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        assert_eq!(report.next_offset, 24, "{report:?}");
+        assert_eq!(report.corrupt_chunks, 0, "{report:?}");
+        assert_eq!(report.torn_bytes_cut, len - 6 * ALIGNMENT, "{report:?}");
+        assert_eq!(report.chunks_cut, 1, "{report:?}");
+        // Cut (and synced) before anything is appended.
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), 6 * ALIGNMENT);
+        let mut want: Records = chunks.concat();
+        assert_eq!(log.read_all_records().await.unwrap(), want);
+        let b = batch(&mut rng(23), 500, 3, 50, false);
+        let info = log.append(&b).await.unwrap();
+        assert_eq!(info.start_offset, 24);
+        want.extend(records_of(24, &b));
+        assert!(
+            std::fs::metadata(&seg).unwrap().len() > 7 * ALIGNMENT,
+            "the append preallocates again"
+        );
+        drop(log); // a crash
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        let got = log.read_all_records().await.unwrap();
+        assert_eq!(got, want);
+        assert_increasing(&got);
+        assert_eq!(
+            (report.next_offset, report.torn_bytes_cut, report.chunks_cut),
+            (27, 0, 0)
+        );
+    });
+}
+
+#[test]
+fn a_clean_marker_that_does_not_match_gets_the_full_check() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let batches: Vec<_> = (0..6)
+            .map(|i| batch(&mut rng(24), i, 4, 100, false))
+            .collect();
+        // The same five chunks in both logs; the second also has a sixth.
+        let clean_dir = tmp.path().join("clean");
+        let (log, _) = PartitionLog::open(&clean_dir, config(1 << 20))
+            .await
+            .unwrap();
+        let five = fill(&log, &batches[..5]).await;
+        log.close_clean().await.unwrap();
+        drop(log);
+        let other = tmp.path().join("other");
+        let (log, _) = PartitionLog::open(&other, config(1 << 20)).await.unwrap();
+        fill(&log, &batches).await;
+        log.close().await.unwrap();
+        // After the clean stop, the sixth chunk is appended with its header valid (it
+        // continues the log) and its payload damaged.
+        let mut sixth = std::fs::read(other.join(log_file_name(0))).unwrap()[5 * A..6 * A].to_vec();
+        sixth[HEADER_LEN + 20] ^= 0x40;
+        let seg = clean_dir.join(log_file_name(0));
+        edit(&seg, |b| {
+            assert_eq!(b.len(), 5 * A);
+            b.extend_from_slice(&sixth);
+        });
+        let (log, report) = PartitionLog::open(&clean_dir, config(1 << 20))
+            .await
+            .unwrap();
+        assert!(!report.clean_shutdown, "{report:?}");
+        assert_eq!(report.next_offset, 20, "{report:?}");
+        assert_eq!((report.torn_bytes_cut, report.chunks_cut), (ALIGNMENT, 1));
+        assert_eq!(report.chunks_verified, 5);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), 5 * ALIGNMENT);
+        assert_eq!(log.read_all_records().await.unwrap(), five);
+        let info = log.append(&batches[5]).await.unwrap();
+        assert_eq!(info.start_offset, 20);
+    });
+}
+
+#[test]
+fn offsets_near_the_largest_do_not_overflow() {
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        // Chunk 3 claims offsets from i64::MAX, after a damaged chunk 2.
+        let dir = tmp.path().join("max");
+        let chunks = one_block_chunks(&dir, 4).await;
+        let seg = dir.join(log_file_name(0));
+        edit(&seg, |b| {
+            b[2 * A + 7] ^= 0x40;
+            renumber(&mut b[3 * A..4 * A], i64::MAX);
+        });
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        assert_eq!(report.next_offset, 8, "{report:?}");
+        assert_eq!(report.chunks_cut, 1, "{report:?}");
+        assert_eq!(log.read_all_records().await.unwrap(), chunks[..2].concat());
+        let info = log
+            .append(&batch(&mut rng(25), 0, 2, 10, false))
+            .await
+            .unwrap();
+        assert_eq!(info.start_offset, 8);
+        drop(log);
+
+        // A chunk that fits just below the largest offset is a hole, and the log then refuses
+        // a batch that would not fit, with a typed error, and stays usable.
+        let dir = tmp.path().join("near");
+        one_block_chunks(&dir, 4).await;
+        let seg = dir.join(log_file_name(0));
+        edit(&seg, |b| {
+            b[2 * A + 7] ^= 0x40;
+            renumber(&mut b[3 * A..4 * A], i64::MAX - 5);
+        });
+        let (log, report) = PartitionLog::open(&dir, config(1 << 20)).await.unwrap();
+        assert_eq!(report.next_offset, i64::MAX - 1, "{report:?}");
+        assert_eq!(report.corrupt_chunks, 1, "{report:?}");
+        let err = log
+            .append(&batch(&mut rng(26), 0, 2, 10, false))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::Chunk(ChunkError::OffsetOverflow { start, count: 2 })
+                    if start == i64::MAX - 1
+            ),
+            "{err}"
+        );
+        assert_eq!(log.failure(), None);
+        let info = log
+            .append(&batch(&mut rng(27), 0, 1, 10, false))
+            .await
+            .unwrap();
+        assert_eq!(info.start_offset, i64::MAX - 1);
+        assert_eq!(log.next_offset(), i64::MAX);
+        assert!(log
+            .append(&batch(&mut rng(28), 0, 1, 10, false))
+            .await
+            .is_err());
     });
 }
