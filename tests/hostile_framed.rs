@@ -1,5 +1,5 @@
-//! Framed clients that misbehave on purpose — one that never reads its answers — are stopped
-//! and disconnected, while a well-behaved client on
+//! Framed clients that misbehave on purpose — one that never reads its answers, one that
+//! stalls inside a frame — are stopped and disconnected, while a well-behaved client on
 //! another connection of the same shard keeps getting answers and the broker's memory stays
 //! bounded.
 
@@ -10,7 +10,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{Broker, Client, Response};
-use shardlog::wire::frame::{encode_frame, OpCode};
+use shardlog::wire::frame::{encode_frame, encode_frame_with, OpCode};
+use shardlog::wire::produce::encode_produce_body;
 
 /// The broker's resident memory, in KiB (`VmRSS` of `/proc/<pid>/status`).
 fn rss_kib(pid: u32) -> u64 {
@@ -132,4 +133,56 @@ fn a_client_that_never_reads_its_answers_is_stopped_then_closed() {
     assert_eq!(keeper.produce(1, b"k", &[b"after"]), Response::Produced(1));
     let mut fresh = Client::startup(broker.framed, "t");
     assert_eq!(fresh.produce(1, b"k", &[b"new"]), Response::Produced(1));
+}
+
+#[test]
+fn a_frame_that_stalls_midway_closes_the_connection() {
+    let timeout = Duration::from_secs(1);
+    let broker = Broker::start_with(1, &["--frame-timeout", "1s"]);
+    let mut keeper = Client::startup(broker.framed, "t");
+    let mut slow = Client::startup(broker.framed, "t");
+
+    // Idle between frames for longer than the frame timeout is fine.
+    std::thread::sleep(timeout + Duration::from_millis(500));
+    assert_eq!(slow.produce(1, b"k", &[b"idle"]), Response::Produced(1));
+
+    // A frame sent in pieces, within the deadline, is served.
+    let mut frame = Vec::new();
+    encode_frame_with(&mut frame, OpCode::Produce, 0, 2, |d| {
+        encode_produce_body(None, b"k", [&[7u8; 100][..]], d)
+    });
+    slow.send_raw(&frame[..5]);
+    std::thread::sleep(timeout / 4);
+    slow.send_raw(&frame[5..40]);
+    std::thread::sleep(timeout / 4);
+    slow.send_raw(&frame[40..]);
+    assert_eq!(slow.recv(), Some(Response::Produced(2)));
+
+    // A header and half the body, then nothing.
+    let mut frame = Vec::new();
+    encode_frame_with(&mut frame, OpCode::Produce, 0, 3, |d| {
+        encode_produce_body(None, b"k", [&[7u8; 100][..]], d)
+    });
+    slow.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    slow.send_raw(&frame[..frame.len() / 2]);
+    // The other client is served meanwhile.
+    assert_eq!(keeper.produce(1, b"k", &[b"served"]), Response::Produced(1));
+    match slow.recv() {
+        Some(Response::Error {
+            stream_id: 3,
+            code: 3,
+            message,
+        }) => assert!(message.contains("--frame-timeout"), "{message}"),
+        other => panic!("expected ERROR 3 naming --frame-timeout, got {other:?}"),
+    }
+    assert_eq!(slow.recv(), None, "connection closed");
+    let took = started.elapsed();
+    assert!(
+        took >= timeout - Duration::from_millis(50) && took < Duration::from_secs(8),
+        "closed after {took:?}"
+    );
+    assert_eq!(keeper.produce(2, b"k", &[b"still"]), Response::Produced(2));
 }

@@ -2,15 +2,17 @@
 //! buffer and hands out whole frames; [`Outbox`] collects encoded responses from the tasks
 //! that finish requests (in any order) and one writer task flushes them in batches.
 //!
-//! The outbox counts the bytes of answers not yet sent, so the connection's read loop can
-//! stop reading while they exceed the connection's limit ([`Outbox::over_limit`],
-//! [`Outbox::room`]): a client that does not read its answers cannot make them grow without
-//! bound. The check is O(1) per frame.
+//! Two limits protect the broker from a client that misbehaves: a frame whose first byte has
+//! arrived must be complete within the reader's frame timeout, and the outbox counts the bytes
+//! of answers not yet sent, so the connection's read loop can stop reading while they exceed
+//! the connection's limit ([`Outbox::over_limit`], [`Outbox::room`]). Both checks are O(1)
+//! per frame.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -43,6 +45,11 @@ pub enum ReadError {
         error: WireError,
     },
     Io(io::Error),
+    /// A frame was begun but not completed within the frame timeout (`after`).
+    FrameTimeout {
+        stream_id: u16,
+        after: Duration,
+    },
 }
 
 /// Reads whole frames from a socket. The body of each frame is a slice of the read buffer
@@ -53,20 +60,27 @@ pub struct FrameReader<R> {
     fd: RawFd,
     buf: BytesMut,
     max_body: u32,
+    /// How long a frame may take from its first byte read to its last.
+    frame_timeout: Duration,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub fn new(socket: R, fd: RawFd, max_body: u32) -> Self {
+    pub fn new(socket: R, fd: RawFd, max_body: u32, frame_timeout: Duration) -> Self {
         FrameReader {
             socket,
             fd,
             buf: BytesMut::with_capacity(READ_BUFFER),
             max_body,
+            frame_timeout,
         }
     }
 
-    /// The next frame, or `None` on a clean end of stream between frames.
+    /// The next frame, or `None` on a clean end of stream between frames. Waiting for a frame
+    /// to begin has no limit here (that is the idle timeout's business); once part of one is
+    /// buffered, the rest must arrive within the frame timeout, counted from this call's first
+    /// read for it (time the broker spends not reading is not the client's), else [`ReadError::FrameTimeout`].
     pub async fn read_frame(&mut self) -> Result<Option<(FrameHeader, Bytes)>, ReadError> {
+        let mut deadline: Option<Instant> = None;
         loop {
             let need = match FrameHeader::parse(&self.buf, self.max_body) {
                 Ok(Some(header)) => {
@@ -84,7 +98,25 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     return Err(ReadError::Wire { stream_id, error });
                 }
             };
-            if self.fill(need).await? == 0 {
+            let read = if self.buf.is_empty() {
+                self.fill(need).await?
+            } else {
+                // The timer is only created if the read has to wait: a read the socket can
+                // serve at once completes on its first poll.
+                let now = Instant::now();
+                let deadline = *deadline.get_or_insert(now + self.frame_timeout);
+                let left = deadline.saturating_duration_since(now);
+                match crate::rt::timeout(left, self.fill(need)).await {
+                    Some(read) => read?,
+                    None => {
+                        return Err(ReadError::FrameTimeout {
+                            stream_id: FrameHeader::peek_stream_id(&self.buf),
+                            after: self.frame_timeout,
+                        })
+                    }
+                }
+            };
+            if read == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {

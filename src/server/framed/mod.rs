@@ -87,7 +87,7 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
     let max_in_flight = shard.config.max_in_flight;
     let in_flight = Rc::new(rt::Semaphore::new(max_in_flight));
     let poll_slot = Rc::new(rt::Semaphore::new(1));
-    let mut reader = FrameReader::new(read_half, fd, config.max_frame_size);
+    let mut reader = FrameReader::new(read_half, fd, config.max_frame_size, config.frame_timeout);
     let mut session: Option<Session> = None;
     let stall = config.write_stall_timeout;
     loop {
@@ -156,6 +156,14 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
             Err(ReadError::Wire { stream_id, error }) => {
                 tracing::debug!(?peer, "framing error: closing the connection");
                 outbox.push_error(stream_id, error.code(), &error.to_string());
+                break;
+            }
+            Err(ReadError::FrameTimeout { stream_id, after }) => {
+                let message = format!(
+                    "frame not complete within --frame-timeout {}: closing the connection",
+                    humantime::format_duration(after)
+                );
+                outbox.push_error(stream_id, ErrorCode::Protocol, &message);
                 break;
             }
             Err(ReadError::Io(e)) => {
