@@ -83,6 +83,17 @@ settings! {
     /// PRODUCE frames a framed connection may have awaiting acknowledgement before the broker
     /// stops reading it.
     max_in_flight: u64 as Int<1, 65_536>, "N", default "1024";
+    /// Per framed connection: bytes of answers queued but not yet sent before the broker stops
+    /// reading it (the client is not reading its answers).
+    // Well-behaved clients keep far less queued: --max-in-flight acknowledgements are 13 KiB,
+    // and a poll response is at most --max-poll-bytes (1 MiB), which still fits.
+    max_unsent_answers: usize as Size<{ 1 << 10 }, { 1 << 30 }>, "BYTES", default "1MiB";
+    /// Close a framed connection whose unsent answers stay above --max-unsent-answers for
+    /// this long (also the time a closing connection has to take its last answers).
+    write_stall_timeout: Duration as Dur, "DURATION", default "30s";
+    /// Close a framed connection whose frame, once its first byte has arrived, is not
+    /// complete within this long.
+    frame_timeout: Duration as Dur, "DURATION", default "30s";
     /// Close connections with no request for this long; `off` never closes them.
     idle_timeout: Option<Duration> as Opt<Dur>, "DURATION", default "10m";
     /// How long a graceful shutdown (SIGTERM) waits for connections to finish before exiting.

@@ -1,11 +1,18 @@
 //! The two halves of a framed-TCP connection. [`FrameReader`] owns the read half and its
 //! buffer and hands out whole frames; [`Outbox`] collects encoded responses from the tasks
 //! that finish requests (in any order) and one writer task flushes them in batches.
+//!
+//! Two limits protect the broker from a client that misbehaves: a frame whose first byte has
+//! arrived must be complete within the reader's frame timeout, and the outbox counts the bytes
+//! of answers not yet sent, so the connection's read loop can stop reading while they exceed
+//! the connection's limit ([`Outbox::over_limit`], [`Outbox::room`]). Both checks are O(1)
+//! per frame.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -38,6 +45,11 @@ pub enum ReadError {
         error: WireError,
     },
     Io(io::Error),
+    /// A frame was begun but not completed within the frame timeout (`after`).
+    FrameTimeout {
+        stream_id: u16,
+        after: Duration,
+    },
 }
 
 /// Reads whole frames from a socket. The body of each frame is a slice of the read buffer
@@ -48,20 +60,27 @@ pub struct FrameReader<R> {
     fd: RawFd,
     buf: BytesMut,
     max_body: u32,
+    /// How long a frame may take from its first byte read to its last.
+    frame_timeout: Duration,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub fn new(socket: R, fd: RawFd, max_body: u32) -> Self {
+    pub fn new(socket: R, fd: RawFd, max_body: u32, frame_timeout: Duration) -> Self {
         FrameReader {
             socket,
             fd,
             buf: BytesMut::with_capacity(READ_BUFFER),
             max_body,
+            frame_timeout,
         }
     }
 
-    /// The next frame, or `None` on a clean end of stream between frames.
+    /// The next frame, or `None` on a clean end of stream between frames. Waiting for a frame
+    /// to begin has no limit here (that is the idle timeout's business); once part of one is
+    /// buffered, the rest must arrive within the frame timeout, counted from this call's first
+    /// read for it (time the broker spends not reading is not the client's), else [`ReadError::FrameTimeout`].
     pub async fn read_frame(&mut self) -> Result<Option<(FrameHeader, Bytes)>, ReadError> {
+        let mut deadline: Option<Instant> = None;
         loop {
             let need = match FrameHeader::parse(&self.buf, self.max_body) {
                 Ok(Some(header)) => {
@@ -79,7 +98,25 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     return Err(ReadError::Wire { stream_id, error });
                 }
             };
-            if self.fill(need).await? == 0 {
+            let read = if self.buf.is_empty() {
+                self.fill(need).await?
+            } else {
+                // The timer is only created if the read has to wait: a read the socket can
+                // serve at once completes on its first poll.
+                let now = Instant::now();
+                let deadline = *deadline.get_or_insert(now + self.frame_timeout);
+                let left = deadline.saturating_duration_since(now);
+                match crate::rt::timeout(left, self.fill(need)).await {
+                    Some(read) => read?,
+                    None => {
+                        return Err(ReadError::FrameTimeout {
+                            stream_id: FrameHeader::peek_stream_id(&self.buf),
+                            after: self.frame_timeout,
+                        })
+                    }
+                }
+            };
+            if read == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
@@ -183,6 +220,17 @@ pub struct Outbox {
     permits: RefCell<Vec<StaticPermit>>,
     signal: crate::rt::Semaphore,
     closed: Cell<bool>,
+    /// Bytes of answers queued and not yet written: in `pending`, in `slices`, and in the
+    /// batch the writer is writing. Kept on every push and write, so checks are O(1).
+    unsent: Cell<usize>,
+    /// Above this many unsent bytes the connection's read loop stops reading.
+    limit: usize,
+    /// Signalled when `unsent` drops to `limit` or below (or the writer ends) while the read
+    /// loop waits in [`Outbox::room`].
+    room: crate::rt::Semaphore,
+    wants_room: Cell<bool>,
+    /// The writer task has ended (an error, or closed): nothing more will be sent.
+    writer_done: Cell<bool>,
     /// The client, for logging its protocol errors.
     peer: Option<std::net::SocketAddr>,
     /// Counts every response queued, by result.
@@ -190,10 +238,20 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// An outbox for the client at `peer` that counts its responses in `metrics`.
-    pub fn new(peer: Option<std::net::SocketAddr>, metrics: Rc<ShardMetrics>) -> Self {
+    /// An outbox for the client at `peer` that counts its responses in `metrics`; more than
+    /// `limit` bytes of unsent answers make it [`Outbox::over_limit`].
+    pub fn new(
+        peer: Option<std::net::SocketAddr>,
+        metrics: Rc<ShardMetrics>,
+        limit: usize,
+    ) -> Self {
         Outbox {
             peer,
+            unsent: Cell::new(0),
+            limit,
+            room: crate::rt::Semaphore::new(0),
+            wants_room: Cell::new(false),
+            writer_done: Cell::new(false),
             pending: RefCell::new(Vec::with_capacity(4096)),
             slices: RefCell::new(Vec::new()),
             permits: RefCell::new(Vec::new()),
@@ -211,9 +269,43 @@ impl Outbox {
         }
     }
 
+    /// Whether the answers not yet sent exceed the connection's limit: the read loop then
+    /// stops reading until [`Outbox::room`].
+    pub fn over_limit(&self) -> bool {
+        self.unsent.get() > self.limit
+    }
+
+    /// Bytes of answers queued and not yet written.
+    pub fn unsent(&self) -> usize {
+        self.unsent.get()
+    }
+
+    /// Waits until the unsent answers are within the limit again: `true`, or `false` if the
+    /// writer has ended and they never will be.
+    pub async fn room(&self) -> bool {
+        while self.over_limit() {
+            if self.writer_done.get() {
+                return false;
+            }
+            self.wants_room.set(true);
+            if self.room.acquire(1).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Wakes the read loop waiting in [`Outbox::room`], if it is.
+    fn wake_reader(&self) {
+        if self.wants_room.replace(false) {
+            self.room.signal(1);
+        }
+    }
+
     /// Queues an empty-bodied response (READY, PRODUCE_RESPONSE).
     pub fn push_empty(&self, op: OpCode, stream_id: u16) {
         encode_frame(&mut self.pending.borrow_mut(), op, 0, stream_id, &[]);
+        self.unsent.set(self.unsent.get() + HEADER_LEN);
         self.metrics.frame_ok();
         self.wake();
     }
@@ -223,13 +315,13 @@ impl Outbox {
         if matches!(code, ErrorCode::BadRequest | ErrorCode::Protocol) {
             crate::server::errlog::client_error("framed", self.peer, &message);
         }
-        encode_frame_with(
-            &mut self.pending.borrow_mut(),
-            OpCode::Error,
-            0,
-            stream_id,
-            |dst| encode_error_body(code, message, dst),
-        );
+        let mut pending = self.pending.borrow_mut();
+        let before = pending.len();
+        encode_frame_with(&mut pending, OpCode::Error, 0, stream_id, |dst| {
+            encode_error_body(code, message, dst)
+        });
+        self.unsent.set(self.unsent.get() + pending.len() - before);
+        drop(pending);
         self.metrics.frame_error(code);
         self.wake();
     }
@@ -242,6 +334,8 @@ impl Outbox {
         if !pending.is_empty() {
             slices.push(Bytes::from(std::mem::take(&mut *pending)));
         }
+        let added: usize = parts.iter().map(Bytes::len).sum();
+        self.unsent.set(self.unsent.get() + added);
         slices.extend(parts);
         self.permits.borrow_mut().push(permit);
         drop((slices, pending));
@@ -257,7 +351,14 @@ impl Outbox {
 
     /// The writer task: flushes queued responses until closed. `fd` is `socket`'s descriptor,
     /// for vectored writes.
-    pub async fn write_loop<W: AsyncWrite + Unpin>(
+    pub async fn write_loop<W: AsyncWrite + Unpin>(&self, socket: W, fd: RawFd) -> io::Result<()> {
+        let result = self.write_all_queued(socket, fd).await;
+        self.writer_done.set(true);
+        self.wake_reader();
+        result
+    }
+
+    async fn write_all_queued<W: AsyncWrite + Unpin>(
         &self,
         mut socket: W,
         fd: RawFd,
@@ -267,6 +368,8 @@ impl Outbox {
             if self.signal.acquire(1).await.is_err() {
                 return Ok(());
             }
+            // Everything queued is taken now, so it is all this batch's.
+            let taken = self.unsent.get();
             let mut slices = std::mem::take(&mut *self.slices.borrow_mut());
             let permits = std::mem::take(&mut *self.permits.borrow_mut());
             std::mem::swap(&mut out, &mut self.pending.borrow_mut());
@@ -281,6 +384,10 @@ impl Outbox {
                 out.clear();
             }
             drop(permits);
+            self.unsent.set(self.unsent.get() - taken);
+            if !self.over_limit() {
+                self.wake_reader();
+            }
             if self.closed.get()
                 && self.pending.borrow().is_empty()
                 && self.slices.borrow().is_empty()
@@ -295,6 +402,44 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_outbox_counts_unsent_answers_and_wakes_the_reader_once_they_are_written() {
+        crate::rt::block_on(async {
+            let outbox = Rc::new(Outbox::new(None, Rc::new(ShardMetrics::default()), 100));
+            outbox.push_empty(OpCode::ProduceResponse, 1);
+            assert_eq!(outbox.unsent(), HEADER_LEN);
+            outbox.push_error(2, ErrorCode::NotFound, "no such thing");
+            let one_error = outbox.unsent() - HEADER_LEN;
+            assert_eq!(one_error, outbox.pending.borrow().len() - HEADER_LEN);
+            while !outbox.over_limit() {
+                outbox.push_empty(OpCode::ProduceResponse, 3);
+            }
+            let queued = outbox.pending.borrow().len();
+            assert_eq!(outbox.unsent(), queued);
+            // The reader waits; the writer takes everything and wakes it.
+            let sink = Rc::new(RefCell::new(Vec::new()));
+            let writer = {
+                let (outbox, sink) = (outbox.clone(), sink.clone());
+                crate::rt::spawn(async move {
+                    let mut out = futures_lite::io::Cursor::new(Vec::new());
+                    let r = outbox.write_loop(&mut out, -1).await;
+                    *sink.borrow_mut() = out.into_inner();
+                    r
+                })
+            };
+            assert!(outbox.room().await);
+            assert_eq!(outbox.unsent(), 0);
+            outbox.close();
+            writer.await.unwrap();
+            assert_eq!(sink.borrow().len(), queued);
+            // With the writer gone, a reader over the limit is told so instead of waiting.
+            while !outbox.over_limit() {
+                outbox.push_empty(OpCode::ProduceResponse, 4);
+            }
+            assert!(!outbox.room().await);
+        });
+    }
 
     #[test]
     fn reads_leave_room_for_the_frame_they_stop_inside() {

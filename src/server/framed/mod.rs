@@ -74,7 +74,12 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
     tracing::debug!(?peer, shard = shard.id, "framed connection opened");
     let fd = stream.as_raw_fd();
     let (read_half, write_half) = split(stream);
-    let outbox = Rc::new(Outbox::new(peer, shard.metrics.clone()));
+    let config = &shard.config;
+    let outbox = Rc::new(Outbox::new(
+        peer,
+        shard.metrics.clone(),
+        config.max_unsent_answers,
+    ));
     let writer = {
         let outbox = outbox.clone();
         rt::spawn(async move { outbox.write_loop(write_half, fd).await })
@@ -82,20 +87,57 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
     let max_in_flight = shard.config.max_in_flight;
     let in_flight = Rc::new(rt::Semaphore::new(max_in_flight));
     let poll_slot = Rc::new(rt::Semaphore::new(1));
-    let mut reader = FrameReader::new(read_half, fd, shard.config.max_frame_size);
+    let mut reader = FrameReader::new(read_half, fd, config.max_frame_size, config.frame_timeout);
     let mut session: Option<Session> = None;
+    let stall = config.write_stall_timeout;
     loop {
-        let next = futures_lite::future::or(async { Some(reader.read_frame().await) }, async {
-            shard.lifecycle.stopped().await;
-            None
-        })
+        let next = futures_lite::future::or(
+            async {
+                // Backpressure on answers: a client that does not read them is not read
+                // either, and is dropped if it stays so.
+                if outbox.over_limit() {
+                    match rt::timeout(stall, outbox.room()).await {
+                        Some(true) => {}
+                        Some(false) => return Next::WriterGone,
+                        None => return Next::Stalled,
+                    }
+                }
+                Next::Read(reader.read_frame().await)
+            },
+            async {
+                shard.lifecycle.stopped().await;
+                Next::Stop
+            },
+        )
         .await;
-        let Some(next) = next else {
-            tracing::debug!(
-                ?peer,
-                "shutting down: no more frames read from this connection"
-            );
-            break;
+        let next = match next {
+            Next::Read(next) => next,
+            Next::Stop => {
+                tracing::debug!(
+                    ?peer,
+                    "shutting down: no more frames read from this connection"
+                );
+                break;
+            }
+            Next::WriterGone => {
+                tracing::debug!(?peer, "connection write ended: no more frames read");
+                break;
+            }
+            Next::Stalled => {
+                let unsent = outbox.unsent();
+                super::errlog::client_error(
+                    "framed",
+                    peer,
+                    &format_args!(
+                        "closing the connection: {unsent} bytes of answers unsent for \
+                         --write-stall-timeout {} (the client does not read them; \
+                         --max-unsent-answers {})",
+                        humantime::format_duration(stall),
+                        config.max_unsent_answers
+                    ),
+                );
+                return abort(fd, writer);
+            }
         };
         match next {
             Ok(Some((header, body))) => {
@@ -116,6 +158,14 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
                 outbox.push_error(stream_id, error.code(), &error.to_string());
                 break;
             }
+            Err(ReadError::FrameTimeout { stream_id, after }) => {
+                let message = format!(
+                    "frame not complete within --frame-timeout {}: closing the connection",
+                    humantime::format_duration(after)
+                );
+                outbox.push_error(stream_id, ErrorCode::Protocol, &message);
+                break;
+            }
             Err(ReadError::Io(e)) => {
                 tracing::debug!(?peer, error = %e, "connection read ended");
                 break;
@@ -125,9 +175,18 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
     // Let frames already read finish and have their answers written before closing.
     let _ = in_flight.acquire(max_in_flight).await;
     outbox.close();
-    if let Err(e) = writer.await {
-        tracing::debug!(?peer, error = %e, "connection write ended");
-        return;
+    match rt::timeout(stall, writer).await {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            tracing::debug!(?peer, error = %e, "connection write ended");
+            return;
+        }
+        None => {
+            tracing::debug!(?peer, "last answers not taken within --write-stall-timeout");
+            // SAFETY: shutdown(2) on the socket this task owns; nothing is closed or freed.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            return;
+        }
     }
     // Every answer is written: send FIN, then let the client close first. Closing with its
     // unread frames still queued would make the kernel reset the connection, and a client
@@ -135,6 +194,26 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
     // SAFETY: shutdown(2) on the socket this task owns; nothing is closed or freed.
     unsafe { libc::shutdown(fd, libc::SHUT_WR) };
     let _ = futures_lite::future::or(reader.drain(), rt::sleep(LINGER)).await;
+}
+
+/// What the read loop got next.
+enum Next {
+    Read(Result<Option<(FrameHeader, Bytes)>, ReadError>),
+    /// The broker is shutting down.
+    Stop,
+    /// The unsent answers stayed above the limit for `--write-stall-timeout`.
+    Stalled,
+    /// The writer ended (the client is gone): nothing read could be answered.
+    WriterGone,
+}
+
+/// Drops a connection whose client does not read its answers: its unsent answers are
+/// discarded (the writer task is cancelled) and the socket shut down both ways, so the client
+/// sees a reset. Frames still in flight finish on their own; their answers go nowhere.
+fn abort(fd: std::os::fd::RawFd, writer: rt::Task<std::io::Result<()>>) {
+    // SAFETY: shutdown(2) on the socket this task owns; nothing is closed or freed.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    drop(writer);
 }
 
 /// How long a closing connection waits for the client to close its side.
