@@ -6,6 +6,7 @@
 //! real broker process with `GET /metrics` over HTTP/1.1.
 
 mod common;
+mod grpc_client;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -341,5 +342,80 @@ fn framed_connections_are_spread_evenly_over_the_shards() {
     assert_eq!(
         sum(&s, "shardlog_messages_in_total", &[("topic", "spread")]),
         8.0
+    );
+}
+
+/// REST and gRPC requests count like framed ones: `requests_total` by protocol and type, and
+/// produce and poll latencies in the same histograms.
+#[test]
+fn rest_and_grpc_requests_are_counted_like_framed_ones() {
+    let broker = common::Broker::start(1);
+    let mut http = common::http::HttpClient::connect(broker.http);
+    let scrape = |http: &mut common::http::HttpClient| {
+        parse(&http.request("GET", "/metrics", &[], b"").text())
+    };
+    let ack_count = |s: &_| sum(s, "shardlog_ack_latency_seconds_count", &[]);
+    let poll_count = |s: &_| sum(s, "shardlog_poll_latency_seconds_count", &[]);
+    let before = scrape(&mut http);
+    for i in 0..3 {
+        let r = http.produce(
+            "rest",
+            None,
+            "application/json",
+            format!("{{\"n\":{i}}}").as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(
+        http.register("c1", "g1", &["rest"], "startFromEarliest")
+            .status,
+        200
+    );
+    assert_eq!(http.drain("c1").len(), 3);
+    assert!(http.commit("c1").status < 300);
+    let after_rest = scrape(&mut http);
+    let http_requests = |s: &_, t: &str| {
+        sum(
+            s,
+            "shardlog_requests_total",
+            &[("protocol", "http"), ("type", t)],
+        )
+    };
+    assert_eq!(http_requests(&after_rest, "produce"), 3.0);
+    assert_eq!(http_requests(&after_rest, "register"), 1.0);
+    assert!(http_requests(&after_rest, "poll") >= 1.0);
+    assert_eq!(http_requests(&after_rest, "commit"), 1.0);
+    assert_eq!(ack_count(&after_rest) - ack_count(&before), 3.0);
+    assert!(poll_count(&after_rest) - poll_count(&before) >= 1.0);
+
+    grpc_client::runtime().block_on(async {
+        let mut c = grpc_client::Client::new(grpc_client::connect(broker.http).await);
+        for call in 0..2 {
+            let values = (0..10)
+                .map(|i| format!("v{call}-{i}").into_bytes())
+                .collect();
+            c.produce(&[("topic", "grpc")], values).await.unwrap();
+        }
+    });
+    let after_grpc = scrape(&mut http);
+    let grpc_produce = sum(
+        &after_grpc,
+        "shardlog_requests_total",
+        &[("protocol", "grpc"), ("type", "produce")],
+    );
+    // A call's values that arrive together are one frame: at least one per call.
+    assert!(grpc_produce >= 2.0, "{grpc_produce}");
+    assert_eq!(
+        ack_count(&after_grpc) - ack_count(&after_rest),
+        grpc_produce,
+        "one acknowledgement timed per gRPC frame"
+    );
+    assert_eq!(
+        sum(
+            &after_grpc,
+            "shardlog_requests_total",
+            &[("protocol", "framed")]
+        ),
+        0.0
     );
 }

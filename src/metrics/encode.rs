@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 
 use crate::stats::histogram::HistogramSnapshot;
 use crate::stats::snapshot::{MetricsSnapshot, ShardSnapshot, TopicSnapshot};
-use crate::stats::{frame_result_name, RequestType};
+use crate::stats::{frame_result_name, Protocol, RequestType};
 
 /// The content type of [`encode`]'s output on HTTP.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -253,12 +253,12 @@ const HISTOGRAMS: &[(&str, &str, HistField)] = &[
     ),
     (
         "shardlog_ack_latency_seconds",
-        "Framed PRODUCE: from the frame read to its answer queued (durable or failed).",
+        "Produce (framed PRODUCE, REST produce, gRPC frame of values): from the request read to its answer (durable or failed).",
         |s| &s.ack,
     ),
     (
         "shardlog_poll_latency_seconds",
-        "Framed POLL: from the frame read to its response queued (long-poll waits included).",
+        "Poll (framed POLL, REST poll): from the request read to its response (long-poll waits included).",
         |s| &s.poll,
     ),
 ];
@@ -284,11 +284,13 @@ impl Collector for SnapshotCollector {
             "shardlog_requests",
             "Requests received, by protocol and type.",
             shards.iter().flat_map(|s| {
-                RequestType::ALL.iter().map(move |t| {
-                    let mut l = shard_label(s);
-                    l.push(("protocol", "framed".to_string()));
-                    l.push(("type", t.name().to_string()));
-                    (l, s.requests[*t as usize])
+                Protocol::ALL.iter().flat_map(move |p| {
+                    RequestType::ALL.iter().map(move |t| {
+                        let mut l = shard_label(s);
+                        l.push(("protocol", p.name().to_string()));
+                        l.push(("type", t.name().to_string()));
+                        (l, s.requests[*p as usize][*t as usize])
+                    })
                 })
             }),
         )?;

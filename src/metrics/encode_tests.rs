@@ -154,7 +154,7 @@ fn values_and_labels_round_trip() {
     assert_eq!(value(&s, "shardlog_frames_total", &bad), 1.0);
     let produce = [("shard", "0"), ("protocol", "framed"), ("type", "produce")];
     assert_eq!(value(&s, "shardlog_requests_total", &produce), 1.0);
-    let commit = [("shard", "0"), ("type", "commit")];
+    let commit = [("shard", "0"), ("protocol", "framed"), ("type", "commit")];
     assert_eq!(value(&s, "shardlog_requests_total", &commit), 0.0);
     assert_eq!(
         value(

@@ -93,6 +93,32 @@ pub fn frame_result_name(i: usize) -> &'static str {
     }
 }
 
+/// The transport a request came by (the `protocol` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Framed,
+    /// REST, over HTTP/1.1 or HTTP/2.
+    Http,
+    Grpc,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Framed, Protocol::Http, Protocol::Grpc];
+
+    /// The `protocol` label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Framed => "framed",
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
+/// Requests counted per protocol (in [`Protocol::ALL`] order), per type (in
+/// [`RequestType::ALL`] order).
+pub type RequestCounts = [[u64; RequestType::ALL.len()]; Protocol::ALL.len()];
+
 /// Counts a server's open connections on a shard when called (at scrape time).
 pub type OpenConnections = Rc<dyn Fn() -> usize>;
 
@@ -101,15 +127,16 @@ pub type OpenConnections = Rc<dyn Fn() -> usize>;
 pub struct ShardMetrics {
     /// Framed responses by result (see [`FRAME_RESULTS`]).
     frames: [Cell<u64>; FRAME_RESULTS],
-    /// Framed requests by [`RequestType`] (in [`RequestType::ALL`] order).
-    requests: [Cell<u64>; RequestType::ALL.len()],
+    /// Requests by [`Protocol`] and [`RequestType`].
+    requests: [[Cell<u64>; RequestType::ALL.len()]; Protocol::ALL.len()],
     /// Writing one chunk (the O_DIRECT write), per chunk.
     pub chunk_write: Histogram,
     /// `fdatasync` after a chunk write (durability `fsync` only), per chunk.
     pub fsync: Histogram,
-    /// PRODUCE frame read to its PRODUCE_RESPONSE (or ERROR) queued, per frame.
+    /// A produce request (framed PRODUCE frame, REST request, gRPC frame of values) read to
+    /// its acknowledgement (or error) answered, per request.
     pub ack: Histogram,
-    /// POLL frame read to its response queued, per poll.
+    /// A poll (framed POLL, REST poll) read to its response queued, per poll.
     pub poll: Histogram,
     /// Each server's open-connection count on this shard, read at scrape time.
     servers: RefCell<Vec<(&'static str, OpenConnections)>>,
@@ -128,10 +155,10 @@ impl ShardMetrics {
         add(&self.frames[1 + code as usize], 1);
     }
 
-    /// A framed request.
+    /// A request of type `t` by `protocol`.
     #[inline]
-    pub fn request(&self, t: RequestType) {
-        add(&self.requests[t as usize], 1);
+    pub fn request(&self, protocol: Protocol, t: RequestType) {
+        add(&self.requests[protocol as usize][t as usize], 1);
     }
 
     /// Lets scrapes report a server's open connections on this shard, as `open()` counts
@@ -153,8 +180,8 @@ impl ShardMetrics {
         std::array::from_fn(|i| self.frames[i].get())
     }
 
-    pub(crate) fn requests(&self) -> [u64; RequestType::ALL.len()] {
-        std::array::from_fn(|i| self.requests[i].get())
+    pub(crate) fn requests(&self) -> RequestCounts {
+        std::array::from_fn(|p| std::array::from_fn(|t| self.requests[p][t].get()))
     }
 }
 
@@ -278,12 +305,18 @@ mod tests {
         let m = ShardMetrics::default();
         m.frame_ok();
         m.frame_error(ErrorCode::UnknownConsumer);
-        m.request(RequestType::Goodbye);
+        m.request(Protocol::Framed, RequestType::Goodbye);
+        m.request(Protocol::Grpc, RequestType::Produce);
         assert_eq!(m.frames()[0], 1);
         assert_eq!(m.frames()[8], 1);
-        assert_eq!(m.requests()[6], 1);
+        assert_eq!(m.requests()[0][6], 1);
+        assert_eq!(m.requests()[2][0], 1);
+        assert_eq!(m.requests().iter().flatten().sum::<u64>(), 2);
         for (i, t) in RequestType::ALL.iter().enumerate() {
             assert_eq!(*t as usize, i);
+        }
+        for (i, p) in Protocol::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i);
         }
     }
 

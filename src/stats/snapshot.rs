@@ -2,7 +2,7 @@
 //! one [`MetricsSnapshot`].
 
 use super::histogram::HistogramSnapshot;
-use super::{RequestType, FRAME_RESULTS};
+use super::{Protocol, RequestCounts, RequestType, FRAME_RESULTS};
 
 /// Everything a scrape reports.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -19,8 +19,8 @@ pub struct ShardSnapshot {
     pub shard: usize,
     /// Framed responses by result (slot 0 `ok`, slot `1 + code` ERROR with that code).
     pub frames: [u64; FRAME_RESULTS],
-    /// Framed requests in [`RequestType::ALL`] order.
-    pub requests: [u64; RequestType::ALL.len()],
+    /// Requests by protocol and type (see [`RequestCounts`]).
+    pub requests: RequestCounts,
     pub chunk_write: HistogramSnapshot,
     pub fsync: HistogramSnapshot,
     pub ack: HistogramSnapshot,
@@ -145,9 +145,12 @@ impl MetricsSnapshot {
         t
     }
 
-    /// Framed requests of type `t` summed over every shard.
-    pub fn requests_total(&self, t: RequestType) -> u64 {
-        self.shards.iter().map(|s| s.requests[t as usize]).sum()
+    /// Requests of type `t` by `protocol`, summed over every shard.
+    pub fn requests_total(&self, protocol: Protocol, t: RequestType) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.requests[protocol as usize][t as usize])
+            .sum()
     }
 
     /// Framed responses with result slot `i` summed over every shard.
@@ -179,8 +182,8 @@ pub(crate) mod tests {
         m.frame_ok();
         m.frame_ok();
         m.frame_error(crate::wire::ErrorCode::BadRequest);
-        m.request(RequestType::Produce);
-        m.request(RequestType::Startup);
+        m.request(Protocol::Framed, RequestType::Produce);
+        m.request(Protocol::Framed, RequestType::Startup);
         m.ack.record_us(120);
         m.chunk_write.record_us(900);
         m.fsync.record_us(2_000);
@@ -241,7 +244,11 @@ pub(crate) mod tests {
         assert_eq!((a.segments, a.disk_bytes, a.partitions_owned), (2, 8192, 4));
         assert_eq!(all.topic_total("b").messages_in, 1);
         assert_eq!(all.topic_total("none").messages_in, 0);
-        assert_eq!(all.requests_total(RequestType::Produce), 3);
+        assert_eq!(
+            all.requests_total(Protocol::Framed, RequestType::Produce),
+            3
+        );
+        assert_eq!(all.requests_total(Protocol::Http, RequestType::Produce), 0);
         assert_eq!(all.frames_total(0), 6);
         let ack = all.histogram_total(|s| &s.ack);
         assert_eq!((ack.count(), ack.sum_us), (3, 360));

@@ -25,7 +25,7 @@ use futures_lite::io::split;
 
 use crate::rt::{self, TcpListener, TcpStream};
 use crate::shard::{Shard, TopicState};
-use crate::stats::RequestType;
+use crate::stats::{Protocol, RequestType};
 use crate::wire::error::encode_error_body;
 use crate::wire::frame::encode_frame_with;
 use crate::wire::startup::StartupBody;
@@ -240,7 +240,7 @@ async fn handle_frame(
         Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
     };
     if let Some(t) = RequestType::of(op) {
-        shard.metrics.request(t);
+        shard.metrics.request(Protocol::Framed, t);
     }
     match op {
         OpCode::Startup => match StartupBody::decode(&body) {

@@ -6,11 +6,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use crate::shard::Shard;
+use crate::stats::{Protocol, RequestType};
 
 use super::message::{Body, HttpRequest, HttpResponse};
 
@@ -23,6 +25,9 @@ pub struct Route {
     pub method: Method,
     pub pattern: &'static str,
     pub handler: Handler,
+    /// What the request counts as in the metrics (`requests_total{protocol="http"}`; a
+    /// produce is also timed in `ack_latency_seconds`, a poll in `poll_latency_seconds`).
+    pub counts_as: Option<RequestType>,
 }
 
 /// Every plain-HTTP route of the port. The consumer and REST-produce endpoints go here.
@@ -33,6 +38,11 @@ pub fn routes() -> &'static [Route] {
             method,
             pattern,
             handler,
+            counts_as: None,
+        };
+        let counted = |t: RequestType, method, pattern, handler| Route {
+            counts_as: Some(t),
+            ..route(method, pattern, handler)
         };
         vec![
             route(Method::GET, "/status", |shard, _req| {
@@ -42,25 +52,43 @@ pub fn routes() -> &'static [Route] {
                 Box::pin(async move { metrics(&shard, &req).await })
             }),
             // PolarStreams' consumer API (it also takes POST for register, for old clients).
-            route(Method::PUT, "/v1/consumer/register", |shard, req| {
-                Box::pin(consumer::register(shard, req))
-            }),
-            route(Method::POST, "/v1/consumer/register", |shard, req| {
-                Box::pin(consumer::register(shard, req))
-            }),
-            route(Method::POST, "/v1/consumer/poll", |shard, req| {
-                Box::pin(consumer::poll(shard, req))
-            }),
-            route(Method::POST, "/v1/consumer/commit", |shard, req| {
-                Box::pin(consumer::commit(shard, req))
-            }),
-            route(Method::POST, "/v1/consumer/goodbye", |shard, req| {
-                Box::pin(consumer::goodbye(shard, req))
-            }),
+            counted(
+                RequestType::Register,
+                Method::PUT,
+                "/v1/consumer/register",
+                |shard, req| Box::pin(consumer::register(shard, req)),
+            ),
+            counted(
+                RequestType::Register,
+                Method::POST,
+                "/v1/consumer/register",
+                |shard, req| Box::pin(consumer::register(shard, req)),
+            ),
+            counted(
+                RequestType::Poll,
+                Method::POST,
+                "/v1/consumer/poll",
+                |shard, req| Box::pin(consumer::poll(shard, req)),
+            ),
+            counted(
+                RequestType::Commit,
+                Method::POST,
+                "/v1/consumer/commit",
+                |shard, req| Box::pin(consumer::commit(shard, req)),
+            ),
+            counted(
+                RequestType::Goodbye,
+                Method::POST,
+                "/v1/consumer/goodbye",
+                |shard, req| Box::pin(consumer::goodbye(shard, req)),
+            ),
             // PolarStreams' producer API.
-            route(Method::POST, "/v1/topic/{topic}/messages", |shard, req| {
-                Box::pin(produce::produce(shard, req))
-            }),
+            counted(
+                RequestType::Produce,
+                Method::POST,
+                "/v1/topic/{topic}/messages",
+                |shard, req| Box::pin(produce::produce(shard, req)),
+            ),
         ]
     });
     &ROUTES
@@ -131,7 +159,19 @@ pub async fn route(shard: Rc<Shard>, mut req: HttpRequest) -> HttpResponse {
         };
         if r.method == req.method {
             req.params = params;
-            return (r.handler)(shard, req).await;
+            let Some(t) = r.counts_as else {
+                return (r.handler)(shard, req).await;
+            };
+            let metrics = shard.metrics.clone();
+            metrics.request(Protocol::Http, t);
+            let started = Instant::now();
+            let response = (r.handler)(shard, req).await;
+            match t {
+                RequestType::Produce => metrics.ack.record(started.elapsed()),
+                RequestType::Poll => metrics.poll.record(started.elapsed()),
+                _ => {}
+            }
+            return response;
         }
         allowed.push(r.method.as_str());
     }

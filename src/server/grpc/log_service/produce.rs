@@ -1,13 +1,16 @@
 //! `Produce`: the streamed values become framed-format PRODUCE frames, submitted in order.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use bytes::Bytes;
 use prost::Message;
 
 use crate::proto::log::{ProduceRequest, ProduceResponse};
-use crate::rt::StaticPermit;
-use crate::shard::{PendingAck, Shard};
+use crate::rt::{self, StaticPermit};
+use crate::shard::msg::ProduceAck;
+use crate::shard::{ProduceError, Shard};
+use crate::stats::{Protocol, RequestType};
 
 use super::super::call::{Requests, Responder};
 use super::super::status::Status;
@@ -19,8 +22,10 @@ use super::{target, Target};
 const MAX_FRAMES_IN_FLIGHT: usize = 16;
 
 /// A submitted frame and the share of the shard's buffer budget it holds until acknowledged.
+/// Its acknowledgement is awaited by a task of its own, which times it as the moment it comes
+/// (`ack_latency_seconds`, as for a framed PRODUCE), however late the call looks at it.
 struct InFlight {
-    ack: PendingAck,
+    ack: rt::Task<Result<ProduceAck, ProduceError>>,
     _budget: StaticPermit,
 }
 
@@ -64,13 +69,13 @@ pub async fn produce(
         }
         if in_flight.len() >= MAX_FRAMES_IN_FLIGHT {
             if let Some(f) = in_flight.pop_front() {
-                f.ack.wait().await?;
+                f.ack.await?;
             }
         }
         in_flight.push_back(submit(shard, &target, &values, size).await?);
     }
     while let Some(f) = in_flight.pop_front() {
-        f.ack.wait().await?;
+        f.ack.await?;
     }
     responder.send(&ProduceResponse {}).await
 }
@@ -89,6 +94,8 @@ async fn submit(
     size: usize,
 ) -> Result<InFlight, Status> {
     let key = &target.key[..];
+    let started = Instant::now();
+    shard.metrics.request(Protocol::Grpc, RequestType::Produce);
     let (ack, budget) = shard
         .submit_messages(
             &target.topic,
@@ -99,6 +106,12 @@ async fn submit(
             1 + key.len() + size,
         )
         .await?;
+    let metrics = shard.metrics.clone();
+    let ack = rt::spawn(async move {
+        let acked = ack.wait().await;
+        metrics.ack.record(started.elapsed());
+        acked
+    });
     Ok(InFlight {
         ack,
         _budget: budget,
