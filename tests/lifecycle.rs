@@ -330,3 +330,47 @@ fn sigterm_answers_pending_long_polls_at_once() {
         );
     }
 }
+
+/// Item 20, the consumer with no partitions assigned (its poll sleeps rather than reads): it is
+/// answered at SIGTERM too, like the one that waits on a read.
+#[test]
+fn sigterm_answers_a_long_poll_with_nothing_assigned_at_once() {
+    use common::http::HttpClient;
+
+    let mut broker =
+        Broker::start_with(1, &["--shutdown-timeout", "60s", "--ranges-per-shard", "1"]);
+    // One partition, two consumers: one of them gets nothing.
+    let mut polls = Vec::new();
+    for id in ["a", "b"] {
+        let mut c = HttpClient::connect(broker.http);
+        assert_eq!(
+            c.register(id, "g", &["one"], "startFromEarliest").status,
+            200
+        );
+        polls.push(c);
+    }
+    let polls: Vec<_> = polls
+        .into_iter()
+        .zip(["a", "b"])
+        .map(|(mut c, id)| {
+            thread::spawn(move || {
+                let r = c.poll_raw(id, Some(30_000), None);
+                (r.status, Instant::now())
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(1));
+
+    let t = Instant::now();
+    let status = broker.terminate(Duration::from_secs(20));
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    for p in polls {
+        let (status, at) = p.join().unwrap();
+        assert_eq!(status, 204, "an empty answer");
+        let after = at.saturating_duration_since(t);
+        assert!(
+            after < Duration::from_secs(20),
+            "answered {after:?} after SIGTERM"
+        );
+    }
+}
