@@ -74,8 +74,8 @@ impl Shard {
     }
 }
 
-/// Serves a read on the owning shard. A waiting read stops waiting when `lifecycle` (the owning
-/// shard's) is stopping, and answers with what there is (usually nothing).
+/// Serves a read on the owning shard. A read waiting when `lifecycle` (the owning shard's) flips
+/// to stopping stops waiting and answers with what there is (usually nothing).
 pub(super) async fn read_local(
     writer: &Rc<PartitionWriter>,
     budget: &Rc<ReadAheadBudget>,
@@ -86,6 +86,17 @@ pub(super) async fn read_local(
 ) -> Result<ReadResult, ReadError> {
     let log = writer.open().await.map_err(ReadError::Storage)?;
     let deadline = wait.map(|w| Instant::now() + w);
+    // Only a wait that began while serving ends at the stop: a read that starts while stopping
+    // waits as asked, so a caller that reads in a loop (a gRPC tail) cannot spin on instant
+    // empty answers; its own shutdown handling ends it.
+    let ends_at_stop = !lifecycle.is_stopping();
+    let stopped = || async move {
+        if ends_at_stop {
+            lifecycle.stopped().await
+        } else {
+            future::pending().await
+        }
+    };
     loop {
         // Take the notification before checking, so an append in between is not missed.
         let appended = writer.appended.notified();
@@ -114,7 +125,7 @@ pub(super) async fn read_local(
         }
         let remaining = deadline
             .and_then(|d| d.checked_duration_since(Instant::now()))
-            .filter(|_| !lifecycle.is_stopping());
+            .filter(|_| !(ends_at_stop && lifecycle.is_stopping()));
         let Some(remaining) = remaining.filter(|r| !r.is_zero()) else {
             return Ok(ReadResult {
                 chunks: Vec::new(),
@@ -122,10 +133,6 @@ pub(super) async fn read_local(
                 end_offset,
             });
         };
-        future::or(
-            appended,
-            future::or(rt::sleep(remaining), lifecycle.stopped()),
-        )
-        .await;
+        future::or(appended, future::or(rt::sleep(remaining), stopped())).await;
     }
 }
