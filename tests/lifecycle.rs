@@ -271,3 +271,106 @@ fn nearly_full_disk_refuses_writes_retryably_and_recovers() {
     assert!(bodies.contains(&b"before".to_vec()));
     assert!(bodies.contains(&b"after".to_vec()));
 }
+
+/// Issue 13 item 20: SIGTERM answers pending long polls at once (framed POLL with a wait and
+/// REST `maxWaitMs`), empty, instead of holding them until their own wait or the shutdown
+/// timeout; the broker then exits well before `--shutdown-timeout`.
+#[test]
+fn sigterm_answers_pending_long_polls_at_once() {
+    use common::consumer::ConsumerClient;
+    use common::http::HttpClient;
+    use shardlog::wire::consumer::StartPolicy;
+
+    let mut broker = Broker::start_with(2, &["--shutdown-timeout", "60s"]);
+    let mut framed = ConsumerClient::connect(broker.framed);
+    framed
+        .register("f1", "gf", &["empty"], StartPolicy::Earliest)
+        .unwrap();
+    let mut rest = HttpClient::connect(broker.http);
+    assert_eq!(
+        rest.register("r1", "gr", &["empty"], "startFromEarliest")
+            .status,
+        200
+    );
+
+    // Both wait up to 30 s on an empty topic (partitions on both shards, so local and remote
+    // reads wait).
+    let framed_poll = thread::spawn(move || {
+        let r = framed.poll_raw("f1", Some(30_000));
+        (r, Instant::now())
+    });
+    // One after the other: two first reads of a never-opened partition racing each other can
+    // both try to create its first segment (a separate bug, not this test's subject).
+    thread::sleep(Duration::from_secs(1));
+    let rest_poll = thread::spawn(move || {
+        let r = rest.poll_raw("r1", Some(30_000), None);
+        (r.status, Instant::now())
+    });
+    // Let both polls reach their wait.
+    thread::sleep(Duration::from_secs(1));
+
+    let t = Instant::now();
+    let status = broker.terminate(Duration::from_secs(20));
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    eprintln!("shutdown with pending long polls took {:?}", t.elapsed());
+
+    let (framed_answer, framed_at) = framed_poll.join().unwrap();
+    let body = framed_answer.expect("a POLL_RESPONSE, not an error");
+    assert!(
+        common::consumer::decode_items(&body).is_empty(),
+        "an empty answer"
+    );
+    let (rest_status, rest_at) = rest_poll.join().unwrap();
+    assert_eq!(rest_status, 204, "an empty REST answer");
+    for at in [framed_at, rest_at] {
+        let after = at.saturating_duration_since(t);
+        assert!(
+            after < Duration::from_secs(20),
+            "answered {after:?} after SIGTERM"
+        );
+    }
+}
+
+/// Item 20, the consumer with no partitions assigned (its poll sleeps rather than reads): it is
+/// answered at SIGTERM too, like the one that waits on a read.
+#[test]
+fn sigterm_answers_a_long_poll_with_nothing_assigned_at_once() {
+    use common::http::HttpClient;
+
+    let mut broker =
+        Broker::start_with(1, &["--shutdown-timeout", "60s", "--ranges-per-shard", "1"]);
+    // One partition, two consumers: one of them gets nothing.
+    let mut polls = Vec::new();
+    for id in ["a", "b"] {
+        let mut c = HttpClient::connect(broker.http);
+        assert_eq!(
+            c.register(id, "g", &["one"], "startFromEarliest").status,
+            200
+        );
+        polls.push(c);
+    }
+    let polls: Vec<_> = polls
+        .into_iter()
+        .zip(["a", "b"])
+        .map(|(mut c, id)| {
+            thread::spawn(move || {
+                let r = c.poll_raw(id, Some(30_000), None);
+                (r.status, Instant::now())
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(1));
+
+    let t = Instant::now();
+    let status = broker.terminate(Duration::from_secs(20));
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    for p in polls {
+        let (status, at) = p.join().unwrap();
+        assert_eq!(status, 204, "an empty answer");
+        let after = at.saturating_duration_since(t);
+        assert!(
+            after < Duration::from_secs(20),
+            "answered {after:?} after SIGTERM"
+        );
+    }
+}

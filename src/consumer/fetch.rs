@@ -1,6 +1,7 @@
 //! The data half of a poll, on the shard serving the client: read every planned partition
 //! from its owning shard in parallel, wait for new data if asked (long poll), and assemble the
-//! response from the chunks exactly as stored.
+//! response from the chunks exactly as stored. A long poll ends early, with what it has, when
+//! the serving shard stops (graceful shutdown).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -37,8 +38,9 @@ pub async fn fetch(
 ) -> Result<(PollResponse, Vec<(PartitionKey, i64)>), ConsumerError> {
     if targets.is_empty() {
         if let Some(w) = wait {
-            // Nothing assigned: wait anyway, so a long-polling client does not spin.
-            rt::sleep(w).await;
+            // Nothing assigned: wait anyway, so a long-polling client does not spin (but not
+            // past the start of a graceful shutdown).
+            futures_lite::future::or(rt::sleep(w), shard.lifecycle.stopped()).await;
         }
         return Ok((PollAssembler::new(max_bytes).finish(), Vec::new()));
     }
@@ -59,14 +61,15 @@ pub async fn fetch(
         return Err(e);
     }
     let nothing = fetched.iter().all(|f| f.result.chunks.is_empty());
-    if let Some(w) = wait.filter(|w| nothing && !w.is_zero()) {
+    if let Some(w) = wait.filter(|w| nothing && !w.is_zero() && !shard.lifecycle.is_stopping()) {
         long_poll(shard, &mut fetched, per_partition, w).await;
     }
     Ok(assemble(&fetched, max_bytes))
 }
 
 /// Waits up to `wait` for any partition to get data past where it was read; fills in the
-/// reads that found some.
+/// reads that found some. Stops waiting when the serving shard stops (the reads themselves also
+/// end when their owning shards stop); the reads still empty then stay as they were.
 async fn long_poll(shard: &Rc<Shard>, fetched: &mut [Fetched], max_bytes: usize, wait: Duration) {
     let mut waits: FuturesUnordered<_> = fetched
         .iter()
@@ -79,18 +82,21 @@ async fn long_poll(shard: &Rc<Shard>, fetched: &mut [Fetched], max_bytes: usize,
         })
         .collect();
     let mut got = Vec::new();
-    while let Some((i, r)) = waits.next().await {
-        if let Ok(r) = r.filter_data() {
-            got.push((i, r));
-            // Take whatever else is ready right now, then answer.
-            while let Some(Some((i, r))) = futures_lite::future::poll_once(waits.next()).await {
-                if let Ok(r) = r.filter_data() {
-                    got.push((i, r));
+    let collect = async {
+        while let Some((i, r)) = waits.next().await {
+            if let Ok(r) = r.filter_data() {
+                got.push((i, r));
+                // Take whatever else is ready right now, then answer.
+                while let Some(Some((i, r))) = futures_lite::future::poll_once(waits.next()).await {
+                    if let Ok(r) = r.filter_data() {
+                        got.push((i, r));
+                    }
                 }
+                break;
             }
-            break;
         }
-    }
+    };
+    futures_lite::future::or(collect, shard.lifecycle.stopped()).await;
     drop(waits);
     for (i, r) in got {
         fetched[i].result = r;

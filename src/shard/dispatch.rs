@@ -51,10 +51,20 @@ fn handle(shard: &Rc<Shard>, msg: ShardMsg) {
         } => {
             let state = shard.install_topic(&topic, layout);
             let writer = state.writer(partition, shard.id).cloned();
-            let budget = shard.read_ahead.clone();
+            let shard = shard.clone();
             rt::spawn_detached(async move {
                 let result = match writer {
-                    Ok(w) => read_local(&w, &budget, offset, max_bytes, wait).await,
+                    Ok(w) => {
+                        read_local(
+                            &w,
+                            &shard.read_ahead,
+                            &shard.lifecycle,
+                            offset,
+                            max_bytes,
+                            wait,
+                        )
+                        .await
+                    }
                     Err(e) => Err(e.into()),
                 };
                 let _ = reply.send(result);

@@ -11,6 +11,7 @@ use crate::rt;
 use crate::storage::StoredChunk;
 
 use super::error::{ReadError, RouteError};
+use super::lifecycle::Lifecycle;
 use super::msg::{ReadResult, ShardMsg};
 use super::readahead::ReadAheadBudget;
 use super::writer::PartitionWriter;
@@ -19,7 +20,8 @@ use super::{Shard, TopicState};
 impl Shard {
     /// Reads partition `j` of `topic` from `offset`, at most about `max_bytes` of chunks (at
     /// least one chunk when any is there). With `wait`, a read at the end waits up to that long
-    /// for new data; an offset past the end also waits.
+    /// for new data; an offset past the end also waits. The wait ends early, with what there is,
+    /// when the owning shard stops (graceful shutdown).
     pub async fn read(
         &self,
         topic: &TopicState,
@@ -38,7 +40,15 @@ impl Shard {
         let owner = topic.layout.owner(j, self.shards);
         if owner == self.id {
             let writer = topic.writer(j, self.id)?;
-            return read_local(writer, &self.read_ahead, offset, max_bytes, wait).await;
+            return read_local(
+                writer,
+                &self.read_ahead,
+                &self.lifecycle,
+                offset,
+                max_bytes,
+                wait,
+            )
+            .await;
         }
         let (tx, rx) = oneshot::channel();
         let msg = ShardMsg::Read {
@@ -64,16 +74,29 @@ impl Shard {
     }
 }
 
-/// Serves a read on the owning shard.
+/// Serves a read on the owning shard. A read waiting when `lifecycle` (the owning shard's) flips
+/// to stopping stops waiting and answers with what there is (usually nothing).
 pub(super) async fn read_local(
     writer: &Rc<PartitionWriter>,
     budget: &Rc<ReadAheadBudget>,
+    lifecycle: &Lifecycle,
     offset: i64,
     max_bytes: usize,
     wait: Option<Duration>,
 ) -> Result<ReadResult, ReadError> {
     let log = writer.open().await.map_err(ReadError::Storage)?;
     let deadline = wait.map(|w| Instant::now() + w);
+    // Only a wait that began while serving ends at the stop: a read that starts while stopping
+    // waits as asked, so a caller that reads in a loop (a gRPC tail) cannot spin on instant
+    // empty answers; its own shutdown handling ends it.
+    let ends_at_stop = !lifecycle.is_stopping();
+    let stopped = || async move {
+        if ends_at_stop {
+            lifecycle.stopped().await
+        } else {
+            future::pending().await
+        }
+    };
     loop {
         // Take the notification before checking, so an append in between is not missed.
         let appended = writer.appended.notified();
@@ -100,7 +123,9 @@ pub(super) async fn read_local(
                 end_offset,
             });
         }
-        let remaining = deadline.and_then(|d| d.checked_duration_since(Instant::now()));
+        let remaining = deadline
+            .and_then(|d| d.checked_duration_since(Instant::now()))
+            .filter(|_| !(ends_at_stop && lifecycle.is_stopping()));
         let Some(remaining) = remaining.filter(|r| !r.is_zero()) else {
             return Ok(ReadResult {
                 chunks: Vec::new(),
@@ -108,6 +133,6 @@ pub(super) async fn read_local(
                 end_offset,
             });
         };
-        future::or(appended, rt::sleep(remaining)).await;
+        future::or(appended, future::or(rt::sleep(remaining), stopped())).await;
     }
 }
