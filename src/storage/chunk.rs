@@ -496,9 +496,14 @@ pub fn decode_chunk_records(payload: &[u8]) -> Result<Vec<u8>, ChunkError> {
 
 /// Fully verifies a chunk's payload against its header: decompresses it (checksum verified)
 /// and checks that it holds exactly `record_count` well-formed records. Returns the newest
-/// record timestamp.
-pub fn verify_chunk(header: &ChunkHeader, payload: &[u8]) -> Result<i64, ChunkError> {
-    let limit = max_decoded_len(Some(header.record_count), MAX_FRAME_LIMIT);
+/// record timestamp. `max_frame` is the broker's largest frame: a payload that decompresses to
+/// more than [`max_decoded_len`] allows is refused with [`ChunkError::TooLarge`].
+pub fn verify_chunk(
+    header: &ChunkHeader,
+    payload: &[u8],
+    max_frame: usize,
+) -> Result<i64, ChunkError> {
+    let limit = max_decoded_len(Some(header.record_count), max_frame);
     let records = decode_payload(payload, limit)?;
     let mut n = 0u32;
     let mut newest = i64::MIN;

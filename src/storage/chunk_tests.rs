@@ -93,7 +93,10 @@ fn encode_pads_with_0x80_and_decodes_back() {
     assert!(out[end..padded].iter().all(|&b| b == FLAG_ALIGNMENT));
     let payload = &out[HEADER_LEN..end];
     assert_eq!(decode_chunk_records(payload).unwrap(), batch.contiguous());
-    assert_eq!(verify_chunk(&h, payload).unwrap(), 1_700_000_000_000_049);
+    assert_eq!(
+        verify_chunk(&h, payload, MAX_FRAME_LIMIT).unwrap(),
+        1_700_000_000_000_049
+    );
     let records = decode_chunk_records(payload).unwrap();
     let recs: Vec<Record> = RecordIter::new(&records).map(|r| r.unwrap()).collect();
     assert_eq!(recs.len(), 50);
@@ -119,7 +122,7 @@ fn encoder_is_reused_for_many_chunks_of_all_sizes() {
         let (h, _) = enc.encode(round as i64 * 1000, &batch, &mut out).unwrap();
         let payload = &out[HEADER_LEN..h.unpadded_len() as usize];
         assert_eq!(decode_chunk_records(payload).unwrap(), batch.contiguous());
-        verify_chunk(&h, payload).unwrap();
+        verify_chunk(&h, payload, MAX_FRAME_LIMIT).unwrap();
     }
 }
 
@@ -135,11 +138,14 @@ fn bad_payloads_are_refused() {
     for i in 0..payload.len() {
         let mut bad = payload.clone();
         bad[i] ^= 0x01;
-        assert!(verify_chunk(&h, &bad).is_err(), "flip at {i} accepted");
+        assert!(
+            verify_chunk(&h, &bad, MAX_FRAME_LIMIT).is_err(),
+            "flip at {i} accepted"
+        );
     }
     let wrong = ChunkHeader::new(h.length, 0, 3);
     assert!(matches!(
-        verify_chunk(&wrong, &payload),
+        verify_chunk(&wrong, &payload, MAX_FRAME_LIMIT),
         Err(ChunkError::RecordCount { .. })
     ));
     let plain = zstd::bulk::compress(&rb.bytes, 3).unwrap();
@@ -333,6 +339,18 @@ fn largest_chunks_the_broker_writes_still_decode() {
             decode_payload(&streamed(&rb.bytes), limit).unwrap(),
             rb.bytes
         );
-        verify_chunk(&h, payload).unwrap();
+        verify_chunk(&h, payload, max_frame).unwrap();
     }
+}
+
+#[test]
+fn verify_refuses_a_bomb_under_the_frame_limit() {
+    // 64 MiB from 2 KiB, declared as one record: far more than one 1 MiB frame holds.
+    let bomb = rle_bomb(512);
+    let h = ChunkHeader::new(bomb.len() as u32, 0, 1);
+    let limit = max_decoded_len(Some(1), 1 << 20);
+    assert_eq!(
+        verify_chunk(&h, &bomb, 1 << 20),
+        Err(ChunkError::TooLarge { limit })
+    );
 }

@@ -52,6 +52,8 @@ struct Window<'a, T> {
     file_len: u64,
     start: u64,
     data: Bytes,
+    /// Bounds what a verified chunk may decompress to (see [`verify_chunk`]).
+    max_frame: usize,
 }
 
 impl<T: SegmentFile> Window<'_, T> {
@@ -168,7 +170,7 @@ async fn check_at<T: SegmentFile>(
         let Some(payload) = w.get(pos + HEADER_LEN as u64, h.length as usize).await? else {
             return Ok(Err(Rejected::PayloadCut));
         };
-        if let Err(e) = verify_chunk(&h, &payload) {
+        if let Err(e) = verify_chunk(&h, &payload, w.max_frame) {
             return Ok(Err(Rejected::Payload(e)));
         }
     }
@@ -184,6 +186,7 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
     base: i64,
     index: Option<&[u8]>,
     full_verify: bool,
+    max_frame: usize,
 ) -> Result<SegmentScan, StorageError> {
     let file_len = file
         .file_size()
@@ -195,6 +198,7 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
         file_len,
         start: 0,
         data: Bytes::new(),
+        max_frame,
     };
     let stored = index.map(|b| parse_valid_prefix(b, base, file_len));
     let mut entries = Vec::new();
@@ -386,7 +390,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
 }
 
 /// Opens and recovers one existing segment. `clean` is the clean-shutdown marker, given for the
-/// last segment when there is one: the segment is then walked by head CRC only, and walked
+/// last segment when there is one (without it the last segment is fully verified): the segment is then walked by head CRC only, and walked
 /// again with the full check if what the walk found (next offset, end, file size) does not
 /// match the marker; `report.clean_shutdown` says whether it matched.
 pub(crate) async fn open_segment<F: SegmentFs>(
@@ -394,8 +398,8 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     dir: &Path,
     base: i64,
     last: bool,
-    full_verify: bool,
     clean: Option<CleanEnd>,
+    max_frame: usize,
     report: &mut RecoveryReport,
 ) -> Result<Segment<F::File>, StorageError> {
     let path = dir.join(log_file_name(base));
@@ -406,7 +410,10 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     check_alignment(&file, &path)?;
     let index_path = dir.join(index_file_name(base));
     let index = std::fs::read(&index_path).ok();
-    let mut scan = scan_segment(&file, &path, base, index.as_deref(), full_verify).await?;
+    // The last segment gets the full check unless a clean-shutdown marker vouches for it.
+    let full_verify = last && clean.is_none();
+    let mut scan =
+        scan_segment(&file, &path, base, index.as_deref(), full_verify, max_frame).await?;
     if let Some(end) = clean {
         let found = (scan.next_offset, scan.end_pos, scan.file_len);
         if found == (end.next_offset, end.end_pos, end.end_pos) {
@@ -414,7 +421,7 @@ pub(crate) async fn open_segment<F: SegmentFs>(
         } else {
             tracing::warn!(path = %path.display(), ?end, ?found,
                 "clean-shutdown marker does not match the log: the last segment gets the full check");
-            scan = scan_segment(&file, &path, base, index.as_deref(), true).await?;
+            scan = scan_segment(&file, &path, base, index.as_deref(), true, max_frame).await?;
         }
     }
     report.chunks_verified += scan.chunks_verified;
