@@ -205,7 +205,6 @@ impl Config {
             retention_bytes: self.retention_bytes,
             tail_bytes: self.hot_tail_bytes,
             reclaim_step: LogConfig::RECLAIM_STEP,
-            max_frame: self.max_frame_bytes(),
         }
     }
 }

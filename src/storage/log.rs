@@ -34,10 +34,6 @@ pub struct LogConfig {
     /// How much of a segment retention gives back to the file system at once (see
     /// `PartitionLog::enforce_retention`).
     pub reclaim_step: u64,
-    /// The largest frame the broker builds ([`crate::config::Config::max_frame_bytes`]):
-    /// recovery refuses a chunk that decompresses to more than a chunk can hold under it
-    /// ([`crate::storage::chunk::max_decoded_len`]).
-    pub max_frame: usize,
 }
 
 impl LogConfig {
@@ -117,8 +113,7 @@ impl<F: SegmentFs> PartitionLog<F> {
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
             let marker = clean.filter(|_| last);
-            let seg =
-                open_segment(&fs, &dir, base, last, marker, config.max_frame, &mut report).await?;
+            let seg = open_segment(&fs, &dir, base, last, marker, &mut report).await?;
             if let Some(prev) = segments.back().map(|s: &Segment<F::File>| s.next_offset) {
                 if prev != base {
                     tracing::warn!(dir = %dir.display(), prev_end = prev, base,

@@ -6,7 +6,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::chunk::{verify_chunk, ChunkError, ChunkHeader, ALIGNMENT, FLAG_ALIGNMENT, HEADER_LEN};
+use super::chunk::{
+    verify_chunk, ChunkError, ChunkHeader, ALIGNMENT, FLAG_ALIGNMENT, HEADER_LEN, MAX_FRAME_LIMIT,
+};
 use super::clean::CleanEnd;
 use super::index::IndexFile;
 use super::index::{parse_valid_prefix, IndexEntry};
@@ -52,8 +54,6 @@ struct Window<'a, T> {
     file_len: u64,
     start: u64,
     data: Bytes,
-    /// Bounds what a verified chunk may decompress to (see [`verify_chunk`]).
-    max_frame: usize,
 }
 
 impl<T: SegmentFile> Window<'_, T> {
@@ -170,7 +170,10 @@ async fn check_at<T: SegmentFile>(
         let Some(payload) = w.get(pos + HEADER_LEN as u64, h.length as usize).await? else {
             return Ok(Err(Rejected::PayloadCut));
         };
-        if let Err(e) = verify_chunk(&h, &payload, w.max_frame) {
+        // The bound is that of the largest frame any configuration accepts, not the current
+        // one: a log written with larger frames than the broker now accepts must not lose its
+        // tail to a restart with smaller limits.
+        if let Err(e) = verify_chunk(&h, &payload, MAX_FRAME_LIMIT) {
             return Ok(Err(Rejected::Payload(e)));
         }
     }
@@ -186,7 +189,6 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
     base: i64,
     index: Option<&[u8]>,
     full_verify: bool,
-    max_frame: usize,
 ) -> Result<SegmentScan, StorageError> {
     let file_len = file
         .file_size()
@@ -198,7 +200,6 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
         file_len,
         start: 0,
         data: Bytes::new(),
-        max_frame,
     };
     let stored = index.map(|b| parse_valid_prefix(b, base, file_len));
     let mut entries = Vec::new();
@@ -399,7 +400,6 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     base: i64,
     last: bool,
     clean: Option<CleanEnd>,
-    max_frame: usize,
     report: &mut RecoveryReport,
 ) -> Result<Segment<F::File>, StorageError> {
     let path = dir.join(log_file_name(base));
@@ -412,8 +412,7 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     let index = std::fs::read(&index_path).ok();
     // The last segment gets the full check unless a clean-shutdown marker vouches for it.
     let full_verify = last && clean.is_none();
-    let mut scan =
-        scan_segment(&file, &path, base, index.as_deref(), full_verify, max_frame).await?;
+    let mut scan = scan_segment(&file, &path, base, index.as_deref(), full_verify).await?;
     if let Some(end) = clean {
         let found = (scan.next_offset, scan.end_pos, scan.file_len);
         if found == (end.next_offset, end.end_pos, end.end_pos) {
@@ -421,7 +420,7 @@ pub(crate) async fn open_segment<F: SegmentFs>(
         } else {
             tracing::warn!(path = %path.display(), ?end, ?found,
                 "clean-shutdown marker does not match the log: the last segment gets the full check");
-            scan = scan_segment(&file, &path, base, index.as_deref(), true, max_frame).await?;
+            scan = scan_segment(&file, &path, base, index.as_deref(), true).await?;
         }
     }
     report.chunks_verified += scan.chunks_verified;
