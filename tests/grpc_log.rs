@@ -324,22 +324,11 @@ fn cancelled_calls_stop_and_the_connection_goes_on() {
     });
 }
 
-/// The broker's peak resident memory (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb << 10
-}
-
 /// Issue 13 item 18: a stored chunk crafted to decompress to 1 GiB (a 32 KiB zstd frame of RLE
 /// blocks that declares no content size) is refused as corrupt without decompressing it: the
 /// client gets DATA_LOSS, the broker stays up and small, and the chunks after it are served.
 #[test]
 fn a_chunk_that_expands_beyond_any_frame_is_data_loss() {
-    use shardlog::storage::chunk::{ChunkEncoder, ChunkHeader, HEADER_LEN};
-    use shardlog::storage::{index_file_name, log_file_name, RecordBuf};
-
     let mut broker = Broker::start(1);
     let md = [("topic", "bomb"), ("partition", "0")];
     runtime().block_on(async {
@@ -347,37 +336,7 @@ fn a_chunk_that_expands_beyond_any_frame_is_data_loss() {
         c.produce(&md, values("x", 1)).await.unwrap();
     });
     broker.kill9();
-    let dir = std::fs::read_dir(broker.data_dir.join("bomb"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join(log_file_name(0)).exists())
-        .expect("the partition's directory");
-
-    // Segment 0 (closed: recovery only checks its chunks' headers): offset 0 is the bomb.
-    let mut bomb = vec![0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x38];
-    let blocks = 8192; // × 128 KiB = 1 GiB
-    for i in 0..blocks {
-        let header = (128u32 << 10) << 3 | 1 << 1 | u32::from(i + 1 == blocks);
-        bomb.extend_from_slice(&header.to_le_bytes()[..3]);
-        bomb.push(0);
-    }
-    bomb.extend_from_slice(&[0; 4]);
-    let h = ChunkHeader::new(bomb.len() as u32, 0, 1);
-    let mut seg = vec![0u8; HEADER_LEN];
-    h.encode((&mut seg[..]).try_into().unwrap());
-    seg.extend_from_slice(&bomb);
-    seg.resize(h.padded_len() as usize, 0x80);
-    std::fs::write(dir.join(log_file_name(0)), &seg).unwrap();
-    let _ = std::fs::remove_file(dir.join(index_file_name(0)));
-    // Segment 1 (the last one, fully verified): a good chunk at offset 1.
-    let mut rb = RecordBuf::default();
-    rb.push(1, b"after");
-    let mut out = vec![0u8; ChunkEncoder::max_encoded_len(rb.bytes.len())];
-    let (_, len) = ChunkEncoder::new(1)
-        .unwrap()
-        .encode(1, &rb, &mut out)
-        .unwrap();
-    std::fs::write(dir.join(log_file_name(1)), &out[..len]).unwrap();
+    common::plant_decompression_bomb(&broker.data_dir, "bomb");
 
     broker.spawn();
     runtime().block_on(async {
@@ -388,7 +347,7 @@ fn a_chunk_that_expands_beyond_any_frame_is_data_loss() {
         assert_eq!(records[0].value, &b"after"[..]);
         // Refused by the bound, before decompressing 1 GiB (not by the checksum after).
         assert!(broker.is_running());
-        let peak = peak_rss(broker.pid());
+        let peak = common::peak_rss(broker.pid());
         assert!(peak < 256 << 20, "peak RSS {} MiB", peak >> 20);
         assert!(err.message().contains("more than"), "{err:?}");
     });

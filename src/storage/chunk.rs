@@ -409,7 +409,7 @@ const DECODE_MARGIN: usize = 64 << 10;
 /// `max_frame` bytes in all, so it has at most `max_frame / 4` of them; each becomes a record
 /// `timestamp i64 | len u32 | body`, 8 bytes more than in the frame. So a one-frame chunk of
 /// `c` records holds at most `max_frame + 8c` bytes, `c ≤ max_frame / 4`. The bound below
-/// counts 12 bytes per record (a record's whole overhead) and adds [`DECODE_MARGIN`].
+/// counts 12 bytes per record (a record's whole overhead) and adds a margin of 64 KiB.
 pub fn max_decoded_len(record_count: Option<u32>, max_frame: usize) -> usize {
     let frame = max_frame.max(MAX_CHUNK_RAW);
     let most_records = frame / 4 + 1;
