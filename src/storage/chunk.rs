@@ -461,7 +461,7 @@ pub fn decode_payload(payload: &[u8], limit: usize) -> Result<Vec<u8>, ChunkErro
 fn decode_streaming(payload: &[u8], limit: usize) -> Result<Vec<u8>, ChunkError> {
     let mut dctx = DCtx::try_create().ok_or(ChunkError::Zstd("out of memory".into()))?;
     let cap = limit.saturating_add(1);
-    let mut out: Vec<u8> = Vec::with_capacity(payload.len().saturating_mul(4).clamp(4096, cap));
+    let mut out: Vec<u8> = Vec::with_capacity(payload.len().saturating_mul(4).max(4096).min(cap));
     let mut input = InBuffer::around(payload);
     loop {
         if out.len() == out.capacity() {

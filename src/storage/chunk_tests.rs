@@ -292,6 +292,18 @@ fn decompression_bomb_is_refused() {
 }
 
 #[test]
+fn tiny_limits_are_refused_not_a_panic() {
+    assert_eq!(
+        decode_payload(&rle_bomb(1), 10),
+        Err(ChunkError::TooLarge { limit: 10 })
+    );
+    assert_eq!(
+        decode_payload(&rle_bomb(1), 0),
+        Err(ChunkError::TooLarge { limit: 0 })
+    );
+}
+
+#[test]
 fn truncated_streamed_frame_is_refused() {
     let bomb = rle_bomb(4);
     assert!(decode_payload(&bomb[..bomb.len() - 6], 1 << 20).is_err());
