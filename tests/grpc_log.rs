@@ -323,3 +323,32 @@ fn cancelled_calls_stop_and_the_connection_goes_on() {
         assert_eq!(c.health_check("").await.unwrap(), 1);
     });
 }
+
+/// Issue 13 item 18: a stored chunk crafted to decompress to 1 GiB (a 32 KiB zstd frame of RLE
+/// blocks that declares no content size) is refused as corrupt without decompressing it: the
+/// client gets DATA_LOSS, the broker stays up and small, and the chunks after it are served.
+#[test]
+fn a_chunk_that_expands_beyond_any_frame_is_data_loss() {
+    let mut broker = Broker::start(1);
+    let md = [("topic", "bomb"), ("partition", "0")];
+    runtime().block_on(async {
+        let mut c = Client::new(connect(broker.http).await);
+        c.produce(&md, values("x", 1)).await.unwrap();
+    });
+    broker.kill9();
+    common::plant_decompression_bomb(&broker.data_dir, "bomb");
+
+    broker.spawn();
+    runtime().block_on(async {
+        let mut c = Client::new(connect(broker.http).await);
+        let err = c.consume_n(&md, 0, 1).await.unwrap_err();
+        assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+        let records = c.consume_n(&md, 1, 1).await.unwrap();
+        assert_eq!(records[0].value, &b"after"[..]);
+        // Refused by the bound, before decompressing 1 GiB (not by the checksum after).
+        assert!(broker.is_running());
+        let peak = common::peak_rss(broker.pid());
+        assert!(peak < 256 << 20, "peak RSS {} MiB", peak >> 20);
+        assert!(err.message().contains("more than"), "{err:?}");
+    });
+}

@@ -363,3 +363,27 @@ fn registering_again_redelivers_the_unconfirmed_poll() {
     want.sort();
     assert_eq!(got, want, "nothing lost or repeated after that");
 }
+
+/// Issue 13 item 18: a JSON poll over a stored chunk crafted to decompress to 1 GiB is a 500,
+/// refused without decompressing it; the broker stays up and small.
+#[test]
+fn json_poll_of_a_chunk_that_expands_beyond_any_frame_is_500() {
+    let mut broker = Broker::start(1);
+    let mut c = HttpClient::connect(broker.http);
+    let r = c.produce("bomb", Some("k"), "application/json", b"\"x\"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(c);
+    broker.kill9();
+    common::plant_decompression_bomb(&broker.data_dir, "bomb");
+
+    broker.spawn();
+    let mut c = HttpClient::connect(broker.http);
+    let r = c.register("c1", "g1", &["bomb"], "startFromEarliest");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c.poll_raw("c1", None, Some("application/json"));
+    assert!(broker.is_running());
+    let peak = common::peak_rss(broker.pid());
+    assert!(peak < 256 << 20, "peak RSS {} MiB", peak >> 20);
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("more than"), "{}", r.text());
+}

@@ -187,6 +187,14 @@ impl Config {
         Ok(())
     }
 
+    /// The largest frame this broker builds: a framed or REST frame is at most
+    /// `--max-frame-size`, a gRPC frame holds at least one value however large the message
+    /// that carried it. Bounds what a chunk may decompress to
+    /// ([`crate::storage::chunk::max_decoded_len`]).
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_frame_size.max(self.grpc_max_message_size) as usize
+    }
+
     /// The storage settings of a partition (with the shard's whole hot tail).
     pub fn log_config(&self) -> LogConfig {
         LogConfig {

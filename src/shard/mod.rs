@@ -55,7 +55,7 @@ use writer::PartitionWriter;
 /// About 2 ms of compression at level 1: big enough that one fdatasync covers many frames,
 /// small enough that a chunk being compressed does not hold the shard's other connections and
 /// partitions for long (measured: 1 MiB beat 256 KiB and 4 MiB).
-const MAX_CHUNK_RAW: usize = 1 << 20;
+use crate::storage::chunk::MAX_CHUNK_RAW;
 
 /// Why a shard could not start.
 #[derive(Debug, Error)]

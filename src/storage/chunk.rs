@@ -15,7 +15,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use thiserror::Error;
-use zstd::zstd_safe::{self, zstd_sys::ZSTD_EndDirective, CCtx, CParameter, InBuffer, OutBuffer};
+use zstd::zstd_safe::{
+    self, zstd_sys::ZSTD_EndDirective, CCtx, CParameter, DCtx, InBuffer, OutBuffer,
+};
 
 use crate::wire::record::RecordIter;
 
@@ -78,6 +80,8 @@ pub enum ChunkError {
         "a chunk of {count} records starting at offset {start} would end past the largest offset"
     )]
     OffsetOverflow { start: i64, count: u32 },
+    #[error("chunk payload decompresses to more than {limit} bytes, more than any chunk holds")]
+    TooLarge { limit: usize },
 }
 
 fn zstd_err(code: usize) -> ChunkError {
@@ -383,9 +387,44 @@ impl ChunkEncoder {
     }
 }
 
+/// Most raw record bytes the broker puts into a chunk of several frames (group commit); a
+/// single frame larger than this goes alone into its chunk. Used by the shard's writer.
+pub const MAX_CHUNK_RAW: usize = 1 << 20;
+
+/// The largest frame any configuration accepts: `--max-frame-size` and
+/// `--grpc-max-message-size` are both at most 256 MiB. The bound used when the caller does not
+/// know the configured limits (recovery, tools).
+pub const MAX_FRAME_LIMIT: usize = 256 << 20;
+
+/// Slack on top of [`max_decoded_len`]'s worst case (a gRPC value's frame is its message plus
+/// a 4-byte length, a REST frame's header is at most 265 bytes).
+const DECODE_MARGIN: usize = 64 << 10;
+
+/// The most bytes a chunk the broker wrote can decompress to, given the largest frame the
+/// broker accepts (`max_frame`: the larger of `--max-frame-size` and `--grpc-max-message-size`)
+/// and, when known, the chunk's record count.
+///
+/// A chunk holds either several whole frames whose raw records total at most
+/// [`MAX_CHUNK_RAW`], or one frame alone. A frame's messages are `len u32 | body`, at most
+/// `max_frame` bytes in all, so it has at most `max_frame / 4` of them; each becomes a record
+/// `timestamp i64 | len u32 | body`, 8 bytes more than in the frame. So a one-frame chunk of
+/// `c` records holds at most `max_frame + 8c` bytes, `c ≤ max_frame / 4`. The bound below
+/// counts 12 bytes per record (a record's whole overhead) and adds a margin of 64 KiB.
+pub fn max_decoded_len(record_count: Option<u32>, max_frame: usize) -> usize {
+    let frame = max_frame.max(MAX_CHUNK_RAW);
+    let most_records = frame / 4 + 1;
+    let records = record_count.map_or(most_records, |c| (c as usize).min(most_records));
+    frame
+        .saturating_add(records.saturating_mul(12))
+        .saturating_add(DECODE_MARGIN)
+}
+
 /// Checks that `payload` is exactly one zstd frame with a content checksum, decompresses it
-/// (verifying the checksum) and returns the records.
-pub fn decode_chunk_records(payload: &[u8]) -> Result<Vec<u8>, ChunkError> {
+/// (verifying the checksum) and returns the records, refusing with [`ChunkError::TooLarge`]
+/// to produce more than `limit` bytes (see [`max_decoded_len`]). Memory grows with the output
+/// actually produced (or is the frame's declared content size, when that is within the
+/// limit), so a small payload crafted to expand enormously costs at most `limit` bytes.
+pub fn decode_payload(payload: &[u8], limit: usize) -> Result<Vec<u8>, ChunkError> {
     // Frame header descriptor: byte 4, bit 2 = content checksum flag.
     if payload.len() < 6 || payload[..4] != [0x28, 0xb5, 0x2f, 0xfd] {
         return Err(ChunkError::BadFrame("no zstd magic number"));
@@ -398,14 +437,74 @@ pub fn decode_chunk_records(payload: &[u8]) -> Result<Vec<u8>, ChunkError> {
         Ok(_) => return Err(ChunkError::BadFrame("bytes after the frame")),
         Err(e) => return Err(zstd_err(e)),
     }
-    zstd::stream::decode_all(payload).map_err(|e| ChunkError::Zstd(e.to_string()))
+    match zstd_safe::get_frame_content_size(payload) {
+        Ok(Some(n)) if n > limit as u64 => Err(ChunkError::TooLarge { limit }),
+        Ok(Some(n)) => {
+            // Declared and within the limit: one shot into exactly that much (zstd fails if
+            // the frame produces more than it declared).
+            let mut out = Vec::with_capacity(n as usize);
+            zstd_safe::decompress(&mut out, payload).map_err(zstd_err)?;
+            if out.len() as u64 != n {
+                return Err(ChunkError::BadFrame(
+                    "content size does not match the header",
+                ));
+            }
+            Ok(out)
+        }
+        Ok(None) => decode_streaming(payload, limit),
+        Err(_) => Err(ChunkError::BadFrame("unreadable frame header")),
+    }
+}
+
+/// Decompresses a frame that does not declare its size, stopping once it passes `limit`. The
+/// output buffer grows (doubling) up to `limit + 1` bytes and no further.
+fn decode_streaming(payload: &[u8], limit: usize) -> Result<Vec<u8>, ChunkError> {
+    let mut dctx = DCtx::try_create().ok_or(ChunkError::Zstd("out of memory".into()))?;
+    let cap = limit.saturating_add(1);
+    let mut out: Vec<u8> = Vec::with_capacity(payload.len().saturating_mul(4).max(4096).min(cap));
+    let mut input = InBuffer::around(payload);
+    loop {
+        if out.len() == out.capacity() {
+            let grown = out.capacity().saturating_mul(2).min(cap);
+            out.reserve_exact(grown - out.len());
+        }
+        let pos = out.len();
+        let before = (input.pos(), pos);
+        let hint = {
+            let mut ob = OutBuffer::around_pos(&mut out, pos);
+            dctx.decompress_stream(&mut ob, &mut input)
+                .map_err(zstd_err)?
+        };
+        if out.len() > limit {
+            return Err(ChunkError::TooLarge { limit });
+        }
+        if hint == 0 {
+            // The frame is complete and its checksum verified.
+            return Ok(out);
+        }
+        if (input.pos(), out.len()) == before && out.len() < out.capacity() {
+            return Err(ChunkError::BadFrame("truncated frame"));
+        }
+    }
+}
+
+/// [`decode_payload`] with the bound of a chunk of unknown record count written under any
+/// configuration ([`MAX_FRAME_LIMIT`]). For tools and tests.
+pub fn decode_chunk_records(payload: &[u8]) -> Result<Vec<u8>, ChunkError> {
+    decode_payload(payload, max_decoded_len(None, MAX_FRAME_LIMIT))
 }
 
 /// Fully verifies a chunk's payload against its header: decompresses it (checksum verified)
 /// and checks that it holds exactly `record_count` well-formed records. Returns the newest
-/// record timestamp.
-pub fn verify_chunk(header: &ChunkHeader, payload: &[u8]) -> Result<i64, ChunkError> {
-    let records = decode_chunk_records(payload)?;
+/// record timestamp. `max_frame` is the broker's largest frame: a payload that decompresses to
+/// more than [`max_decoded_len`] allows is refused with [`ChunkError::TooLarge`].
+pub fn verify_chunk(
+    header: &ChunkHeader,
+    payload: &[u8],
+    max_frame: usize,
+) -> Result<i64, ChunkError> {
+    let limit = max_decoded_len(Some(header.record_count), max_frame);
+    let records = decode_payload(payload, limit)?;
     let mut n = 0u32;
     let mut newest = i64::MIN;
     for r in RecordIter::new(&records) {

@@ -93,7 +93,10 @@ fn encode_pads_with_0x80_and_decodes_back() {
     assert!(out[end..padded].iter().all(|&b| b == FLAG_ALIGNMENT));
     let payload = &out[HEADER_LEN..end];
     assert_eq!(decode_chunk_records(payload).unwrap(), batch.contiguous());
-    assert_eq!(verify_chunk(&h, payload).unwrap(), 1_700_000_000_000_049);
+    assert_eq!(
+        verify_chunk(&h, payload, MAX_FRAME_LIMIT).unwrap(),
+        1_700_000_000_000_049
+    );
     let records = decode_chunk_records(payload).unwrap();
     let recs: Vec<Record> = RecordIter::new(&records).map(|r| r.unwrap()).collect();
     assert_eq!(recs.len(), 50);
@@ -119,7 +122,7 @@ fn encoder_is_reused_for_many_chunks_of_all_sizes() {
         let (h, _) = enc.encode(round as i64 * 1000, &batch, &mut out).unwrap();
         let payload = &out[HEADER_LEN..h.unpadded_len() as usize];
         assert_eq!(decode_chunk_records(payload).unwrap(), batch.contiguous());
-        verify_chunk(&h, payload).unwrap();
+        verify_chunk(&h, payload, MAX_FRAME_LIMIT).unwrap();
     }
 }
 
@@ -135,11 +138,14 @@ fn bad_payloads_are_refused() {
     for i in 0..payload.len() {
         let mut bad = payload.clone();
         bad[i] ^= 0x01;
-        assert!(verify_chunk(&h, &bad).is_err(), "flip at {i} accepted");
+        assert!(
+            verify_chunk(&h, &bad, MAX_FRAME_LIMIT).is_err(),
+            "flip at {i} accepted"
+        );
     }
     let wrong = ChunkHeader::new(h.length, 0, 3);
     assert!(matches!(
-        verify_chunk(&wrong, &payload),
+        verify_chunk(&wrong, &payload, MAX_FRAME_LIMIT),
         Err(ChunkError::RecordCount { .. })
     ));
     let plain = zstd::bulk::compress(&rb.bytes, 3).unwrap();
@@ -226,4 +232,137 @@ fn bench_encoder() {
             100.0 * mbs(direct) / mbs(one_shot),
         );
     }
+}
+
+/// A zstd frame of RLE blocks with a content checksum and no declared content size:
+/// `blocks` × 128 KiB of zeros from 4 bytes per block. The checksum is left wrong (0): a
+/// decoder only finds out after producing the whole output.
+fn rle_bomb(blocks: usize) -> Vec<u8> {
+    // Magic, frame header descriptor (checksum flag, no content size, not single segment),
+    // window descriptor (128 KiB).
+    let mut f = vec![0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x38];
+    for i in 0..blocks {
+        let last = u32::from(i + 1 == blocks);
+        let header = (128u32 << 10) << 3 | 1 << 1 | last;
+        f.extend_from_slice(&header.to_le_bytes()[..3]);
+        f.push(0);
+    }
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f
+}
+
+#[test]
+fn decompression_bomb_is_refused() {
+    // 64 MiB from 2 KiB.
+    let bomb = rle_bomb(512);
+    assert!(bomb.len() < 4 << 10);
+    assert!(matches!(zstd_safe::get_frame_content_size(&bomb), Ok(None)));
+    assert_eq!(
+        decode_payload(&bomb, 1 << 20),
+        Err(ChunkError::TooLarge { limit: 1 << 20 })
+    );
+    // Under a bound it fits, the frame decodes to its end and fails the checksum: the bound,
+    // not zstd, is what refused it above.
+    assert!(matches!(
+        decode_payload(&bomb, 128 << 20),
+        Err(ChunkError::Zstd(_))
+    ));
+    // A frame that declares its size beyond the bound is refused before decoding.
+    let mut raw = Vec::new();
+    encode_record(1, &vec![0u8; 8 << 20], &mut raw);
+    let mut c = zstd::bulk::Compressor::new(1).unwrap();
+    c.include_checksum(true).unwrap();
+    let declared = c.compress(&raw).unwrap();
+    assert!(matches!(
+        zstd_safe::get_frame_content_size(&declared),
+        Ok(Some(n)) if n == raw.len() as u64
+    ));
+    let limit = max_decoded_len(Some(1), 4 << 20);
+    assert_eq!(
+        decode_payload(&declared, limit),
+        Err(ChunkError::TooLarge { limit })
+    );
+    assert_eq!(decode_payload(&declared, raw.len()).unwrap(), raw);
+    assert_eq!(
+        decode_payload(&declared, raw.len() - 1),
+        Err(ChunkError::TooLarge {
+            limit: raw.len() - 1
+        })
+    );
+}
+
+#[test]
+fn tiny_limits_are_refused_not_a_panic() {
+    assert_eq!(
+        decode_payload(&rle_bomb(1), 10),
+        Err(ChunkError::TooLarge { limit: 10 })
+    );
+    assert_eq!(
+        decode_payload(&rle_bomb(1), 0),
+        Err(ChunkError::TooLarge { limit: 0 })
+    );
+}
+
+#[test]
+fn truncated_streamed_frame_is_refused() {
+    let bomb = rle_bomb(4);
+    assert!(decode_payload(&bomb[..bomb.len() - 6], 1 << 20).is_err());
+}
+
+/// Streams `raw` into a frame with a checksum and no declared content size.
+fn streamed(raw: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    e.include_checksum(true).unwrap();
+    e.include_contentsize(false).unwrap();
+    e.write_all(raw).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn largest_chunks_the_broker_writes_still_decode() {
+    let max_frame = 1 << 20;
+    // One frame of max_frame bytes of empty messages (4 bytes each in the frame, 12 as
+    // records): the most records, and the most bytes, a one-frame chunk holds.
+    let count = (max_frame / 4) as u32;
+    let mut rb = RecordBuf::default();
+    for _ in 0..count {
+        rb.push(1, b"");
+    }
+    assert_eq!(rb.bytes.len(), 3 * max_frame);
+    // One frame of one message as large as the frame allows.
+    let mut big = RecordBuf::default();
+    big.push(1, &vec![7u8; max_frame - 4]);
+    // Several frames filling a group-commit chunk to MAX_CHUNK_RAW.
+    let mut full = RecordBuf::default();
+    while full.bytes.len() + 12 + 100 <= MAX_CHUNK_RAW {
+        full.push(1, &[b'x'; 100]);
+    }
+    let mut enc = ChunkEncoder::new(1).unwrap();
+    for rb in [&rb, &big, &full] {
+        let mut out = vec![0u8; ChunkEncoder::max_encoded_len(rb.raw_len())];
+        let (h, _) = enc.encode(0, rb, &mut out).unwrap();
+        let payload = &out[HEADER_LEN..h.unpadded_len() as usize];
+        let limit = max_decoded_len(Some(h.record_count), max_frame);
+        assert_eq!(decode_payload(payload, limit).unwrap(), rb.bytes);
+        // Also without the record count (the JSON poll renderer) and with no declared size.
+        let limit = max_decoded_len(None, max_frame);
+        assert_eq!(
+            decode_payload(&streamed(&rb.bytes), limit).unwrap(),
+            rb.bytes
+        );
+        verify_chunk(&h, payload, max_frame).unwrap();
+    }
+}
+
+#[test]
+fn verify_refuses_a_bomb_under_the_frame_limit() {
+    // 64 MiB from 2 KiB, declared as one record: far more than one 1 MiB frame holds.
+    let bomb = rle_bomb(512);
+    let h = ChunkHeader::new(bomb.len() as u32, 0, 1);
+    let limit = max_decoded_len(Some(1), 1 << 20);
+    assert_eq!(
+        verify_chunk(&h, &bomb, 1 << 20),
+        Err(ChunkError::TooLarge { limit })
+    );
 }

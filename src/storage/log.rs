@@ -112,9 +112,8 @@ impl<F: SegmentFs> PartitionLog<F> {
         let bases = list_segments(&dir)?;
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
-            let full_verify = last && clean.is_none();
             let marker = clean.filter(|_| last);
-            let seg = open_segment(&fs, &dir, base, last, full_verify, marker, &mut report).await?;
+            let seg = open_segment(&fs, &dir, base, last, marker, &mut report).await?;
             if let Some(prev) = segments.back().map(|s: &Segment<F::File>| s.next_offset) {
                 if prev != base {
                     tracing::warn!(dir = %dir.display(), prev_end = prev, base,

@@ -25,6 +25,10 @@
 //! chunk holds one or more whole producer frames (group commit): a frame is never split.
 //! The payload is exactly what a consumer poll item carries.
 //!
+//! Decompression is bounded ([`chunk::decode_payload`], [`chunk::max_decoded_len`]): a payload
+//! that would decompress to more than a chunk the broker wrote can hold is corrupt
+//! ([`ChunkError::TooLarge`]), refused without producing the output first.
+//!
 //! # Index
 //!
 //! Fixed 16-byte entries `offset i64 | file position u64` (big-endian), one per chunk, in

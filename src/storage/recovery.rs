@@ -6,7 +6,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::chunk::{verify_chunk, ChunkError, ChunkHeader, ALIGNMENT, FLAG_ALIGNMENT, HEADER_LEN};
+use super::chunk::{
+    verify_chunk, ChunkError, ChunkHeader, ALIGNMENT, FLAG_ALIGNMENT, HEADER_LEN, MAX_FRAME_LIMIT,
+};
 use super::clean::CleanEnd;
 use super::index::IndexFile;
 use super::index::{parse_valid_prefix, IndexEntry};
@@ -168,7 +170,10 @@ async fn check_at<T: SegmentFile>(
         let Some(payload) = w.get(pos + HEADER_LEN as u64, h.length as usize).await? else {
             return Ok(Err(Rejected::PayloadCut));
         };
-        if let Err(e) = verify_chunk(&h, &payload) {
+        // The bound is that of the largest frame any configuration accepts, not the current
+        // one: a log written with larger frames than the broker now accepts must not lose its
+        // tail to a restart with smaller limits.
+        if let Err(e) = verify_chunk(&h, &payload, MAX_FRAME_LIMIT) {
             return Ok(Err(Rejected::Payload(e)));
         }
     }
@@ -386,7 +391,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
 }
 
 /// Opens and recovers one existing segment. `clean` is the clean-shutdown marker, given for the
-/// last segment when there is one: the segment is then walked by head CRC only, and walked
+/// last segment when there is one (without it the last segment is fully verified): the segment is then walked by head CRC only, and walked
 /// again with the full check if what the walk found (next offset, end, file size) does not
 /// match the marker; `report.clean_shutdown` says whether it matched.
 pub(crate) async fn open_segment<F: SegmentFs>(
@@ -394,7 +399,6 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     dir: &Path,
     base: i64,
     last: bool,
-    full_verify: bool,
     clean: Option<CleanEnd>,
     report: &mut RecoveryReport,
 ) -> Result<Segment<F::File>, StorageError> {
@@ -406,6 +410,8 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     check_alignment(&file, &path)?;
     let index_path = dir.join(index_file_name(base));
     let index = std::fs::read(&index_path).ok();
+    // The last segment gets the full check unless a clean-shutdown marker vouches for it.
+    let full_verify = last && clean.is_none();
     let mut scan = scan_segment(&file, &path, base, index.as_deref(), full_verify).await?;
     if let Some(end) = clean {
         let found = (scan.next_offset, scan.end_pos, scan.file_len);

@@ -373,3 +373,58 @@ pub fn test_log_config() -> shardlog::storage::LogConfig {
         ..shardlog::config::Config::default().log_config()
     }
 }
+
+/// A process's peak resident memory (VmHWM), in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb << 10
+}
+
+/// Issue 13 item 18: in the one partition of `topic` that holds records (one record, at offset
+/// 0, in segment 0; the broker stopped), replaces segment 0 by a chunk of one record whose
+/// payload is a 32 KiB zstd frame of RLE blocks decompressing to 1 GiB, with no declared content
+/// size and a wrong checksum, and adds segment 1 with a good chunk at offset 1 holding
+/// `after`. Segment 0 is then a closed segment, which recovery walks by header CRC only, so
+/// the bomb reaches readers. Returns the partition's directory.
+pub fn plant_decompression_bomb(data_dir: &Path, topic: &str) -> PathBuf {
+    use shardlog::storage::chunk::{ChunkEncoder, ChunkHeader, HEADER_LEN};
+    use shardlog::storage::{index_file_name, log_file_name, RecordBuf};
+
+    let dir = std::fs::read_dir(data_dir.join(topic))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join(log_file_name(0)).exists())
+        .expect("the partition's directory");
+    // Magic, header descriptor (checksum, no content size), window 128 KiB; 8192 RLE blocks of
+    // 128 KiB; a checksum of 0.
+    let mut bomb = vec![0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x38];
+    let blocks = 8192;
+    for i in 0..blocks {
+        let header = (128u32 << 10) << 3 | 1 << 1 | u32::from(i + 1 == blocks);
+        bomb.extend_from_slice(&header.to_le_bytes()[..3]);
+        bomb.push(0);
+    }
+    bomb.extend_from_slice(&[0; 4]);
+    let h = ChunkHeader::new(bomb.len() as u32, 0, 1);
+    let mut head = [0u8; HEADER_LEN];
+    h.encode(&mut head);
+    let mut seg = head.to_vec();
+    seg.extend_from_slice(&bomb);
+    seg.resize(h.padded_len() as usize, 0x80);
+    std::fs::write(dir.join(log_file_name(0)), &seg).unwrap();
+    let _ = std::fs::remove_file(dir.join(index_file_name(0)));
+    let mut rb = RecordBuf::default();
+    rb.push(1, b"after");
+    let mut out = vec![0u8; ChunkEncoder::max_encoded_len(rb.bytes.len())];
+    let (_, len) = ChunkEncoder::new(1)
+        .unwrap()
+        .encode(1, &rb, &mut out)
+        .unwrap();
+    std::fs::write(dir.join(log_file_name(1)), &out[..len]).unwrap();
+    dir
+}

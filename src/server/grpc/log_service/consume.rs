@@ -9,6 +9,7 @@ use prost::Message;
 
 use crate::proto::log::{ConsumeRequest, LogRecord};
 use crate::rt;
+use crate::storage::chunk::{decode_payload, max_decoded_len};
 use crate::storage::StoredChunk;
 use crate::wire::record::RecordIter;
 
@@ -21,8 +22,6 @@ use super::target;
 const READ_BYTES: usize = 1 << 20;
 /// How long one read waits at the end of the log before asking again.
 const TAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-/// A sanity bound on a chunk's decompressed size (chunks are a few MiB).
-const MAX_CHUNK_RAW: u64 = 1 << 30;
 /// Encoded responses gathered before they are handed to h2.
 const SEND_BATCH: usize = 256 << 10;
 
@@ -37,8 +36,7 @@ pub async fn consume(
     let target = target(ctx).await?;
     let mut next = i64::try_from(req.offset)
         .map_err(|_| Status::invalid_argument(format!("offset {} is out of range", req.offset)))?;
-    let mut decoder =
-        zstd::bulk::Decompressor::new().map_err(|e| Status::internal(format!("zstd: {e}")))?;
+    let max_frame = ctx.shard.config.max_frame_bytes();
     let mut out = BytesMut::new();
     // The first read does not wait, so that a bad offset is answered at once (trailers-only);
     // then the headers go out and the call tails the log.
@@ -56,7 +54,7 @@ pub async fn consume(
             if chunk.end_offset() <= next {
                 continue;
             }
-            let records = decompress(&mut decoder, chunk)?;
+            let records = decompress(chunk, max_frame)?;
             for (i, record) in RecordIter::new(&records).enumerate() {
                 let record = record.map_err(|e| {
                     Status::internal(format!("chunk at offset {}: {e}", chunk.start_offset))
@@ -85,35 +83,20 @@ pub async fn consume(
     }
 }
 
-/// Decompresses a chunk's payload (zstd verifies the frame's content checksum).
-fn decompress(
-    decoder: &mut zstd::bulk::Decompressor,
-    chunk: &StoredChunk,
-) -> Result<Bytes, Status> {
-    let bad = |e: &dyn std::fmt::Display| {
-        Status::new(
-            Code::DataLoss,
-            format!(
-                "chunk at offset {} does not decompress: {e}",
-                chunk.start_offset
-            ),
-        )
-    };
-    let size = match zstd::zstd_safe::get_frame_content_size(&chunk.payload) {
-        Ok(Some(n)) if n > MAX_CHUNK_RAW => {
-            return Err(bad(&format!("it declares {n} bytes of records")))
-        }
-        Ok(Some(n)) => n as usize,
-        Ok(None) => {
-            return zstd::stream::decode_all(&chunk.payload[..])
-                .map(Bytes::from)
-                .map_err(|e| bad(&e))
-        }
-        Err(e) => return Err(bad(&format!("{e:?}"))),
-    };
-    let mut buf = Vec::with_capacity(size);
-    decoder
-        .decompress_to_buffer(&chunk.payload[..], &mut buf)
-        .map_err(|e| bad(&e))?;
-    Ok(Bytes::from(buf))
+/// Decompresses a chunk's payload (zstd verifies the frame's content checksum), refusing to
+/// produce more than a chunk of its record count can hold under this broker's frame limit:
+/// a payload that decompresses beyond it is corrupt, answered DATA_LOSS like a bad checksum.
+fn decompress(chunk: &StoredChunk, max_frame: usize) -> Result<Bytes, Status> {
+    let limit = max_decoded_len(Some(chunk.record_count), max_frame);
+    decode_payload(&chunk.payload, limit)
+        .map(Bytes::from)
+        .map_err(|e| {
+            Status::new(
+                Code::DataLoss,
+                format!(
+                    "chunk at offset {} does not decompress: {e}",
+                    chunk.start_offset
+                ),
+            )
+        })
 }

@@ -20,6 +20,8 @@ use http::StatusCode;
 use crate::consumer::api;
 use crate::consumer::poll::PollResponse;
 use crate::shard::Shard;
+use crate::storage::chunk::{decode_payload, max_decoded_len};
+use crate::storage::ChunkError;
 use crate::wire::consumer::{
     first_occurrences, validate_consumer_id, validate_group, RegisterBody, StartPolicy,
 };
@@ -104,7 +106,7 @@ pub async fn poll(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
             r.headers.push(("retry-after", "1".into()));
             r
         }
-        Ok(resp) if json => json_response(&resp),
+        Ok(resp) if json => json_response(&resp, shard.config.max_frame_bytes()),
         Ok(resp) => HttpResponse {
             status: StatusCode::OK,
             content_type: POLL_CONTENT_TYPE,
@@ -192,8 +194,8 @@ fn wants_json(headers: &http::HeaderMap) -> bool {
 /// (64-bit numbers as strings, as PolarStreams writes them). Record bodies that are JSON are
 /// written as they are; any other body becomes a JSON string (PolarStreams would write its
 /// bytes raw and produce invalid JSON). This path decompresses, so it copies.
-fn json_response(resp: &PollResponse) -> HttpResponse {
-    match render_json(&resp.to_vec()) {
+fn json_response(resp: &PollResponse, max_frame: usize) -> HttpResponse {
+    match render_json(&resp.to_vec(), max_frame) {
         Ok(body) => HttpResponse::json(StatusCode::OK, body),
         Err(e) => HttpResponse::error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -207,12 +209,15 @@ fn json_response(resp: &PollResponse) -> HttpResponse {
 pub enum RenderError {
     #[error(transparent)]
     Wire(#[from] crate::wire::WireError),
-    #[error("zstd: {0}")]
-    Decompress(#[from] std::io::Error),
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
 }
 
-/// Renders a binary poll response as PolarStreams' JSON array.
-pub fn render_json(body: &[u8]) -> Result<String, RenderError> {
+/// Renders a binary poll response as PolarStreams' JSON array. `max_frame` is the broker's
+/// largest frame ([`crate::config::Config::max_frame_bytes`]): a chunk decompressing to more
+/// than a chunk can hold under it is refused as corrupt
+/// ([`crate::storage::chunk::max_decoded_len`]; a poll item does not carry its record count).
+pub fn render_json(body: &[u8], max_frame: usize) -> Result<String, RenderError> {
     let items = parse_poll_response(body)?;
     let mut out = String::with_capacity(body.len() * 2);
     out.push('[');
@@ -229,7 +234,7 @@ pub fn render_json(body: &[u8]) -> Result<String, RenderError> {
             h.gen_version,
             h.offset
         ));
-        let raw = zstd::stream::decode_all(item.payload)?;
+        let raw = decode_payload(item.payload, max_decoded_len(None, max_frame))?;
         for (j, record) in RecordIter::new(&raw).enumerate() {
             let record = record?;
             if j > 0 {
@@ -266,7 +271,17 @@ mod tests {
         for b in bodies {
             encode_record(1, b, &mut raw);
         }
-        let payload = zstd::bulk::compress(&raw, 1).unwrap();
+        item_payload(buf, topic, offset, &checksummed(&raw));
+    }
+
+    /// One zstd frame with a content checksum, as chunks are stored.
+    fn checksummed(raw: &[u8]) -> Vec<u8> {
+        let mut c = zstd::bulk::Compressor::new(1).unwrap();
+        c.include_checksum(true).unwrap();
+        c.compress(raw).unwrap()
+    }
+
+    fn item_payload(buf: &mut Vec<u8>, topic: &str, offset: i64, payload: &[u8]) {
         PollItemHeader {
             token: -9223372036854775808,
             range_index: 1,
@@ -276,7 +291,25 @@ mod tests {
             payload_len: payload.len() as u32,
         }
         .encode(buf);
-        buf.extend_from_slice(&payload);
+        buf.extend_from_slice(payload);
+    }
+
+    #[test]
+    fn decompression_bomb_is_refused() {
+        // 64 MiB of records compressed to a few KiB: far beyond what a chunk can hold with
+        // 1 MiB frames.
+        let mut raw = Vec::new();
+        encode_record(1, &vec![0u8; 64 << 20], &mut raw);
+        let payload = checksummed(&raw);
+        assert!(payload.len() < 64 << 10, "{}", payload.len());
+        let mut buf = 1u16.to_be_bytes().to_vec();
+        item_payload(&mut buf, "t", 0, &payload);
+        match render_json(&buf, 1 << 20) {
+            Err(RenderError::Chunk(ChunkError::TooLarge { .. })) => {}
+            other => panic!("{other:?}"),
+        }
+        // The same records are fine when the broker's frames may be that large.
+        assert!(render_json(&buf, 128 << 20).is_ok());
     }
 
     #[test]
@@ -289,14 +322,14 @@ mod tests {
             &[br#"{"a":1}"#, b" 42 ", b"not json \"x\""],
         );
         item(&mut buf, "u", 0, &[b"[1,2]"]);
-        let s = render_json(&buf).unwrap();
+        let s = render_json(&buf, 4 << 20).unwrap();
         assert_eq!(
             s,
             r#"[{"topic":"t","token":"-9223372036854775808","rangeIndex":1,"version":1,"startOffset":"7","values":[{"a":1},42,"not json \"x\""]},{"topic":"u","token":"-9223372036854775808","rangeIndex":1,"version":1,"startOffset":"0","values":[[1,2]]}]"#
         );
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v[0]["values"][2], "not json \"x\"");
-        assert_eq!(render_json(&[0, 0]).unwrap(), "[]");
+        assert_eq!(render_json(&[0, 0], 4 << 20).unwrap(), "[]");
     }
 
     #[test]
