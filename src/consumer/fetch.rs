@@ -1,13 +1,21 @@
-//! The data half of a poll, on the shard serving the client: read every planned partition
-//! from its owning shard in parallel, wait for new data if asked (long poll), and assemble the
-//! response from the chunks exactly as stored. A long poll ends early, with what it has, when
-//! the serving shard stops (graceful shutdown).
+//! The data half of a poll, on the shard serving the client: read the planned partitions from
+//! their owning shards, a few at a time, until the poll's byte budget is spent, wait for new
+//! data if asked (long poll), and assemble the response from the chunks exactly as stored. A
+//! long poll ends early, with what it has, when the serving shard stops (graceful shutdown).
+//!
+//! A read returns at least one whole chunk, however small its share of the budget, and a cold
+//! chunk (read from disk) is allocated whole: reading every partition at once could hold
+//! `partitions × chunk size` for one poll. So reads are issued in order, at most
+//! [`PARALLEL_READS`] at a time, and no new one starts once the bytes returned reach the budget.
+//! The partitions left unread record nothing and are read by a later poll; the starting
+//! partition rotates from poll to poll so that partitions early in the plan do not starve the
+//! others.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 
 use super::assign::PartitionKey;
 use super::group::ReadTarget;
@@ -45,18 +53,9 @@ pub async fn fetch(
         return Ok((PollAssembler::new(max_bytes).finish(), Vec::new()));
     }
     let per_partition = (max_bytes / targets.len()).max(1);
-    let first = join_all(targets.iter().map(|t| fetch_one(shard, t, per_partition))).await;
-    let mut fetched = Vec::with_capacity(first.len());
-    let mut first_error = None;
-    for (t, r) in targets.iter().zip(first) {
-        match r {
-            Ok(f) => fetched.push(f),
-            Err(e) => {
-                tracing::warn!(topic = t.topic, partition = t.partition, error = %e, "poll read failed");
-                first_error.get_or_insert(e);
-            }
-        }
-    }
+    let first = next_start(targets.len());
+    let (mut fetched, first_error) =
+        read_within_budget(shard, &targets, first, per_partition, max_bytes).await;
     if let (true, Some(e)) = (fetched.is_empty(), first_error) {
         return Err(e);
     }
@@ -65,6 +64,74 @@ pub async fn fetch(
         long_poll(shard, &mut fetched, per_partition, w).await;
     }
     Ok(assemble(&fetched, max_bytes))
+}
+
+/// Reads in flight at once for one poll. Each may return a whole chunk larger than the budget
+/// (a cold read allocates it), so this bounds a poll's memory to about this many chunks beyond
+/// its budget; reads served from memory are quick, so the bound costs the hot path little.
+pub(crate) const PARALLEL_READS: usize = 4;
+
+thread_local! {
+    /// Polls served by this shard (thread) so far: picks each poll's first partition.
+    static POLLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The index of the planned partition this poll reads first, among `n`: the shard's poll
+/// count, scrambled (splitmix64), so that each partition comes first equally often even when
+/// several consumers' polls interleave on one shard (a plain counter shared by two
+/// alternating consumers would give each only every other start, and partitions behind a
+/// big chunk would never be read).
+fn next_start(n: usize) -> usize {
+    let k = POLLS.with(|c| {
+        let k = c.get();
+        c.set(k.wrapping_add(1));
+        k
+    });
+    let mut z = k.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % n.max(1) as u64) as usize
+}
+
+/// Reads `targets` starting with index `first` and wrapping around, each asking for `ask`
+/// bytes, at most [`PARALLEL_READS`] at a time, in that order; starts no new read once the
+/// bytes returned reach `budget`. Returns the reads that succeeded, in issue order (partitions
+/// not read are left out and keep their position), and the first error.
+async fn read_within_budget(
+    shard: &Rc<Shard>,
+    targets: &[ReadTarget],
+    first: usize,
+    ask: usize,
+    budget: usize,
+) -> (Vec<Fetched>, Option<ConsumerError>) {
+    let n = targets.len();
+    let mut order = (0..n).map(|i| &targets[(first + i) % n]);
+    let mut in_flight = FuturesOrdered::new();
+    let mut fetched = Vec::new();
+    let mut first_error = None;
+    let mut returned = 0usize;
+    loop {
+        while in_flight.len() < PARALLEL_READS && returned < budget {
+            let Some(t) = order.next() else { break };
+            in_flight.push_back(async move { (t, fetch_one(shard, t, ask).await) });
+        }
+        let Some((t, r)) = in_flight.next().await else {
+            break;
+        };
+        match r {
+            Ok(f) => {
+                returned =
+                    returned.saturating_add(f.result.chunks.iter().map(|c| c.payload.len()).sum());
+                fetched.push(f);
+            }
+            Err(e) => {
+                tracing::warn!(topic = t.topic, partition = t.partition, error = %e, "poll read failed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    (fetched, first_error)
 }
 
 /// Waits up to `wait` for any partition to get data past where it was read; fills in the
@@ -170,4 +237,23 @@ fn assemble(fetched: &[Fetched], max_bytes: usize) -> (PollResponse, Vec<(Partit
         }
     }
     (asm.finish(), positions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_start;
+
+    #[test]
+    fn every_partition_comes_first_even_when_polls_alternate() {
+        // Two consumers alternating on one shard: each sees every other start.
+        let n = 40;
+        let mut firsts = [std::collections::HashSet::new(), Default::default()];
+        for i in 0..4000 {
+            firsts[i % 2].insert(next_start(n));
+        }
+        assert_eq!(firsts[0].len(), n);
+        assert_eq!(firsts[1].len(), n);
+        assert_eq!(next_start(0), 0);
+        assert_eq!(next_start(1), 0);
+    }
 }

@@ -1,0 +1,163 @@
+//! Issue 13 item 12: a poll's memory respects `--max-poll-bytes`. A poll over many cold
+//! partitions holding one big chunk each must not read them all at once (every cold read
+//! allocates at least one whole chunk); it stops issuing reads once the budget is spent, and
+//! draining still delivers everything exactly once.
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+
+use common::consumer::ConsumerClient;
+use common::{peak_rss, Broker, Client, Response};
+use shardlog::ring::TopicLayout;
+use shardlog::wire::consumer::StartPolicy;
+
+const PARTITIONS: u32 = 40;
+const BODY: usize = 4 << 20;
+/// Peak growth allowed for one poll of 1 MiB (reading all 40 chunks at once took ~160 MiB).
+const BOUND: u64 = 32 << 20;
+
+/// A process's current resident memory (VmRSS), in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb << 10
+}
+
+/// Resets the process's peak RSS (VmHWM) to its current RSS; false if the kernel refused.
+fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// `len` incompressible bytes starting with `tag|` (xorshift, so zstd cannot shrink them).
+fn body(tag: &str, len: usize, seed: u64) -> Vec<u8> {
+    let mut b = format!("{tag}|").into_bytes();
+    let mut x = seed | 1;
+    while b.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    b.truncate(len);
+    b
+}
+
+/// One key per partition of a 1-shard, `PARTITIONS`-range topic.
+fn keys_per_partition() -> Vec<String> {
+    let layout = TopicLayout::new(1, PARTITIONS);
+    let mut seen = BTreeSet::new();
+    let mut keys = Vec::new();
+    for i in 0.. {
+        let k = format!("k{i}");
+        if seen.insert(layout.partition_of_key(k.as_bytes())) {
+            keys.push(k);
+            if keys.len() == PARTITIONS as usize {
+                break;
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn a_poll_over_cold_big_chunks_stays_near_its_budget_and_drains_exactly_once() {
+    let ranges = PARTITIONS.to_string();
+    let mut broker = Broker::start_with(
+        1,
+        &[
+            "--ranges-per-shard",
+            &ranges,
+            "--max-frame-size",
+            "8MiB",
+            "--hot-tail",
+            "0",
+            "--max-poll-bytes",
+            "1MiB",
+        ],
+    );
+    let mut p = Client::startup(broker.framed, "big");
+    let keys = keys_per_partition();
+    for (i, k) in keys.iter().enumerate() {
+        let b = body(&format!("m{i}"), BODY, i as u64 + 7);
+        assert_eq!(
+            p.produce(i as u16 + 1, k.as_bytes(), &[&b]),
+            Response::Produced(i as u16 + 1)
+        );
+    }
+    drop(p);
+    // Cold: nothing of it in memory any more.
+    broker.restart();
+    let pid = broker.pid();
+
+    let mut c = ConsumerClient::connect(broker.framed);
+    c.register("c", "g", &["big"], StartPolicy::Earliest)
+        .unwrap();
+    let reset = reset_peak(pid);
+    let before = rss(pid);
+    let first = c.poll("c", None).unwrap();
+    let peak = peak_rss(pid);
+    let growth = peak.saturating_sub(before);
+    eprintln!(
+        "first poll: VmRSS before {} MiB, VmHWM after {} MiB, growth {} MiB (peak reset: {reset})",
+        before >> 20,
+        peak >> 20,
+        growth >> 20
+    );
+    assert_eq!(first.len(), 1, "one 4 MiB chunk fills a 1 MiB poll");
+    assert!(
+        growth <= BOUND,
+        "one poll grew the broker by {} MiB (bound {} MiB)",
+        growth >> 20,
+        BOUND >> 20
+    );
+
+    // Drain: every partition's message exactly once; each poll stays within the bound.
+    let mut got: Vec<String> = Vec::new();
+    let mut record = |items: &[common::consumer::Item]| {
+        for it in items {
+            for (_, _, b) in &it.records {
+                assert_eq!(b.len(), BODY);
+                let tag = b.split(|&c| c == b'|').next().unwrap();
+                got.push(String::from_utf8(tag.to_vec()).unwrap());
+            }
+        }
+    };
+    record(&first);
+    let mut empty = 0;
+    let mut polls = 1;
+    let mut worst = growth;
+    while empty < 2 {
+        reset_peak(pid);
+        let before = rss(pid);
+        let items = c.poll("c", None).unwrap();
+        worst = worst.max(peak_rss(pid).saturating_sub(before));
+        polls += 1;
+        assert!(polls < 200, "draining does not end");
+        if items.is_empty() {
+            empty += 1;
+        } else {
+            empty = 0;
+            record(&items);
+        }
+    }
+    eprintln!("{polls} polls, worst growth {} MiB", worst >> 20);
+    let unique: HashSet<&String> = got.iter().collect();
+    assert_eq!(
+        got.len(),
+        PARTITIONS as usize,
+        "every message once: {got:?}"
+    );
+    assert_eq!(unique.len(), PARTITIONS as usize, "no duplicates: {got:?}");
+    if reset {
+        assert!(
+            worst <= BOUND,
+            "a poll grew the broker by {} MiB",
+            worst >> 20
+        );
+    }
+}
