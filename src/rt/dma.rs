@@ -1,6 +1,6 @@
 //! DMA (O_DIRECT) segment files on glommio: the real [`SegmentFs`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -41,6 +41,8 @@ impl DmaBuf for DmaBuffer {
 thread_local! {
     /// Devices (st_dev) whose io_uring poll support glommio has probed on this thread.
     static PROBED: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
+    /// Numbers this thread's probe files, so that no two probes share a file.
+    static PROBE_SEQ: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Works around glommio 0.9's probe of io_uring polling (IOPOLL) support.
@@ -51,13 +53,26 @@ thread_local! {
 /// (virtio, most cloud disks) is taken as pollable and every later read fails with
 /// EOPNOTSUPP. So before the first open on a device we open a one-block probe file beside
 /// the segment, which makes glommio probe with a real read, then remove it.
+///
+/// Each probe gets a file of its own (thread id and a sequence number in its name): glommio's
+/// `DmaFile::open_at` `unwrap`s a `statfs` of the path after opening it, so a file removed
+/// between that open and the `statfs` panics the shard with ENOENT. Two opens of one
+/// partition at once used to probe with the same file in the same directory, one removing it
+/// under the other. Partition opens are now single-flight (`PartitionWriter::open`), so no
+/// segment or probe file is removed while it may be being opened; private probe files keep
+/// that true whatever calls this.
 async fn probe_device(path: &Path) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let dev = std::fs::metadata(dir)?.dev();
     if PROBED.with(|p| p.borrow().contains(&dev)) {
         return Ok(());
     }
-    let probe = dir.join(format!(".dma-probe-{}", std::process::id()));
+    let seq = PROBE_SEQ.with(|s| s.replace(s.get() + 1));
+    let probe = dir.join(format!(
+        ".dma-probe-{}-{:?}-{seq}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::write(&probe, [0u8; 4096])?;
     let res = async {
         let f = OpenOptions::new().read(true).dma_open(&probe).await?;

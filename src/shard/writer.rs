@@ -71,6 +71,19 @@ fn raw_len(frame: &ProduceFrame) -> usize {
     msgs + 8 * frame.layout.count as usize
 }
 
+/// What opening a partition's log gives.
+type OpenResult = Result<Rc<PartitionLog>, Arc<StorageError>>;
+
+/// An open of a partition's log in progress: every caller that finds the log not open yet
+/// waits for this one open instead of running its own (single-flight).
+#[derive(Default)]
+struct OpenFlight {
+    /// The open's result, once it has finished.
+    result: RefCell<Option<OpenResult>>,
+    /// Signalled when `result` is set.
+    done: LocalNotify,
+}
+
 /// The writer of one partition, owned by the partition's shard.
 pub struct PartitionWriter {
     pub partition: u32,
@@ -79,6 +92,8 @@ pub struct PartitionWriter {
     /// Upper bound on a chunk's uncompressed size (a single larger frame still goes alone).
     max_chunk_raw: usize,
     log: RefCell<Option<Rc<PartitionLog>>>,
+    /// The open in progress, while the log is not open yet.
+    opening: RefCell<Option<Rc<OpenFlight>>>,
     queue: RefCell<Vec<Pending>>,
     running: Cell<bool>,
     /// Signalled each time a chunk becomes durable, for readers tailing the partition.
@@ -107,6 +122,7 @@ impl PartitionWriter {
             config,
             max_chunk_raw,
             log: RefCell::new(None),
+            opening: RefCell::new(None),
             queue: RefCell::new(Vec::new()),
             running: Cell::new(false),
             appended: LocalNotify::default(),
@@ -118,20 +134,65 @@ impl PartitionWriter {
     }
 
     /// Opens (and recovers) the partition's log if it is not open yet.
-    pub async fn open(&self) -> Result<Rc<PartitionLog>, Arc<StorageError>> {
+    ///
+    /// Single-flight: however many requests race for a partition that is not open, its log is
+    /// opened (and recovered) once; every racer gets that open's log, or its error. The open
+    /// runs in its own task, so a caller that gives up (a closed connection) does not cancel it
+    /// for the others. A failed open is not kept: the next caller tries again. Recovery thus
+    /// never runs against a log a writer holds: once a log is open, it is never opened again.
+    pub async fn open(&self) -> OpenResult {
         if let Some(log) = self.log.borrow().as_ref() {
             return Ok(log.clone());
         }
-        let (log, report) = PartitionLog::open(self.dir.clone(), self.config.clone())
-            .await
-            .map_err(Arc::new)?;
-        tracing::info!(dir = %self.dir.display(), ?report, "partition recovered");
-        // Another task may have opened it while we awaited; keep the first.
-        let mut slot = self.log.borrow_mut();
-        if slot.is_none() {
-            self.metrics.recovered(&report);
+        let flight = self
+            .opening
+            .borrow_mut()
+            .get_or_insert_with(|| self.start_open())
+            .clone();
+        loop {
+            // Registered before the check, so a result set in between still wakes us.
+            let done = flight.done.notified();
+            let result = flight.result.borrow().clone();
+            if let Some(result) = result {
+                return self.finish_open(&flight, result);
+            }
+            done.await;
         }
-        Ok(slot.get_or_insert_with(|| Rc::new(log)).clone())
+    }
+
+    /// Starts the one open of the log, in a task of its own.
+    fn start_open(&self) -> Rc<OpenFlight> {
+        let flight = Rc::new(OpenFlight::default());
+        let dir = self.dir.clone();
+        let config = self.config.clone();
+        let metrics = self.metrics.clone();
+        let f = flight.clone();
+        rt::spawn_detached(async move {
+            let result = match PartitionLog::open(dir.clone(), config).await {
+                Ok((log, report)) => {
+                    tracing::info!(dir = %dir.display(), ?report, "partition recovered");
+                    metrics.recovered(&report);
+                    Ok(Rc::new(log))
+                }
+                Err(e) => Err(Arc::new(e)),
+            };
+            *f.result.borrow_mut() = Some(result);
+            f.done.notify();
+        });
+        flight
+    }
+
+    /// Installs a finished open's log (the first of its waiters to wake does it) and ends the
+    /// flight, so a failed open can be retried by the next caller.
+    fn finish_open(&self, flight: &Rc<OpenFlight>, result: OpenResult) -> OpenResult {
+        {
+            let mut opening = self.opening.borrow_mut();
+            if opening.as_ref().is_some_and(|f| Rc::ptr_eq(f, flight)) {
+                *opening = None;
+            }
+        }
+        let log = result?;
+        Ok(self.log.borrow_mut().get_or_insert(log).clone())
     }
 
     /// The open log, if any.
@@ -272,5 +333,103 @@ impl PartitionWriter {
         while self.running.get() {
             self.idle.notified().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Durability;
+
+    fn writer(dir: PathBuf) -> Rc<PartitionWriter> {
+        let config = LogConfig {
+            segment_size: 1 << 20,
+            durability: Durability::Write,
+            zstd_level: 1,
+            retention_age: None,
+            retention_bytes: None,
+            tail_bytes: 1 << 16,
+            reclaim_step: LogConfig::RECLAIM_STEP,
+        };
+        Rc::new(PartitionWriter::new(
+            0,
+            dir,
+            config,
+            1 << 20,
+            Rc::default(),
+            Rc::default(),
+        ))
+    }
+
+    /// Many first opens of a new partition at once: one open, the same log for all, no
+    /// "file exists" for the losers.
+    #[test]
+    fn concurrent_first_opens_share_one_open() {
+        rt::block_on(async {
+            let tmp = tempfile::TempDir::new().unwrap();
+            let w = writer(tmp.path().join("p0"));
+            std::fs::create_dir_all(tmp.path().join("p0")).unwrap();
+            let tasks: Vec<_> = (0..32)
+                .map(|_| {
+                    let w = w.clone();
+                    rt::spawn(async move { w.open().await })
+                })
+                .collect();
+            let mut logs = Vec::new();
+            for t in tasks {
+                logs.push(t.await.expect("open failed"));
+            }
+            assert!(logs.iter().all(|l| Rc::ptr_eq(l, &logs[0])));
+            assert!(Rc::ptr_eq(&w.log().unwrap(), &logs[0]));
+            assert!(w.opening.borrow().is_none());
+            // The fast path hands out the same log.
+            assert!(Rc::ptr_eq(&w.open().await.unwrap(), &logs[0]));
+        });
+    }
+
+    /// A caller that gives up does not cancel the open for the others.
+    #[test]
+    fn an_abandoned_open_still_completes_for_the_others() {
+        rt::block_on(async {
+            let tmp = tempfile::TempDir::new().unwrap();
+            std::fs::create_dir_all(tmp.path().join("p0")).unwrap();
+            let w = writer(tmp.path().join("p0"));
+            let first = rt::spawn({
+                let w = w.clone();
+                async move { w.open().await }
+            });
+            let second = rt::spawn({
+                let w = w.clone();
+                async move { w.open().await }
+            });
+            rt::next_io_turn().await;
+            drop(first);
+            let log = second.await.expect("open failed");
+            assert!(Rc::ptr_eq(&w.log().unwrap(), &log));
+        });
+    }
+
+    /// A failed open fails its waiters and is not kept: a later open tries again.
+    #[test]
+    fn a_failed_open_is_shared_then_retried() {
+        rt::block_on(async {
+            let tmp = tempfile::TempDir::new().unwrap();
+            // A file where the partition's directory should be: the open fails.
+            let dir = tmp.path().join("p0");
+            std::fs::write(&dir, b"x").unwrap();
+            let w = writer(dir.clone());
+            let spawn_open = || {
+                let w = w.clone();
+                rt::spawn(async move { w.open().await })
+            };
+            let (a, b) = (spawn_open(), spawn_open());
+            let (a, b) = (a.await, b.await);
+            assert!(a.is_err() && b.is_err(), "the open should fail");
+            assert!(w.opening.borrow().is_none());
+            assert!(w.log().is_none());
+            std::fs::remove_file(&dir).unwrap();
+            std::fs::create_dir_all(&dir).unwrap();
+            w.open().await.expect("retry failed");
+        });
     }
 }
