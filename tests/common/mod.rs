@@ -115,7 +115,9 @@ impl Broker {
                 eprintln!("{line}");
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous: recovery fdatasyncs, and on a disk busy writing back a fresh build an
+        // fsync can take tens of seconds.
+        let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             if rx.try_recv().is_ok() {
                 return;
