@@ -274,6 +274,18 @@ pub fn clamp(offset: i64, start: i64, end: i64) -> i64 {
 mod tests {
     use super::*;
 
+    /// Every one-bit flip and every truncation of an encoded file fails to decode.
+    fn every_flip_and_cut_is_refused(b: &[u8]) {
+        for i in 0..b.len() {
+            let mut bad = b.to_vec();
+            bad[i] ^= 0x40;
+            assert!(decode(&bad).is_err(), "flip at {i}");
+        }
+        for n in 0..b.len() {
+            assert!(decode(&b[..n]).is_err(), "cut at {n}");
+        }
+    }
+
     fn sample() -> GroupOffsets {
         [
             (("a".to_string(), 0), 5),
@@ -298,23 +310,9 @@ mod tests {
                 offsets: sample()
             }
         );
-        for i in 0..b.len() {
-            let mut bad = b.clone();
-            bad[i] ^= 0x40;
-            assert!(decode(&bad).is_err(), "flip at {i}");
-        }
-        for n in 0..b.len() {
-            assert!(decode(&b[..n]).is_err());
-        }
+        every_flip_and_cut_is_refused(&b);
         let b = encode("g", &sample());
-        for i in 0..b.len() {
-            let mut bad = b.clone();
-            bad[i] ^= 0x40;
-            assert!(decode(&bad).is_err(), "flip at {i}");
-        }
-        for n in 0..b.len() {
-            assert!(decode(&b[..n]).is_err());
-        }
+        every_flip_and_cut_is_refused(&b);
     }
 
     #[test]
