@@ -21,12 +21,15 @@
 //! - [`stats`]: the counters and histograms each core keeps on the hot path.
 //! - [`metrics`]: a scrape: every core's stats gathered and encoded for Prometheus.
 //! - [`error`]: the classes every layer's errors fall into, which transports map to answers.
-//! - [`broker`]: starts the cores (shard, then control-plane state) and the listeners.
+//! - [`broker`]: starts the cores (shard, then control-plane state) and the listeners; a
+//!   panic anywhere ends the process.
+//! - [`failpoint`]: named places where a test can make a running broker misbehave.
 
 pub mod broker;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod failpoint;
 pub mod metrics;
 pub mod proto;
 pub mod ring;

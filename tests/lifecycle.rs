@@ -75,7 +75,10 @@ fn sigterm_under_load_acknowledges_what_it_accepted_and_restarts_clean() {
     for h in handles {
         acked.extend(h.join().unwrap());
     }
-    assert!(!acked.is_empty());
+    assert!(
+        !acked.is_empty(),
+        "the frame being forwarded at SIGTERM was not acknowledged"
+    );
     eprintln!("shutdown took {:?}, {} acked", t.elapsed(), acked.len());
 
     // A graceful shutdown leaves nothing to repair: no torn tail, no index to rebuild.
@@ -372,5 +375,92 @@ fn sigterm_answers_a_long_poll_with_nothing_assigned_at_once() {
             after < Duration::from_secs(20),
             "answered {after:?} after SIGTERM"
         );
+    }
+}
+
+/// A panic in one shard ends the process (non-zero), so a service manager restarts it, rather
+/// than leaving the other shards serving half the partitions.
+#[test]
+fn a_shard_panic_ends_the_process() {
+    let mut broker = Broker::new(2, &[]);
+    // Shard 1, not 0: the main thread happens to notice shard 0's end on its own.
+    broker
+        .env
+        .push(("SHARDLOG_FAILPOINTS".into(), "writer.submit@1=panic".into()));
+    broker.spawn();
+    let mut c = Client::startup(broker.framed, "panics");
+    // Keys over every partition, so some reach shard 1 wherever the connection landed.
+    for sid in 1..=32u16 {
+        c.send_produce(sid, format!("key-{sid}").as_bytes(), &[b"boom"]);
+    }
+    while c.recv().is_some() {}
+    let status = broker.wait_exit(Duration::from_secs(60));
+    assert!(!status.success(), "a panic exits non-zero: {status}");
+
+    // Restarted without the fail point, it serves again.
+    broker.env.clear();
+    broker.spawn();
+    let mut c = Client::startup(broker.framed, "panics");
+    assert_eq!(c.produce(1, b"", &[b"after"]), Response::Produced(1));
+}
+
+/// Graceful shutdown closes a shard's partitions (and writes their clean markers) only after
+/// every shard's connections are drained: a frame one shard read before SIGTERM and forwards
+/// late to another is still appended and acknowledged, before that shard's marker.
+#[test]
+fn shutdown_waits_for_appends_forwarded_by_draining_shards() {
+    let mut broker = Broker::new(2, &[]);
+    // Each forwarded frame is held 300 ms: the owning shard, with no connection of its own to
+    // drain, would otherwise close long before it arrives.
+    broker.env.push((
+        "SHARDLOG_FAILPOINTS".into(),
+        "shard.forward=sleep(300)".into(),
+    ));
+    broker.spawn();
+    let mut c = Client::startup(broker.framed, "forwarded");
+    let mut sent: HashMap<u16, String> = HashMap::new();
+    for sid in 1..=16u16 {
+        let body = format!("m{sid}");
+        let key = format!("key-{sid}");
+        c.send_produce(sid, key.as_bytes(), &[body.as_bytes()]);
+        sent.insert(sid, body);
+    }
+    // Let the connection read them all and start forwarding, then stop the broker.
+    thread::sleep(Duration::from_millis(100));
+    // SAFETY: kill(2) on the broker's pid.
+    unsafe { libc::kill(broker.pid() as i32, libc::SIGTERM) };
+    // Frames already on their way to a writer are acknowledged; those the connection had
+    // not handed on yet are refused, retryably (code 6), and must not be stored.
+    let (mut acked, mut refused) = (Vec::new(), Vec::new());
+    while let Some(r) = c.recv() {
+        match r {
+            Response::Produced(sid) => acked.push(sent.remove(&sid).unwrap()),
+            Response::Error {
+                stream_id, code: 6, ..
+            } => refused.push(sent.remove(&stream_id).unwrap()),
+            other => panic!("a frame read before SIGTERM failed: {other:?}"),
+        }
+    }
+    assert!(
+        !acked.is_empty(),
+        "the frame being forwarded at SIGTERM was not acknowledged"
+    );
+    let status = broker.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    assert!(sent.is_empty(), "unanswered: {sent:?}");
+
+    for report in recover_topic(&broker.data_dir, "forwarded") {
+        assert!(report.clean_shutdown, "closed cleanly: {report:?}");
+        assert_eq!(report.torn_bytes_cut, 0, "{report:?}");
+    }
+    let stored: HashSet<Vec<u8>> = read_topic(&broker.data_dir, "forwarded")
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    for a in &acked {
+        assert!(stored.contains(a.as_bytes()), "acknowledged {a} is missing");
+    }
+    for r in &refused {
+        assert!(!stored.contains(r.as_bytes()), "refused {r} was stored");
     }
 }

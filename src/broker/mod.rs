@@ -20,6 +20,7 @@ use crate::shard::{OpenError, Shard};
 use crate::storage::StorageError;
 
 mod data_dir;
+mod panic;
 mod port;
 
 pub use data_dir::{lock_data_dir, LOCK_FILE};
@@ -31,6 +32,8 @@ const MESH_CAPACITY: usize = 1024;
 /// Runs the broker until every shard stops (today: until the process is killed). Returns an
 /// error line when it cannot start.
 pub fn run(config: Config) -> Result<(), StartError> {
+    panic::exit_on_panic();
+    crate::failpoint::init_from_env()?;
     pool::preflight()?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.clone(),
@@ -56,10 +59,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut stops = Vec::with_capacity(config.shards);
     let framed_load = ConnLoad::new(config.shards);
     let http_load = ConnLoad::new(config.shards);
+    // Shutdown: no shard closes its partitions until every shard's connections are drained,
+    // since a draining connection may still forward appends to any shard.
+    let drained = rt::Rendezvous::new(config.shards);
     for id in 0..config.shards {
         let (framed_load, http_load) = (framed_load.clone(), http_load.clone());
         let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
         let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_tx.clone());
+        let drained = drained.clone();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         stops.push(stop_tx);
         let spin = config.spin_before_park;
@@ -91,6 +98,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 listener::accept_loop(shard.clone(), http_listener, http::SERVER, http_load),
             );
             futures_lite::future::zip(servers, stopper).await;
+            drained.arrive_and_wait().await;
             shard.close().await;
             consumer::api::flush(&shard).await;
         })?);
@@ -132,6 +140,8 @@ pub async fn start_core(
 pub enum StartError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Failpoints(#[from] crate::failpoint::FailpointError),
     #[error("cannot create --data-dir {}: {source}", path.display())]
     DataDir {
         path: std::path::PathBuf,

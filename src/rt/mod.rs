@@ -7,13 +7,16 @@
 //! - re-exports: TCP sockets, the local semaphore used for backpressure, the shard mesh, tasks
 //!   and timers.
 //! - [`vectored`]: vectored socket writes (`sendmsg`) with the runtime's write as fallback.
+//! - [`rendezvous`]: every shard waits for the others (graceful shutdown's one barrier).
 
 pub mod mesh;
 pub mod pool;
 pub mod recv;
+pub mod rendezvous;
 pub mod vectored;
 
 pub use mesh::{MeshError, MeshPort, ShardMesh};
+pub use rendezvous::Rendezvous;
 
 pub mod dma;
 

@@ -8,8 +8,8 @@ use futures_channel::oneshot;
 use super::error::{ProduceError, RouteError};
 use super::msg::{ProduceAck, ProduceFrame, ShardMsg};
 use super::{Shard, TopicState};
-use crate::rt;
 use crate::wire::produce::{encode_produce_body, ProduceLayout};
+use crate::{failpoint, rt};
 
 /// The acknowledgement of a submitted frame, still to come.
 pub struct PendingAck(oneshot::Receiver<Result<ProduceAck, ProduceError>>);
@@ -49,6 +49,9 @@ impl Shard {
         if owner == self.id {
             topic.writer(j, self.id)?.submit(frame, tx);
         } else {
+            if let Some(pause) = failpoint::hit("shard.forward") {
+                rt::sleep(pause).await;
+            }
             let msg = ShardMsg::Produce {
                 topic: topic.name.clone(),
                 layout: topic.layout,

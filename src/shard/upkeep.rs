@@ -107,7 +107,7 @@ impl Shard {
     pub async fn close(&self) {
         for t in self.topic_states() {
             for w in t.owned() {
-                w.wait_idle().await;
+                w.stop_appends().await;
                 if let Some(log) = w.log() {
                     if let Err(e) = log.close_clean().await {
                         tracing::warn!(topic = %t.name, partition = w.partition, error = %e,

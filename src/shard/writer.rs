@@ -96,6 +96,9 @@ pub struct PartitionWriter {
     opening: RefCell<Option<Rc<OpenFlight>>>,
     queue: RefCell<Vec<Pending>>,
     running: Cell<bool>,
+    /// Set by graceful shutdown: frames submitted after it are refused, so nothing is
+    /// appended after the clean-shutdown marker.
+    closed: Cell<bool>,
     /// Signalled each time a chunk becomes durable, for readers tailing the partition.
     pub appended: LocalNotify,
     /// Signalled when the writer task has nothing left to write.
@@ -125,6 +128,7 @@ impl PartitionWriter {
             opening: RefCell::new(None),
             queue: RefCell::new(Vec::new()),
             running: Cell::new(false),
+            closed: Cell::new(false),
             appended: LocalNotify::default(),
             idle: LocalNotify::default(),
             read_ahead: Rc::default(),
@@ -202,6 +206,11 @@ impl PartitionWriter {
 
     /// Queues a frame; its reply is sent once the chunk holding it is durable.
     pub fn submit(self: &Rc<Self>, frame: ProduceFrame, reply: ProduceReply) {
+        crate::failpoint::hit("writer.submit");
+        if self.closed.get() {
+            let _ = reply.send(Err(ProduceError::ShuttingDown));
+            return;
+        }
         self.queue.borrow_mut().push(Pending { frame, reply });
         if !self.running.replace(true) {
             rt::spawn_detached(self.clone().run());
@@ -333,6 +342,13 @@ impl PartitionWriter {
         while self.running.get() {
             self.idle.notified().await;
         }
+    }
+
+    /// Graceful shutdown: refuses frames from now on, then waits until those already queued
+    /// are durable (or failed). After this the log can be closed cleanly.
+    pub async fn stop_appends(&self) {
+        self.closed.set(true);
+        self.wait_idle().await;
     }
 }
 

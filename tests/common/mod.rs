@@ -32,6 +32,8 @@ pub struct Broker {
     pub http: SocketAddr,
     pub shards: usize,
     pub extra: Vec<String>,
+    /// Environment variables set for the process (e.g. `SHARDLOG_FAILPOINTS`).
+    pub env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -42,18 +44,24 @@ impl Broker {
     }
 
     pub fn start_with(shards: usize, extra: &[&str]) -> Broker {
+        let mut b = Broker::new(shards, extra);
+        b.spawn();
+        b
+    }
+
+    /// A broker (not started yet) in a fresh temporary directory.
+    pub fn new(shards: usize, extra: &[&str]) -> Broker {
         let tmp = tempfile::tempdir().unwrap();
-        let mut b = Broker {
+        Broker {
             child: None,
             data_dir: tmp.path().join("data"),
             framed: free_addr(),
             http: free_addr(),
             shards,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             _tmp: Some(tmp),
-        };
-        b.spawn();
-        b
+        }
     }
 
     /// A broker (not started) on the same data directory as `self`, on ports of its own.
@@ -65,6 +73,7 @@ impl Broker {
             http: free_addr(),
             shards: self.shards,
             extra: self.extra.clone(),
+            env: self.env.clone(),
             _tmp: None,
         }
     }
@@ -90,6 +99,7 @@ impl Broker {
                 std::env::var("TEST_BROKER_LOG")
                     .unwrap_or_else(|_| "warn,shardlog::broker=info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd
     }
@@ -150,9 +160,14 @@ impl Broker {
 
     /// Sends SIGTERM and waits (at most `within`) for the process to exit; returns its status.
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        let mut c = self.child.take().expect("broker running");
         // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+        self.wait_exit(within)
+    }
+
+    /// Waits (at most `within`, then kills it and fails) for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("broker running");
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = c.try_wait().unwrap() {
@@ -160,7 +175,7 @@ impl Broker {
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
-                panic!("shardlog did not exit within {within:?} of SIGTERM");
+                panic!("shardlog did not exit within {within:?}");
             }
             std::thread::sleep(Duration::from_millis(10));
         }
