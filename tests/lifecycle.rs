@@ -464,3 +464,24 @@ fn shutdown_waits_for_appends_forwarded_by_draining_shards() {
         assert!(!stored.contains(r.as_bytes()), "refused {r} was stored");
     }
 }
+
+/// A port with a connection in TIME-WAIT on it (here left by another program that listened
+/// there, as a predecessor would) does not stop start-up: listeners set `SO_REUSEADDR`.
+#[test]
+fn ports_with_connections_in_time_wait_can_be_bound() {
+    use std::io::Read;
+    let mut broker = Broker::new(1, &[]);
+    for port in [broker.http, broker.framed] {
+        // The side that closes first keeps the TIME-WAIT socket: here the listening side.
+        let listener = std::net::TcpListener::bind(port).unwrap();
+        let mut client = std::net::TcpStream::connect(port).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        drop(accepted);
+        let _ = client.read(&mut [0u8; 1]);
+        drop(client);
+        drop(listener);
+    }
+    broker.spawn();
+    let mut c = Client::startup(broker.framed, "time-wait");
+    assert_eq!(c.produce(1, b"", &[b"bound"]), Response::Produced(1));
+}

@@ -7,8 +7,10 @@
 //! - re-exports: TCP sockets, the local semaphore used for backpressure, the shard mesh, tasks
 //!   and timers.
 //! - [`vectored`]: vectored socket writes (`sendmsg`) with the runtime's write as fallback.
+//! - [`listen`]: listening sockets with `SO_REUSEADDR` and `SO_REUSEPORT`.
 //! - [`rendezvous`]: every shard waits for the others (graceful shutdown's one barrier).
 
+pub mod listen;
 pub mod mesh;
 pub mod pool;
 pub mod recv;

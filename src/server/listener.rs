@@ -33,11 +33,7 @@ pub struct ListenError {
 /// Binds `addr` on this shard (every shard binds the same port; the kernel spreads
 /// connections with SO_REUSEPORT).
 pub fn bind(addr: std::net::SocketAddr, flag: &'static str) -> Result<TcpListener, ListenError> {
-    TcpListener::bind(addr).map_err(|e| ListenError {
-        addr,
-        flag,
-        source: e.into(),
-    })
+    rt::listen::listen(addr).map_err(|source| ListenError { addr, flag, source })
 }
 
 /// A future a server runs for one connection.
