@@ -209,6 +209,11 @@ const TOPIC_COUNTERS: &[(&str, &str, TopicField)] = &[
         |t| t.recovery_torn_bytes,
     ),
     (
+        "shardlog_recovery_chunks_cut",
+        "Whole chunks among the bytes recovery cut: stale or out-of-order chunks after the log's end.",
+        |t| t.recovery_chunks_cut,
+    ),
+    (
         "shardlog_recovery_corrupt_chunks",
         "Corrupt chunks found by recovery and refused (never served).",
         |t| t.recovery_corrupt_chunks,

@@ -217,6 +217,7 @@ struct RecoveryCounters {
     chunks_verified: Cell<u64>,
     torn_tails: Cell<u64>,
     torn_bytes: Cell<u64>,
+    chunks_cut: Cell<u64>,
     corrupt_chunks: Cell<u64>,
     indexes_rebuilt: Cell<u64>,
 }
@@ -259,6 +260,7 @@ impl TopicMetrics {
         add(&c.chunks_verified, r.chunks_verified);
         add(&c.torn_tails, u64::from(r.torn_bytes_cut > 0));
         add(&c.torn_bytes, r.torn_bytes_cut);
+        add(&c.chunks_cut, r.chunks_cut);
         add(&c.corrupt_chunks, r.corrupt_chunks);
         add(&c.indexes_rebuilt, r.index_rebuilt);
     }
@@ -282,6 +284,7 @@ impl TopicMetrics {
             recovery_chunks_verified: c.chunks_verified.get(),
             recovery_torn_tails: c.torn_tails.get(),
             recovery_torn_bytes: c.torn_bytes.get(),
+            recovery_chunks_cut: c.chunks_cut.get(),
             recovery_corrupt_chunks: c.corrupt_chunks.get(),
             recovery_indexes_rebuilt: c.indexes_rebuilt.get(),
             ..TopicSnapshot::default()
@@ -330,6 +333,7 @@ mod tests {
         t.recovered(&RecoveryReport {
             chunks_verified: 4,
             torn_bytes_cut: 100,
+            chunks_cut: 3,
             corrupt_chunks: 1,
             index_rebuilt: 1,
             ..RecoveryReport::default()
@@ -347,6 +351,7 @@ mod tests {
         );
         assert_eq!(s.partitions_recovered, 2);
         assert_eq!((s.recovery_torn_tails, s.recovery_torn_bytes), (1, 100));
+        assert_eq!(s.recovery_chunks_cut, 3);
         assert_eq!(s.recovery_chunks_verified, 4);
         assert_eq!(
             (s.recovery_corrupt_chunks, s.recovery_indexes_rebuilt),

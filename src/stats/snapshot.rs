@@ -53,6 +53,7 @@ pub struct TopicSnapshot {
     pub recovery_chunks_verified: u64,
     pub recovery_torn_tails: u64,
     pub recovery_torn_bytes: u64,
+    pub recovery_chunks_cut: u64,
     pub recovery_corrupt_chunks: u64,
     pub recovery_indexes_rebuilt: u64,
     /// Gauges, from the partition logs this shard owns (open ones).
@@ -78,6 +79,7 @@ impl TopicSnapshot {
         self.recovery_chunks_verified += o.recovery_chunks_verified;
         self.recovery_torn_tails += o.recovery_torn_tails;
         self.recovery_torn_bytes += o.recovery_torn_bytes;
+        self.recovery_chunks_cut += o.recovery_chunks_cut;
         self.recovery_corrupt_chunks += o.recovery_corrupt_chunks;
         self.recovery_indexes_rebuilt += o.recovery_indexes_rebuilt;
         self.partitions_owned += o.partitions_owned;
