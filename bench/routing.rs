@@ -1,7 +1,7 @@
 //! Key routing: Murmur3 token, partition lookup and owner shard for every keyed frame.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use shardlog::ring::{token, TopicLayout};
+use shardlog::ring::{token, ShardOwnership, TopicLayout};
 
 fn routing(c: &mut Criterion) {
     let keys: Vec<Vec<u8>> = (0..1000)

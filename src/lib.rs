@@ -9,13 +9,15 @@
 //! - [`server`]: one module per protocol: the framed TCP server, the HTTP port (HTTP/1.1 and
 //!   HTTP/2 told apart by the connection preface) and the gRPC layer and services over h2;
 //!   each answers failures with one table of [`error::ErrorClass`] → code or status.
-//! - [`wire`]: pure codecs for the framed protocol, poll responses and records; no I/O.
+//! - [`wire`]: pure codecs for the framed protocol, poll responses and records; no I/O. The
+//!   `shardlog-wire` crate (`wire/`), re-exported, so clients and the harness share it.
 //! - [`proto`]: prost message types generated from `proto/`, and their descriptor set.
 //! - [`consumer`]: the control plane of consumers: groups on a coordinator (shard 0), durable
 //!   committed offsets, and polls assembled from stored chunks without re-encoding.
 //! - [`shard`]: the data plane: the partitions a core owns, the group-commit writer, reads,
 //!   the mesh's typed messages, and `Shard::submit_to` for control work on another core.
-//! - [`ring`]: Murmur3 tokens, topic layouts and partition names, key → partition → shard.
+//! - [`ring`]: which shard owns a partition; Murmur3 tokens, topic layouts and partition names
+//!   (key → partition) come from the wire crate.
 //! - [`storage`]: the on-disk format: chunks, segments, indexes, one [`storage::PartitionLog`]
 //!   per partition (append, read, recover, retain), file I/O behind a small trait.
 //! - [`stats`]: the counters and histograms each core keeps on the hot path.
@@ -38,4 +40,4 @@ pub mod server;
 pub mod shard;
 pub mod stats;
 pub mod storage;
-pub mod wire;
+pub use shardlog_wire as wire;

@@ -9,8 +9,8 @@
 //! Before producing, a fresh group registers on the topic with start policy `latest` (which
 //! commits the end of every partition at once) and says GOODBYE; after producing it registers
 //! again and polls until two polls in a row bring nothing, so only this run's records are read,
-//! even from a topic used before. Poll items are decoded with `shardlog::wire::poll`, their
-//! payloads decompressed, their records read with `shardlog::wire::record`.
+//! even from a topic used before. Poll items are decoded with `shardlog_wire::poll`, their
+//! payloads decompressed, their records read with `shardlog_wire::record`.
 //!
 //! With `--verify` the workload tags each message with its global frame index and its index in
 //! the frame: [`TAG_LEN`] lowercase hex characters written over the start of the message's first

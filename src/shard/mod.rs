@@ -43,7 +43,7 @@ use futures_channel::oneshot;
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::ring::TopicLayout;
+use crate::ring::{ShardOwnership, TopicLayout};
 use crate::rt::{self, MeshPort, ShardMesh};
 use crate::stats::{ShardMetrics, TopicMetrics};
 use crate::storage::{LogConfig, StorageError};

@@ -8,6 +8,7 @@ use futures_channel::oneshot;
 use super::error::{ProduceError, RouteError};
 use super::msg::{ProduceAck, ProduceFrame, ShardMsg};
 use super::{Shard, TopicState};
+use crate::ring::ShardOwnership;
 use crate::wire::produce::{encode_produce_body, ProduceLayout};
 use crate::{failpoint, rt};
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 use futures_lite::future;
 
+use crate::ring::ShardOwnership;
 use crate::rt;
 use crate::storage::StoredChunk;
 

@@ -1,4 +1,4 @@
-//! A small client for the framed protocol, on the broker's own codecs (`shardlog::wire`).
+//! A small client for the framed protocol, on the broker's own codecs (`shardlog_wire`).
 //!
 //! A connection is opened with [`connect`] (TCP, then STARTUP → READY) and split into a
 //! [`FrameWriter`] and a [`FrameReader`] that can live on different threads. Frames are matched
@@ -10,10 +10,10 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use shardlog::wire::error::parse_error_body;
-use shardlog::wire::frame::{encode_frame, Frame, OpCode};
-use shardlog::wire::startup::encode_startup;
-use shardlog::wire::{ErrorCode, WireError};
+use shardlog_wire::error::parse_error_body;
+use shardlog_wire::frame::{encode_frame, Frame, OpCode};
+use shardlog_wire::startup::encode_startup;
+use shardlog_wire::{ErrorCode, WireError};
 
 /// The largest response body accepted. Responses are tiny; a larger length means the stream is
 /// not the framed protocol (or is corrupt).
@@ -394,7 +394,7 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardlog::wire::frame::encode_frame;
+    use shardlog_wire::frame::encode_frame;
     #[test]
     fn responses_classify_without_panicking() {
         let mut buf = Vec::new();

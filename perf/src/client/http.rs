@@ -324,7 +324,7 @@ fn find_crlf(b: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::client::session::{ConsumerSession, HttpSession};
-    use shardlog::wire::consumer::StartPolicy;
+    use shardlog_wire::consumer::StartPolicy;
     use std::io::BufRead;
     use std::net::TcpListener;
     use std::sync::mpsc;

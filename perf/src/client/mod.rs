@@ -1,4 +1,4 @@
-//! Clients of the broker's protocols, on the broker's own codecs (`shardlog::wire`) so the
+//! Clients of the broker's protocols, on the broker's own codecs (`shardlog_wire`) so the
 //! harness and the broker cannot disagree about a byte.
 //!
 //! - [`framed`]: a framed-protocol connection (connect/STARTUP, a frame reader that parses in

@@ -1,8 +1,8 @@
 //! Poll responses: the items' zstd payloads decompressed with one reused context, and their
-//! records walked with the broker's own codecs (`shardlog::wire::poll`, `shardlog::wire::record`).
+//! records walked with the broker's own codecs (`shardlog_wire::poll`, `shardlog_wire::record`).
 
-use shardlog::wire::poll::{parse_poll_response, PollItemHeader};
-use shardlog::wire::record::RecordIter;
+use shardlog_wire::poll::{parse_poll_response, PollItemHeader};
+use shardlog_wire::record::RecordIter;
 
 /// Decompresses poll item payloads with one reused zstd context and output buffer.
 pub struct Decoder {

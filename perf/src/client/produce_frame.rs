@@ -8,9 +8,9 @@
 
 use std::collections::HashSet;
 
-use shardlog::wire::frame::{Flags, OpCode};
-use shardlog::wire::header::{FrameHeader, HEADER_LEN, VERSION};
-use shardlog::wire::produce::encode_produce_body;
+use shardlog_wire::frame::{Flags, OpCode};
+use shardlog_wire::header::{FrameHeader, HEADER_LEN, VERSION};
+use shardlog_wire::produce::encode_produce_body;
 
 /// Hands out stream ids: counting up with wrap-around, skipping ids still in flight, so no two
 /// frames in flight on a connection ever share an id. Id 0 is used by STARTUP and is free again
@@ -154,8 +154,8 @@ impl ProducePrefix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardlog::wire::frame::{encode_frame, Frame};
-    use shardlog::wire::produce::ProduceBody;
+    use shardlog_wire::frame::{encode_frame, Frame};
+    use shardlog_wire::produce::ProduceBody;
 
     #[test]
     fn stream_ids_never_collide_and_wrap() {

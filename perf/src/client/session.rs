@@ -6,12 +6,12 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use shardlog::wire::consumer::{
+use shardlog_wire::consumer::{
     encode_consumer_id, encode_poll, encode_register, PollBody, RegisterBody, StartPolicy,
 };
-use shardlog::wire::error::parse_error_body;
-use shardlog::wire::frame::{encode_frame, OpCode};
-use shardlog::wire::header::HEADER_LEN;
+use shardlog_wire::error::parse_error_body;
+use shardlog_wire::frame::{encode_frame, OpCode};
+use shardlog_wire::header::HEADER_LEN;
 
 use super::framed::{self, ClientError, FrameReader, FrameWriter};
 use super::http::{encode_query, Answer, HttpClient};

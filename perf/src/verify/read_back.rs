@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use shardlog::wire::consumer::StartPolicy;
+use shardlog_wire::consumer::StartPolicy;
 
 use crate::client::poll::{for_each_record, Decoder};
 use crate::client::session::{open_session, ConsumerSession, Transport};

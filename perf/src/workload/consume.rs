@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use shardlog::wire::poll::parse_poll_response;
-use shardlog::wire::startup::validate_topic;
+use shardlog_wire::poll::parse_poll_response;
+use shardlog_wire::startup::validate_topic;
 
 use crate::client::framed::ClientError;
 use crate::client::poll::{content_size, for_each_record, Decoder};
@@ -92,7 +92,7 @@ impl Workload for ConsumeConfig {
             return Err("--consumers must be at least 1".into());
         }
         validate_topic(&self.topic).map_err(|e| format!("--topic: {e}"))?;
-        shardlog::wire::consumer::validate_group(&self.group)
+        shardlog_wire::consumer::validate_group(&self.group)
             .map_err(|e| format!("--group: {e}"))?;
         if self.messages == Some(0) {
             return Err("--messages must be at least 1".into());

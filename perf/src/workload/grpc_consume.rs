@@ -12,7 +12,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shardlog::proto::log::{ConsumeRequest, LogRecord};
-use shardlog::wire::startup::validate_topic;
+use shardlog_wire::startup::validate_topic;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shardlog::proto::log::{ProduceRequest, ProduceResponse};
-use shardlog::wire::startup::validate_topic;
+use shardlog_wire::startup::validate_topic;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::codegen::tokio_stream;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};

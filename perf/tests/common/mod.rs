@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use shardlog::wire::error::{encode_error_body, ErrorCode};
-use shardlog::wire::frame::{encode_frame, Flags, Frame, OpCode};
-use shardlog::wire::produce::ProduceBody;
-use shardlog::wire::startup::parse_startup;
+use shardlog_wire::error::{encode_error_body, ErrorCode};
+use shardlog_wire::frame::{encode_frame, Flags, Frame, OpCode};
+use shardlog_wire::produce::ProduceBody;
+use shardlog_wire::startup::parse_startup;
 
 #[derive(Debug, Clone, Default)]
 pub struct FakeOptions {

@@ -448,7 +448,7 @@ mod tests {
         let pool = MessagePool::generate(PayloadSpec::default(), 128);
         let b = batches(&pool, 64);
         assert_eq!(b.len(), 2);
-        let recs: Vec<_> = shardlog::wire::record::RecordIter::new(&b[1])
+        let recs: Vec<_> = shardlog_wire::record::RecordIter::new(&b[1])
             .map(|r| r.unwrap())
             .collect();
         assert_eq!(recs.len(), 64);

@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use shardlog::wire::startup::validate_topic;
+use shardlog_wire::startup::validate_topic;
 
 use crate::client::framed::{self, ConnectOptions};
 use crate::client::produce_frame::{MessageRegion, StreamIds};

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use shardlog::wire::ErrorCode;
+use shardlog_wire::ErrorCode;
 
 use crate::client::framed::{code_name, ClientError, FrameReader, ReadOutcome, Response};
 use crate::verify::{AckEntry, Ledger};

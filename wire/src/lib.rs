@@ -13,6 +13,7 @@
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
 //! - [`reader`]: the one bounds-checked cursor every decoder reads with (typed big-endian getters).
 //! - [`writer`]: [`writer::Put`], its counterpart for encoders (`put_u32` writes what `u32` reads).
+//! - [`ring`]: Murmur3 tokens and topic layouts: key → token → partition, as the broker routes.
 //! - [`table`]: the macro that declares [`OpCode`] and [`ErrorCode`] from one table each.
 //!
 //! Naming: a frame or body type `T` has `T::decode(&[u8]) -> Result<T, WireError>` for a whole
@@ -32,6 +33,7 @@ pub mod poll;
 pub mod produce;
 pub mod reader;
 pub mod record;
+pub mod ring;
 pub mod startup;
 pub mod table;
 pub mod writer;

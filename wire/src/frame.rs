@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn opcodes() {
-        crate::wire::table::assert_unique(OpCode::TABLE, |op| op as u8);
+        crate::table::assert_unique(OpCode::TABLE, |op| op as u8);
         for op in 1..=11u8 {
             assert_eq!(OpCode::from_u8(op).unwrap() as u8, op);
         }

@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        crate::wire::table::assert_unique(ErrorCode::TABLE, |c| c as u8);
+        crate::table::assert_unique(ErrorCode::TABLE, |c| c as u8);
         for c in 0..ErrorCode::COUNT as u8 {
             assert_eq!(ErrorCode::from_u8(c).unwrap() as u8, c);
         }
