@@ -15,10 +15,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use thiserror::Error;
-use zstd::zstd_safe::{
-    self, zstd_sys::ZSTD_EndDirective, CCtx, CParameter, DCtx, InBuffer, OutBuffer,
-};
+use zstd::zstd_safe::{self, zstd_sys::ZSTD_EndDirective, CCtx, CParameter, InBuffer, OutBuffer};
 
+use crate::wire::payload::PayloadError;
 use crate::wire::record::RecordIter;
 
 /// One chunk as stored: `payload` is exactly the zstd frame, ready for a poll response.
@@ -82,6 +81,16 @@ pub enum ChunkError {
     OffsetOverflow { start: i64, count: u32 },
     #[error("chunk payload decompresses to more than {limit} bytes, more than any chunk holds")]
     TooLarge { limit: usize },
+}
+
+impl From<PayloadError> for ChunkError {
+    fn from(e: PayloadError) -> ChunkError {
+        match e {
+            PayloadError::BadFrame(why) => ChunkError::BadFrame(why),
+            PayloadError::Zstd(name) => ChunkError::Zstd(name),
+            PayloadError::TooLarge { limit } => ChunkError::TooLarge { limit },
+        }
+    }
 }
 
 fn zstd_err(code: usize) -> ChunkError {
@@ -421,71 +430,10 @@ pub fn max_decoded_len(record_count: Option<u32>, max_frame: usize) -> usize {
 
 /// Checks that `payload` is exactly one zstd frame with a content checksum, decompresses it
 /// (verifying the checksum) and returns the records, refusing with [`ChunkError::TooLarge`]
-/// to produce more than `limit` bytes (see [`max_decoded_len`]). Memory grows with the output
-/// actually produced (or is the frame's declared content size, when that is within the
-/// limit), so a small payload crafted to expand enormously costs at most `limit` bytes.
+/// to produce more than `limit` bytes (see [`max_decoded_len`]). The wire crate's decoder,
+/// shared with clients ([`crate::wire::payload`]).
 pub fn decode_payload(payload: &[u8], limit: usize) -> Result<Vec<u8>, ChunkError> {
-    // Frame header descriptor: byte 4, bit 2 = content checksum flag.
-    if payload.len() < 6 || payload[..4] != [0x28, 0xb5, 0x2f, 0xfd] {
-        return Err(ChunkError::BadFrame("no zstd magic number"));
-    }
-    if payload[4] & 0x04 == 0 {
-        return Err(ChunkError::BadFrame("no content checksum"));
-    }
-    match zstd_safe::find_frame_compressed_size(payload) {
-        Ok(n) if n == payload.len() => {}
-        Ok(_) => return Err(ChunkError::BadFrame("bytes after the frame")),
-        Err(e) => return Err(zstd_err(e)),
-    }
-    match zstd_safe::get_frame_content_size(payload) {
-        Ok(Some(n)) if n > limit as u64 => Err(ChunkError::TooLarge { limit }),
-        Ok(Some(n)) => {
-            // Declared and within the limit: one shot into exactly that much (zstd fails if
-            // the frame produces more than it declared).
-            let mut out = Vec::with_capacity(n as usize);
-            zstd_safe::decompress(&mut out, payload).map_err(zstd_err)?;
-            if out.len() as u64 != n {
-                return Err(ChunkError::BadFrame(
-                    "content size does not match the header",
-                ));
-            }
-            Ok(out)
-        }
-        Ok(None) => decode_streaming(payload, limit),
-        Err(_) => Err(ChunkError::BadFrame("unreadable frame header")),
-    }
-}
-
-/// Decompresses a frame that does not declare its size, stopping once it passes `limit`. The
-/// output buffer grows (doubling) up to `limit + 1` bytes and no further.
-fn decode_streaming(payload: &[u8], limit: usize) -> Result<Vec<u8>, ChunkError> {
-    let mut dctx = DCtx::try_create().ok_or(ChunkError::Zstd("out of memory".into()))?;
-    let cap = limit.saturating_add(1);
-    let mut out: Vec<u8> = Vec::with_capacity(payload.len().saturating_mul(4).max(4096).min(cap));
-    let mut input = InBuffer::around(payload);
-    loop {
-        if out.len() == out.capacity() {
-            let grown = out.capacity().saturating_mul(2).min(cap);
-            out.reserve_exact(grown - out.len());
-        }
-        let pos = out.len();
-        let before = (input.pos(), pos);
-        let hint = {
-            let mut ob = OutBuffer::around_pos(&mut out, pos);
-            dctx.decompress_stream(&mut ob, &mut input)
-                .map_err(zstd_err)?
-        };
-        if out.len() > limit {
-            return Err(ChunkError::TooLarge { limit });
-        }
-        if hint == 0 {
-            // The frame is complete and its checksum verified.
-            return Ok(out);
-        }
-        if (input.pos(), out.len()) == before && out.len() < out.capacity() {
-            return Err(ChunkError::BadFrame("truncated frame"));
-        }
-    }
+    Ok(crate::wire::payload::decode(payload, limit)?)
 }
 
 /// [`decode_payload`] with the bound of a chunk of unknown record count written under any

@@ -10,6 +10,7 @@
 //! - [`record`]: the record layout inside a chunk (`timestamp μs | length | body`).
 //! - [`grpc`]: the gRPC length-prefixed message (`compressed u8 | length u32 | message`).
 //! - [`poll`]: the consumer poll response (items of compressed chunk payloads).
+//! - [`payload`]: a chunk payload's bounded decompression (one checksummed zstd frame).
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
 //! - [`reader`]: the one bounds-checked cursor every decoder reads with (typed big-endian getters).
 //! - [`writer`]: [`writer::Put`], its counterpart for encoders (`put_u32` writes what `u32` reads).
@@ -29,6 +30,7 @@ pub mod error;
 pub mod frame;
 pub mod grpc;
 pub mod header;
+pub mod payload;
 pub mod poll;
 pub mod produce;
 pub mod reader;
