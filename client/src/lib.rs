@@ -1,0 +1,41 @@
+//! An async client for [shardlog](https://example.invalid/shardlog)'s framed protocol, on tokio.
+//!
+//! - [`Producer`] ([`producer`]): batches messages per partition, pipelines frames on a few
+//!   connections, resolves a [`Delivery`] per message once the broker stored it durably;
+//!   retries what may be retried (at-least-once), bounds unacknowledged bytes.
+//! - [`Consumer`] ([`consumer`]): a consumer-group member: register, poll, commit, leave.
+//! - [`ClientError`] ([`error`]): the one error type; [`ClientError::is_retryable`].
+//! - [`connection`]: one socket as frames; `mux` (private): many requests in flight on it.
+//!
+//! The codecs are the broker's own, from the `shardlog-wire` crate.
+//!
+//! ```no_run
+//! use shardlog_client::{Consumer, ConsumerConfig, Producer, ProducerConfig};
+//!
+//! # async fn run() -> Result<(), shardlog_client::ClientError> {
+//! let producer = Producer::new(ProducerConfig::new("127.0.0.1:9254"))?;
+//! let delivery = producer.send("orders", Some(b"customer-42"), "order #1").await?;
+//! delivery.await?; // stored durably
+//!
+//! let mut consumer =
+//!     Consumer::join(ConsumerConfig::new("127.0.0.1:9254", "billing", "billing-1", &["orders"]))
+//!         .await?;
+//! for record in consumer.poll().await? {
+//!     println!("{} @{}: {:?}", record.topic, record.offset, record.value);
+//! }
+//! consumer.close().await?; // commits what was polled, leaves the group
+//! # Ok(())
+//! # }
+//! ```
+
+mod batch;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+mod mux;
+pub mod producer;
+
+pub use consumer::{Consumer, ConsumerConfig, Record, StartPolicy};
+pub use error::ClientError;
+pub use producer::{Delivery, Producer, ProducerConfig};
+pub use shardlog_wire as wire;

@@ -1,0 +1,238 @@
+//! Many requests in flight on one connection: each gets its own stream id, and the answer
+//! with that stream id resolves it, in whatever order answers come. A writer task coalesces
+//! the frames waiting to go into one write; a reader task dispatches answers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
+
+use shardlog_wire::error::parse_error_body;
+use shardlog_wire::frame::encode_frame;
+use shardlog_wire::OpCode;
+
+use crate::connection::{self, FrameReader, FrameWriter, ReceivedFrame};
+use crate::ClientError;
+
+/// Bytes of frames gathered into one write.
+const COALESCE: usize = 256 << 10;
+
+type Reply = oneshot::Sender<Result<ReceivedFrame, ClientError>>;
+
+/// One multiplexed connection. Dropping it closes the connection; requests still waiting
+/// fail with [`ClientError::ConnectionLost`].
+pub struct Mux {
+    shared: Arc<Shared>,
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    in_flight: Arc<Semaphore>,
+    timeout: Duration,
+    reader: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    waiting: HashMap<u16, Reply>,
+    next_id: u16,
+    /// Why the connection ended, once it has.
+    ended: Option<ClientError>,
+}
+
+impl State {
+    /// A stream id no request in flight uses (the semaphore keeps fewer than 65,536 waiting).
+    fn allocate(&mut self) -> u16 {
+        loop {
+            let id = self.next_id;
+            self.next_id = self.next_id.wrapping_add(1);
+            if !self.waiting.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn end(&mut self, why: ClientError) {
+        if self.ended.is_none() {
+            self.ended = Some(why.clone());
+        }
+        for (_, reply) in self.waiting.drain() {
+            let _ = reply.send(Err(why.clone()));
+        }
+    }
+}
+
+impl Mux {
+    /// Connects to `addr`; at most `max_in_flight` requests wait for answers at once (more
+    /// wait for a slot), each at most `timeout`.
+    pub async fn connect(
+        addr: &str,
+        max_body: u32,
+        max_in_flight: usize,
+        timeout: Duration,
+    ) -> Result<Mux, ClientError> {
+        let (reader, writer) = tokio::time::timeout(timeout, connection::connect(addr, max_body))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))??;
+        let shared = Arc::new(Shared::default());
+        let (frames, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(writer, rx, shared.clone()));
+        let reader = tokio::spawn(read_loop(reader, shared.clone()));
+        Ok(Mux {
+            shared,
+            frames,
+            in_flight: Arc::new(Semaphore::new(max_in_flight.clamp(1, 32_768))),
+            timeout,
+            reader,
+        })
+    }
+
+    /// Whether the connection has ended (new requests would fail at once).
+    pub fn is_closed(&self) -> bool {
+        self.lock().ended.is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        lock(&self.shared)
+    }
+
+    /// Sends one request and waits for its answer. An ERROR answer is
+    /// [`ClientError::Broker`].
+    pub async fn call(
+        &self,
+        opcode: OpCode,
+        flags: u8,
+        body: &[u8],
+    ) -> Result<ReceivedFrame, ClientError> {
+        self.send(opcode, flags, body).await?.answer().await
+    }
+
+    /// Hands one request to the connection (waiting for a free in-flight slot first) and
+    /// returns what waits for its answer. Requests are written in the order `send` returns.
+    pub async fn send(
+        &self,
+        opcode: OpCode,
+        flags: u8,
+        body: &[u8],
+    ) -> Result<Pending<'_>, ClientError> {
+        let slot = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut st = self.lock();
+            if let Some(why) = &st.ended {
+                return Err(why.clone());
+            }
+            let id = st.allocate();
+            st.waiting.insert(id, tx);
+            id
+        };
+        let mut frame = Vec::with_capacity(body.len() + 13);
+        encode_frame(&mut frame, opcode, flags, id, body);
+        if self.frames.send(frame).is_err() {
+            self.lock().waiting.remove(&id);
+            return Err(ClientError::ConnectionLost("writer stopped".into()));
+        }
+        Ok(Pending {
+            mux: self,
+            id,
+            rx,
+            _slot: slot,
+        })
+    }
+}
+
+/// A request sent, its answer still to come.
+pub struct Pending<'a> {
+    mux: &'a Mux,
+    id: u16,
+    rx: oneshot::Receiver<Result<ReceivedFrame, ClientError>>,
+    _slot: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Pending<'_> {
+    /// Waits (at most the request timeout) for the answer. An ERROR answer is
+    /// [`ClientError::Broker`].
+    pub async fn answer(self) -> Result<ReceivedFrame, ClientError> {
+        let timeout = self.mux.timeout;
+        let answer = match tokio::time::timeout(timeout, self.rx).await {
+            Ok(Ok(answer)) => answer?,
+            Ok(Err(_)) => return Err(ClientError::ConnectionLost("closed".into())),
+            Err(_) => {
+                self.mux.lock().waiting.remove(&self.id);
+                return Err(ClientError::Timeout(timeout));
+            }
+        };
+        if answer.opcode()? == OpCode::Error {
+            let (code, message) = parse_error_body(&answer.body)?;
+            return Err(ClientError::Broker { code, message });
+        }
+        Ok(answer)
+    }
+}
+
+impl Drop for Mux {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.lock().end(ClientError::Closed);
+    }
+}
+
+async fn write_loop(
+    mut writer: FrameWriter,
+    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
+    shared: Arc<Shared>,
+) {
+    while let Some(mut batch) = frames.recv().await {
+        while batch.len() < COALESCE {
+            match frames.try_recv() {
+                Ok(f) => batch.extend_from_slice(&f),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = writer.write_frames(&batch).await {
+            lock(&shared).end(e);
+            return;
+        }
+    }
+}
+
+async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
+    loop {
+        match reader.read_frame().await {
+            Ok(Some(frame)) => {
+                let reply = lock(&shared).waiting.remove(&frame.header.stream_id);
+                // An answer nobody waits for (its request timed out) is dropped.
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(frame));
+                }
+            }
+            Ok(None) => {
+                lock(&shared).end(ClientError::ConnectionLost(
+                    "the broker closed the connection".into(),
+                ));
+                return;
+            }
+            Err(e) => {
+                lock(&shared).end(e);
+                return;
+            }
+        }
+    }
+}
+
+/// A panic while holding this lock cannot leave the map half-updated in a way that matters
+/// (each operation is one insert or remove), so a poisoned lock is used as is.
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
+    shared
+        .state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

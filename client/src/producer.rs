@@ -1,0 +1,435 @@
+//! [`Producer`]: messages are batched per partition (per key when the topic's layout is not
+//! known, keyless ones together), each batch sent as one PRODUCE frame when it is full or has
+//! lingered, frames pipelined on a few connections per topic. Every message gets a
+//! [`Delivery`] that resolves once the broker acknowledged it durably.
+//!
+//! Delivery is **at-least-once**: a batch whose answer was lost (the connection dropped, the
+//! request timed out) or that the broker refused retryably is sent again, so it may be stored
+//! twice, and a retried batch may land after batches of the same partition sent later.
+//! Messages of one key otherwise stay in order: a route (partition or key) always uses the same
+//! connection, whose frames the broker applies in order.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use shardlog_wire::produce::encode_produce_body;
+use shardlog_wire::ring::TopicLayout;
+use shardlog_wire::startup::validate_topic;
+use shardlog_wire::OpCode;
+
+use crate::batch::{Batch, Batches, Route};
+use crate::mux::Mux;
+use crate::ClientError;
+
+/// How a [`Producer`] batches, pipelines, retries and bounds memory.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Framed-protocol addresses (`host:port`) of the brokers; connections go to them in turn.
+    pub brokers: Vec<String>,
+    /// How long a batch waits for more messages before it is sent.
+    pub linger: Duration,
+    /// Largest PRODUCE body; at most the broker's `--max-frame-size`.
+    pub max_batch_bytes: usize,
+    /// Connections per topic (keyless messages spread over them).
+    pub connections_per_topic: usize,
+    /// Frames waiting for an answer per connection.
+    pub max_in_flight: usize,
+    /// Message bytes sent or batched but not yet acknowledged; `send` waits past it.
+    pub max_unacked_bytes: usize,
+    /// Times a batch is sent again after a retryable failure.
+    pub retries: u32,
+    /// Wait before the first retry; doubles each time, up to 5 s.
+    pub retry_backoff: Duration,
+    /// How long one request (and one connect) may take.
+    pub request_timeout: Duration,
+}
+
+impl ProducerConfig {
+    /// Defaults for a broker at `broker` (e.g. `127.0.0.1:9254`).
+    pub fn new(broker: impl Into<String>) -> ProducerConfig {
+        ProducerConfig {
+            brokers: vec![broker.into()],
+            linger: Duration::from_millis(5),
+            max_batch_bytes: 1 << 20,
+            connections_per_topic: 4,
+            max_in_flight: 32,
+            max_unacked_bytes: 64 << 20,
+            retries: 5,
+            retry_backoff: Duration::from_millis(50),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Resolves when the message is acknowledged (durable on the broker), or failed for good.
+#[must_use = "a delivery says whether the message was stored"]
+pub struct Delivery(oneshot::Receiver<Result<(), ClientError>>);
+
+impl Future for Delivery {
+    type Output = Result<(), ClientError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::Closed)))
+    }
+}
+
+/// Told the outcome of one message; holds its share of the unacknowledged-bytes budget.
+struct Waiter {
+    reply: oneshot::Sender<Result<(), ClientError>>,
+    _budget: OwnedSemaphorePermit,
+}
+
+enum Command {
+    Send {
+        route: Route,
+        key: Bytes,
+        value: Bytes,
+        waiter: Waiter,
+    },
+    /// Send every open batch now.
+    Flush(oneshot::Sender<()>),
+}
+
+/// A producer for any number of topics. Cheap to clone; all clones share batches and
+/// connections. Needs a tokio runtime.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ProducerConfig,
+    topics: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
+    layouts: Mutex<HashMap<String, TopicLayout>>,
+    budget: Arc<Semaphore>,
+    budget_total: u32,
+}
+
+impl Producer {
+    /// A producer; connections are made when a topic is first sent to.
+    pub fn new(config: ProducerConfig) -> Result<Producer, ClientError> {
+        if config.brokers.is_empty() {
+            return Err(ClientError::Invalid("no broker address".into()));
+        }
+        let budget_total = config.max_unacked_bytes.clamp(1, u32::MAX as usize) as u32;
+        Ok(Producer {
+            inner: Arc::new(Inner {
+                budget: Arc::new(Semaphore::new(budget_total as usize)),
+                budget_total,
+                config,
+                topics: Mutex::new(HashMap::new()),
+                layouts: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Routes `topic`'s keyed messages by its layout (as the admin API describes it), so that
+    /// messages of different keys in one partition share batches.
+    pub fn set_layout(&self, topic: &str, layout: TopicLayout) {
+        lock(&self.inner.layouts).insert(topic.to_string(), layout);
+    }
+
+    /// Queues one message (`key` picks its partition; `None` or empty: keyless) and returns
+    /// its [`Delivery`]. Waits while `max_unacked_bytes` are unacknowledged.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: impl Into<Bytes>,
+    ) -> Result<Delivery, ClientError> {
+        let value = value.into();
+        let key = key.unwrap_or_default();
+        validate_topic(topic).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        if key.len() > u8::MAX as usize {
+            return Err(ClientError::Invalid("a key is at most 255 bytes".into()));
+        }
+        let frame = 1 + key.len() + 4 + value.len();
+        if frame > self.inner.config.max_batch_bytes.max(1) && frame > (4 << 20) {
+            return Err(ClientError::Invalid(format!(
+                "a message of {} bytes does not fit in a frame",
+                value.len()
+            )));
+        }
+        let cost = (value.len() + 4).clamp(1, self.inner.budget_total as usize) as u32;
+        let permit = self
+            .inner
+            .budget
+            .clone()
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let route = if key.is_empty() {
+            Route::Keyless
+        } else {
+            match lock(&self.inner.layouts).get(topic) {
+                Some(l) => Route::Partition(l.partition_of_key(key)),
+                None => Route::Key(Bytes::copy_from_slice(key)),
+            }
+        };
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Send {
+            route,
+            key: Bytes::copy_from_slice(key),
+            value,
+            waiter: Waiter {
+                reply,
+                _budget: permit,
+            },
+        };
+        self.topic(topic)
+            .send(cmd)
+            .map_err(|_| ClientError::Closed)?;
+        Ok(Delivery(rx))
+    }
+
+    /// Sends every open batch now and waits until every message sent before the call is
+    /// acknowledged or failed.
+    pub async fn flush(&self) {
+        let senders: Vec<_> = lock(&self.inner.topics).values().cloned().collect();
+        for s in senders {
+            let (tx, rx) = oneshot::channel();
+            if s.send(Command::Flush(tx)).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        // Every unacknowledged message holds part of the budget: all of it back means none is.
+        if let Ok(all) = self
+            .inner
+            .budget
+            .acquire_many(self.inner.budget_total)
+            .await
+        {
+            drop(all);
+        }
+    }
+
+    /// The sender of `topic`'s task, started on first use.
+    fn topic(&self, topic: &str) -> mpsc::UnboundedSender<Command> {
+        let mut topics = lock(&self.inner.topics);
+        if let Some(s) = topics.get(topic) {
+            if !s.is_closed() {
+                return s.clone();
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conns = Arc::new(TopicConns::new(topic, &self.inner.config));
+        tokio::spawn(run_topic(self.inner.config.clone(), conns, rx));
+        topics.insert(topic.to_string(), tx.clone());
+        tx
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One topic's batching loop: adds messages, sends batches that are full or due.
+async fn run_topic(
+    config: ProducerConfig,
+    conns: Arc<TopicConns>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let mut batches: Batches<Waiter> = Batches::new(config.max_batch_bytes, config.linger);
+    loop {
+        let cmd = match batches.next_due() {
+            Some(due) => tokio::select! {
+                c = commands.recv() => c,
+                _ = tokio::time::sleep_until(due.into()) => {
+                    for b in batches.take_due(Instant::now()) {
+                        dispatch(&config, &conns, b);
+                    }
+                    continue;
+                }
+            },
+            None => commands.recv().await,
+        };
+        match cmd {
+            Some(Command::Send {
+                route,
+                key,
+                value,
+                waiter,
+            }) => {
+                for b in batches.add(route, key, value, waiter) {
+                    dispatch(&config, &conns, b);
+                }
+            }
+            Some(Command::Flush(done)) => {
+                for b in batches.take_all() {
+                    dispatch(&config, &conns, b);
+                }
+                let _ = done.send(());
+            }
+            None => {
+                // Every producer handle is gone: send what is left.
+                for b in batches.take_all() {
+                    dispatch(&config, &conns, b);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Sends one batch on its route's connection (in a task of its own, so frames pipeline) and
+/// tells its messages the outcome.
+fn dispatch(config: &ProducerConfig, conns: &Arc<TopicConns>, batch: Batch<Waiter>) {
+    let slot = conns.slot_for(&batch.route);
+    let (conns, retries, backoff) = (conns.clone(), config.retries, config.retry_backoff);
+    // The connection's order is the order frames are handed to it: take a place in line now.
+    let send_order = conns.order(slot);
+    tokio::spawn(async move {
+        let mut body = Vec::with_capacity(batch.bytes);
+        encode_produce_body(
+            None,
+            &batch.key,
+            batch.messages.iter().map(|m| &m[..]),
+            &mut body,
+        );
+        let mut delay = backoff;
+        let mut attempt = 0;
+        let mut turn = Some(send_order);
+        let result = loop {
+            let r = conns.produce(slot, &body, turn.take()).await;
+            match r {
+                Err(e) if e.is_retryable() && attempt < retries => {
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                r => break r,
+            }
+        };
+        for w in batch.waiters {
+            let _ = w.reply.send(result.clone());
+        }
+    });
+}
+
+/// A topic's connections, made (and remade after a failure) on demand, each starting with
+/// STARTUP for the topic.
+struct TopicConns {
+    topic: String,
+    brokers: Vec<String>,
+    max_in_flight: usize,
+    timeout: Duration,
+    slots: Vec<Slot>,
+    keyless: std::sync::atomic::AtomicUsize,
+}
+
+struct Slot {
+    conn: tokio::sync::Mutex<Option<Arc<Mux>>>,
+    /// Frames take turns on a slot in the order they were dispatched (see [`TopicConns::order`]).
+    line: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A place in a slot's line: holding it, a frame is the next to be written on the slot.
+type Turn = tokio::sync::OwnedMutexGuard<()>;
+
+impl TopicConns {
+    fn new(topic: &str, config: &ProducerConfig) -> TopicConns {
+        let n = config.connections_per_topic.max(1);
+        TopicConns {
+            topic: topic.to_string(),
+            brokers: config.brokers.clone(),
+            max_in_flight: config.max_in_flight,
+            timeout: config.request_timeout,
+            slots: (0..n)
+                .map(|_| Slot {
+                    conn: tokio::sync::Mutex::new(None),
+                    line: Arc::new(tokio::sync::Mutex::new(())),
+                })
+                .collect(),
+            keyless: Default::default(),
+        }
+    }
+
+    /// The connection a route uses: keyless batches take turns; a keyed route always the same.
+    fn slot_for(&self, route: &Route) -> usize {
+        use std::hash::{Hash, Hasher};
+        let n = self.slots.len();
+        match route {
+            Route::Keyless => {
+                self.keyless
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    % n
+            }
+            r => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                r.hash(&mut h);
+                (h.finish() as usize) % n
+            }
+        }
+    }
+
+    /// Takes a place in `slot`'s line, synchronously, so batches dispatched one after another
+    /// are written in that order even though each is sent by its own task.
+    fn order(&self, slot: usize) -> Pin<Box<dyn Future<Output = Turn> + Send>> {
+        let line = self.slots[slot].line.clone();
+        // `lock_owned` queues fairly (FIFO) from the moment the future is first polled; poll it
+        // here once so the place is taken now.
+        let mut fut = Box::pin(line.lock_owned());
+        let waker = futures_noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(turn) => Box::pin(async move { turn }),
+            Poll::Pending => fut,
+        }
+    }
+
+    /// Sends one PRODUCE body on `slot`'s connection and waits for its answer. `turn` is the
+    /// frame's place in line, released once the frame is handed to the connection.
+    async fn produce(
+        &self,
+        slot: usize,
+        body: &[u8],
+        turn: Option<Pin<Box<dyn Future<Output = Turn> + Send>>>,
+    ) -> Result<(), ClientError> {
+        let turn = match turn {
+            Some(t) => Some(t.await),
+            None => None,
+        };
+        let conn = self.connection(slot).await?;
+        let pending = conn.send(OpCode::Produce, 0, body).await;
+        drop(turn);
+        let answer = pending?.answer().await?;
+        match answer.opcode()? {
+            OpCode::ProduceResponse => Ok(()),
+            other => Err(ClientError::ConnectionLost(format!(
+                "unexpected {other:?} to PRODUCE"
+            ))),
+        }
+    }
+
+    async fn connection(&self, slot: usize) -> Result<Arc<Mux>, ClientError> {
+        let mut conn = self.slots[slot].conn.lock().await;
+        if let Some(c) = conn.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        *conn = None;
+        let addr = &self.brokers[slot % self.brokers.len()];
+        let mux = Mux::connect(addr, 1 << 20, self.max_in_flight, self.timeout).await?;
+        let mut body = Vec::new();
+        shardlog_wire::startup::StartupBody { topic: &self.topic }.encode(&mut body);
+        let ready = mux.call(OpCode::Startup, 0, &body).await?;
+        if ready.opcode()? != OpCode::Ready {
+            return Err(ClientError::ConnectionLost("no READY to STARTUP".into()));
+        }
+        let mux = Arc::new(mux);
+        *conn = Some(mux.clone());
+        Ok(mux)
+    }
+}
+
+/// A waker that does nothing: polling a future once to start it, not to be woken by it.
+fn futures_noop_waker() -> std::task::Waker {
+    std::task::Waker::noop().clone()
+}

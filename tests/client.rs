@@ -1,0 +1,252 @@
+//! The Rust client (`shardlog-client`) against a real broker: a producer's deliveries resolve
+//! only once messages are stored, keys stay in order, a consumer group reads everything back,
+//! backpressure holds `send` while acknowledgements lag, and a broker restart is retried
+//! through (at-least-once).
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::Broker;
+use shardlog_client::{
+    ClientError, Consumer, ConsumerConfig, Delivery, Producer, ProducerConfig, Record,
+};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Polls until `n` distinct (key, seq) values arrived or nothing came for a while.
+async fn consume(consumer: &mut Consumer, n: usize) -> Vec<Record> {
+    let mut all = Vec::new();
+    let mut empty = 0;
+    while all.len() < n && empty < 10 {
+        let got = consumer.poll().await.expect("poll");
+        empty = if got.is_empty() { empty + 1 } else { 0 };
+        all.extend(got);
+    }
+    all
+}
+
+/// Checks each key's values arrive in the order they were sent (`key|seq`), and returns how
+/// many distinct values arrived.
+fn check_key_order(records: &[Record]) -> usize {
+    let mut by_partition: HashMap<_, Vec<&Record>> = HashMap::new();
+    for r in records {
+        by_partition.entry(r.partition).or_default().push(r);
+    }
+    let mut last: HashMap<String, i64> = HashMap::new();
+    let mut distinct = std::collections::HashSet::new();
+    for recs in by_partition.values_mut() {
+        recs.sort_by_key(|r| r.offset);
+        for r in recs.iter() {
+            let text = std::str::from_utf8(&r.value).unwrap();
+            let (key, seq) = text.rsplit_once('|').unwrap();
+            let seq: i64 = seq.parse().unwrap();
+            if let Some(prev) = last.get(key) {
+                assert!(
+                    seq > *prev || distinct.contains(text),
+                    "{key}: {seq} after {prev}"
+                );
+            }
+            last.insert(key.to_string(), seq);
+            distinct.insert(text.to_string());
+        }
+    }
+    distinct.len()
+}
+
+#[test]
+fn produced_messages_come_back_through_a_group_in_key_order() {
+    let broker = Broker::start(2);
+    let addr = broker.framed.to_string();
+    runtime().block_on(async move {
+        let producer = Producer::new(ProducerConfig::new(&addr)).unwrap();
+        let mut deliveries: Vec<Delivery> = Vec::new();
+        let mut seq = vec![0i64; 40];
+        for i in 0..8_000 {
+            let k = i % 40;
+            let key = format!("key-{k}");
+            let value = format!("{key}|{}", seq[k]);
+            seq[k] += 1;
+            deliveries.push(
+                producer
+                    .send("orders", Some(key.as_bytes()), value)
+                    .await
+                    .unwrap(),
+            );
+        }
+        for i in 0..2_000 {
+            // Keyless messages spread over connections, so over partitions: no order to check.
+            let value = format!("keyless-{i}|0");
+            deliveries.push(producer.send("orders", None, value).await.unwrap());
+        }
+        for d in deliveries {
+            d.await.expect("acknowledged");
+        }
+
+        let mut consumer = Consumer::join(ConsumerConfig::new(&addr, "g", "member-1", &["orders"]))
+            .await
+            .unwrap();
+        let records = consume(&mut consumer, 10_000).await;
+        assert_eq!(check_key_order(&records), 10_000);
+        consumer.close().await.unwrap();
+
+        // Everything was committed: a new member of the group gets nothing.
+        let mut again = Consumer::join(ConsumerConfig::new(&addr, "g", "member-2", &["orders"]))
+            .await
+            .unwrap();
+        assert!(again.poll().await.unwrap().is_empty());
+        again.close().await.unwrap();
+    });
+}
+
+#[test]
+fn send_waits_while_acknowledgements_lag() {
+    let mut broker = Broker::start(1);
+    let addr = broker.framed.to_string();
+    let rt = runtime();
+    let producer = Producer::new(ProducerConfig {
+        max_unacked_bytes: 64 << 10,
+        ..ProducerConfig::new(&addr)
+    })
+    .unwrap();
+    // A first message opens the connection while the broker runs.
+    rt.block_on(async {
+        producer
+            .send("bp", None, "warm-up")
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let pid = broker.pid() as i32;
+    // SAFETY: signals to our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let (sent, blocked) = rt.block_on(async {
+        let mut sent = Vec::new();
+        let value = vec![b'x'; 1000];
+        loop {
+            match tokio::time::timeout(
+                Duration::from_millis(500),
+                producer.send("bp", None, value.clone()),
+            )
+            .await
+            {
+                Ok(d) => sent.push(d.unwrap()),
+                Err(_) => break (sent, true),
+            }
+            assert!(sent.len() < 1000, "send never waited");
+        }
+    });
+    assert!(blocked);
+    // About 64 KiB of 1 KiB messages went out before `send` waited.
+    assert!((50..=70).contains(&sent.len()), "{} sent", sent.len());
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    rt.block_on(async {
+        for d in sent {
+            d.await.expect("acknowledged after the broker resumed");
+        }
+        producer.flush().await;
+    });
+}
+
+#[test]
+fn a_broker_restart_is_retried_through() {
+    let mut broker = Broker::start(1);
+    let addr = broker.framed.to_string();
+    let rt = runtime();
+    let producer = Producer::new(ProducerConfig {
+        retries: 30,
+        retry_backoff: Duration::from_millis(20),
+        ..ProducerConfig::new(&addr)
+    })
+    .unwrap();
+    let first: Vec<Delivery> = rt.block_on(async {
+        let mut v = Vec::new();
+        for i in 0..500 {
+            v.push(
+                producer
+                    .send("restart", Some(b"k"), format!("k|{i}"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        v
+    });
+    rt.block_on(async {
+        for d in first {
+            d.await.unwrap();
+        }
+    });
+    broker.kill9();
+    // Sent while the broker is down: retried until it is back.
+    let second: Vec<Delivery> = rt.block_on(async {
+        let mut v = Vec::new();
+        for i in 500..1000 {
+            v.push(
+                producer
+                    .send("restart", Some(b"k"), format!("k|{i}"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        v
+    });
+    broker.spawn();
+    rt.block_on(async {
+        for d in second {
+            d.await.expect("delivered after the restart");
+        }
+    });
+    let addr = broker.framed.to_string();
+    rt.block_on(async move {
+        let mut c = Consumer::join(ConsumerConfig::new(&addr, "g", "m", &["restart"]))
+            .await
+            .unwrap();
+        let records = consume(&mut c, 1000).await;
+        assert_eq!(
+            check_key_order(&records),
+            1000,
+            "every acknowledged message, once or more"
+        );
+        c.close().await.unwrap();
+    });
+}
+
+#[test]
+fn errors_are_typed() {
+    let broker = Broker::start(1);
+    let addr = broker.framed.to_string();
+    runtime().block_on(async move {
+        let producer = Producer::new(ProducerConfig::new(&addr)).unwrap();
+        let bad_topic = producer.send("no/slash", None, "x").await;
+        assert!(
+            matches!(bad_topic, Err(ClientError::Invalid(_))),
+            "{:?}",
+            bad_topic.err()
+        );
+        let long_key = vec![b'k'; 300];
+        assert!(matches!(
+            producer.send("t", Some(&long_key), "x").await,
+            Err(ClientError::Invalid(_))
+        ));
+        let refused = Consumer::join(ConsumerConfig::new(&addr, "", "m", &["t"])).await;
+        match refused {
+            Err(e @ ClientError::Broker { .. }) => assert!(!e.is_retryable(), "{e}"),
+            other => panic!("expected a refusal, got {:?}", other.err()),
+        }
+        let nobody = Producer::new(ProducerConfig {
+            retries: 0,
+            ..ProducerConfig::new("127.0.0.1:1")
+        })
+        .unwrap();
+        let d = nobody.send("t", None, "x").await.unwrap();
+        assert!(matches!(d.await, Err(ClientError::Connect { .. })));
+    });
+}
