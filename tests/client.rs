@@ -108,7 +108,7 @@ fn produced_messages_come_back_through_a_group_in_key_order() {
 
 #[test]
 fn send_waits_while_acknowledgements_lag() {
-    let mut broker = Broker::start(1);
+    let broker = Broker::start(1);
     let addr = broker.framed.to_string();
     let rt = runtime();
     let producer = Producer::new(ProducerConfig {
