@@ -70,7 +70,8 @@ pub struct Rendered {
 /// `bound` bytes (always at least one item, if any). `max_frame` is the broker's largest
 /// frame ([`crate::config::Config::max_frame_bytes`]): a chunk decompressing to more than a
 /// chunk can hold under it is refused as corrupt ([`max_decoded_len`]; a poll item does not
-/// carry its record count).
+/// carry its record count). A chunk that does not decode is an error when it is the first
+/// item; after it, the response ends before it.
 pub async fn render(
     body: &[u8],
     bound: usize,
@@ -83,11 +84,23 @@ pub async fn render(
     let mut rendered = 0;
     for item in &items {
         let start = out.len();
-        let raw = decode_payload(item.payload, max_decoded_len(None, max_frame))?;
+        let decoded = decode_payload(item.payload, max_decoded_len(None, max_frame));
         rt::yield_if_needed().await;
-        let bodies = RecordIter::new(&raw)
+        let raw = match decoded {
+            Ok(raw) => raw,
+            // The items before a chunk that does not decode are sent; the next poll starts
+            // at that chunk, and fails on it.
+            Err(_) if rendered > 0 => break,
+            Err(e) => return Err(e.into()),
+        };
+        let bodies = match RecordIter::new(&raw)
             .map(|r| r.map(|r| r.body))
-            .collect::<Result<Vec<&[u8]>, _>>()?;
+            .collect::<Result<Vec<&[u8]>, _>>()
+        {
+            Ok(b) => b,
+            Err(_) if rendered > 0 => break,
+            Err(e) => return Err(e.into()),
+        };
         // Whatever the form, an item takes at least its bodies' trimmed bytes: one that
         // cannot fit is not rendered at all.
         let least: usize = bodies.iter().map(|b| b.trim_ascii().len()).sum();

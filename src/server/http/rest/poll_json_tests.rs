@@ -63,6 +63,17 @@ fn decompression_bomb_is_refused() {
     }
     // The same records are fine when the broker's frames may be that large.
     assert!(render_all(&buf, 128 << 20).is_ok());
+
+    // After a good item, the response ends before the bad one (the next poll starts there).
+    let mut buf = 2u16.to_be_bytes().to_vec();
+    item(&mut buf, "t", 0, &[b"1"]);
+    item_payload(&mut buf, "t", 1, &payload);
+    let (s, n) = render_with(&buf, usize::MAX, 1 << 20, Encoding::Auto).unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&s).unwrap()[0]["values"][0],
+        1
+    );
 }
 
 #[test]
