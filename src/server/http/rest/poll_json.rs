@@ -93,31 +93,35 @@ pub async fn render(
             Err(_) if rendered > 0 => break,
             Err(e) => return Err(e.into()),
         };
-        let bodies = match RecordIter::new(&raw)
-            .map(|r| r.map(|r| r.body))
-            .collect::<Result<Vec<&[u8]>, _>>()
-        {
-            Ok(b) => b,
-            Err(_) if rendered > 0 => break,
-            Err(e) => return Err(e.into()),
-        };
-        // Whatever the form, an item takes at least its bodies' trimmed bytes: one that
-        // cannot fit is not rendered at all.
-        let least: usize = bodies.iter().map(|b| b.trim_ascii().len()).sum();
+        // First pass: the records are well formed, the least room they take (whatever the
+        // form, at least their trimmed bytes), and whether they are all UTF-8. Two passes
+        // rather than a list of the bodies: a chunk may hold a million tiny records.
+        let mut least = 0usize;
+        let mut base64 = encoding == Encoding::Base64;
+        for r in RecordIter::new(&raw) {
+            match r {
+                Ok(r) => {
+                    least = least.saturating_add(r.body.trim_ascii().len());
+                    base64 = base64 || std::str::from_utf8(r.body).is_err();
+                }
+                Err(_) if rendered > 0 => return Ok(finish(out, rendered)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // An item that cannot fit is not rendered at all.
         if rendered > 0 && start.saturating_add(least) >= bound {
             break;
         }
-        let base64 =
-            encoding == Encoding::Base64 || bodies.iter().any(|b| std::str::from_utf8(b).is_err());
         if rendered > 0 {
             out.push(b',');
         }
         push_header(&item.header, base64, &mut out);
-        for (j, b) in bodies.iter().enumerate() {
+        for (j, r) in RecordIter::new(&raw).flatten().enumerate() {
             if j > 0 {
                 out.push(b',');
             }
-            push_value(b, base64, &mut out).await;
+            push_value(r.body, base64, &mut out).await;
+            rt::yield_if_needed().await;
         }
         out.extend_from_slice(b"]}");
         if rendered > 0 && out.len() >= bound {
@@ -126,11 +130,12 @@ pub async fn render(
         }
         rendered += 1;
     }
+    Ok(finish(out, rendered))
+}
+
+fn finish(mut out: Vec<u8>, items: usize) -> Rendered {
     out.push(b']');
-    Ok(Rendered {
-        json: out,
-        items: rendered,
-    })
+    Rendered { json: out, items }
 }
 
 /// An item's fields before its values (64-bit numbers as strings, as PolarStreams writes them).
