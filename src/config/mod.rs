@@ -71,7 +71,8 @@ settings! {
         flag "shard-buffer";
     /// Drop a consumer silent for this long and reassign its partitions, e.g. 2m, 30s.
     consumer_timeout: Duration as Dur, "DURATION", default "2m";
-    /// Largest poll response (it always holds at least one item, if any), e.g. 1MiB.
+    /// Largest poll response, as sent: compressed chunks for binary polls, decompressed
+    /// JSON for JSON polls (it always holds at least one item, if any), e.g. 1MiB.
     max_poll_bytes: usize as Size<{ 1 << 10 }, { 1 << 30 }>, "BYTES", default "1MiB";
     /// Recent compressed chunks each shard keeps in memory per topic, so consumers that keep
     /// up never read the disk; `0` turns it off.

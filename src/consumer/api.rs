@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::coordinator::{Coordinator, COORDINATOR_SHARD};
 use super::fetch::fetch;
-use super::poll::PollResponse;
+use super::poll::{PollResponse, Positions};
 use super::ConsumerError;
 use crate::shard::Shard;
 use crate::wire::consumer::RegisterBody;
@@ -55,12 +55,35 @@ pub async fn register(shard: &Rc<Shard>, body: RegisterBody) -> Result<(), Consu
 }
 
 /// Polls: commits the consumer's previous poll, reads its partitions (waiting up to `wait`
-/// for data when there is none), and returns the response body.
+/// for data when there is none), records the positions of all the items, and returns the
+/// response body.
 pub async fn poll(
     shard: &Rc<Shard>,
     consumer: &str,
     wait: Option<Duration>,
 ) -> Result<PollResponse, ConsumerError> {
+    let polled = read_poll(shard, consumer, wait).await?;
+    let items = polled.response.items as usize;
+    polled.record(shard, items).await
+}
+
+/// A poll read but not yet recorded: the caller decides how many of its items reach the
+/// client, and records those ([`Polled::record`]) before the client sees them.
+#[derive(Debug)]
+pub struct Polled {
+    pub response: PollResponse,
+    positions: Positions,
+    consumer: String,
+    session: u64,
+}
+
+/// The first half of [`poll`]: commits the consumer's previous poll and reads its partitions,
+/// recording nothing yet. A poll never recorded returns nothing: its items are read again.
+pub async fn read_poll(
+    shard: &Rc<Shard>,
+    consumer: &str,
+    wait: Option<Duration>,
+) -> Result<Polled, ConsumerError> {
     let id = consumer.to_string();
     let (targets, session) =
         on_coordinator(shard, move |c, _| async move { c.plan(&id).await }).await?;
@@ -68,14 +91,32 @@ pub async fn poll(
     let cap = MAX_POLL_WAIT.min(shard.config.consumer_timeout / 2);
     let wait = wait.map(|w| w.min(cap));
     let (response, positions) = fetch(shard, targets, shard.config.max_poll_bytes, wait).await?;
-    // Recorded before the client sees the response, so its next request commits them
-    // whichever shard it arrives on — unless the consumer registered again meanwhile.
-    let id = consumer.to_string();
-    on_coordinator(shard, move |c, _| async move {
-        c.returned(&id, session, positions)
+    Ok(Polled {
+        response,
+        positions,
+        consumer: consumer.to_string(),
+        session,
     })
-    .await?;
-    Ok(response)
+}
+
+impl Polled {
+    /// Records the positions of the response's first `items` items (the partitions they end
+    /// stay there; the items after them are read by the next poll) and returns the response.
+    /// Called before the client sees the response, so its next request commits them whichever
+    /// shard it arrives on — unless the consumer registered again meanwhile.
+    pub async fn record(
+        self,
+        shard: &Rc<Shard>,
+        items: usize,
+    ) -> Result<PollResponse, ConsumerError> {
+        let positions = self.positions.first(items);
+        let (id, session) = (self.consumer, self.session);
+        on_coordinator(shard, move |c, _| async move {
+            c.returned(&id, session, positions)
+        })
+        .await?;
+        Ok(self.response)
+    }
 }
 
 /// Commits the positions the consumer's last poll returned.

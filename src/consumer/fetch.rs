@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 
-use super::assign::PartitionKey;
 use super::group::ReadTarget;
-use super::poll::{PollAssembler, PollResponse};
+use super::poll::{PollAssembler, PollResponse, Positions};
 use super::ConsumerError;
 use crate::rt;
 use crate::shard::msg::ReadResult;
@@ -36,21 +35,21 @@ struct Fetched {
     result: ReadResult,
 }
 
-/// Reads the planned partitions and assembles the response. Returns it with the position to
-/// record for each partition whose position moved.
+/// Reads the planned partitions and assembles the response. Returns it with the positions its
+/// items take their partitions to.
 pub async fn fetch(
     shard: &Rc<Shard>,
     targets: Vec<ReadTarget>,
     max_bytes: usize,
     wait: Option<Duration>,
-) -> Result<(PollResponse, Vec<(PartitionKey, i64)>), ConsumerError> {
+) -> Result<(PollResponse, Positions), ConsumerError> {
     if targets.is_empty() {
         if let Some(w) = wait {
             // Nothing assigned: wait anyway, so a long-polling client does not spin (but not
             // past the start of a graceful shutdown).
             futures_lite::future::or(rt::sleep(w), shard.lifecycle.stopped()).await;
         }
-        return Ok((PollAssembler::new(max_bytes).finish(), Vec::new()));
+        return Ok((PollAssembler::new(max_bytes).finish(), Positions::default()));
     }
     let per_partition = (max_bytes / targets.len()).max(1);
     let first = next_start(targets.len());
@@ -214,12 +213,13 @@ async fn fetch_one(
     })
 }
 
-/// Builds the response in plan order and computes the new positions.
-fn assemble(fetched: &[Fetched], max_bytes: usize) -> (PollResponse, Vec<(PartitionKey, i64)>) {
+/// Builds the response in plan order and notes the positions its items reach.
+fn assemble(fetched: &[Fetched], max_bytes: usize) -> (PollResponse, Positions) {
     let mut asm = PollAssembler::new(max_bytes);
-    let mut positions = Vec::new();
+    let mut positions = Positions::default();
     for f in fetched {
         let id = f.topic.layout.partition_id(f.partition);
+        positions.partition((f.topic.name.clone(), f.partition), f.from, f.planned);
         let mut position = f.from;
         let mut bytes = 0;
         for chunk in &f.result.chunks {
@@ -227,14 +227,12 @@ fn assemble(fetched: &[Fetched], max_bytes: usize) -> (PollResponse, Vec<(Partit
                 break;
             }
             position = chunk.start_offset + chunk.record_count as i64;
+            positions.item(position);
             bytes += chunk.payload.len() as u64;
         }
         // Messages from where the read started (a first chunk may begin before it).
         let messages = (position - f.from).max(0) as u64;
         f.topic.metrics.polled(messages, bytes);
-        if Some(position) != f.planned {
-            positions.push(((f.topic.name.clone(), f.partition), position));
-        }
     }
     (asm.finish(), positions)
 }

@@ -13,6 +13,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::assign::PartitionKey;
 use crate::ring::PartitionId;
 use crate::storage::StoredChunk;
 use crate::wire::poll::PollItemHeader;
@@ -35,6 +36,61 @@ impl PollResponse {
             v.extend_from_slice(p);
         }
         v
+    }
+}
+
+/// The positions a poll's items take each partition to, item by item, so that a transport
+/// that sends only the first items of a response (a JSON poll bounded by decoded bytes)
+/// records positions for those alone: the items it leaves out are read again by the next poll.
+#[derive(Debug, Clone, Default)]
+pub struct Positions {
+    partitions: Vec<PartitionRead>,
+    /// Per item, in response order: its partition (an index into `partitions`) and the
+    /// offset after its last record.
+    items: Vec<(usize, i64)>,
+}
+
+#[derive(Debug, Clone)]
+struct PartitionRead {
+    key: PartitionKey,
+    /// Where the read started (the plan's offset, clamped into the log's range).
+    from: i64,
+    /// The offset the plan gave (`None`: earliest).
+    planned: Option<i64>,
+}
+
+impl Positions {
+    /// Notes a partition that was read; its items follow through [`Positions::item`].
+    pub fn partition(&mut self, key: PartitionKey, from: i64, planned: Option<i64>) {
+        self.partitions.push(PartitionRead { key, from, planned });
+    }
+
+    /// Notes the next item of the response, of the partition noted last, ending at `end`.
+    pub fn item(&mut self, end: i64) {
+        if let Some(p) = self.partitions.len().checked_sub(1) {
+            self.items.push((p, end));
+        }
+    }
+
+    /// The positions to record when all the items reach the client.
+    pub fn all(&self) -> Vec<(PartitionKey, i64)> {
+        self.first(self.items.len())
+    }
+
+    /// The positions to record when only the first `n` items reach the client: each
+    /// partition ends after its last item among them, or where its read started. Only the
+    /// partitions whose position moved are listed.
+    pub fn first(&self, n: usize) -> Vec<(PartitionKey, i64)> {
+        let mut at: Vec<i64> = self.partitions.iter().map(|p| p.from).collect();
+        for &(p, end) in self.items.iter().take(n) {
+            at[p] = end;
+        }
+        self.partitions
+            .iter()
+            .zip(at)
+            .filter(|(p, at)| Some(*at) != p.planned)
+            .map(|(p, at)| (p.key.clone(), at))
+            .collect()
     }
 }
 
@@ -206,5 +262,23 @@ mod tests {
         let r = PollAssembler::new(10).finish();
         assert_eq!(r.to_vec(), vec![0, 0]);
         assert_eq!(r.len, 2);
+    }
+    #[test]
+    fn positions_of_the_first_items_only() {
+        let mut p = Positions::default();
+        p.partition(("t".into(), 0), 10, Some(10));
+        p.item(12);
+        p.item(15);
+        p.partition(("t".into(), 1), 0, None);
+        p.item(3);
+        // Clamped by retention from 4 up to 7, nothing to read.
+        p.partition(("t".into(), 2), 7, Some(4));
+        let k = |i: u32| ("t".to_string(), i);
+        assert_eq!(p.all(), vec![(k(0), 15), (k(1), 3), (k(2), 7)]);
+        assert_eq!(p.first(2), vec![(k(0), 15), (k(1), 0), (k(2), 7)]);
+        assert_eq!(p.first(1), vec![(k(0), 12), (k(1), 0), (k(2), 7)]);
+        // Nothing sent: partition 0 stays where the plan had it.
+        assert_eq!(p.first(0), vec![(k(1), 0), (k(2), 7)]);
+        assert_eq!(p.first(9), p.all());
     }
 }

@@ -12,6 +12,7 @@
 //! - [`poll`]: the consumer poll response (items of compressed chunk payloads).
 //! - [`payload`]: a chunk payload's bounded decompression (one checksummed zstd frame).
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
+//! - [`base64`]: the encoding of record bodies that are not UTF-8 where JSON carries them.
 //! - [`reader`]: the one bounds-checked cursor every decoder reads with (typed big-endian getters).
 //! - [`writer`]: [`writer::Put`], its counterpart for encoders (`put_u32` writes what `u32` reads).
 //! - [`ring`]: Murmur3 tokens and topic layouts: key → token → partition, as the broker routes.
@@ -25,6 +26,7 @@
 //! the whole thing is there. The older free functions (`parse_startup`, `encode_register`, …)
 //! are thin wrappers over these.
 
+pub mod base64;
 pub mod consumer;
 pub mod error;
 pub mod frame;

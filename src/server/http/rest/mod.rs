@@ -1,11 +1,13 @@
 //! PolarStreams' REST API on the HTTP port (both HTTP versions, through the router):
 //!
 //! - [`consumer`]: register, poll (binary or JSON), commit, goodbye.
+//! - [`poll_json`]: the JSON form of a poll response, bounded and yielding.
 //! - [`produce`]: `POST /v1/topic/{topic}/messages` (JSON and NDJSON).
 //! - [`query`]: query-string parsing with percent-decoding.
 //!
 //! See the "HTTP API" section of `docs/protocol.md`.
 
 pub mod consumer;
+pub mod poll_json;
 pub mod produce;
 pub mod query;

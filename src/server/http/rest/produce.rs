@@ -3,6 +3,8 @@
 //! - `Content-Type: application/json`: the body is one message, stored as it is.
 //! - `Content-Type: application/x-ndjson`: one message per line (`\n`, an optional `\r`
 //!   before it is dropped; empty lines are skipped, as PolarStreams does).
+//! - `Content-Type: application/octet-stream`: the body is one message, any bytes, stored as
+//!   they are (a JSON poll returns bodies that are not UTF-8 in base64).
 //!
 //! The messages become one PRODUCE frame, keyed exactly like a framed producer's: with a
 //! `partitionKey` the partition is the key's Murmur3 token's; without one (or empty), a
@@ -26,6 +28,7 @@ const MAX_KEY_LEN: usize = 255;
 
 pub const JSON: &str = "application/json";
 pub const NDJSON: &str = "application/x-ndjson";
+pub const OCTETS: &str = "application/octet-stream";
 
 /// `POST /v1/topic/{topic}/messages`.
 pub async fn produce(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
@@ -105,7 +108,7 @@ fn split_messages<'a>(
                 .to_ascii_lowercase()
         });
     let messages: Vec<&[u8]> = match content_type.as_deref() {
-        Some(JSON) => {
+        Some(JSON) | Some(OCTETS) => {
             if body.is_empty() {
                 Vec::new()
             } else {
@@ -121,8 +124,8 @@ fn split_messages<'a>(
             return Err(HttpResponse::error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 &format!(
-                    "Content-Type {} is not supported; send {JSON} (one message) or {NDJSON} \
-                     (one message per line)",
+                    "Content-Type {} is not supported; send {JSON} or {OCTETS} (one message) \
+                     or {NDJSON} (one message per line)",
                     other.map_or("(none)".to_string(), |c| format!("'{c}'"))
                 ),
             ))
@@ -151,9 +154,13 @@ mod tests {
         assert_eq!(m, [&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}"]);
         let m = split_messages(&headers("Application/JSON; charset=utf-8"), body).unwrap();
         assert_eq!(m, [&body[..]]);
+        let bytes = [0xff, 0xfe, 0x00, b'\n', 0x80];
+        let m = split_messages(&headers("application/octet-stream"), &bytes).unwrap();
+        assert_eq!(m, [&bytes[..]]);
         for (ct, body, status) in [
             ("application/json", &b""[..], 400),
             ("application/x-ndjson", b"\n\r\n", 400),
+            ("application/octet-stream", b"", 400),
             ("text/plain", b"x", 415),
         ] {
             let e = split_messages(&headers(ct), body).unwrap_err();
