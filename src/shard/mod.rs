@@ -6,6 +6,7 @@
 //! - [`msg`]: the data plane's messages between shards.
 //! - [`control`]: running control work on another core (`submit_to`), and per-core state.
 //! - [`error`]: the data plane's errors.
+//! - `catalog`: finding and creating topics (shard 0 decides), within `--max-topics`.
 //! - [`topics`]: persisted topic layouts.
 //! - [`produce`]: handing a frame to its partition's writer, here or on its shard.
 //! - [`writer`]: the group-commit writer of one partition.
@@ -16,6 +17,7 @@
 //! - [`lifecycle`]: serving → stopping, for graceful shutdown.
 //! - `upkeep`: background work: retention, the free-space check, closing at shutdown.
 
+mod catalog;
 pub mod control;
 mod dispatch;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod topics;
 mod upkeep;
 pub mod writer;
 
+pub use catalog::Found;
 pub use control::CoreLocals;
 pub use error::{ProduceError, ReadError, RouteError, TopicError};
 pub use produce::PendingAck;
@@ -39,7 +42,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures_channel::oneshot;
 use thiserror::Error;
 
 use crate::config::Config;
@@ -222,54 +224,18 @@ impl Shard {
         state
     }
 
-    /// The topic's state, creating the topic (through shard 0) if it does not exist yet.
-    pub async fn topic(&self, name: &str) -> Result<Rc<TopicState>, TopicError> {
-        if let Some(t) = self.topics.borrow().get(name) {
-            return Ok(t.clone());
-        }
-        let layout = if self.id == 0 {
-            self.create_topic(name)?
-        } else {
-            let (tx, rx) = oneshot::channel();
-            let msg = ShardMsg::GetOrCreateTopic {
-                topic: name.to_string(),
-                reply: tx,
-            };
-            self.mesh
-                .send_to(0, msg)
-                .await
-                .map_err(|_| RouteError::Unreachable(0))?;
-            rx.await.map_err(|_| RouteError::Dropped(0))??
-        };
-        Ok(self.install_topic(name, layout))
-    }
-
     /// The topic's state if this shard knows it (shard 0 knows every existing topic).
     pub fn known_topic(&self, name: &str) -> Option<Rc<TopicState>> {
         self.topics.borrow().get(name).cloned()
     }
 
+    /// How many topics this shard knows (on shard 0: every topic of the broker).
+    pub fn topic_count(&self) -> usize {
+        self.topics.borrow().len()
+    }
+
     /// Every topic this shard knows.
     pub fn topic_states(&self) -> Vec<Rc<TopicState>> {
         self.topics.borrow().values().cloned().collect()
-    }
-
-    /// Shard 0 only: the layout of `name`, persisting a new one if needed.
-    fn create_topic(&self, name: &str) -> Result<TopicLayout, TopicError> {
-        if let Some(t) = self.topics.borrow().get(name) {
-            return Ok(t.layout);
-        }
-        let layout = TopicLayout::new(self.shards as u32, self.config.ranges_per_shard);
-        topics::persist(&self.config.data_dir, name, &layout).map_err(|e| TopicError::Persist {
-            topic: name.to_string(),
-            source: Arc::new(e),
-        })?;
-        tracing::info!(
-            topic = name,
-            partitions = layout.partitions(),
-            "topic created"
-        );
-        self.install_topic(name, layout);
-        Ok(layout)
     }
 }

@@ -3,9 +3,11 @@
 //! - [`consumer`]: register, poll (binary or JSON), commit, goodbye.
 //! - [`produce`]: `POST /v1/topic/{topic}/messages` (JSON and NDJSON).
 //! - [`query`]: query-string parsing with percent-decoding.
+//! - [`topics`]: `POST /v1/topics/{name}`, creating a topic explicitly.
 //!
 //! See the "HTTP API" section of `docs/protocol.md`.
 
 pub mod consumer;
 pub mod produce;
 pub mod query;
+pub mod topics;
