@@ -57,6 +57,13 @@ settings! {
     /// Whether naming an unknown topic (produce, register, gRPC, REST) creates it; `false`:
     /// it is not found, and only `POST /v1/topics/{name}` creates one.
     auto_create_topics: bool as Bool, "BOOL", default "true";
+    /// Per shard: descriptors the partitions' files may hold (segments, the index being
+    /// written); past it the least recently used idle partitions are closed, and reopen on
+    /// their next use.
+    // Partitions are opened on first use, so the descriptors a broker needs follow this bound,
+    // not the number of topics it has ever served. A single partition in use is never closed,
+    // so one with more segments than this passes it.
+    max_open_files: usize as Int<16, 1_000_000>, "N", default "1024";
     /// Roll a segment before a write would take it past this size, e.g. 1GiB, 64MiB.
     segment_size: u64 as Size<{ 64 << 10 }, { 1 << 40 }>, "BYTES", default "1GiB";
     /// Delete closed segments whose last write is older than this, e.g. 7d, 12h; `0` or `off`

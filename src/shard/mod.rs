@@ -14,6 +14,7 @@
 //! - [`readahead`]: reading ahead of consumers that drain a backlog.
 //! - `dispatch`: serving the mesh.
 //! - [`notify`]: the shard-local signal that wakes tailing readers.
+//! - [`open_files`]: partitions opened on first use, idle ones closed past `--max-open-files`.
 //! - [`lifecycle`]: serving → stopping, for graceful shutdown.
 //! - `upkeep`: background work: retention, the free-space check, closing at shutdown.
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod msg;
 pub mod notify;
+pub mod open_files;
 pub mod produce;
 pub mod read;
 pub mod readahead;
@@ -40,7 +42,6 @@ pub use upkeep::free_space;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -51,6 +52,7 @@ use crate::stats::{ShardMetrics, TopicMetrics};
 use crate::storage::{LogConfig, StorageError};
 
 use msg::ShardMsg;
+use open_files::OpenFiles;
 use writer::PartitionWriter;
 
 /// Upper bound on a chunk's uncompressed records (a single larger frame still goes alone).
@@ -66,13 +68,6 @@ pub enum OpenError {
     Mesh(#[from] rt::MeshError),
     #[error(transparent)]
     Layouts(StorageError),
-    #[error("topic '{topic}' partition {partition}: {source}")]
-    Partition {
-        topic: String,
-        partition: u32,
-        #[source]
-        source: Arc<StorageError>,
-    },
 }
 
 /// One topic as a shard sees it: its layout and the writers of the partitions this shard owns.
@@ -122,12 +117,15 @@ pub struct Shard {
     pub metrics: Rc<ShardMetrics>,
     /// Memory for reading ahead of consumers draining a backlog (see [`readahead`]).
     pub read_ahead: Rc<readahead::ReadAheadBudget>,
+    /// The partitions' open files, bounded by `--max-open-files` (see [`open_files`]).
+    pub files: Rc<OpenFiles>,
     /// The control plane's state on this core (see [`control`]).
     pub locals: CoreLocals,
 }
 
 impl Shard {
-    /// Builds the shard and opens (and recovers) the partitions it owns. It serves nothing
+    /// Builds the shard and learns the topics on disk (their partitions are opened, and
+    /// recovered, on first use). It serves nothing
     /// yet: the caller installs its control-plane state in [`Shard::locals`], then calls
     /// [`Shard::serve`]. Messages other shards send meanwhile wait in the mesh.
     pub async fn open(
@@ -136,6 +134,7 @@ impl Shard {
         mesh: ShardMesh<ShardMsg>,
     ) -> Result<Rc<Shard>, OpenError> {
         let mesh = Rc::new(mesh.join(id).await?);
+        let files = OpenFiles::new(config.max_open_files);
         let shard = Rc::new(Shard {
             id,
             shards: config.shards,
@@ -147,6 +146,7 @@ impl Shard {
             disk_low: RefCell::new(None),
             metrics: Rc::default(),
             read_ahead: readahead::ReadAheadBudget::new(readahead::SHARD_BUDGET),
+            files,
             locals: CoreLocals::default(),
         });
         let loaded = topics::load_all(&shard.config.data_dir).map_err(OpenError::Layouts)?;
@@ -156,15 +156,10 @@ impl Shard {
                 tracing::warn!(path = %i.path.display(), "ignored in --data-dir: {}", i.why);
             }
         }
+        // Partitions are opened (and recovered) on first use, not here: a broker with many
+        // topics starts without holding a descriptor for each (see `open_files`).
         for (name, layout) in loaded.layouts {
-            let state = shard.install_topic(&name, layout);
-            for w in state.owned() {
-                w.open().await.map_err(|source| OpenError::Partition {
-                    topic: name.clone(),
-                    partition: w.partition,
-                    source,
-                })?;
-            }
+            shard.install_topic(&name, layout);
         }
         Ok(shard)
     }
@@ -174,6 +169,7 @@ impl Shard {
         dispatch::serve_mesh(self);
         rt::spawn_detached(self.clone().retention_loop());
         rt::spawn_detached(self.clone().disk_space_loop());
+        rt::spawn_detached(self.clone().open_files_loop());
     }
 
     /// The storage settings of a partition, whose topic has `owned` partitions on this shard.
@@ -207,6 +203,7 @@ impl Shard {
                         MAX_CHUNK_RAW,
                         metrics.clone(),
                         self.metrics.clone(),
+                        self.files.clone(),
                     ))
                 })
             })

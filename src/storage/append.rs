@@ -280,7 +280,7 @@ impl<F: SegmentFs> PartitionLog<F> {
                 .segments
                 .back_mut()
                 .expect("the log always has a segment");
-            seg.flush_index();
+            seg.seal_index();
             (
                 seg.file.clone(),
                 seg.path.clone(),

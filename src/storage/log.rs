@@ -125,6 +125,11 @@ impl<F: SegmentFs> PartitionLog<F> {
         if segments.is_empty() {
             segments.push_back(create_segment(&fs, &dir, 0, config.durability).await?);
         }
+        // Sealed segments' indexes are complete: their files need not stay open.
+        let sealed = segments.len() - 1;
+        for seg in segments.iter_mut().take(sealed) {
+            seg.seal_index();
+        }
         report.segments = segments.len();
         report.next_offset = segments.back().map_or(0, |s| s.next_offset);
         let tail_bytes = config.tail_bytes;
@@ -183,6 +188,16 @@ impl<F: SegmentFs> PartitionLog<F> {
     /// Segment files, the active one included.
     pub fn segment_count(&self) -> usize {
         self.state.borrow().segments.len()
+    }
+
+    /// Descriptors the log holds: one per segment, and the indexes being written.
+    pub fn open_files(&self) -> usize {
+        self.state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| s.open_files())
+            .sum()
     }
 
     /// Bytes in the segment files (chunks and their padding; indexes not counted).
