@@ -89,8 +89,9 @@ settings! {
     consumer_timeout: Duration as Dur, "DURATION", default "2m";
     /// Largest poll response (it always holds at least one item, if any), e.g. 1MiB.
     max_poll_bytes: usize as Size<{ 1 << 10 }, { 1 << 30 }>, "BYTES", default "1MiB";
-    /// Recent compressed chunks each shard keeps in memory per topic, so consumers that keep
-    /// up never read the disk; `0` turns it off.
+    /// Per shard: recent compressed chunks kept in memory, shared by all the shard's topics
+    /// (the least recently appended go first), so consumers that keep up never read the
+    /// disk; `0` turns it off.
     hot_tail_bytes: usize as OffIsZero<Size<0, { 1 << 40 }>>, "BYTES", default "32MiB",
         flag "hot-tail";
     /// Connections per shard and server (framed, HTTP) before new ones are refused (framed
@@ -211,7 +212,8 @@ impl Config {
         self.max_frame_size.max(self.grpc_max_message_size) as usize
     }
 
-    /// The storage settings of a partition (with the shard's whole hot tail).
+    /// The storage settings of a partition (`tail_bytes`: the shard's hot-tail budget, which
+    /// all its partitions share).
     pub fn log_config(&self) -> LogConfig {
         LogConfig {
             segment_size: self.segment_size,

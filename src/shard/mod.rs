@@ -49,11 +49,11 @@ use crate::config::Config;
 use crate::ring::{ShardOwnership, TopicLayout};
 use crate::rt::{self, MeshPort, ShardMesh};
 use crate::stats::{ShardMetrics, TopicMetrics};
-use crate::storage::{LogConfig, StorageError};
+use crate::storage::{StorageError, TailBudget};
 
 use msg::ShardMsg;
 use open_files::OpenFiles;
-use writer::PartitionWriter;
+use writer::{PartitionWriter, ShardShared};
 
 /// Upper bound on a chunk's uncompressed records (a single larger frame still goes alone).
 /// About 2 ms of compression at level 1: big enough that one fdatasync covers many frames,
@@ -119,6 +119,8 @@ pub struct Shard {
     pub read_ahead: Rc<readahead::ReadAheadBudget>,
     /// The partitions' open files, bounded by `--max-open-files` (see [`open_files`]).
     pub files: Rc<OpenFiles>,
+    /// The memory all the shard's hot tails share (`--hot-tail`), whatever the topic count.
+    pub tail_budget: Rc<TailBudget>,
     /// The control plane's state on this core (see [`control`]).
     pub locals: CoreLocals,
 }
@@ -135,6 +137,7 @@ impl Shard {
     ) -> Result<Rc<Shard>, OpenError> {
         let mesh = Rc::new(mesh.join(id).await?);
         let files = OpenFiles::new(config.max_open_files);
+        let tail_budget = TailBudget::new(config.hot_tail_bytes);
         let shard = Rc::new(Shard {
             id,
             shards: config.shards,
@@ -147,6 +150,7 @@ impl Shard {
             metrics: Rc::default(),
             read_ahead: readahead::ReadAheadBudget::new(readahead::SHARD_BUDGET),
             files,
+            tail_budget,
             locals: CoreLocals::default(),
         });
         let loaded = topics::load_all(&shard.config.data_dir).map_err(OpenError::Layouts)?;
@@ -172,25 +176,12 @@ impl Shard {
         rt::spawn_detached(self.clone().open_files_loop());
     }
 
-    /// The storage settings of a partition, whose topic has `owned` partitions on this shard.
-    fn log_config(&self, owned: usize) -> LogConfig {
-        LogConfig {
-            // The shard's hot-tail budget is shared by a topic's partitions on the shard.
-            tail_bytes: match self.config.hot_tail_bytes {
-                0 => 0,
-                b => (b / owned.max(1)).max(1 << 20),
-            },
-            ..self.config.log_config()
-        }
-    }
-
     /// Records a topic's layout on this shard and creates writers for the partitions it owns.
     fn install_topic(&self, name: &str, layout: TopicLayout) -> Rc<TopicState> {
         if let Some(t) = self.topics.borrow().get(name) {
             return t.clone();
         }
         let dir = topics::topic_dir(&self.config.data_dir, name);
-        let owned = layout.owned_by(self.id, self.shards).count();
         let metrics = Rc::new(TopicMetrics::default());
         let writers = (0..layout.partitions())
             .map(|j| {
@@ -199,11 +190,14 @@ impl Shard {
                     Rc::new(PartitionWriter::new(
                         j,
                         pdir,
-                        self.log_config(owned),
+                        self.config.log_config(),
                         MAX_CHUNK_RAW,
                         metrics.clone(),
-                        self.metrics.clone(),
-                        self.files.clone(),
+                        ShardShared {
+                            metrics: self.metrics.clone(),
+                            files: self.files.clone(),
+                            tail_budget: self.tail_budget.clone(),
+                        },
                     ))
                 })
             })

@@ -26,13 +26,22 @@ pub struct OpenFiles {
     closed: Cell<u64>,
 }
 
+impl Default for OpenFiles {
+    fn default() -> OpenFiles {
+        OpenFiles {
+            max_files: 1024,
+            clock: Cell::new(0),
+            open: RefCell::new(Vec::new()),
+            closed: Cell::new(0),
+        }
+    }
+}
+
 impl OpenFiles {
     pub fn new(max_files: usize) -> Rc<OpenFiles> {
         Rc::new(OpenFiles {
             max_files: max_files.max(1),
-            clock: Cell::new(0),
-            open: RefCell::new(Vec::new()),
-            closed: Cell::new(0),
+            ..OpenFiles::default()
         })
     }
 

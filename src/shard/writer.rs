@@ -12,7 +12,7 @@ use futures_lite::future;
 
 use crate::rt;
 use crate::stats::{ShardMetrics, TopicMetrics};
-use crate::storage::{AppendInfo, LogChunk, LogConfig, PartitionLog, RecordBatch};
+use crate::storage::{AppendInfo, LogChunk, LogConfig, PartitionLog, RecordBatch, TailBudget};
 
 use super::error::ProduceError;
 use super::msg::{ProduceAck, ProduceFrame, ProduceReply};
@@ -77,6 +77,17 @@ fn raw_len(frame: &ProduceFrame) -> usize {
     msgs + 8 * frame.layout.count as usize
 }
 
+/// What a partition's writer shares with the other partitions of its shard.
+#[derive(Clone, Default)]
+pub struct ShardShared {
+    /// The shard's latency histograms.
+    pub metrics: Rc<ShardMetrics>,
+    /// The shard's open files, bounded by `--max-open-files`.
+    pub files: Rc<OpenFiles>,
+    /// The shard's hot-tail memory (`--hot-tail`), shared by all its partitions.
+    pub tail_budget: Rc<TailBudget>,
+}
+
 /// The writer of one partition, owned by the partition's shard.
 pub struct PartitionWriter {
     pub partition: u32,
@@ -91,6 +102,8 @@ pub struct PartitionWriter {
     closing: RefCell<Option<Rc<CloseFlight>>>,
     /// The shard's open files, bounded by `--max-open-files`.
     files: Rc<OpenFiles>,
+    /// The shard's hot-tail memory, shared by all its partitions.
+    tail_budget: Rc<TailBudget>,
     /// When the log was last used, in the shard's use order (see [`OpenFiles`]).
     last_used: Cell<u64>,
     /// Segments and bytes on disk when the log was last closed (for metrics while closed).
@@ -118,9 +131,13 @@ impl PartitionWriter {
         config: LogConfig,
         max_chunk_raw: usize,
         metrics: Rc<TopicMetrics>,
-        shard_metrics: Rc<ShardMetrics>,
-        files: Rc<OpenFiles>,
+        shared: ShardShared,
     ) -> Self {
+        let ShardShared {
+            metrics: shard_metrics,
+            files,
+            tail_budget,
+        } = shared;
         PartitionWriter {
             partition,
             dir,
@@ -130,6 +147,7 @@ impl PartitionWriter {
             opening: RefCell::new(None),
             closing: RefCell::new(None),
             files,
+            tail_budget,
             last_used: Cell::new(0),
             closed_stats: Cell::new((0, 0)),
             queue: RefCell::new(Vec::new()),

@@ -140,3 +140,4 @@ pub use recovery::RecoveryReport;
 pub use retention::{retention_due, RetentionReport};
 pub use segment::Durability;
 pub use segment::{index_file_name, log_file_name};
+pub use tail::TailBudget;

@@ -83,6 +83,7 @@ impl PartitionWriter {
         let flight = Rc::new(OpenFlight::default());
         let dir = self.dir.clone();
         let config = self.config.clone();
+        let budget = self.tail_budget.clone();
         let metrics = self.metrics.clone();
         let closing = self.closing.borrow().clone();
         let f = flight.clone();
@@ -90,7 +91,7 @@ impl PartitionWriter {
             if let Some(c) = closing {
                 c.wait().await;
             }
-            let result = match PartitionLog::open(dir.clone(), config).await {
+            let result = match PartitionLog::open_sharing(dir.clone(), config, budget).await {
                 Ok((log, report)) => {
                     // Partitions reopen whenever the open-files bound closed them: only a
                     // recovery that repaired something is worth more than a debug line.

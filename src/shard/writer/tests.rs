@@ -27,8 +27,11 @@ fn writer_with(dir: PathBuf, files: Rc<OpenFiles>) -> Rc<PartitionWriter> {
         config,
         1 << 20,
         Rc::default(),
-        Rc::default(),
-        files,
+        ShardShared {
+            files,
+            tail_budget: crate::storage::TailBudget::new(1 << 16),
+            ..ShardShared::default()
+        },
     ))
 }
 
