@@ -49,9 +49,30 @@ pub fn raise_nofile() -> Option<u64> {
     Some(hard)
 }
 
+/// Why `--max-open-files` does not fit the open-files limit, if it does not: the partitions
+/// of all shards may hold `shards × max_open_files` descriptors, and connections, listeners
+/// and the runtime need the rest, so more than half the limit is worth a warning.
+pub fn open_files_warning(shards: usize, max_open_files: usize, limit: u64) -> Option<String> {
+    let partitions = shards as u64 * max_open_files as u64;
+    (partitions > limit / 2).then(|| {
+        format!(
+            "--max-open-files × shards ({max_open_files} × {shards} = {partitions}) is more than \
+             half the open-files limit ({limit}); connections need descriptors too: lower \
+             --max-open-files or raise the hard limit (LimitNOFILE=, ulimit -Hn)"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bound_past_half_the_limit_is_worth_a_warning() {
+        assert_eq!(open_files_warning(2, 1024, 1 << 20), None);
+        let w = open_files_warning(4, 1024, 4096).unwrap();
+        assert!(w.contains("4096") && w.contains("--max-open-files"), "{w}");
+    }
 
     #[test]
     fn the_soft_limit_ends_at_the_hard_one() {
