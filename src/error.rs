@@ -28,6 +28,11 @@ pub enum ErrorClass {
     /// A limit was reached (the data disk is nearly full, a message is too large for the
     /// configured maximum). Retrying later, or with less, may succeed.
     ResourceExhausted,
+    /// A configured count was reached (`--max-topics`): the broker holds as many of the
+    /// thing asked for as an operator allows. It is the client's request that is too many,
+    /// not the broker that is short of storage (HTTP tells the two apart: 429, not 507);
+    /// retrying once an operator raises the limit may succeed.
+    LimitReached,
     /// The storage failed (an I/O or fsync error, a corrupt file): a partition whose write
     /// failed refuses writes until the broker restarts and recovers it. Nothing of the failed request was acknowledged.
     Storage,
@@ -37,13 +42,14 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, for the transports' table tests.
-    pub const ALL: [ErrorClass; 8] = [
+    pub const ALL: [ErrorClass; 9] = [
         ErrorClass::Invalid,
         ErrorClass::NotFound,
         ErrorClass::OutOfRange,
         ErrorClass::UnknownConsumer,
         ErrorClass::Unavailable,
         ErrorClass::ResourceExhausted,
+        ErrorClass::LimitReached,
         ErrorClass::Storage,
         ErrorClass::Internal,
     ];
@@ -52,7 +58,7 @@ impl ErrorClass {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorClass::Unavailable | ErrorClass::ResourceExhausted
+            ErrorClass::Unavailable | ErrorClass::ResourceExhausted | ErrorClass::LimitReached
         )
     }
 }

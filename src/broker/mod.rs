@@ -20,6 +20,7 @@ use crate::shard::{OpenError, Shard};
 use crate::storage::StorageError;
 
 mod data_dir;
+pub mod limits;
 mod panic;
 mod port;
 
@@ -35,6 +36,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
     panic::exit_on_panic();
     crate::failpoint::init_from_env()?;
     pool::preflight()?;
+    if let Some(limit) = limits::raise_nofile() {
+        if let Some(why) = limits::open_files_warning(config.shards, config.max_open_files, limit) {
+            tracing::warn!("{why}");
+        }
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.clone(),
         source,

@@ -24,6 +24,8 @@ pub enum BadValue {
     NotAddr(String),
     #[error("'{0}' is not one of: fsync, write")]
     NotDurability(String),
+    #[error("'{0}' is not true or false")]
+    NotBool(String),
     #[error("'{0}' is not an integer")]
     NotInteger(String),
     #[error("{value}{unit} is out of range {min}..={max}")]
@@ -172,6 +174,44 @@ impl Kind for Durability {
     fn range() -> Option<String> {
         Some("fsync, write".into())
     }
+}
+
+/// A TOML switch, given as a boolean or as a string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Switch {
+    Bool(bool),
+    Str(String),
+}
+
+impl From<Switch> for String {
+    fn from(s: Switch) -> String {
+        match s {
+            Switch::Bool(b) => b.to_string(),
+            Switch::Str(s) => s,
+        }
+    }
+}
+
+/// `true` or `false`.
+pub struct Bool;
+
+impl Kind for Bool {
+    type Raw = String;
+    type File = Switch;
+    type Out = bool;
+    fn parse(s: &String) -> Result<bool, BadValue> {
+        match s.trim() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(BadValue::NotBool(s.clone())),
+        }
+    }
+    fn range() -> Option<String> {
+        Some("true, false".into())
+    }
+    /// Written bare: `true` is a TOML boolean.
+    const NUMBER: bool = true;
 }
 
 /// An integer in `MIN..=MAX`.

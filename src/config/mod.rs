@@ -24,7 +24,7 @@ mod table;
 
 pub use docs::{example_file, markdown_table};
 pub use kinds::{parse_size, BadValue};
-use kinds::{Addr, Dur, Int, Kind, OffIsZero, Opt, Size, Text};
+use kinds::{Addr, Bool, Dur, Int, Kind, OffIsZero, Opt, Size, Text};
 use table::Example::{Hint, Set};
 pub use table::{command, Example, Setting};
 use table::{computed, setting, settings, DefaultValue};
@@ -48,6 +48,22 @@ settings! {
     /// Partitions per shard for new topics (a topic gets `shards × this`, fixed when it is
     /// created).
     ranges_per_shard: u32 as Int<1, 256>, "N", default "4";
+    /// Topics the broker holds, at most; creating one more is refused (framed ERROR 10, HTTP
+    /// 429, gRPC RESOURCE_EXHAUSTED). Topics found on disk at start count but are always
+    /// served.
+    // Each topic costs every shard a little memory and, once used, open files: the bound
+    // keeps a client that names topics without end from exhausting either.
+    max_topics: usize as Int<1, 1_000_000>, "N", default "10000";
+    /// Whether naming an unknown topic (produce, register, gRPC, REST) creates it; `false`:
+    /// it is not found, and only `POST /v1/topics/{name}` creates one.
+    auto_create_topics: bool as Bool, "BOOL", default "true";
+    /// Per shard: descriptors the partitions' files may hold (segments, the index being
+    /// written); past it the least recently used idle partitions are closed, and reopen on
+    /// their next use.
+    // Partitions are opened on first use, so the descriptors a broker needs follow this bound,
+    // not the number of topics it has ever served. A single partition in use is never closed,
+    // so one with more segments than this passes it.
+    max_open_files: usize as Int<16, 1_000_000>, "N", default "1024";
     /// Roll a segment before a write would take it past this size, e.g. 1GiB, 64MiB.
     segment_size: u64 as Size<{ 64 << 10 }, { 1 << 40 }>, "BYTES", default "1GiB";
     /// Delete closed segments whose last write is older than this, e.g. 7d, 12h; `0` or `off`
@@ -74,8 +90,9 @@ settings! {
     /// Largest poll response, as sent: compressed chunks for binary polls, decompressed
     /// JSON for JSON polls (it always holds at least one item, if any), e.g. 1MiB.
     max_poll_bytes: usize as Size<{ 1 << 10 }, { 1 << 30 }>, "BYTES", default "1MiB";
-    /// Recent compressed chunks each shard keeps in memory per topic, so consumers that keep
-    /// up never read the disk; `0` turns it off.
+    /// Per shard: recent compressed chunks kept in memory, shared by all the shard's topics
+    /// (the least recently appended go first), so consumers that keep up never read the
+    /// disk; `0` turns it off.
     hot_tail_bytes: usize as OffIsZero<Size<0, { 1 << 40 }>>, "BYTES", default "32MiB",
         flag "hot-tail";
     /// Connections per shard and server (framed, HTTP) before new ones are refused (framed
@@ -196,7 +213,8 @@ impl Config {
         self.max_frame_size.max(self.grpc_max_message_size) as usize
     }
 
-    /// The storage settings of a partition (with the shard's whole hot tail).
+    /// The storage settings of a partition (`tail_bytes`: the shard's hot-tail budget, which
+    /// all its partitions share).
     pub fn log_config(&self) -> LogConfig {
         LogConfig {
             segment_size: self.segment_size,
@@ -294,6 +312,8 @@ mod tests {
         assert_eq!(c.grpc_max_message_size, 4 << 20);
         assert_eq!(c.consumer_timeout, Duration::from_secs(120));
         assert_eq!(c.max_poll_bytes, 1 << 20);
+        assert_eq!(c.max_topics, 10_000);
+        assert!(c.auto_create_topics);
         assert!(c.shards >= 1);
         let c = cli(&["--consumer-timeout", "2s", "--max-poll-bytes", "64KiB"]).unwrap();
         assert_eq!(c.consumer_timeout, Duration::from_secs(2));
@@ -545,6 +565,25 @@ zstd-level = = 3
         assert_eq!(cli(&["--hot-tail", "off"]).unwrap().hot_tail_bytes, 0);
         assert_eq!(cli(&["--min-free-space", "0"]).unwrap().min_free_space, 0);
         assert_eq!(cli(&["--idle-timeout", "off"]).unwrap().idle_timeout, None);
+    }
+
+    #[test]
+    fn switches_are_true_or_false_from_flags_and_files() {
+        let off = cli(&["--auto-create-topics", "false"]).unwrap();
+        assert!(!off.auto_create_topics);
+        let err = cli(&["--auto-create-topics", "no"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--auto-create-topics: 'no'"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shardlog.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(&path, "auto-create-topics = false\nmax-topics = 7\n").unwrap();
+        let c = cli(&["--config", p]).unwrap();
+        assert_eq!((c.auto_create_topics, c.max_topics), (false, 7));
+        std::fs::write(&path, "auto-create-topics = \"true\"\n").unwrap();
+        assert!(cli(&["--config", p]).unwrap().auto_create_topics);
+        assert!(cli(&["--max-topics", "0"]).is_err());
     }
 
     #[test]

@@ -44,11 +44,11 @@ pub async fn local_snapshot(shard: &Shard) -> MetricsSnapshot {
         .map(|t| {
             let mut s = t.metrics.snapshot(&t.name);
             for w in t.owned() {
-                if let Some(log) = w.log() {
-                    s.partitions_owned += 1;
-                    s.segments += log.segment_count() as u64;
-                    s.disk_bytes += log.disk_bytes();
-                }
+                // A partition closed to bound the open files counts as it was at its close.
+                let (segments, bytes) = w.disk_stats();
+                s.partitions_owned += 1;
+                s.segments += segments;
+                s.disk_bytes += bytes;
             }
             s
         })

@@ -70,8 +70,12 @@ fn handle(shard: &Rc<Shard>, msg: ShardMsg) {
                 let _ = reply.send(result);
             });
         }
-        ShardMsg::GetOrCreateTopic { topic, reply } => {
-            let _ = reply.send(shard.create_topic(&topic));
+        ShardMsg::GetOrCreateTopic {
+            topic,
+            create,
+            reply,
+        } => {
+            let _ = reply.send(shard.ensure_topic(&topic, create));
         }
         ShardMsg::Run(task) => task(shard),
     }

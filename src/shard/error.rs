@@ -47,6 +47,20 @@ pub enum TopicError {
     /// Shard 0, which creates topics, could not be asked.
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// The topic does not exist and `--auto-create-topics` is off: only an explicit create
+    /// (`POST /v1/topics/{name}`) makes one.
+    #[error("topic '{topic}' does not exist (--auto-create-topics is off; create it first)")]
+    NotFound { topic: String },
+    /// The broker already holds `--max-topics` topics.
+    #[error("cannot create topic '{topic}': the broker holds {limit} topics, its --max-topics")]
+    LimitReached { topic: String, limit: usize },
+    /// An explicit create asked for a partition count the broker cannot lay out.
+    #[error("cannot create topic '{topic}' with {partitions} partitions: {why}")]
+    BadPartitions {
+        topic: String,
+        partitions: u32,
+        why: &'static str,
+    },
 }
 
 impl Classify for TopicError {
@@ -54,6 +68,9 @@ impl Classify for TopicError {
         match self {
             TopicError::Persist { source, .. } => source.class(),
             TopicError::Route(e) => e.class(),
+            TopicError::NotFound { .. } => ErrorClass::NotFound,
+            TopicError::LimitReached { .. } => ErrorClass::LimitReached,
+            TopicError::BadPartitions { .. } => ErrorClass::Invalid,
         }
     }
 }
@@ -154,5 +171,12 @@ mod tests {
         let full = ProduceError::DiskFull { free: 1, min: 2 };
         assert_eq!(full.class(), ErrorClass::ResourceExhausted);
         assert!(full.to_string().contains("--min-free-space"));
+        let many = TopicError::LimitReached {
+            topic: "t".into(),
+            limit: 3,
+        };
+        assert_eq!(ProduceError::from(many).class(), ErrorClass::LimitReached);
+        let missing = TopicError::NotFound { topic: "t".into() };
+        assert_eq!(ProduceError::from(missing).class(), ErrorClass::NotFound);
     }
 }

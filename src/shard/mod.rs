@@ -6,6 +6,7 @@
 //! - [`msg`]: the data plane's messages between shards.
 //! - [`control`]: running control work on another core (`submit_to`), and per-core state.
 //! - [`error`]: the data plane's errors.
+//! - `catalog`: finding and creating topics (shard 0 decides), within `--max-topics`.
 //! - [`topics`]: persisted topic layouts.
 //! - [`produce`]: handing a frame to its partition's writer, here or on its shard.
 //! - [`writer`]: the group-commit writer of one partition.
@@ -13,15 +14,18 @@
 //! - [`readahead`]: reading ahead of consumers that drain a backlog.
 //! - `dispatch`: serving the mesh.
 //! - [`notify`]: the shard-local signal that wakes tailing readers.
+//! - [`open_files`]: partitions opened on first use, idle ones closed past `--max-open-files`.
 //! - [`lifecycle`]: serving → stopping, for graceful shutdown.
 //! - `upkeep`: background work: retention, the free-space check, closing at shutdown.
 
+mod catalog;
 pub mod control;
 mod dispatch;
 pub mod error;
 pub mod lifecycle;
 pub mod msg;
 pub mod notify;
+pub mod open_files;
 pub mod produce;
 pub mod read;
 pub mod readahead;
@@ -29,6 +33,7 @@ pub mod topics;
 mod upkeep;
 pub mod writer;
 
+pub use catalog::Found;
 pub use control::CoreLocals;
 pub use error::{ProduceError, ReadError, RouteError, TopicError};
 pub use produce::PendingAck;
@@ -37,19 +42,18 @@ pub use upkeep::free_space;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
 
-use futures_channel::oneshot;
 use thiserror::Error;
 
 use crate::config::Config;
 use crate::ring::{ShardOwnership, TopicLayout};
 use crate::rt::{self, MeshPort, ShardMesh};
 use crate::stats::{ShardMetrics, TopicMetrics};
-use crate::storage::{LogConfig, StorageError};
+use crate::storage::{StorageError, TailBudget};
 
 use msg::ShardMsg;
-use writer::PartitionWriter;
+use open_files::OpenFiles;
+use writer::{PartitionWriter, ShardShared};
 
 /// Upper bound on a chunk's uncompressed records (a single larger frame still goes alone).
 /// About 2 ms of compression at level 1: big enough that one fdatasync covers many frames,
@@ -64,13 +68,6 @@ pub enum OpenError {
     Mesh(#[from] rt::MeshError),
     #[error(transparent)]
     Layouts(StorageError),
-    #[error("topic '{topic}' partition {partition}: {source}")]
-    Partition {
-        topic: String,
-        partition: u32,
-        #[source]
-        source: Arc<StorageError>,
-    },
 }
 
 /// One topic as a shard sees it: its layout and the writers of the partitions this shard owns.
@@ -120,12 +117,17 @@ pub struct Shard {
     pub metrics: Rc<ShardMetrics>,
     /// Memory for reading ahead of consumers draining a backlog (see [`readahead`]).
     pub read_ahead: Rc<readahead::ReadAheadBudget>,
+    /// The partitions' open files, bounded by `--max-open-files` (see [`open_files`]).
+    pub files: Rc<OpenFiles>,
+    /// The memory all the shard's hot tails share (`--hot-tail`), whatever the topic count.
+    pub tail_budget: Rc<TailBudget>,
     /// The control plane's state on this core (see [`control`]).
     pub locals: CoreLocals,
 }
 
 impl Shard {
-    /// Builds the shard and opens (and recovers) the partitions it owns. It serves nothing
+    /// Builds the shard and learns the topics on disk (their partitions are opened, and
+    /// recovered, on first use). It serves nothing
     /// yet: the caller installs its control-plane state in [`Shard::locals`], then calls
     /// [`Shard::serve`]. Messages other shards send meanwhile wait in the mesh.
     pub async fn open(
@@ -134,6 +136,8 @@ impl Shard {
         mesh: ShardMesh<ShardMsg>,
     ) -> Result<Rc<Shard>, OpenError> {
         let mesh = Rc::new(mesh.join(id).await?);
+        let files = OpenFiles::new(config.max_open_files);
+        let tail_budget = TailBudget::new(config.hot_tail_bytes);
         let shard = Rc::new(Shard {
             id,
             shards: config.shards,
@@ -145,6 +149,8 @@ impl Shard {
             disk_low: RefCell::new(None),
             metrics: Rc::default(),
             read_ahead: readahead::ReadAheadBudget::new(readahead::SHARD_BUDGET),
+            files,
+            tail_budget,
             locals: CoreLocals::default(),
         });
         let loaded = topics::load_all(&shard.config.data_dir).map_err(OpenError::Layouts)?;
@@ -154,15 +160,10 @@ impl Shard {
                 tracing::warn!(path = %i.path.display(), "ignored in --data-dir: {}", i.why);
             }
         }
+        // Partitions are opened (and recovered) on first use, not here: a broker with many
+        // topics starts without holding a descriptor for each (see `open_files`).
         for (name, layout) in loaded.layouts {
-            let state = shard.install_topic(&name, layout);
-            for w in state.owned() {
-                w.open().await.map_err(|source| OpenError::Partition {
-                    topic: name.clone(),
-                    partition: w.partition,
-                    source,
-                })?;
-            }
+            shard.install_topic(&name, layout);
         }
         Ok(shard)
     }
@@ -172,18 +173,7 @@ impl Shard {
         dispatch::serve_mesh(self);
         rt::spawn_detached(self.clone().retention_loop());
         rt::spawn_detached(self.clone().disk_space_loop());
-    }
-
-    /// The storage settings of a partition, whose topic has `owned` partitions on this shard.
-    fn log_config(&self, owned: usize) -> LogConfig {
-        LogConfig {
-            // The shard's hot-tail budget is shared by a topic's partitions on the shard.
-            tail_bytes: match self.config.hot_tail_bytes {
-                0 => 0,
-                b => (b / owned.max(1)).max(1 << 20),
-            },
-            ..self.config.log_config()
-        }
+        rt::spawn_detached(self.clone().open_files_loop());
     }
 
     /// Records a topic's layout on this shard and creates writers for the partitions it owns.
@@ -192,7 +182,6 @@ impl Shard {
             return t.clone();
         }
         let dir = topics::topic_dir(&self.config.data_dir, name);
-        let owned = layout.owned_by(self.id, self.shards).count();
         let metrics = Rc::new(TopicMetrics::default());
         let writers = (0..layout.partitions())
             .map(|j| {
@@ -201,10 +190,14 @@ impl Shard {
                     Rc::new(PartitionWriter::new(
                         j,
                         pdir,
-                        self.log_config(owned),
+                        self.config.log_config(),
                         MAX_CHUNK_RAW,
                         metrics.clone(),
-                        self.metrics.clone(),
+                        ShardShared {
+                            metrics: self.metrics.clone(),
+                            files: self.files.clone(),
+                            tail_budget: self.tail_budget.clone(),
+                        },
                     ))
                 })
             })
@@ -222,54 +215,18 @@ impl Shard {
         state
     }
 
-    /// The topic's state, creating the topic (through shard 0) if it does not exist yet.
-    pub async fn topic(&self, name: &str) -> Result<Rc<TopicState>, TopicError> {
-        if let Some(t) = self.topics.borrow().get(name) {
-            return Ok(t.clone());
-        }
-        let layout = if self.id == 0 {
-            self.create_topic(name)?
-        } else {
-            let (tx, rx) = oneshot::channel();
-            let msg = ShardMsg::GetOrCreateTopic {
-                topic: name.to_string(),
-                reply: tx,
-            };
-            self.mesh
-                .send_to(0, msg)
-                .await
-                .map_err(|_| RouteError::Unreachable(0))?;
-            rx.await.map_err(|_| RouteError::Dropped(0))??
-        };
-        Ok(self.install_topic(name, layout))
-    }
-
     /// The topic's state if this shard knows it (shard 0 knows every existing topic).
     pub fn known_topic(&self, name: &str) -> Option<Rc<TopicState>> {
         self.topics.borrow().get(name).cloned()
     }
 
+    /// How many topics this shard knows (on shard 0: every topic of the broker).
+    pub fn topic_count(&self) -> usize {
+        self.topics.borrow().len()
+    }
+
     /// Every topic this shard knows.
     pub fn topic_states(&self) -> Vec<Rc<TopicState>> {
         self.topics.borrow().values().cloned().collect()
-    }
-
-    /// Shard 0 only: the layout of `name`, persisting a new one if needed.
-    fn create_topic(&self, name: &str) -> Result<TopicLayout, TopicError> {
-        if let Some(t) = self.topics.borrow().get(name) {
-            return Ok(t.layout);
-        }
-        let layout = TopicLayout::new(self.shards as u32, self.config.ranges_per_shard);
-        topics::persist(&self.config.data_dir, name, &layout).map_err(|e| TopicError::Persist {
-            topic: name.to_string(),
-            source: Arc::new(e),
-        })?;
-        tracing::info!(
-            topic = name,
-            partitions = layout.partitions(),
-            "topic created"
-        );
-        self.install_topic(name, layout);
-        Ok(layout)
     }
 }

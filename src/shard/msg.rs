@@ -85,10 +85,12 @@ pub enum ShardMsg {
         wait: Option<std::time::Duration>,
         reply: ReadReply,
     },
-    /// Sent to shard 0, which owns topic creation: the topic's layout, creating it if new.
+    /// Sent to shard 0, which owns topic creation: the topic's layout, creating it with
+    /// `create` if it is new (`None`: only look it up).
     GetOrCreateTopic {
         topic: String,
-        reply: oneshot::Sender<Result<TopicLayout, TopicError>>,
+        create: Option<TopicLayout>,
+        reply: oneshot::Sender<Result<super::catalog::Found, TopicError>>,
     },
     /// Control work to run on the receiving core (see [`super::control`]).
     Run(ControlTask),

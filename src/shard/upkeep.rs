@@ -32,8 +32,24 @@ impl Shard {
     async fn enforce_retention(&self) {
         for t in self.topic_states() {
             for w in t.owned() {
-                let Some(log) = w.log() else { continue };
-                let result = log.enforce_retention(SystemTime::now()).await;
+                let now = SystemTime::now();
+                // A closed partition is opened only when its files show work to do.
+                let log = match w.log() {
+                    Some(log) => log,
+                    None if w.retention_due_while_closed(now) => match w.open().await {
+                        Ok(log) => log,
+                        Err(e) => {
+                            tracing::warn!(topic = %t.name, partition = w.partition, error = %e,
+                                "cannot open the partition for retention");
+                            continue;
+                        }
+                    },
+                    None => {
+                        rt::yield_if_needed().await;
+                        continue;
+                    }
+                };
+                let result = log.enforce_retention(now).await;
                 if let Ok(r) = &result {
                     t.metrics
                         .retention_deleted(r.segments_removed as u64, r.bytes_removed);
@@ -101,6 +117,15 @@ impl Shard {
         }
     }
 
+    /// Once a second, closes the least recently used idle logs while the shard's open files
+    /// exceed `--max-open-files` (a log busy when the bound was passed may be idle now).
+    pub(super) async fn open_files_loop(self: Rc<Self>) {
+        while !self.lifecycle.is_stopping() {
+            rt::sleep(DISK_CHECK_PERIOD).await;
+            self.files.make_room(None);
+        }
+    }
+
     /// Graceful shutdown, after the servers have stopped: lets every partition writer finish
     /// the chunks it has queued, then writes the indexes out. (The control plane flushes its
     /// own state, e.g. committed offsets, after this.)
@@ -108,6 +133,7 @@ impl Shard {
         for t in self.topic_states() {
             for w in t.owned() {
                 w.stop_appends().await;
+                w.wait_closed().await;
                 if let Some(log) = w.log() {
                     if let Err(e) = log.close_clean().await {
                         tracing::warn!(topic = %t.name, partition = w.partition, error = %e,

@@ -7,18 +7,24 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use futures_lite::future;
 
 use crate::rt;
 use crate::stats::{ShardMetrics, TopicMetrics};
-use crate::storage::{AppendInfo, LogChunk, LogConfig, PartitionLog, RecordBatch, StorageError};
+use crate::storage::{AppendInfo, LogChunk, LogConfig, PartitionLog, RecordBatch, TailBudget};
 
 use super::error::ProduceError;
 use super::msg::{ProduceAck, ProduceFrame, ProduceReply};
 use super::notify::LocalNotify;
+use super::open_files::OpenFiles;
 use super::readahead::ReadAhead;
+
+mod open;
+#[cfg(test)]
+mod tests;
+
+use open::{CloseFlight, OpenFlight};
 
 /// A frame waiting for its chunk.
 struct Pending {
@@ -71,17 +77,15 @@ fn raw_len(frame: &ProduceFrame) -> usize {
     msgs + 8 * frame.layout.count as usize
 }
 
-/// What opening a partition's log gives.
-type OpenResult = Result<Rc<PartitionLog>, Arc<StorageError>>;
-
-/// An open of a partition's log in progress: every caller that finds the log not open yet
-/// waits for this one open instead of running its own (single-flight).
-#[derive(Default)]
-struct OpenFlight {
-    /// The open's result, once it has finished.
-    result: RefCell<Option<OpenResult>>,
-    /// Signalled when `result` is set.
-    done: LocalNotify,
+/// What a partition's writer shares with the other partitions of its shard.
+#[derive(Clone, Default)]
+pub struct ShardShared {
+    /// The shard's latency histograms.
+    pub metrics: Rc<ShardMetrics>,
+    /// The shard's open files, bounded by `--max-open-files`.
+    pub files: Rc<OpenFiles>,
+    /// The shard's hot-tail memory (`--hot-tail`), shared by all its partitions.
+    pub tail_budget: Rc<TailBudget>,
 }
 
 /// The writer of one partition, owned by the partition's shard.
@@ -94,6 +98,16 @@ pub struct PartitionWriter {
     log: RefCell<Option<Rc<PartitionLog>>>,
     /// The open in progress, while the log is not open yet.
     opening: RefCell<Option<Rc<OpenFlight>>>,
+    /// The last close of the log, which the next open waits for.
+    closing: RefCell<Option<Rc<CloseFlight>>>,
+    /// The shard's open files, bounded by `--max-open-files`.
+    files: Rc<OpenFiles>,
+    /// The shard's hot-tail memory, shared by all its partitions.
+    tail_budget: Rc<TailBudget>,
+    /// When the log was last used, in the shard's use order (see [`OpenFiles`]).
+    last_used: Cell<u64>,
+    /// Segments and bytes on disk when the log was last closed (for metrics while closed).
+    closed_stats: Cell<(u64, u64)>,
     queue: RefCell<Vec<Pending>>,
     running: Cell<bool>,
     /// Set by graceful shutdown: frames submitted after it are refused, so nothing is
@@ -117,8 +131,13 @@ impl PartitionWriter {
         config: LogConfig,
         max_chunk_raw: usize,
         metrics: Rc<TopicMetrics>,
-        shard_metrics: Rc<ShardMetrics>,
+        shared: ShardShared,
     ) -> Self {
+        let ShardShared {
+            metrics: shard_metrics,
+            files,
+            tail_budget,
+        } = shared;
         PartitionWriter {
             partition,
             dir,
@@ -126,6 +145,11 @@ impl PartitionWriter {
             max_chunk_raw,
             log: RefCell::new(None),
             opening: RefCell::new(None),
+            closing: RefCell::new(None),
+            files,
+            tail_budget,
+            last_used: Cell::new(0),
+            closed_stats: Cell::new((0, 0)),
             queue: RefCell::new(Vec::new()),
             running: Cell::new(false),
             closed: Cell::new(false),
@@ -135,73 +159,6 @@ impl PartitionWriter {
             metrics,
             shard_metrics,
         }
-    }
-
-    /// Opens (and recovers) the partition's log if it is not open yet.
-    ///
-    /// Single-flight: however many requests race for a partition that is not open, its log is
-    /// opened (and recovered) once; every racer gets that open's log, or its error. The open
-    /// runs in its own task, so a caller that gives up (a closed connection) does not cancel it
-    /// for the others. A failed open is not kept: the next caller tries again. Recovery thus
-    /// never runs against a log a writer holds: once a log is open, it is never opened again.
-    pub async fn open(&self) -> OpenResult {
-        if let Some(log) = self.log.borrow().as_ref() {
-            return Ok(log.clone());
-        }
-        let flight = self
-            .opening
-            .borrow_mut()
-            .get_or_insert_with(|| self.start_open())
-            .clone();
-        loop {
-            // Registered before the check, so a result set in between still wakes us.
-            let done = flight.done.notified();
-            let result = flight.result.borrow().clone();
-            if let Some(result) = result {
-                return self.finish_open(&flight, result);
-            }
-            done.await;
-        }
-    }
-
-    /// Starts the one open of the log, in a task of its own.
-    fn start_open(&self) -> Rc<OpenFlight> {
-        let flight = Rc::new(OpenFlight::default());
-        let dir = self.dir.clone();
-        let config = self.config.clone();
-        let metrics = self.metrics.clone();
-        let f = flight.clone();
-        rt::spawn_detached(async move {
-            let result = match PartitionLog::open(dir.clone(), config).await {
-                Ok((log, report)) => {
-                    tracing::info!(dir = %dir.display(), ?report, "partition recovered");
-                    metrics.recovered(&report);
-                    Ok(Rc::new(log))
-                }
-                Err(e) => Err(Arc::new(e)),
-            };
-            *f.result.borrow_mut() = Some(result);
-            f.done.notify();
-        });
-        flight
-    }
-
-    /// Installs a finished open's log (the first of its waiters to wake does it) and ends the
-    /// flight, so a failed open can be retried by the next caller.
-    fn finish_open(&self, flight: &Rc<OpenFlight>, result: OpenResult) -> OpenResult {
-        {
-            let mut opening = self.opening.borrow_mut();
-            if opening.as_ref().is_some_and(|f| Rc::ptr_eq(f, flight)) {
-                *opening = None;
-            }
-        }
-        let log = result?;
-        Ok(self.log.borrow_mut().get_or_insert(log).clone())
-    }
-
-    /// The open log, if any.
-    pub fn log(&self) -> Option<Rc<PartitionLog>> {
-        self.log.borrow().clone()
     }
 
     /// Queues a frame; its reply is sent once the chunk holding it is durable.
@@ -244,7 +201,7 @@ impl PartitionWriter {
 
     /// Takes the next chunk's frames off the queue and compresses them (opening the log first
     /// if needed); `None` when nothing is queued.
-    async fn take_and_encode(&self) -> Option<(FrameBatch, Encoded)> {
+    async fn take_and_encode(self: &Rc<Self>) -> Option<(FrameBatch, Encoded)> {
         let batch = self.take_batch()?;
         let encoded = match self.open().await {
             Ok(log) => log
@@ -349,103 +306,5 @@ impl PartitionWriter {
     pub async fn stop_appends(&self) {
         self.closed.set(true);
         self.wait_idle().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::Durability;
-
-    fn writer(dir: PathBuf) -> Rc<PartitionWriter> {
-        let config = LogConfig {
-            segment_size: 1 << 20,
-            durability: Durability::Write,
-            zstd_level: 1,
-            retention_age: None,
-            retention_bytes: None,
-            tail_bytes: 1 << 16,
-            reclaim_step: LogConfig::RECLAIM_STEP,
-        };
-        Rc::new(PartitionWriter::new(
-            0,
-            dir,
-            config,
-            1 << 20,
-            Rc::default(),
-            Rc::default(),
-        ))
-    }
-
-    /// Many first opens of a new partition at once: one open, the same log for all, no
-    /// "file exists" for the losers.
-    #[test]
-    fn concurrent_first_opens_share_one_open() {
-        rt::block_on(async {
-            let tmp = tempfile::TempDir::new().unwrap();
-            let w = writer(tmp.path().join("p0"));
-            std::fs::create_dir_all(tmp.path().join("p0")).unwrap();
-            let tasks: Vec<_> = (0..32)
-                .map(|_| {
-                    let w = w.clone();
-                    rt::spawn(async move { w.open().await })
-                })
-                .collect();
-            let mut logs = Vec::new();
-            for t in tasks {
-                logs.push(t.await.expect("open failed"));
-            }
-            assert!(logs.iter().all(|l| Rc::ptr_eq(l, &logs[0])));
-            assert!(Rc::ptr_eq(&w.log().unwrap(), &logs[0]));
-            assert!(w.opening.borrow().is_none());
-            // The fast path hands out the same log.
-            assert!(Rc::ptr_eq(&w.open().await.unwrap(), &logs[0]));
-        });
-    }
-
-    /// A caller that gives up does not cancel the open for the others.
-    #[test]
-    fn an_abandoned_open_still_completes_for_the_others() {
-        rt::block_on(async {
-            let tmp = tempfile::TempDir::new().unwrap();
-            std::fs::create_dir_all(tmp.path().join("p0")).unwrap();
-            let w = writer(tmp.path().join("p0"));
-            let first = rt::spawn({
-                let w = w.clone();
-                async move { w.open().await }
-            });
-            let second = rt::spawn({
-                let w = w.clone();
-                async move { w.open().await }
-            });
-            rt::next_io_turn().await;
-            drop(first);
-            let log = second.await.expect("open failed");
-            assert!(Rc::ptr_eq(&w.log().unwrap(), &log));
-        });
-    }
-
-    /// A failed open fails its waiters and is not kept: a later open tries again.
-    #[test]
-    fn a_failed_open_is_shared_then_retried() {
-        rt::block_on(async {
-            let tmp = tempfile::TempDir::new().unwrap();
-            // A file where the partition's directory should be: the open fails.
-            let dir = tmp.path().join("p0");
-            std::fs::write(&dir, b"x").unwrap();
-            let w = writer(dir.clone());
-            let spawn_open = || {
-                let w = w.clone();
-                rt::spawn(async move { w.open().await })
-            };
-            let (a, b) = (spawn_open(), spawn_open());
-            let (a, b) = (a.await, b.await);
-            assert!(a.is_err() && b.is_err(), "the open should fail");
-            assert!(w.opening.borrow().is_none());
-            assert!(w.log().is_none());
-            std::fs::remove_file(&dir).unwrap();
-            std::fs::create_dir_all(&dir).unwrap();
-            w.open().await.expect("retry failed");
-        });
     }
 }

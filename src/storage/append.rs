@@ -16,6 +16,7 @@ use super::io::{DmaBuf, SegmentFile, SegmentFs};
 use super::log::PartitionLog;
 use super::segment::create_segment;
 use super::segment::Durability;
+use super::tail::HotTail;
 use super::StorageError;
 use crate::rt::dma::DmaFs;
 
@@ -212,11 +213,15 @@ impl<F: SegmentFs> PartitionLog<F> {
         let base = seg.base;
         drop(st);
         if let Some(payload) = tail_copy {
-            self.tail.borrow_mut().push(StoredChunk {
-                start_offset: start,
-                record_count: header.record_count,
-                payload,
-            });
+            // O(1) amortized: may drop the oldest chunks of other logs on the shard.
+            HotTail::push(
+                &self.tail,
+                StoredChunk {
+                    start_offset: start,
+                    record_count: header.record_count,
+                    payload,
+                },
+            );
         }
         Ok(AppendInfo {
             start_offset: start,
@@ -280,7 +285,7 @@ impl<F: SegmentFs> PartitionLog<F> {
                 .segments
                 .back_mut()
                 .expect("the log always has a segment");
-            seg.flush_index();
+            seg.seal_index();
             (
                 seg.file.clone(),
                 seg.path.clone(),

@@ -80,6 +80,17 @@ impl IndexFile {
         &self.path
     }
 
+    /// Whether the file is open (it is opened by the first write and kept for the next).
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Closes the file; a later write opens it again. For sealed segments, whose index is
+    /// complete: keeping it open would cost a descriptor per segment for nothing.
+    pub fn release(&mut self) {
+        self.file = None;
+    }
+
     pub fn pending(&self, entries: &[IndexEntry]) -> usize {
         entries.len().saturating_sub(self.written)
     }

@@ -13,7 +13,7 @@ use super::clean;
 use super::io::{SegmentFile, SegmentFs};
 use super::recovery::{list_segments, open_segment, RecoveryReport};
 use super::segment::{create_segment, Durability, Segment};
-use super::tail::HotTail;
+use super::tail::{HotTail, TailBudget};
 use super::StorageError;
 use crate::rt::dma::DmaFs;
 
@@ -29,7 +29,9 @@ pub struct LogConfig {
     pub retention_age: Option<Duration>,
     /// Closed segments are deleted, oldest first, while all segments together exceed this.
     pub retention_bytes: Option<u64>,
-    /// Bytes of the newest compressed chunks kept in memory for readers (the hot tail).
+    /// Bytes of the newest compressed chunks kept in memory for readers (the hot tail): the
+    /// log's own budget, or, for a log opened with [`PartitionLog::open_sharing`], whether it
+    /// keeps a hot tail at all (`0`: no) — the shared budget then bounds it.
     pub tail_bytes: usize,
     /// How much of a segment retention gives back to the file system at once (see
     /// `PartitionLog::enforce_retention`).
@@ -66,8 +68,8 @@ pub struct PartitionLog<F: SegmentFs = DmaFs> {
     /// The end offset of the newest chunk encoded but not yet written: the next chunk is
     /// numbered from here.
     pub(crate) encoded_end: Cell<Option<i64>>,
-    /// The newest chunks, in memory (see [`super::tail`]).
-    pub(crate) tail: RefCell<HotTail>,
+    /// The newest chunks, in memory (see [`super::tail`]), charged to the shard's budget.
+    pub(crate) tail: Rc<RefCell<HotTail>>,
 }
 
 impl PartitionLog<DmaFs> {
@@ -81,14 +83,40 @@ impl PartitionLog<DmaFs> {
         };
         PartitionLog::open_with(fs, dir, config).await
     }
+
+    /// Opens the log like [`open`](Self::open), its hot tail sharing `budget` with the other
+    /// logs of the shard (`config.tail_bytes` then only says whether the log keeps one).
+    pub async fn open_sharing(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        budget: Rc<TailBudget>,
+    ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
+        let fs = DmaFs {
+            durable_writes: config.durability == Durability::Fsync,
+        };
+        PartitionLog::open_in(fs, dir, config, budget).await
+    }
 }
 
 impl<F: SegmentFs> PartitionLog<F> {
-    /// Opens the log in `dir` on the file system `fs`, and recovers it.
+    /// Opens the log in `dir` on the file system `fs`, and recovers it; its hot tail has a
+    /// budget of its own, `config.tail_bytes`.
     pub async fn open_with(
         fs: F,
         dir: impl AsRef<Path>,
         config: LogConfig,
+    ) -> Result<(PartitionLog<F>, RecoveryReport), StorageError> {
+        let budget = TailBudget::new(config.tail_bytes);
+        PartitionLog::open_in(fs, dir, config, budget).await
+    }
+
+    /// Opens the log in `dir` on the file system `fs`, and recovers it; its hot tail is
+    /// charged to `budget`.
+    pub async fn open_in(
+        fs: F,
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        budget: Rc<TailBudget>,
     ) -> Result<(PartitionLog<F>, RecoveryReport), StorageError> {
         let dir = dir.as_ref().to_path_buf();
         if config.segment_size < ALIGNMENT {
@@ -125,9 +153,13 @@ impl<F: SegmentFs> PartitionLog<F> {
         if segments.is_empty() {
             segments.push_back(create_segment(&fs, &dir, 0, config.durability).await?);
         }
+        // Sealed segments' indexes are complete: their files need not stay open.
+        let sealed = segments.len() - 1;
+        for seg in segments.iter_mut().take(sealed) {
+            seg.seal_index();
+        }
         report.segments = segments.len();
         report.next_offset = segments.back().map_or(0, |s| s.next_offset);
-        let tail_bytes = config.tail_bytes;
         let log = PartitionLog {
             dir,
             config,
@@ -140,7 +172,7 @@ impl<F: SegmentFs> PartitionLog<F> {
             encoder,
             appending: Cell::new(false),
             encoded_end: Cell::new(None),
-            tail: RefCell::new(HotTail::new(tail_bytes)),
+            tail: Rc::new(RefCell::new(HotTail::new(budget))),
         };
         Ok((log, report))
     }
@@ -183,6 +215,16 @@ impl<F: SegmentFs> PartitionLog<F> {
     /// Segment files, the active one included.
     pub fn segment_count(&self) -> usize {
         self.state.borrow().segments.len()
+    }
+
+    /// Descriptors the log holds: one per segment, and the indexes being written.
+    pub fn open_files(&self) -> usize {
+        self.state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| s.open_files())
+            .sum()
     }
 
     /// Bytes in the segment files (chunks and their padding; indexes not counted).

@@ -137,6 +137,7 @@ pub use chunk::{ChunkEncoder, ChunkError, ChunkHeader, RecordBatch, RecordBuf};
 pub use error::StorageError;
 pub use log::{LogConfig, PartitionLog};
 pub use recovery::RecoveryReport;
-pub use retention::RetentionReport;
+pub use retention::{retention_due, RetentionReport};
 pub use segment::Durability;
 pub use segment::{index_file_name, log_file_name};
+pub use tail::TailBudget;

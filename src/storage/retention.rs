@@ -1,10 +1,41 @@
 //! Retention: whole closed segments are deleted, oldest first, by age and by total size.
 
+use std::path::Path;
 use std::time::SystemTime;
 
 use super::io::{SegmentFile, SegmentFs};
-use super::log::PartitionLog;
+use super::log::{LogConfig, PartitionLog};
+use super::recovery::list_segments;
+use super::segment::log_file_name;
 use super::StorageError;
+
+/// Whether [`PartitionLog::enforce_retention`] would remove a segment of the log in `dir`
+/// if it were open, judged from the segment files' names, sizes and mtimes without opening
+/// them. A log closed to bound the open files is opened for retention only when this says
+/// there is work. Errors count as "no": the next open's retention run settles it.
+pub fn retention_due(dir: &Path, config: &LogConfig, now: SystemTime) -> bool {
+    if config.retention_age.is_none() && config.retention_bytes.is_none() {
+        return false;
+    }
+    let Ok(bases) = list_segments(dir) else {
+        return false;
+    };
+    if bases.len() < 2 {
+        return false;
+    }
+    let meta = |base: i64| std::fs::metadata(dir.join(log_file_name(base))).ok();
+    let too_old = config.retention_age.is_some_and(|age| {
+        meta(bases[0])
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|elapsed| elapsed > age)
+    });
+    let too_big = config.retention_bytes.is_some_and(|max| {
+        let total: u64 = bases.iter().filter_map(|&b| meta(b)).map(|m| m.len()).sum();
+        total > max
+    });
+    too_old || too_big
+}
 
 /// The pause between two steps of giving a removed segment's space back.
 pub const RECLAIM_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
@@ -116,6 +147,30 @@ mod tests {
     use crate::storage::chunk::ALIGNMENT;
     use crate::storage::testing::{batch, config, files, fill, rng, FaultyFs};
     use crate::storage::{PartitionLog, StorageError};
+
+    /// A closed log's files say whether retention has work, without opening the log.
+    #[test]
+    fn retention_due_reads_the_files_of_a_closed_log() {
+        use crate::storage::log_file_name;
+        use crate::storage::retention_due;
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path();
+        let mut cfg = config(1 << 20);
+        cfg.retention_age = Some(Duration::from_secs(3600));
+        cfg.retention_bytes = Some(1 << 20);
+        let now = SystemTime::now();
+        std::fs::write(dir.join(log_file_name(0)), vec![0u8; 4096]).unwrap();
+        assert!(!retention_due(dir, &cfg, now), "one segment: never");
+        std::fs::write(dir.join(log_file_name(9)), vec![0u8; 4096]).unwrap();
+        assert!(!retention_due(dir, &cfg, now), "young and small");
+        let later = now + Duration::from_secs(7200);
+        assert!(retention_due(dir, &cfg, later), "the oldest is too old");
+        std::fs::write(dir.join(log_file_name(9)), vec![0u8; 2 << 20]).unwrap();
+        assert!(retention_due(dir, &cfg, now), "too big");
+        cfg.retention_age = None;
+        cfg.retention_bytes = None;
+        assert!(!retention_due(dir, &cfg, later), "no retention");
+    }
 
     #[test]
     fn retention_by_bytes_and_by_age_removes_old_segments_only() {

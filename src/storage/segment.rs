@@ -90,6 +90,17 @@ impl<T> Segment<T> {
     pub fn flush_index(&mut self) {
         self.index.flush(&self.entries);
     }
+
+    /// Writes the index out and closes its file: for a sealed segment, whose index is done.
+    pub fn seal_index(&mut self) {
+        self.flush_index();
+        self.index.release();
+    }
+
+    /// Descriptors this segment holds: its file, and its index while that is open.
+    pub fn open_files(&self) -> usize {
+        1 + usize::from(self.index.is_open())
+    }
 }
 
 /// Creates an empty segment at `base` (and makes its name durable when fsyncing).

@@ -34,6 +34,8 @@ pub struct Broker {
     pub extra: Vec<String>,
     /// Environment variables set for the process (e.g. `SHARDLOG_FAILPOINTS`).
     pub env: Vec<(String, String)>,
+    /// `RLIMIT_NOFILE` (soft, hard) to start the process with, if not the test's own.
+    pub nofile: Option<(u64, u64)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -60,6 +62,7 @@ impl Broker {
             shards,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
+            nofile: None,
             _tmp: Some(tmp),
         }
     }
@@ -74,6 +77,7 @@ impl Broker {
             shards: self.shards,
             extra: self.extra.clone(),
             env: self.env.clone(),
+            nofile: self.nofile,
             _tmp: None,
         }
     }
@@ -101,6 +105,22 @@ impl Broker {
             )
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
+        if let Some((soft, hard)) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd
     }
 
@@ -315,6 +335,9 @@ impl Client {
                 Ok(0) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                // A signal to the test process (glommio's, when a test opened logs on a
+                // runtime of its own) interrupts the blocking read: read again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => panic!("read: {e}"),
             }
         }

@@ -110,7 +110,7 @@ pub fn code(class: ErrorClass) -> Code {
         ErrorClass::OutOfRange => Code::OutOfRange,
         ErrorClass::UnknownConsumer => Code::FailedPrecondition,
         ErrorClass::Unavailable => Code::Unavailable,
-        ErrorClass::ResourceExhausted => Code::ResourceExhausted,
+        ErrorClass::ResourceExhausted | ErrorClass::LimitReached => Code::ResourceExhausted,
         ErrorClass::Storage | ErrorClass::Internal => Code::Internal,
     }
 }

@@ -16,6 +16,8 @@ pub fn status(class: ErrorClass) -> StatusCode {
         ErrorClass::UnknownConsumer => StatusCode::CONFLICT,
         ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorClass::ResourceExhausted => StatusCode::INSUFFICIENT_STORAGE,
+        // The client asked for more than the broker allows (a count, not storage).
+        ErrorClass::LimitReached => StatusCode::TOO_MANY_REQUESTS,
         ErrorClass::Storage | ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -44,6 +46,7 @@ mod tests {
                 ErrorClass::Unavailable | ErrorClass::ResourceExhausted => {
                     assert!(s.is_server_error(), "{class:?}")
                 }
+                ErrorClass::LimitReached => assert_eq!(s, 429),
                 ErrorClass::Storage | ErrorClass::Internal => assert_eq!(s, 500),
                 _ => assert!(s.is_client_error(), "{class:?}"),
             }

@@ -33,7 +33,7 @@ pub struct Route {
 /// Every plain-HTTP route of the port. The consumer and REST-produce endpoints go here.
 pub fn routes() -> &'static [Route] {
     static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(|| {
-        use super::rest::{consumer, produce};
+        use super::rest::{consumer, produce, topics};
         let route = |method, pattern, handler| Route {
             method,
             pattern,
@@ -89,6 +89,10 @@ pub fn routes() -> &'static [Route] {
                 "/v1/topic/{topic}/messages",
                 |shard, req| Box::pin(produce::produce(shard, req)),
             ),
+            // Creating a topic explicitly (the only way when --auto-create-topics is off).
+            route(Method::POST, "/v1/topics/{name}", |shard, req| {
+                Box::pin(topics::create(shard, req))
+            }),
         ]
     });
     &ROUTES

@@ -4,6 +4,7 @@
 //! - [`poll_json`]: the JSON form of a poll response, bounded and yielding.
 //! - [`produce`]: `POST /v1/topic/{topic}/messages` (JSON and NDJSON).
 //! - [`query`]: query-string parsing with percent-decoding.
+//! - [`topics`]: `POST /v1/topics/{name}`, creating a topic explicitly.
 //!
 //! See the "HTTP API" section of `docs/protocol.md`.
 
@@ -11,3 +12,4 @@ pub mod consumer;
 pub mod poll_json;
 pub mod produce;
 pub mod query;
+pub mod topics;

@@ -1,0 +1,169 @@
+//! Finding and creating topics. Shard 0 alone decides whether a topic exists and creates it
+//! (persisting its layout), so the count checked against `--max-topics` is the broker's, and
+//! two racing creates of one topic agree: shard 0 checks and inserts without waiting in
+//! between, so the second finds the first's layout. Every other shard asks shard 0 about a
+//! topic it does not know yet and then installs the answer.
+//!
+//! Topics found on disk at start are installed by every shard without asking: they count
+//! toward the limit but are never refused.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_channel::oneshot;
+
+use super::error::{RouteError, TopicError};
+use super::msg::ShardMsg;
+use super::{topics, Shard, TopicState};
+use crate::ring::TopicLayout;
+
+/// The shard that creates topics.
+const CREATOR: usize = 0;
+
+/// Largest partition count an explicit create may ask for, per shard: the most
+/// `--ranges-per-shard` allows.
+const MAX_PARTITIONS_PER_SHARD: u32 = 256;
+
+/// A topic's layout as shard 0 answered, and whether this request created it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub layout: TopicLayout,
+    pub created: bool,
+}
+
+impl Shard {
+    /// The topic's state. An unknown topic is created (through shard 0) with the default
+    /// layout when `--auto-create-topics` is on, and is [`TopicError::NotFound`] when it is
+    /// off. Every interface that names a topic (STARTUP, REGISTER, REST, gRPC metadata)
+    /// comes through here.
+    pub async fn topic(&self, name: &str) -> Result<Rc<TopicState>, TopicError> {
+        if let Some(t) = self.known_topic(name) {
+            return Ok(t);
+        }
+        let create = self
+            .config
+            .auto_create_topics
+            .then(|| self.default_layout());
+        let found = self.find_or_create(name, create).await?;
+        Ok(self.install_topic(name, found.layout))
+    }
+
+    /// Creates the topic explicitly (whatever `--auto-create-topics` says), with
+    /// `partitions` partitions or the default layout. An existing topic is found, not
+    /// changed: the caller compares its layout with what it asked for.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: Option<u32>,
+    ) -> Result<(Rc<TopicState>, Found), TopicError> {
+        let layout = match partitions {
+            None => self.default_layout(),
+            Some(n) => self.layout_of(name, n)?,
+        };
+        let found = match self.known_topic(name) {
+            Some(t) => Found {
+                layout: t.layout,
+                created: false,
+            },
+            None => self.find_or_create(name, Some(layout)).await?,
+        };
+        Ok((self.install_topic(name, found.layout), found))
+    }
+
+    /// The layout a new topic gets by default: `shards × --ranges-per-shard` partitions.
+    pub fn default_layout(&self) -> TopicLayout {
+        TopicLayout::new(self.shards as u32, self.config.ranges_per_shard)
+    }
+
+    /// A layout of exactly `n` partitions: the shards' token ranges cut evenly when `n` is a
+    /// multiple of the shard count, else `n` token ranges of one partition each.
+    fn layout_of(&self, name: &str, n: u32) -> Result<TopicLayout, TopicError> {
+        let shards = self.shards as u32;
+        let max = shards * MAX_PARTITIONS_PER_SHARD;
+        let bad = |why| TopicError::BadPartitions {
+            topic: name.to_string(),
+            partitions: n,
+            why,
+        };
+        if n == 0 {
+            return Err(bad("a topic has at least one partition"));
+        }
+        if n > max {
+            return Err(bad("at most 256 per shard"));
+        }
+        Ok(if n.is_multiple_of(shards) {
+            TopicLayout::new(shards, n / shards)
+        } else {
+            TopicLayout {
+                gen: 1,
+                token_ranges: n,
+                ranges_per_token_range: 1,
+            }
+        })
+    }
+
+    /// Asks shard 0 for the topic, creating it with `create` if it does not exist.
+    async fn find_or_create(
+        &self,
+        name: &str,
+        create: Option<TopicLayout>,
+    ) -> Result<Found, TopicError> {
+        if self.id == CREATOR {
+            return self.ensure_topic(name, create);
+        }
+        let (tx, rx) = oneshot::channel();
+        let msg = ShardMsg::GetOrCreateTopic {
+            topic: name.to_string(),
+            create,
+            reply: tx,
+        };
+        self.mesh
+            .send_to(CREATOR, msg)
+            .await
+            .map_err(|_| RouteError::Unreachable(CREATOR))?;
+        rx.await.map_err(|_| RouteError::Dropped(CREATOR))?
+    }
+
+    /// Shard 0 only: the topic's layout, persisting `create` as a new topic's if it does not
+    /// exist and the broker holds fewer than `--max-topics`. Synchronous on purpose: nothing
+    /// can come between the check and the insert.
+    pub(super) fn ensure_topic(
+        &self,
+        name: &str,
+        create: Option<TopicLayout>,
+    ) -> Result<Found, TopicError> {
+        debug_assert_eq!(self.id, CREATOR, "topics are created on shard 0");
+        if let Some(t) = self.known_topic(name) {
+            return Ok(Found {
+                layout: t.layout,
+                created: false,
+            });
+        }
+        let Some(layout) = create else {
+            return Err(TopicError::NotFound {
+                topic: name.to_string(),
+            });
+        };
+        let limit = self.config.max_topics;
+        if self.topic_count() >= limit {
+            return Err(TopicError::LimitReached {
+                topic: name.to_string(),
+                limit,
+            });
+        }
+        topics::persist(&self.config.data_dir, name, &layout).map_err(|e| TopicError::Persist {
+            topic: name.to_string(),
+            source: Arc::new(e),
+        })?;
+        tracing::info!(
+            topic = name,
+            partitions = layout.partitions(),
+            "topic created"
+        );
+        self.install_topic(name, layout);
+        Ok(Found {
+            layout,
+            created: true,
+        })
+    }
+}

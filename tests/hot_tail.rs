@@ -1,0 +1,105 @@
+//! The hot tail is bounded per shard, not per topic (issue 13, item 13): a client writing
+//! past `--hot-tail` into many topics must not make each topic keep its own `--hot-tail` of
+//! chunks in memory. All topics of a shard share one budget, the least recently appended
+//! chunks going first, so the broker's memory stays within shards × `--hot-tail` plus a
+//! constant however many topics are written; a well-behaved producer keeps being answered and
+//! a consumer that keeps up is still served.
+
+mod common;
+
+use common::consumer::ConsumerClient;
+use common::{peak_rss, Broker, Client, Response};
+use shardlog::wire::consumer::StartPolicy;
+
+const SHARDS: usize = 2;
+const HOT_TAIL: u64 = 8 << 20;
+const TOPICS: usize = 40;
+/// Written to each topic: more than the whole budget.
+const PER_TOPIC: usize = 12 << 20;
+const FRAME: usize = 512 << 10;
+/// What the broker may hold besides the hot tails: buffers of the chunks in flight, the
+/// allocator's slack, per-topic state (a debug build).
+const CONSTANT: u64 = 48 << 20;
+
+/// A process's current resident memory (VmRSS), in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb << 10
+}
+
+/// `len` incompressible bytes (xorshift, so zstd cannot shrink them: the chunks in memory
+/// are as big as what was written).
+fn body(len: usize, seed: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(len);
+    let mut x = seed | 1;
+    while b.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    b.truncate(len);
+    b
+}
+
+#[test]
+fn many_topics_written_past_the_budget_share_one_hot_tail_per_shard() {
+    let broker = Broker::start_with(
+        SHARDS,
+        &[
+            "--hot-tail",
+            &HOT_TAIL.to_string(),
+            "--ranges-per-shard",
+            "1",
+            "--durability",
+            "write",
+        ],
+    );
+    let pid = broker.pid();
+    // A consumer that keeps up with a small topic, and its producer.
+    let mut good = Client::startup(broker.framed, "good");
+    assert_eq!(good.produce(1, b"g", &[b"g0"]), Response::Produced(1));
+    let mut consumer = ConsumerClient::connect(broker.framed);
+    consumer
+        .register("c", "g", &["good"], StartPolicy::Earliest)
+        .unwrap();
+    assert_eq!(consumer.poll("c", None).unwrap().len(), 1);
+    let start = rss(pid);
+
+    let chunk = body(FRAME, 42);
+    for t in 0..TOPICS {
+        let topic = format!("big-{t}");
+        let mut c = Client::startup(broker.framed, &topic);
+        for i in 0..PER_TOPIC / FRAME {
+            let sid = i as u16;
+            let key = format!("k{i}");
+            assert_eq!(
+                c.produce(sid, key.as_bytes(), &[&chunk]),
+                Response::Produced(sid)
+            );
+        }
+        let sid = t as u16 + 2;
+        assert_eq!(good.produce(sid, b"g", &[b"g"]), Response::Produced(sid));
+        let items = consumer.poll("c", Some(1000)).unwrap();
+        assert_eq!(items.len(), 1, "the keeping-up consumer gets its message");
+        consumer.commit("c").unwrap();
+    }
+    let (now, peak) = (rss(pid), peak_rss(pid));
+    let bound = start + SHARDS as u64 * HOT_TAIL + CONSTANT;
+    eprintln!(
+        "{TOPICS} topics × {} MiB written: RSS {} MiB at start, {} MiB now, peak {} MiB \
+         (bound {} MiB)",
+        PER_TOPIC >> 20,
+        start >> 20,
+        now >> 20,
+        peak >> 20,
+        bound >> 20
+    );
+    assert!(now < bound, "RSS {} MiB", now >> 20);
+    assert!(peak < bound, "peak RSS {} MiB", peak >> 20);
+}
