@@ -28,6 +28,11 @@ pub enum ErrorClass {
     /// A limit was reached (the data disk is nearly full, a message is too large for the
     /// configured maximum). Retrying later, or with less, may succeed.
     ResourceExhausted,
+    /// A configured count limit was reached: the broker's groups, a group's consumers, the
+    /// topics one consumer reads. Unlike [`ErrorClass::ResourceExhausted`] nothing is short
+    /// on the host: the client asked for more than its share, and may retry once others
+    /// have left, or ask for less. HTTP tells it apart (429, not 507).
+    LimitReached,
     /// The storage failed (an I/O or fsync error, a corrupt file): a partition whose write
     /// failed refuses writes until the broker restarts and recovers it. Nothing of the failed request was acknowledged.
     Storage,
@@ -37,13 +42,14 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, for the transports' table tests.
-    pub const ALL: [ErrorClass; 8] = [
+    pub const ALL: [ErrorClass; 9] = [
         ErrorClass::Invalid,
         ErrorClass::NotFound,
         ErrorClass::OutOfRange,
         ErrorClass::UnknownConsumer,
         ErrorClass::Unavailable,
         ErrorClass::ResourceExhausted,
+        ErrorClass::LimitReached,
         ErrorClass::Storage,
         ErrorClass::Internal,
     ];
@@ -52,7 +58,7 @@ impl ErrorClass {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorClass::Unavailable | ErrorClass::ResourceExhausted
+            ErrorClass::Unavailable | ErrorClass::ResourceExhausted | ErrorClass::LimitReached
         )
     }
 }

@@ -11,6 +11,10 @@
 //! - A REGISTER of a registered id starts a new session: the returned positions not yet
 //!   committed are dropped (read again), and a poll of the old session that answers later
 //!   records nothing.
+//! - Groups and members are bounded ([`Limits`]): a REGISTER past a limit is refused before
+//!   it changes anything. A group whose last member left stays until the coordinator has
+//!   saved its offsets, then is forgotten ([`Groups::forget_if_idle`]); a later REGISTER
+//!   brings its offsets back from disk ([`Groups::adopt`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -50,6 +54,9 @@ pub struct ReadTarget {
 /// Every group and consumer.
 pub struct Groups {
     timeout: Duration,
+    limits: Limits,
+    /// Groups with at least one member (what `max_groups` bounds).
+    live_groups: usize,
     members: HashMap<String, Member>,
     groups: HashMap<String, Group>,
     /// The last session number handed out.
@@ -73,6 +80,8 @@ impl Groups {
             .collect();
         Groups {
             timeout,
+            limits: Limits::default(),
+            live_groups: 0,
             members: HashMap::new(),
             groups,
             sessions: 0,
@@ -82,13 +91,15 @@ impl Groups {
     /// Registers (or re-registers) consumer `id` in `group` with `topics` and their partition
     /// counts, and rebalances. Returns the topics that are new to the group — no live member
     /// subscribed to them and nothing committed for them — where a start policy applies.
+    /// Refused, changing nothing, past a limit ([`Groups::admits`]).
     pub fn register(
         &mut self,
         id: &str,
         group: &str,
         topics: &[(String, u32)],
         now: Instant,
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>, ConsumerError> {
+        self.admits(id, group, topics.len())?;
         // A REGISTER of a registered id starts a new session: what the old session's last
         // poll returned was never confirmed, so it is dropped, not committed, and read again.
         if let Some(m) = self.members.get_mut(id) {
@@ -123,6 +134,9 @@ impl Groups {
         for (t, n) in topics {
             g.partitions.insert(t.clone(), *n);
         }
+        if g.members.is_empty() {
+            self.live_groups += 1;
+        }
         g.members.insert(id.to_string());
         let member = self
             .members
@@ -139,7 +153,7 @@ impl Groups {
         member.topics = topics.iter().map(|(t, _)| t.clone()).collect();
         member.last_seen = now;
         self.rebalance(group);
-        new_topics
+        Ok(new_topics)
     }
 
     /// Sets starting positions for partitions that have no committed offset yet; returns
@@ -249,18 +263,21 @@ impl Groups {
     }
 
     /// Drops consumers silent for longer than the timeout (without committing what their last
-    /// poll returned) and rebalances their groups. Returns the dropped ids.
-    pub fn expire(&mut self, now: Instant) -> Vec<String> {
+    /// poll returned) and rebalances their groups. Returns the dropped ids and their groups.
+    pub fn expire(&mut self, now: Instant) -> Vec<(String, String)> {
         let silent: Vec<String> = self
             .members
             .iter()
             .filter(|(_, m)| now.saturating_duration_since(m.last_seen) > self.timeout)
             .map(|(id, _)| id.clone())
             .collect();
-        for id in &silent {
-            self.remove(id);
-        }
         silent
+            .into_iter()
+            .filter_map(|id| {
+                let group = self.remove(&id)?;
+                Some((id, group))
+            })
+            .collect()
     }
 
     /// A group's committed offsets.
@@ -314,7 +331,9 @@ impl Groups {
     fn remove(&mut self, id: &str) -> Option<String> {
         let m = self.members.remove(id)?;
         if let Some(g) = self.groups.get_mut(&m.group) {
-            g.members.remove(id);
+            if g.members.remove(id) && g.members.is_empty() {
+                self.live_groups = self.live_groups.saturating_sub(1);
+            }
             g.assignment.remove(id);
         }
         self.rebalance(&m.group);
@@ -333,6 +352,10 @@ impl Groups {
         g.assignment = assign(&members, &g.partitions);
     }
 }
+
+#[path = "group_limits.rs"]
+mod limits;
+pub use limits::Limits;
 
 #[cfg(test)]
 #[path = "group_tests.rs"]

@@ -13,7 +13,7 @@ pub fn code(class: ErrorClass) -> ErrorCode {
         ErrorClass::OutOfRange => ErrorCode::OutOfRange,
         ErrorClass::UnknownConsumer => ErrorCode::UnknownConsumer,
         ErrorClass::Unavailable => ErrorCode::Unavailable,
-        ErrorClass::ResourceExhausted => ErrorCode::ResourceExhausted,
+        ErrorClass::ResourceExhausted | ErrorClass::LimitReached => ErrorCode::ResourceExhausted,
         ErrorClass::Storage => ErrorCode::Storage,
         ErrorClass::Internal => ErrorCode::Server,
     }
@@ -33,9 +33,14 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for class in ErrorClass::ALL {
             let c = code(class);
-            assert!(seen.insert(c as u8), "{class:?} shares code {c:?}");
+            // The framed protocol has one code for both (PolarStreams' numbering); the
+            // message says which limit.
+            if class != ErrorClass::LimitReached {
+                assert!(seen.insert(c as u8), "{class:?} shares code {c:?}");
+            }
             assert_eq!(c.is_retryable(), class.is_retryable(), "{class:?}");
             assert!(!c.closes_connection(), "{class:?}");
         }
+        assert_eq!(code(ErrorClass::LimitReached) as u8, 10);
     }
 }

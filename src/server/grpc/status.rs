@@ -110,7 +110,7 @@ pub fn code(class: ErrorClass) -> Code {
         ErrorClass::OutOfRange => Code::OutOfRange,
         ErrorClass::UnknownConsumer => Code::FailedPrecondition,
         ErrorClass::Unavailable => Code::Unavailable,
-        ErrorClass::ResourceExhausted => Code::ResourceExhausted,
+        ErrorClass::ResourceExhausted | ErrorClass::LimitReached => Code::ResourceExhausted,
         ErrorClass::Storage | ErrorClass::Internal => Code::Internal,
     }
 }
@@ -163,6 +163,11 @@ mod tests {
         Status::ok().write_to(&mut h);
         assert_eq!(h["grpc-status"], "0");
         assert!(h.get("grpc-message").is_none());
+    }
+
+    #[test]
+    fn limits_are_resource_exhausted() {
+        assert_eq!(code(ErrorClass::LimitReached), Code::ResourceExhausted);
     }
 
     #[test]

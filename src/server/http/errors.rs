@@ -16,6 +16,7 @@ pub fn status(class: ErrorClass) -> StatusCode {
         ErrorClass::UnknownConsumer => StatusCode::CONFLICT,
         ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorClass::ResourceExhausted => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorClass::LimitReached => StatusCode::TOO_MANY_REQUESTS,
         ErrorClass::Storage | ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -41,6 +42,8 @@ mod tests {
         for class in ErrorClass::ALL {
             let s = status(class);
             match class {
+                // The client's own excess: retryable, but its fault, not the broker's.
+                ErrorClass::LimitReached => assert_eq!(s, 429),
                 ErrorClass::Unavailable | ErrorClass::ResourceExhausted => {
                     assert!(s.is_server_error(), "{class:?}")
                 }
