@@ -13,6 +13,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// A partition of a topic: (topic, partition index in the topic's layout).
 pub type PartitionKey = (String, u32);
 
+/// Work done by rebalancing, counted so that tests and metrics can tell what an operation
+/// cost.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Work {
+    /// Partitions given an owner: moved from another member, or free (new, or left by the
+    /// topic's last subscriber) and now taken.
+    pub moves: u64,
+    /// Steps taken: members and partitions visited.
+    pub steps: u64,
+}
+
 /// Assigns partitions. `members` maps each consumer id to its subscribed topics;
 /// `partitions` gives each topic's partition count. Every consumer appears in the result,
 /// possibly with nothing assigned.

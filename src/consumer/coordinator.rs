@@ -24,6 +24,7 @@ use super::ConsumerError;
 use crate::rt;
 use crate::shard::notify::LocalNotify;
 use crate::shard::Shard;
+use crate::stats::GroupStats;
 use crate::storage::StorageError;
 use crate::wire::consumer::StartPolicy;
 
@@ -187,9 +188,23 @@ impl Coordinator {
         saved
     }
 
-    /// (groups in memory, groups with members, consumers), for metrics.
+    /// (groups in memory, groups with members, consumers).
     pub fn counts(&self) -> (usize, usize, usize) {
         self.state.borrow().counts()
+    }
+
+    /// The groups and the work of their rebalances, for metrics.
+    pub fn group_stats(&self) -> GroupStats {
+        let state = self.state.borrow();
+        let (in_memory, live, consumers) = state.counts();
+        let work = state.work();
+        GroupStats {
+            live_groups: live as u64,
+            groups_in_memory: in_memory as u64,
+            consumers: consumers as u64,
+            rebalance_moves: work.moves,
+            rebalance_steps: work.steps,
+        }
     }
 
     /// Every group's committed offsets, for metrics (consumer lag).

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::assign::{assign, PartitionKey};
+use super::assign::{assign, PartitionKey, Work};
 use super::offsets::GroupOffsets;
 use super::ConsumerError;
 
@@ -61,6 +61,8 @@ pub struct Groups {
     groups: HashMap<String, Group>,
     /// The last session number handed out.
     sessions: u64,
+    /// Rebalancing work, over every group since start.
+    work: Work,
 }
 
 impl Groups {
@@ -85,6 +87,7 @@ impl Groups {
             members: HashMap::new(),
             groups,
             sessions: 0,
+            work: Work::default(),
         }
     }
 
@@ -349,7 +352,27 @@ impl Groups {
             .iter()
             .filter_map(|id| Some((id.clone(), self.members.get(id)?.topics.clone())))
             .collect();
-        g.assignment = assign(&members, &g.partitions);
+        let next = assign(&members, &g.partitions);
+        let before: HashMap<&PartitionKey, &str> = g
+            .assignment
+            .iter()
+            .flat_map(|(id, ps)| ps.iter().map(move |k| (k, id.as_str())))
+            .collect();
+        let mut visited = members.len() as u64;
+        for (id, ps) in &next {
+            visited += ps.len() as u64;
+            self.work.moves += ps
+                .iter()
+                .filter(|k| before.get(k) != Some(&id.as_str()))
+                .count() as u64;
+        }
+        self.work.steps += visited;
+        g.assignment = next;
+    }
+
+    /// Rebalancing work over every group since start.
+    pub fn work(&self) -> Work {
+        self.work
     }
 }
 
