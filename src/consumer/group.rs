@@ -3,7 +3,9 @@
 //!
 //! - A consumer belongs to one group at a time and subscribes to topics; registering again
 //!   replaces its topics (and may move it to another group).
-//! - Membership changes (register, goodbye, expiry) rebalance the group ([`super::assign`]).
+//! - Membership changes (register, goodbye, expiry) rebalance the group incrementally
+//!   ([`super::assign`]): only partitions that must move do, at a cost that follows them,
+//!   not the size of the group.
 //! - A poll first commits the positions the consumer's previous poll returned, then answers
 //!   with the partitions now assigned to it and their committed offsets.
 //! - A consumer's returned positions are committed only for partitions still assigned to it,
@@ -16,16 +18,15 @@
 //!   saved its offsets, then is forgotten ([`Groups::forget_if_idle`]); a later REGISTER
 //!   brings its offsets back from disk ([`Groups::adopt`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::assign::{assign, PartitionKey, Work};
+use super::assign::{Assignment, PartitionKey, Work};
 use super::offsets::GroupOffsets;
 use super::ConsumerError;
 
 struct Member {
     group: String,
-    topics: BTreeSet<String>,
     last_seen: Instant,
     /// Positions returned by the last poll, committed by the next poll, COMMIT or GOODBYE.
     returned: Vec<(PartitionKey, i64)>,
@@ -36,11 +37,9 @@ struct Member {
 
 #[derive(Default)]
 struct Group {
-    members: BTreeSet<String>,
     committed: GroupOffsets,
-    /// Partition counts of the topics the group has seen.
-    partitions: BTreeMap<String, u32>,
-    assignment: HashMap<String, Vec<PartitionKey>>,
+    /// The members, their subscriptions and the partitions each owns.
+    assignment: Assignment,
 }
 
 /// A partition a poll should read, and from where (`None`: the earliest available offset).
@@ -112,15 +111,10 @@ impl Groups {
             }
         }
         let g = self.groups.entry(group.to_string()).or_default();
-        // Linear in the topics named and the group's subscriptions: one set of the topics the
-        // other members read, and one ordered lookup of the committed offsets per topic.
-        let subscribed: HashSet<&str> = g
-            .members
-            .iter()
-            .filter(|m| m.as_str() != id)
-            .filter_map(|m| self.members.get(m))
-            .flat_map(|mm| mm.topics.iter().map(String::as_str))
-            .collect();
+        // Linear in the topics named: per topic, its count of subscribers and one ordered
+        // lookup of the committed offsets.
+        let a = &g.assignment;
+        let others = |t: &str| a.subscribers(t) - usize::from(a.subscribes(id, t));
         let new_topics = topics
             .iter()
             .map(|(t, _)| t)
@@ -130,32 +124,28 @@ impl Groups {
                     .range((t.to_string(), 0)..)
                     .next()
                     .is_some_and(|((ct, _), _)| ct == *t);
-                !subscribed.contains(t.as_str()) && !committed
+                others(t) == 0 && !committed
             })
             .cloned()
             .collect();
-        for (t, n) in topics {
-            g.partitions.insert(t.clone(), *n);
-        }
-        if g.members.is_empty() {
+        if g.assignment.is_empty() {
             self.live_groups += 1;
         }
-        g.members.insert(id.to_string());
+        let before = g.assignment.work();
+        g.assignment.set(id, topics);
+        self.count_work(before, group);
         let member = self
             .members
             .entry(id.to_string())
             .or_insert_with(|| Member {
                 group: group.to_string(),
-                topics: BTreeSet::new(),
                 last_seen: now,
                 returned: Vec::new(),
                 session: 0,
             });
         self.sessions += 1;
         member.session = self.sessions;
-        member.topics = topics.iter().map(|(t, _)| t.clone()).collect();
         member.last_seen = now;
-        self.rebalance(group);
         Ok(new_topics)
     }
 
@@ -187,7 +177,7 @@ impl Groups {
         let g = &self.groups[&group];
         let targets = g
             .assignment
-            .get(id)
+            .owned(id)
             .map(|ps| {
                 ps.iter()
                     .map(|k| ReadTarget {
@@ -246,10 +236,9 @@ impl Groups {
         let returned = std::mem::take(&mut m.returned);
         let group = m.group.clone();
         let g = self.groups.entry(group).or_default();
-        let assigned: HashSet<&PartitionKey> = g.assignment.get(id).into_iter().flatten().collect();
         let mut changed = false;
         for (k, off) in returned {
-            if assigned.contains(&k) && g.committed.get(&k) != Some(&off) {
+            if g.assignment.owns(id, &k) && g.committed.get(&k) != Some(&off) {
                 g.committed.insert(k, off);
                 changed = true;
             }
@@ -319,10 +308,10 @@ impl Groups {
         self.members.get(id).map(|m| m.group.clone())
     }
 
-    /// The partitions assigned to a consumer.
-    pub fn assignment(&self, id: &str) -> Option<&[PartitionKey]> {
+    /// The partitions assigned to a consumer, in (topic, index) order.
+    pub fn assignment(&self, id: &str) -> Option<impl Iterator<Item = &PartitionKey>> {
         let m = self.members.get(id)?;
-        Some(self.groups.get(&m.group)?.assignment.get(id)?.as_slice())
+        Some(self.groups.get(&m.group)?.assignment.owned(id)?.iter())
     }
 
     fn member(&mut self, id: &str) -> Result<&mut Member, ConsumerError> {
@@ -334,40 +323,25 @@ impl Groups {
     fn remove(&mut self, id: &str) -> Option<String> {
         let m = self.members.remove(id)?;
         if let Some(g) = self.groups.get_mut(&m.group) {
-            if g.members.remove(id) && g.members.is_empty() {
+            let before = g.assignment.work();
+            g.assignment.remove(id);
+            if g.assignment.is_empty() {
                 self.live_groups = self.live_groups.saturating_sub(1);
             }
-            g.assignment.remove(id);
+            self.count_work(before, &m.group);
         }
-        self.rebalance(&m.group);
         Some(m.group)
     }
 
-    fn rebalance(&mut self, group: &str) {
-        let Some(g) = self.groups.get_mut(group) else {
-            return;
-        };
-        let members: BTreeMap<String, BTreeSet<String>> = g
-            .members
-            .iter()
-            .filter_map(|id| Some((id.clone(), self.members.get(id)?.topics.clone())))
-            .collect();
-        let next = assign(&members, &g.partitions);
-        let before: HashMap<&PartitionKey, &str> = g
-            .assignment
-            .iter()
-            .flat_map(|(id, ps)| ps.iter().map(move |k| (k, id.as_str())))
-            .collect();
-        let mut visited = members.len() as u64;
-        for (id, ps) in &next {
-            visited += ps.len() as u64;
-            self.work.moves += ps
-                .iter()
-                .filter(|k| before.get(k) != Some(&id.as_str()))
-                .count() as u64;
+    /// Adds to the total what `group`'s assignment did since `before`.
+    fn count_work(&mut self, before: Work, group: &str) {
+        if let Some(g) = self.groups.get(group) {
+            let after = g.assignment.work();
+            self.work.add(Work {
+                moves: after.moves - before.moves,
+                steps: after.steps - before.steps,
+            });
         }
-        self.work.steps += visited;
-        g.assignment = next;
     }
 
     /// Rebalancing work over every group since start.
@@ -383,3 +357,7 @@ pub use limits::Limits;
 #[cfg(test)]
 #[path = "group_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "group_rebalance_tests.rs"]
+mod rebalance_tests;

@@ -52,7 +52,10 @@ impl Groups {
     /// Forgets `group` if it has no member, returning whether it did. The coordinator calls
     /// it once the group's offsets are on disk, so memory holds only groups in use.
     pub fn forget_if_idle(&mut self, group: &str) -> bool {
-        let idle = self.groups.get(group).is_some_and(|g| g.members.is_empty());
+        let idle = self
+            .groups
+            .get(group)
+            .is_some_and(|g| g.assignment.is_empty());
         if idle {
             self.groups.remove(group);
         }
@@ -63,7 +66,7 @@ impl Groups {
     pub fn idle_groups(&self) -> Vec<String> {
         self.groups
             .iter()
-            .filter(|(_, g)| g.members.is_empty())
+            .filter(|(_, g)| g.assignment.is_empty())
             .map(|(name, _)| name.clone())
             .collect()
     }
@@ -86,7 +89,7 @@ impl Groups {
         if current == Some(group) {
             return Ok(());
         }
-        let size = self.groups.get(group).map_or(0, |g| g.members.len());
+        let size = self.groups.get(group).map_or(0, |g| g.assignment.len());
         if size >= l.max_consumers_per_group {
             return Err(ConsumerError::TooManyConsumers {
                 group: group.to_string(),
@@ -96,7 +99,7 @@ impl Groups {
         // A member moving out of a group it is alone in frees that group's slot.
         let frees = current
             .and_then(|g| self.groups.get(g))
-            .is_some_and(|g| g.members.len() == 1);
+            .is_some_and(|g| g.assignment.len() == 1);
         if size == 0 && self.live_groups >= l.max_groups && !frees {
             return Err(ConsumerError::TooManyGroups { max: l.max_groups });
         }

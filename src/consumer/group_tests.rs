@@ -15,8 +15,8 @@ fn key(t: &str, j: u32) -> PartitionKey {
 
 fn assigned(g: &Groups, id: &str) -> Vec<u32> {
     g.assignment(id)
-        .unwrap_or(&[])
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|(_, j)| *j)
         .collect()
 }
@@ -35,13 +35,18 @@ fn register_rebalances_and_goodbye_gives_partitions_back() {
         .register("b", "grp", &topics(&[("t", 6)]), now)
         .unwrap()
         .is_empty());
+    // b took half of a's partitions, from a's highest.
+    assert_eq!(assigned(&g, "a"), vec![0, 1, 2]);
+    assert_eq!(assigned(&g, "b"), vec![3, 4, 5]);
+    // c takes one from each; nothing else moves.
     g.register("c", "grp", &topics(&[("t", 6)]), now).unwrap();
-    assert_eq!(assigned(&g, "a"), vec![0, 3]);
-    assert_eq!(assigned(&g, "b"), vec![1, 4]);
+    assert_eq!(assigned(&g, "a"), vec![0, 1]);
+    assert_eq!(assigned(&g, "b"), vec![3, 4]);
     assert_eq!(assigned(&g, "c"), vec![2, 5]);
+    // b's partitions go one each to the least loaded; a and c keep theirs.
     g.goodbye("b", now).unwrap();
-    assert_eq!(assigned(&g, "a"), vec![0, 2, 4]);
-    assert_eq!(assigned(&g, "c"), vec![1, 3, 5]);
+    assert_eq!(assigned(&g, "a"), vec![0, 1, 3]);
+    assert_eq!(assigned(&g, "c"), vec![2, 4, 5]);
     assert!(matches!(
         g.poll("b", now),
         Err(ConsumerError::UnknownConsumer(_))
