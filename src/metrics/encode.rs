@@ -97,8 +97,13 @@ fn counters(
 ) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, v) in rows {
-        m.encode_family(&labels)?
-            .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+        if labels.is_empty() {
+            // A broker-wide value: `name 3`, not `name{} 3`.
+            m.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+        } else {
+            m.encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+        }
     }
     Ok(())
 }
@@ -111,7 +116,11 @@ fn gauges(
 ) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, v) in rows {
-        m.encode_family(&labels)?.encode_gauge(&v)?;
+        if labels.is_empty() {
+            m.encode_gauge(&v)?;
+        } else {
+            m.encode_family(&labels)?.encode_gauge(&v)?;
+        }
     }
     Ok(())
 }
