@@ -227,7 +227,7 @@ impl Assignment {
                 self.work.steps += 2;
             }
             let (class, old) = (m.class, m.total);
-            m.total -= count;
+            m.total = m.total.saturating_sub(count);
             let new = m.total;
             self.rekey_total(class, id, old, new);
             touched.insert(id.to_string());
@@ -349,7 +349,7 @@ impl Assignment {
             }
             self.work.moves += 1;
         } else {
-            *count -= 1;
+            *count = count.saturating_sub(1);
             m.owned.remove(&key);
             if (j as usize) < topic.owners.len() {
                 topic.free.insert(j);
@@ -360,7 +360,7 @@ impl Assignment {
         topic.load.remove(&(before, id.to_string()));
         topic.load.insert((after, id.to_string()));
         let (class, old) = (m.class, m.total);
-        m.total = if gain { old + 1 } else { old - 1 };
+        m.total = if gain { old + 1 } else { old.saturating_sub(1) };
         let new = m.total;
         self.work.steps += 3;
         self.rekey_total(class, id, old, new);
