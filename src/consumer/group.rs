@@ -114,7 +114,10 @@ impl Groups {
         // Linear in the topics named: per topic, its count of subscribers and one ordered
         // lookup of the committed offsets.
         let a = &g.assignment;
-        let others = |t: &str| a.subscribers(t) - usize::from(a.subscribes(id, t));
+        let others = |t: &str| {
+            a.subscribers(t)
+                .saturating_sub(usize::from(a.subscribes(id, t)))
+        };
         let new_topics = topics
             .iter()
             .map(|(t, _)| t)
