@@ -28,10 +28,11 @@ pub enum ErrorClass {
     /// A limit was reached (the data disk is nearly full, a message is too large for the
     /// configured maximum). Retrying later, or with less, may succeed.
     ResourceExhausted,
-    /// A configured count was reached (`--max-topics`): the broker holds as many of the
-    /// thing asked for as an operator allows. It is the client's request that is too many,
-    /// not the broker that is short of storage (HTTP tells the two apart: 429, not 507);
-    /// retrying once an operator raises the limit may succeed.
+    /// A configured count limit was reached: `--max-topics`, the broker's groups, a group's
+    /// consumers, the topics one consumer reads. Unlike [`ErrorClass::ResourceExhausted`]
+    /// nothing is short on the host: the client asked for more than its share, and may retry
+    /// once others have left, an operator raised the limit, or it asks for less. HTTP tells it
+    /// apart (429, not 507).
     LimitReached,
     /// The storage failed (an I/O or fsync error, a corrupt file): a partition whose write
     /// failed refuses writes until the broker restarts and recovers it. Nothing of the failed request was acknowledged.

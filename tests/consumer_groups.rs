@@ -1,12 +1,16 @@
 //! Three consumers of one group split the partitions and rebalance when one says goodbye or
-//! goes silent; committed offsets survive `kill -9`.
+//! goes silent; committed offsets survive `kill -9`; 8,000 registrations into one group cost
+//! work linear in their number.
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::consumer::{bodies, drain, produce_keyed, ConsumerClient, Item};
+use common::http::HttpClient;
 use common::Broker;
 use shardlog::wire::consumer::StartPolicy;
 
@@ -210,4 +214,110 @@ fn a_group_with_the_longest_name_commits_and_survives_a_restart() {
         sorted(second.iter().map(|p| p.1.clone()).collect()),
         "continues from the commit"
     );
+}
+
+/// A metric without labels, from `GET /metrics`.
+fn metric(http: std::net::SocketAddr, name: &str) -> f64 {
+    let text = HttpClient::connect(http)
+        .request("GET", "/metrics", &[], b"")
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+#[test]
+fn eight_thousand_registrations_cost_linear_work_while_another_group_polls() {
+    let n: u64 = 8000;
+    let limit = n.to_string();
+    let broker = Broker::start_with(2, &["--max-consumers-per-group", &limit]);
+    let (framed, http) = (broker.framed, broker.http);
+    // A well-behaved consumer in another group keeps polling all along.
+    let sent = produce_keyed(framed, "steady", 2000, 16, "s");
+    let stop = Arc::new(AtomicBool::new(false));
+    let polls = Arc::new(AtomicU64::new(0));
+    let poller = {
+        let (stop, polls) = (stop.clone(), polls.clone());
+        std::thread::spawn(move || {
+            let mut c = ConsumerClient::connect(framed);
+            c.register("steady", "other", &["steady"], StartPolicy::Earliest)
+                .unwrap();
+            let mut got = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                got.extend(bodies(&c.poll("steady", Some(20)).expect("poll answered")));
+                polls.fetch_add(1, Ordering::Relaxed);
+            }
+            got.extend(bodies(&drain(&mut c, "steady")));
+            got
+        })
+    };
+
+    // 8,000 members join one group on a topic of 8 partitions, over 4 connections.
+    let mut clients: Vec<ConsumerClient> =
+        (0..4).map(|_| ConsumerClient::connect(framed)).collect();
+    let polls_before = polls.load(Ordering::Relaxed);
+    for i in 0..n {
+        let c = &mut clients[(i % 4) as usize];
+        c.register(&format!("m{i:05}"), "big", &["wide"], StartPolicy::Earliest)
+            .unwrap_or_else(|e| panic!("registration {i}: {e:?}"));
+    }
+    let polls_during = polls.load(Ordering::Relaxed) - polls_before;
+    // The group is full: one more is refused, on either port, and changes nothing.
+    let refused = clients[0]
+        .register("one-more", "big", &["wide"], StartPolicy::Earliest)
+        .unwrap_err();
+    assert_eq!(refused.0, 10, "{refused:?}");
+    assert!(
+        refused.1.contains("--max-consumers-per-group"),
+        "{refused:?}"
+    );
+    let mut h = HttpClient::connect(http);
+    let r = h.register("one-more", "big", &["wide"], "startFromEarliest");
+    assert_eq!(r.status, 429, "{}", r.text());
+
+    // Work, counted by the broker: linear in the registrations (a full recompute per join
+    // visited every member: about n^2/2 = 32 million steps here).
+    let steps = metric(http, "shardlog_consumer_rebalance_steps_total");
+    let moves = metric(http, "shardlog_consumer_rebalance_moves_total");
+    assert_eq!(metric(http, "shardlog_consumers"), (n + 1) as f64);
+    assert!(
+        steps <= (16 * (n + 1)) as f64,
+        "{steps} steps for {n} registrations"
+    );
+    // Only while a group's first 8 members join do its 8 partitions move (8 to the first,
+    // then a share to each next one: 20 moves for the big group, 8 for the other); every
+    // later member takes nothing.
+    assert!(moves <= 32.0, "{moves} partitions moved");
+    // Leaving costs what it moves too: the 100 members that own the partitions leave first.
+    for i in 0..100 {
+        clients[(i % 4) as usize]
+            .goodbye(&format!("m{i:05}"))
+            .unwrap();
+    }
+    let steps_after = metric(http, "shardlog_consumer_rebalance_steps_total");
+    assert!(
+        steps_after - steps <= 16.0 * 100.0,
+        "{} steps for 100 goodbyes",
+        steps_after - steps
+    );
+    assert_eq!(metric(http, "shardlog_consumers"), (n + 1 - 100) as f64);
+
+    stop.store(true, Ordering::Relaxed);
+    let got = poller.join().unwrap();
+    assert!(
+        polls_during > 0,
+        "the other group's consumer was not answered meanwhile"
+    );
+    assert_eq!(
+        sorted(got),
+        sorted(sent.iter().map(|p| p.1.clone()).collect())
+    );
+    // 8,000 members cost the coordinator a few MB (37 MiB peak measured in all); the bound leaves room for the broker's
+    // own buffers (hot tail, connection buffers) in a debug build.
+    let peak = common::peak_rss(broker.pid());
+    println!(
+        "peak RSS {} MiB, {polls_during} polls meanwhile, {steps} steps, {moves} moves",
+        peak >> 20
+    );
+    assert!(peak < 96 << 20, "peak RSS {} MiB", peak >> 20);
 }

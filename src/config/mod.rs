@@ -87,6 +87,24 @@ settings! {
         flag "shard-buffer";
     /// Drop a consumer silent for this long and reassign its partitions, e.g. 2m, 30s.
     consumer_timeout: Duration as Dur, "DURATION", default "2m";
+    /// Consumer groups with live members before a REGISTER that would start another is
+    /// refused (RESOURCE_EXHAUSTED); a group whose last member leaves or times out is
+    /// forgotten and frees its slot.
+    // A group costs a few hundred bytes plus its members; 10,000 groups is far more than a
+    // host's applications use, and bounds the coordinator at tens of MB even if every group
+    // is full.
+    max_groups: usize as Int<1, 1_000_000>, "N", default "10000";
+    /// Live consumers one group may hold before a REGISTER into it is refused
+    /// (RESOURCE_EXHAUSTED); a consumer that leaves or times out frees its slot.
+    // A consumer beyond a topic's partition count reads nothing, and a topic has
+    // shards x ranges-per-shard partitions (4 per core by default): 1,000 covers a 250-core
+    // host, and keeps a full group's assignment state near 1 MB.
+    max_consumers_per_group: usize as Int<1, 1_000_000>, "N", default "1000";
+    /// Topics one consumer may subscribe to in a REGISTER (more are refused with
+    /// RESOURCE_EXHAUSTED before any topic is created).
+    // Each subscription is an entry in the group's per-topic indexes, so this bounds one
+    // member's cost; 100 is well past what a consumer names by hand. The wire allows 65,535.
+    max_topics_per_consumer: usize as Int<1, 65_535>, "N", default "100";
     /// Largest poll response, as sent: compressed chunks for binary polls, decompressed
     /// JSON for JSON polls (it always holds at least one item, if any), e.g. 1MiB.
     max_poll_bytes: usize as Size<{ 1 << 10 }, { 1 << 30 }>, "BYTES", default "1MiB";

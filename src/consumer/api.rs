@@ -34,11 +34,20 @@ where
 
 /// Registers a consumer in a group (creating its topics if needed) and rebalances the group.
 pub async fn register(shard: &Rc<Shard>, body: RegisterBody) -> Result<(), ConsumerError> {
+    // Refused before any topic is created; the coordinator checks the other limits.
+    let max = shard.config.max_topics_per_consumer;
+    if body.topics.len() > max {
+        return Err(ConsumerError::TooManyTopics {
+            count: body.topics.len(),
+            max,
+        });
+    }
     let mut topics = Vec::with_capacity(body.topics.len());
     for t in &body.topics {
         let state = shard.topic(t).await?;
         topics.push((t.clone(), state.layout.partitions()));
-        // A REGISTER may name 65,535 topics: let the shard's other connections be served.
+        // Up to --max-topics-per-consumer (at most 65,535) topics: let the shard's other
+        // connections be served.
         crate::rt::yield_if_needed().await;
     }
     let RegisterBody {

@@ -3,6 +3,10 @@
 //! with `Shard::submit_to` (see [`super::api`]), each request in its own task on shard 0. It
 //! drops silent consumers on a timer, and after a restart clamps committed offsets to the
 //! recovered ends of their logs before serving polls.
+//!
+//! Memory holds the groups in use: a group whose last member left or timed out is forgotten
+//! once its offsets are on disk ([`Coordinator::retire`]), and read back from its file when
+//! a consumer registers in it again. Offsets files themselves stay on disk.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -14,12 +18,13 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use super::assign::PartitionKey;
-use super::group::{Groups, ReadTarget};
+use super::group::{Groups, Limits, ReadTarget};
 use super::offsets::{self, offsets_dir};
 use super::ConsumerError;
 use crate::rt;
 use crate::shard::notify::LocalNotify;
 use crate::shard::Shard;
+use crate::stats::GroupStats;
 use crate::storage::StorageError;
 use crate::wire::consumer::StartPolicy;
 
@@ -56,7 +61,13 @@ impl Coordinator {
         let dir = offsets_dir(&config.data_dir);
         let loaded = offsets::load_all(&dir)?;
         let me = Rc::new(Coordinator {
-            state: RefCell::new(Groups::new(config.consumer_timeout, loaded)),
+            state: RefCell::new(
+                Groups::new(config.consumer_timeout, loaded).with_limits(Limits {
+                    max_groups: config.max_groups,
+                    max_consumers_per_group: config.max_consumers_per_group,
+                    max_topics_per_consumer: config.max_topics_per_consumer,
+                }),
+            ),
             dir,
             timeout: config.consumer_timeout,
             persisting: RefCell::new(HashMap::new()),
@@ -88,10 +99,33 @@ impl Coordinator {
         topics: &[(String, u32)],
         policy: StartPolicy,
     ) -> Result<(), ConsumerError> {
-        let new_topics = self
+        if !self.state.borrow().has_group(group) {
+            // A group forgotten when it emptied (or never seen): its committed offsets are on
+            // disk, if anywhere. Checked against the limits first, so a client that names
+            // new groups without end costs no file reads once the broker is full.
+            self.state.borrow().admits(consumer, group, topics.len())?;
+            let (dir, g) = (self.dir.clone(), group.to_string());
+            let loaded = rt::spawn_blocking(move || offsets::load_group(&dir, &g))
+                .await
+                .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
+            self.state.borrow_mut().adopt(group, loaded);
+        }
+        let before = self.group_of(consumer);
+        let registered = self
             .state
             .borrow_mut()
             .register(consumer, group, topics, Instant::now());
+        let new_topics = match registered {
+            Ok(new_topics) => new_topics,
+            Err(e) => {
+                // A group adopted above for a refused REGISTER is not kept.
+                self.retire(group);
+                return Err(e);
+            }
+        };
+        if !before.is_empty() && before != group {
+            self.retire(&before);
+        }
         tracing::info!(consumer, group, ?topics, "consumer registered");
         match policy {
             StartPolicy::Latest if !new_topics.is_empty() => {
@@ -149,7 +183,28 @@ impl Coordinator {
     pub async fn goodbye(&self, consumer: &str) -> Result<(), ConsumerError> {
         let (group, changed) = self.state.borrow_mut().goodbye(consumer, Instant::now())?;
         tracing::info!(consumer, group, "consumer left");
-        self.persist_if(changed, &group).await
+        let saved = self.persist_if(changed, &group).await;
+        self.retire(&group);
+        saved
+    }
+
+    /// (groups in memory, groups with members, consumers).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        self.state.borrow().counts()
+    }
+
+    /// The groups and the work of their rebalances, for metrics.
+    pub fn group_stats(&self) -> GroupStats {
+        let state = self.state.borrow();
+        let (in_memory, live, consumers) = state.counts();
+        let work = state.work();
+        GroupStats {
+            live_groups: live as u64,
+            groups_in_memory: in_memory as u64,
+            consumers: consumers as u64,
+            rebalance_moves: work.moves,
+            rebalance_steps: work.steps,
+        }
     }
 
     /// Every group's committed offsets, for metrics (consumer lag).
@@ -159,109 +214,6 @@ impl Coordinator {
 
     fn group_of(&self, consumer: &str) -> String {
         self.state.borrow().group_of(consumer).unwrap_or_default()
-    }
-
-    /// Makes `group`'s committed offsets durable, returning once a write that includes every
-    /// change made so far (this one if `changed`, and any still being saved in the background,
-    /// such as a poll's commit of its predecessor) has reached the disk.
-    ///
-    /// Writes are coalesced per group: while one is in flight, later callers wait for it and
-    /// then one of them writes a snapshot that covers all of them, so N consumers polling at
-    /// once cost about two file writes, not N in a row. One write per group at a time, so a
-    /// later snapshot never lands before an earlier one.
-    async fn persist_if(&self, changed: bool, group: &str) -> Result<(), ConsumerError> {
-        if group.is_empty() {
-            return Ok(());
-        }
-        let want = if changed {
-            self.request_persist(group)
-        } else {
-            self.persisting
-                .borrow()
-                .get(group)
-                .map_or(0, |p| p.requested)
-        };
-        self.wait_persisted(group, want).await
-    }
-
-    /// Saves `group`'s offsets without making the caller wait; a failure is logged (the next
-    /// COMMIT or GOODBYE reports it to its client, since it retries the write).
-    fn persist_in_background(self: &Rc<Self>, group: String) {
-        if group.is_empty() {
-            return;
-        }
-        let want = self.request_persist(&group);
-        let me = self.clone();
-        rt::spawn_detached(async move {
-            if let Err(e) = me.wait_persisted(&group, want).await {
-                tracing::error!(group, error = %e, "cannot save a poll's committed offsets");
-            }
-        });
-    }
-
-    /// Waits until every change requested so far is on disk, for every group (shutdown).
-    pub async fn flush(&self) {
-        let pending: Vec<(String, u64)> = self
-            .persisting
-            .borrow()
-            .iter()
-            .filter(|(_, p)| p.requested > p.done)
-            .map(|(g, p)| (g.clone(), p.requested))
-            .collect();
-        for (group, want) in pending {
-            if let Err(e) = self.wait_persisted(&group, want).await {
-                tracing::error!(group, error = %e, "cannot save committed offsets at shutdown");
-            }
-        }
-    }
-
-    /// Records that `group` changed; returns the ticket a write must cover.
-    fn request_persist(&self, group: &str) -> u64 {
-        let mut all = self.persisting.borrow_mut();
-        let p = all.entry(group.to_string()).or_default();
-        p.requested += 1;
-        p.requested
-    }
-
-    /// Returns once a write covering ticket `want` of `group` is on disk, writing one if none
-    /// is in flight.
-    async fn wait_persisted(&self, group: &str, want: u64) -> Result<(), ConsumerError> {
-        loop {
-            let wake = self.persisted.notified();
-            let start = {
-                let mut all = self.persisting.borrow_mut();
-                let p = all.entry(group.to_string()).or_default();
-                if p.done >= want {
-                    return Ok(());
-                }
-                (!p.running).then(|| {
-                    p.running = true;
-                    p.requested
-                })
-            };
-            let Some(covers) = start else {
-                wake.await;
-                continue;
-            };
-            let snapshot = self
-                .state
-                .borrow()
-                .committed(group)
-                .cloned()
-                .unwrap_or_default();
-            let (dir, g) = (self.dir.clone(), group.to_string());
-            let saved = rt::spawn_blocking(move || offsets::save(&dir, &g, &snapshot)).await;
-            {
-                let mut all = self.persisting.borrow_mut();
-                let p = all.entry(group.to_string()).or_default();
-                p.running = false;
-                if saved.is_ok() {
-                    p.done = p.done.max(covers);
-                }
-            }
-            self.persisted.notify();
-            return saved.map_err(|e| ConsumerError::Offsets(Arc::new(e)));
-        }
     }
 
     /// Commits the current end of every partition of `topics` for a new group that asked to
@@ -333,6 +285,12 @@ impl Coordinator {
         }
         self.verified.set(true);
         self.verified_signal.notify();
+        // Groups loaded from disk have no member yet: keep only what is in use.
+        let idle = self.state.borrow().idle_groups();
+        for g in idle {
+            self.retire(&g);
+            rt::yield_if_needed().await;
+        }
     }
 
     async fn expiry_loop(&self) {
@@ -340,53 +298,22 @@ impl Coordinator {
         loop {
             rt::sleep(tick).await;
             let dropped = self.state.borrow_mut().expire(Instant::now());
-            for id in dropped {
+            for (id, group) in dropped {
                 tracing::info!(
                     consumer = id,
+                    group,
                     timeout = ?self.timeout,
                     "consumer silent for too long; dropped and its partitions reassigned"
                 );
+                self.retire(&group);
             }
         }
     }
 }
 
+#[path = "coordinator_persist.rs"]
+mod persist;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A coordinator over `dir`, without a shard (what these tests need of it is local).
-    fn coordinator(dir: PathBuf) -> Rc<Coordinator> {
-        Rc::new(Coordinator {
-            state: RefCell::new(Groups::new(Duration::from_secs(120), HashMap::new())),
-            dir,
-            timeout: Duration::from_secs(120),
-            persisting: RefCell::new(HashMap::new()),
-            persisted: LocalNotify::default(),
-            verified: Cell::new(true),
-            verified_signal: LocalNotify::default(),
-        })
-    }
-
-    #[test]
-    fn commit_waits_for_a_save_still_running_in_the_background() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("offsets");
-        rt::block_on(async move {
-            let c = coordinator(dir.clone());
-            let topics = vec![("t".to_string(), 1)];
-            c.state
-                .borrow_mut()
-                .register("a", "g", &topics, Instant::now());
-            // A change saved in the background, as a poll's commit of its predecessor is.
-            let positions = [(("t".to_string(), 0), 42)];
-            assert!(c.state.borrow_mut().set_initial("g", &positions));
-            c.persist_in_background("g".to_string());
-            // A COMMIT that itself changes nothing must still answer only once that save is
-            // on disk: the consumer is told its position is durable.
-            c.commit("a").await.unwrap();
-            let saved = offsets::load_all(&dir).unwrap();
-            assert_eq!(saved["g"][&("t".to_string(), 0)], 42, "{saved:?}");
-        });
-    }
-}
+#[path = "coordinator_tests.rs"]
+mod tests;

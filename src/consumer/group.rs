@@ -3,7 +3,9 @@
 //!
 //! - A consumer belongs to one group at a time and subscribes to topics; registering again
 //!   replaces its topics (and may move it to another group).
-//! - Membership changes (register, goodbye, expiry) rebalance the group ([`super::assign`]).
+//! - Membership changes (register, goodbye, expiry) rebalance the group incrementally
+//!   ([`super::assign`]): only partitions that must move do, at a cost that follows them,
+//!   not the size of the group.
 //! - A poll first commits the positions the consumer's previous poll returned, then answers
 //!   with the partitions now assigned to it and their committed offsets.
 //! - A consumer's returned positions are committed only for partitions still assigned to it,
@@ -11,17 +13,20 @@
 //! - A REGISTER of a registered id starts a new session: the returned positions not yet
 //!   committed are dropped (read again), and a poll of the old session that answers later
 //!   records nothing.
+//! - Groups and members are bounded ([`Limits`]): a REGISTER past a limit is refused before
+//!   it changes anything. A group whose last member left stays until the coordinator has
+//!   saved its offsets, then is forgotten ([`Groups::forget_if_idle`]); a later REGISTER
+//!   brings its offsets back from disk ([`Groups::adopt`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::assign::{assign, PartitionKey};
+use super::assign::{Assignment, PartitionKey, Work};
 use super::offsets::GroupOffsets;
 use super::ConsumerError;
 
 struct Member {
     group: String,
-    topics: BTreeSet<String>,
     last_seen: Instant,
     /// Positions returned by the last poll, committed by the next poll, COMMIT or GOODBYE.
     returned: Vec<(PartitionKey, i64)>,
@@ -32,11 +37,9 @@ struct Member {
 
 #[derive(Default)]
 struct Group {
-    members: BTreeSet<String>,
     committed: GroupOffsets,
-    /// Partition counts of the topics the group has seen.
-    partitions: BTreeMap<String, u32>,
-    assignment: HashMap<String, Vec<PartitionKey>>,
+    /// The members, their subscriptions and the partitions each owns.
+    assignment: Assignment,
 }
 
 /// A partition a poll should read, and from where (`None`: the earliest available offset).
@@ -50,10 +53,15 @@ pub struct ReadTarget {
 /// Every group and consumer.
 pub struct Groups {
     timeout: Duration,
+    limits: Limits,
+    /// Groups with at least one member (what `max_groups` bounds).
+    live_groups: usize,
     members: HashMap<String, Member>,
     groups: HashMap<String, Group>,
     /// The last session number handed out.
     sessions: u64,
+    /// Rebalancing work, over every group since start.
+    work: Work,
 }
 
 impl Groups {
@@ -73,22 +81,27 @@ impl Groups {
             .collect();
         Groups {
             timeout,
+            limits: Limits::default(),
+            live_groups: 0,
             members: HashMap::new(),
             groups,
             sessions: 0,
+            work: Work::default(),
         }
     }
 
     /// Registers (or re-registers) consumer `id` in `group` with `topics` and their partition
     /// counts, and rebalances. Returns the topics that are new to the group — no live member
     /// subscribed to them and nothing committed for them — where a start policy applies.
+    /// Refused, changing nothing, past a limit ([`Groups::admits`]).
     pub fn register(
         &mut self,
         id: &str,
         group: &str,
         topics: &[(String, u32)],
         now: Instant,
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>, ConsumerError> {
+        self.admits(id, group, topics.len())?;
         // A REGISTER of a registered id starts a new session: what the old session's last
         // poll returned was never confirmed, so it is dropped, not committed, and read again.
         if let Some(m) = self.members.get_mut(id) {
@@ -98,15 +111,13 @@ impl Groups {
             }
         }
         let g = self.groups.entry(group.to_string()).or_default();
-        // Linear in the topics named and the group's subscriptions: one set of the topics the
-        // other members read, and one ordered lookup of the committed offsets per topic.
-        let subscribed: HashSet<&str> = g
-            .members
-            .iter()
-            .filter(|m| m.as_str() != id)
-            .filter_map(|m| self.members.get(m))
-            .flat_map(|mm| mm.topics.iter().map(String::as_str))
-            .collect();
+        // Linear in the topics named: per topic, its count of subscribers and one ordered
+        // lookup of the committed offsets.
+        let a = &g.assignment;
+        let others = |t: &str| {
+            a.subscribers(t)
+                .saturating_sub(usize::from(a.subscribes(id, t)))
+        };
         let new_topics = topics
             .iter()
             .map(|(t, _)| t)
@@ -116,30 +127,29 @@ impl Groups {
                     .range((t.to_string(), 0)..)
                     .next()
                     .is_some_and(|((ct, _), _)| ct == *t);
-                !subscribed.contains(t.as_str()) && !committed
+                others(t) == 0 && !committed
             })
             .cloned()
             .collect();
-        for (t, n) in topics {
-            g.partitions.insert(t.clone(), *n);
+        if g.assignment.is_empty() {
+            self.live_groups += 1;
         }
-        g.members.insert(id.to_string());
+        let before = g.assignment.work();
+        g.assignment.set(id, topics);
+        self.count_work(before, group);
         let member = self
             .members
             .entry(id.to_string())
             .or_insert_with(|| Member {
                 group: group.to_string(),
-                topics: BTreeSet::new(),
                 last_seen: now,
                 returned: Vec::new(),
                 session: 0,
             });
         self.sessions += 1;
         member.session = self.sessions;
-        member.topics = topics.iter().map(|(t, _)| t.clone()).collect();
         member.last_seen = now;
-        self.rebalance(group);
-        new_topics
+        Ok(new_topics)
     }
 
     /// Sets starting positions for partitions that have no committed offset yet; returns
@@ -170,7 +180,7 @@ impl Groups {
         let g = &self.groups[&group];
         let targets = g
             .assignment
-            .get(id)
+            .owned(id)
             .map(|ps| {
                 ps.iter()
                     .map(|k| ReadTarget {
@@ -229,10 +239,9 @@ impl Groups {
         let returned = std::mem::take(&mut m.returned);
         let group = m.group.clone();
         let g = self.groups.entry(group).or_default();
-        let assigned: HashSet<&PartitionKey> = g.assignment.get(id).into_iter().flatten().collect();
         let mut changed = false;
         for (k, off) in returned {
-            if assigned.contains(&k) && g.committed.get(&k) != Some(&off) {
+            if g.assignment.owns(id, &k) && g.committed.get(&k) != Some(&off) {
                 g.committed.insert(k, off);
                 changed = true;
             }
@@ -249,18 +258,21 @@ impl Groups {
     }
 
     /// Drops consumers silent for longer than the timeout (without committing what their last
-    /// poll returned) and rebalances their groups. Returns the dropped ids.
-    pub fn expire(&mut self, now: Instant) -> Vec<String> {
+    /// poll returned) and rebalances their groups. Returns the dropped ids and their groups.
+    pub fn expire(&mut self, now: Instant) -> Vec<(String, String)> {
         let silent: Vec<String> = self
             .members
             .iter()
             .filter(|(_, m)| now.saturating_duration_since(m.last_seen) > self.timeout)
             .map(|(id, _)| id.clone())
             .collect();
-        for id in &silent {
-            self.remove(id);
-        }
         silent
+            .into_iter()
+            .filter_map(|id| {
+                let group = self.remove(&id)?;
+                Some((id, group))
+            })
+            .collect()
     }
 
     /// A group's committed offsets.
@@ -299,10 +311,10 @@ impl Groups {
         self.members.get(id).map(|m| m.group.clone())
     }
 
-    /// The partitions assigned to a consumer.
-    pub fn assignment(&self, id: &str) -> Option<&[PartitionKey]> {
+    /// The partitions assigned to a consumer, in (topic, index) order.
+    pub fn assignment(&self, id: &str) -> Option<impl Iterator<Item = &PartitionKey>> {
         let m = self.members.get(id)?;
-        Some(self.groups.get(&m.group)?.assignment.get(id)?.as_slice())
+        Some(self.groups.get(&m.group)?.assignment.owned(id)?.iter())
     }
 
     fn member(&mut self, id: &str) -> Result<&mut Member, ConsumerError> {
@@ -314,26 +326,41 @@ impl Groups {
     fn remove(&mut self, id: &str) -> Option<String> {
         let m = self.members.remove(id)?;
         if let Some(g) = self.groups.get_mut(&m.group) {
-            g.members.remove(id);
+            let before = g.assignment.work();
             g.assignment.remove(id);
+            if g.assignment.is_empty() {
+                self.live_groups = self.live_groups.saturating_sub(1);
+            }
+            self.count_work(before, &m.group);
         }
-        self.rebalance(&m.group);
         Some(m.group)
     }
 
-    fn rebalance(&mut self, group: &str) {
-        let Some(g) = self.groups.get_mut(group) else {
-            return;
-        };
-        let members: BTreeMap<String, BTreeSet<String>> = g
-            .members
-            .iter()
-            .filter_map(|id| Some((id.clone(), self.members.get(id)?.topics.clone())))
-            .collect();
-        g.assignment = assign(&members, &g.partitions);
+    /// Adds to the total what `group`'s assignment did since `before`.
+    fn count_work(&mut self, before: Work, group: &str) {
+        if let Some(g) = self.groups.get(group) {
+            let after = g.assignment.work();
+            self.work.add(Work {
+                moves: after.moves - before.moves,
+                steps: after.steps - before.steps,
+            });
+        }
+    }
+
+    /// Rebalancing work over every group since start.
+    pub fn work(&self) -> Work {
+        self.work
     }
 }
+
+#[path = "group_limits.rs"]
+mod limits;
+pub use limits::Limits;
 
 #[cfg(test)]
 #[path = "group_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "group_rebalance_tests.rs"]
+mod rebalance_tests;

@@ -54,6 +54,15 @@ pub enum ConsumerError {
     /// Committed offsets could not be made durable.
     #[error("offsets: {0}")]
     Offsets(Arc<StorageError>),
+    /// The broker already has `--max-groups` groups with live members.
+    #[error("the broker already has {max} consumer groups with live members (--max-groups); retry once one has emptied")]
+    TooManyGroups { max: usize },
+    /// The group already has `--max-consumers-per-group` live members.
+    #[error("group '{group}' already has {max} live consumers (--max-consumers-per-group); retry once one has left")]
+    TooManyConsumers { group: String, max: usize },
+    /// A REGISTER named more topics than `--max-topics-per-consumer`.
+    #[error("a consumer may subscribe to at most {max} topics (--max-topics-per-consumer); {count} were named")]
+    TooManyTopics { count: usize, max: usize },
     /// The shard that should host the coordinator has none (a start-up bug).
     #[error("shard {0} hosts no consumer coordinator")]
     NoCoordinator(usize),
@@ -69,6 +78,9 @@ impl Classify for ConsumerError {
             ConsumerError::StartMoving { .. } => ErrorClass::Unavailable,
             ConsumerError::Offsets(e) => e.class(),
             ConsumerError::NoCoordinator(_) => ErrorClass::Internal,
+            ConsumerError::TooManyGroups { .. }
+            | ConsumerError::TooManyConsumers { .. }
+            | ConsumerError::TooManyTopics { .. } => ErrorClass::LimitReached,
         }
     }
 }

@@ -247,6 +247,34 @@ pub fn load_all(dir: &Path) -> Result<HashMap<String, GroupOffsets>, StorageErro
     Ok(out)
 }
 
+/// Loads one group's offsets (none if it has no file), for a group that comes back after
+/// it was forgotten. Blocking: run it off the reactor.
+pub fn load_group(dir: &Path, group: &str) -> Result<GroupOffsets, StorageError> {
+    let path = dir.join(file_name(group));
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(GroupOffsets::new()),
+        Err(e) => return Err(StorageError::io("read", &path)(e)),
+    };
+    let bad = |reason: String| StorageError::BadFile {
+        path: path.clone(),
+        reason,
+    };
+    let file = decode_file(&bytes).map_err(|e| {
+        bad(format!(
+            "consumer offsets file is damaged ({e}); move it away to reset its group"
+        ))
+    })?;
+    match file.group {
+        Some(g) if g != group => Err(bad(format!(
+            "consumer offsets file holds group '{}', not '{}'; move it away to reset that group",
+            g.escape_debug(),
+            group.escape_debug()
+        ))),
+        _ => Ok(file.offsets),
+    }
+}
+
 /// Durably replaces `group`'s offsets file: tmp + fsync + rename + directory fsync. Blocking:
 /// run it off the reactor.
 pub fn save(dir: &Path, group: &str, offsets: &GroupOffsets) -> Result<(), StorageError> {

@@ -97,8 +97,13 @@ fn counters(
 ) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, v) in rows {
-        m.encode_family(&labels)?
-            .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+        if labels.is_empty() {
+            // A broker-wide value: `name 3`, not `name{} 3`.
+            m.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+        } else {
+            m.encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+        }
     }
     Ok(())
 }
@@ -111,7 +116,11 @@ fn gauges(
 ) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, v) in rows {
-        m.encode_family(&labels)?.encode_gauge(&v)?;
+        if labels.is_empty() {
+            m.encode_gauge(&v)?;
+        } else {
+            m.encode_family(&labels)?.encode_gauge(&v)?;
+        }
     }
     Ok(())
 }
@@ -356,6 +365,38 @@ impl Collector for SnapshotCollector {
             shards
                 .iter()
                 .map(|s| (shard_label(s), s.buffer_capacity as i64)),
+        )?;
+        // Only the coordinator's shard reports groups; an empty snapshot has no samples.
+        let groups = snap.groups;
+        gauges(
+            &mut enc,
+            "shardlog_consumer_groups",
+            "Consumer groups with at least one live member (bounded by --max-groups).",
+            groups.map(|g| (Vec::new(), g.live_groups as i64)),
+        )?;
+        gauges(
+            &mut enc,
+            "shardlog_consumer_groups_in_memory",
+            "Consumer groups held by the coordinator: live ones, and emptied ones whose offsets are being saved.",
+            groups.map(|g| (Vec::new(), g.groups_in_memory as i64)),
+        )?;
+        gauges(
+            &mut enc,
+            "shardlog_consumers",
+            "Live consumers, over every group.",
+            groups.map(|g| (Vec::new(), g.consumers as i64)),
+        )?;
+        counters(
+            &mut enc,
+            "shardlog_consumer_rebalance_moves",
+            "Partitions given a new owner by group rebalances (joins, leaves, expiries).",
+            groups.map(|g| (Vec::new(), g.rebalance_moves)),
+        )?;
+        counters(
+            &mut enc,
+            "shardlog_consumer_rebalance_steps",
+            "Steps group rebalances took (members and partitions visited, index updates): the work a rebalance costs.",
+            groups.map(|g| (Vec::new(), g.rebalance_steps)),
         )?;
         let lag_labels = |l: &crate::stats::LagSample| -> Labels {
             vec![

@@ -230,3 +230,23 @@ fn an_empty_snapshot_still_describes_every_family() {
     assert!(samples.is_empty());
     assert!(types.len() >= 30, "{types:?}");
 }
+
+#[test]
+fn group_counts_and_rebalance_work_come_from_the_coordinator() {
+    let mut snap = sample_snapshot();
+    snap.groups = Some(crate::stats::GroupStats {
+        live_groups: 3,
+        groups_in_memory: 4,
+        consumers: 9,
+        rebalance_moves: 17,
+        rebalance_steps: 120,
+    });
+    let (types, samples) = parse(&encode(snap));
+    assert_eq!(types["shardlog_consumer_rebalance_moves_total"], "counter");
+    let value = |name: &str| value(&samples, name, &[]);
+    assert_eq!(value("shardlog_consumer_groups"), 3.0);
+    assert_eq!(value("shardlog_consumer_groups_in_memory"), 4.0);
+    assert_eq!(value("shardlog_consumers"), 9.0);
+    assert_eq!(value("shardlog_consumer_rebalance_moves_total"), 17.0);
+    assert_eq!(value("shardlog_consumer_rebalance_steps_total"), 120.0);
+}

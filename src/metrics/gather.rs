@@ -68,11 +68,13 @@ pub async fn local_snapshot(shard: &Shard) -> MetricsSnapshot {
         buffer_capacity: capacity,
         topics,
     };
-    let lag = match Coordinator::on(shard) {
-        Ok(c) => consumer_lag(shard, &c).await,
-        Err(_) => Vec::new(),
+    let (lag, groups) = match Coordinator::on(shard) {
+        Ok(c) => (consumer_lag(shard, &c).await, Some(c.group_stats())),
+        Err(_) => (Vec::new(), None),
     };
-    MetricsSnapshot::of_shard(own, lag)
+    let mut snap = MetricsSnapshot::of_shard(own, lag);
+    snap.groups = groups;
+    snap
 }
 
 /// Every committed offset against its partition's current end (read from the owning shard).

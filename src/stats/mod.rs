@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 pub use histogram::{Histogram, HistogramSnapshot};
-pub use snapshot::{LagSample, MetricsSnapshot, ShardSnapshot, TopicSnapshot};
+pub use snapshot::{GroupStats, LagSample, MetricsSnapshot, ShardSnapshot, TopicSnapshot};
 
 use crate::storage::RecoveryReport;
 use crate::wire::{ErrorCode, OpCode};

@@ -11,6 +11,23 @@ pub struct MetricsSnapshot {
     pub shards: Vec<ShardSnapshot>,
     /// Consumer lag, computed by the coordinator's shard (0).
     pub lag: Vec<LagSample>,
+    /// Consumer groups, from the coordinator's shard (0).
+    pub groups: Option<GroupStats>,
+}
+
+/// The coordinator's groups and the work its rebalances did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Groups with at least one live member (what `--max-groups` bounds).
+    pub live_groups: u64,
+    /// Groups held in memory: live ones, and emptied ones whose offsets are being saved.
+    pub groups_in_memory: u64,
+    /// Live consumers, over every group.
+    pub consumers: u64,
+    /// Partitions given a new owner by rebalances, since start.
+    pub rebalance_moves: u64,
+    /// Steps rebalances took (members and partitions visited, index updates), since start.
+    pub rebalance_steps: u64,
 }
 
 /// One shard's metrics at the time of the scrape.
@@ -111,6 +128,7 @@ impl MetricsSnapshot {
         MetricsSnapshot {
             shards: vec![shard],
             lag,
+            groups: None,
         }
     }
 
@@ -123,6 +141,9 @@ impl MetricsSnapshot {
                 Ok(i) => self.shards[i] = s,
                 Err(i) => self.shards.insert(i, s),
             }
+        }
+        if other.groups.is_some() {
+            self.groups = other.groups;
         }
         self.lag.extend(other.lag);
         self.lag.sort_by(|a, b| {

@@ -42,5 +42,6 @@ mod tests {
             assert_eq!(c.is_retryable(), class.is_retryable(), "{class:?}");
             assert!(!c.closes_connection(), "{class:?}");
         }
+        assert_eq!(code(ErrorClass::LimitReached) as u8, 10);
     }
 }

@@ -166,6 +166,11 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_resource_exhausted() {
+        assert_eq!(code(ErrorClass::LimitReached), Code::ResourceExhausted);
+    }
+
+    #[test]
     fn oversized_messages_are_resource_exhausted() {
         let s = Status::from(WireError::GrpcMessageTooLarge { len: 9, max: 8 });
         assert_eq!(s.code, Code::ResourceExhausted);

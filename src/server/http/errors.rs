@@ -43,10 +43,11 @@ mod tests {
         for class in ErrorClass::ALL {
             let s = status(class);
             match class {
+                // The client's own excess: retryable, but its fault, not the broker's.
+                ErrorClass::LimitReached => assert_eq!(s, 429),
                 ErrorClass::Unavailable | ErrorClass::ResourceExhausted => {
                     assert!(s.is_server_error(), "{class:?}")
                 }
-                ErrorClass::LimitReached => assert_eq!(s, 429),
                 ErrorClass::Storage | ErrorClass::Internal => assert_eq!(s, 500),
                 _ => assert!(s.is_client_error(), "{class:?}"),
             }
