@@ -94,7 +94,8 @@ settings! {
     /// Close a framed connection whose frame, once its first byte has arrived, is not
     /// complete within this long.
     frame_timeout: Duration as Dur, "DURATION", default "30s";
-    /// Close connections with no request for this long; `off` never closes them.
+    /// Close connections with no request for this long; `off` never closes them. On HTTP/2
+    /// any bytes sent or received count as activity, so live streams are not cut.
     idle_timeout: Option<Duration> as Opt<Dur>, "DURATION", default "10m";
     /// How long a graceful shutdown (SIGTERM) waits for connections to finish before exiting.
     shutdown_timeout: Duration as Dur, "DURATION", default "30s";

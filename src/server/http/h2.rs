@@ -48,7 +48,7 @@ where
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_send_buffer_size(MAX_SEND_BUFFER)
         .max_frame_size(MAX_FRAME_SIZE)
-        .handshake::<_, Bytes>(io.compat());
+        .handshake::<_, Bytes>(guard.watch(io).compat());
     let mut conn = match handshake.await {
         Ok(c) => c,
         Err(e) => {
