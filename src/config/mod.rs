@@ -97,6 +97,12 @@ settings! {
     /// Close connections with no request for this long; `off` never closes them. On HTTP/2
     /// any bytes sent or received count as activity, so live streams are not cut.
     idle_timeout: Option<Duration> as Opt<Dur>, "DURATION", default "10m";
+    /// Answer 408 and close an HTTP/1.1 connection whose request (head and body), once its
+    /// first byte has arrived, is not complete within this long.
+    request_timeout: Duration as Dur, "DURATION", default "30s";
+    /// Per shard: bytes of partial input (framed frames and HTTP request bodies still being
+    /// read) before the shard's connections stop reading until some completes or is dropped.
+    partial_input_budget: u64 as Size<{ 1 << 20 }, { 1 << 40 }>, "BYTES", default "64MiB";
     /// How long a graceful shutdown (SIGTERM) waits for connections to finish before exiting.
     shutdown_timeout: Duration as Dur, "DURATION", default "30s";
     /// How long an idle shard keeps polling for work before it sleeps, at most 10ms; `0`
