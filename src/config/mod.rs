@@ -103,6 +103,13 @@ settings! {
     /// Per shard: bytes of partial input (framed frames and HTTP request bodies still being
     /// read) before the shard's connections stop reading until some completes or is dropped.
     partial_input_budget: u64 as Size<{ 1 << 20 }, { 1 << 40 }>, "BYTES", default "64MiB";
+    /// Per HTTP/2 connection: bytes of request bodies (REST bodies, partial gRPC messages)
+    /// held before flow control stops the client; at least --grpc-max-message-size and
+    /// --max-frame-size.
+    h2_connection_buffer: u64 as Size<{ 64 << 10 }, { 1 << 32 }>, "BYTES", default "8MiB";
+    /// Reset an HTTP/2 stream whose request body is still open but has had no data in either
+    /// direction for this long.
+    stream_idle_timeout: Duration as Dur, "DURATION", default "60s";
     /// How long a graceful shutdown (SIGTERM) waits for connections to finish before exiting.
     shutdown_timeout: Duration as Dur, "DURATION", default "30s";
     /// How long an idle shard keeps polling for work before it sleeps, at most 10ms; `0`
@@ -190,6 +197,21 @@ impl Config {
                     other_value: u64::from(self.max_frame_size),
                 }),
             );
+        }
+        // One HTTP/2 connection must be able to hold the largest body it may be sent whole.
+        for (other, other_value) in [
+            ("grpc-max-message-size", self.grpc_max_message_size),
+            ("max-frame-size", self.max_frame_size),
+        ] {
+            if self.h2_connection_buffer < u64::from(other_value) {
+                return Err(
+                    setting("h2_connection_buffer").invalid(BadValue::SmallerThan {
+                        value: self.h2_connection_buffer,
+                        other,
+                        other_value: u64::from(other_value),
+                    }),
+                );
+            }
         }
         Ok(())
     }
