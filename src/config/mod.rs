@@ -109,7 +109,9 @@ settings! {
     h2_connection_buffer: u64 as Size<{ 64 << 10 }, { 1 << 32 }>, "BYTES", default "8MiB";
     /// Reset an HTTP/2 stream whose request body is still open but has had no data in either
     /// direction for this long.
-    stream_idle_timeout: Duration as Dur, "DURATION", default "60s";
+    // As long as --request-timeout and --frame-timeout: all three bound how long a slow
+    // sender can hold part of the shard's --partial-input-budget.
+    stream_idle_timeout: Duration as Dur, "DURATION", default "30s";
     /// How long a graceful shutdown (SIGTERM) waits for connections to finish before exiting.
     shutdown_timeout: Duration as Dur, "DURATION", default "30s";
     /// How long an idle shard keeps polling for work before it sleeps, at most 10ms; `0`
@@ -564,6 +566,14 @@ zstd-level = = 3
             (&["--zstd-level", "-8"], "--zstd-level"),
             (&["--retention-bytes", "1KiB"], "--retention-bytes"),
             (&["--hot-tail", "2TiB"], "--hot-tail"),
+            (
+                &["--grpc-max-message-size", "16MiB"],
+                "--h2-connection-buffer",
+            ),
+            (
+                &["--max-frame-size", "16MiB", "--shard-buffer", "16MiB"],
+                "--h2-connection-buffer",
+            ),
         ] {
             let err = cli(args).unwrap_err().to_string();
             assert!(err.starts_with(flag), "{args:?} gave {err}");
@@ -573,6 +583,14 @@ zstd-level = = 3
         assert_eq!(cli(&["--hot-tail", "off"]).unwrap().hot_tail_bytes, 0);
         assert_eq!(cli(&["--min-free-space", "0"]).unwrap().min_free_space, 0);
         assert_eq!(cli(&["--idle-timeout", "off"]).unwrap().idle_timeout, None);
+        let c = cli(&[
+            "--grpc-max-message-size",
+            "16MiB",
+            "--h2-connection-buffer",
+            "16MiB",
+        ])
+        .unwrap();
+        assert_eq!(c.h2_connection_buffer, 16 << 20);
     }
 
     #[test]
