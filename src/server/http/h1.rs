@@ -120,18 +120,20 @@ struct Reader {
 }
 
 impl Reader {
-    /// Reads more bytes into `buf`. Between requests (`buf` empty) this is the keep-alive
-    /// wait; inside one it must happen before `deadline` (started now if not yet), and first
-    /// takes room in the budget for the read, waiting if there is none.
+    /// Reads more bytes into `buf`. Between requests (`begun` false: nothing of the next one
+    /// here yet) this is the keep-alive wait; inside one it must happen before `deadline`
+    /// (started now if not yet), and first takes room in the budget for the read, waiting if
+    /// there is none.
     async fn fill<S: AsyncRead + Unpin>(
         &mut self,
         io: &mut S,
         buf: &mut BytesMut,
+        begun: bool,
         deadline: &mut Option<Instant>,
     ) -> Result<usize, Stop> {
         let start = buf.len();
         let read = async {
-            if start > 0 {
+            if begun {
                 self.charge.grow_to((start + READ_CHUNK) as u64).await;
             }
             buf.resize(start + READ_CHUNK, 0);
@@ -139,7 +141,7 @@ impl Reader {
             buf.truncate(start + *result.as_ref().unwrap_or(&0));
             result
         };
-        let result = if start == 0 {
+        let result = if !begun {
             rt::timeout(IDLE_TIMEOUT, read).await
         } else {
             let now = Instant::now();
@@ -154,7 +156,7 @@ impl Reader {
         match result {
             Some(Ok(n)) => Ok(n),
             Some(Err(_)) => Err(Stop::Gone),
-            None if start == 0 => Err(Stop::Gone),
+            None if !begun => Err(Stop::Gone),
             None => Err(Stop::Answer(HttpResponse::error(
                 StatusCode::REQUEST_TIMEOUT,
                 &format!(
@@ -202,7 +204,8 @@ impl Reader {
                     )))
                 }
             }
-            if self.fill(io, buf, &mut deadline).await? == 0 {
+            let begun = !buf.is_empty();
+            if self.fill(io, buf, begun, &mut deadline).await? == 0 {
                 return if buf.is_empty() {
                     Ok(None)
                 } else {
@@ -229,7 +232,7 @@ impl Reader {
             )));
         }
         while buf.len() < len {
-            if self.fill(io, buf, &mut deadline).await? == 0 {
+            if self.fill(io, buf, true, &mut deadline).await? == 0 {
                 return Err(Stop::Gone);
             }
         }
