@@ -130,8 +130,24 @@ settings! {
     /// Close a framed connection whose frame, once its first byte has arrived, is not
     /// complete within this long.
     frame_timeout: Duration as Dur, "DURATION", default "30s";
-    /// Close connections with no request for this long; `off` never closes them.
+    /// Close connections with no request for this long; `off` never closes them. On HTTP/2
+    /// any bytes sent or received count as activity, so live streams are not cut.
     idle_timeout: Option<Duration> as Opt<Dur>, "DURATION", default "10m";
+    /// Answer 408 and close an HTTP/1.1 connection whose request (head and body), once its
+    /// first byte has arrived, is not complete within this long.
+    request_timeout: Duration as Dur, "DURATION", default "30s";
+    /// Per shard: bytes of partial input (framed frames and HTTP request bodies still being
+    /// read) before the shard's connections stop reading until some completes or is dropped.
+    partial_input_budget: u64 as Size<{ 1 << 20 }, { 1 << 40 }>, "BYTES", default "64MiB";
+    /// Per HTTP/2 connection: bytes of request bodies (REST bodies, partial gRPC messages)
+    /// held before flow control stops the client; at least --grpc-max-message-size and
+    /// --max-frame-size.
+    h2_connection_buffer: u64 as Size<{ 64 << 10 }, { 1 << 32 }>, "BYTES", default "8MiB";
+    /// Reset an HTTP/2 stream whose request body is still open but has had no data in either
+    /// direction for this long.
+    // As long as --request-timeout and --frame-timeout: all three bound how long a slow
+    // sender can hold part of the shard's --partial-input-budget.
+    stream_idle_timeout: Duration as Dur, "DURATION", default "30s";
     /// How long a graceful shutdown (SIGTERM) waits for connections to finish before exiting.
     shutdown_timeout: Duration as Dur, "DURATION", default "30s";
     /// How long an idle shard keeps polling for work before it sleeps, at most 10ms; `0`
@@ -219,6 +235,21 @@ impl Config {
                     other_value: u64::from(self.max_frame_size),
                 }),
             );
+        }
+        // One HTTP/2 connection must be able to hold the largest body it may be sent whole.
+        for (other, other_value) in [
+            ("grpc-max-message-size", self.grpc_max_message_size),
+            ("max-frame-size", self.max_frame_size),
+        ] {
+            if self.h2_connection_buffer < u64::from(other_value) {
+                return Err(
+                    setting("h2_connection_buffer").invalid(BadValue::SmallerThan {
+                        value: self.h2_connection_buffer,
+                        other,
+                        other_value: u64::from(other_value),
+                    }),
+                );
+            }
         }
         Ok(())
     }
@@ -574,6 +605,14 @@ zstd-level = = 3
             (&["--zstd-level", "-8"], "--zstd-level"),
             (&["--retention-bytes", "1KiB"], "--retention-bytes"),
             (&["--hot-tail", "2TiB"], "--hot-tail"),
+            (
+                &["--grpc-max-message-size", "16MiB"],
+                "--h2-connection-buffer",
+            ),
+            (
+                &["--max-frame-size", "16MiB", "--shard-buffer", "16MiB"],
+                "--h2-connection-buffer",
+            ),
         ] {
             let err = cli(args).unwrap_err().to_string();
             assert!(err.starts_with(flag), "{args:?} gave {err}");
@@ -583,6 +622,14 @@ zstd-level = = 3
         assert_eq!(cli(&["--hot-tail", "off"]).unwrap().hot_tail_bytes, 0);
         assert_eq!(cli(&["--min-free-space", "0"]).unwrap().min_free_space, 0);
         assert_eq!(cli(&["--idle-timeout", "off"]).unwrap().idle_timeout, None);
+        let c = cli(&[
+            "--grpc-max-message-size",
+            "16MiB",
+            "--h2-connection-buffer",
+            "16MiB",
+        ])
+        .unwrap();
+        assert_eq!(c.h2_connection_buffer, 16 << 20);
     }
 
     #[test]

@@ -2,14 +2,23 @@
 //! timeouts, and waiting for connections to finish at graceful shutdown (each connection
 //! watches the shard's lifecycle itself and stops reading when it stops).
 //!
+//! What counts as activity depends on the protocol: a request read (framed, HTTP/1.1), or on
+//! HTTP/2 any bytes moving either way on the socket ([`ConnGuard::watch`]), so that streams
+//! carrying data are never cut.
+//!
 //! An idle connection is closed by `shutdown(2)` (`SHUT_RDWR`) on its socket; its own task
 //! sees the end of the stream and does the rest, so nothing here touches its buffers.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::io;
 use std::os::fd::RawFd;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncWrite};
 
 use crate::rt;
 use crate::shard::notify::LocalNotify;
@@ -40,6 +49,63 @@ impl ConnGuard {
     /// Records activity (a request read), which keeps the idle timeout away.
     pub fn touch(&self) {
         self.entry.last_active.set(Instant::now());
+    }
+
+    /// Wraps the connection's socket so that every byte read or written counts as activity.
+    /// HTTP/2 uses it: a stream that is receiving (a Produce stream) or sending (a Consume
+    /// tailing the log) keeps its connection alive, not only a new stream.
+    pub fn watch<S>(&self, io: S) -> Watched<S> {
+        Watched {
+            inner: io,
+            entry: self.entry.clone(),
+        }
+    }
+}
+
+/// A socket whose reads and writes record activity on its connection ([`ConnGuard::watch`]).
+pub struct Watched<S> {
+    inner: S,
+    entry: Rc<Entry>,
+}
+
+impl<S> Watched<S> {
+    /// Records activity when a read or write moved bytes.
+    fn saw(&self, r: &Poll<io::Result<usize>>) {
+        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
+            self.entry.last_active.set(Instant::now());
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.saw(&r);
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.saw(&r);
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
     }
 }
 

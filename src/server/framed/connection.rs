@@ -2,11 +2,13 @@
 //! buffer and hands out whole frames; [`Outbox`] collects encoded responses from the tasks
 //! that finish requests (in any order) and one writer task flushes them in batches.
 //!
-//! Two limits protect the broker from a client that misbehaves: a frame whose first byte has
-//! arrived must be complete within the reader's frame timeout, and the outbox counts the bytes
-//! of answers not yet sent, so the connection's read loop can stop reading while they exceed
-//! the connection's limit ([`Outbox::over_limit`], [`Outbox::room`]). Both checks are O(1)
-//! per frame.
+//! Three limits protect the broker from a client that misbehaves: a frame whose first byte has
+//! arrived must be complete within the reader's frame timeout; the bytes of a frame in
+//! progress are charged to the shard's partial-input budget, and the reader gets room in it
+//! before reading more of a begun frame (so slow senders that fill it make the shard stop
+//! reading frames rather than allocate for them); and the outbox counts the bytes of answers
+//! not yet sent, so the connection's read loop can stop reading while they exceed the
+//! connection's limit ([`Outbox::over_limit`], [`Outbox::room`]). All are O(1) per read.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -19,6 +21,7 @@ use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::rt::vectored::write_all_vectored;
 use crate::rt::StaticPermit;
+use crate::server::budget::Charge;
 use crate::stats::ShardMetrics;
 use crate::wire::error::encode_error_body;
 use crate::wire::frame::{encode_frame, encode_frame_with, OpCode};
@@ -62,6 +65,8 @@ pub struct FrameReader<R> {
     max_body: u32,
     /// How long a frame may take from its first byte read to its last.
     frame_timeout: Duration,
+    /// The bytes of the frame in progress, against the shard's partial-input budget.
+    charge: Option<Charge>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -72,13 +77,23 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: BytesMut::with_capacity(READ_BUFFER),
             max_body,
             frame_timeout,
+            charge: None,
         }
+    }
+
+    /// Charges the bytes of frames in progress to `charge` (the shard's partial-input
+    /// budget), waiting for room in it before reading more of a begun frame.
+    pub fn with_budget(mut self, charge: Charge) -> Self {
+        self.charge = Some(charge);
+        self
     }
 
     /// The next frame, or `None` on a clean end of stream between frames. Waiting for a frame
     /// to begin has no limit here (that is the idle timeout's business); once part of one is
     /// buffered, the rest must arrive within the frame timeout, counted from this call's first
-    /// read for it (time the broker spends not reading is not the client's), else [`ReadError::FrameTimeout`].
+    /// read for it (time the broker spends elsewhere is not the client's; time waiting for
+    /// room in the budget is, or slow senders holding it would hold it forever), else
+    /// [`ReadError::FrameTimeout`].
     pub async fn read_frame(&mut self) -> Result<Option<(FrameHeader, Bytes)>, ReadError> {
         let mut deadline: Option<Instant> = None;
         loop {
@@ -88,6 +103,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     if self.buf.len() >= total {
                         let mut frame = self.buf.split_to(total);
                         let body = frame.split_off(HEADER_LEN).freeze();
+                        self.charge_held();
                         return Ok(Some((header, body)));
                     }
                     ReadNeed::Body(total - self.buf.len())
@@ -136,6 +152,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub async fn drain(&mut self) {
         loop {
             self.buf.clear();
+            self.charge_held();
             match self.fill(ReadNeed::Header).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
@@ -143,18 +160,38 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// Reads more of the stream, following [`plan_read`].
+    /// Reads more of the stream, following [`plan_read`]. Inside a frame, first waits for
+    /// room in the budget for the rest of it (or for the read, if smaller). A read between
+    /// frames does not wait: it is charged for the partial frame it leaves, once done.
     async fn fill(&mut self, need: ReadNeed) -> Result<usize, ReadError> {
         let spare = self.buf.capacity() - self.buf.len();
         let plan = plan_read(self.buf.len(), spare, need);
+        if let Some(charge) = self.charge.as_mut().filter(|_| !self.buf.is_empty()) {
+            let rest = match need {
+                ReadNeed::Header => HEADER_LEN,
+                ReadNeed::Body(n) => n,
+            };
+            let want = self.buf.len() + rest.min(plan.max_read);
+            charge.grow_to(want as u64).await;
+        }
         if let Some(capacity) = plan.new_buffer {
             let mut fresh = BytesMut::with_capacity(capacity);
             fresh.extend_from_slice(&self.buf);
             self.buf = fresh;
         }
-        crate::rt::recv::recv_into(&mut self.socket, self.fd, &mut self.buf, plan.max_read)
-            .await
-            .map_err(ReadError::Io)
+        let read =
+            crate::rt::recv::recv_into(&mut self.socket, self.fd, &mut self.buf, plan.max_read)
+                .await
+                .map_err(ReadError::Io);
+        self.charge_held();
+        read
+    }
+
+    /// Sets the charge to the bytes buffered (a frame in progress, or frames not yet taken).
+    fn charge_held(&mut self) {
+        if let Some(charge) = &mut self.charge {
+            charge.set(self.buf.len() as u64);
+        }
     }
 }
 

@@ -31,6 +31,7 @@ use crate::wire::frame::encode_frame_with;
 use crate::wire::startup::StartupBody;
 use crate::wire::{ErrorCode, FrameHeader, OpCode};
 
+use super::budget::InputBudget;
 use super::conns::ConnGuard;
 use super::listener::{self, ListenError, Server};
 use connection::{FrameReader, Outbox, ReadError};
@@ -87,7 +88,8 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
     let max_in_flight = shard.config.max_in_flight;
     let in_flight = Rc::new(rt::Semaphore::new(max_in_flight));
     let poll_slot = Rc::new(rt::Semaphore::new(1));
-    let mut reader = FrameReader::new(read_half, fd, config.max_frame_size, config.frame_timeout);
+    let mut reader = FrameReader::new(read_half, fd, config.max_frame_size, config.frame_timeout)
+        .with_budget(InputBudget::of_shard(shard).charge());
     let mut session: Option<Session> = None;
     let stall = config.write_stall_timeout;
     loop {

@@ -5,6 +5,10 @@
 //! assembled in a buffer bounded by the maximum message size). A DATA frame's bytes are
 //! released to h2's flow control only when the decoder takes them, which happens only when the
 //! handler asks for the next message: a slow handler keeps the client within the stream window.
+//! The bytes the decoder holds (a message not yet whole) are charged to the connection's
+//! request-body budget first; when it is full the frame is not released, so flow control stops
+//! the client. A request stream with no data for the stream idle timeout (counting time
+//! spent waiting for room) ends the call.
 //!
 //! [`Responder`] sends the response headers (lazily, with the first message), the messages,
 //! and the status trailers, asking h2 for send capacity before each piece of data so that a
@@ -13,29 +17,38 @@
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
+use crate::rt;
+use crate::server::budget::Charge;
 use crate::wire::grpc::{self, MessageDecoder, PREFIX_LEN};
 
-use super::status::Status;
+use super::status::{Code, Status};
 
 /// The request messages of a call.
 pub struct Requests {
     body: RecvStream,
     decoder: MessageDecoder,
     ended: bool,
+    /// The bytes the decoder holds, against the connection's request-body budget.
+    charge: Charge,
+    /// How long the request stream may go without data (`--stream-idle-timeout`).
+    idle_timeout: Duration,
 }
 
 impl Requests {
-    pub fn new(body: RecvStream, max_len: u32) -> Requests {
+    pub fn new(body: RecvStream, max_len: u32, charge: Charge, idle_timeout: Duration) -> Requests {
         Requests {
             body,
             decoder: MessageDecoder::new(max_len),
             ended: false,
+            charge,
+            idle_timeout,
         }
     }
 
@@ -54,10 +67,32 @@ impl Requests {
                 }
                 return Ok(None);
             }
-            match self.body.data().await {
+            // Waiting for room counts as idle too: otherwise streams that each hold part of
+            // a full budget and wait for more of it would wait for each other forever.
+            let (body, decoder, charge) = (&mut self.body, &self.decoder, &mut self.charge);
+            let next = async {
+                let data = body.data().await;
+                if let Some(Ok(data)) = &data {
+                    charge
+                        .grow_to((decoder.pending() + data.len()) as u64)
+                        .await;
+                }
+                data
+            };
+            let data = rt::timeout(self.idle_timeout, next).await.ok_or_else(|| {
+                Status::new(
+                    Code::DeadlineExceeded,
+                    format!(
+                        "no request data for {} (--stream-idle-timeout)",
+                        humantime::format_duration(self.idle_timeout)
+                    ),
+                )
+            })?;
+            match data {
                 Some(Ok(data)) => {
-                    // The bytes now sit in the decoder (bounded by the maximum message
-                    // size): let the client send more.
+                    // The bytes now sit in the decoder (bounded by the maximum message size)
+                    // and the connection's budget had room for them: let the client send
+                    // more. Until then flow control held it back.
                     let _ = self.body.flow_control().release_capacity(data.len());
                     self.decoder.push(data);
                 }
@@ -70,7 +105,9 @@ impl Requests {
     /// The next message if it has already arrived whole (no waiting): lets a caller batch the
     /// messages that came together.
     pub fn try_next(&mut self) -> Result<Option<Bytes>, Status> {
-        match self.decoder.next_message()? {
+        let next = self.decoder.next_message()?;
+        self.charge.set(self.decoder.pending() as u64);
+        match next {
             Some(msg) if msg.compressed => Err(Status::internal(
                 "message has the compressed flag set but the call declared no grpc-encoding",
             )),

@@ -32,6 +32,7 @@ use h2::RecvStream;
 use http::{HeaderMap, Method as HttpMethod, Request, StatusCode};
 
 use crate::rt;
+use crate::server::budget::Charge;
 use crate::shard::Shard;
 use crate::wire::grpc::parse_timeout;
 
@@ -98,8 +99,14 @@ pub struct CallCtx {
     pub metadata: HeaderMap,
 }
 
-/// Serves one gRPC call (one HTTP/2 stream) to its end.
-pub async fn serve(shard: Rc<Shard>, request: Request<RecvStream>, respond: SendResponse<Bytes>) {
+/// Serves one gRPC call (one HTTP/2 stream) to its end; `charge` holds the request bytes it
+/// buffers against its connection's budget.
+pub async fn serve(
+    shard: Rc<Shard>,
+    request: Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+    charge: Charge,
+) {
     let max = shard.config.grpc_max_message_size;
     let (parts, body) = request.into_parts();
     let responder = Responder::new(respond, max);
@@ -123,7 +130,8 @@ pub async fn serve(shard: Rc<Shard>, request: Request<RecvStream>, respond: Send
                 shard,
                 metadata: parts.headers,
             };
-            let mut requests = Requests::new(body, max);
+            let idle = ctx.shard.config.stream_idle_timeout;
+            let mut requests = Requests::new(body, max, charge, idle);
             let work = dispatch(method, &ctx, &mut requests, &responder);
             let watched = futures_lite::future::or(work, async {
                 responder.cancelled().await;

@@ -4,10 +4,19 @@
 //! and timeouts on the shard's timer. A request the connection cannot recover from (malformed,
 //! too large, timed out mid-request, a body length that could be read two ways) is answered
 //! and the connection closed.
+//!
+//! Slow clients: a request, once its first byte has arrived, must be whole (head and body)
+//! within `--request-timeout`, however its bytes trickle in (a deadline for the request, not
+//! for each read), or it is answered 408 and the connection closed. The bytes of a request
+//! being read are charged to the shard's partial-input budget ([`InputBudget`]); to read more
+//! of a request it has begun a connection must first get room in it, so when slow clients
+//! fill the budget the shard stops reading request bodies rather than allocate, until their
+//! deadlines drop them. A connection with nothing buffered reads one chunk without asking, so
+//! small requests keep being served meanwhile.
 
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -15,6 +24,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::rt;
 use crate::rt::vectored::write_all_vectored;
+use crate::server::budget::{Charge, InputBudget};
 use crate::server::conns::ConnGuard;
 use crate::shard::Shard;
 
@@ -27,8 +37,8 @@ const MAX_HEAD: usize = 16 << 10;
 const MAX_HEADERS: usize = 64;
 /// How long an idle keep-alive connection may wait for its next request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a started request may take to arrive whole.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most one read takes from the socket.
+const READ_CHUNK: usize = 8 << 10;
 
 /// Why a connection stops.
 enum Stop {
@@ -50,12 +60,17 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let max_body = super::max_body(&shard);
+    let mut reader = Reader {
+        charge: InputBudget::of_shard(&shard).charge(),
+        request_timeout: shard.config.request_timeout,
+    };
+    reader.charge.set(buf.len() as u64);
     loop {
         // At shutdown a connection waiting for its next request closes; one mid-request is
         // answered first (with `Connection: close`).
         let idle = buf.is_empty();
         let next = futures_lite::future::or(
-            async { Some(read_request(&mut io, &mut buf, max_body).await) },
+            async { Some(reader.read_request(&mut io, &mut buf, max_body).await) },
             async {
                 if idle {
                     shard.lifecycle.stopped().await;
@@ -97,108 +112,140 @@ pub async fn refuse<S: AsyncWrite + Unpin>(mut io: S, max: usize) {
     let _ = write_response(&mut io, None, r, false).await;
 }
 
-/// Reads more bytes into `buf` within `limit`.
-async fn fill<S: AsyncRead + Unpin>(
-    io: &mut S,
-    buf: &mut BytesMut,
-    limit: Duration,
-) -> Result<usize, Stop> {
-    let start = buf.len();
-    buf.resize(start + 8192, 0);
-    let result = rt::timeout(limit, io.read(&mut buf[start..])).await;
-    let n = match &result {
-        Some(Ok(n)) => *n,
-        _ => 0,
-    };
-    buf.truncate(start + n);
-    match result {
-        Some(Ok(n)) => Ok(n),
-        Some(Err(_)) => Err(Stop::Gone),
-        None if start == 0 => Err(Stop::Gone),
-        None => Err(Stop::Answer(HttpResponse::error(
-            StatusCode::REQUEST_TIMEOUT,
-            &format!("the request did not arrive within {REQUEST_TIMEOUT:?}"),
-        ))),
-    }
+/// Reads requests off one connection, within the request deadline and the shard's budget.
+struct Reader {
+    /// The bytes of the request being read (and of pipelined ones behind it).
+    charge: Charge,
+    request_timeout: Duration,
 }
 
-/// The next request and whether the connection stays open after it, or `None` when the peer
-/// closed cleanly between requests.
-async fn read_request<S: AsyncRead + Unpin>(
-    io: &mut S,
-    buf: &mut BytesMut,
-    max_body: usize,
-) -> Result<Option<(HttpRequest, bool)>, Stop> {
-    // The head.
-    let (head_len, mut req, version, connection) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => {
-                let (req, connection) = to_request(&parsed)?;
-                break (n, req, parsed.version.unwrap_or(1), connection);
+impl Reader {
+    /// Reads more bytes into `buf`. Between requests (`begun` false: nothing of the next one
+    /// here yet) this is the keep-alive wait; inside one it must happen before `deadline`
+    /// (started now if not yet), and first takes room in the budget for the read, waiting if
+    /// there is none.
+    async fn fill<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        buf: &mut BytesMut,
+        begun: bool,
+        deadline: &mut Option<Instant>,
+    ) -> Result<usize, Stop> {
+        let start = buf.len();
+        let read = async {
+            if begun {
+                self.charge.grow_to((start + READ_CHUNK) as u64).await;
             }
-            Ok(httparse::Status::Partial) => {
-                if buf.len() > MAX_HEAD {
-                    return Err(head_too_large());
+            buf.resize(start + READ_CHUNK, 0);
+            let result = io.read(&mut buf[start..]).await;
+            buf.truncate(start + *result.as_ref().unwrap_or(&0));
+            result
+        };
+        let result = if !begun {
+            rt::timeout(IDLE_TIMEOUT, read).await
+        } else {
+            let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + self.request_timeout);
+            rt::timeout(deadline.saturating_duration_since(now), read).await
+        };
+        if result.is_none() {
+            // Cancelled: whatever the read had made room for is not data.
+            buf.truncate(start);
+        }
+        self.charge.set(buf.len() as u64);
+        match result {
+            Some(Ok(n)) => Ok(n),
+            Some(Err(_)) => Err(Stop::Gone),
+            None if !begun => Err(Stop::Gone),
+            None => Err(Stop::Answer(HttpResponse::error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request did not arrive whole within {} (--request-timeout)",
+                    humantime::format_duration(self.request_timeout)
+                ),
+            ))),
+        }
+    }
+
+    /// The next request and whether the connection stays open after it, or `None` when the
+    /// peer closed cleanly between requests.
+    async fn read_request<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        buf: &mut BytesMut,
+        max_body: usize,
+    ) -> Result<Option<(HttpRequest, bool)>, Stop> {
+        // The request's deadline starts with its first byte (already here if pipelined).
+        let mut deadline = None;
+        // The head.
+        let (head_len, mut req, version, connection) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Request::new(&mut headers);
+            match parsed.parse(buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let (req, connection) = to_request(&parsed)?;
+                    break (n, req, parsed.version.unwrap_or(1), connection);
+                }
+                Ok(httparse::Status::Partial) => {
+                    if buf.len() > MAX_HEAD {
+                        return Err(head_too_large());
+                    }
+                }
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(Stop::Answer(HttpResponse::error(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        &format!("a request may carry at most {MAX_HEADERS} headers"),
+                    )))
+                }
+                Err(e) => {
+                    return Err(Stop::Answer(HttpResponse::error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("malformed HTTP/1.1 request: {e}"),
+                    )))
                 }
             }
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(Stop::Answer(HttpResponse::error(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    &format!("a request may carry at most {MAX_HEADERS} headers"),
-                )))
+            let begun = !buf.is_empty();
+            if self.fill(io, buf, begun, &mut deadline).await? == 0 {
+                return if buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(Stop::Gone)
+                };
             }
-            Err(e) => {
-                return Err(Stop::Answer(HttpResponse::error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("malformed HTTP/1.1 request: {e}"),
-                )))
-            }
-        }
-        let limit = if buf.is_empty() {
-            IDLE_TIMEOUT
-        } else {
-            REQUEST_TIMEOUT
         };
-        if fill(io, buf, limit).await? == 0 {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(Stop::Gone)
+        if head_len > MAX_HEAD {
+            return Err(head_too_large());
+        }
+        let _ = buf.split_to(head_len);
+        // The body.
+        let len = body_length(&req.headers).map_err(|e| {
+            let status = match e {
+                Framing::Chunked => StatusCode::LENGTH_REQUIRED,
+                _ => StatusCode::BAD_REQUEST,
             };
+            Stop::Answer(HttpResponse::error(status, &e.to_string()))
+        })?;
+        if len > max_body {
+            return Err(Stop::Answer(HttpResponse::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request bodies are limited to {max_body} bytes; this one has {len}"),
+            )));
         }
-    };
-    if head_len > MAX_HEAD {
-        return Err(head_too_large());
-    }
-    let _ = buf.split_to(head_len);
-    // The body.
-    let len = body_length(&req.headers).map_err(|e| {
-        let status = match e {
-            Framing::Chunked => StatusCode::LENGTH_REQUIRED,
-            _ => StatusCode::BAD_REQUEST,
+        while buf.len() < len {
+            if self.fill(io, buf, true, &mut deadline).await? == 0 {
+                return Err(Stop::Gone);
+            }
+        }
+        req.body = buf.split_to(len).freeze();
+        // The body is now the handler's; what stays buffered is the next requests'.
+        self.charge.set(buf.len() as u64);
+        let keep_alive = match connection.as_deref() {
+            Some(c) if c.eq_ignore_ascii_case("close") => false,
+            Some(c) if c.eq_ignore_ascii_case("keep-alive") => true,
+            _ => version >= 1,
         };
-        Stop::Answer(HttpResponse::error(status, &e.to_string()))
-    })?;
-    if len > max_body {
-        return Err(Stop::Answer(HttpResponse::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request bodies are limited to {max_body} bytes; this one has {len}"),
-        )));
+        Ok(Some((req, keep_alive)))
     }
-    while buf.len() < len {
-        if fill(io, buf, REQUEST_TIMEOUT).await? == 0 {
-            return Err(Stop::Gone);
-        }
-    }
-    req.body = buf.split_to(len).freeze();
-    let keep_alive = match connection.as_deref() {
-        Some(c) if c.eq_ignore_ascii_case("close") => false,
-        Some(c) if c.eq_ignore_ascii_case("keep-alive") => true,
-        _ => version >= 1,
-    };
-    Ok(Some((req, keep_alive)))
 }
 
 /// Why a request's body length cannot be trusted. Each is answered and the connection closed:

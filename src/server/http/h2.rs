@@ -1,8 +1,19 @@
 //! The HTTP/2 side of the HTTP port: h2's server on the runtime's socket (through tokio-util's
 //! compat layer; h2 needs only tokio's I/O traits, not its runtime). Each stream runs in its
 //! own task: gRPC calls go to [`grpc::serve`], other requests to the plain-HTTP router.
+//!
+//! Request bodies: the bytes a connection's streams hold (REST bodies being read, gRPC
+//! messages not yet whole) are charged to the connection's budget (`--h2-connection-buffer`,
+//! within the shard's `--partial-input-budget`) before h2 is told to release them; when it is
+//! full they are not released, so the client's windows close and flow control stops it. A
+//! connection thus holds at most its budget plus the connection window. A stream whose request
+//! body stays open with no data for `--stream-idle-timeout` (time waiting for room counts: its
+//! client is held back meanwhile) is answered (408, or gRPC DEADLINE_EXCEEDED) and reset,
+//! which frees what it held; so streams that each hold part of a full budget cannot wait for
+//! each other forever.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -12,6 +23,7 @@ use http::{Request, Response, StatusCode};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::rt;
+use crate::server::budget::{Charge, InputBudget};
 use crate::server::conns::ConnGuard;
 use crate::server::grpc;
 use crate::shard::Shard;
@@ -48,7 +60,11 @@ where
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_send_buffer_size(MAX_SEND_BUFFER)
         .max_frame_size(MAX_FRAME_SIZE)
-        .handshake::<_, Bytes>(io.compat());
+        .handshake::<_, Bytes>(guard.watch(io).compat());
+    let budget = InputBudget::new(
+        shard.config.h2_connection_buffer,
+        Some(InputBudget::of_shard(&shard)),
+    );
     let mut conn = match handshake.await {
         Ok(c) => c,
         Err(e) => {
@@ -81,7 +97,7 @@ where
         guard.touch();
         match next {
             Ok((request, respond)) => {
-                rt::spawn_detached(stream(shard.clone(), request, respond));
+                rt::spawn_detached(stream(shard.clone(), request, respond, budget.charge()));
             }
             Err(e) => {
                 tracing::debug!(error = %e, "HTTP/2 connection ended");
@@ -91,12 +107,18 @@ where
     }
 }
 
-async fn stream(shard: Rc<Shard>, request: Request<RecvStream>, respond: SendResponse<Bytes>) {
+async fn stream(
+    shard: Rc<Shard>,
+    request: Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+    charge: Charge,
+) {
     if grpc::is_grpc(request.headers()) || grpc::is_service_path(request.uri().path()) {
-        return grpc::serve(shard, request, respond).await;
+        return grpc::serve(shard, request, respond, charge).await;
     }
     let (parts, body) = request.into_parts();
-    let response = match read_body(body, super::max_body(&shard)).await {
+    let limits = (super::max_body(&shard), shard.config.stream_idle_timeout);
+    let response = match read_body(body, limits, charge).await {
         Ok(body) => {
             let req = HttpRequest {
                 method: parts.method,
@@ -113,20 +135,49 @@ async fn stream(shard: Rc<Shard>, request: Request<RecvStream>, respond: SendRes
     send(respond, response).await;
 }
 
-/// Reads a plain request's body, up to `max` bytes.
-async fn read_body(mut body: RecvStream, max: usize) -> Result<Bytes, HttpResponse> {
+/// Reads a plain request's body, up to `max` bytes, each DATA frame released to flow control
+/// only once `charge` has room for it, and none more than `idle` apart (counting the wait
+/// for room).
+async fn read_body(
+    mut body: RecvStream,
+    (max, idle): (usize, Duration),
+    mut charge: Charge,
+) -> Result<Bytes, HttpResponse> {
     let mut buf = BytesMut::new();
-    while let Some(data) = body.data().await {
-        let data = data.map_err(|e| {
-            HttpResponse::error(StatusCode::BAD_REQUEST, &format!("request body: {e}"))
-        })?;
-        let _ = body.flow_control().release_capacity(data.len());
+    loop {
+        // Waiting for room counts as idle, or streams holding parts of a full budget would
+        // wait for each other forever.
+        let next = async {
+            let data = body.data().await;
+            if let Some(Ok(data)) = &data {
+                if buf.len() + data.len() <= max {
+                    charge.grow_to((buf.len() + data.len()) as u64).await;
+                }
+            }
+            data
+        };
+        let data = match rt::timeout(idle, next).await {
+            Some(Some(data)) => data.map_err(|e| {
+                HttpResponse::error(StatusCode::BAD_REQUEST, &format!("request body: {e}"))
+            })?,
+            Some(None) => break,
+            None => {
+                return Err(HttpResponse::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!(
+                        "no request data for {} (--stream-idle-timeout)",
+                        humantime::format_duration(idle)
+                    ),
+                ))
+            }
+        };
         if buf.len() + data.len() > max {
             return Err(HttpResponse::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("request bodies are limited to {max} bytes"),
             ));
         }
+        let _ = body.flow_control().release_capacity(data.len());
         buf.extend_from_slice(&data);
     }
     Ok(buf.freeze())
