@@ -120,6 +120,9 @@ fn descriptors_follow_max_open_files_not_the_topic_count() {
             &RANGES.to_string(),
             "--max-open-files",
             &MAX_OPEN_FILES.to_string(),
+            // One consumer reads every topic.
+            "--max-topics-per-consumer",
+            "1000",
             "--segment-size",
             "256KiB",
             "--durability",

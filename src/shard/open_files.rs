@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::writer::PartitionWriter;
+use crate::rt;
 
 /// The shard's open partition logs and the order they were used in.
 pub struct OpenFiles {
@@ -24,7 +25,15 @@ pub struct OpenFiles {
     open: RefCell<Vec<Rc<PartitionWriter>>>,
     /// Logs closed to stay within the bound, since start.
     closed: Cell<u64>,
+    /// Opens (recoveries) running at once on the shard. Recovery decompresses a log's last
+    /// segment: CPU work on this one core, so running more at once is no faster, while each
+    /// holds a chunk and its decompressed records in memory. A poll over many cold partitions
+    /// would otherwise recover them all at once.
+    recoveries: Rc<rt::Semaphore>,
 }
+
+/// Logs one shard opens (recovers) at once.
+const CONCURRENT_RECOVERIES: u64 = 2;
 
 impl Default for OpenFiles {
     fn default() -> OpenFiles {
@@ -33,6 +42,7 @@ impl Default for OpenFiles {
             clock: Cell::new(0),
             open: RefCell::new(Vec::new()),
             closed: Cell::new(0),
+            recoveries: Rc::new(rt::Semaphore::new(CONCURRENT_RECOVERIES)),
         }
     }
 }
@@ -43,6 +53,11 @@ impl OpenFiles {
             max_files: max_files.max(1),
             ..OpenFiles::default()
         })
+    }
+
+    /// The permits an open (recovery) takes one of while it runs.
+    pub fn recovery_slots(&self) -> Rc<rt::Semaphore> {
+        self.recoveries.clone()
     }
 
     /// Marks a log used now. O(1): one counter, one store.

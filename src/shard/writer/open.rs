@@ -86,11 +86,14 @@ impl PartitionWriter {
         let budget = self.tail_budget.clone();
         let metrics = self.metrics.clone();
         let closing = self.closing.borrow().clone();
+        let slots = self.files.recovery_slots();
         let f = flight.clone();
         rt::spawn_detached(async move {
             if let Some(c) = closing {
                 c.wait().await;
             }
+            // Closed only if the shard is going away; then the open goes ahead unbounded.
+            let _slot = slots.acquire_static_permit(1).await;
             let result = match PartitionLog::open_sharing(dir.clone(), config, budget).await {
                 Ok((log, report)) => {
                     // Partitions reopen whenever the open-files bound closed them: only a
