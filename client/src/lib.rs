@@ -39,3 +39,9 @@ pub use consumer::{Consumer, ConsumerConfig, Record, StartPolicy};
 pub use error::ClientError;
 pub use producer::{Delivery, Producer, ProducerConfig};
 pub use shardlog_wire as wire;
+
+/// The examples of `docs/clients.md`, compiled as doc tests so the guide cannot drift from the
+/// library.
+#[doc = include_str!("../../docs/clients.md")]
+#[cfg(doctest)]
+pub struct ClientsGuide;
