@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::consumer::ConsumerClient;
-use common::{peak_rss, Broker, Client, Response};
+use common::{keys_per_partition, peak_rss, Broker, Client, Response};
 use shardlog::ring::TopicLayout;
 use shardlog::wire::consumer::StartPolicy;
 
@@ -34,23 +34,6 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count()
-}
-
-/// One key per partition of a topic with the test's layout.
-fn keys_per_partition() -> Vec<String> {
-    let layout = TopicLayout::new(SHARDS as u32, RANGES);
-    let mut seen = BTreeSet::new();
-    let mut keys = Vec::new();
-    for i in 0.. {
-        let k = format!("k{i}");
-        if seen.insert(layout.partition_of_key(k.as_bytes())) {
-            keys.push(k);
-            if keys.len() == layout.partitions() as usize {
-                break;
-            }
-        }
-    }
-    keys
 }
 
 /// Writes `round` to every partition of every topic; returns the most descriptors seen.
@@ -112,7 +95,7 @@ fn consume_everything(broker: &Broker) -> BTreeSet<(String, String)> {
 
 #[test]
 fn descriptors_follow_max_open_files_not_the_topic_count() {
-    let keys = keys_per_partition();
+    let keys = keys_per_partition(&TopicLayout::new(SHARDS as u32, RANGES));
     let mut broker = Broker::start_with(
         SHARDS,
         &[

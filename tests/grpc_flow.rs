@@ -7,19 +7,8 @@ mod grpc_client;
 
 use std::time::Duration;
 
-use common::Broker;
+use common::{rss, Broker};
 use grpc_client::{connect, runtime, Client};
-
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb * 1024
-}
 
 fn batch(round: usize, n: usize) -> Vec<Vec<u8>> {
     (0..n)
@@ -49,13 +38,13 @@ fn a_slow_grpc_consumer_keeps_broker_memory_bounded() {
             let r = stream.message().await.unwrap().unwrap();
             assert_eq!(r.offset, i);
         }
-        let before = rss_bytes(pid);
+        let before = rss(pid);
         // The consumer stops reading while 40 MB of records are written.
         for round in 5..45 {
             producer.produce(&md, batch(round, 1000)).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let after = rss_bytes(pid);
+        let after = rss(pid);
         let grown = after.saturating_sub(before);
         assert!(
             grown < 32 << 20,

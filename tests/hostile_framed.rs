@@ -13,14 +13,9 @@ use common::{Broker, Client, Response};
 use shardlog::wire::frame::{encode_frame, encode_frame_with, OpCode};
 use shardlog::wire::produce::encode_produce_body;
 
-/// The broker's resident memory, in KiB (`VmRSS` of `/proc/<pid>/status`).
+/// The broker's resident memory, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("broker status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
+    common::rss(pid) >> 10
 }
 
 /// What the hostile sender saw.

@@ -8,7 +8,7 @@
 mod common;
 
 use common::consumer::ConsumerClient;
-use common::{peak_rss, Broker, Client, Response};
+use common::{peak_rss, rss, Broker, Client, Response};
 use shardlog::wire::consumer::StartPolicy;
 
 const SHARDS: usize = 2;
@@ -20,17 +20,6 @@ const FRAME: usize = 512 << 10;
 /// What the broker may hold besides the hot tails: buffers of the chunks in flight, the
 /// allocator's slack, per-topic state (a debug build).
 const CONSTANT: u64 = 48 << 20;
-
-/// A process's current resident memory (VmRSS), in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb << 10
-}
 
 /// `len` incompressible bytes (xorshift, so zstd cannot shrink them: the chunks in memory
 /// are as big as what was written).

@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use common::consumer::ConsumerClient;
-use common::{peak_rss, Broker, Client, Response};
+use common::{keys_per_partition, peak_rss, reset_peak, rss, Broker, Client, Response};
 use shardlog::ring::TopicLayout;
 use shardlog::wire::consumer::StartPolicy;
 
@@ -18,22 +18,6 @@ const BODY: usize = 4 << 20;
 /// Partitions open on first use, so the first polls also recover (decompress) the cold
 /// partitions they reach, two at a time per shard: ~25 MiB measured, most of it recovery.
 const BOUND: u64 = 40 << 20;
-
-/// A process's current resident memory (VmRSS), in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb << 10
-}
-
-/// Resets the process's peak RSS (VmHWM) to its current RSS; false if the kernel refused.
-fn reset_peak(pid: u32) -> bool {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
-}
 
 /// `len` incompressible bytes starting with `tag|` (xorshift, so zstd cannot shrink them).
 fn body(tag: &str, len: usize, seed: u64) -> Vec<u8> {
@@ -47,23 +31,6 @@ fn body(tag: &str, len: usize, seed: u64) -> Vec<u8> {
     }
     b.truncate(len);
     b
-}
-
-/// One key per partition of a 1-shard, `PARTITIONS`-range topic.
-fn keys_per_partition() -> Vec<String> {
-    let layout = TopicLayout::new(1, PARTITIONS);
-    let mut seen = BTreeSet::new();
-    let mut keys = Vec::new();
-    for i in 0.. {
-        let k = format!("k{i}");
-        if seen.insert(layout.partition_of_key(k.as_bytes())) {
-            keys.push(k);
-            if keys.len() == PARTITIONS as usize {
-                break;
-            }
-        }
-    }
-    keys
 }
 
 #[test]
@@ -83,7 +50,7 @@ fn a_poll_over_cold_big_chunks_stays_near_its_budget_and_drains_exactly_once() {
         ],
     );
     let mut p = Client::startup(broker.framed, "big");
-    let keys = keys_per_partition();
+    let keys = keys_per_partition(&TopicLayout::new(1, PARTITIONS));
     for (i, k) in keys.iter().enumerate() {
         let b = body(&format!("m{i}"), BODY, i as u64 + 7);
         assert_eq!(

@@ -9,26 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::http::{HttpClient, Response as HttpResponse};
-use common::{peak_rss, Broker, Client, Response};
+use common::{peak_rss, reset_peak, rss, Broker, Client, Response};
 use shardlog::wire::base64;
 
 const JSON: Option<&str> = Some("application/json");
-
-/// A process's current resident memory (VmRSS), in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb << 10
-}
-
-/// Resets the process's peak RSS (VmHWM) to its current RSS; false if the kernel refused.
-fn reset_peak(pid: u32) -> bool {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
-}
 
 /// A 4 MiB body that compresses to almost nothing: `tag|` then `a`s (not JSON, so it comes
 /// back as a JSON string).

@@ -414,15 +414,48 @@ pub fn test_log_config() -> shardlog::storage::LogConfig {
     }
 }
 
+/// A field of `/proc/<pid>/status` given in kB (`VmRSS`, `VmHWM`), in bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    kb << 10
+}
+
+/// A process's current resident memory (VmRSS), in bytes.
+pub fn rss(pid: u32) -> u64 {
+    status_bytes(pid, "VmRSS")
+}
+
 /// A process's peak resident memory (VmHWM), in bytes.
 pub fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM");
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb << 10
+    status_bytes(pid, "VmHWM")
+}
+
+/// Resets the process's peak RSS (VmHWM) to its current RSS; false if the kernel refused.
+pub fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// One key per partition of `layout` (`k0`, `k1`, … the first that land in each), in
+/// partition order of discovery.
+pub fn keys_per_partition(layout: &shardlog::ring::TopicLayout) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut keys = Vec::new();
+    for i in 0.. {
+        let k = format!("k{i}");
+        if seen.insert(layout.partition_of_key(k.as_bytes())) {
+            keys.push(k);
+            if keys.len() == layout.partitions() as usize {
+                break;
+            }
+        }
+    }
+    keys
 }
 
 /// Issue 13 item 18: in the one partition of `topic` that holds records (one record, at offset
