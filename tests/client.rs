@@ -250,3 +250,96 @@ fn errors_are_typed() {
         assert!(matches!(d.await, Err(ClientError::Connect { .. })));
     });
 }
+
+/// FETCH through `PartitionReader`: one partition from any offset without a group; a read
+/// never creates a topic; a bad partition, an unknown topic and a malformed body are refused
+/// with their codes.
+#[test]
+fn a_partition_reader_reads_from_any_offset() {
+    use shardlog::ring::TopicLayout;
+    use shardlog::wire::ErrorCode;
+    use shardlog_client::{PartitionReader, ReaderConfig};
+
+    let broker = Broker::start(2);
+    let addr = broker.framed.to_string();
+    let data_dir = broker.data_dir.clone();
+    runtime().block_on(async move {
+        let producer = Producer::new(ProducerConfig::new(&addr)).unwrap();
+        let mut ds = Vec::new();
+        for i in 0..300 {
+            ds.push(
+                producer
+                    .send("replay", Some(b"one-key"), format!("v{i}"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for d in ds {
+            d.await.unwrap();
+        }
+        // The default layout: 2 shards × 4 ranges.
+        let j = TopicLayout::new(2, 4).partition_of_key(b"one-key");
+        for from in [0i64, 137, 299] {
+            let mut config = ReaderConfig::new(&addr, "replay", j, from);
+            config.max_bytes = 1024; // several fetches
+            config.max_wait = Duration::from_millis(100);
+            let mut reader = PartitionReader::connect(config).await.unwrap();
+            let mut got = Vec::new();
+            loop {
+                let batch = reader.next_batch().await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                got.extend(batch);
+            }
+            let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+            assert_eq!(offsets, (from..300).collect::<Vec<_>>());
+            for r in &got {
+                assert_eq!(r.value, format!("v{}", r.offset).as_bytes());
+            }
+            assert_eq!(reader.position(), 300);
+        }
+
+        let refused = |e: ClientError| e.code();
+        let mut past = PartitionReader::connect(ReaderConfig::new(&addr, "replay", 8, 0))
+            .await
+            .unwrap();
+        assert_eq!(
+            refused(past.next_batch().await.unwrap_err()),
+            Some(ErrorCode::NotFound)
+        );
+        let mut typo = PartitionReader::connect(ReaderConfig::new(&addr, "replya", 0, 0))
+            .await
+            .unwrap();
+        assert_eq!(
+            refused(typo.next_batch().await.unwrap_err()),
+            Some(ErrorCode::NotFound)
+        );
+        assert!(!data_dir.join("replya").exists(), "a read created a topic");
+    });
+
+    // A malformed FETCH body is BAD_REQUEST, and the connection goes on serving.
+    let mut c = common::Client::connect(broker.framed);
+    let mut frame = Vec::new();
+    shardlog::wire::frame::encode_frame(
+        &mut frame,
+        shardlog::wire::OpCode::Fetch,
+        0,
+        5,
+        b"\x03abc",
+    );
+    c.send_raw(&frame);
+    match c.recv() {
+        Some(common::Response::Error {
+            stream_id: 5,
+            code: 4,
+            ..
+        }) => {}
+        other => panic!("expected BAD_REQUEST, got {other:?}"),
+    }
+    let mut c = common::Client::startup(broker.framed, "replay");
+    assert_eq!(
+        c.produce(1, b"", &[b"still serving"]),
+        common::Response::Produced(1)
+    );
+}

@@ -4,6 +4,7 @@
 //!   connections, resolves a [`Delivery`] per message once the broker stored it durably;
 //!   retries what may be retried (at-least-once), bounds unacknowledged bytes.
 //! - [`Consumer`] ([`consumer`]): a consumer-group member: register, poll, commit, leave.
+//! - [`PartitionReader`] ([`reader`]): one partition from an offset, without a group (FETCH).
 //! - [`ClientError`] ([`error`]): the one error type; [`ClientError::is_retryable`].
 //! - [`connection`]: one socket as frames; `mux` (private): many requests in flight on it.
 //!
@@ -34,10 +35,12 @@ pub mod consumer;
 pub mod error;
 mod mux;
 pub mod producer;
+pub mod reader;
 
 pub use consumer::{Consumer, ConsumerConfig, Record, StartPolicy};
 pub use error::ClientError;
 pub use producer::{Delivery, Producer, ProducerConfig};
+pub use reader::{PartitionReader, ReaderConfig};
 pub use shardlog_wire as wire;
 
 /// The examples of `docs/clients.md`, compiled as doc tests so the guide cannot drift from the

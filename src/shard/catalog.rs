@@ -48,6 +48,16 @@ impl Shard {
         Ok(self.install_topic(name, found.layout))
     }
 
+    /// The topic's state if it exists; never creates one (reads that name a topic: a typo
+    /// must not make a topic).
+    pub async fn existing_topic(&self, name: &str) -> Result<Rc<TopicState>, TopicError> {
+        if let Some(t) = self.known_topic(name) {
+            return Ok(t);
+        }
+        let found = self.find_or_create(name, None).await?;
+        Ok(self.install_topic(name, found.layout))
+    }
+
     /// Creates the topic explicitly (whatever `--auto-create-topics` says), with
     /// `partitions` partitions or the default layout. An existing topic is found, not
     /// changed: the caller compares its layout with what it asked for.

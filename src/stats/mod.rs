@@ -39,10 +39,11 @@ pub enum RequestType {
     Poll,
     Commit,
     Goodbye,
+    Fetch,
 }
 
 impl RequestType {
-    pub const ALL: [RequestType; 7] = [
+    pub const ALL: [RequestType; 8] = [
         RequestType::Produce,
         RequestType::Startup,
         RequestType::Heartbeat,
@@ -50,6 +51,7 @@ impl RequestType {
         RequestType::Poll,
         RequestType::Commit,
         RequestType::Goodbye,
+        RequestType::Fetch,
     ];
 
     /// The request type of a client opcode (`None` for response opcodes).
@@ -62,6 +64,7 @@ impl RequestType {
             OpCode::Poll => RequestType::Poll,
             OpCode::Commit => RequestType::Commit,
             OpCode::Goodbye => RequestType::Goodbye,
+            OpCode::Fetch => RequestType::Fetch,
             OpCode::Ready | OpCode::Error | OpCode::ProduceResponse | OpCode::PollResponse => {
                 return None
             }
@@ -78,6 +81,7 @@ impl RequestType {
             RequestType::Poll => "poll",
             RequestType::Commit => "commit",
             RequestType::Goodbye => "goodbye",
+            RequestType::Fetch => "fetch",
         }
     }
 }

@@ -22,6 +22,9 @@ code_table! {
         PollResponse = 9, "POLL_RESPONSE";
         Commit = 10, "COMMIT";
         Goodbye = 11, "GOODBYE";
+        /// One partition from an offset, without a group (see `wire::fetch`); answered with
+        /// POLL_RESPONSE.
+        Fetch = 12, "FETCH";
     }
 }
 
@@ -153,12 +156,12 @@ mod tests {
     #[test]
     fn opcodes() {
         crate::table::assert_unique(OpCode::TABLE, |op| op as u8);
-        for op in 1..=11u8 {
+        for op in 1..=12u8 {
             assert_eq!(OpCode::from_u8(op).unwrap() as u8, op);
         }
-        assert_eq!(OpCode::ALL.len(), 11);
+        assert_eq!(OpCode::ALL.len(), 12);
         assert_eq!(OpCode::from_u8(0), Err(WireError::UnknownOpcode(0)));
-        assert_eq!(OpCode::from_u8(12), Err(WireError::UnknownOpcode(12)));
+        assert_eq!(OpCode::from_u8(13), Err(WireError::UnknownOpcode(13)));
         assert_eq!(OpCode::from_u8(200), Err(WireError::UnknownOpcode(200)));
         assert_eq!(OpCode::ProduceResponse.name(), "PRODUCE_RESPONSE");
     }

@@ -11,6 +11,7 @@
 //! - [`grpc`]: the gRPC length-prefixed message (`compressed u8 | length u32 | message`).
 //! - [`poll`]: the consumer poll response (items of compressed chunk payloads).
 //! - [`payload`]: a chunk payload's bounded decompression (one checksummed zstd frame).
+//! - [`fetch`]: the FETCH body (one partition from an offset, no group).
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
 //! - [`base64`]: the encoding of record bodies that are not UTF-8 where JSON carries them.
 //! - [`reader`]: the one bounds-checked cursor every decoder reads with (typed big-endian getters).
@@ -29,6 +30,7 @@
 pub mod base64;
 pub mod consumer;
 pub mod error;
+pub mod fetch;
 pub mod frame;
 pub mod grpc;
 pub mod header;

@@ -11,11 +11,33 @@ use bytes::Bytes;
 
 use super::connection::Outbox;
 use crate::consumer::api;
+use crate::consumer::poll::PollResponse;
 use crate::rt;
 use crate::shard::Shard;
 use crate::wire::consumer::{ConsumerIdBody, PollBody, RegisterBody};
 use crate::wire::header::VERSION;
 use crate::wire::{FrameHeader, OpCode};
+
+/// Queues a POLL_RESPONSE frame (its body written as the response's parts, with vectored
+/// I/O). `permit` is the connection's one poll-response slot, released once it is written.
+pub fn push_poll_response(
+    outbox: &Rc<Outbox>,
+    sid: u16,
+    resp: PollResponse,
+    permit: rt::StaticPermit,
+) {
+    let header = FrameHeader {
+        version: VERSION,
+        flags: 0,
+        stream_id: sid,
+        opcode: OpCode::PollResponse as u8,
+        body_len: resp.len as u32,
+    };
+    let mut parts = Vec::with_capacity(resp.parts.len() + 1);
+    parts.push(Bytes::copy_from_slice(&header.encode()));
+    parts.extend(resp.parts);
+    outbox.push_parts(parts, permit);
+}
 
 /// Serves one consumer frame (`op` is REGISTER, POLL, COMMIT or GOODBYE).
 pub async fn handle(
@@ -45,19 +67,7 @@ pub async fn handle(
             let polled = api::poll(shard, &b.consumer_id, wait).await;
             shard.metrics.poll.record(read_at.elapsed());
             match polled {
-                Ok(resp) => {
-                    let header = FrameHeader {
-                        version: VERSION,
-                        flags: 0,
-                        stream_id: sid,
-                        opcode: OpCode::PollResponse as u8,
-                        body_len: resp.len as u32,
-                    };
-                    let mut parts = Vec::with_capacity(resp.parts.len() + 1);
-                    parts.push(Bytes::copy_from_slice(&header.encode()));
-                    parts.extend(resp.parts);
-                    return outbox.push_parts(parts, permit);
-                }
+                Ok(resp) => return push_poll_response(outbox, sid, resp, permit),
                 Err(e) => Err(e),
             }
         }

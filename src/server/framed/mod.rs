@@ -15,6 +15,7 @@
 pub mod connection;
 pub mod consumer;
 pub mod errors;
+pub mod fetch;
 pub mod produce;
 
 use std::os::fd::AsRawFd;
@@ -264,6 +265,7 @@ async fn handle_frame(
         OpCode::Register | OpCode::Poll | OpCode::Commit | OpCode::Goodbye => {
             consumer::handle(shard, outbox, conn.poll_slot, op, sid, &body).await
         }
+        OpCode::Fetch => fetch::handle(shard, outbox, conn.poll_slot, sid, &body).await,
         OpCode::Ready | OpCode::Error | OpCode::ProduceResponse | OpCode::PollResponse => outbox
             .push_error(
                 sid,

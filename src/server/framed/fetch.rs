@@ -1,0 +1,57 @@
+//! FETCH → POLL_RESPONSE: one partition from an offset, without a consumer group (a reader
+//! that keeps its own position). The topic must exist: a read never creates one. The answer
+//! is a poll response of the stored chunks from the one holding `offset`, at most
+//! `min(max bytes, --max-poll-bytes)` of payloads (at least one chunk if there is any); an
+//! offset before the partition's first (removed by retention) is OUT_OF_RANGE, a partition
+//! index past the topic's is NOT_FOUND.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::connection::Outbox;
+use super::consumer::push_poll_response;
+use crate::consumer::poll::PollAssembler;
+use crate::rt;
+use crate::shard::Shard;
+use crate::wire::fetch::FetchBody;
+
+/// Serves one FETCH frame.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    outbox: &Rc<Outbox>,
+    poll_slot: &Rc<rt::Semaphore>,
+    sid: u16,
+    body: &[u8],
+) {
+    let started = Instant::now();
+    let req = match FetchBody::decode(body) {
+        Ok(b) => b,
+        Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
+    };
+    let topic = match shard.existing_topic(&req.topic).await {
+        Ok(t) => t,
+        Err(e) => return outbox.push_error(sid, super::errors::code_of(&e), &e.to_string()),
+    };
+    // Wait until this connection's previous poll response has been written.
+    let Ok(permit) = poll_slot.clone().acquire_static_permit(1).await else {
+        return;
+    };
+    let max_bytes = (req.max_bytes as usize).clamp(1, shard.config.max_poll_bytes);
+    let wait = req.max_wait_ms.map(|ms| Duration::from_millis(ms.into()));
+    let read = shard
+        .read(&topic, req.partition, req.offset, max_bytes, wait)
+        .await;
+    shard.metrics.poll.record(started.elapsed());
+    let read = match read {
+        Ok(r) => r,
+        Err(e) => return outbox.push_error(sid, super::errors::code_of(&e), &e.to_string()),
+    };
+    let id = topic.layout.partition_id(req.partition);
+    let mut asm = PollAssembler::new(max_bytes);
+    for chunk in &read.chunks {
+        if !asm.try_push(&topic.name, id, chunk) {
+            break;
+        }
+    }
+    push_poll_response(outbox, sid, asm.finish(), permit);
+}
