@@ -17,7 +17,11 @@ async fn main() -> Result<(), ClientError> {
     for i in 0..10 {
         let key = format!("user-{}", i % 3);
         let value = format!("event {i} of {key}");
-        deliveries.push(producer.send("example", Some(key.as_bytes()), value).await?);
+        deliveries.push(
+            producer
+                .send("example", Some(key.as_bytes()), value)
+                .await?,
+        );
     }
     for d in deliveries {
         d.await?;
