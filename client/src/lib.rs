@@ -4,6 +4,8 @@
 //!   connections, resolves a [`Delivery`] per message once the broker stored it durably;
 //!   retries what may be retried (at-least-once), bounds unacknowledged bytes.
 //! - [`Consumer`] ([`consumer`]): a consumer-group member: register, poll, commit, leave.
+//! - [`Admin`] ([`admin`]): the admin API on the broker's HTTP port: list, describe and
+//!   create topics (`http`, private: one HTTP/1.1 exchange).
 //! - [`ClientError`] ([`error`]): the one error type; [`ClientError::is_retryable`].
 //! - [`connection`]: one socket as frames; `mux` (private): many requests in flight on it.
 //!
@@ -28,13 +30,16 @@
 //! # }
 //! ```
 
+pub mod admin;
 mod batch;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+mod http;
 mod mux;
 pub mod producer;
 
+pub use admin::{Admin, Created, PartitionDescription, TopicDescription, TopicSummary};
 pub use consumer::{Consumer, ConsumerConfig, Record, StartPolicy};
 pub use error::ClientError;
 pub use producer::{Delivery, Producer, ProducerConfig};

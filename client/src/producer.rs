@@ -24,6 +24,7 @@ use shardlog_wire::ring::TopicLayout;
 use shardlog_wire::startup::validate_topic;
 use shardlog_wire::OpCode;
 
+use crate::admin::{Admin, Layouts};
 use crate::batch::{Batch, Batches, Route};
 use crate::mux::Mux;
 use crate::ClientError;
@@ -49,6 +50,12 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// How long one request (and one connect) may take.
     pub request_timeout: Duration,
+    /// The broker's HTTP address (`host:port`, its admin API), if any. With it, the producer
+    /// asks for a topic's layout once, when the topic is first sent to, and batches keyed
+    /// messages per partition (several keys share a batch) instead of per key. A topic that
+    /// does not exist yet at that moment stays batched per key; create it first
+    /// (`Admin::create_topic`) to have it routed by partition.
+    pub admin: Option<String>,
 }
 
 impl ProducerConfig {
@@ -64,6 +71,7 @@ impl ProducerConfig {
             retries: 5,
             retry_backoff: Duration::from_millis(50),
             request_timeout: Duration::from_secs(30),
+            admin: None,
         }
     }
 }
@@ -108,7 +116,7 @@ pub struct Producer {
 struct Inner {
     config: ProducerConfig,
     topics: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
-    layouts: Mutex<HashMap<String, TopicLayout>>,
+    layouts: Layouts,
     budget: Arc<Semaphore>,
     budget_total: u32,
 }
@@ -120,13 +128,17 @@ impl Producer {
             return Err(ClientError::Invalid("no broker address".into()));
         }
         let budget_total = config.max_unacked_bytes.clamp(1, u32::MAX as usize) as u32;
+        let admin = config
+            .admin
+            .as_ref()
+            .map(|a| Admin::new(a.clone()).with_timeout(config.request_timeout));
         Ok(Producer {
             inner: Arc::new(Inner {
                 budget: Arc::new(Semaphore::new(budget_total as usize)),
                 budget_total,
+                layouts: Layouts::new(admin),
                 config,
                 topics: Mutex::new(HashMap::new()),
-                layouts: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -134,7 +146,7 @@ impl Producer {
     /// Routes `topic`'s keyed messages by its layout (as the admin API describes it), so that
     /// messages of different keys in one partition share batches.
     pub fn set_layout(&self, topic: &str, layout: TopicLayout) {
-        lock(&self.inner.layouts).insert(topic.to_string(), layout);
+        self.inner.layouts.set(topic, layout);
     }
 
     /// Queues one message (`key` picks its partition; `None` or empty: keyless) and returns
@@ -169,7 +181,7 @@ impl Producer {
         let route = if key.is_empty() {
             Route::Keyless
         } else {
-            match lock(&self.inner.layouts).get(topic) {
+            match self.inner.layouts.get(topic).await {
                 Some(l) => Route::Partition(l.partition_of_key(key)),
                 None => Route::Key(Bytes::copy_from_slice(key)),
             }
