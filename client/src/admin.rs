@@ -5,7 +5,7 @@
 //! [`Layouts`] is what a producer with `admin` set uses to learn a topic's layout once, so it
 //! batches keyed messages per partition rather than per key.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -216,9 +216,11 @@ fn error_message(body: &[u8]) -> String {
 /// admin API when the producer has one.
 pub(crate) struct Layouts {
     admin: Option<Admin>,
-    known: Mutex<HashMap<String, TopicLayout>>,
-    /// Topics whose layout was asked for already (found or not): asked once only.
-    asked: tokio::sync::Mutex<HashSet<String>>,
+    /// Per topic asked about (or set): its layout, or `None` when the broker could not give
+    /// one. A topic absent here was never asked about.
+    known: Mutex<HashMap<String, Option<TopicLayout>>>,
+    /// Held while a layout is fetched, so a topic is asked about once however many sends race.
+    asking: tokio::sync::Mutex<()>,
 }
 
 impl Layouts {
@@ -226,12 +228,12 @@ impl Layouts {
         Layouts {
             admin,
             known: Mutex::new(HashMap::new()),
-            asked: tokio::sync::Mutex::new(HashSet::new()),
+            asking: tokio::sync::Mutex::new(()),
         }
     }
 
     pub fn set(&self, topic: &str, layout: TopicLayout) {
-        lock(&self.known).insert(topic.to_string(), layout);
+        lock(&self.known).insert(topic.to_string(), Some(layout));
     }
 
     /// The topic's layout if known; on the first call for a topic, with an admin client,
@@ -240,20 +242,16 @@ impl Layouts {
     /// key, for good, so one key's messages never switch between routes (and connections)
     /// while some are in flight.
     pub async fn get(&self, topic: &str) -> Option<TopicLayout> {
-        if let Some(l) = lock(&self.known).get(topic) {
-            return Some(*l);
+        if let Some(known) = lock(&self.known).get(topic) {
+            return *known;
         }
         let admin = self.admin.as_ref()?;
-        let mut asked = self.asked.lock().await;
-        if asked.insert(topic.to_string()) {
-            if let Ok(d) = admin.describe_topic(topic).await {
-                lock(&self.known)
-                    .entry(topic.to_string())
-                    .or_insert(d.layout);
-            }
+        let _asking = self.asking.lock().await;
+        if let Some(known) = lock(&self.known).get(topic) {
+            return *known;
         }
-        drop(asked);
-        lock(&self.known).get(topic).copied()
+        let layout = admin.describe_topic(topic).await.ok().map(|d| d.layout);
+        *lock(&self.known).entry(topic.to_string()).or_insert(layout)
     }
 }
 
@@ -264,6 +262,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn answer(status: u16, body: &str) -> HttpAnswer {
         HttpAnswer {
@@ -301,6 +302,78 @@ mod tests {
         let e = decode::<TopicList>(answer(200, "{\"topics\":3}")).unwrap_err();
         assert!(matches!(e, ClientError::BadResponse(_)), "{e:?}");
         assert_eq!(error_message(b"odd: body"), "odd: body");
+    }
+
+    /// A one-shot HTTP server on loopback answering every connection with `answer` (or
+    /// nothing, when it is `None`), counting the connections.
+    async fn server(answer: Option<&'static str>) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    match answer {
+                        Some(body) => {
+                            let head = format!(
+                                "HTTP/1.1 {}\r\ncontent-length: {}\r\n\r\n",
+                                if body.starts_with('{') {
+                                    "200 OK"
+                                } else {
+                                    "404 Not Found"
+                                },
+                                body.len()
+                            );
+                            let _ = sock.write_all(head.as_bytes()).await;
+                            let _ = sock.write_all(body.as_bytes()).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(5)).await,
+                    }
+                });
+            }
+        });
+        (addr, count)
+    }
+
+    #[tokio::test]
+    async fn a_layout_is_asked_for_once_found_or_not() {
+        let described = r#"{"name":"t","layout":{"gen":1,"tokenRanges":1,
+            "rangesPerTokenRange":1,"partitions":1},"partitions":[{"partition":0,
+            "token":"-9223372036854775808","rangeIndex":0,"shard":0,"firstOffset":0,
+            "nextOffset":0,"bytes":0}]}"#;
+        let (addr, asked) = server(Some(described)).await;
+        let layouts = Layouts::new(Some(Admin::new(addr)));
+        for _ in 0..3 {
+            assert_eq!(layouts.get("t").await, Some(TopicLayout::new(1, 1)));
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+        let (addr, asked) = server(Some("404 Not Found: topic 't' does not exist\n")).await;
+        let layouts = Layouts::new(Some(Admin::new(addr)));
+        assert_eq!(layouts.get("t").await, None);
+        assert_eq!(layouts.get("t").await, None);
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            1,
+            "not found is remembered too"
+        );
+        layouts.set("t", TopicLayout::new(2, 2));
+        assert_eq!(layouts.get("t").await, Some(TopicLayout::new(2, 2)));
+
+        assert_eq!(Layouts::new(None).get("t").await, None);
+    }
+
+    #[tokio::test]
+    async fn a_call_without_an_answer_times_out() {
+        let (addr, _) = server(None).await;
+        let admin = Admin::new(addr).with_timeout(Duration::from_millis(100));
+        let e = admin.list_topics().await.unwrap_err();
+        assert!(matches!(e, ClientError::Timeout(_)), "{e:?}");
+        assert!(e.is_retryable());
     }
 
     #[test]
