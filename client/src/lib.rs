@@ -7,7 +7,8 @@
 //! - [`Admin`] ([`admin`]): the admin API on the broker's HTTP port: list, describe and
 //!   create topics (`http`, private: one HTTP/1.1 exchange).
 //! - [`ClientError`] ([`error`]): the one error type; [`ClientError::is_retryable`].
-//! - [`connection`]: one socket as frames; `mux` (private): many requests in flight on it.
+//! - [`connection`]: one socket as frames; `mux` (private): many requests in flight on it;
+//!   `conns` (private): a producer's connections per topic.
 //!
 //! The codecs are the broker's own, from the `shardlog-wire` crate.
 //!
@@ -33,6 +34,7 @@
 pub mod admin;
 mod batch;
 pub mod connection;
+mod conns;
 pub mod consumer;
 pub mod error;
 mod http;
