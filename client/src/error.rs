@@ -36,6 +36,14 @@ pub enum ClientError {
     /// An argument the broker would refuse anyway (a topic name, an empty message list).
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// The broker's HTTP port answered an admin call with an error status; `message` is the
+    /// body's sentence saying what was wrong.
+    #[error("broker answered HTTP {status}: {message}")]
+    Http { status: u16, message: String },
+    /// An HTTP answer that is not what the admin API specifies (not HTTP, no
+    /// `Content-Length`, JSON of another shape).
+    #[error("bad response: {0}")]
+    BadResponse(String),
     /// The producer or consumer was closed.
     #[error("closed")]
     Closed,
@@ -59,7 +67,17 @@ impl ClientError {
             ClientError::Broker { code, .. } => {
                 ErrorCode::from_u8(*code).is_some_and(ErrorCode::is_retryable)
             }
+            // The HTTP port's retryable classes: unavailable, insufficient storage, a limit.
+            ClientError::Http { status, .. } => matches!(status, 429 | 503 | 507),
             _ => false,
+        }
+    }
+
+    /// The HTTP status, if the broker's HTTP port refused an admin call.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            ClientError::Http { status, .. } => Some(*status),
+            _ => None,
         }
     }
 
@@ -91,5 +109,12 @@ mod tests {
         assert!(refused(ErrorCode::Unavailable)
             .to_string()
             .contains("Unavailable"));
+        let http = |status| ClientError::Http {
+            status,
+            message: String::new(),
+        };
+        assert!(http(503).is_retryable());
+        assert!(!http(404).is_retryable());
+        assert_eq!(http(404).http_status(), Some(404));
     }
 }

@@ -5,8 +5,11 @@
 //!   retries what may be retried (at-least-once), bounds unacknowledged bytes.
 //! - [`Consumer`] ([`consumer`]): a consumer-group member: register, poll, commit, leave.
 //! - [`PartitionReader`] ([`reader`]): one partition from an offset, without a group (FETCH).
+//! - [`Admin`] ([`admin`]): the admin API on the broker's HTTP port: list, describe and
+//!   create topics (`http`, private: one HTTP/1.1 exchange).
 //! - [`ClientError`] ([`error`]): the one error type; [`ClientError::is_retryable`].
-//! - [`connection`]: one socket as frames; `mux` (private): many requests in flight on it.
+//! - [`connection`]: one socket as frames; `mux` (private): many requests in flight on it;
+//!   `conns` (private): a producer's connections per topic.
 //!
 //! The codecs are the broker's own, from the `shardlog-wire` crate.
 //!
@@ -29,14 +32,18 @@
 //! # }
 //! ```
 
+pub mod admin;
 mod batch;
 pub mod connection;
+mod conns;
 pub mod consumer;
 pub mod error;
+mod http;
 mod mux;
 pub mod producer;
 pub mod reader;
 
+pub use admin::{Admin, Created, PartitionDescription, TopicDescription, TopicSummary};
 pub use consumer::{Consumer, ConsumerConfig, Record, StartPolicy};
 pub use error::ClientError;
 pub use producer::{Delivery, Producer, ProducerConfig};

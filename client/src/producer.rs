@@ -22,10 +22,10 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use shardlog_wire::produce::encode_produce_body;
 use shardlog_wire::ring::TopicLayout;
 use shardlog_wire::startup::validate_topic;
-use shardlog_wire::OpCode;
 
+use crate::admin::{Admin, Layouts};
 use crate::batch::{Batch, Batches, Route};
-use crate::mux::Mux;
+use crate::conns::TopicConns;
 use crate::ClientError;
 
 /// How a [`Producer`] batches, pipelines, retries and bounds memory.
@@ -49,6 +49,12 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// How long one request (and one connect) may take.
     pub request_timeout: Duration,
+    /// The broker's HTTP address (`host:port`, its admin API), if any. With it, the producer
+    /// asks for a topic's layout once, when the topic is first sent to, and batches keyed
+    /// messages per partition (several keys share a batch) instead of per key. A topic that
+    /// does not exist yet at that moment stays batched per key; create it first
+    /// (`Admin::create_topic`) to have it routed by partition.
+    pub admin: Option<String>,
 }
 
 impl ProducerConfig {
@@ -64,6 +70,7 @@ impl ProducerConfig {
             retries: 5,
             retry_backoff: Duration::from_millis(50),
             request_timeout: Duration::from_secs(30),
+            admin: None,
         }
     }
 }
@@ -108,7 +115,7 @@ pub struct Producer {
 struct Inner {
     config: ProducerConfig,
     topics: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
-    layouts: Mutex<HashMap<String, TopicLayout>>,
+    layouts: Layouts,
     budget: Arc<Semaphore>,
     budget_total: u32,
 }
@@ -120,13 +127,17 @@ impl Producer {
             return Err(ClientError::Invalid("no broker address".into()));
         }
         let budget_total = config.max_unacked_bytes.clamp(1, u32::MAX as usize) as u32;
+        let admin = config
+            .admin
+            .as_ref()
+            .map(|a| Admin::new(a.clone()).with_timeout(config.request_timeout));
         Ok(Producer {
             inner: Arc::new(Inner {
                 budget: Arc::new(Semaphore::new(budget_total as usize)),
                 budget_total,
+                layouts: Layouts::new(admin),
                 config,
                 topics: Mutex::new(HashMap::new()),
-                layouts: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -134,7 +145,7 @@ impl Producer {
     /// Routes `topic`'s keyed messages by its layout (as the admin API describes it), so that
     /// messages of different keys in one partition share batches.
     pub fn set_layout(&self, topic: &str, layout: TopicLayout) {
-        lock(&self.inner.layouts).insert(topic.to_string(), layout);
+        self.inner.layouts.set(topic, layout);
     }
 
     /// Queues one message (`key` picks its partition; `None` or empty: keyless) and returns
@@ -169,7 +180,7 @@ impl Producer {
         let route = if key.is_empty() {
             Route::Keyless
         } else {
-            match lock(&self.inner.layouts).get(topic) {
+            match self.inner.layouts.get(topic).await {
                 Some(l) => Route::Partition(l.partition_of_key(key)),
                 None => Route::Key(Bytes::copy_from_slice(key)),
             }
@@ -312,124 +323,4 @@ fn dispatch(config: &ProducerConfig, conns: &Arc<TopicConns>, batch: Batch<Waite
             let _ = w.reply.send(result.clone());
         }
     });
-}
-
-/// A topic's connections, made (and remade after a failure) on demand, each starting with
-/// STARTUP for the topic.
-struct TopicConns {
-    topic: String,
-    brokers: Vec<String>,
-    max_in_flight: usize,
-    timeout: Duration,
-    slots: Vec<Slot>,
-    keyless: std::sync::atomic::AtomicUsize,
-}
-
-struct Slot {
-    conn: tokio::sync::Mutex<Option<Arc<Mux>>>,
-    /// Frames take turns on a slot in the order they were dispatched (see [`TopicConns::order`]).
-    line: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// A place in a slot's line: holding it, a frame is the next to be written on the slot.
-type Turn = tokio::sync::OwnedMutexGuard<()>;
-
-impl TopicConns {
-    fn new(topic: &str, config: &ProducerConfig) -> TopicConns {
-        let n = config.connections_per_topic.max(1);
-        TopicConns {
-            topic: topic.to_string(),
-            brokers: config.brokers.clone(),
-            max_in_flight: config.max_in_flight,
-            timeout: config.request_timeout,
-            slots: (0..n)
-                .map(|_| Slot {
-                    conn: tokio::sync::Mutex::new(None),
-                    line: Arc::new(tokio::sync::Mutex::new(())),
-                })
-                .collect(),
-            keyless: Default::default(),
-        }
-    }
-
-    /// The connection a route uses: keyless batches take turns; a keyed route always the same.
-    fn slot_for(&self, route: &Route) -> usize {
-        use std::hash::{Hash, Hasher};
-        let n = self.slots.len();
-        match route {
-            Route::Keyless => {
-                self.keyless
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    % n
-            }
-            r => {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                r.hash(&mut h);
-                (h.finish() as usize) % n
-            }
-        }
-    }
-
-    /// Takes a place in `slot`'s line, synchronously, so batches dispatched one after another
-    /// are written in that order even though each is sent by its own task.
-    fn order(&self, slot: usize) -> Pin<Box<dyn Future<Output = Turn> + Send>> {
-        let line = self.slots[slot].line.clone();
-        // `lock_owned` queues fairly (FIFO) from the moment the future is first polled; poll it
-        // here once so the place is taken now.
-        let mut fut = Box::pin(line.lock_owned());
-        let waker = futures_noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(turn) => Box::pin(async move { turn }),
-            Poll::Pending => fut,
-        }
-    }
-
-    /// Sends one PRODUCE body on `slot`'s connection and waits for its answer. `turn` is the
-    /// frame's place in line, released once the frame is handed to the connection.
-    async fn produce(
-        &self,
-        slot: usize,
-        body: &[u8],
-        turn: Option<Pin<Box<dyn Future<Output = Turn> + Send>>>,
-    ) -> Result<(), ClientError> {
-        let turn = match turn {
-            Some(t) => Some(t.await),
-            None => None,
-        };
-        let conn = self.connection(slot).await?;
-        let pending = conn.send(OpCode::Produce, 0, body).await;
-        drop(turn);
-        let answer = pending?.answer().await?;
-        match answer.opcode()? {
-            OpCode::ProduceResponse => Ok(()),
-            other => Err(ClientError::ConnectionLost(format!(
-                "unexpected {other:?} to PRODUCE"
-            ))),
-        }
-    }
-
-    async fn connection(&self, slot: usize) -> Result<Arc<Mux>, ClientError> {
-        let mut conn = self.slots[slot].conn.lock().await;
-        if let Some(c) = conn.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(c.clone());
-        }
-        *conn = None;
-        let addr = &self.brokers[slot % self.brokers.len()];
-        let mux = Mux::connect(addr, 1 << 20, self.max_in_flight, self.timeout).await?;
-        let mut body = Vec::new();
-        shardlog_wire::startup::StartupBody { topic: &self.topic }.encode(&mut body);
-        let ready = mux.call(OpCode::Startup, 0, &body).await?;
-        if ready.opcode()? != OpCode::Ready {
-            return Err(ClientError::ConnectionLost("no READY to STARTUP".into()));
-        }
-        let mux = Arc::new(mux);
-        *conn = Some(mux.clone());
-        Ok(mux)
-    }
-}
-
-/// A waker that does nothing: polling a future once to start it, not to be woken by it.
-fn futures_noop_waker() -> std::task::Waker {
-    std::task::Waker::noop().clone()
 }

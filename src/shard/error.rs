@@ -75,6 +75,30 @@ impl Classify for TopicError {
     }
 }
 
+/// Why a topic could not be described (admin API). Describing never creates a topic.
+#[derive(Debug, Clone, Error)]
+pub enum DescribeError {
+    /// No such topic, whatever `--auto-create-topics` says.
+    #[error("topic '{topic}' does not exist")]
+    NotFound { topic: String },
+    /// A partition's log could not be opened to read its offsets.
+    #[error("storage: {0}")]
+    Storage(Arc<StorageError>),
+    /// A shard could not be asked.
+    #[error("routing: {0}")]
+    Route(#[from] RouteError),
+}
+
+impl Classify for DescribeError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            DescribeError::NotFound { .. } => ErrorClass::NotFound,
+            DescribeError::Storage(e) => e.class(),
+            DescribeError::Route(e) => e.class(),
+        }
+    }
+}
+
 /// Why a frame was not acknowledged. Nothing of it is acknowledged; for `Storage` whether it
 /// reached the disk is unknown until recovery settles it.
 #[derive(Debug, Clone, Error)]

@@ -7,6 +7,7 @@
 //! - [`control`]: running control work on another core (`submit_to`), and per-core state.
 //! - [`error`]: the data plane's errors.
 //! - `catalog`: finding and creating topics (shard 0 decides), within `--max-topics`.
+//! - [`describe`]: listing topics and describing one's partitions (the admin API).
 //! - [`topics`]: persisted topic layouts.
 //! - [`produce`]: handing a frame to its partition's writer, here or on its shard.
 //! - [`writer`]: the group-commit writer of one partition.
@@ -20,6 +21,7 @@
 
 mod catalog;
 pub mod control;
+pub mod describe;
 mod dispatch;
 pub mod error;
 pub mod lifecycle;
@@ -35,7 +37,8 @@ pub mod writer;
 
 pub use catalog::Found;
 pub use control::CoreLocals;
-pub use error::{ProduceError, ReadError, RouteError, TopicError};
+pub use describe::PartitionInfo;
+pub use error::{DescribeError, ProduceError, ReadError, RouteError, TopicError};
 pub use produce::PendingAck;
 pub use upkeep::free_space;
 

@@ -89,7 +89,14 @@ pub fn routes() -> &'static [Route] {
                 "/v1/topic/{topic}/messages",
                 |shard, req| Box::pin(produce::produce(shard, req)),
             ),
-            // Creating a topic explicitly (the only way when --auto-create-topics is off).
+            // The admin API's topics: list, describe, and create explicitly (the only way
+            // when --auto-create-topics is off).
+            route(Method::GET, "/v1/topics", |shard, req| {
+                Box::pin(topics::list(shard, req))
+            }),
+            route(Method::GET, "/v1/topics/{name}", |shard, req| {
+                Box::pin(topics::describe(shard, req))
+            }),
             route(Method::POST, "/v1/topics/{name}", |shard, req| {
                 Box::pin(topics::create(shard, req))
             }),

@@ -4,7 +4,9 @@
 //! - [`poll_json`]: the JSON form of a poll response, bounded and yielding.
 //! - [`produce`]: `POST /v1/topic/{topic}/messages` (JSON and NDJSON).
 //! - [`query`]: query-string parsing with percent-decoding.
-//! - [`topics`]: `POST /v1/topics/{name}`, creating a topic explicitly.
+//! - [`topics`]: `GET /v1/topics`, `GET /v1/topics/{name}` (list, describe) and
+//!   `POST /v1/topics/{name}`, creating a topic explicitly.
+//! - [`topics_json`]: the JSON of the list and the description.
 //!
 //! See the "HTTP API" section of `docs/protocol.md`.
 
@@ -13,3 +15,4 @@ pub mod poll_json;
 pub mod produce;
 pub mod query;
 pub mod topics;
+pub mod topics_json;

@@ -1,5 +1,10 @@
-//! Creating a topic explicitly: `POST /v1/topics/{name}`, with an optional JSON body
+//! The topic routes of the admin API: `GET /v1/topics` (every topic, from shard 0's catalog),
+//! `GET /v1/topics/{name}` (its layout and each partition's offsets and bytes) and
+//! `POST /v1/topics/{name}`, creating a topic explicitly with an optional JSON body
 //! `{"partitions": N}` (without it, the default layout: shards × `--ranges-per-shard`).
+//!
+//! Describing never creates a topic: an unknown one is 404 whatever `--auto-create-topics`
+//! says. The JSON of the two GETs is in [`super::topics_json`].
 //!
 //! The one way to make a topic when `--auto-create-topics` is off; it works whatever that
 //! setting says. Idempotent: 201 when this request created the topic, 200 when it already
@@ -18,12 +23,51 @@ use crate::wire::startup::validate_topic;
 use super::super::errors;
 use super::super::message::{HttpRequest, HttpResponse};
 use super::query::{bad, decode};
+use super::topics_json;
 
 /// The optional body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     partitions: Option<u32>,
+}
+
+/// `GET /v1/topics`: every topic the broker holds, sorted by name, with its partition count.
+pub async fn list(shard: Rc<Shard>, _req: HttpRequest) -> HttpResponse {
+    match shard.list_topics().await {
+        Ok(all) => HttpResponse::json(StatusCode::OK, topics_json::list(&all)),
+        Err(e) => errors::response(&e),
+    }
+}
+
+/// `GET /v1/topics/{name}`: the topic's layout and its partitions, each as its owning shard
+/// reports it (partitions not open yet are opened to read their offsets).
+pub async fn describe(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
+    let name = match topic_name(&req) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    match shard.describe_topic(&name).await {
+        Ok((layout, parts)) => HttpResponse::json(
+            StatusCode::OK,
+            topics_json::describe(&name, &layout, &parts),
+        ),
+        Err(e) => errors::response(&e),
+    }
+}
+
+/// The `{name}` of the path, percent-decoded and checked as a topic name (400 if it is not).
+fn topic_name(req: &HttpRequest) -> Result<String, HttpResponse> {
+    let raw = req
+        .params
+        .iter()
+        .find(|(n, _)| *n == "name")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let name = decode(raw)
+        .ok_or_else(|| bad("the topic in the path is not valid percent-encoded UTF-8"))?;
+    validate_topic(&name).map_err(|e| bad(&e.to_string()))?;
+    Ok(name)
 }
 
 /// `POST /v1/topics/{name}`.
@@ -34,15 +78,7 @@ pub async fn create(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
 }
 
 async fn create_inner(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpResponse, HttpResponse> {
-    let raw = req
-        .params
-        .iter()
-        .find(|(n, _)| *n == "name")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
-    let name = decode(raw)
-        .ok_or_else(|| bad("the topic in the path is not valid percent-encoded UTF-8"))?;
-    validate_topic(&name).map_err(|e| bad(&e.to_string()))?;
+    let name = topic_name(req)?;
     let body: CreateBody = if req.body.iter().all(u8::is_ascii_whitespace) {
         CreateBody::default()
     } else {

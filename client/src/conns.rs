@@ -1,0 +1,136 @@
+//! A producer's connections for one topic ([`TopicConns`]): a few per topic, each made (and
+//! remade after a failure) on demand and started with STARTUP, and the order in which
+//! batches take turns on them, which keeps one key's frames in order.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use shardlog_wire::OpCode;
+
+use crate::batch::Route;
+use crate::mux::Mux;
+use crate::producer::ProducerConfig;
+use crate::ClientError;
+
+/// A topic's connections, made (and remade after a failure) on demand, each starting with
+/// STARTUP for the topic.
+pub(crate) struct TopicConns {
+    topic: String,
+    brokers: Vec<String>,
+    max_in_flight: usize,
+    timeout: Duration,
+    slots: Vec<Slot>,
+    keyless: std::sync::atomic::AtomicUsize,
+}
+
+struct Slot {
+    conn: tokio::sync::Mutex<Option<Arc<Mux>>>,
+    /// Frames take turns on a slot in the order they were dispatched (see [`TopicConns::order`]).
+    line: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A place in a slot's line: holding it, a frame is the next to be written on the slot.
+pub(crate) type Turn = tokio::sync::OwnedMutexGuard<()>;
+
+impl TopicConns {
+    pub(crate) fn new(topic: &str, config: &ProducerConfig) -> TopicConns {
+        let n = config.connections_per_topic.max(1);
+        TopicConns {
+            topic: topic.to_string(),
+            brokers: config.brokers.clone(),
+            max_in_flight: config.max_in_flight,
+            timeout: config.request_timeout,
+            slots: (0..n)
+                .map(|_| Slot {
+                    conn: tokio::sync::Mutex::new(None),
+                    line: Arc::new(tokio::sync::Mutex::new(())),
+                })
+                .collect(),
+            keyless: Default::default(),
+        }
+    }
+
+    /// The connection a route uses: keyless batches take turns; a keyed route always the same.
+    pub(crate) fn slot_for(&self, route: &Route) -> usize {
+        use std::hash::{Hash, Hasher};
+        let n = self.slots.len();
+        match route {
+            Route::Keyless => {
+                self.keyless
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    % n
+            }
+            r => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                r.hash(&mut h);
+                (h.finish() as usize) % n
+            }
+        }
+    }
+
+    /// Takes a place in `slot`'s line, synchronously, so batches dispatched one after another
+    /// are written in that order even though each is sent by its own task.
+    pub(crate) fn order(&self, slot: usize) -> Pin<Box<dyn Future<Output = Turn> + Send>> {
+        let line = self.slots[slot].line.clone();
+        // `lock_owned` queues fairly (FIFO) from the moment the future is first polled; poll it
+        // here once so the place is taken now.
+        let mut fut = Box::pin(line.lock_owned());
+        let waker = futures_noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(turn) => Box::pin(async move { turn }),
+            Poll::Pending => fut,
+        }
+    }
+
+    /// Sends one PRODUCE body on `slot`'s connection and waits for its answer. `turn` is the
+    /// frame's place in line, released once the frame is handed to the connection.
+    pub(crate) async fn produce(
+        &self,
+        slot: usize,
+        body: &[u8],
+        turn: Option<Pin<Box<dyn Future<Output = Turn> + Send>>>,
+    ) -> Result<(), ClientError> {
+        let turn = match turn {
+            Some(t) => Some(t.await),
+            None => None,
+        };
+        let conn = self.connection(slot).await?;
+        let pending = conn.send(OpCode::Produce, 0, body).await;
+        drop(turn);
+        let answer = pending?.answer().await?;
+        match answer.opcode()? {
+            OpCode::ProduceResponse => Ok(()),
+            other => Err(ClientError::ConnectionLost(format!(
+                "unexpected {other:?} to PRODUCE"
+            ))),
+        }
+    }
+
+    async fn connection(&self, slot: usize) -> Result<Arc<Mux>, ClientError> {
+        let mut conn = self.slots[slot].conn.lock().await;
+        if let Some(c) = conn.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        *conn = None;
+        let addr = &self.brokers[slot % self.brokers.len()];
+        let mux = Mux::connect(addr, 1 << 20, self.max_in_flight, self.timeout).await?;
+        let mut body = Vec::new();
+        shardlog_wire::startup::StartupBody { topic: &self.topic }.encode(&mut body);
+        let ready = mux.call(OpCode::Startup, 0, &body).await?;
+        if ready.opcode()? != OpCode::Ready {
+            return Err(ClientError::ConnectionLost("no READY to STARTUP".into()));
+        }
+        let mux = Arc::new(mux);
+        *conn = Some(mux.clone());
+        Ok(mux)
+    }
+}
+
+/// A waker that does nothing: polling a future once to start it, not to be woken by it.
+fn futures_noop_waker() -> std::task::Waker {
+    std::task::Waker::noop().clone()
+}
