@@ -343,3 +343,148 @@ fn a_partition_reader_reads_from_any_offset() {
         common::Response::Produced(1)
     );
 }
+
+/// Manual commits: a member commits exactly the records it processed (COMMIT with explicit
+/// positions, inside a chunk); the next member of the group starts exactly there — the
+/// chunk it resumes in is trimmed to the position — and gets the rest exactly once.
+#[test]
+fn manual_commits_confirm_exactly_what_was_processed() {
+    let broker = Broker::start(1);
+    let addr = broker.framed.to_string();
+    runtime().block_on(async move {
+        let producer = Producer::new(ProducerConfig::new(&addr)).unwrap();
+        let mut ds = Vec::new();
+        for i in 0..100 {
+            ds.push(
+                producer
+                    .send("manual", Some(b"k"), format!("k|{i}"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for d in ds {
+            d.await.unwrap();
+        }
+        let member = |id: &str| {
+            let mut c = ConsumerConfig::new(&addr, "g", id, &["manual"]);
+            c.auto_commit = false;
+            c.max_wait = Duration::from_millis(100);
+            c
+        };
+        let mut a = Consumer::join(member("a")).await.unwrap();
+        let first = a.poll().await.unwrap();
+        assert!(
+            first.len() >= 10,
+            "the batched produce made multi-record chunks"
+        );
+        let processed = &first[..7];
+        a.commit_records(processed).await.unwrap();
+        // Polling again without committing more: the rest of the first poll comes back.
+        let again = a.poll().await.unwrap();
+        assert_eq!(again.first().map(|r| r.offset), Some(7));
+        a.commit_records(&again[..3]).await.unwrap();
+        a.close().await.unwrap(); // GOODBYE confirms only the 10 processed
+
+        let mut b = Consumer::join(member("b")).await.unwrap();
+        let mut rest = Vec::new();
+        loop {
+            let got = b.poll().await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            b.commit_records(&got).await.unwrap();
+            rest.extend(got);
+        }
+        let offsets: Vec<i64> = rest.iter().map(|r| r.offset).collect();
+        assert_eq!(
+            offsets,
+            (10..100).collect::<Vec<_>>(),
+            "exactly the unprocessed ones"
+        );
+        b.close().await.unwrap();
+    });
+}
+
+/// COMMIT positions the consumer may not commit are refused whole: another member's
+/// partition, an offset past what it was given, a partition the topic does not have.
+#[test]
+fn explicit_commits_are_checked() {
+    use common::consumer::ConsumerClient;
+    use shardlog::wire::commit::{CommitBody, CommitPosition};
+    use shardlog::wire::consumer::StartPolicy;
+    use shardlog::wire::OpCode;
+
+    let broker = Broker::start(1);
+    common::consumer::produce_keyed(broker.framed, "checked", 40, 8, "x");
+    let mut a = ConsumerClient::connect(broker.framed);
+    let mut b = ConsumerClient::connect(broker.framed);
+    a.register("a", "g", &["checked"], StartPolicy::Earliest)
+        .unwrap();
+    b.register("b", "g", &["checked"], StartPolicy::Earliest)
+        .unwrap();
+    let items = a.poll("a", None).unwrap();
+    assert!(!items.is_empty());
+    let it = &items[0];
+    let position = |token, range_index, offset| CommitPosition {
+        topic: "checked".into(),
+        token,
+        range_index,
+        gen: it.gen,
+        offset,
+    };
+    let commit = |c: &mut ConsumerClient, id: &str, ps: Vec<CommitPosition>| {
+        let mut body = Vec::new();
+        CommitBody {
+            consumer_id: id.into(),
+            positions: Some(ps),
+        }
+        .encode(&mut body);
+        c.request(OpCode::Commit, &body)
+    };
+    let end = it.offset + it.records.len() as i64;
+    // Fine: inside what was given.
+    let (op, _) = commit(
+        &mut a,
+        "a",
+        vec![position(it.token, it.range_index, end - 1)],
+    );
+    assert_eq!(op, OpCode::Ready);
+    let code = |(op, body): (OpCode, Vec<u8>)| {
+        assert_eq!(op, OpCode::Error);
+        shardlog::wire::error::parse_error_body(&body).unwrap().0
+    };
+    // Past what it was given.
+    assert_eq!(
+        code(commit(
+            &mut a,
+            "a",
+            vec![position(it.token, it.range_index, end + 1)]
+        )),
+        4
+    );
+    // Not its partition: b owns none of a's.
+    assert_eq!(
+        code(commit(
+            &mut b,
+            "b",
+            vec![position(it.token, it.range_index, 0)]
+        )),
+        4
+    );
+    // No such partition.
+    assert_eq!(
+        code(commit(
+            &mut a,
+            "a",
+            vec![position(it.token + 1, it.range_index, 0)]
+        )),
+        8
+    );
+    // Nothing changed by the refused ones: a's next poll starts at end - 1.
+    let next = a.poll("a", None).unwrap();
+    let same = next
+        .iter()
+        .find(|i| i.token == it.token && i.range_index == it.range_index)
+        .expect("the partition again");
+    assert_eq!(same.offset, end - 1);
+}

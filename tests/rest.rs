@@ -397,3 +397,67 @@ fn json_poll_of_a_chunk_that_expands_beyond_any_frame_is_500() {
     assert_eq!(r.status, 500, "{}", r.text());
     assert!(r.text().contains("more than"), "{}", r.text());
 }
+
+/// `POST /v1/consumer/commit` with explicit positions commits exactly those: the next JSON
+/// poll starts at the committed offset, even inside a chunk; a position the consumer may not
+/// commit is 400 and changes nothing.
+#[test]
+fn commit_with_positions_resumes_exactly_there() {
+    let broker = Broker::start(1);
+    let mut c = HttpClient::connect(broker.http);
+    // One frame of 10 messages: one chunk.
+    let body: Vec<String> = (0..10).map(|i| format!("\"m{i}\"")).collect();
+    let r = c.produce(
+        "pos",
+        Some("k"),
+        "application/x-ndjson",
+        body.join("\n").as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        c.register("c", "g", &["pos"], "startFromEarliest").status,
+        200
+    );
+    let r = c.poll_raw("c", None, Some("application/json"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let item = &v[0];
+    assert_eq!(item["startOffset"], "0");
+    assert_eq!(item["values"].as_array().unwrap().len(), 10);
+    let position = |offset: &str| {
+        format!(
+            r#"{{"positions":[{{"topic":"pos","token":{},"rangeIndex":{},"version":{},"offset":"{offset}"}}]}}"#,
+            item["token"], item["rangeIndex"], item["version"]
+        )
+    };
+    let commit = |c: &mut HttpClient, body: &str| {
+        c.request(
+            "POST",
+            "/v1/consumer/commit?consumerId=c",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    assert_eq!(
+        commit(&mut c, &position("11")).status,
+        400,
+        "past what was given"
+    );
+    assert_eq!(
+        commit(&mut c, "{\"positions\":[{\"topic\":\"pos\"}]}").status,
+        400
+    );
+    let r = commit(&mut c, &position("4"));
+    assert_eq!(r.status, 204, "{}", r.text());
+    // The next poll resumes at 4, inside the chunk: m4 … m9.
+    let r = c.poll_raw("c", None, Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v[0]["startOffset"], "4");
+    let values: Vec<&str> = v[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["m4", "m5", "m6", "m7", "m8", "m9"]);
+}

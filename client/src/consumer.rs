@@ -2,15 +2,22 @@
 //! polls: the broker answers as soon as there is data, or after `max_wait`), decodes the
 //! stored chunks into [`Record`]s, commits and leaves with GOODBYE.
 //!
-//! A COMMIT confirms everything the previous poll returned. With `auto_commit` (the default)
-//! each poll first commits the one before, so a record counts as processed once the
-//! application asks for more; a crash before that delivers it again (at-least-once). With
-//! `auto_commit` off, call [`Consumer::commit`] when the last poll's records are processed.
+//! A plain COMMIT confirms everything the previous poll returned. With `auto_commit` (the
+//! default) each poll first commits the one before, so a record counts as processed once the
+//! application asks for more; a crash before that delivers it again (at-least-once).
+//!
+//! With `auto_commit` off, the application says what it processed: [`Consumer::commit`] (the
+//! whole last poll) or [`Consumer::commit_records`] (exactly through the records given: a
+//! COMMIT with explicit positions). Before the next poll the consumer commits, for every
+//! partition of the last poll, what was processed there — or nothing of it — so the broker
+//! does not confirm the rest, and delivers it again.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use shardlog_wire::commit::{CommitBody, CommitPosition};
 pub use shardlog_wire::consumer::StartPolicy;
 use shardlog_wire::consumer::{ConsumerIdBody, PollBody, RegisterBody};
 use shardlog_wire::poll::PollResponse;
@@ -82,7 +89,16 @@ pub struct Consumer {
     conn: Mux,
     /// A poll returned records not committed yet.
     uncommitted: bool,
+    /// Per partition of the last poll: its first record's offset, and how far the
+    /// application committed it (manual commits).
+    last_poll: HashMap<PartitionOf, (i64, Option<i64>)>,
+    /// Per partition: records below this offset were committed, so a chunk that starts
+    /// before it (a poll resumes at chunk boundaries) has its first records dropped.
+    skip_below: HashMap<PartitionOf, i64>,
 }
+
+/// A partition as poll items name it.
+type PartitionOf = (String, PartitionId);
 
 impl Consumer {
     /// Connects and registers in the group.
@@ -93,6 +109,8 @@ impl Consumer {
             config,
             conn,
             uncommitted: false,
+            last_poll: HashMap::new(),
+            skip_below: HashMap::new(),
         };
         c.register().await?;
         Ok(c)
@@ -124,8 +142,12 @@ impl Consumer {
     /// with nothing new). With `auto_commit`, commits the previous poll first. A member the
     /// broker forgot (silent past its consumer timeout) registers again.
     pub async fn poll(&mut self) -> Result<Vec<Record>, ClientError> {
-        if self.config.auto_commit && self.uncommitted {
-            self.commit().await?;
+        if self.uncommitted {
+            if self.config.auto_commit {
+                self.commit().await?;
+            } else {
+                self.commit_processed().await?;
+            }
         }
         let mut body = Vec::new();
         PollBody {
@@ -145,7 +167,17 @@ impl Consumer {
                 "no POLL_RESPONSE to POLL".into(),
             ));
         }
-        let records = decode_poll(&answer.body, self.config.max_response_bytes as usize)?;
+        let mut records = decode_poll(&answer.body, self.config.max_response_bytes as usize)?;
+        records.retain(|r| {
+            let below = self.skip_below.get(&(r.topic.clone(), r.partition));
+            below.is_none_or(|b| r.offset >= *b)
+        });
+        self.last_poll.clear();
+        for r in &records {
+            self.last_poll
+                .entry((r.topic.clone(), r.partition))
+                .or_insert((r.offset, None));
+        }
         self.uncommitted = !records.is_empty();
         Ok(records)
     }
@@ -162,9 +194,75 @@ impl Consumer {
         Ok(())
     }
 
-    /// Leaves the group (GOODBYE), which also commits the last poll, so the member's
-    /// partitions go to the others at once.
-    pub async fn close(self) -> Result<(), ClientError> {
+    /// Commits exactly through `records` (of the last poll): per partition, up to and
+    /// including the highest offset given. The other records of the last poll are delivered
+    /// again by the next poll.
+    pub async fn commit_records(&mut self, records: &[Record]) -> Result<(), ClientError> {
+        let mut through: HashMap<PartitionOf, i64> = HashMap::new();
+        for r in records {
+            let next = r.offset.saturating_add(1);
+            let e = through
+                .entry((r.topic.clone(), r.partition))
+                .or_insert(next);
+            *e = (*e).max(next);
+        }
+        for (p, next) in &through {
+            if let Some(entry) = self.last_poll.get_mut(p) {
+                entry.1 = Some(entry.1.map_or(*next, |d| d.max(*next)));
+            }
+        }
+        self.commit_positions(through.into_iter().collect()).await
+    }
+
+    /// Manual commits: commits, for every partition of the last poll, what the application
+    /// committed of it or nothing (its first record), so the broker confirms nothing more.
+    async fn commit_processed(&mut self) -> Result<(), ClientError> {
+        let positions: Vec<_> = self
+            .last_poll
+            .iter()
+            .map(|(p, (first, done))| (p.clone(), done.unwrap_or(*first)))
+            .collect();
+        self.commit_positions(positions).await?;
+        self.uncommitted = false;
+        Ok(())
+    }
+
+    /// A COMMIT with explicit positions (next offset to read, per partition).
+    async fn commit_positions(
+        &mut self,
+        positions: Vec<(PartitionOf, i64)>,
+    ) -> Result<(), ClientError> {
+        let mut body = Vec::new();
+        CommitBody {
+            consumer_id: self.config.id.clone(),
+            positions: Some(
+                positions
+                    .iter()
+                    .map(|((topic, p), offset)| CommitPosition {
+                        topic: topic.clone(),
+                        token: p.token,
+                        range_index: p.range_index,
+                        gen: p.gen,
+                        offset: *offset,
+                    })
+                    .collect(),
+            ),
+        }
+        .encode(&mut body);
+        self.expect_ready(OpCode::Commit, &body).await?;
+        for (p, offset) in positions {
+            self.skip_below.insert(p, offset);
+        }
+        Ok(())
+    }
+
+    /// Leaves the group (GOODBYE), so the member's partitions go to the others at once.
+    /// GOODBYE commits the last poll: with `auto_commit` all of it, without only what the
+    /// application committed (the rest is delivered again, to whichever member gets it).
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        if !self.config.auto_commit && self.uncommitted {
+            self.commit_processed().await?;
+        }
         let mut body = Vec::new();
         ConsumerIdBody {
             consumer_id: self.config.id.clone(),

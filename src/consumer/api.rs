@@ -10,7 +10,9 @@ use super::coordinator::{Coordinator, COORDINATOR_SHARD};
 use super::fetch::fetch;
 use super::poll::{PollResponse, Positions};
 use super::ConsumerError;
+use crate::ring::PartitionId;
 use crate::shard::Shard;
+use crate::wire::commit::CommitPosition;
 use crate::wire::consumer::RegisterBody;
 
 /// The longest a long poll waits, whatever the client asks (and at most half the consumer
@@ -132,6 +134,47 @@ impl Polled {
 pub async fn commit(shard: &Rc<Shard>, consumer: &str) -> Result<(), ConsumerError> {
     let id = consumer.to_string();
     on_coordinator(shard, move |c, _| async move { c.commit(&id).await }).await
+}
+
+/// Commits exactly `positions` — partitions named as poll items name them, with the next
+/// offset to read — instead of everything the last poll returned: a manual commit of what
+/// was processed. The records after them are read again by the next poll.
+pub async fn commit_positions(
+    shard: &Rc<Shard>,
+    consumer: &str,
+    positions: &[CommitPosition],
+) -> Result<(), ConsumerError> {
+    let mut keys = Vec::with_capacity(positions.len());
+    for p in positions {
+        let topic = shard.existing_topic(&p.topic).await?;
+        let l = topic.layout;
+        // The item's token is its token range's start; the range index picks the partition.
+        let j = l
+            .partition_of_token(p.token)
+            .checked_add(u32::from(p.range_index))
+            .filter(|&j| j < l.partitions());
+        let id = PartitionId {
+            gen: p.gen,
+            token: p.token,
+            range_index: p.range_index,
+        };
+        match j {
+            Some(j) if l.partition_id(j) == id => keys.push(((p.topic.clone(), j), p.offset)),
+            _ => {
+                return Err(ConsumerError::NoSuchPartition {
+                    topic: p.topic.clone(),
+                    token: p.token,
+                    range_index: p.range_index,
+                    gen: p.gen,
+                })
+            }
+        }
+    }
+    let id = consumer.to_string();
+    on_coordinator(shard, move |c, _| async move {
+        c.commit_positions(&id, keys).await
+    })
+    .await
 }
 
 /// Commits, leaves the group and rebalances it.

@@ -179,6 +179,20 @@ impl Coordinator {
         self.persist_if(changed, &group).await
     }
 
+    /// Commits exactly `positions`, durably (see [`Groups::commit_positions`]).
+    pub async fn commit_positions(
+        &self,
+        consumer: &str,
+        positions: Vec<(PartitionKey, i64)>,
+    ) -> Result<(), ConsumerError> {
+        let changed =
+            self.state
+                .borrow_mut()
+                .commit_positions(consumer, positions, Instant::now())?;
+        let group = self.group_of(consumer);
+        self.persist_if(changed, &group).await
+    }
+
     /// Commits, leaves the group and rebalances it.
     pub async fn goodbye(&self, consumer: &str) -> Result<(), ConsumerError> {
         let (group, changed) = self.state.borrow_mut().goodbye(consumer, Instant::now())?;

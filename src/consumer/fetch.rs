@@ -62,7 +62,31 @@ pub async fn fetch(
     if let Some(w) = wait.filter(|w| nothing && !w.is_zero() && !shard.lifecycle.is_stopping()) {
         long_poll(shard, &mut fetched, per_partition, w).await;
     }
+    for f in &mut fetched {
+        trim_first_chunk(shard, f);
+    }
     Ok(assemble(&fetched, max_bytes))
+}
+
+/// A read returns whole chunks, the first of which may begin before the read's position: a
+/// committed position inside a chunk (a commit of explicit positions). Its records before the
+/// position were processed; the consumer must not get them again, so that chunk alone is
+/// decompressed and compressed again without them (a millisecond or so, once per such
+/// commit; positions from whole polls are chunk boundaries and never come here). A chunk
+/// that cannot be trimmed is sent whole (the records are the consumer's at least once).
+fn trim_first_chunk(shard: &Shard, f: &mut Fetched) {
+    let Some(first) = f.result.chunks.first() else {
+        return;
+    };
+    if first.start_offset >= f.from || first.end_offset() <= f.from {
+        return;
+    }
+    let (level, max_frame) = (shard.config.zstd_level, shard.config.max_frame_bytes());
+    match crate::storage::chunk::trim_front(first, f.from, level, max_frame) {
+        Ok(trimmed) => f.result.chunks[0] = trimmed,
+        Err(e) => tracing::warn!(topic = %f.topic.name, partition = f.partition, error = %e,
+            "could not trim a chunk to the committed position; sending it whole"),
+    }
 }
 
 /// Reads in flight at once for one poll. Each may return a whole chunk larger than the budget

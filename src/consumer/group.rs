@@ -249,6 +249,63 @@ impl Groups {
         Ok(changed)
     }
 
+    /// Commits exactly `positions` (partition, next offset to read) and makes them what the
+    /// consumer's next poll commits for those partitions, so the records after them are
+    /// read again: a manual commit of what was processed. Refused whole, changing nothing,
+    /// when a partition is not assigned to the consumer or an offset is negative or past what
+    /// it was given (its last poll's position, else the committed offset).
+    pub fn commit_positions(
+        &mut self,
+        id: &str,
+        positions: Vec<(PartitionKey, i64)>,
+        now: Instant,
+    ) -> Result<bool, ConsumerError> {
+        let m = self
+            .members
+            .get(id)
+            .ok_or_else(|| ConsumerError::UnknownConsumer(id.to_string()))?;
+        let g = self.groups.get(&m.group);
+        for (k, off) in &positions {
+            if !g.is_some_and(|g| g.assignment.owns(id, k)) {
+                return Err(ConsumerError::NotAssigned {
+                    consumer: id.to_string(),
+                    topic: k.0.clone(),
+                    partition: k.1,
+                });
+            }
+            let returned = m.returned.iter().find(|(r, _)| r == k).map(|(_, o)| *o);
+            let committed = g.and_then(|g| g.committed.get(k).copied());
+            let given = returned.max(committed).unwrap_or(0);
+            if *off < 0 || *off > given {
+                return Err(ConsumerError::PastDelivered {
+                    consumer: id.to_string(),
+                    topic: k.0.clone(),
+                    partition: k.1,
+                    offset: *off,
+                    given,
+                });
+            }
+        }
+        let m = self.member(id)?;
+        m.last_seen = now;
+        for (k, off) in &positions {
+            match m.returned.iter_mut().find(|(r, _)| r == k) {
+                Some(r) => r.1 = *off,
+                None => m.returned.push((k.clone(), *off)),
+            }
+        }
+        let group = m.group.clone();
+        let g = self.groups.entry(group).or_default();
+        let mut changed = false;
+        for (k, off) in positions {
+            if g.committed.get(&k) != Some(&off) {
+                g.committed.insert(k, off);
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
     /// Commits, then removes the consumer and rebalances its group. Returns the group and
     /// whether committed offsets changed.
     pub fn goodbye(&mut self, id: &str, now: Instant) -> Result<(String, bool), ConsumerError> {

@@ -335,3 +335,43 @@ fn groups_that_come_and_go_leave_nothing_in_memory() {
     }
     assert_eq!(g.counts(), (0, 0, 0));
 }
+
+#[test]
+fn explicit_positions_commit_exactly_what_was_processed() {
+    let now = t0();
+    let mut g = Groups::new(Duration::from_secs(120), HashMap::new());
+    g.register("a", "grp", &topics(&[("t", 2)]), now).unwrap();
+    g.register("b", "grp", &topics(&[("t", 2)]), now).unwrap();
+    let mine = assigned(&g, "a")[0];
+    let theirs = assigned(&g, "b")[0];
+    g.poll("a", now).unwrap();
+    g.returned("a", vec![(key("t", mine), 10)], now).unwrap();
+    // Processed up to 6 of the 10 returned: 6 is committed, and the next poll reads from 6.
+    assert!(g
+        .commit_positions("a", vec![(key("t", mine), 6)], now)
+        .unwrap());
+    assert_eq!(g.committed("grp").unwrap().get(&key("t", mine)), Some(&6));
+    let (_, _, targets) = g.poll("a", now).unwrap();
+    assert_eq!(
+        targets[0].offset,
+        Some(6),
+        "the poll does not commit past it"
+    );
+    // Refused whole, changing nothing: a partition of another member, an offset past what
+    // was given, a negative one.
+    for (k, off) in [
+        (key("t", theirs), 1),
+        (key("t", mine), 7),
+        (key("t", mine), -1),
+    ] {
+        let e = g
+            .commit_positions("a", vec![(key("t", mine), 5), (k, off)], now)
+            .unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Invalid, "{e}");
+    }
+    assert_eq!(g.committed("grp").unwrap().get(&key("t", mine)), Some(&6));
+    assert!(matches!(
+        g.commit_positions("nobody", vec![], now),
+        Err(ConsumerError::UnknownConsumer(_))
+    ));
+}

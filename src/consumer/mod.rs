@@ -63,6 +63,32 @@ pub enum ConsumerError {
     /// A REGISTER named more topics than `--max-topics-per-consumer`.
     #[error("a consumer may subscribe to at most {max} topics (--max-topics-per-consumer); {count} were named")]
     TooManyTopics { count: usize, max: usize },
+    /// An explicit commit named a partition not assigned to the consumer (it may have moved
+    /// in a rebalance: poll again).
+    #[error("partition {partition} of '{topic}' is not assigned to consumer '{consumer}' (a rebalance may have moved it; poll again)")]
+    NotAssigned {
+        consumer: String,
+        topic: String,
+        partition: u32,
+    },
+    /// An explicit commit named an offset past what the consumer was given.
+    #[error("offset {offset} of partition {partition} of '{topic}' is past what consumer '{consumer}' was given ({given})")]
+    PastDelivered {
+        consumer: String,
+        topic: String,
+        partition: u32,
+        offset: i64,
+        given: i64,
+    },
+    /// An explicit commit named a partition that does not exist (a token, range index or
+    /// generation that is not the topic's).
+    #[error("'{topic}' has no partition (token {token}, range {range_index}, generation {gen})")]
+    NoSuchPartition {
+        topic: String,
+        token: i64,
+        range_index: u8,
+        gen: u32,
+    },
     /// The shard that should host the coordinator has none (a start-up bug).
     #[error("shard {0} hosts no consumer coordinator")]
     NoCoordinator(usize),
@@ -78,6 +104,10 @@ impl Classify for ConsumerError {
             ConsumerError::StartMoving { .. } => ErrorClass::Unavailable,
             ConsumerError::Offsets(e) => e.class(),
             ConsumerError::NoCoordinator(_) => ErrorClass::Internal,
+            ConsumerError::NotAssigned { .. } | ConsumerError::PastDelivered { .. } => {
+                ErrorClass::Invalid
+            }
+            ConsumerError::NoSuchPartition { .. } => ErrorClass::NotFound,
             ConsumerError::TooManyGroups { .. }
             | ConsumerError::TooManyConsumers { .. }
             | ConsumerError::TooManyTopics { .. } => ErrorClass::LimitReached,

@@ -436,6 +436,57 @@ pub fn decode_payload(payload: &[u8], limit: usize) -> Result<Vec<u8>, ChunkErro
     Ok(crate::wire::payload::decode(payload, limit)?)
 }
 
+/// The records of `chunk` from offset `from` on, as a chunk of their own: decompressed,
+/// sliced and compressed again (one zstd frame with a content checksum, at `level`). For a
+/// poll that resumes inside a chunk — after a commit of explicit positions — so the consumer
+/// is not given the records before its position. `from` must be inside the chunk.
+pub fn trim_front(
+    chunk: &StoredChunk,
+    from: i64,
+    level: i32,
+    max_frame: usize,
+) -> Result<StoredChunk, ChunkError> {
+    let skip = from
+        .checked_sub(chunk.start_offset)
+        .and_then(|s| u32::try_from(s).ok())
+        .filter(|&s| s > 0 && s < chunk.record_count)
+        .ok_or(ChunkError::RecordCount {
+            declared: chunk.record_count,
+            actual: 0,
+        })?;
+    let raw = decode_payload(
+        &chunk.payload,
+        max_decoded_len(Some(chunk.record_count), max_frame),
+    )?;
+    let mut records = RecordIter::new(&raw);
+    for _ in 0..skip {
+        match records.next() {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(ChunkError::BadRecord(e.to_string())),
+            None => {
+                return Err(ChunkError::RecordCount {
+                    declared: chunk.record_count,
+                    actual: skip,
+                })
+            }
+        }
+    }
+    let rest = records.remaining();
+    let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(rest.len() / 2 + 64), level)
+        .map_err(|e| ChunkError::Zstd(e.to_string()))?;
+    let written = enc
+        .include_checksum(true)
+        .and_then(|_| enc.set_pledged_src_size(Some(rest.len() as u64)))
+        .and_then(|_| std::io::Write::write_all(&mut enc, rest));
+    written.map_err(|e| ChunkError::Zstd(e.to_string()))?;
+    let payload = enc.finish().map_err(|e| ChunkError::Zstd(e.to_string()))?;
+    Ok(StoredChunk {
+        start_offset: from,
+        record_count: chunk.record_count - skip,
+        payload: bytes::Bytes::from(payload),
+    })
+}
+
 /// [`decode_payload`] with the bound of a chunk of unknown record count written under any
 /// configuration ([`MAX_FRAME_LIMIT`]). For tools and tests.
 pub fn decode_chunk_records(payload: &[u8]) -> Result<Vec<u8>, ChunkError> {

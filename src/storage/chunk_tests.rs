@@ -366,3 +366,36 @@ fn verify_refuses_a_bomb_under_the_frame_limit() {
         Err(ChunkError::TooLarge { limit })
     );
 }
+
+#[test]
+fn trim_front_keeps_the_records_from_an_offset() {
+    use crate::wire::record::encode_record;
+    let mut raw = Vec::new();
+    for i in 0..10i64 {
+        encode_record(1_000 + i, format!("record {i}").as_bytes(), &mut raw);
+    }
+    let mut enc = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+    enc.include_checksum(true).unwrap();
+    std::io::Write::write_all(&mut enc, &raw).unwrap();
+    let chunk = StoredChunk {
+        start_offset: 100,
+        record_count: 10,
+        payload: bytes::Bytes::from(enc.finish().unwrap()),
+    };
+    let t = trim_front(&chunk, 103, 1, 1 << 20).unwrap();
+    assert_eq!((t.start_offset, t.record_count), (103, 7));
+    let records = decode_payload(&t.payload, 1 << 20).unwrap();
+    let bodies: Vec<(i64, String)> = RecordIter::new(&records)
+        .map(|r| {
+            let r = r.unwrap();
+            (r.timestamp_us, String::from_utf8(r.body.to_vec()).unwrap())
+        })
+        .collect();
+    assert_eq!(bodies.len(), 7);
+    assert_eq!(bodies[0], (1_003, "record 3".to_string()));
+    assert_eq!(bodies[6], (1_009, "record 9".to_string()));
+    // Only an offset strictly inside the chunk can be trimmed to.
+    for from in [99, 100, 110, 111] {
+        assert!(trim_front(&chunk, from, 1, 1 << 20).is_err(), "{from}");
+    }
+}

@@ -11,6 +11,7 @@
 //! - [`grpc`]: the gRPC length-prefixed message (`compressed u8 | length u32 | message`).
 //! - [`poll`]: the consumer poll response (items of compressed chunk payloads).
 //! - [`payload`]: a chunk payload's bounded decompression (one checksummed zstd frame).
+//! - [`commit`]: the COMMIT body, with optional explicit positions.
 //! - [`fetch`]: the FETCH body (one partition from an offset, no group).
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
 //! - [`base64`]: the encoding of record bodies that are not UTF-8 where JSON carries them.
@@ -28,6 +29,7 @@
 //! are thin wrappers over these.
 
 pub mod base64;
+pub mod commit;
 pub mod consumer;
 pub mod error;
 pub mod fetch;

@@ -55,6 +55,11 @@ impl<'a> RecordIter<'a> {
             r: Reader::new(payload),
         }
     }
+
+    /// The bytes of the records not read yet (whole records, in the chunk's layout).
+    pub fn remaining(&self) -> &'a [u8] {
+        self.r.peek_rest()
+    }
 }
 
 impl<'a> Iterator for RecordIter<'a> {

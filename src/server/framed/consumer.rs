@@ -14,6 +14,7 @@ use crate::consumer::api;
 use crate::consumer::poll::PollResponse;
 use crate::rt;
 use crate::shard::Shard;
+use crate::wire::commit::CommitBody;
 use crate::wire::consumer::{ConsumerIdBody, PollBody, RegisterBody};
 use crate::wire::header::VERSION;
 use crate::wire::{FrameHeader, OpCode};
@@ -71,8 +72,15 @@ pub async fn handle(
                 Err(e) => Err(e),
             }
         }
-        OpCode::Commit => match ConsumerIdBody::decode(body, "COMMIT") {
-            Ok(b) => api::commit(shard, &b.consumer_id).await,
+        OpCode::Commit => match CommitBody::decode(body) {
+            Ok(CommitBody {
+                consumer_id,
+                positions: None,
+            }) => api::commit(shard, &consumer_id).await,
+            Ok(CommitBody {
+                consumer_id,
+                positions: Some(ps),
+            }) => api::commit_positions(shard, &consumer_id, &ps).await,
             Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
         },
         OpCode::Goodbye => match ConsumerIdBody::decode(body, "GOODBYE") {

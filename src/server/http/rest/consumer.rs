@@ -29,6 +29,7 @@ use crate::wire::startup::validate_topic;
 
 use super::super::errors;
 use super::super::message::{Body, HttpRequest, HttpResponse};
+use super::commit_json;
 use super::poll_json::{self, Encoding};
 use super::query::{bad, Query};
 
@@ -168,7 +169,12 @@ pub async fn commit(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
         Ok(id) => id,
         Err(r) => return r,
     };
-    match api::commit(&shard, &id).await {
+    let committed = match commit_json::parse(&req.body) {
+        Ok(None) => api::commit(&shard, &id).await,
+        Ok(Some(positions)) => api::commit_positions(&shard, &id, &positions).await,
+        Err(why) => return bad(&why),
+    };
+    match committed {
         Ok(()) => HttpResponse::empty(StatusCode::NO_CONTENT),
         Err(e) => errors::response(&e),
     }

@@ -1,6 +1,7 @@
 //! PolarStreams' REST API on the HTTP port (both HTTP versions, through the router):
 //!
 //! - [`consumer`]: register, poll (binary or JSON), commit, goodbye.
+//! - [`commit_json`]: a commit's optional explicit positions.
 //! - [`poll_json`]: the JSON form of a poll response, bounded and yielding.
 //! - [`produce`]: `POST /v1/topic/{topic}/messages` (JSON and NDJSON).
 //! - [`query`]: query-string parsing with percent-decoding.
@@ -10,6 +11,7 @@
 //!
 //! See the "HTTP API" section of `docs/protocol.md`.
 
+pub mod commit_json;
 pub mod consumer;
 pub mod poll_json;
 pub mod produce;
