@@ -300,3 +300,95 @@ fn a_producer_with_the_admin_address_batches_keys_by_partition_in_key_order() {
         consumer.close().await.unwrap();
     });
 }
+
+/// `GET /v1/groups` and `GET /v1/groups/{group}` (and the client's `Admin` calls): members
+/// and their partitions, each partition's committed offset, end and lag; a group that emptied
+/// and was forgotten is still listed and described from its offsets file, also after a
+/// restart; an unknown group is 404.
+#[test]
+fn groups_are_listed_and_described_with_their_lag() {
+    let mut broker = Broker::start(2);
+    let (framed, http) = (broker.framed.to_string(), broker.http.to_string());
+    runtime().block_on(async {
+        let producer = Producer::new(ProducerConfig::new(&framed)).unwrap();
+        let mut ds = Vec::new();
+        for i in 0..200 {
+            let key = format!("k{}", i % 16);
+            ds.push(
+                producer
+                    .send("lagged", Some(key.as_bytes()), format!("{i}"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for d in ds {
+            d.await.unwrap();
+        }
+        let mut a = Consumer::join(ConsumerConfig::new(&framed, "readers", "a", &["lagged"]))
+            .await
+            .unwrap();
+        let mut b = Consumer::join(ConsumerConfig::new(&framed, "readers", "b", &["lagged"]))
+            .await
+            .unwrap();
+        let got = a.poll().await.unwrap().len() + b.poll().await.unwrap().len();
+        a.commit().await.unwrap();
+        b.commit().await.unwrap();
+
+        let admin = Admin::new(&http);
+        let groups = admin.list_groups().await.unwrap();
+        assert!(
+            groups.iter().any(|g| g.name == "readers" && g.members == 2),
+            "{groups:?}"
+        );
+        let d = admin.describe_group("readers").await.unwrap();
+        assert_eq!(
+            d.members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        // 2 shards × 4 ranges: every partition assigned, the two members split them.
+        let owned: usize = d.members.iter().map(|m| m.partitions.len()).sum();
+        assert_eq!(owned, 8);
+        assert_eq!(d.partitions.len(), 8);
+        let end: i64 = d.partitions.iter().map(|p| p.end.unwrap()).sum();
+        assert_eq!(end, 200);
+        let committed: i64 = d.partitions.iter().map(|p| p.committed.unwrap_or(0)).sum();
+        assert_eq!(
+            committed as usize, got,
+            "the two polls' records were committed"
+        );
+        let lag: i64 = d.partitions.iter().map(|p| p.lag.unwrap()).sum();
+        assert_eq!(lag, 200 - committed);
+        for p in &d.partitions {
+            assert!(p.owner.is_some());
+        }
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+
+        match admin.describe_group("nobody").await {
+            Err(e) => assert_eq!(e.http_status(), Some(404), "{e}"),
+            Ok(d) => panic!("described {d:?}"),
+        }
+        assert!(matches!(
+            admin.describe_group("a/b").await,
+            Err(ClientError::Invalid(_))
+        ));
+    });
+    // After a restart the group has no members, and is still known by its offsets.
+    broker.restart();
+    let http = broker.http.to_string();
+    runtime().block_on(async move {
+        let admin = Admin::new(&http);
+        let groups = admin.list_groups().await.unwrap();
+        assert!(
+            groups.iter().any(|g| g.name == "readers" && g.members == 0),
+            "{groups:?}"
+        );
+        let d = admin.describe_group("readers").await.unwrap();
+        assert!(d.members.is_empty());
+        assert!(d.partitions.iter().all(|p| p.owner.is_none()));
+        assert_eq!(
+            d.partitions.iter().map(|p| p.end.unwrap()).sum::<i64>(),
+            200
+        );
+    });
+}

@@ -387,3 +387,7 @@ mod tests {
         assert!(matches!(e, ClientError::Invalid(_)), "{e:?}");
     }
 }
+
+#[path = "admin_groups.rs"]
+mod groups;
+pub use groups::{GroupDescription, GroupMember, GroupPartition, GroupSummary, TopicPartition};

@@ -43,7 +43,10 @@ mod mux;
 pub mod producer;
 pub mod reader;
 
-pub use admin::{Admin, Created, PartitionDescription, TopicDescription, TopicSummary};
+pub use admin::{
+    Admin, Created, GroupDescription, GroupMember, GroupPartition, GroupSummary,
+    PartitionDescription, TopicDescription, TopicPartition, TopicSummary,
+};
 pub use consumer::{Consumer, ConsumerConfig, Record, StartPolicy};
 pub use error::ClientError;
 pub use producer::{Delivery, Producer, ProducerConfig};

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use super::assign::PartitionKey;
-use super::group::{Groups, Limits, ReadTarget};
+use super::group::{GroupView, Groups, Limits, ReadTarget};
 use super::offsets::{self, offsets_dir};
 use super::ConsumerError;
 use crate::rt;
@@ -219,6 +219,38 @@ impl Coordinator {
             rebalance_moves: work.moves,
             rebalance_steps: work.steps,
         }
+    }
+
+    /// Every group, by name, with its member count: those in memory, and those only on disk
+    /// (saved, then forgotten once empty). Reads the offsets files off the reactor.
+    pub async fn list_groups(&self) -> Result<Vec<(String, usize)>, ConsumerError> {
+        let dir = self.dir.clone();
+        let on_disk = rt::spawn_blocking(move || offsets::load_all(&dir))
+            .await
+            .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
+        let mut all: std::collections::BTreeMap<String, usize> =
+            on_disk.into_keys().map(|g| (g, 0)).collect();
+        all.extend(self.state.borrow().names());
+        Ok(all.into_iter().collect())
+    }
+
+    /// A group's members, assignments and committed offsets; a group only on disk has no
+    /// members. [`ConsumerError::NoSuchGroup`] when it has neither.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupView, ConsumerError> {
+        if let Some(v) = self.state.borrow().view(group) {
+            return Ok(v);
+        }
+        let (dir, name) = (self.dir.clone(), group.to_string());
+        let committed = rt::spawn_blocking(move || offsets::load_group(&dir, &name))
+            .await
+            .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
+        if committed.is_empty() {
+            return Err(ConsumerError::NoSuchGroup(group.to_string()));
+        }
+        Ok(GroupView {
+            members: Vec::new(),
+            committed: committed.into_iter().collect(),
+        })
     }
 
     /// Every group's committed offsets, for metrics (consumer lag).

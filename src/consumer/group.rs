@@ -412,7 +412,10 @@ impl Groups {
 
 #[path = "group_limits.rs"]
 mod limits;
+#[path = "group_view.rs"]
+mod view;
 pub use limits::Limits;
+pub use view::{GroupView, MemberView};
 
 #[cfg(test)]
 #[path = "group_tests.rs"]

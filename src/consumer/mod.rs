@@ -14,10 +14,12 @@
 //! - [`coordinator`]: the coordinator on shard 0, reached with `Shard::submit_to`.
 //! - [`fetch`]: reading a poll's partitions on the serving shard, with long-poll waiting.
 //! - [`api`]: the operations transports call (register, poll, commit, goodbye).
+//! - [`describe`]: groups for the admin API: members, assignments, committed offsets, lag.
 
 pub mod api;
 pub mod assign;
 pub mod coordinator;
+pub mod describe;
 pub mod fetch;
 pub mod group;
 pub mod offsets;
@@ -89,6 +91,9 @@ pub enum ConsumerError {
         range_index: u8,
         gen: u32,
     },
+    /// The admin API named a group with neither members nor committed offsets.
+    #[error("no consumer group '{0}' (no members, no committed offsets)")]
+    NoSuchGroup(String),
     /// The shard that should host the coordinator has none (a start-up bug).
     #[error("shard {0} hosts no consumer coordinator")]
     NoCoordinator(usize),
@@ -107,7 +112,9 @@ impl Classify for ConsumerError {
             ConsumerError::NotAssigned { .. } | ConsumerError::PastDelivered { .. } => {
                 ErrorClass::Invalid
             }
-            ConsumerError::NoSuchPartition { .. } => ErrorClass::NotFound,
+            ConsumerError::NoSuchPartition { .. } | ConsumerError::NoSuchGroup(_) => {
+                ErrorClass::NotFound
+            }
             ConsumerError::TooManyGroups { .. }
             | ConsumerError::TooManyConsumers { .. }
             | ConsumerError::TooManyTopics { .. } => ErrorClass::LimitReached,

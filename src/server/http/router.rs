@@ -33,7 +33,7 @@ pub struct Route {
 /// Every plain-HTTP route of the port. The consumer and REST-produce endpoints go here.
 pub fn routes() -> &'static [Route] {
     static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(|| {
-        use super::rest::{consumer, produce, topics};
+        use super::rest::{consumer, groups, produce, topics};
         let route = |method, pattern, handler| Route {
             method,
             pattern,
@@ -99,6 +99,13 @@ pub fn routes() -> &'static [Route] {
             }),
             route(Method::POST, "/v1/topics/{name}", |shard, req| {
                 Box::pin(topics::create(shard, req))
+            }),
+            // The admin API's groups: list, and describe with lag.
+            route(Method::GET, "/v1/groups", |shard, req| {
+                Box::pin(groups::list(shard, req))
+            }),
+            route(Method::GET, "/v1/groups/{group}", |shard, req| {
+                Box::pin(groups::describe(shard, req))
             }),
         ]
     });

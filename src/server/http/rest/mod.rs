@@ -2,6 +2,7 @@
 //!
 //! - [`consumer`]: register, poll (binary or JSON), commit, goodbye.
 //! - [`commit_json`]: a commit's optional explicit positions.
+//! - [`groups`]: `GET /v1/groups`, `GET /v1/groups/{group}` (members, offsets, lag).
 //! - [`poll_json`]: the JSON form of a poll response, bounded and yielding.
 //! - [`produce`]: `POST /v1/topic/{topic}/messages` (JSON and NDJSON).
 //! - [`query`]: query-string parsing with percent-decoding.
@@ -13,6 +14,7 @@
 
 pub mod commit_json;
 pub mod consumer;
+pub mod groups;
 pub mod poll_json;
 pub mod produce;
 pub mod query;

@@ -1,0 +1,162 @@
+//! The group routes of the admin API: `GET /v1/groups` (every group, with its member count)
+//! and `GET /v1/groups/{group}` (members and their partitions, and per partition the
+//! committed offset, the log's end and the lag). Offsets are 64-bit, so they go out as
+//! decimal strings, as in the JSON poll items.
+
+use std::rc::Rc;
+
+use http::StatusCode;
+use serde::Serialize;
+
+use crate::consumer::describe::{self, GroupDescription};
+use crate::shard::Shard;
+use crate::wire::consumer::validate_group;
+
+use super::super::errors;
+use super::super::message::{HttpRequest, HttpResponse};
+use super::query::{bad, decode};
+
+#[derive(Serialize)]
+struct GroupList {
+    groups: Vec<GroupEntry>,
+}
+
+#[derive(Serialize)]
+struct GroupEntry {
+    name: String,
+    members: usize,
+}
+
+#[derive(Serialize)]
+struct Description<'a> {
+    group: &'a str,
+    members: Vec<Member<'a>>,
+    partitions: Vec<Partition<'a>>,
+}
+
+#[derive(Serialize)]
+struct Member<'a> {
+    id: &'a str,
+    partitions: Vec<TopicPartition<'a>>,
+}
+
+#[derive(Serialize)]
+struct TopicPartition<'a> {
+    topic: &'a str,
+    partition: u32,
+}
+
+#[derive(Serialize)]
+struct Partition<'a> {
+    topic: &'a str,
+    partition: u32,
+    owner: Option<&'a str>,
+    committed: Option<String>,
+    end: Option<String>,
+    lag: Option<String>,
+}
+
+/// `GET /v1/groups`.
+pub async fn list(shard: Rc<Shard>, _req: HttpRequest) -> HttpResponse {
+    match describe::list_groups(&shard).await {
+        Ok(groups) => HttpResponse::json(StatusCode::OK, list_json(groups)),
+        Err(e) => errors::response(&e),
+    }
+}
+
+/// `GET /v1/groups/{group}`: 404 for a group with neither members nor committed offsets.
+pub async fn describe(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
+    let raw = req
+        .params
+        .iter()
+        .find(|(k, _)| *k == "group")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    let Some(group) = decode(raw) else {
+        return bad("the group name is not valid percent-encoded UTF-8");
+    };
+    if let Err(e) = validate_group(&group) {
+        return bad(&format!("group: {e}"));
+    }
+    match describe::describe_group(&shard, &group).await {
+        Ok(d) => HttpResponse::json(StatusCode::OK, describe_json(&d)),
+        Err(e) => errors::response(&e),
+    }
+}
+
+fn list_json(groups: Vec<(String, usize)>) -> String {
+    let body = GroupList {
+        groups: groups
+            .into_iter()
+            .map(|(name, members)| GroupEntry { name, members })
+            .collect(),
+    };
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+fn describe_json(d: &GroupDescription) -> String {
+    let body = Description {
+        group: &d.group,
+        members: d
+            .members
+            .iter()
+            .map(|m| Member {
+                id: &m.id,
+                partitions: m
+                    .partitions
+                    .iter()
+                    .map(|(topic, partition)| TopicPartition {
+                        topic,
+                        partition: *partition,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        partitions: d
+            .partitions
+            .iter()
+            .map(|p| Partition {
+                topic: &p.topic,
+                partition: p.partition,
+                owner: p.owner.as_deref(),
+                committed: p.committed.map(|o| o.to_string()),
+                end: p.end.map(|o| o.to_string()),
+                lag: p.lag().map(|o| o.to_string()),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::describe::PartitionLag;
+    use crate::consumer::group::MemberView;
+
+    #[test]
+    fn json_shapes() {
+        assert_eq!(
+            list_json(vec![("a".into(), 2), ("b".into(), 0)]),
+            r#"{"groups":[{"name":"a","members":2},{"name":"b","members":0}]}"#
+        );
+        let d = GroupDescription {
+            group: "g".into(),
+            members: vec![MemberView {
+                id: "m1".into(),
+                partitions: vec![("t".into(), 1)],
+            }],
+            partitions: vec![PartitionLag {
+                topic: "t".into(),
+                partition: 1,
+                owner: Some("m1".into()),
+                committed: Some(5),
+                end: Some(9),
+            }],
+        };
+        assert_eq!(
+            describe_json(&d),
+            r#"{"group":"g","members":[{"id":"m1","partitions":[{"topic":"t","partition":1}]}],"partitions":[{"topic":"t","partition":1,"owner":"m1","committed":"5","end":"9","lag":"4"}]}"#
+        );
+    }
+}
