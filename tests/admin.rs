@@ -392,3 +392,104 @@ fn groups_are_listed_and_described_with_their_lag() {
         );
     });
 }
+
+/// `POST /v1/groups/{group}/reset`: refused (409) while the group has members; afterwards
+/// the group's offsets move to the earliest, the latest or a given offset (clamped into each
+/// partition), durably, and its next member reads from there.
+#[test]
+fn a_group_without_members_is_reset() {
+    use shardlog_client::ResetTo;
+    let broker = Broker::start(1);
+    let (framed, http) = (broker.framed.to_string(), broker.http.to_string());
+    runtime().block_on(async move {
+        let admin = Admin::new(&http);
+        admin.create_topic("reset", Some(1)).await.unwrap();
+        let producer = Producer::new(ProducerConfig::new(&framed)).unwrap();
+        let mut ds = Vec::new();
+        for i in 0..50 {
+            ds.push(producer.send("reset", None, format!("{i}")).await.unwrap());
+        }
+        for d in ds {
+            d.await.unwrap();
+        }
+        let member = |id: &str| ConsumerConfig::new(&framed, "g", id, &["reset"]);
+        let drain = |mut c: Consumer| async move {
+            let mut offsets = Vec::new();
+            loop {
+                let got = c.poll().await.unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                offsets.extend(got.iter().map(|r| r.offset));
+            }
+            c.close().await.unwrap();
+            offsets
+        };
+        let mut a = Consumer::join(member("a")).await.unwrap();
+        assert_eq!(a.poll().await.unwrap().len(), 50);
+        match admin.reset_group("g", "reset", ResetTo::Earliest).await {
+            Err(e) => assert_eq!(e.http_status(), Some(409), "{e}"),
+            Ok(moved) => panic!("reset a live group: {moved:?}"),
+        }
+        a.close().await.unwrap();
+        // Everything was read and committed; back to the start.
+        assert_eq!(
+            admin
+                .reset_group("g", "reset", ResetTo::Earliest)
+                .await
+                .unwrap(),
+            vec![(0, 0)]
+        );
+        assert_eq!(
+            drain(Consumer::join(member("b")).await.unwrap())
+                .await
+                .len(),
+            50
+        );
+        assert_eq!(
+            admin
+                .reset_group("g", "reset", ResetTo::Offset(42))
+                .await
+                .unwrap(),
+            vec![(0, 42)]
+        );
+        assert_eq!(
+            drain(Consumer::join(member("c")).await.unwrap()).await,
+            (42..50).collect::<Vec<i64>>()
+        );
+        // Past the end: clamped to it; latest: nothing to read.
+        assert_eq!(
+            admin
+                .reset_group("g", "reset", ResetTo::Offset(1000))
+                .await
+                .unwrap(),
+            vec![(0, 50)]
+        );
+        assert_eq!(
+            admin
+                .reset_group("g", "reset", ResetTo::Latest)
+                .await
+                .unwrap(),
+            vec![(0, 50)]
+        );
+        assert!(drain(Consumer::join(member("d")).await.unwrap())
+            .await
+            .is_empty());
+        let d = admin.describe_group("g").await.unwrap();
+        assert_eq!(d.partitions[0].committed, Some(50));
+        // An unknown topic is 404, and creates nothing.
+        match admin.reset_group("g", "nope", ResetTo::Earliest).await {
+            Err(e) => assert_eq!(e.http_status(), Some(404), "{e}"),
+            Ok(moved) => panic!("{moved:?}"),
+        }
+    });
+    let mut http = HttpClient::connect(broker.http);
+    for bad in [
+        "/v1/groups/g/reset?to=earliest",
+        "/v1/groups/g/reset?topic=reset",
+        "/v1/groups/g/reset?topic=reset&to=yesterday",
+        "/v1/groups/g/reset?topic=reset&to=-1",
+    ] {
+        assert_eq!(http.request("POST", bad, &[], b"").status, 400, "{bad}");
+    }
+}

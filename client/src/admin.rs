@@ -390,4 +390,6 @@ mod tests {
 
 #[path = "admin_groups.rs"]
 mod groups;
-pub use groups::{GroupDescription, GroupMember, GroupPartition, GroupSummary, TopicPartition};
+pub use groups::{
+    GroupDescription, GroupMember, GroupPartition, GroupSummary, ResetTo, TopicPartition,
+};

@@ -56,6 +56,29 @@ pub struct GroupPartition {
     pub lag: Option<i64>,
 }
 
+/// Where [`Admin::reset_group`] moves a group's offsets in each partition of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The first offset still available.
+    Earliest,
+    /// The end: only records produced from now on.
+    Latest,
+    /// This offset (moved into each partition's range).
+    Offset(i64),
+}
+
+#[derive(Deserialize)]
+struct ResetJson {
+    partitions: Vec<ResetPartitionJson>,
+}
+
+#[derive(Deserialize)]
+struct ResetPartitionJson {
+    partition: u32,
+    #[serde(deserialize_with = "opt_i64")]
+    offset: Option<i64>,
+}
+
 #[derive(Deserialize)]
 struct GroupList {
     groups: Vec<GroupSummary>,
@@ -74,6 +97,34 @@ impl Admin {
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, ClientError> {
         let list: GroupList = self.call("GET", "/v1/groups", b"").await?;
         Ok(list.groups)
+    }
+
+    /// Moves `group`'s committed offsets in every partition of `topic`; returns each
+    /// partition's new offset. Refused ([`ClientError::Http`] 409) while the group has live
+    /// members.
+    pub async fn reset_group(
+        &self,
+        group: &str,
+        topic: &str,
+        to: ResetTo,
+    ) -> Result<Vec<(u32, i64)>, ClientError> {
+        validate_group(group).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        shardlog_wire::startup::validate_topic(topic)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let to = match to {
+            ResetTo::Earliest => "earliest".to_string(),
+            ResetTo::Latest => "latest".to_string(),
+            ResetTo::Offset(n) if n >= 0 => n.to_string(),
+            ResetTo::Offset(n) => {
+                return Err(ClientError::Invalid(format!("offset {n} is negative")))
+            }
+        };
+        let path = format!("/v1/groups/{group}/reset?topic={topic}&to={to}");
+        let r: ResetJson = self.call("POST", &path, b"").await?;
+        Ok(r.partitions
+            .into_iter()
+            .map(|p| (p.partition, p.offset.unwrap_or(0)))
+            .collect())
     }
 
     /// A group's members, their partitions, and per partition its committed offset, end and

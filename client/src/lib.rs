@@ -45,7 +45,7 @@ pub mod reader;
 
 pub use admin::{
     Admin, Created, GroupDescription, GroupMember, GroupPartition, GroupSummary,
-    PartitionDescription, TopicDescription, TopicPartition, TopicSummary,
+    PartitionDescription, ResetTo, TopicDescription, TopicPartition, TopicSummary,
 };
 pub use consumer::{Consumer, ConsumerConfig, Record, StartPolicy};
 pub use error::ClientError;

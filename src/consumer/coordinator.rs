@@ -253,6 +253,30 @@ impl Coordinator {
         })
     }
 
+    /// Resets `group`'s committed offsets to `positions`, durably (a group not in memory is
+    /// read from its file first). Refused while the group has live members.
+    pub async fn reset_group(
+        &self,
+        group: &str,
+        positions: Vec<(PartitionKey, i64)>,
+    ) -> Result<(), ConsumerError> {
+        if !self.state.borrow().has_group(group) {
+            let (dir, g) = (self.dir.clone(), group.to_string());
+            let loaded = rt::spawn_blocking(move || offsets::load_group(&dir, &g))
+                .await
+                .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
+            self.state.borrow_mut().adopt(group, loaded);
+        }
+        let reset = self.state.borrow_mut().reset_offsets(group, &positions);
+        let saved = match reset {
+            Ok(changed) => self.persist_if(changed, group).await,
+            Err(e) => Err(e),
+        };
+        self.retire(group);
+        tracing::info!(group, ?positions, ok = saved.is_ok(), "group offsets reset");
+        saved
+    }
+
     /// Every group's committed offsets, for metrics (consumer lag).
     pub fn committed_offsets(&self) -> Vec<(String, PartitionKey, i64)> {
         self.state.borrow().all_committed()

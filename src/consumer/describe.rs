@@ -1,6 +1,7 @@
 //! Groups as the admin API describes them: members and their partitions from the
 //! coordinator, and for every partition the group reads or has committed, the committed
-//! offset against the partition's end (read from its owning shard): the lag.
+//! offset against the partition's end (read from its owning shard): the lag. And resets of a
+//! group's offsets, with targets computed from the partitions' bounds here.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -93,6 +94,54 @@ pub async fn describe_group(
         members: view.members,
         partitions,
     })
+}
+
+/// Where a reset moves a group's offsets in each partition of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The first offset still available.
+    Earliest,
+    /// The end: only records produced from now on are read.
+    Latest,
+    /// This offset, moved into the partition's range.
+    Offset(i64),
+}
+
+/// Resets `group`'s offsets in every partition of `topic`; returns (partition, offset) for
+/// each. Refused ([`ConsumerError::GroupActive`]) while the group has live members.
+pub async fn reset_group(
+    shard: &Rc<Shard>,
+    group: &str,
+    topic: &str,
+    to: ResetTo,
+) -> Result<Vec<(u32, i64)>, ConsumerError> {
+    let state = shard.existing_topic(topic).await?;
+    let bounds = join_all((0..state.layout.partitions()).map(|j| {
+        let state = state.clone();
+        async move { shard.bounds(&state, j).await.map(|b| (j, b)) }
+    }))
+    .await;
+    let mut targets = Vec::with_capacity(bounds.len());
+    for b in bounds {
+        let (j, (first, end)) = b?;
+        let offset = match to {
+            ResetTo::Earliest => first,
+            ResetTo::Latest => end,
+            ResetTo::Offset(n) => n.clamp(first, end),
+        };
+        targets.push((j, offset));
+    }
+    let positions: Vec<_> = targets
+        .iter()
+        .map(|&(j, off)| ((topic.to_string(), j), off))
+        .collect();
+    let name = group.to_string();
+    shard
+        .submit_to(COORDINATOR_SHARD, move |core| async move {
+            Coordinator::on(&core)?.reset_group(&name, positions).await
+        })
+        .await??;
+    Ok(targets)
 }
 
 fn entry<'a>(

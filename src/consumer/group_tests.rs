@@ -375,3 +375,22 @@ fn explicit_positions_commit_exactly_what_was_processed() {
         Err(ConsumerError::UnknownConsumer(_))
     ));
 }
+
+#[test]
+fn a_reset_is_refused_while_the_group_has_members() {
+    let now = t0();
+    let mut g = Groups::new(Duration::from_secs(120), HashMap::new());
+    g.register("a", "grp", &topics(&[("t", 2)]), now).unwrap();
+    let e = g.reset_offsets("grp", &[(key("t", 0), 5)]).unwrap_err();
+    assert!(
+        matches!(e, ConsumerError::GroupActive { members: 1, .. }),
+        "{e}"
+    );
+    g.goodbye("a", now).unwrap();
+    assert!(g.reset_offsets("grp", &[(key("t", 0), 5)]).unwrap());
+    assert!(
+        !g.reset_offsets("grp", &[(key("t", 0), 5)]).unwrap(),
+        "no change"
+    );
+    assert_eq!(g.committed("grp").unwrap().get(&key("t", 0)), Some(&5));
+}

@@ -1,7 +1,8 @@
-//! What the admin API shows of groups: their members, what each is assigned, and the
-//! committed offsets (a read-only view of [`Groups`]).
+//! What the admin API shows of groups — their members, what each is assigned, and the
+//! committed offsets — and its one change to them: resetting the offsets of a group that has
+//! no members.
 
-use super::{Groups, PartitionKey};
+use super::{ConsumerError, Groups, PartitionKey};
 
 /// A member and the partitions assigned to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,5 +52,29 @@ impl Groups {
             members,
             committed: g.committed.iter().map(|(k, o)| (k.clone(), *o)).collect(),
         })
+    }
+
+    /// Sets `group`'s committed offsets for `positions` (a reset by an operator). Refused
+    /// while the group has live members, as Kafka does: they would go on from their own
+    /// positions and commit over it. Returns whether anything changed.
+    pub fn reset_offsets(
+        &mut self,
+        group: &str,
+        positions: &[(PartitionKey, i64)],
+    ) -> Result<bool, ConsumerError> {
+        let g = self.groups.entry(group.to_string()).or_default();
+        if !g.assignment.is_empty() {
+            return Err(ConsumerError::GroupActive {
+                group: group.to_string(),
+                members: g.assignment.len(),
+            });
+        }
+        let mut changed = false;
+        for (k, off) in positions {
+            if g.committed.insert(k.clone(), *off) != Some(*off) {
+                changed = true;
+            }
+        }
+        Ok(changed)
     }
 }

@@ -91,6 +91,9 @@ pub enum ConsumerError {
         range_index: u8,
         gen: u32,
     },
+    /// A reset of a group that has live members.
+    #[error("group '{group}' has {members} live members; offsets are reset only while a group has none (stop its consumers first)")]
+    GroupActive { group: String, members: usize },
     /// The admin API named a group with neither members nor committed offsets.
     #[error("no consumer group '{0}' (no members, no committed offsets)")]
     NoSuchGroup(String),
@@ -106,7 +109,9 @@ impl Classify for ConsumerError {
             ConsumerError::Topic(e) => e.class(),
             ConsumerError::Read(e) => e.class(),
             ConsumerError::Route(e) => e.class(),
-            ConsumerError::StartMoving { .. } => ErrorClass::Unavailable,
+            ConsumerError::StartMoving { .. } | ConsumerError::GroupActive { .. } => {
+                ErrorClass::Unavailable
+            }
             ConsumerError::Offsets(e) => e.class(),
             ConsumerError::NoCoordinator(_) => ErrorClass::Internal,
             ConsumerError::NotAssigned { .. } | ConsumerError::PastDelivered { .. } => {

@@ -107,6 +107,9 @@ pub fn routes() -> &'static [Route] {
             route(Method::GET, "/v1/groups/{group}", |shard, req| {
                 Box::pin(groups::describe(shard, req))
             }),
+            route(Method::POST, "/v1/groups/{group}/reset", |shard, req| {
+                Box::pin(groups::reset(shard, req))
+            }),
         ]
     });
     &ROUTES

@@ -1,20 +1,23 @@
-//! The group routes of the admin API: `GET /v1/groups` (every group, with its member count)
-//! and `GET /v1/groups/{group}` (members and their partitions, and per partition the
-//! committed offset, the log's end and the lag). Offsets are 64-bit, so they go out as
-//! decimal strings, as in the JSON poll items.
+//! The group routes of the admin API: `GET /v1/groups` (every group, with its member count),
+//! `GET /v1/groups/{group}` (members and their partitions, and per partition the committed
+//! offset, the log's end and the lag) and `POST /v1/groups/{group}/reset?topic=&to=` (moves
+//! the offsets of a group without members: `to=earliest`, `latest` or an offset). Offsets are
+//! 64-bit, so they go out as decimal strings, as in the JSON poll items.
 
 use std::rc::Rc;
 
 use http::StatusCode;
 use serde::Serialize;
 
-use crate::consumer::describe::{self, GroupDescription};
+use crate::consumer::describe::{self, GroupDescription, ResetTo};
+use crate::consumer::ConsumerError;
 use crate::shard::Shard;
 use crate::wire::consumer::validate_group;
+use crate::wire::startup::validate_topic;
 
 use super::super::errors;
 use super::super::message::{HttpRequest, HttpResponse};
-use super::query::{bad, decode};
+use super::query::{bad, decode, Query};
 
 #[derive(Serialize)]
 struct GroupList {
@@ -56,6 +59,89 @@ struct Partition<'a> {
     lag: Option<String>,
 }
 
+#[derive(Serialize)]
+struct Reset<'a> {
+    group: &'a str,
+    topic: &'a str,
+    partitions: Vec<ResetPartition>,
+}
+
+#[derive(Serialize)]
+struct ResetPartition {
+    partition: u32,
+    offset: String,
+}
+
+/// `POST /v1/groups/{group}/reset?topic=T&to=earliest|latest|N`: 200 with each partition's
+/// new offset; 409 while the group has live members; 404 for an unknown topic.
+pub async fn reset(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
+    let group = match group_name(&req) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let q = match Query::parse(&req.query) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let Some(topic) = q.get("topic").filter(|t| !t.is_empty()) else {
+        return bad("missing query parameter 'topic'");
+    };
+    if let Err(e) = validate_topic(topic) {
+        return bad(&format!("query parameter 'topic': {e}"));
+    }
+    let to = match q.get("to") {
+        Some("earliest") => ResetTo::Earliest,
+        Some("latest") => ResetTo::Latest,
+        Some(n) => match n.parse::<i64>() {
+            Ok(n) if n >= 0 => ResetTo::Offset(n),
+            _ => {
+                return bad(&format!(
+                    "query parameter 'to': {n:?} is not earliest, latest or an offset"
+                ))
+            }
+        },
+        None => return bad("missing query parameter 'to' (earliest, latest or an offset)"),
+    };
+    match describe::reset_group(&shard, &group, topic, to).await {
+        Ok(moved) => {
+            let body = Reset {
+                group: &group,
+                topic,
+                partitions: moved
+                    .into_iter()
+                    .map(|(partition, offset)| ResetPartition {
+                        partition,
+                        offset: offset.to_string(),
+                    })
+                    .collect(),
+            };
+            HttpResponse::json(
+                StatusCode::OK,
+                serde_json::to_string(&body).unwrap_or_default(),
+            )
+        }
+        Err(e @ ConsumerError::GroupActive { .. }) => {
+            HttpResponse::error(StatusCode::CONFLICT, &e.to_string())
+        }
+        Err(e) => errors::response(&e),
+    }
+}
+
+/// The `{group}` of the path, percent-decoded and checked (400 if it is not a group name).
+fn group_name(req: &HttpRequest) -> Result<String, HttpResponse> {
+    let raw = req
+        .params
+        .iter()
+        .find(|(k, _)| *k == "group")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    let Some(group) = decode(raw) else {
+        return Err(bad("the group name is not valid percent-encoded UTF-8"));
+    };
+    validate_group(&group).map_err(|e| bad(&format!("group: {e}")))?;
+    Ok(group)
+}
+
 /// `GET /v1/groups`.
 pub async fn list(shard: Rc<Shard>, _req: HttpRequest) -> HttpResponse {
     match describe::list_groups(&shard).await {
@@ -66,18 +152,10 @@ pub async fn list(shard: Rc<Shard>, _req: HttpRequest) -> HttpResponse {
 
 /// `GET /v1/groups/{group}`: 404 for a group with neither members nor committed offsets.
 pub async fn describe(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
-    let raw = req
-        .params
-        .iter()
-        .find(|(k, _)| *k == "group")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_default();
-    let Some(group) = decode(raw) else {
-        return bad("the group name is not valid percent-encoded UTF-8");
+    let group = match group_name(&req) {
+        Ok(g) => g,
+        Err(r) => return r,
     };
-    if let Err(e) = validate_group(&group) {
-        return bad(&format!("group: {e}"));
-    }
     match describe::describe_group(&shard, &group).await {
         Ok(d) => HttpResponse::json(StatusCode::OK, describe_json(&d)),
         Err(e) => errors::response(&e),
