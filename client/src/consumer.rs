@@ -227,6 +227,18 @@ impl Consumer {
         Ok(())
     }
 
+    /// Drops what the last poll returned without committing it: registers again with the same
+    /// id, which starts a new session on the broker, so those records go to the group's next
+    /// poll (this member's or, after [`close`](Consumer::close), another's). For a poll whose
+    /// answer never reached the application (interrupted, failed): the broker may have
+    /// recorded positions nobody saw, which the next POLL, COMMIT or GOODBYE would confirm.
+    pub async fn discard_last_poll(&mut self) -> Result<(), ClientError> {
+        self.register().await?;
+        self.last_poll.clear();
+        self.uncommitted = false;
+        Ok(())
+    }
+
     /// A COMMIT with explicit positions (next offset to read, per partition).
     async fn commit_positions(
         &mut self,
