@@ -1,0 +1,165 @@
+//! `consume`: as a consumer-group member (`--group`), or one partition from an offset
+//! (`--partition`, no group, nothing committed).
+//!
+//! A group member commits exactly what it printed. The broker's COMMIT (and GOODBYE, and the
+//! next POLL) confirms everything the last poll returned, so the member commits explicitly
+//! after printing a whole poll (auto-commit off). When `--count` needs only part of a poll,
+//! the rest is not printed and that poll must not be confirmed: the member registers again
+//! with its id, which starts a new session on the broker and drops the poll's positions, and
+//! only then says GOODBYE (which then commits nothing more). The records of that poll —
+//! including the ones printed — go to the group's next poll: printed records are never lost,
+//! at the price of printing some twice (at-least-once), and nothing unprinted is committed.
+//! Leaving without GOODBYE instead would keep the member's partitions from the rest of the
+//! group until the broker's consumer timeout. Ctrl-C during a poll leaves the same way: the
+//! interrupted poll may have been answered on the broker but was never printed.
+
+use std::sync::Arc;
+
+use shardlog_client::consumer::StartPolicy;
+use shardlog_client::{Consumer, ConsumerConfig, PartitionReader, ReaderConfig, Record};
+use tokio::sync::Notify;
+
+use crate::cli::{ConsumeArgs, Format};
+use crate::output::{PartitionIndex, Printer};
+
+pub async fn run(broker: &str, http: &str, args: ConsumeArgs) -> Result<(), String> {
+    let interrupted = ctrl_c();
+    let partitions = match args.format {
+        // Only JSON names partitions; text needs no HTTP port.
+        Format::Json => PartitionIndex::fetch(http, &args.topic).await,
+        Format::Text => PartitionIndex::default(),
+    };
+    let mut printer = Printer::new(args.format, partitions);
+    match (&args.group, args.partition) {
+        (Some(group), _) => with_group(broker, group, &args, &mut printer, &interrupted).await,
+        (None, Some(p)) => from_partition(broker, p, &args, &mut printer, &interrupted).await,
+        // clap requires one of them.
+        (None, None) => Err("--group or --partition is required".into()),
+    }
+}
+
+/// A permit is stored when Ctrl-C is pressed, so a press between polls is not missed.
+fn ctrl_c() -> Arc<Notify> {
+    let notify = Arc::new(Notify::new());
+    let n = notify.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            n.notify_one();
+        }
+    });
+    notify
+}
+
+/// How many of `records` to print with `printed` already printed out of `count`.
+fn wanted(records: &[Record], printed: u64, count: Option<u64>) -> usize {
+    match count {
+        None => records.len(),
+        Some(n) => {
+            let left = n.saturating_sub(printed);
+            records
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX))
+        }
+    }
+}
+
+/// How a member leaves: GOODBYE after its last poll was committed, or after dropping it.
+#[derive(PartialEq)]
+enum Leave {
+    Committed,
+    Discard,
+}
+
+async fn with_group(
+    broker: &str,
+    group: &str,
+    args: &ConsumeArgs,
+    printer: &mut Printer,
+    interrupted: &Notify,
+) -> Result<(), String> {
+    let id = args.id.clone().unwrap_or_else(default_id);
+    let config = ConsumerConfig {
+        start: if args.from_beginning {
+            StartPolicy::Earliest
+        } else {
+            StartPolicy::Latest
+        },
+        auto_commit: false,
+        ..ConsumerConfig::new(broker, group, id, &[args.topic.as_str()])
+    };
+    let mut consumer = Consumer::join(config).await.map_err(|e| e.to_string())?;
+    let mut printed = 0u64;
+    let mut failed = None;
+    let leave = loop {
+        if args.count.is_some_and(|n| printed >= n) {
+            break Leave::Committed;
+        }
+        let records = tokio::select! {
+            r = consumer.poll() => r.map_err(|e| e.to_string())?,
+            _ = interrupted.notified() => break Leave::Discard,
+        };
+        if records.is_empty() {
+            if args.follow {
+                continue;
+            }
+            break Leave::Committed;
+        }
+        let n = wanted(&records, printed, args.count);
+        if let Err(e) = printer.print(&records[..n]) {
+            failed = Some(e);
+            break Leave::Discard;
+        }
+        printed += n as u64;
+        if n < records.len() {
+            break Leave::Discard;
+        }
+        consumer.commit().await.map_err(|e| e.to_string())?;
+    };
+    if leave == Leave::Discard {
+        // If this fails, no GOODBYE: it would commit what was not printed.
+        consumer
+            .discard_last_poll()
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    consumer.close().await.map_err(|e| e.to_string())?;
+    failed.map_or(Ok(()), Err)
+}
+
+async fn from_partition(
+    broker: &str,
+    partition: u32,
+    args: &ConsumeArgs,
+    printer: &mut Printer,
+    interrupted: &Notify,
+) -> Result<(), String> {
+    let config = ReaderConfig::new(broker, args.topic.as_str(), partition, args.offset);
+    let mut reader = PartitionReader::connect(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut printed = 0u64;
+    while args.count.is_none_or(|n| printed < n) {
+        let records = tokio::select! {
+            r = reader.next_batch() => r.map_err(|e| e.to_string())?,
+            _ = interrupted.notified() => break,
+        };
+        if records.is_empty() && !args.follow {
+            break;
+        }
+        let n = wanted(&records, printed, args.count);
+        printer.print(&records[..n])?;
+        printed += n as u64;
+    }
+    Ok(())
+}
+
+/// `shardlogctl-HOST-PID`: unique among members, so two runs never share a session.
+fn default_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("shardlogctl-{host}-{}", std::process::id())
+}

@@ -1,0 +1,48 @@
+//! `shardlogctl`: the broker from a shell — topics (admin API on the HTTP port), producing
+//! lines, consuming with a group or reading one partition (framed protocol). Built on
+//! `shardlog-client` only, so it runs on any machine that can reach a broker.
+//!
+//! Exit codes: 0 success, 1 a broker or connection error (one line on stderr), 2 bad usage.
+
+mod cli;
+mod consume;
+mod output;
+mod produce;
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    // clap prints usage errors and exits 2 itself (0 for --help and --version).
+    let cli = Cli::parse();
+    // One thread is plenty for one command, and keeps the tool light.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Topic(cmd) => topic::run(&cli.http, cmd).await,
+            Command::Produce(args) => produce::run(&cli.broker, &cli.http, args).await,
+            Command::Consume(args) => consume::run(&cli.broker, &cli.http, args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => fail(&why),
+    }
+}
+
+/// One line on stderr, exit code 1.
+fn fail(why: &str) -> ExitCode {
+    let line = why.replace('\n', " ");
+    eprintln!("shardlogctl: {line}");
+    ExitCode::from(1)
+}
