@@ -1,0 +1,334 @@
+//! `shardlogctl` (the client crate's command-line tool) against a real broker: topics are
+//! created, listed and described; lines are produced keyed and keyless from stdin and a file;
+//! a group reads them all back as text and JSON (a value that is not UTF-8 in base64);
+//! `--count N` commits exactly the N records printed when they end a poll, and commits nothing
+//! of a poll it printed only part of; a partition is read from an offset; a broker that cannot
+//! be reached is exit 1 with one line, bad usage exit 2.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use common::Broker;
+use serde_json::Value;
+use shardlog_client::wire::ring::TopicLayout;
+
+/// The `shardlogctl` binary, built next to the broker's. Cargo builds a package's binaries
+/// only for that package's own tests, so this test builds it (once per run; a no-op when it
+/// is fresh) with the cargo that runs the tests, into the same target directory.
+fn ctl_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let broker = Path::new(env!("CARGO_BIN_EXE_shardlog"));
+        let profile_dir = broker.parent().expect("the binary's directory");
+        let target_dir = profile_dir.parent().expect("the target directory");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "shardlog-client",
+                "--bin",
+                "shardlogctl",
+            ])
+            .arg("--manifest-path")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("run cargo");
+        assert!(status.success(), "building shardlogctl failed");
+        profile_dir.join("shardlogctl")
+    })
+}
+
+/// Runs `shardlogctl` against `broker` with `args` and `stdin`.
+fn ctl(broker: &Broker, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(ctl_binary())
+        .env("SHARDLOG_BROKER", broker.framed.to_string())
+        .env("SHARDLOG_HTTP", broker.http.to_string())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shardlogctl");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("shardlogctl output")
+}
+
+/// Runs it and expects success; returns standard output.
+fn ok(broker: &Broker, args: &[&str], stdin: &[u8]) -> String {
+    let out = ctl(broker, args, stdin);
+    assert!(
+        out.status.success(),
+        "{args:?}: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+#[test]
+fn topics_are_created_listed_and_described() {
+    let broker = Broker::start_with(2, &["--ranges-per-shard", "2"]);
+    let out = ok(
+        &broker,
+        &["topic", "create", "orders", "--partitions", "4"],
+        b"",
+    );
+    assert_eq!(out, "orders created (4 partitions)\n");
+    let out = ok(&broker, &["topic", "create", "orders"], b"");
+    assert_eq!(out, "orders exists (4 partitions)\n");
+    ok(&broker, &["topic", "create", "audit"], b"");
+    assert_eq!(
+        ok(&broker, &["topic", "list"], b""),
+        "audit\t4\norders\t4\n"
+    );
+
+    ok(&broker, &["produce", "orders", "--key", "k"], b"one\ntwo\n");
+    let table = ok(&broker, &["topic", "describe", "orders"], b"");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 5, "{table}");
+    assert_eq!(rows[0][0], "PARTITION", "{table}");
+    // partition, token, range, shard, first, next, bytes: both messages in one partition.
+    let next: Vec<&str> = rows[1..].iter().map(|r| r[5]).collect();
+    assert_eq!(next.iter().filter(|n| **n == "2").count(), 1, "{table}");
+    assert_eq!(next.iter().filter(|n| **n == "0").count(), 3, "{table}");
+
+    let out = ctl(&broker, &["topic", "describe", "nope"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}
+
+#[test]
+fn lines_produced_come_back_to_a_group_as_text_and_json() {
+    let broker = Broker::start_with(2, &["--ranges-per-shard", "2"]);
+    ok(&broker, &["topic", "create", "events"], b"");
+    let out = ok(
+        &broker,
+        &["produce", "events", "--key-separator", "="],
+        b"a=1\nb=2\nc=3\nplain\n",
+    );
+    assert_eq!(out, "4 of 4 messages acknowledged\n");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lines");
+    std::fs::write(&file, b"from-file\r\nbin\xff\xfe\n\n").unwrap();
+    let path = file.to_str().unwrap();
+    let out = ok(&broker, &["produce", "events", "--file", path], b"");
+    assert_eq!(out, "2 of 2 messages acknowledged\n");
+
+    let text = ctl(
+        &broker,
+        &["consume", "events", "--group", "g1", "--from-beginning"],
+        b"",
+    );
+    assert!(text.status.success(), "{text:?}");
+    // Values exactly as stored, bytes that are not UTF-8 included.
+    let mut lines: Vec<&[u8]> = text.stdout.split(|b| *b == b'\n').collect();
+    assert_eq!(lines.pop(), Some(&b""[..]), "ends with a newline");
+    lines.sort_unstable();
+    let want: [&[u8]; 6] = [b"1", b"2", b"3", b"bin\xff\xfe", b"from-file", b"plain"];
+    assert_eq!(lines, want);
+
+    let json = ok(
+        &broker,
+        &[
+            "consume",
+            "events",
+            "--group",
+            "g2",
+            "--from-beginning",
+            "--format",
+            "json",
+        ],
+        b"",
+    );
+    let layout = TopicLayout::new(2, 2);
+    let mut values = Vec::new();
+    for line in json.lines() {
+        let v: Value = serde_json::from_str(line).expect("one JSON object per line");
+        assert_eq!(v["topic"], "events");
+        // The partition's index, from the topic's description.
+        assert!(v["partition"].as_u64().is_some_and(|p| p < 4), "{line}");
+        assert!(v["offset"].as_i64().is_some() && v["timestamp"].as_i64().is_some());
+        let value = v["value"].as_str().expect("a string value").to_string();
+        // Keyed lines went to their key's partition.
+        if let Some(key) = [("1", "a"), ("2", "b"), ("3", "c")]
+            .iter()
+            .find_map(|(val, key)| (*val == value).then_some(key))
+        {
+            let j = layout.partition_of_key(key.as_bytes());
+            assert_eq!(v["partition"].as_u64(), Some(u64::from(j)), "{line}");
+        }
+        match v.get("encoding") {
+            Some(e) => {
+                assert_eq!(e, "base64");
+                values.push(format!("base64:{value}"));
+            }
+            None => values.push(value),
+        }
+    }
+    values.sort();
+    assert_eq!(
+        values,
+        ["1", "2", "3", "base64:Ymlu//4=", "from-file", "plain"].map(String::from)
+    );
+    // The group committed everything: it has nothing left.
+    assert_eq!(
+        ok(&broker, &["consume", "events", "--group", "g2"], b""),
+        ""
+    );
+}
+
+/// `n` lines of `len` hex digits from a simple generator: they barely compress, so with
+/// `--max-poll-bytes 1KiB` every poll returns exactly one stored chunk.
+fn noisy_lines(seed: u64, n: usize, len: usize) -> Vec<String> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            (0..len)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    char::from_digit((x >> 60) as u32, 16).unwrap_or('0')
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn count_commits_exactly_what_was_printed() {
+    let broker = Broker::start_with(1, &["--ranges-per-shard", "1", "--max-poll-bytes", "1KiB"]);
+    ok(&broker, &["topic", "create", "t", "--partitions", "1"], b"");
+    // Two produce runs: two chunks, offsets 0..3 and 3..5.
+    let first = noisy_lines(1, 3, 3000);
+    let second = noisy_lines(2, 2, 3000);
+    ok(
+        &broker,
+        &["produce", "t"],
+        (first.join("\n") + "\n").as_bytes(),
+    );
+    ok(
+        &broker,
+        &["produce", "t"],
+        (second.join("\n") + "\n").as_bytes(),
+    );
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    let consume = |group: &str, count: &str| {
+        let args = [
+            "consume",
+            "t",
+            "--group",
+            group,
+            "--from-beginning",
+            "--count",
+            count,
+        ];
+        ok(&broker, &args, b"")
+            .lines()
+            .map(String::from)
+            .collect::<Vec<String>>()
+    };
+
+    // Three records end the first poll: exactly they are committed, the rest comes next.
+    assert_eq!(consume("exact", "3"), all[..3]);
+    assert_eq!(consume("exact", "10"), all[3..]);
+    assert!(consume("exact", "10").is_empty());
+
+    // Two of the first poll's three: printed, but that poll is not committed (a COMMIT would
+    // confirm all three), so the group reads it again.
+    assert_eq!(consume("part", "2"), all[..2]);
+    assert_eq!(consume("part", "4"), all[..4]);
+    // Four = the first poll and one of the second: only the first is committed.
+    assert_eq!(consume("part", "10"), all[3..]);
+}
+
+#[test]
+fn a_partition_is_read_from_an_offset() {
+    let broker = Broker::start_with(1, &["--ranges-per-shard", "2"]);
+    ok(&broker, &["topic", "create", "p", "--partitions", "2"], b"");
+    let key = "k";
+    let j = TopicLayout::new(1, 2).partition_of_key(key.as_bytes());
+    ok(
+        &broker,
+        &["produce", "p", "--key", key],
+        b"r0\nr1\nr2\nr3\n",
+    );
+    let j = j.to_string();
+    let out = ok(
+        &broker,
+        &["consume", "p", "--partition", &j, "--offset", "1"],
+        b"",
+    );
+    assert_eq!(out, "r1\nr2\nr3\n");
+    let out = ok(
+        &broker,
+        &[
+            "consume",
+            "p",
+            "--partition",
+            &j,
+            "--offset",
+            "2",
+            "--count",
+            "1",
+            "--format",
+            "json",
+        ],
+        b"",
+    );
+    let v: Value = serde_json::from_str(out.trim_end()).expect("JSON");
+    assert_eq!(v["partition"].as_str(), None);
+    assert_eq!(v["partition"].to_string(), j);
+    assert_eq!(v["offset"], 2);
+    assert_eq!(v["value"], "r2");
+    // The other partition is empty; nothing is printed.
+    let other = if j == "0" { "1" } else { "0" };
+    assert_eq!(
+        ok(&broker, &["consume", "p", "--partition", other], b""),
+        ""
+    );
+}
+
+#[test]
+fn errors_are_one_line_with_exit_1_and_bad_usage_is_exit_2() {
+    let broker = Broker::start(1);
+    let closed = common::free_addr().to_string();
+    for args in [
+        vec!["--broker", closed.as_str(), "produce", "t"],
+        vec!["--http", closed.as_str(), "topic", "list"],
+        vec!["--broker", closed.as_str(), "consume", "t", "--group", "g"],
+    ] {
+        let out = ctl(&broker, &args, b"x\n");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("shardlogctl: "), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    for args in [
+        vec!["consume", "t"],
+        vec!["produce"],
+        vec!["topic", "frobnicate"],
+        vec!["produce", "t", "--key", "k", "--key-separator", ":"],
+    ] {
+        let out = ctl(&broker, &args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+    let help = ok(&broker, &["consume", "--help"], b"");
+    assert!(help.contains("Exit codes"), "{help}");
+}
