@@ -332,3 +332,44 @@ fn errors_are_one_line_with_exit_1_and_bad_usage_is_exit_2() {
     let help = ok(&broker, &["consume", "--help"], b"");
     assert!(help.contains("Exit codes"), "{help}");
 }
+
+#[test]
+fn ctrl_c_leaves_the_group_at_once() {
+    use std::io::BufRead;
+
+    let broker = Broker::start(1);
+    ok(&broker, &["topic", "create", "f", "--partitions", "1"], b"");
+    ok(&broker, &["produce", "f"], b"first\n");
+    let mut follower = Command::new(ctl_binary())
+        .env("SHARDLOG_BROKER", broker.framed.to_string())
+        .env("SHARDLOG_HTTP", broker.http.to_string())
+        .args(["consume", "f", "--group", "g", "--id", "a"])
+        .args(["--from-beginning", "--follow"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start shardlogctl");
+    let stdout = follower.stdout.take().expect("piped stdout");
+    let mut lines = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    lines.read_line(&mut line).expect("a line");
+    assert_eq!(line, "first\n");
+    // It is waiting in a poll now; Ctrl-C.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill(2) on a child this test started and has not waited for.
+    let sent = unsafe { libc::kill(follower.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    let status = follower.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut lines, &mut rest).expect("the rest");
+    assert_eq!(rest, "");
+
+    // It said GOODBYE (committing "first"): a new member gets the partition at once, rather
+    // than after the broker's consumer timeout, and starts after "first".
+    ok(&broker, &["produce", "f"], b"second\n");
+    assert_eq!(
+        ok(&broker, &["consume", "f", "--group", "g", "--id", "b"], b""),
+        "second\n"
+    );
+}

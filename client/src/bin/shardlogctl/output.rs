@@ -104,3 +104,50 @@ impl Printer {
 fn write_error(e: std::io::Error) -> String {
     format!("cannot write the output: {e}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value: &'static [u8]) -> Record {
+        Record {
+            topic: "t\"q".into(),
+            partition: PartitionId {
+                gen: 1,
+                token: i64::MIN,
+                range_index: 1,
+            },
+            offset: 7,
+            timestamp_us: 42,
+            value: bytes::Bytes::from_static(value),
+        }
+    }
+
+    fn json(p: &Printer, r: &Record) -> String {
+        let mut out = Vec::new();
+        p.json(r, &mut out);
+        String::from_utf8(out).expect("JSON is UTF-8")
+    }
+
+    #[test]
+    fn json_names_the_partition_by_index_when_known_and_by_triple_when_not() {
+        let r = record(b"hi \"there\"");
+        let mut p = Printer::new(Format::Json, PartitionIndex::default());
+        assert_eq!(
+            json(&p, &r),
+            r#"{"topic":"t\"q","partition":{"gen":1,"token":"-9223372036854775808","rangeIndex":1},"offset":7,"timestamp":42,"value":"hi \"there\""}"#
+        );
+        p.partitions = PartitionIndex(HashMap::from([(r.partition, 5)]));
+        assert!(json(&p, &r).contains(r#""partition":5,"#));
+    }
+
+    #[test]
+    fn json_values_that_are_not_utf8_are_base64_marked() {
+        let p = Printer::new(Format::Json, PartitionIndex::default());
+        let text = json(&p, &record(b"bin\xff\xfe"));
+        assert!(
+            text.ends_with(r#""value":"Ymlu//4=","encoding":"base64"}"#),
+            "{text}"
+        );
+    }
+}
