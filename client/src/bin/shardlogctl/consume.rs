@@ -16,7 +16,9 @@
 use std::sync::Arc;
 
 use shardlog_client::consumer::StartPolicy;
-use shardlog_client::{Consumer, ConsumerConfig, PartitionReader, ReaderConfig, Record};
+use shardlog_client::{
+    ClientError, Consumer, ConsumerConfig, PartitionReader, ReaderConfig, Record,
+};
 use tokio::sync::Notify;
 
 use crate::cli::{ConsumeArgs, Format};
@@ -95,8 +97,15 @@ async fn with_group(
             break Leave::Committed;
         }
         let records = tokio::select! {
-            r = consumer.poll() => r.map_err(|e| e.to_string())?,
+            r = consumer.poll() => r,
             _ = interrupted.notified() => break Leave::Discard,
+        };
+        let records = match records {
+            Ok(records) => records,
+            Err(e) => {
+                failed = Some(e.to_string());
+                break Leave::Discard;
+            }
         };
         if records.is_empty() {
             if args.follow {
@@ -113,17 +122,28 @@ async fn with_group(
         if n < records.len() {
             break Leave::Discard;
         }
-        consumer.commit().await.map_err(|e| e.to_string())?;
+        if let Err(e) = consumer.commit().await {
+            // Whether it was applied is unknown; dropping the poll is safe either way.
+            failed = Some(e.to_string());
+            break Leave::Discard;
+        }
     };
-    if leave == Leave::Discard {
-        // If this fails, no GOODBYE: it would commit what was not printed.
-        consumer
-            .discard_last_poll()
-            .await
-            .map_err(|e| e.to_string())?;
+    // After a failure, leaving is best effort and the failure is what is reported.
+    let left = leave_group(consumer, leave).await;
+    match failed {
+        Some(why) => Err(why),
+        None => left.map_err(|e| e.to_string()),
     }
-    consumer.close().await.map_err(|e| e.to_string())?;
-    failed.map_or(Ok(()), Err)
+}
+
+/// GOODBYE, after dropping the last poll if it must not be committed. If dropping it fails,
+/// no GOODBYE: it would commit what was not printed (the broker forgets the member after its
+/// consumer timeout instead).
+async fn leave_group(mut consumer: Consumer, leave: Leave) -> Result<(), ClientError> {
+    if leave == Leave::Discard {
+        consumer.discard_last_poll().await?;
+    }
+    consumer.close().await
 }
 
 async fn from_partition(
