@@ -325,6 +325,10 @@ fn errors_are_one_line_with_exit_1_and_bad_usage_is_exit_2() {
         vec!["produce"],
         vec!["topic", "frobnicate"],
         vec!["produce", "t", "--key", "k", "--key-separator", ":"],
+        vec!["consume", "t", "--group", "g", "--partition", "0"],
+        vec!["consume", "t", "--group", "g", "--offset", "3"],
+        vec!["consume", "t", "--partition", "0", "--from-beginning"],
+        vec!["consume", "t", "--group", "g", "--format", "yaml"],
     ] {
         let out = ctl(&broker, &args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");

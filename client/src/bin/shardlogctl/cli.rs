@@ -99,17 +99,17 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub group: Option<String>,
     /// The member id (default: shardlogctl-HOSTNAME-PID).
-    #[arg(long, requires = "group")]
+    #[arg(long, conflicts_with = "partition")]
     pub id: Option<String>,
     /// A group with nothing committed starts at the oldest record (else at the newest).
-    #[arg(long, requires = "group")]
+    #[arg(long, conflicts_with = "partition")]
     pub from_beginning: bool,
     /// Read this partition (its index) without a group; nothing is committed.
     #[arg(long, value_name = "P")]
     pub partition: Option<u32>,
-    /// The first offset to read with --partition.
-    #[arg(long, value_name = "N", requires = "partition", default_value_t = 0)]
-    pub offset: i64,
+    /// The first offset to read with --partition (default 0).
+    #[arg(long, value_name = "N", conflicts_with = "group")]
+    pub offset: Option<i64>,
     /// Stop after printing N records.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,

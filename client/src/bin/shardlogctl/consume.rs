@@ -153,7 +153,12 @@ async fn from_partition(
     printer: &mut Printer,
     interrupted: &Notify,
 ) -> Result<(), String> {
-    let config = ReaderConfig::new(broker, args.topic.as_str(), partition, args.offset);
+    let config = ReaderConfig::new(
+        broker,
+        args.topic.as_str(),
+        partition,
+        args.offset.unwrap_or(0),
+    );
     let mut reader = PartitionReader::connect(config)
         .await
         .map_err(|e| e.to_string())?;
