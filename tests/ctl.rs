@@ -39,12 +39,19 @@ fn ctl_binary() -> &'static Path {
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
             .arg("--target-dir")
             .arg(target_dir);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cargo.arg("--release");
+        // The directory is named after the profile, except the dev profile's ("debug").
+        match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => {}
+            Some(profile) => {
+                cargo.args(["--profile", profile]);
+            }
         }
         let status = cargo.status().expect("run cargo");
         assert!(status.success(), "building shardlogctl failed");
-        profile_dir.join("shardlogctl")
+        let bin = profile_dir.join("shardlogctl");
+        // Not there: a target-directory layout this does not know.
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
     })
 }
 
