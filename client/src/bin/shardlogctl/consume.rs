@@ -1,17 +1,16 @@
 //! `consume`: as a consumer-group member (`--group`), or one partition from an offset
 //! (`--partition`, no group, nothing committed).
 //!
-//! A group member commits exactly what it printed. The broker's COMMIT (and GOODBYE, and the
-//! next POLL) confirms everything the last poll returned, so the member commits explicitly
-//! after printing a whole poll (auto-commit off). When `--count` needs only part of a poll,
-//! the rest is not printed and that poll must not be confirmed: the member registers again
-//! with its id, which starts a new session on the broker and drops the poll's positions, and
-//! only then says GOODBYE (which then commits nothing more). The records of that poll —
-//! including the ones printed — go to the group's next poll: printed records are never lost,
-//! at the price of printing some twice (at-least-once), and nothing unprinted is committed.
-//! Leaving without GOODBYE instead would keep the member's partitions from the rest of the
-//! group until the broker's consumer timeout. Ctrl-C during a poll leaves the same way: the
-//! interrupted poll may have been answered on the broker but was never printed.
+//! A group member commits exactly what it printed: after printing from a poll it commits
+//! through the printed records (a COMMIT with explicit positions, auto-commit off). When
+//! `--count` needs only part of a poll, the rest is not printed, and GOODBYE — which in that
+//! mode commits of each partition of the last poll only what was committed — leaves it to the
+//! group's next read, which starts right after the N-th record. Ctrl-C, or a failure, during a
+//! poll leaves differently: the broker may have answered a poll that was never printed, and
+//! GOODBYE would confirm it, so the member first registers again with its id (a new session,
+//! which drops the positions of that poll; commits made stay) and then says GOODBYE. Leaving
+//! without GOODBYE would keep the member's partitions from the rest of the group until the
+//! broker's consumer timeout.
 
 use std::sync::Arc;
 
@@ -65,7 +64,8 @@ fn wanted(records: &[Record], printed: u64, count: Option<u64>) -> usize {
     }
 }
 
-/// How a member leaves: GOODBYE after its last poll was committed, or after dropping it.
+/// How a member leaves: GOODBYE after committing what it printed of its last poll, or after
+/// dropping a poll it never printed.
 #[derive(PartialEq)]
 enum Leave {
     Committed,
@@ -119,10 +119,7 @@ async fn with_group(
             break Leave::Discard;
         }
         printed += n as u64;
-        if n < records.len() {
-            break Leave::Discard;
-        }
-        if let Err(e) = consumer.commit().await {
+        if let Err(e) = consumer.commit_records(&records[..n]).await {
             // Whether it was applied is unknown; dropping the poll is safe either way.
             failed = Some(e.to_string());
             break Leave::Discard;
