@@ -25,18 +25,15 @@ fn ctl_binary() -> &'static Path {
         let broker = Path::new(env!("CARGO_BIN_EXE_shardlog"));
         let profile_dir = broker.parent().expect("the binary's directory");
         let target_dir = profile_dir.parent().expect("the target directory");
-        let mut cargo = Command::new(env!("CARGO"));
+        // Cargo sets both when it runs the tests (a target directory shared by checkouts may
+        // hold a test binary built in another); the build-time values are for a run by hand.
+        let var = |name: &str, built: &str| std::env::var(name).unwrap_or_else(|_| built.into());
+        let manifest_dir = var("CARGO_MANIFEST_DIR", env!("CARGO_MANIFEST_DIR"));
+        let mut cargo = Command::new(var("CARGO", env!("CARGO")));
         cargo
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "shardlog-client",
-                "--bin",
-                "shardlogctl",
-            ])
-            .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .args(["build", "--quiet", "-p", "shardlog-client"])
+            .args(["--bin", "shardlogctl", "--manifest-path"])
+            .arg(Path::new(&manifest_dir).join("Cargo.toml"))
             .arg("--target-dir")
             .arg(target_dir);
         // The directory is named after the profile, except the dev profile's ("debug").
