@@ -1,9 +1,9 @@
 //! `shardlogctl` (the client crate's command-line tool) against a real broker: topics are
-//! created, listed and described; lines are produced keyed and keyless from stdin and a file;
-//! a group reads them all back as text and JSON (a value that is not UTF-8 in base64);
-//! `--count N` commits exactly the N records printed, also when they end inside a poll or a
-//! stored chunk; Ctrl-C leaves the group; a partition is read from an offset; a broker that
-//! cannot be reached is exit 1 with one line, bad usage exit 2.
+//! created, listed and described, groups listed and described; lines are produced keyed and
+//! keyless from stdin and a file; a group reads them all back as text and JSON (a value that is
+//! not UTF-8 in base64); `--count N` commits exactly the N records printed, also when they end
+//! inside a poll or a stored chunk; Ctrl-C leaves the group; a partition is read from an
+//! offset; a broker that cannot be reached is exit 1 with one line, bad usage exit 2.
 
 mod common;
 
@@ -289,6 +289,19 @@ fn count_commits_exactly_what_was_printed() {
     assert_eq!(consume("part", "2"), all[..2]);
     assert_eq!(consume("part", "2"), all[2..4]);
     assert_eq!(consume("part", "10"), all[4..]);
+
+    // The groups, as the admin API shows them: no live members left, all committed.
+    assert_eq!(ok(&broker, &["group", "list"], b""), "exact\t0\npart\t0\n");
+    let table = ok(&broker, &["group", "describe", "part"], b"");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["TOPIC", "PARTITION", "OWNER", "COMMITTED", "END", "LAG"]
+    );
+    assert_eq!(rows[1..], [["t", "0", "-", "5", "5", "0"]], "{table}");
 }
 
 #[test]

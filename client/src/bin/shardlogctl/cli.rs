@@ -36,6 +36,9 @@ pub enum Command {
     /// List, describe or create topics (the admin API on the HTTP port).
     #[command(subcommand, after_help = EXIT_CODES)]
     Topic(TopicCommand),
+    /// List consumer groups or describe one: owners, committed offsets, lag (HTTP port).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Group(GroupCommand),
     /// Produce one message per line of standard input or a file.
     #[command(after_help = EXIT_CODES)]
     Produce(ProduceArgs),
@@ -63,6 +66,19 @@ pub enum TopicCommand {
         /// Partition count (default: the broker's, shards × ranges per shard).
         #[arg(long)]
         partitions: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Every group and its live member count, one per line.
+    #[command(after_help = EXIT_CODES)]
+    List,
+    /// A group's partitions: topic, partition, owner, committed offset, end, lag.
+    #[command(after_help = EXIT_CODES)]
+    Describe {
+        /// The group.
+        name: String,
     },
 }
 

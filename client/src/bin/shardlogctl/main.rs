@@ -1,11 +1,12 @@
-//! `shardlogctl`: the broker from a shell — topics (admin API on the HTTP port), producing
-//! lines, consuming with a group or reading one partition (framed protocol). Built on
-//! `shardlog-client` only, so it runs on any machine that can reach a broker.
+//! `shardlogctl`: the broker from a shell — topics and groups (the admin API on the HTTP
+//! port), producing lines, consuming with a group or reading one partition (the framed
+//! protocol). Built on `shardlog-client` only, so it runs on any machine that reaches a broker.
 //!
 //! Exit codes: 0 success, 1 a broker or connection error (one line on stderr), 2 bad usage.
 
 mod cli;
 mod consume;
+mod group;
 mod output;
 mod produce;
 mod topic;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Topic(cmd) => topic::run(&cli.http, cmd).await,
+            Command::Group(cmd) => group::run(&cli.http, cmd).await,
             Command::Produce(args) => produce::run(&cli.broker, &cli.http, args).await,
             Command::Consume(args) => consume::run(&cli.broker, &cli.http, args).await,
         }

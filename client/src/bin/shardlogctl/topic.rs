@@ -3,6 +3,7 @@
 use shardlog_client::Admin;
 
 use crate::cli::TopicCommand;
+use crate::output::table;
 
 pub async fn run(http: &str, cmd: TopicCommand) -> Result<(), String> {
     let admin = Admin::new(http);
@@ -18,11 +19,11 @@ pub async fn run(http: &str, cmd: TopicCommand) -> Result<(), String> {
                 .describe_topic(&name)
                 .await
                 .map_err(|e| e.to_string())?;
-            let rows: Vec<[String; 7]> = d
+            let rows: Vec<Vec<String>> = d
                 .partitions
                 .iter()
                 .map(|p| {
-                    [
+                    vec![
                         p.partition.to_string(),
                         p.token.to_string(),
                         p.range_index.to_string(),
@@ -33,7 +34,7 @@ pub async fn run(http: &str, cmd: TopicCommand) -> Result<(), String> {
                     ]
                 })
                 .collect();
-            print!("{}", table(&rows));
+            print!("{}", table(&HEADER, &rows));
         }
         TopicCommand::Create { name, partitions } => {
             let c = admin
@@ -56,30 +57,3 @@ const HEADER: [&str; 7] = [
     "NEXT OFFSET",
     "BYTES",
 ];
-
-/// Right-aligned columns as wide as their widest cell, so numbers line up.
-fn table(rows: &[[String; 7]]) -> String {
-    let mut width = HEADER.map(str::len);
-    for row in rows {
-        for (w, cell) in width.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: [&str; 7]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(width)
-            .map(|(c, w)| format!("{c:>w$}"))
-            .collect();
-        out.push_str(padded.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(HEADER);
-    for row in rows {
-        line([
-            &row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6],
-        ]);
-    }
-    out
-}

@@ -1,0 +1,44 @@
+//! `group list | describe`: consumer groups as the admin API on the HTTP port shows them.
+
+use shardlog_client::Admin;
+
+use crate::cli::GroupCommand;
+use crate::output::table;
+
+const HEADER: [&str; 6] = ["TOPIC", "PARTITION", "OWNER", "COMMITTED", "END", "LAG"];
+
+pub async fn run(http: &str, cmd: GroupCommand) -> Result<(), String> {
+    let admin = Admin::new(http);
+    match cmd {
+        GroupCommand::List => {
+            let groups = admin.list_groups().await.map_err(|e| e.to_string())?;
+            for g in groups {
+                println!("{}\t{}", g.name, g.members);
+            }
+        }
+        GroupCommand::Describe { name } => {
+            let d = admin
+                .describe_group(&name)
+                .await
+                .map_err(|e| e.to_string())?;
+            // "-": no owner (no live member reads it), nothing committed, no such topic.
+            let or_dash = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+            let rows: Vec<Vec<String>> = d
+                .partitions
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.topic.clone(),
+                        p.partition.to_string(),
+                        p.owner.clone().unwrap_or_else(|| "-".into()),
+                        or_dash(p.committed),
+                        or_dash(p.end),
+                        or_dash(p.lag),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&HEADER, &rows));
+        }
+    }
+    Ok(())
+}
