@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shardlog_client::ResetTo;
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 a broker or connection error (one line on \
 stderr, starting with \"shardlogctl:\"), 2 bad usage.";
@@ -36,7 +37,7 @@ pub enum Command {
     /// List, describe or create topics (the admin API on the HTTP port).
     #[command(subcommand, after_help = EXIT_CODES)]
     Topic(TopicCommand),
-    /// List consumer groups or describe one: owners, committed offsets, lag (HTTP port).
+    /// List, describe or reset consumer groups (the admin API on the HTTP port).
     #[command(subcommand, after_help = EXIT_CODES)]
     Group(GroupCommand),
     /// Produce one message per line of standard input or a file.
@@ -80,6 +81,32 @@ pub enum GroupCommand {
         /// The group.
         name: String,
     },
+    /// Move a group's committed offsets in every partition of a topic (refused while the
+    /// group has live members).
+    #[command(after_help = EXIT_CODES)]
+    Reset {
+        /// The group.
+        name: String,
+        /// The topic whose partitions are moved.
+        #[arg(long)]
+        topic: String,
+        /// `earliest` (the first offset still available), `latest` (only what is produced
+        /// from now on) or an offset (moved into each partition's range).
+        #[arg(long, value_name = "earliest|latest|N", value_parser = reset_to)]
+        to: ResetTo,
+    },
+}
+
+/// `--to`: a word or a non-negative offset.
+fn reset_to(s: &str) -> Result<ResetTo, String> {
+    match s {
+        "earliest" => Ok(ResetTo::Earliest),
+        "latest" => Ok(ResetTo::Latest),
+        n => match n.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(ResetTo::Offset(n)),
+            _ => Err("expected earliest, latest or an offset (0 or more)".into()),
+        },
+    }
 }
 
 #[derive(Debug, Args)]

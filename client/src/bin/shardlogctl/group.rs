@@ -1,4 +1,4 @@
-//! `group list | describe`: consumer groups as the admin API on the HTTP port shows them.
+//! `group list | describe | reset`: consumer groups through the admin API on the HTTP port.
 
 use shardlog_client::Admin;
 
@@ -38,6 +38,17 @@ pub async fn run(http: &str, cmd: GroupCommand) -> Result<(), String> {
                 })
                 .collect();
             print!("{}", table(&HEADER, &rows));
+        }
+        GroupCommand::Reset { name, topic, to } => {
+            let moved = admin
+                .reset_group(&name, &topic, to)
+                .await
+                .map_err(|e| e.to_string())?;
+            let rows: Vec<Vec<String>> = moved
+                .iter()
+                .map(|(j, offset)| vec![j.to_string(), offset.to_string()])
+                .collect();
+            print!("{}", table(&["PARTITION", "COMMITTED"], &rows));
         }
     }
     Ok(())
