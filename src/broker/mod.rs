@@ -93,6 +93,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
                     return;
                 }
             };
+            // One line per shard, so a start-up that stalls says which shard it waits for.
+            tracing::info!(shard = id, "shard listening");
             let _ = ready.send(Ok(id));
             let stopper = async {
                 // A dropped sender (the broker is going away) also means stop.
