@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::connection::Outbox;
 use super::consumer::push_poll_response;
+use crate::consumer::api;
 use crate::consumer::poll::PollAssembler;
 use crate::rt;
 use crate::shard::Shard;
@@ -37,7 +38,10 @@ pub async fn handle(
         return;
     };
     let max_bytes = (req.max_bytes as usize).clamp(1, shard.config.max_poll_bytes);
-    let wait = req.max_wait_ms.map(|ms| Duration::from_millis(ms.into()));
+    // At most what a POLL may wait.
+    let wait = req
+        .max_wait_ms
+        .map(|ms| Duration::from_millis(ms.into()).min(api::MAX_POLL_WAIT));
     let read = shard
         .read(&topic, req.partition, req.offset, max_bytes, wait)
         .await;
