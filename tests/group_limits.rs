@@ -148,3 +148,27 @@ fn registrations_past_the_limits_are_refused_while_a_good_consumer_is_served() {
     assert!(peak < 96 << 20, "peak RSS {} MiB", peak >> 20);
     broker.kill9();
 }
+
+/// `--max-consumers` bounds live consumers in all groups together: one more is refused (ERROR
+/// 10) whatever its group, a registered consumer may register again or move, and a consumer
+/// that leaves frees its slot.
+#[test]
+fn consumers_in_all_groups_together_are_bounded() {
+    let broker = Broker::start_with(1, &["--max-consumers", "3"]);
+    let mut c = ConsumerClient::connect(broker.framed);
+    for (id, group) in [("a", "g1"), ("b", "g2"), ("c", "g3")] {
+        c.register(id, group, &["t"], StartPolicy::Earliest)
+            .unwrap();
+    }
+    let refused = c
+        .register("d", "g4", &["t"], StartPolicy::Earliest)
+        .unwrap_err();
+    assert_eq!(refused.0, 10, "{refused:?}");
+    assert!(refused.1.contains("--max-consumers"), "{refused:?}");
+    // Registering again, or moving to another group, takes no new slot.
+    c.register("c", "g1", &["t"], StartPolicy::Earliest)
+        .unwrap();
+    c.goodbye("a").unwrap();
+    c.register("d", "g4", &["t"], StartPolicy::Earliest)
+        .unwrap();
+}

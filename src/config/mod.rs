@@ -100,6 +100,11 @@ settings! {
     // shards x ranges-per-shard partitions (4 per core by default): 1,000 covers a 250-core
     // host, and keeps a full group's assignment state near 1 MB.
     max_consumers_per_group: usize as Int<1, 1_000_000>, "N", default "1000";
+    /// Live consumers in all groups together before a REGISTER of a new one is refused
+    /// (RESOURCE_EXHAUSTED); a consumer that leaves or times out frees its slot.
+    // Bounds the coordinator whatever the group limits multiply to (10,000 × 1,000), and the
+    // expiry pass that looks at every consumer each tick: 100,000 members is a few tens of MB.
+    max_consumers: usize as Int<1, 10_000_000>, "N", default "100000";
     /// Topics one consumer may subscribe to in a REGISTER (more are refused with
     /// RESOURCE_EXHAUSTED before any topic is created).
     // Each subscription is an entry in the group's per-topic indexes, so this bounds one

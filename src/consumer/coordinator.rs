@@ -65,6 +65,7 @@ impl Coordinator {
                 Groups::new(config.consumer_timeout, loaded).with_limits(Limits {
                     max_groups: config.max_groups,
                     max_consumers_per_group: config.max_consumers_per_group,
+                    max_consumers: config.max_consumers,
                     max_topics_per_consumer: config.max_topics_per_consumer,
                 }),
             ),

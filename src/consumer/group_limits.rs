@@ -11,6 +11,8 @@ pub struct Limits {
     /// Groups with at least one live member.
     pub max_groups: usize,
     pub max_consumers_per_group: usize,
+    /// Live consumers in all groups together.
+    pub max_consumers: usize,
     pub max_topics_per_consumer: usize,
 }
 
@@ -20,6 +22,7 @@ impl Default for Limits {
         Limits {
             max_groups: usize::MAX,
             max_consumers_per_group: usize::MAX,
+            max_consumers: usize::MAX,
             max_topics_per_consumer: usize::MAX,
         }
     }
@@ -88,6 +91,12 @@ impl Groups {
         let current = self.members.get(id).map(|m| m.group.as_str());
         if current == Some(group) {
             return Ok(());
+        }
+        // A consumer already registered (moving to another group) holds its slot already.
+        if current.is_none() && self.members.len() >= l.max_consumers {
+            return Err(ConsumerError::TooManyConsumersInAll {
+                max: l.max_consumers,
+            });
         }
         let size = self.groups.get(group).map_or(0, |g| g.assignment.len());
         if size >= l.max_consumers_per_group {

@@ -243,8 +243,33 @@ fn limited(groups: usize, consumers: usize, topics: usize) -> Groups {
     Groups::new(Duration::from_secs(120), HashMap::new()).with_limits(Limits {
         max_groups: groups,
         max_consumers_per_group: consumers,
+        max_consumers: usize::MAX,
         max_topics_per_consumer: topics,
     })
+}
+
+#[test]
+fn consumers_in_all_groups_are_bounded() {
+    let now = t0();
+    let mut g = Groups::new(Duration::from_secs(120), HashMap::new()).with_limits(Limits {
+        max_consumers: 2,
+        ..Limits::default()
+    });
+    let t = topics(&[("t", 4)]);
+    g.register("a", "g1", &t, now).unwrap();
+    g.register("b", "g2", &t, now).unwrap();
+    let full = g.register("c", "g3", &t, now).unwrap_err();
+    assert!(
+        matches!(full, ConsumerError::TooManyConsumersInAll { max: 2 }),
+        "{full}"
+    );
+    assert_eq!(full.class(), ErrorClass::LimitReached);
+    // A registered consumer may move, or register again: it holds its slot already.
+    g.register("b", "g1", &t, now).unwrap();
+    g.register("a", "g1", &t, now).unwrap();
+    // One leaves: its slot is free.
+    g.goodbye("a", now).unwrap();
+    g.register("c", "g3", &t, now).unwrap();
 }
 
 #[test]

@@ -62,6 +62,11 @@ pub enum ConsumerError {
     /// The group already has `--max-consumers-per-group` live members.
     #[error("group '{group}' already has {max} live consumers (--max-consumers-per-group); retry once one has left")]
     TooManyConsumers { group: String, max: usize },
+    /// The broker already has `--max-consumers` live consumers.
+    #[error(
+        "the broker already has {max} live consumers (--max-consumers); retry once one has left"
+    )]
+    TooManyConsumersInAll { max: usize },
     /// A REGISTER named more topics than `--max-topics-per-consumer`.
     #[error("a consumer may subscribe to at most {max} topics (--max-topics-per-consumer); {count} were named")]
     TooManyTopics { count: usize, max: usize },
@@ -122,6 +127,7 @@ impl Classify for ConsumerError {
             }
             ConsumerError::TooManyGroups { .. }
             | ConsumerError::TooManyConsumers { .. }
+            | ConsumerError::TooManyConsumersInAll { .. }
             | ConsumerError::TooManyTopics { .. } => ErrorClass::LimitReached,
         }
     }
