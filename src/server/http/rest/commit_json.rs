@@ -12,6 +12,22 @@ use serde::Deserialize;
 
 use crate::wire::commit::CommitPosition;
 use crate::wire::startup::validate_topic;
+use crate::wire::WireError;
+
+/// Why a commit body was refused (answered 400 with this sentence).
+#[derive(Debug, thiserror::Error)]
+pub enum CommitBodyError {
+    #[error("commit body: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("commit body names {count} positions; the limit is {MAX_POSITIONS}")]
+    TooMany { count: usize },
+    #[error("commit body: {0}")]
+    Topic(#[from] WireError),
+    #[error("commit body: '{field}' {text:?} is not a 64-bit integer")]
+    NotAnInteger { field: &'static str, text: String },
+    #[error("commit body: offset {0} is negative")]
+    NegativeOffset(i64),
+}
 
 /// Positions one commit may name (a consumer rarely owns more partitions than this).
 pub const MAX_POSITIONS: usize = 65_535;
@@ -41,34 +57,34 @@ enum Int {
 }
 
 impl Int {
-    fn value(&self, what: &str) -> Result<i64, String> {
+    fn value(&self, field: &'static str) -> Result<i64, CommitBodyError> {
         match self {
             Int::Number(n) => Ok(*n),
-            Int::Text(t) => t
-                .parse()
-                .map_err(|_| format!("'{what}' {t:?} is not a 64-bit integer")),
+            Int::Text(t) => t.parse().map_err(|_| CommitBodyError::NotAnInteger {
+                field,
+                text: t.clone(),
+            }),
         }
     }
 }
 
 /// Parses the body: `Ok(None)` when it is empty (commit everything the last poll returned).
-pub fn parse(body: &[u8]) -> Result<Option<Vec<CommitPosition>>, String> {
+pub fn parse(body: &[u8]) -> Result<Option<Vec<CommitPosition>>, CommitBodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let b: Body = serde_json::from_slice(body).map_err(|e| format!("commit body: {e}"))?;
+    let b: Body = serde_json::from_slice(body)?;
     if b.positions.len() > MAX_POSITIONS {
-        return Err(format!(
-            "commit body names {} positions; the limit is {MAX_POSITIONS}",
-            b.positions.len()
-        ));
+        return Err(CommitBodyError::TooMany {
+            count: b.positions.len(),
+        });
     }
     let mut out = Vec::with_capacity(b.positions.len());
     for p in b.positions {
-        validate_topic(&p.topic).map_err(|e| format!("commit body: {e}"))?;
+        validate_topic(&p.topic)?;
         let offset = p.offset.value("offset")?;
         if offset < 0 {
-            return Err(format!("commit body: offset {offset} is negative"));
+            return Err(CommitBodyError::NegativeOffset(offset));
         }
         out.push(CommitPosition {
             topic: p.topic,

@@ -172,7 +172,7 @@ pub async fn commit(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
     let committed = match commit_json::parse(&req.body) {
         Ok(None) => api::commit(&shard, &id).await,
         Ok(Some(positions)) => api::commit_positions(&shard, &id, &positions).await,
-        Err(why) => return bad(&why),
+        Err(why) => return bad(&why.to_string()),
     };
     match committed {
         Ok(()) => HttpResponse::empty(StatusCode::NO_CONTENT),
