@@ -98,13 +98,13 @@ pub enum GroupCommand {
 }
 
 /// `--to`: a word or a non-negative offset.
-fn reset_to(s: &str) -> Result<ResetTo, String> {
+fn reset_to(s: &str) -> Result<ResetTo, crate::error::BadResetTo> {
     match s {
         "earliest" => Ok(ResetTo::Earliest),
         "latest" => Ok(ResetTo::Latest),
         n => match n.parse::<i64>() {
             Ok(n) if n >= 0 => Ok(ResetTo::Offset(n)),
-            _ => Err("expected earliest, latest or an offset (0 or more)".into()),
+            _ => Err(crate::error::BadResetTo),
         },
     }
 }

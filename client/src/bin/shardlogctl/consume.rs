@@ -21,9 +21,10 @@ use shardlog_client::{
 use tokio::sync::Notify;
 
 use crate::cli::{ConsumeArgs, Format};
+use crate::error::CtlError;
 use crate::output::{PartitionIndex, Printer};
 
-pub async fn run(broker: &str, http: &str, args: ConsumeArgs) -> Result<(), String> {
+pub async fn run(broker: &str, http: &str, args: ConsumeArgs) -> Result<(), CtlError> {
     let interrupted = ctrl_c();
     let partitions = match args.format {
         // Only JSON names partitions; text needs no HTTP port.
@@ -35,7 +36,7 @@ pub async fn run(broker: &str, http: &str, args: ConsumeArgs) -> Result<(), Stri
         (Some(group), _) => with_group(broker, group, &args, &mut printer, &interrupted).await,
         (None, Some(p)) => from_partition(broker, p, &args, &mut printer, &interrupted).await,
         // clap requires one of them.
-        (None, None) => Err("--group or --partition is required".into()),
+        (None, None) => Err(CtlError::Usage("--group or --partition is required")),
     }
 }
 
@@ -78,7 +79,7 @@ async fn with_group(
     args: &ConsumeArgs,
     printer: &mut Printer,
     interrupted: &Notify,
-) -> Result<(), String> {
+) -> Result<(), CtlError> {
     let id = args.id.clone().unwrap_or_else(default_id);
     let config = ConsumerConfig {
         start: if args.from_beginning {
@@ -89,7 +90,7 @@ async fn with_group(
         auto_commit: false,
         ..ConsumerConfig::new(broker, group, id, &[args.topic.as_str()])
     };
-    let mut consumer = Consumer::join(config).await.map_err(|e| e.to_string())?;
+    let mut consumer = Consumer::join(config).await?;
     let mut printed = 0u64;
     let mut failed = None;
     let leave = loop {
@@ -103,7 +104,7 @@ async fn with_group(
         let records = match records {
             Ok(records) => records,
             Err(e) => {
-                failed = Some(e.to_string());
+                failed = Some(CtlError::from(e));
                 break Leave::Discard;
             }
         };
@@ -121,7 +122,7 @@ async fn with_group(
         printed += n as u64;
         if let Err(e) = consumer.commit_records(&records[..n]).await {
             // Whether it was applied is unknown; dropping the poll is safe either way.
-            failed = Some(e.to_string());
+            failed = Some(CtlError::from(e));
             break Leave::Discard;
         }
     };
@@ -129,7 +130,7 @@ async fn with_group(
     let left = leave_group(consumer, leave).await;
     match failed {
         Some(why) => Err(why),
-        None => left.map_err(|e| e.to_string()),
+        None => Ok(left?),
     }
 }
 
@@ -149,20 +150,18 @@ async fn from_partition(
     args: &ConsumeArgs,
     printer: &mut Printer,
     interrupted: &Notify,
-) -> Result<(), String> {
+) -> Result<(), CtlError> {
     let config = ReaderConfig::new(
         broker,
         args.topic.as_str(),
         partition,
         args.offset.unwrap_or(0),
     );
-    let mut reader = PartitionReader::connect(config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut reader = PartitionReader::connect(config).await?;
     let mut printed = 0u64;
     while args.count.is_none_or(|n| printed < n) {
         let records = tokio::select! {
-            r = reader.next_batch() => r.map_err(|e| e.to_string())?,
+            r = reader.next_batch() => r?,
             _ = interrupted.notified() => break,
         };
         if records.is_empty() && !args.follow {

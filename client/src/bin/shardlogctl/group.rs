@@ -3,24 +3,22 @@
 use shardlog_client::Admin;
 
 use crate::cli::GroupCommand;
+use crate::error::CtlError;
 use crate::output::table;
 
 const HEADER: [&str; 6] = ["TOPIC", "PARTITION", "OWNER", "COMMITTED", "END", "LAG"];
 
-pub async fn run(http: &str, cmd: GroupCommand) -> Result<(), String> {
+pub async fn run(http: &str, cmd: GroupCommand) -> Result<(), CtlError> {
     let admin = Admin::new(http);
     match cmd {
         GroupCommand::List => {
-            let groups = admin.list_groups().await.map_err(|e| e.to_string())?;
+            let groups = admin.list_groups().await?;
             for g in groups {
                 println!("{}\t{}", g.name, g.members);
             }
         }
         GroupCommand::Describe { name } => {
-            let d = admin
-                .describe_group(&name)
-                .await
-                .map_err(|e| e.to_string())?;
+            let d = admin.describe_group(&name).await?;
             // "-": no owner (no live member reads it), nothing committed, no such topic.
             let or_dash = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
             let rows: Vec<Vec<String>> = d
@@ -40,10 +38,7 @@ pub async fn run(http: &str, cmd: GroupCommand) -> Result<(), String> {
             print!("{}", table(&HEADER, &rows));
         }
         GroupCommand::Reset { name, topic, to } => {
-            let moved = admin
-                .reset_group(&name, &topic, to)
-                .await
-                .map_err(|e| e.to_string())?;
+            let moved = admin.reset_group(&name, &topic, to).await?;
             let rows: Vec<Vec<String>> = moved
                 .iter()
                 .map(|(j, offset)| vec![j.to_string(), offset.to_string()])

@@ -6,6 +6,7 @@
 
 mod cli;
 mod consume;
+mod error;
 mod group;
 mod output;
 mod produce;
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+        Err(e) => return fail(&error::CtlError::Runtime(e)),
     };
     let result = runtime.block_on(async {
         match cli.command {
@@ -43,8 +44,8 @@ fn main() -> ExitCode {
 }
 
 /// One line on stderr, exit code 1.
-fn fail(why: &str) -> ExitCode {
-    let line = why.replace('\n', " ");
+fn fail(why: &error::CtlError) -> ExitCode {
+    let line = why.to_string().replace('\n', " ");
     eprintln!("shardlogctl: {line}");
     ExitCode::from(1)
 }

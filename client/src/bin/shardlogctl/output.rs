@@ -9,6 +9,7 @@ use shardlog_client::wire::ring::PartitionId;
 use shardlog_client::{Admin, Record};
 
 use crate::cli::Format;
+use crate::error::CtlError;
 
 /// Partition names (the broker's generation, token, range triple) → their index in the
 /// topic's layout, from the admin API's description of the topic.
@@ -55,7 +56,7 @@ impl Printer {
     }
 
     /// Prints the records and flushes, so what was printed is out before it is committed.
-    pub fn print(&mut self, records: &[Record]) -> Result<(), String> {
+    pub fn print(&mut self, records: &[Record]) -> Result<(), CtlError> {
         let mut line = Vec::new();
         for r in records {
             line.clear();
@@ -64,9 +65,9 @@ impl Printer {
                 Format::Json => self.json(r, &mut line),
             }
             line.push(b'\n');
-            self.out.write_all(&line).map_err(write_error)?;
+            self.out.write_all(&line).map_err(CtlError::Write)?;
         }
-        self.out.flush().map_err(write_error)
+        self.out.flush().map_err(CtlError::Write)
     }
 
     fn json(&self, r: &Record, out: &mut Vec<u8>) {
@@ -99,10 +100,6 @@ impl Printer {
         }
         out.push(b'}');
     }
-}
-
-fn write_error(e: std::io::Error) -> String {
-    format!("cannot write the output: {e}")
 }
 
 /// A table for `describe` commands: right-aligned columns as wide as their widest cell, so

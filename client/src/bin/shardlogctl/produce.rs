@@ -7,21 +7,23 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
 use crate::cli::ProduceArgs;
+use crate::error::CtlError;
 
-pub async fn run(broker: &str, http: &str, args: ProduceArgs) -> Result<(), String> {
-    let input: Box<dyn AsyncRead + Unpin> = match &args.file {
-        Some(path) => Box::new(
-            tokio::fs::File::open(path)
-                .await
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-        ),
-        None => Box::new(tokio::io::stdin()),
-    };
+pub async fn run(broker: &str, http: &str, args: ProduceArgs) -> Result<(), CtlError> {
+    let input: Box<dyn AsyncRead + Unpin> =
+        match &args.file {
+            Some(path) => Box::new(tokio::fs::File::open(path).await.map_err(|source| {
+                CtlError::ReadFile {
+                    path: path.clone(),
+                    source,
+                }
+            })?),
+            None => Box::new(tokio::io::stdin()),
+        };
     let producer = Producer::new(ProducerConfig {
         admin: Some(http.to_string()),
         ..ProducerConfig::new(broker)
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     // Deliveries are awaited by a task of their own while lines are still read, so memory
     // stays bounded by the producer's unacknowledged-bytes budget, not by the input's size.
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -48,7 +50,7 @@ pub async fn run(broker: &str, http: &str, args: ProduceArgs) -> Result<(), Stri
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
-                read_error = Some(format!("cannot read the input: {e}"));
+                read_error = Some(CtlError::ReadInput(e));
                 break;
             }
         }
@@ -63,22 +65,23 @@ pub async fn run(broker: &str, http: &str, args: ProduceArgs) -> Result<(), Stri
                 let _ = tx.send(delivery);
             }
             Err(e) => {
-                read_error = Some(e.to_string());
+                read_error = Some(e.into());
                 break;
             }
         }
     }
     drop(tx);
     producer.flush().await;
-    let (acked, first_error) = counter
-        .await
-        .map_err(|e| format!("the delivery counter failed: {e}"))?;
+    let (acked, first_error) = counter.await?;
     println!("{acked} of {sent} messages acknowledged");
     if let Some(why) = read_error {
         return Err(why);
     }
     match first_error {
-        Some(e) => Err(format!("{} messages not acknowledged: {e}", sent - acked)),
+        Some(first) => Err(CtlError::NotAcknowledged {
+            missing: sent - acked,
+            first,
+        }),
         None => Ok(()),
     }
 }

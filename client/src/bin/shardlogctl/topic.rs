@@ -3,22 +3,20 @@
 use shardlog_client::Admin;
 
 use crate::cli::TopicCommand;
+use crate::error::CtlError;
 use crate::output::table;
 
-pub async fn run(http: &str, cmd: TopicCommand) -> Result<(), String> {
+pub async fn run(http: &str, cmd: TopicCommand) -> Result<(), CtlError> {
     let admin = Admin::new(http);
     match cmd {
         TopicCommand::List => {
-            let topics = admin.list_topics().await.map_err(|e| e.to_string())?;
+            let topics = admin.list_topics().await?;
             for t in topics {
                 println!("{}\t{}", t.name, t.partitions);
             }
         }
         TopicCommand::Describe { name } => {
-            let d = admin
-                .describe_topic(&name)
-                .await
-                .map_err(|e| e.to_string())?;
+            let d = admin.describe_topic(&name).await?;
             let rows: Vec<Vec<String>> = d
                 .partitions
                 .iter()
@@ -37,10 +35,7 @@ pub async fn run(http: &str, cmd: TopicCommand) -> Result<(), String> {
             print!("{}", table(&HEADER, &rows));
         }
         TopicCommand::Create { name, partitions } => {
-            let c = admin
-                .create_topic(&name, partitions)
-                .await
-                .map_err(|e| e.to_string())?;
+            let c = admin.create_topic(&name, partitions).await?;
             let what = if c.created { "created" } else { "exists" };
             println!("{} {} ({} partitions)", c.topic, what, c.partitions);
         }
