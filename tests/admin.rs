@@ -10,20 +10,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::http::HttpClient;
-use common::Broker;
+use common::{runtime, Broker};
 use serde_json::Value;
 use shardlog_client::wire::ring::TopicLayout;
 use shardlog_client::{Admin, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig};
 
 const JSON: &str = "application/json";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn get_json(http: &mut HttpClient, path: &str) -> Value {
     let r = http.request("GET", path, &[], b"");

@@ -8,18 +8,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::Broker;
+use common::{runtime, Broker};
 use shardlog_client::{
     ClientError, Consumer, ConsumerConfig, Delivery, Producer, ProducerConfig, Record,
 };
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Polls until `n` distinct (key, seq) values arrived or nothing came for a while.
 async fn consume(consumer: &mut Consumer, n: usize) -> Vec<Record> {

@@ -8,7 +8,7 @@
 mod common;
 
 use common::consumer::ConsumerClient;
-use common::{peak_rss, rss, Broker, Client, Response};
+use common::{incompressible, peak_rss, rss, Broker, Client, Response};
 use shardlog::wire::consumer::StartPolicy;
 
 const SHARDS: usize = 2;
@@ -20,21 +20,6 @@ const FRAME: usize = 512 << 10;
 /// What the broker may hold besides the hot tails: buffers of the chunks in flight, the
 /// allocator's slack, per-topic state (a debug build).
 const CONSTANT: u64 = 48 << 20;
-
-/// `len` incompressible bytes (xorshift, so zstd cannot shrink them: the chunks in memory
-/// are as big as what was written).
-fn body(len: usize, seed: u64) -> Vec<u8> {
-    let mut b = Vec::with_capacity(len);
-    let mut x = seed | 1;
-    while b.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        b.extend_from_slice(&x.to_le_bytes());
-    }
-    b.truncate(len);
-    b
-}
 
 #[test]
 fn many_topics_written_past_the_budget_share_one_hot_tail_per_shard() {
@@ -60,7 +45,7 @@ fn many_topics_written_past_the_budget_share_one_hot_tail_per_shard() {
     assert_eq!(consumer.poll("c", None).unwrap().len(), 1);
     let start = rss(pid);
 
-    let chunk = body(FRAME, 42);
+    let chunk = incompressible(b"", FRAME, 42);
     for t in 0..TOPICS {
         let topic = format!("big-{t}");
         let mut c = Client::startup(broker.framed, &topic);

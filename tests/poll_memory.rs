@@ -8,7 +8,9 @@ mod common;
 use std::collections::HashSet;
 
 use common::consumer::ConsumerClient;
-use common::{keys_per_partition, peak_rss, reset_peak, rss, Broker, Client, Response};
+use common::{
+    incompressible, keys_per_partition, peak_rss, reset_peak, rss, Broker, Client, Response,
+};
 use shardlog::ring::TopicLayout;
 use shardlog::wire::consumer::StartPolicy;
 
@@ -18,20 +20,6 @@ const BODY: usize = 4 << 20;
 /// Partitions open on first use, so the first polls also recover (decompress) the cold
 /// partitions they reach, two at a time per shard: ~25 MiB measured, most of it recovery.
 const BOUND: u64 = 40 << 20;
-
-/// `len` incompressible bytes starting with `tag|` (xorshift, so zstd cannot shrink them).
-fn body(tag: &str, len: usize, seed: u64) -> Vec<u8> {
-    let mut b = format!("{tag}|").into_bytes();
-    let mut x = seed | 1;
-    while b.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        b.extend_from_slice(&x.to_le_bytes());
-    }
-    b.truncate(len);
-    b
-}
 
 #[test]
 fn a_poll_over_cold_big_chunks_stays_near_its_budget_and_drains_exactly_once() {
@@ -52,7 +40,7 @@ fn a_poll_over_cold_big_chunks_stays_near_its_budget_and_drains_exactly_once() {
     let mut p = Client::startup(broker.framed, "big");
     let keys = keys_per_partition(&TopicLayout::new(1, PARTITIONS));
     for (i, k) in keys.iter().enumerate() {
-        let b = body(&format!("m{i}"), BODY, i as u64 + 7);
+        let b = incompressible(format!("m{i}|").as_bytes(), BODY, i as u64 + 7);
         assert_eq!(
             p.produce(i as u16 + 1, k.as_bytes(), &[&b]),
             Response::Produced(i as u16 + 1)

@@ -442,6 +442,30 @@ pub fn reset_peak(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
+/// `len` bytes starting with `prefix` and then incompressible (xorshift from `seed`), so zstd
+/// cannot shrink them: chunks in memory and on disk are as big as what was written.
+pub fn incompressible(prefix: &[u8], len: usize, seed: u64) -> Vec<u8> {
+    let mut b = prefix.to_vec();
+    let mut x = seed | 1;
+    while b.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    b.truncate(len);
+    b
+}
+
+/// A two-thread tokio runtime, for tests of the async client.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// One key per partition of `layout` (`k0`, `k1`, … the first that land in each), in
 /// partition order of discovery.
 pub fn keys_per_partition(layout: &shardlog::ring::TopicLayout) -> Vec<String> {
