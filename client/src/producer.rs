@@ -177,18 +177,20 @@ impl Producer {
             .acquire_many_owned(cost)
             .await
             .map_err(|_| ClientError::Closed)?;
+        // One copy of the key per message (the route shares it).
+        let key_bytes = Bytes::copy_from_slice(key);
         let route = if key.is_empty() {
             Route::Keyless
         } else {
             match self.inner.layouts.get(topic).await {
                 Some(l) => Route::Partition(l.partition_of_key(key)),
-                None => Route::Key(Bytes::copy_from_slice(key)),
+                None => Route::Key(key_bytes.clone()),
             }
         };
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Send {
             route,
-            key: Bytes::copy_from_slice(key),
+            key: key_bytes,
             value,
             waiter: Waiter {
                 reply,
