@@ -311,13 +311,24 @@ mod tests {
         rt::sleep(Duration::from_millis(20)).await;
     }
 
+    /// Lets the detached reads run until `done` holds, or 5 s pass (the assertion after it
+    /// then says what is wrong): a fixed sleep is outrun by a loaded machine.
+    async fn settle_until(done: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            rt::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[test]
     fn claimed_read_aheads_are_what_the_disk_holds_and_the_chain_runs_two_deep() {
         block_on(async {
             let (_tmp, log, budget, ra) = setup(1 << 20).await;
             ra.follow(&log, 100, 16 << 10, &budget);
             assert_eq!(budget.used(), 16 << 10, "one read until its end is known");
-            settle().await;
+            settle_until(|| budget.used() == 2 * (16 << 10)).await;
             assert_eq!(budget.used(), 2 * (16 << 10), "then a second behind it");
             let first = ra.take(100, 16 << 10).await.expect("read ahead");
             assert_eq!(first, log.read(100, 16 << 10).await.unwrap());
@@ -332,7 +343,7 @@ mod tests {
             assert!(ra.take(third, 16 << 10).await.is_some(), "refilled");
             // Claimed once: the first one is gone.
             assert!(ra.take(100, 16 << 10).await.is_none());
-            settle().await;
+            settle_until(|| budget.used() == 0).await;
             assert_eq!(budget.used(), 0, "a miss drops the chain and its memory");
         });
     }
@@ -348,13 +359,13 @@ mod tests {
             // Following from where the chain starts keeps it; from elsewhere replaces it
             // rather than stacking reservations (a dropped read gives its budget back when
             // it completes).
-            settle().await;
+            settle_until(|| budget.used() == 0).await;
             assert_eq!(budget.used(), 0);
             ra.follow(&log, 100, 16 << 10, &budget);
             ra.follow(&log, 100, 16 << 10, &budget);
             assert_eq!(budget.used(), 16 << 10);
             ra.follow(&log, 120, 16 << 10, &budget);
-            settle().await;
+            settle_until(|| budget.used() == 2 * (16 << 10)).await;
             assert_eq!(
                 budget.used(),
                 2 * (16 << 10),
@@ -372,7 +383,7 @@ mod tests {
             let (_tmp, log, budget, ra) = setup(1 << 20).await;
             // 300 records: reading 256 KiB from 250 takes everything left in one read.
             ra.follow(&log, 250, 256 << 10, &budget);
-            settle().await;
+            settle_until(|| budget.used() == 256 << 10).await;
             assert_eq!(budget.used(), 256 << 10, "nothing after the end to read");
             let got = ra.take(250, 256 << 10).await.unwrap();
             assert_eq!(got.last().unwrap().end_offset(), 300);
@@ -388,7 +399,7 @@ mod tests {
             b.follow(&log, 50, 16 << 10, &budget);
             assert_eq!(budget.used(), 16 << 10, "the second does not fit");
             assert!(b.take(50, 16 << 10).await.is_none());
-            settle().await;
+            settle_until(|| budget.used() == 16 << 10).await;
             assert_eq!(
                 budget.used(),
                 16 << 10,
@@ -406,7 +417,7 @@ mod tests {
         block_on(async {
             let (_tmp, log, budget, ra) = setup(1 << 20).await;
             ra.follow(&log, 0, 16 << 10, &budget);
-            settle().await;
+            settle_until(|| Rc::strong_count(&log) == 1).await;
             assert_eq!(Rc::strong_count(&log), 1, "only the test holds the log");
         });
     }
