@@ -1,5 +1,5 @@
 //! [`Admin`]: the broker's admin API on its HTTP port — list topics, describe one (its layout
-//! and each partition's offsets), create one. Every call has a timeout and fails with the
+//! and each partition's offsets), create one, delete one. Every call has a timeout and fails with the
 //! crate's [`ClientError`]; an error status is [`ClientError::Http`] with the broker's sentence.
 //!
 //! [`Layouts`] is what a producer with `admin` set uses to learn a topic's layout once, so it
@@ -62,6 +62,16 @@ pub struct Created {
     pub partitions: u32,
     /// False when the topic already existed (with the partition count asked for, if any).
     pub created: bool,
+}
+
+/// What `delete_topic` removed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Deleted {
+    pub topic: String,
+    /// How many partitions it had (their files are gone).
+    pub partitions: u32,
+    /// The consumer groups that had committed offsets for it (now dropped).
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +176,16 @@ impl Admin {
             .map(|n| format!("{{\"partitions\":{n}}}"))
             .unwrap_or_default();
         self.call("POST", &format!("/v1/topics/{name}"), body.as_bytes())
+            .await
+    }
+
+    /// Deletes the topic on the broker: its partitions' files, its layout, and every consumer
+    /// group's committed offsets for it. Requests in flight on it fail; a topic created again
+    /// under the name starts empty. An unknown topic is [`ClientError::Http`] with status 404
+    /// (see [`ClientError::is_not_found`]); a deletion of it already under way, 503.
+    pub async fn delete_topic(&self, name: &str) -> Result<Deleted, ClientError> {
+        check(name)?;
+        self.call("DELETE", &format!("/v1/topics/{name}"), b"")
             .await
     }
 

@@ -81,6 +81,12 @@ impl ClientError {
         }
     }
 
+    /// Whether the broker said the thing named does not exist (HTTP 404, or the framed
+    /// NOT_FOUND code): an unknown or deleted topic, an unknown group.
+    pub fn is_not_found(&self) -> bool {
+        self.http_status() == Some(404) || self.code() == Some(ErrorCode::NotFound)
+    }
+
     /// The broker's error code, if the broker refused.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {

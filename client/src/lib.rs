@@ -44,7 +44,7 @@ pub mod producer;
 pub mod reader;
 
 pub use admin::{
-    Admin, Created, GroupDescription, GroupMember, GroupPartition, GroupSummary,
+    Admin, Created, Deleted, GroupDescription, GroupMember, GroupPartition, GroupSummary,
     PartitionDescription, ResetTo, TopicDescription, TopicPartition, TopicSummary,
 };
 pub use consumer::{Consumer, ConsumerConfig, Record, StartPolicy};

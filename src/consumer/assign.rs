@@ -158,6 +158,32 @@ impl Assignment {
         self.settle(dirty, touched);
     }
 
+    /// Takes `topic` out of every member's subscriptions (the topic was deleted): its
+    /// partitions have no owner any more, and the members keep their other topics. Returns
+    /// the members that were subscribed to it.
+    pub fn drop_topic(&mut self, topic: &str) -> Vec<String> {
+        let ids: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.counts.contains_key(topic))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            let keep: Vec<(String, u32)> = self.members[id]
+                .counts
+                .keys()
+                .filter(|t| *t != topic)
+                .map(|t| {
+                    let n = self.topics.get(t).map_or(0, |x| x.owners.len() as u32);
+                    (t.clone(), n)
+                })
+                .collect();
+            self.set(id, &keep);
+        }
+        self.topics.remove(topic);
+        ids
+    }
+
     /// The partitions a member owns, in (topic, index) order.
     pub fn owned(&self, id: &str) -> Option<&BTreeSet<PartitionKey>> {
         self.members.get(id).map(|m| &m.owned)

@@ -59,7 +59,8 @@ impl Coordinator {
     pub fn install(shard: &Rc<Shard>) -> Result<(), StorageError> {
         let config = &shard.config;
         let dir = offsets_dir(&config.data_dir);
-        let loaded = offsets::load_all(&dir)?;
+        let mut loaded = offsets::load_all(&dir)?;
+        forget::drop_unknown_topics(shard, &dir, &mut loaded)?;
         let me = Rc::new(Coordinator {
             state: RefCell::new(
                 Groups::new(config.consumer_timeout, loaded).with_limits(Limits {
@@ -382,6 +383,8 @@ impl Coordinator {
     }
 }
 
+#[path = "coordinator_forget.rs"]
+mod forget;
 #[path = "coordinator_persist.rs"]
 mod persist;
 

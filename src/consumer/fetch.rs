@@ -60,7 +60,7 @@ pub async fn fetch(
     }
     let nothing = fetched.iter().all(|f| f.result.chunks.is_empty());
     if let Some(w) = wait.filter(|w| nothing && !w.is_zero() && !shard.lifecycle.is_stopping()) {
-        long_poll(shard, &mut fetched, per_partition, w).await;
+        long_poll(shard, &mut fetched, per_partition, w).await?;
     }
     for f in &mut fetched {
         trim_first_chunk(shard, f);
@@ -159,8 +159,14 @@ async fn read_within_budget(
 
 /// Waits up to `wait` for any partition to get data past where it was read; fills in the
 /// reads that found some. Stops waiting when the serving shard stops (the reads themselves also
-/// end when their owning shards stop); the reads still empty then stay as they were.
-async fn long_poll(shard: &Rc<Shard>, fetched: &mut [Fetched], max_bytes: usize, wait: Duration) {
+/// end when their owning shards stop); the reads still empty then stay as they were. A topic
+/// deleted meanwhile ends the wait with its error.
+async fn long_poll(
+    shard: &Rc<Shard>,
+    fetched: &mut [Fetched],
+    max_bytes: usize,
+    wait: Duration,
+) -> Result<(), ConsumerError> {
     let mut waits: FuturesUnordered<_> = fetched
         .iter()
         .enumerate()
@@ -172,8 +178,13 @@ async fn long_poll(shard: &Rc<Shard>, fetched: &mut [Fetched], max_bytes: usize,
         })
         .collect();
     let mut got = Vec::new();
+    let mut deleted = None;
     let collect = async {
         while let Some((i, r)) = waits.next().await {
+            if let Err(e @ ReadError::Topic(_)) = r {
+                deleted = Some(e);
+                break;
+            }
             if let Ok(r) = r.filter_data() {
                 got.push((i, r));
                 // Take whatever else is ready right now, then answer.
@@ -188,9 +199,13 @@ async fn long_poll(shard: &Rc<Shard>, fetched: &mut [Fetched], max_bytes: usize,
     };
     futures_lite::future::or(collect, shard.lifecycle.stopped()).await;
     drop(waits);
+    if let Some(e) = deleted {
+        return Err(e.into());
+    }
     for (i, r) in got {
         fetched[i].result = r;
     }
+    Ok(())
 }
 
 trait FilterData {
@@ -214,7 +229,8 @@ async fn fetch_one(
     t: &ReadTarget,
     max_bytes: usize,
 ) -> Result<Fetched, ConsumerError> {
-    let topic = shard.topic(&t.topic).await?;
+    // Never created here: a topic deleted since the plan was made stays deleted.
+    let topic = shard.existing_topic(&t.topic).await?;
     let mut from = t.offset.unwrap_or(0).max(0);
     for _ in 0..3 {
         match shard.read(&topic, t.partition, from, max_bytes, None).await {

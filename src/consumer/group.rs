@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use super::assign::{Assignment, PartitionKey, Work};
 use super::offsets::GroupOffsets;
 use super::ConsumerError;
+use crate::shard::TopicError;
 
 struct Member {
     group: String,
@@ -33,6 +34,8 @@ struct Member {
     /// The session: set by each REGISTER, so a poll of an earlier session still in flight
     /// cannot record its positions for the new one.
     session: u64,
+    /// Topics it subscribed to that were deleted since its last poll, which tells it so.
+    deleted: Vec<String>,
 }
 
 #[derive(Default)]
@@ -106,6 +109,7 @@ impl Groups {
         // poll returned was never confirmed, so it is dropped, not committed, and read again.
         if let Some(m) = self.members.get_mut(id) {
             m.returned.clear();
+            m.deleted.clear();
             if m.group != group {
                 self.remove(id);
             }
@@ -145,6 +149,7 @@ impl Groups {
                 last_seen: now,
                 returned: Vec::new(),
                 session: 0,
+                deleted: Vec::new(),
             });
         self.sessions += 1;
         member.session = self.sessions;
@@ -175,6 +180,11 @@ impl Groups {
         id: &str,
         now: Instant,
     ) -> Result<(String, bool, Vec<ReadTarget>), ConsumerError> {
+        // A topic it subscribed to was deleted: said once, before anything else (its other
+        // topics' positions are committed by the next poll).
+        if let Some(topic) = self.member(id)?.deleted.pop() {
+            return Err(ConsumerError::Topic(TopicError::Deleted { topic }));
+        }
         let changed = self.commit(id, now)?;
         let group = self.members[id].group.clone();
         let g = &self.groups[&group];
@@ -410,6 +420,8 @@ impl Groups {
     }
 }
 
+#[path = "group_forget.rs"]
+mod forget;
 #[path = "group_limits.rs"]
 mod limits;
 #[path = "group_view.rs"]

@@ -15,6 +15,7 @@
 //! - [`fetch`]: reading a poll's partitions on the serving shard, with long-poll waiting.
 //! - [`api`]: the operations transports call (register, poll, commit, goodbye).
 //! - [`describe`]: groups for the admin API: members, assignments, committed offsets, lag.
+//! - [`topic_delete`]: deleting a topic: on every shard, then in every group.
 
 pub mod api;
 pub mod assign;
@@ -24,6 +25,7 @@ pub mod fetch;
 pub mod group;
 pub mod offsets;
 pub mod poll;
+pub mod topic_delete;
 
 use std::sync::Arc;
 

@@ -276,8 +276,19 @@ pub fn load_group(dir: &Path, group: &str) -> Result<GroupOffsets, StorageError>
 }
 
 /// Durably replaces `group`'s offsets file: tmp + fsync + rename + directory fsync. Blocking:
-/// run it off the reactor.
+/// run it off the reactor. A group left with no offsets (its topics were deleted) has its
+/// file removed instead, durably.
 pub fn save(dir: &Path, group: &str, offsets: &GroupOffsets) -> Result<(), StorageError> {
+    if offsets.is_empty() {
+        let path = dir.join(file_name(group));
+        return match fs::remove_file(&path) {
+            Ok(()) => fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(StorageError::io("sync", dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io("remove", &path)(e)),
+        };
+    }
     let fresh = !dir.exists();
     fs::create_dir_all(dir).map_err(StorageError::io("create", dir))?;
     if fresh {

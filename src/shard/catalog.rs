@@ -29,6 +29,8 @@ const MAX_PARTITIONS_PER_SHARD: u32 = 256;
 pub struct Found {
     pub layout: TopicLayout,
     pub created: bool,
+    /// Which life of the name (see [`TopicState::incarnation`]).
+    pub incarnation: u64,
 }
 
 impl Shard {
@@ -45,7 +47,7 @@ impl Shard {
             .auto_create_topics
             .then(|| self.default_layout());
         let found = self.find_or_create(name, create).await?;
-        Ok(self.install_topic(name, found.layout))
+        self.install_topic(name, found.layout, found.incarnation)
     }
 
     /// The topic's state if it exists; never creates one (reads that name a topic: a typo
@@ -55,7 +57,7 @@ impl Shard {
             return Ok(t);
         }
         let found = self.find_or_create(name, None).await?;
-        Ok(self.install_topic(name, found.layout))
+        self.install_topic(name, found.layout, found.incarnation)
     }
 
     /// Creates the topic explicitly (whatever `--auto-create-topics` says), with
@@ -74,10 +76,12 @@ impl Shard {
             Some(t) => Found {
                 layout: t.layout,
                 created: false,
+                incarnation: t.incarnation,
             },
             None => self.find_or_create(name, Some(layout)).await?,
         };
-        Ok((self.install_topic(name, found.layout), found))
+        let state = self.install_topic(name, found.layout, found.incarnation)?;
+        Ok((state, found))
     }
 
     /// The layout a new topic gets by default: `shards × --ranges-per-shard` partitions.
@@ -143,10 +147,16 @@ impl Shard {
         create: Option<TopicLayout>,
     ) -> Result<Found, TopicError> {
         debug_assert_eq!(self.id, CREATOR, "topics are created on shard 0");
+        if self.deleting.borrow().contains(name) {
+            return Err(TopicError::Deleting {
+                topic: name.to_string(),
+            });
+        }
         if let Some(t) = self.known_topic(name) {
             return Ok(Found {
                 layout: t.layout,
                 created: false,
+                incarnation: t.incarnation,
             });
         }
         let Some(layout) = create else {
@@ -170,10 +180,13 @@ impl Shard {
             partitions = layout.partitions(),
             "topic created"
         );
-        self.install_topic(name, layout);
+        let incarnation = self.next_incarnation.get();
+        self.next_incarnation.set(incarnation + 1);
+        self.install_topic(name, layout, incarnation)?;
         Ok(Found {
             layout,
             created: true,
+            incarnation,
         })
     }
 }

@@ -47,18 +47,19 @@ impl Shard {
         .await
     }
 
-    /// The layout of an existing topic, asking shard 0 when this shard does not know it;
-    /// [`DescribeError::NotFound`] (whatever `--auto-create-topics` says) when it does not exist.
+    /// The layout (and incarnation) of an existing topic, asking shard 0 when this shard does
+    /// not know it; [`DescribeError::NotFound`] (whatever `--auto-create-topics` says) when it
+    /// does not exist.
     pub async fn existing_layout(
         self: &Rc<Self>,
         name: &str,
-    ) -> Result<TopicLayout, DescribeError> {
+    ) -> Result<(TopicLayout, u64), DescribeError> {
         if let Some(t) = self.known_topic(name) {
-            return Ok(t.layout);
+            return Ok((t.layout, t.incarnation));
         }
         let topic = name.to_string();
         self.submit_to(CATALOG, move |s| async move {
-            s.known_topic(&topic).map(|t| t.layout)
+            s.known_topic(&topic).map(|t| (t.layout, t.incarnation))
         })
         .await?
         .ok_or_else(|| DescribeError::NotFound {
@@ -72,13 +73,13 @@ impl Shard {
         self: &Rc<Self>,
         name: &str,
     ) -> Result<(TopicLayout, Vec<PartitionInfo>), DescribeError> {
-        let layout = self.existing_layout(name).await?;
+        let (layout, incarnation) = self.existing_layout(name).await?;
         let owners = (0..self.shards).filter(|&s| layout.owned_by(s, self.shards).next().is_some());
         let asks = owners.map(|owner| {
             let topic = name.to_string();
             async move {
                 self.submit_to(owner, move |s| async move {
-                    s.local_partitions(&topic, layout).await
+                    s.local_partitions(&topic, layout, incarnation).await
                 })
                 .await?
             }
@@ -96,9 +97,11 @@ impl Shard {
         self: &Rc<Self>,
         name: &str,
         layout: TopicLayout,
+        incarnation: u64,
     ) -> Result<Vec<PartitionInfo>, DescribeError> {
-        let topic = self.install_topic(name, layout);
+        let topic = self.install_topic(name, layout, incarnation)?;
         let opens = topic.owned().map(|w| async move {
+            w.check_not_deleted()?;
             let log = w.open().await.map_err(DescribeError::Storage)?;
             Ok::<_, DescribeError>(PartitionInfo {
                 partition: w.partition,

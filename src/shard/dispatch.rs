@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use super::error::{ProduceError, ReadError};
 use super::msg::ShardMsg;
 use super::read::read_local;
 use super::Shard;
@@ -28,29 +29,36 @@ fn handle(shard: &Rc<Shard>, msg: ShardMsg) {
         ShardMsg::Produce {
             topic,
             layout,
+            incarnation,
             partition,
             frame,
             reply,
         } => {
-            let state = shard.install_topic(&topic, layout);
-            match state.writer(partition, shard.id) {
+            let writer = shard
+                .install_topic(&topic, layout, incarnation)
+                .map_err(ProduceError::from)
+                .and_then(|state| Ok(state.writer(partition, shard.id)?.clone()));
+            match writer {
                 Ok(w) => w.submit(frame, reply),
                 Err(e) => {
-                    let _ = reply.send(Err(e.into()));
+                    let _ = reply.send(Err(e));
                 }
             }
         }
         ShardMsg::Read {
             topic,
             layout,
+            incarnation,
             partition,
             offset,
             max_bytes,
             wait,
             reply,
         } => {
-            let state = shard.install_topic(&topic, layout);
-            let writer = state.writer(partition, shard.id).cloned();
+            let writer = shard
+                .install_topic(&topic, layout, incarnation)
+                .map_err(ReadError::from)
+                .and_then(|state| Ok(state.writer(partition, shard.id)?.clone()));
             let shard = shard.clone();
             rt::spawn_detached(async move {
                 let result = match writer {
@@ -65,7 +73,7 @@ fn handle(shard: &Rc<Shard>, msg: ShardMsg) {
                         )
                         .await
                     }
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err(e),
                 };
                 let _ = reply.send(result);
             });

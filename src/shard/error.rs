@@ -54,6 +54,20 @@ pub enum TopicError {
     /// The broker already holds `--max-topics` topics.
     #[error("cannot create topic '{topic}': the broker holds {limit} topics, its --max-topics")]
     LimitReached { topic: String, limit: usize },
+    /// The topic was deleted while the request was on its way (or held it, as a framed
+    /// connection holds the topic its STARTUP named). Nothing of the request was stored.
+    #[error("topic '{topic}' was deleted")]
+    Deleted { topic: String },
+    /// The topic is being deleted; it can be created again once that is done.
+    #[error("topic '{topic}' is being deleted")]
+    Deleting { topic: String },
+    /// Its directory could not be renamed away (nothing was deleted on disk).
+    #[error("cannot delete topic '{topic}': {source}")]
+    Bury {
+        topic: String,
+        #[source]
+        source: Arc<StorageError>,
+    },
     /// An explicit create asked for a partition count the broker cannot lay out.
     #[error("cannot create topic '{topic}' with {partitions} partitions: {why}")]
     BadPartitions {
@@ -68,7 +82,9 @@ impl Classify for TopicError {
         match self {
             TopicError::Persist { source, .. } => source.class(),
             TopicError::Route(e) => e.class(),
-            TopicError::NotFound { .. } => ErrorClass::NotFound,
+            TopicError::NotFound { .. } | TopicError::Deleted { .. } => ErrorClass::NotFound,
+            TopicError::Deleting { .. } => ErrorClass::Unavailable,
+            TopicError::Bury { source, .. } => source.class(),
             TopicError::LimitReached { .. } => ErrorClass::LimitReached,
             TopicError::BadPartitions { .. } => ErrorClass::Invalid,
         }
@@ -87,6 +103,9 @@ pub enum DescribeError {
     /// A shard could not be asked.
     #[error("routing: {0}")]
     Route(#[from] RouteError),
+    /// The topic was deleted while it was being described.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
 }
 
 impl Classify for DescribeError {
@@ -95,6 +114,7 @@ impl Classify for DescribeError {
             DescribeError::NotFound { .. } => ErrorClass::NotFound,
             DescribeError::Storage(e) => e.class(),
             DescribeError::Route(e) => e.class(),
+            DescribeError::Topic(e) => e.class(),
         }
     }
 }
@@ -156,6 +176,9 @@ pub enum ReadError {
     Storage(Arc<StorageError>),
     #[error("routing: {0}")]
     Route(#[from] RouteError),
+    /// The topic was deleted (a read waiting at the end of a partition ends with this).
+    #[error(transparent)]
+    Topic(#[from] TopicError),
 }
 
 impl From<StorageError> for ReadError {
@@ -171,6 +194,7 @@ impl Classify for ReadError {
             ReadError::NoSuchPartition { .. } => ErrorClass::NotFound,
             ReadError::Storage(e) => e.class(),
             ReadError::Route(e) => e.class(),
+            ReadError::Topic(e) => e.class(),
         }
     }
 }

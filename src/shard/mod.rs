@@ -7,6 +7,9 @@
 //! - [`control`]: running control work on another core (`submit_to`), and per-core state.
 //! - [`error`]: the data plane's errors.
 //! - `catalog`: finding and creating topics (shard 0 decides), within `--max-topics`.
+//! - [`delete`]: deleting a topic on every shard (fence, then bury its directory).
+//! - [`tombstone`]: the on-disk side of a deletion: a topic's directory renamed away, then
+//!   removed in the background (and at start, for a crash in between).
 //! - [`describe`]: listing topics and describing one's partitions (the admin API).
 //! - [`topics`]: persisted topic layouts.
 //! - [`produce`]: handing a frame to its partition's writer, here or on its shard.
@@ -21,6 +24,7 @@
 
 mod catalog;
 pub mod control;
+pub mod delete;
 pub mod describe;
 mod dispatch;
 pub mod error;
@@ -31,6 +35,7 @@ pub mod open_files;
 pub mod produce;
 pub mod read;
 pub mod readahead;
+pub mod tombstone;
 pub mod topics;
 mod upkeep;
 pub mod writer;
@@ -43,7 +48,7 @@ pub use produce::PendingAck;
 pub use upkeep::free_space;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use thiserror::Error;
@@ -71,12 +76,18 @@ pub enum OpenError {
     Mesh(#[from] rt::MeshError),
     #[error(transparent)]
     Layouts(StorageError),
+    #[error(transparent)]
+    Topic(#[from] TopicError),
 }
 
 /// One topic as a shard sees it: its layout and the writers of the partitions this shard owns.
 pub struct TopicState {
     pub name: String,
     pub layout: TopicLayout,
+    /// Which life of the name this is: shard 0 numbers each topic it creates (topics found on
+    /// disk at start are 0), so a request for a deleted topic still travelling between shards
+    /// is told apart from one for a topic created again under the same name.
+    pub incarnation: u64,
     writers: Vec<Option<Rc<PartitionWriter>>>,
     /// Round-robin cursor for keyless connections.
     keyless_cursor: Cell<usize>,
@@ -109,6 +120,13 @@ pub struct Shard {
     pub shards: usize,
     pub config: Rc<Config>,
     topics: RefCell<HashMap<String, Rc<TopicState>>>,
+    /// Topics deleted since start, as (name, incarnation): a request naming one is refused
+    /// rather than bringing its state back (see [`delete`]).
+    deleted: RefCell<HashSet<(String, u64)>>,
+    /// Shard 0 only: the incarnation the next created topic gets.
+    next_incarnation: Cell<u64>,
+    /// Shard 0 only: names being deleted, which cannot be created again until that is done.
+    deleting: RefCell<HashSet<String>>,
     mesh: Rc<MeshPort<ShardMsg>>,
     /// Bytes of frames read but not yet acknowledged, across the shard's connections.
     pub buffer: Rc<rt::Semaphore>,
@@ -147,6 +165,9 @@ impl Shard {
             buffer: Rc::new(rt::Semaphore::new(config.shard_buffer_bytes)),
             config,
             topics: RefCell::new(HashMap::new()),
+            deleted: RefCell::new(HashSet::new()),
+            next_incarnation: Cell::new(1),
+            deleting: RefCell::new(HashSet::new()),
             mesh,
             lifecycle: Default::default(),
             disk_low: RefCell::new(None),
@@ -166,7 +187,7 @@ impl Shard {
         // Partitions are opened (and recovered) on first use, not here: a broker with many
         // topics starts without holding a descriptor for each (see `open_files`).
         for (name, layout) in loaded.layouts {
-            shard.install_topic(&name, layout);
+            shard.install_topic(&name, layout, 0)?;
         }
         Ok(shard)
     }
@@ -177,12 +198,37 @@ impl Shard {
         rt::spawn_detached(self.clone().retention_loop());
         rt::spawn_detached(self.clone().disk_space_loop());
         rt::spawn_detached(self.clone().open_files_loop());
+        if self.id == 0 {
+            // What a deletion cut short by a crash left behind.
+            tombstone::remove_in_background(&self.config.data_dir);
+        }
     }
 
     /// Records a topic's layout on this shard and creates writers for the partitions it owns.
-    fn install_topic(&self, name: &str, layout: TopicLayout) -> Rc<TopicState> {
+    /// [`TopicError::Deleted`] when that incarnation of the topic was deleted (a request that
+    /// was still on its way), or this shard holds another one.
+    fn install_topic(
+        &self,
+        name: &str,
+        layout: TopicLayout,
+        incarnation: u64,
+    ) -> Result<Rc<TopicState>, TopicError> {
+        let deleted = || TopicError::Deleted {
+            topic: name.to_string(),
+        };
         if let Some(t) = self.topics.borrow().get(name) {
-            return t.clone();
+            return if t.incarnation == incarnation {
+                Ok(t.clone())
+            } else {
+                Err(deleted())
+            };
+        }
+        if self
+            .deleted
+            .borrow()
+            .contains(&(name.to_string(), incarnation))
+        {
+            return Err(deleted());
         }
         let dir = topics::topic_dir(&self.config.data_dir, name);
         let metrics = Rc::new(TopicMetrics::default());
@@ -208,6 +254,7 @@ impl Shard {
         let state = Rc::new(TopicState {
             name: name.to_string(),
             layout,
+            incarnation,
             writers,
             keyless_cursor: Cell::new(self.id),
             metrics,
@@ -215,7 +262,7 @@ impl Shard {
         self.topics
             .borrow_mut()
             .insert(name.to_string(), state.clone());
-        state
+        Ok(state)
     }
 
     /// The topic's state if this shard knows it (shard 0 knows every existing topic).

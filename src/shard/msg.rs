@@ -71,6 +71,7 @@ pub enum ShardMsg {
     Produce {
         topic: String,
         layout: TopicLayout,
+        incarnation: u64,
         partition: u32,
         frame: ProduceFrame,
         reply: ProduceReply,
@@ -79,6 +80,7 @@ pub enum ShardMsg {
     Read {
         topic: String,
         layout: TopicLayout,
+        incarnation: u64,
         partition: u32,
         offset: i64,
         max_bytes: usize,

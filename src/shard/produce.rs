@@ -56,6 +56,7 @@ impl Shard {
             let msg = ShardMsg::Produce {
                 topic: topic.name.clone(),
                 layout: topic.layout,
+                incarnation: topic.incarnation,
                 partition: j,
                 frame,
                 reply: tx,

@@ -55,6 +55,7 @@ impl Shard {
         let msg = ShardMsg::Read {
             topic: topic.name.clone(),
             layout: topic.layout,
+            incarnation: topic.incarnation,
             partition: j,
             offset,
             max_bytes,
@@ -85,7 +86,14 @@ pub(super) async fn read_local(
     max_bytes: usize,
     wait: Option<Duration>,
 ) -> Result<ReadResult, ReadError> {
-    let log = writer.open().await.map_err(ReadError::Storage)?;
+    writer.check_not_deleted()?;
+    let log = writer
+        .open()
+        .await
+        .map_err(|e| match writer.check_not_deleted() {
+            Err(deleted) => ReadError::from(deleted),
+            Ok(()) => ReadError::Storage(e),
+        })?;
     let deadline = wait.map(|w| Instant::now() + w);
     // Only a wait that began while serving ends at the stop: a read that starts while stopping
     // waits as asked, so a caller that reads in a loop (a gRPC tail) cannot spin on instant
@@ -101,6 +109,8 @@ pub(super) async fn read_local(
     loop {
         // Take the notification before checking, so an append in between is not missed.
         let appended = writer.appended.notified();
+        // Deleted while waiting for new data (the deletion wakes this wait).
+        writer.check_not_deleted()?;
         let (start_offset, end_offset) = (log.start_offset(), log.next_offset());
         if offset < start_offset {
             return Err(ReadError::OutOfRange {

@@ -3,7 +3,7 @@
 //! made durable once, and only then are all of its frames acknowledged. A frame is atomic: its
 //! messages all land in one chunk.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::path::PathBuf;
 use std::pin::pin;
 use std::rc::Rc;
@@ -20,6 +20,7 @@ use super::notify::LocalNotify;
 use super::open_files::OpenFiles;
 use super::readahead::ReadAhead;
 
+mod fence;
 mod open;
 #[cfg(test)]
 mod tests;
@@ -113,6 +114,9 @@ pub struct PartitionWriter {
     /// Set by graceful shutdown: frames submitted after it are refused, so nothing is
     /// appended after the clean-shutdown marker.
     closed: Cell<bool>,
+    /// Set (to the topic's name) when the topic is deleted: frames, reads and opens are
+    /// refused from then on, and frames not yet acknowledged are failed (see `fence`).
+    deleted: OnceCell<String>,
     /// Signalled each time a chunk becomes durable, for readers tailing the partition.
     pub appended: LocalNotify,
     /// Signalled when the writer task has nothing left to write.
@@ -153,6 +157,7 @@ impl PartitionWriter {
             queue: RefCell::new(Vec::new()),
             running: Cell::new(false),
             closed: Cell::new(false),
+            deleted: OnceCell::new(),
             appended: LocalNotify::default(),
             idle: LocalNotify::default(),
             read_ahead: Rc::default(),
@@ -164,6 +169,10 @@ impl PartitionWriter {
     /// Queues a frame; its reply is sent once the chunk holding it is durable.
     pub fn submit(self: &Rc<Self>, frame: ProduceFrame, reply: ProduceReply) {
         crate::failpoint::hit("writer.submit");
+        if let Err(e) = self.check_not_deleted() {
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
         if self.closed.get() {
             let _ = reply.send(Err(ProduceError::ShuttingDown));
             return;
@@ -203,6 +212,9 @@ impl PartitionWriter {
     /// if needed); `None` when nothing is queued.
     async fn take_and_encode(self: &Rc<Self>) -> Option<(FrameBatch, Encoded)> {
         let batch = self.take_batch()?;
+        if let Err(e) = self.check_not_deleted() {
+            return Some((batch, Err(e.into())));
+        }
         let encoded = match self.open().await {
             Ok(log) => log
                 .encode(&batch)
@@ -260,6 +272,12 @@ impl PartitionWriter {
 
     /// Records a written chunk and answers its frames (or fails them all).
     fn answer(&self, batch: FrameBatch, result: Result<AppendInfo, ProduceError>) {
+        // Written, but the topic was deleted meanwhile: its files are going away, so the
+        // frames must not be acknowledged.
+        let result = result.and_then(|info| {
+            self.check_not_deleted()?;
+            Ok(info)
+        });
         match result {
             Ok(info) => {
                 self.metrics.chunk_written(

@@ -89,8 +89,8 @@ pub fn routes() -> &'static [Route] {
                 "/v1/topic/{topic}/messages",
                 |shard, req| Box::pin(produce::produce(shard, req)),
             ),
-            // The admin API's topics: list, describe, and create explicitly (the only way
-            // when --auto-create-topics is off).
+            // The admin API's topics: list, describe, create explicitly (the only way when
+            // --auto-create-topics is off), and delete.
             route(Method::GET, "/v1/topics", |shard, req| {
                 Box::pin(topics::list(shard, req))
             }),
@@ -99,6 +99,9 @@ pub fn routes() -> &'static [Route] {
             }),
             route(Method::POST, "/v1/topics/{name}", |shard, req| {
                 Box::pin(topics::create(shard, req))
+            }),
+            route(Method::DELETE, "/v1/topics/{name}", |shard, req| {
+                Box::pin(topics::delete(shard, req))
             }),
             // The admin API's groups: list, and describe with lag.
             route(Method::GET, "/v1/groups", |shard, req| {

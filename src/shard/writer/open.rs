@@ -27,6 +27,19 @@ pub(super) struct OpenFlight {
     done: LocalNotify,
 }
 
+impl OpenFlight {
+    /// Returns once the open has finished (its result is set).
+    pub(super) async fn wait(&self) {
+        loop {
+            let done = self.done.notified();
+            if self.result.borrow().is_some() {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
 /// A close of the log in progress: the next open waits for it, so recovery never runs
 /// against files a close is still writing.
 #[derive(Default)]
@@ -58,6 +71,12 @@ impl PartitionWriter {
     /// never runs against a log a writer holds: once a log is open, it is not opened again
     /// until it has been closed.
     pub async fn open(self: &Rc<Self>) -> OpenResult {
+        if let Some(topic) = self.deleted.get() {
+            // Opening would make the partition's directory again under the topic's name.
+            return Err(Arc::new(StorageError::Failed {
+                reason: format!("topic '{topic}' was deleted"),
+            }));
+        }
         self.files.touch(&self.last_used);
         if let Some(log) = self.log.borrow().as_ref() {
             return Ok(log.clone());
@@ -128,6 +147,12 @@ impl PartitionWriter {
             }
         }
         let log = result?;
+        if let Some(topic) = self.deleted.get() {
+            // Finished after the topic was deleted: not kept (the fence closed the rest).
+            return Err(Arc::new(StorageError::Failed {
+                reason: format!("topic '{topic}' was deleted"),
+            }));
+        }
         let (log, new) = {
             let mut slot = self.log.borrow_mut();
             let new = slot.is_none();

@@ -68,6 +68,13 @@ pub enum TopicCommand {
         #[arg(long)]
         partitions: Option<u32>,
     },
+    /// Delete a topic: its files, its layout and its groups' committed offsets. An unknown
+    /// topic is an error (exit 1).
+    #[command(after_help = EXIT_CODES)]
+    Delete {
+        /// The topic.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

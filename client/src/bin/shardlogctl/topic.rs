@@ -1,4 +1,4 @@
-//! `topic list | describe | create`: the admin API on the broker's HTTP port.
+//! `topic list | describe | create | delete`: the admin API on the broker's HTTP port.
 
 use shardlog_client::Admin;
 
@@ -38,6 +38,13 @@ pub async fn run(http: &str, cmd: TopicCommand) -> Result<(), CtlError> {
             let c = admin.create_topic(&name, partitions).await?;
             let what = if c.created { "created" } else { "exists" };
             println!("{} {} ({} partitions)", c.topic, what, c.partitions);
+        }
+        TopicCommand::Delete { name } => {
+            let d = admin.delete_topic(&name).await?;
+            println!("{} deleted ({} partitions)", d.topic, d.partitions);
+            if !d.groups.is_empty() {
+                println!("committed offsets dropped for: {}", d.groups.join(", "));
+            }
         }
     }
     Ok(())

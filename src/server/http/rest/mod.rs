@@ -6,9 +6,9 @@
 //! - [`poll_json`]: the JSON form of a poll response, bounded and yielding.
 //! - [`produce`]: `POST /v1/topic/{topic}/messages` (JSON and NDJSON).
 //! - [`query`]: query-string parsing with percent-decoding.
-//! - [`topics`]: `GET /v1/topics`, `GET /v1/topics/{name}` (list, describe) and
-//!   `POST /v1/topics/{name}`, creating a topic explicitly.
-//! - [`topics_json`]: the JSON of the list and the description.
+//! - [`topics`]: `GET /v1/topics`, `GET /v1/topics/{name}` (list, describe),
+//!   `POST /v1/topics/{name}`, creating a topic explicitly, and `DELETE /v1/topics/{name}`.
+//! - [`topics_json`]: the JSON of the list, the description and a deletion.
 //!
 //! See the "HTTP API" section of `docs/protocol.md`.
 

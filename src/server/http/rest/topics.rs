@@ -11,12 +11,18 @@
 //! exists with the layout asked for (or none was asked for), 409 when it exists with another
 //! partition count. 429 once the broker holds `--max-topics`; 400 for a bad name or count.
 //! The answer is JSON: `{"topic": name, "partitions": N, "created": bool}`.
+//!
+//! `DELETE /v1/topics/{name}` deletes a topic on every shard with its files and its groups'
+//! committed offsets (see `consumer::topic_delete`): 200 with `{"topic": name, "deleted":
+//! true, "partitions": N, "groups": [..]}` (the groups that had offsets for it), 404 for a
+//! topic that does not exist, 400 for a bad name, 503 while a deletion of it is under way.
 
 use std::rc::Rc;
 
 use http::StatusCode;
 use serde::Deserialize;
 
+use crate::consumer::topic_delete;
 use crate::shard::Shard;
 use crate::wire::startup::validate_topic;
 
@@ -112,4 +118,16 @@ async fn create_inner(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpRespon
             found.created
         ),
     ))
+}
+
+/// `DELETE /v1/topics/{name}`.
+pub async fn delete(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
+    let name = match topic_name(&req) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    match topic_delete::delete_topic(&shard, &name).await {
+        Ok(d) => HttpResponse::json(StatusCode::OK, topics_json::deleted(&d)),
+        Err(e) => errors::response(&e),
+    }
 }

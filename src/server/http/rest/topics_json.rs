@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use crate::consumer::topic_delete::TopicDeleted;
 use crate::ring::TopicLayout;
 use crate::shard::PartitionInfo;
 
@@ -47,6 +48,24 @@ struct Partition {
     first_offset: i64,
     next_offset: i64,
     bytes: u64,
+}
+
+#[derive(Serialize)]
+struct Deleted<'a> {
+    topic: &'a str,
+    deleted: bool,
+    partitions: u32,
+    groups: &'a [String],
+}
+
+/// `{"topic":..,"deleted":true,"partitions":N,"groups":[..]}`: what a deletion removed.
+pub fn deleted(d: &TopicDeleted) -> String {
+    to_json(&Deleted {
+        topic: &d.topic,
+        deleted: true,
+        partitions: d.partitions,
+        groups: &d.groups,
+    })
 }
 
 /// `{"topics":[{"name":..,"partitions":N},..]}`, in the order given (the catalog's, by name).
@@ -119,6 +138,20 @@ mod tests {
             ]})
         );
         assert_eq!(list(&[]), r#"{"topics":[]}"#);
+    }
+
+    #[test]
+    fn a_deletion_says_what_it_removed() {
+        let d = TopicDeleted {
+            topic: "orders".into(),
+            partitions: 8,
+            groups: vec!["billing".into()],
+        };
+        let v: Value = serde_json::from_str(&deleted(&d)).unwrap();
+        assert_eq!(
+            v,
+            json!({"topic": "orders", "deleted": true, "partitions": 8, "groups": ["billing"]})
+        );
     }
 
     #[test]
