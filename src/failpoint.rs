@@ -20,6 +20,8 @@ pub const POINTS: &[&str] = &[
     "writer.submit",
     // `Shard::submit`: a frame about to be forwarded to the shard that owns its partition.
     "shard.forward",
+    // `PartitionWriter::run`: a chunk about to be written and made durable.
+    "writer.write",
 ];
 
 /// What a fail point does when reached.

@@ -1,5 +1,5 @@
 //! `shardlogctl` (the client crate's command-line tool) against a real broker: topics are
-//! created, listed and described, groups listed, described and reset; lines are produced keyed and
+//! created, listed, described and deleted, groups listed, described and reset; lines are produced keyed and
 //! keyless from stdin and a file; a group reads them all back as text and JSON (a value that is
 //! not UTF-8 in base64); `--count N` commits exactly the N records printed, also when they end
 //! inside a poll or a stored chunk; Ctrl-C leaves the group; a partition is read from an
@@ -47,6 +47,57 @@ fn topics_are_created_listed_and_described() {
     let out = ctl(&broker, &["topic", "describe", "nope"], b"");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}
+
+#[test]
+fn a_topic_is_deleted_with_its_groups_offsets() {
+    let broker = Broker::start(2);
+    ok(
+        &broker,
+        &["topic", "create", "orders", "--partitions", "2"],
+        b"",
+    );
+    ok(
+        &broker,
+        &["topic", "create", "kept", "--partitions", "3"],
+        b"",
+    );
+    ok(&broker, &["produce", "orders"], b"one\ntwo\n");
+    let out = ok(
+        &broker,
+        &[
+            "consume",
+            "orders",
+            "--group",
+            "billing",
+            "--from-beginning",
+        ],
+        b"",
+    );
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(broker.data_dir.join("orders").exists());
+
+    let out = ok(&broker, &["topic", "delete", "orders"], b"");
+    assert_eq!(
+        out,
+        "orders deleted (2 partitions)\ncommitted offsets dropped for: billing\n"
+    );
+    assert_eq!(ok(&broker, &["topic", "list"], b""), "kept\t3\n");
+    assert!(!broker.data_dir.join("orders").exists());
+
+    let out = ctl(&broker, &["topic", "delete", "orders"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("shardlogctl: "), "{err}");
+    assert!(
+        err.contains("404") && err.contains("'orders' does not exist"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let out = ctl(&broker, &["topic", "delete", "a/b"], b"");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = ctl(&broker, &["topic", "delete"], b"");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
 #[test]

@@ -363,11 +363,15 @@ mod tests {
         let mut later = sample();
         later.insert(("a".into(), 0), 9);
         save(&dir, "g1", &later).unwrap();
+        save(&dir, "g-2", &sample()).unwrap();
+        // Left with nothing (its topics deleted): the file goes.
         save(&dir, "g-2", &GroupOffsets::new()).unwrap();
+        assert!(!dir.join("g-2.offsets").exists());
+        save(&dir, "g-4", &GroupOffsets::new()).unwrap();
         fs::write(dir.join("g3.offsets.tmp"), b"half").unwrap();
         fs::write(dir.join("README"), b"ignored").unwrap();
         let all = load_all(&dir).unwrap();
-        assert_eq!(all.len(), 2);
+        assert_eq!(all.len(), 1);
         assert_eq!(all["g1"][&("a".to_string(), 0)], 9);
         assert!(!dir.join("g3.offsets.tmp").exists());
         fs::write(dir.join("g1.offsets"), b"SLCO garbage").unwrap();

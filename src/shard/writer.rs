@@ -239,6 +239,9 @@ impl PartitionWriter {
                 break;
             };
             let mut write = pin!(async {
+                if let Some(pause) = crate::failpoint::hit("writer.write") {
+                    rt::sleep(pause).await;
+                }
                 let (log, chunk) = encoded?;
                 log.write_chunk(chunk).await.map_err(ProduceError::from)
             });
