@@ -5,8 +5,10 @@
 //! starts empty at offset 0 with its new layout, and a restart keeps the deleted one deleted.
 //! Requests in flight on the topic — a FETCH and framed and REST polls waiting at the end of
 //! a partition, a produce waiting for its chunk to be durable, a connection whose STARTUP
-//! named the topic — get an error, never a hang or an acknowledgement. Unknown topics are 404,
-//! bad names 400; the Rust client's `Admin::delete_topic` says the same.
+//! named the topic — get an error, never a hang or an acknowledgement. A crash after the
+//! directory's rename is finished at the next start (tombstone removed, offsets dropped).
+//! Unknown topics are 404, bad names 400; the Rust client's `Admin::delete_topic` says the
+//! same.
 
 mod common;
 
@@ -341,4 +343,41 @@ fn the_client_deletes_and_says_not_found() {
         let e = admin.delete_topic("a/b").await.unwrap_err();
         assert!(!e.is_not_found(), "{e}");
     });
+}
+
+#[test]
+fn a_deletion_cut_short_by_a_crash_after_the_rename_is_finished_at_start() {
+    let mut broker = Broker::start(1);
+    let mut http = HttpClient::connect(broker.http);
+    for t in ["cut", "kept"] {
+        let r = http.produce(t, Some("k"), JSON, b"{}");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let mut c = ConsumerClient::connect(broker.framed);
+    c.register("c1", "g", &["cut", "kept"], StartPolicy::Earliest)
+        .unwrap();
+    drain(&mut c, "c1");
+    c.goodbye("c1").unwrap();
+    assert_eq!(group_topics(&mut http, "g"), ["cut", "kept"]);
+    drop((c, http));
+
+    // kill -9 after the rename, before the groups' offsets and the files were dealt with:
+    // what the disk holds then, half removed.
+    broker.kill9();
+    let tombstone = broker.data_dir.join("@deleted.1d2c3b4a.0");
+    std::fs::rename(broker.data_dir.join("cut"), &tombstone).unwrap();
+    std::fs::remove_file(tombstone.join("topic.toml")).unwrap();
+    broker.spawn();
+
+    let mut http = HttpClient::connect(broker.http);
+    assert_eq!(listed(&mut http), ["kept"]);
+    assert_eq!(group_topics(&mut http, "g"), ["kept"]);
+    wait_until("the tombstone is removed", || !tombstone.exists());
+    assert_eq!(
+        entries(&broker.data_dir)
+            .into_iter()
+            .filter(|e| !e.starts_with('@'))
+            .collect::<Vec<_>>(),
+        ["kept"]
+    );
 }

@@ -38,3 +38,63 @@ impl Groups {
         changed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::consumer::ConsumerError;
+    use crate::error::{Classify, ErrorClass};
+
+    fn topics(list: &[(&str, u32)]) -> Vec<(String, u32)> {
+        list.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn a_deleted_topic_leaves_every_group_and_its_members_are_told_once() {
+        let now = Instant::now();
+        let on_disk = HashMap::from([(
+            "idle".to_string(),
+            [(("gone".to_string(), 0), 4), (("kept".to_string(), 0), 1)].into(),
+        )]);
+        let mut g = Groups::new(Duration::from_secs(120), on_disk);
+        g.register("a", "grp", &topics(&[("gone", 2), ("kept", 2)]), now)
+            .unwrap();
+        g.register("b", "grp", &topics(&[("gone", 2)]), now)
+            .unwrap();
+        g.poll("a", now).unwrap();
+        g.returned(
+            "a",
+            vec![(("gone".into(), 0), 3), (("kept".into(), 0), 2)],
+            now,
+        )
+        .unwrap();
+        g.poll("a", now).unwrap();
+        assert_eq!(g.committed("grp").unwrap().len(), 2);
+
+        let changed = g.forget_topic("gone");
+        assert_eq!(changed, ["grp", "idle"]);
+        for group in ["grp", "idle"] {
+            let c = g.committed(group).unwrap();
+            assert!(c.keys().all(|(t, _)| t == "kept"), "{group}: {c:?}");
+        }
+        // Nobody owns its partitions; `a` keeps its other topic.
+        let owned: Vec<_> = g.assignment("a").unwrap().cloned().collect();
+        assert_eq!(owned, [("kept".to_string(), 0), ("kept".to_string(), 1)]);
+        assert_eq!(g.assignment("b").unwrap().count(), 0);
+
+        // Each member's next poll says so, once, committing nothing; then polls go on.
+        for id in ["a", "b"] {
+            let e = g.poll(id, now).unwrap_err();
+            assert!(matches!(&e, ConsumerError::Topic(_)), "{e:?}");
+            assert_eq!(e.class(), ErrorClass::NotFound);
+            assert!(e.to_string().contains("'gone' was deleted"), "{e}");
+        }
+        let (_, _, targets) = g.poll("a", now).unwrap();
+        assert!(targets.iter().all(|t| t.topic == "kept"), "{targets:?}");
+        assert!(g.poll("b", now).unwrap().2.is_empty());
+        assert!(g.forget_topic("gone").is_empty(), "nothing left to forget");
+    }
+}
