@@ -247,7 +247,7 @@ fn requests_waiting_on_a_deleted_topic_get_an_error() {
                     partition,
                     offset: 0,
                     max_bytes: 65536,
-                    max_wait_ms: Some(50_000),
+                    max_wait_ms: Some(60_000),
                 }
                 .encode(&mut body);
                 c.request(OpCode::Fetch, &body)
@@ -258,13 +258,13 @@ fn requests_waiting_on_a_deleted_topic_get_an_error() {
     let mut c = ConsumerClient::connect(framed);
     c.register("f1", "fg", &["live"], StartPolicy::Earliest)
         .unwrap();
-    let framed_poll = std::thread::spawn(move || c.poll("f1", Some(50_000)));
+    let framed_poll = std::thread::spawn(move || c.poll("f1", Some(60_000)));
     let rest_addr = broker.http;
     let rest_poll = std::thread::spawn(move || {
         let mut h = HttpClient::connect(rest_addr);
         let r = h.register("r1", "rg", &["live"], "startFromEarliest");
         assert!(r.status < 300, "{}", r.text());
-        h.poll_raw("r1", Some(50_000), None)
+        h.poll_raw("r1", Some(60_000), None)
     });
 
     // Deleted once every wait is under way (the waits hold the partitions' logs open).
@@ -279,10 +279,12 @@ fn requests_waiting_on_a_deleted_topic_get_an_error() {
         has_member("rg") && has_member("fg")
     });
     std::thread::sleep(Duration::from_millis(300));
+    let deleted = Instant::now();
     let r = delete(&mut http, "live");
     assert_eq!(r.status, 200, "{}", r.text());
 
-    // Each wait ends with an error (an expired wait would be an empty answer, not an error).
+    // Each wait ends with an error, woken by the deletion: not when its 60 s expire (then the
+    // answer would come after the generous bound below, or the client's 60 s read timeout).
     for f in fetches {
         let (op, body) = f.join().unwrap();
         assert_eq!(op, OpCode::Error, "a FETCH answered {op:?}");
@@ -296,6 +298,10 @@ fn requests_waiting_on_a_deleted_topic_get_an_error() {
     let r = rest_poll.join().unwrap();
     assert_eq!(r.status, 404, "{}", r.text());
     assert!(r.text().contains("was deleted"), "{}", r.text());
+    assert!(
+        deleted.elapsed() < Duration::from_secs(45),
+        "the waits were not cut short by the deletion"
+    );
     assert!(!broker.data_dir.join("live").exists());
 }
 
