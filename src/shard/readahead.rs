@@ -149,6 +149,12 @@ impl ReadAhead {
         chunks
     }
 
+    /// Drops the chain and what it read, giving its budget back (the partition was deleted).
+    pub fn clear(&self) {
+        self.slots.borrow_mut().clear();
+        *self.source.borrow_mut() = None;
+    }
+
     /// Makes sure the chain reads ahead from `from` in ranges of `max_bytes`: kept if it
     /// already starts there, replaced otherwise (unless the shard's budget is spent). Nothing
     /// is read where the disk holds nothing more than the hot tail.

@@ -38,6 +38,7 @@ impl PartitionWriter {
             flight.wait().await;
         }
         self.wait_closed().await;
+        self.read_ahead.clear();
         let log = self.log.borrow_mut().take();
         if let Some(log) = log {
             self.closed_stats.set((0, 0));
