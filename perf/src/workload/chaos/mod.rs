@@ -199,6 +199,12 @@ async fn crash_loop(config: ChaosConfig) -> Result<Summary, ChaosError> {
     let l = lock(&run.ledger);
     s.acknowledged = l.count(State::Acked);
     s.maybe = l.count(State::Maybe);
+    s.maybe_stored = l
+        .producers
+        .iter()
+        .flatten()
+        .filter(|e| e.state == State::Maybe && e.pinned.is_some())
+        .count() as u64;
     s.redeliveries = run
         .trackers
         .iter()

@@ -16,6 +16,8 @@ pub struct Summary {
     pub acknowledged: u64,
     /// Messages whose answer was lost (a failed call or delivery): may or may not be stored.
     pub maybe: u64,
+    /// Of those, the ones found in the topic.
+    pub maybe_stored: u64,
     /// Acknowledged messages found, at the offset where they were first found, by the last
     /// check.
     pub verified: u64,
@@ -54,7 +56,7 @@ impl Summary {
     pub fn to_text(&self) -> String {
         let mut t = format!(
             "chaos: seed {} shards {}: {} cycles ({} SIGSTOP pauses, {} kills while stopped) in {:.1} s\n\
-             messages: {} acknowledged, {} maybe; {} acknowledged verified, {} records in the topic\n\
+             messages: {} acknowledged, {} maybe ({} of them stored); {} acknowledged verified, {} records in the topic\n\
              {} duplicates from retries, {} reordered by retries, {} group redeliveries\n\
              restart: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n\
              violations: {}\n",
@@ -66,6 +68,7 @@ impl Summary {
             self.duration_s,
             self.acknowledged,
             self.maybe,
+            self.maybe_stored,
             self.verified,
             self.records,
             self.duplicates,
