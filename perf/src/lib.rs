@@ -6,7 +6,8 @@
 //! - [`run`]: run control: the [`run::Workload`] contract, the run's shared state (failure,
 //!   Ctrl-C, deadline), `--cpus`, pacing (stop, keys, open-loop schedule), the progress line
 //!   and the report.
-//! - [`workload`]: `produce`, `consume`, `e2e`, `grpc-produce`, `grpc-consume`, `limits`.
+//! - [`workload`]: `produce`, `consume`, `e2e`, `grpc-produce`, `grpc-consume`, `limits`,
+//!   `chaos`.
 //! - [`client`]: the framed protocol, PRODUCE frames from prebuilt regions, consumer sessions
 //!   (framed and HTTP), poll responses, gRPC.
 //! - [`payload`]: JSON-like messages with a tunable random share, prebuilt once and cycled.

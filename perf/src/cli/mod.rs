@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::run::{Report, Workload};
 use crate::workload::e2e::E2e;
 
+mod chaos;
 mod common;
 mod consume;
 mod grpc;
@@ -19,6 +20,7 @@ mod produce;
 #[cfg(test)]
 mod tests;
 
+pub use chaos::ChaosArgs;
 pub use common::{fresh_group, Common, CpuList};
 pub use consume::{ConsumeArgs, ConsumeFlags, E2eArgs};
 pub use grpc::{GrpcConsumeArgs, GrpcProduceArgs};
@@ -52,6 +54,10 @@ pub enum Command {
     /// Measure this machine's limits: one-core zstd rate of the payload, fdatasync latency of
     /// chunk-sized O_DIRECT appends, O_DIRECT sequential write and read bandwidth.
     Limits(LimitsArgs),
+    /// Crash loop: start the broker, load it (framed and gRPC produce, consumer groups), kill
+    /// it (SIGKILL, SIGSTOP pauses) and restart it, checking after every restart that every
+    /// acknowledged message is there exactly once, in order per key, and that groups resume.
+    Chaos(ChaosArgs),
 }
 
 /// Set by the first Ctrl-C (SIGINT): the run stops sending, drains, and reports.
@@ -118,7 +124,8 @@ fn drive<W: Workload>(workload: W, json: bool) -> ExitCode {
 }
 
 /// Runs the command; the exit code is 0 on success, 1 when the run failed, 2 on bad usage,
-/// 3 when `--verify` found acknowledged messages missing, duplicated, reordered or corrupt.
+/// 3 when `--verify` found acknowledged messages missing, duplicated, reordered or corrupt, or
+/// `chaos` found a violation.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Produce(args) => produce::run(args),
@@ -137,5 +144,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::GrpcProduce(args) => drive(args.config(), args.common.json),
         Command::GrpcConsume(args) => drive(args.config(), args.common.json),
         Command::Limits(args) => limits::run(args),
+        Command::Chaos(args) => chaos::run(args),
     }
 }

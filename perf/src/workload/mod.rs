@@ -8,7 +8,10 @@
 //!   streams.
 //! - [`limits`]: no broker: the machine's own yardsticks (one-core zstd, fdatasync, O_DIRECT
 //!   bandwidth, the disk under a broker's write pattern).
+//! - [`chaos`]: starts the broker itself and kills it (SIGKILL, SIGSTOP) under load in a
+//!   loop, checking after every restart that nothing acknowledged was lost or duplicated.
 
+pub mod chaos;
 pub mod consume;
 pub mod e2e;
 pub mod grpc_consume;
