@@ -94,7 +94,10 @@ mod tests {
         assert_eq!(parse_time_us("1764540900000"), Ok(t));
         assert_eq!(parse_time_us("0"), Ok(0));
         // Before the epoch only through an offset (the parser reads 1970 on).
-        assert_eq!(parse_time_us("1970-01-01T00:30:00+01:00"), Ok(-1_800_000_000));
+        assert_eq!(
+            parse_time_us("1970-01-01T00:30:00+01:00"),
+            Ok(-1_800_000_000)
+        );
     }
 
     #[test]
