@@ -479,6 +479,8 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     if time.rebuilt {
         report.time_index_rebuilt += 1;
         seg.time_file.rewrite(&seg.time.entries);
+        // Closed between writes (see `Segment::time_file`).
+        seg.time_file.release();
     } else {
         seg.time_file = IndexFile::new(seg.time_file.path().to_path_buf(), seg.time.entries.len());
     }
