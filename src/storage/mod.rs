@@ -133,6 +133,7 @@ pub(crate) mod testing;
 pub mod time_index;
 mod time_lookup;
 mod time_recovery;
+mod timestamps;
 
 pub use append::{AppendInfo, EncodedChunk, LogChunk};
 pub use chunk::StoredChunk;

@@ -73,7 +73,11 @@ impl<'a, T: SegmentFile> Window<'a, T> {
     }
 
     /// `len` bytes at `pos`, or `None` if the file ends before.
-    async fn get(&mut self, pos: u64, len: usize) -> Result<Option<Bytes>, StorageError> {
+    pub(super) async fn get(
+        &mut self,
+        pos: u64,
+        len: usize,
+    ) -> Result<Option<Bytes>, StorageError> {
         let end = pos + len as u64;
         if end > self.file_len {
             return Ok(None);

@@ -2,11 +2,11 @@
 //! through the segments' time indexes ([`super::time_index`]) and one read of the stretch of
 //! chunks they point at.
 
-use super::chunk::{decode_payload, max_decoded_len, MAX_FRAME_LIMIT};
+use super::chunk::{max_decoded_len, MAX_FRAME_LIMIT};
 use super::io::SegmentFs;
 use super::log::PartitionLog;
-use super::{ChunkError, StorageError};
-use crate::wire::record::RecordIter;
+use super::timestamps::scan_timestamps;
+use super::StorageError;
 
 /// Bytes of chunks read at a time while searching a stretch.
 const STRETCH_READ: usize = 1 << 20;
@@ -37,14 +37,18 @@ impl<F: SegmentFs> PartitionLog<F> {
             };
             let next = last.end_offset();
             for c in &chunks {
+                // Streamed: only the timestamps are needed, never the records.
                 let limit = max_decoded_len(Some(c.record_count), MAX_FRAME_LIMIT);
-                let records = decode_payload(&c.payload, limit)?;
-                for (i, r) in RecordIter::new(&records).enumerate() {
-                    let r = r.map_err(|e| ChunkError::BadRecord(e.to_string()))?;
-                    let offset = c.start_offset + i as i64;
-                    if offset >= cursor && r.timestamp_us >= t_us {
-                        return Ok(offset);
+                let mut found = None;
+                scan_timestamps(&c.payload, c.record_count, limit, &mut |i, t| {
+                    let offset = c.start_offset + i64::from(i);
+                    if offset >= cursor && t >= t_us {
+                        found = Some(offset);
                     }
+                    found.is_some()
+                })?;
+                if let Some(offset) = found {
+                    return Ok(offset);
                 }
             }
             cursor = next;

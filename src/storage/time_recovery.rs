@@ -1,11 +1,13 @@
 //! Recovery of a segment's time index at open: keep the stored file when it is plausible and
-//! covers the whole segment, otherwise rebuild what is missing by decompressing the chunks
-//! (see [`super::time_index`] for the format).
+//! covers the whole segment, otherwise rebuild what is missing by decompressing the chunks as
+//! streams (see [`super::time_index`] for the format).
 
+use super::chunk::{max_decoded_len, HEADER_LEN, MAX_FRAME_LIMIT};
 use super::io::SegmentFile;
 use super::recovery::{check_at, Window};
 use super::segment::Segment;
 use super::time_index::{parse_valid_prefix, TimeIndex};
+use super::timestamps::scan_timestamps;
 use super::StorageError;
 
 /// The time index recovery settled on, and whether its file must be rewritten.
@@ -55,17 +57,31 @@ pub(crate) async fn recover_time_index<T: SegmentFile>(
     let mut w = Window::new(&*seg.file, &seg.path, file_len);
     for e in &seg.entries[first..] {
         let want = e.offset;
-        match check_at(&mut w, e.pos, &|o| o == want, true).await? {
-            Ok((h, Some(newest))) => {
-                index.note_chunk(newest, h.end_offset());
-            }
-            Ok((_, None)) => {}
-            Err(why) => {
-                // Its records cannot be decoded by any reader either: the time index skips it.
-                tracing::warn!(path = %seg.path.display(), pos = e.pos, offset = e.offset,
-                    reason = %why, "chunk left out of the rebuilt time index");
-            }
-        }
+        let why = match check_at(&mut w, e.pos, &|o| o == want, false).await? {
+            Ok((h, _)) => match w.get(e.pos + HEADER_LEN as u64, h.length as usize).await? {
+                Some(payload) => {
+                    // Streamed: a damaged payload costs its window, not what it expands to.
+                    let limit = max_decoded_len(Some(h.record_count), MAX_FRAME_LIMIT);
+                    let mut newest = i64::MIN;
+                    let scanned = scan_timestamps(&payload, h.record_count, limit, &mut |_, t| {
+                        newest = newest.max(t);
+                        false
+                    });
+                    match scanned {
+                        Ok(()) => {
+                            index.note_chunk(newest, h.end_offset());
+                            continue;
+                        }
+                        Err(e) => e.to_string(),
+                    }
+                }
+                None => "the file ends inside the payload".to_string(),
+            },
+            Err(why) => why.to_string(),
+        };
+        // Its records cannot be decoded by any reader either: the time index skips it.
+        tracing::warn!(path = %seg.path.display(), pos = e.pos, offset = e.offset,
+            reason = %why, "chunk left out of the rebuilt time index");
     }
     index.close_at(seg.next_offset);
     tracing::info!(path = %path.display(), from, entries = index.entries.len(),
