@@ -289,7 +289,7 @@ fn a_partition_reader_reads_from_any_offset() {
             for r in &got {
                 assert_eq!(r.value, format!("v{}", r.offset).as_bytes());
             }
-            assert_eq!(reader.position(), 300);
+            assert_eq!(reader.position(), Some(300));
         }
 
         let refused = |e: ClientError| e.code();

@@ -20,7 +20,7 @@ use common::http::HttpClient;
 use common::{runtime, Broker, Client, Response};
 use serde_json::Value;
 use shardlog::wire::consumer::StartPolicy;
-use shardlog::wire::fetch::FetchBody;
+use shardlog::wire::fetch::{FetchBody, FetchFrom};
 use shardlog::wire::frame::OpCode;
 use shardlog::wire::ErrorCode;
 use shardlog_client::Admin;
@@ -245,7 +245,7 @@ fn requests_waiting_on_a_deleted_topic_get_an_error() {
                 FetchBody {
                     topic: "live".into(),
                     partition,
-                    offset: 0,
+                    from: FetchFrom::Offset(0),
                     max_bytes: 65536,
                     max_wait_ms: Some(60_000),
                 }

@@ -55,6 +55,19 @@ pub struct PartitionDescription {
     pub bytes: u64,
 }
 
+/// Where a time falls in a partition, as `offset_for_time` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeOffset {
+    /// The first offset whose record timestamp is at or after the time (in offset order);
+    /// `next_offset` when every record is older, `first_offset` when the time is before all.
+    pub offset: i64,
+    /// The first offset still available.
+    pub first_offset: i64,
+    /// The offset the next message will get.
+    pub next_offset: i64,
+}
+
 /// What `create_topic` did.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Created {
@@ -190,6 +203,20 @@ impl Admin {
     }
 
     /// One exchange within the timeout; a 2xx body parsed as `T`, any other status an error.
+    /// The offset of the first record of `partition` whose timestamp is at or after `time_us`
+    /// (μs since the Unix epoch), from the broker's time index, with the partition's bounds.
+    pub async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: u32,
+        time_us: i64,
+    ) -> Result<TimeOffset, ClientError> {
+        check(topic)?;
+        let time = shardlog_wire::time::format_time_us(time_us);
+        let path = format!("/v1/topics/{topic}/partitions/{partition}/offset?time={time}");
+        self.call("GET", &path, b"").await
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: &str,

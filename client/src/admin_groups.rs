@@ -65,6 +65,9 @@ pub enum ResetTo {
     Latest,
     /// This offset (moved into each partition's range).
     Offset(i64),
+    /// In each partition, the first record whose timestamp (μs since the Unix epoch) is at or
+    /// after this; the partition's end when every record is older.
+    Time(i64),
 }
 
 #[derive(Deserialize)]
@@ -118,6 +121,7 @@ impl Admin {
             ResetTo::Offset(n) => {
                 return Err(ClientError::Invalid(format!("offset {n} is negative")))
             }
+            ResetTo::Time(us) => format!("time:{}", shardlog_wire::time::format_time_us(us)),
         };
         let path = format!("/v1/groups/{group}/reset?topic={topic}&to={to}");
         let r: ResetJson = self.call("POST", &path, b"").await?;

@@ -4,9 +4,10 @@
 //!   connections, resolves a [`Delivery`] per message once the broker stored it durably;
 //!   retries what may be retried (at-least-once), bounds unacknowledged bytes.
 //! - [`Consumer`] ([`consumer`]): a consumer-group member: register, poll, commit, leave.
-//! - [`PartitionReader`] ([`reader`]): one partition from an offset, without a group (FETCH).
+//! - [`PartitionReader`] ([`reader`]): one partition from an offset or a time, without a group
+//!   (FETCH).
 //! - [`Admin`] ([`admin`]): the admin API on the broker's HTTP port: list, describe and
-//!   create topics (`http`, private: one HTTP/1.1 exchange).
+//!   create topics, groups, the offset for a time (`http`, private: one HTTP/1.1 exchange).
 //! - [`ClientError`] ([`error`]): the one error type; [`ClientError::is_retryable`].
 //! - [`connection`]: one socket as frames; `mux` (private): many requests in flight on it;
 //!   `conns` (private): a producer's connections per topic.
@@ -45,7 +46,7 @@ pub mod reader;
 
 pub use admin::{
     Admin, Created, Deleted, GroupDescription, GroupMember, GroupPartition, GroupSummary,
-    PartitionDescription, ResetTo, TopicDescription, TopicPartition, TopicSummary,
+    PartitionDescription, ResetTo, TimeOffset, TopicDescription, TopicPartition, TopicSummary,
 };
 pub use consumer::{Consumer, ConsumerConfig, Record, StartPolicy};
 pub use error::ClientError;

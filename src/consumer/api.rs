@@ -6,7 +6,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::coordinator::{Coordinator, COORDINATOR_SHARD};
+use super::coordinator::{Coordinator, StartAt, COORDINATOR_SHARD};
 use super::fetch::fetch;
 use super::poll::{PollResponse, Positions};
 use super::ConsumerError;
@@ -36,6 +36,17 @@ where
 
 /// Registers a consumer in a group (creating its topics if needed) and rebalances the group.
 pub async fn register(shard: &Rc<Shard>, body: RegisterBody) -> Result<(), ConsumerError> {
+    let start = body.policy.into();
+    register_at(shard, body, start).await
+}
+
+/// Registers like [`register`], a group new to a topic starting at `start` there (the REST
+/// register's `startTime` gives [`StartAt::Time`]; `body.policy` is then not used).
+pub async fn register_at(
+    shard: &Rc<Shard>,
+    body: RegisterBody,
+    start: StartAt,
+) -> Result<(), ConsumerError> {
     // Refused before any topic is created; the coordinator checks the other limits.
     let max = shard.config.max_topics_per_consumer;
     if body.topics.len() > max {
@@ -53,13 +64,10 @@ pub async fn register(shard: &Rc<Shard>, body: RegisterBody) -> Result<(), Consu
         crate::rt::yield_if_needed().await;
     }
     let RegisterBody {
-        consumer_id,
-        group,
-        policy,
-        ..
+        consumer_id, group, ..
     } = body;
     on_coordinator(shard, move |c, core| async move {
-        c.register(&core, &consumer_id, &group, &topics, policy)
+        c.register(&core, &consumer_id, &group, &topics, start)
             .await
     })
     .await

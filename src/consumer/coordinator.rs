@@ -28,6 +28,24 @@ use crate::stats::GroupStats;
 use crate::storage::StorageError;
 use crate::wire::consumer::StartPolicy;
 
+/// Where a group starts in a topic it has no committed offsets for: the framed REGISTER's
+/// policies, or (REST `startTime`) the first record at or after a time (μs since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Earliest,
+    Latest,
+    Time(i64),
+}
+
+impl From<StartPolicy> for StartAt {
+    fn from(p: StartPolicy) -> StartAt {
+        match p {
+            StartPolicy::Earliest => StartAt::Earliest,
+            StartPolicy::Latest => StartAt::Latest,
+        }
+    }
+}
+
 /// Where a group's offsets file writes stand: changes requested, changes on disk, and whether
 /// a write is in flight.
 #[derive(Debug, Default)]
@@ -99,7 +117,7 @@ impl Coordinator {
         consumer: &str,
         group: &str,
         topics: &[(String, u32)],
-        policy: StartPolicy,
+        start: StartAt,
     ) -> Result<(), ConsumerError> {
         if !self.state.borrow().has_group(group) {
             // A group forgotten when it emptied (or never seen): its committed offsets are on
@@ -129,9 +147,9 @@ impl Coordinator {
             self.retire(&before);
         }
         tracing::info!(consumer, group, ?topics, "consumer registered");
-        match policy {
-            StartPolicy::Latest if !new_topics.is_empty() => {
-                self.start_at_latest(shard, group, &new_topics).await
+        match start {
+            StartAt::Latest | StartAt::Time(_) if !new_topics.is_empty() => {
+                self.start_at(shard, group, &new_topics, start).await
             }
             _ => Ok(()),
         }
@@ -290,11 +308,14 @@ impl Coordinator {
 
     /// Commits the current end of every partition of `topics` for a new group that asked to
     /// start from the latest offset.
-    async fn start_at_latest(
+    /// Sets the group's first positions in `topics` (where it has none) to each partition's
+    /// end, or to its first record at or after a time.
+    async fn start_at(
         &self,
         shard: &Rc<Shard>,
         group: &str,
         topics: &[String],
+        start: StartAt,
     ) -> Result<(), ConsumerError> {
         let mut states = Vec::new();
         for t in topics {
@@ -303,11 +324,11 @@ impl Coordinator {
         }
         let reads = states.iter().flat_map(|ts| {
             (0..ts.layout.partitions()).map(move |j| async move {
-                shard
-                    .bounds(ts, j)
-                    .await
-                    .map(|(_, end)| ((ts.name.clone(), j), end))
-                    .map_err(ConsumerError::from)
+                let offset = match start {
+                    StartAt::Time(t_us) => shard.offset_for_time(ts, j, t_us).await?.offset,
+                    _ => shard.bounds(ts, j).await?.1,
+                };
+                Ok(((ts.name.clone(), j), offset))
             })
         });
         let positions = join_all(reads)

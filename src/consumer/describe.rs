@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use super::coordinator::{Coordinator, COORDINATOR_SHARD};
 use super::group::MemberView;
 use super::ConsumerError;
-use crate::shard::Shard;
+use crate::shard::{ReadError, Shard};
 
 /// One partition of a group: who reads it, where the group is, where the log ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +105,9 @@ pub enum ResetTo {
     Latest,
     /// This offset, moved into the partition's range.
     Offset(i64),
+    /// In each partition, the first record whose timestamp (μs since the epoch) is at or
+    /// after this; the partition's end when every record is older.
+    Time(i64),
 }
 
 /// Resets `group`'s offsets in every partition of `topic`; returns (partition, offset) for
@@ -116,20 +119,27 @@ pub async fn reset_group(
     to: ResetTo,
 ) -> Result<Vec<(u32, i64)>, ConsumerError> {
     let state = shard.existing_topic(topic).await?;
-    let bounds = join_all((0..state.layout.partitions()).map(|j| {
+    let found = join_all((0..state.layout.partitions()).map(|j| {
         let state = state.clone();
-        async move { shard.bounds(&state, j).await.map(|b| (j, b)) }
+        async move {
+            let offset = match to {
+                ResetTo::Time(t_us) => shard.offset_for_time(&state, j, t_us).await?.offset,
+                _ => {
+                    let (first, end) = shard.bounds(&state, j).await?;
+                    match to {
+                        ResetTo::Earliest | ResetTo::Time(_) => first,
+                        ResetTo::Latest => end,
+                        ResetTo::Offset(n) => n.clamp(first, end),
+                    }
+                }
+            };
+            Ok::<_, ReadError>((j, offset))
+        }
     }))
     .await;
-    let mut targets = Vec::with_capacity(bounds.len());
-    for b in bounds {
-        let (j, (first, end)) = b?;
-        let offset = match to {
-            ResetTo::Earliest => first,
-            ResetTo::Latest => end,
-            ResetTo::Offset(n) => n.clamp(first, end),
-        };
-        targets.push((j, offset));
+    let mut targets = Vec::with_capacity(found.len());
+    for f in found {
+        targets.push(f?);
     }
     let positions: Vec<_> = targets
         .iter()

@@ -16,6 +16,7 @@
 //! - [`writer`]: the group-commit writer of one partition.
 //! - [`read`]: reading a partition on its owning shard, with an optional wait for new data.
 //! - [`readahead`]: reading ahead of consumers that drain a backlog.
+//! - [`time`]: the offset for a timestamp in a partition (reading and resetting by time).
 //! - `dispatch`: serving the mesh.
 //! - [`notify`]: the shard-local signal that wakes tailing readers.
 //! - [`open_files`]: partitions opened on first use, idle ones closed past `--max-open-files`.
@@ -35,6 +36,7 @@ pub mod open_files;
 pub mod produce;
 pub mod read;
 pub mod readahead;
+pub mod time;
 pub mod tombstone;
 pub mod topics;
 mod upkeep;
@@ -45,6 +47,7 @@ pub use control::CoreLocals;
 pub use describe::PartitionInfo;
 pub use error::{DescribeError, ProduceError, ReadError, RouteError, TopicError};
 pub use produce::PendingAck;
+pub use time::TimeOffset;
 pub use upkeep::free_space;
 
 use std::cell::{Cell, RefCell};

@@ -50,6 +50,15 @@ impl RecordBatch for FrameBatch {
         self.raw_len
     }
 
+    fn max_timestamp_us(&self) -> i64 {
+        // One timestamp per frame: a few comparisons per chunk.
+        self.frames
+            .iter()
+            .map(|p| p.frame.timestamp_us())
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
     fn for_each_piece(&self, f: &mut dyn FnMut(&[u8])) {
         for p in &self.frames {
             let ts = p.frame.timestamp_us().to_be_bytes();

@@ -47,6 +47,8 @@ pub struct EncodedChunk<B> {
     buf: B,
     len: usize,
     header: ChunkHeader,
+    /// The newest record timestamp (μs), for the time index.
+    max_timestamp_us: i64,
     tail_copy: Option<Bytes>,
 }
 
@@ -121,6 +123,7 @@ impl<F: SegmentFs> PartitionLog<F> {
             buf,
             len,
             header,
+            max_timestamp_us: batch.max_timestamp_us(),
             tail_copy,
         })
     }
@@ -144,6 +147,7 @@ impl<F: SegmentFs> PartitionLog<F> {
             buf,
             len,
             header,
+            max_timestamp_us,
             tail_copy,
         } = chunk;
         let (file, start, end_pos) = self.active_end()?;
@@ -203,7 +207,11 @@ impl<F: SegmentFs> PartitionLog<F> {
             .back_mut()
             .expect("the log always has a segment");
         debug_assert_eq!(seg.next_offset, start);
-        seg.entries.push(IndexEntry { offset: start, pos });
+        seg.note_chunk(
+            IndexEntry { offset: start, pos },
+            header.end_offset(),
+            max_timestamp_us,
+        );
         seg.end_pos = pos + len as u64;
         seg.next_offset = header.end_offset();
         seg.last_append = SystemTime::now();

@@ -189,6 +189,8 @@ impl ChunkHeader {
 /// body`, `record_count()` of them, `raw_len()` bytes in all.
 pub trait RecordBatch {
     fn record_count(&self) -> u32;
+    /// The newest record timestamp (μs) of the batch, for the time index.
+    fn max_timestamp_us(&self) -> i64;
     fn raw_len(&self) -> usize;
     fn for_each_piece(&self, f: &mut dyn FnMut(&[u8]));
 }
@@ -210,6 +212,14 @@ impl RecordBuf {
 impl RecordBatch for RecordBuf {
     fn record_count(&self) -> u32 {
         self.count
+    }
+    fn max_timestamp_us(&self) -> i64 {
+        // Tests and tools only: a walk of the records' headers.
+        RecordIter::new(&self.bytes)
+            .map_while(Result::ok)
+            .map(|r| r.timestamp_us)
+            .max()
+            .unwrap_or(i64::MIN)
     }
     fn raw_len(&self) -> usize {
         self.bytes.len()

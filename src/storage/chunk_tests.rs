@@ -46,6 +46,13 @@ impl RecordBatch for Pieces {
     fn record_count(&self) -> u32 {
         self.msgs.len() as u32
     }
+    fn max_timestamp_us(&self) -> i64 {
+        self.ts
+            .iter()
+            .map(|t| i64::from_be_bytes(*t))
+            .max()
+            .unwrap_or(i64::MIN)
+    }
     fn raw_len(&self) -> usize {
         self.msgs.iter().map(|m| m.len() + 8).sum()
     }

@@ -17,6 +17,12 @@ pub const ENTRY_LEN: usize = 16;
 /// Entries are written to the file once this many are pending (and at roll and close).
 pub(crate) const FLUSH_EVERY: usize = 64;
 
+/// An entry of a file of fixed [`ENTRY_LEN`]-byte entries (the offset index, the time index).
+pub trait FileEntry {
+    /// Appends the entry's [`ENTRY_LEN`] bytes.
+    fn encode(&self, dst: &mut Vec<u8>);
+}
+
 /// Where the chunk starting at `offset` sits in its segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -24,8 +30,8 @@ pub struct IndexEntry {
     pub pos: u64,
 }
 
-impl IndexEntry {
-    pub fn encode(&self, dst: &mut Vec<u8>) {
+impl FileEntry for IndexEntry {
+    fn encode(&self, dst: &mut Vec<u8>) {
         dst.extend_from_slice(&self.offset.to_be_bytes());
         dst.extend_from_slice(&self.pos.to_be_bytes());
     }
@@ -57,7 +63,8 @@ pub fn parse_valid_prefix(bytes: &[u8], base: i64, file_len: u64) -> Vec<IndexEn
     out
 }
 
-/// The on-disk side of a segment's index.
+/// The on-disk side of a segment's index (or time index): fixed-size entries appended with
+/// buffered writes.
 #[derive(Debug)]
 pub(crate) struct IndexFile {
     path: PathBuf,
@@ -91,13 +98,13 @@ impl IndexFile {
         self.file = None;
     }
 
-    pub fn pending(&self, entries: &[IndexEntry]) -> usize {
+    pub fn pending<E>(&self, entries: &[E]) -> usize {
         entries.len().saturating_sub(self.written)
     }
 
     /// Writes the entries not yet in the file. A failure is logged and forgotten: the index is
     /// only a cache, and the next open rebuilds it.
-    pub fn flush(&mut self, entries: &[IndexEntry]) {
+    pub fn flush<E: FileEntry>(&mut self, entries: &[E]) {
         if self.written >= entries.len() {
             return;
         }
@@ -123,7 +130,7 @@ impl IndexFile {
     }
 
     /// Replaces the file's contents with `entries`.
-    pub fn rewrite(&mut self, entries: &[IndexEntry]) {
+    pub fn rewrite<E: FileEntry>(&mut self, entries: &[E]) {
         self.file = None;
         let res = File::create(&self.path);
         match res {

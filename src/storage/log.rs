@@ -247,7 +247,7 @@ impl<F: SegmentFs> PartitionLog<F> {
                 return Ok(());
             }
             for seg in st.segments.iter_mut() {
-                seg.flush_index();
+                seg.finish_index();
             }
             let seg = st.segments.back().expect("the log always has a segment");
             let end = clean::CleanEnd {
@@ -273,7 +273,7 @@ impl<F: SegmentFs> PartitionLog<F> {
         let (segments, failed) = {
             let mut st = self.state.borrow_mut();
             for seg in st.segments.iter_mut() {
-                seg.flush_index();
+                seg.finish_index();
             }
             (std::mem::take(&mut st.segments), st.failed.is_some())
         };

@@ -130,6 +130,10 @@ mod segment;
 mod tail;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod time_index;
+mod time_lookup;
+mod time_recovery;
+mod timestamps;
 
 pub use append::{AppendInfo, EncodedChunk, LogChunk};
 pub use chunk::StoredChunk;
@@ -141,3 +145,4 @@ pub use retention::{retention_due, RetentionReport};
 pub use segment::Durability;
 pub use segment::{index_file_name, log_file_name};
 pub use tail::TailBudget;
+pub use time_index::time_index_file_name;

@@ -16,6 +16,8 @@ use super::io::{DmaBuf, SegmentFile, SegmentFs};
 use super::segment::{
     check_alignment, index_file_name, log_file_name, parse_log_file_name, Segment,
 };
+use super::time_index::TimeIndex;
+use super::time_recovery::recover_time_index;
 use super::StorageError;
 
 /// Bytes read at a time while walking a segment.
@@ -27,6 +29,9 @@ const INDEX_TRIES: usize = 16;
 #[derive(Debug, Default)]
 pub(crate) struct SegmentScan {
     pub entries: Vec<IndexEntry>,
+    /// The time index of the chunks walked, when every payload was verified (which gives each
+    /// chunk's newest timestamp).
+    pub time: Option<TimeIndex>,
     /// End of the last good chunk, padding included.
     pub end_pos: u64,
     pub next_offset: i64,
@@ -48,7 +53,7 @@ pub(crate) struct SegmentScan {
 }
 
 /// Reads a file through a window of up to [`READ_AHEAD`] bytes.
-struct Window<'a, T> {
+pub(super) struct Window<'a, T> {
     file: &'a T,
     path: &'a Path,
     file_len: u64,
@@ -56,9 +61,23 @@ struct Window<'a, T> {
     data: Bytes,
 }
 
-impl<T: SegmentFile> Window<'_, T> {
+impl<'a, T: SegmentFile> Window<'a, T> {
+    pub(super) fn new(file: &'a T, path: &'a Path, file_len: u64) -> Window<'a, T> {
+        Window {
+            file,
+            path,
+            file_len,
+            start: 0,
+            data: Bytes::new(),
+        }
+    }
+
     /// `len` bytes at `pos`, or `None` if the file ends before.
-    async fn get(&mut self, pos: u64, len: usize) -> Result<Option<Bytes>, StorageError> {
+    pub(super) async fn get(
+        &mut self,
+        pos: u64,
+        len: usize,
+    ) -> Result<Option<Bytes>, StorageError> {
         let end = pos + len as u64;
         if end > self.file_len {
             return Ok(None);
@@ -96,6 +115,8 @@ pub struct RecoveryReport {
     pub corrupt_chunks: u64,
     /// Segments whose index file was missing or wrong and was rewritten.
     pub index_rebuilt: u64,
+    /// Segments whose time index file was missing, short or wrong and was rebuilt.
+    pub time_index_rebuilt: u64,
     /// The log had been closed gracefully (its marker matched): the last segment was checked
     /// like a sealed one, without decompressing it.
     pub clean_shutdown: bool,
@@ -104,7 +125,7 @@ pub struct RecoveryReport {
 
 /// Why recovery does not accept a chunk (reported in its warning).
 #[derive(Debug, thiserror::Error)]
-enum Rejected {
+pub(super) enum Rejected {
     #[error("file ends inside the header")]
     HeaderCut,
     #[error("{0}")]
@@ -127,13 +148,14 @@ enum Rejected {
     Payload(ChunkError),
 }
 
-/// A chunk's header, or why the chunk is not accepted.
-type Verdict = Result<ChunkHeader, Rejected>;
+/// A chunk's header and, when its payload was verified, its newest record timestamp; or why
+/// the chunk is not accepted.
+pub(super) type Verdict = Result<(ChunkHeader, Option<i64>), Rejected>;
 
 /// Checks the chunk at `pos`: head CRC, flags, a start offset accepted by `offset_ok`, at least
 /// one record, a payload inside the file and, if `verify`, a payload that decompresses with a
 /// valid checksum to exactly its records.
-async fn check_at<T: SegmentFile>(
+pub(super) async fn check_at<T: SegmentFile>(
     w: &mut Window<'_, T>,
     pos: u64,
     offset_ok: &dyn Fn(i64) -> bool,
@@ -173,11 +195,12 @@ async fn check_at<T: SegmentFile>(
         // The bound is that of the largest frame any configuration accepts, not the current
         // one: a log written with larger frames than the broker now accepts must not lose its
         // tail to a restart with smaller limits.
-        if let Err(e) = verify_chunk(&h, &payload, MAX_FRAME_LIMIT) {
-            return Ok(Err(Rejected::Payload(e)));
-        }
+        return Ok(match verify_chunk(&h, &payload, MAX_FRAME_LIMIT) {
+            Ok(newest) => Ok((h, Some(newest))),
+            Err(e) => Err(Rejected::Payload(e)),
+        });
     }
-    Ok(Ok(h))
+    Ok(Ok((h, None)))
 }
 
 /// Walks the segment `file` whose first offset is `base`. Sealed segments (`full_verify`
@@ -209,7 +232,7 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
         let mut tries = 0;
         while let Some(last) = entries.pop() {
             let want = last.offset;
-            if let Ok(_h) = check_at(&mut w, last.pos, &|o| o == want, false).await? {
+            if let Ok(_checked) = check_at(&mut w, last.pos, &|o| o == want, false).await? {
                 (pos, expected) = (last.pos, last.offset);
                 break;
             }
@@ -223,6 +246,7 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
         file_len,
         ..SegmentScan::default()
     };
+    let mut time = TimeIndex::default();
     // A block of zeros is no chunk: it is either preallocated space that appends never reached
     // or a damaged block, and only what follows tells them apart. So it is passed like any bad
     // chunk: a later good chunk that continues the log makes it a hole; none makes the rest of
@@ -230,7 +254,7 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
     while pos < file_len {
         let exp = expected;
         match check_at(&mut w, pos, &|o| o == exp, full_verify).await? {
-            Ok(h) => {
+            Ok((h, newest)) => {
                 scan.chunks_verified += 1;
                 entries.push(IndexEntry {
                     offset: h.start_offset,
@@ -238,13 +262,16 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
                 });
                 // `check_at` refused a chunk whose end overflows.
                 expected = h.checked_end_offset().unwrap_or(i64::MAX);
+                if let Some(newest) = newest {
+                    time.note_chunk(newest, expected);
+                }
                 if pos + h.padded_len() > file_len {
                     scan.padding_cut = true;
                 }
                 pos += h.padded_len();
             }
             Err(why) => match find_next(&mut w, pos + ALIGNMENT, expected, full_verify).await? {
-                Some((p, h)) => {
+                Some((p, (h, _))) => {
                     tracing::warn!(path = %path.display(), pos, reason = %why,
                             skipped_offsets = ?(expected..h.start_offset),
                             "corrupt chunk in the middle of a segment: it will not be served");
@@ -275,6 +302,7 @@ pub(crate) async fn scan_segment<T: SegmentFile>(
     scan.index_stale = stored.as_deref() != Some(entries.as_slice())
         || index.is_some_and(|b| b.len() != entries.len() * super::index::ENTRY_LEN);
     scan.entries = entries;
+    scan.time = full_verify.then_some(time);
     Ok(scan)
 }
 
@@ -303,13 +331,13 @@ async fn inspect_tail<T: SegmentFile>(
 }
 
 /// The first aligned position at or after `from` that holds an acceptable chunk starting
-/// after `expected`.
+/// after `expected` (and its newest timestamp when `verify`).
 async fn find_next<T: SegmentFile>(
     w: &mut Window<'_, T>,
     from: u64,
     expected: i64,
     verify: bool,
-) -> Result<Option<(u64, ChunkHeader)>, StorageError> {
+) -> Result<Option<(u64, (ChunkHeader, Option<i64>))>, StorageError> {
     let mut p = from;
     while p + HEADER_LEN as u64 <= w.file_len {
         let Some(first) = w.get(p, 1).await? else {
@@ -449,6 +477,16 @@ pub(crate) async fn open_segment<F: SegmentFs>(
     if scan.index_stale {
         report.index_rebuilt += 1;
         seg.index.rewrite(&seg.entries);
+    }
+    let time = recover_time_index(&seg, scan.time).await?;
+    seg.time = time.index;
+    if time.rebuilt {
+        report.time_index_rebuilt += 1;
+        seg.time_file.rewrite(&seg.time.entries);
+        // Closed between writes (see `Segment::time_file`).
+        seg.time_file.release();
+    } else {
+        seg.time_file = IndexFile::new(seg.time_file.path().to_path_buf(), seg.time.entries.len());
     }
     Ok(seg)
 }

@@ -88,10 +88,11 @@ impl<F: SegmentFs> PartitionLog<F> {
                 end_offset = seg.next_offset, "retention removes a segment");
             report.segments_removed += 1;
             report.bytes_removed += seg.end_pos;
-            let index = seg.index.path().to_path_buf();
-            if let Err(e) = self.fs.remove(&index).await {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(StorageError::io("removing", index)(e));
+            for index in [seg.index.path(), seg.time_file.path()] {
+                if let Err(e) = self.fs.remove(index).await {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        return Err(StorageError::io("removing", index)(e));
+                    }
                 }
             }
             self.shrink_gently(&seg.file, &seg.path).await;

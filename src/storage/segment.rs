@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use super::chunk::ALIGNMENT;
 use super::index::{IndexEntry, IndexFile};
 use super::io::{SegmentFile, SegmentFs};
+use super::time_index::{time_index_file_name, TimeEntry, TimeIndex};
 use super::StorageError;
 
 /// When an append is acknowledged.
@@ -47,6 +48,12 @@ pub(crate) struct Segment<T> {
     /// One entry per servable chunk, in file order. Chunks found corrupt are absent.
     pub entries: Vec<IndexEntry>,
     pub index: IndexFile,
+    /// The running maximum timestamp, an entry per chunk that raised it (see
+    /// [`super::time_index`]).
+    pub time: TimeIndex,
+    /// The time index's file: opened for each flush and closed again, so it holds no
+    /// descriptor between flushes.
+    pub time_file: IndexFile,
     /// End of the last servable chunk, padding included: where the next chunk goes. Only
     /// durable bytes lie before it.
     pub end_pos: u64,
@@ -66,6 +73,8 @@ impl<T> Segment<T> {
             file: Rc::new(file),
             entries: Vec::new(),
             index: IndexFile::new(dir.join(index_file_name(base)), 0),
+            time: TimeIndex::default(),
+            time_file: IndexFile::new(dir.join(time_index_file_name(base)), 0),
             end_pos: 0,
             next_offset: base,
             allocated: 0,
@@ -87,17 +96,38 @@ impl<T> Segment<T> {
         self.entries.get(i + 1).map_or(self.end_pos, |e| e.pos)
     }
 
+    /// Writes the pending entries of both indexes (the time index's with the offset index's,
+    /// so the write path pays for one batch of writes).
     pub fn flush_index(&mut self) {
         self.index.flush(&self.entries);
+        if self.time_file.pending(&self.time.entries) > 0 {
+            self.time_file.flush(&self.time.entries);
+            self.time_file.release();
+        }
     }
 
-    /// Writes the index out and closes its file: for a sealed segment, whose index is done.
-    pub fn seal_index(&mut self) {
+    /// Notes an appended chunk: its offset-index entry, and a time-index entry when its
+    /// newest timestamp `max_us` raises the segment's maximum.
+    pub fn note_chunk(&mut self, entry: IndexEntry, end_offset: i64, max_us: i64) {
+        self.entries.push(entry);
+        self.time.note_chunk(max_us, end_offset);
+    }
+
+    /// Ends the time index at the segment's end (its closing entry, see [`super::time_index`])
+    /// and writes both indexes out: for a segment sealed or a log closed.
+    pub fn finish_index(&mut self) {
+        self.time.close_at(self.next_offset);
         self.flush_index();
+    }
+
+    /// Writes the indexes out and closes their files: for a sealed segment, whose index is done.
+    pub fn seal_index(&mut self) {
+        self.finish_index();
         self.index.release();
     }
 
-    /// Descriptors this segment holds: its file, and its index while that is open.
+    /// Descriptors this segment holds: its file, and its index while that is open (the time
+    /// index is closed after each write).
     pub fn open_files(&self) -> usize {
         1 + usize::from(self.index.is_open())
     }
@@ -122,7 +152,9 @@ pub(crate) async fn create_segment<F: SegmentFs>(
             .map_err(StorageError::io("syncing the directory", dir))?;
     }
     let mut seg = Segment::new(dir, base, file, SystemTime::now());
-    seg.index.rewrite(&[]);
+    seg.index.rewrite::<IndexEntry>(&[]);
+    seg.time_file.rewrite::<TimeEntry>(&[]);
+    seg.time_file.release();
     Ok(seg)
 }
 

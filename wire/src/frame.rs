@@ -40,6 +40,9 @@ pub struct Flags;
 impl Flags {
     /// The PRODUCE body starts with a client timestamp (μs since the epoch).
     pub const WITH_TIMESTAMP: u8 = 0b0000_0001;
+    /// The FETCH body's `offset` field is a timestamp (μs since the epoch): read from the
+    /// first record at or after it.
+    pub const BY_TIME: u8 = 0b0000_0010;
 }
 
 /// A complete frame borrowed from a read buffer.

@@ -14,6 +14,7 @@
 //! - [`commit`]: the COMMIT body, with optional explicit positions.
 //! - [`fetch`]: the FETCH body (one partition from an offset, no group).
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
+//! - [`time`]: times as requests and tools write them (RFC 3339 or Unix milliseconds) → μs.
 //! - [`base64`]: the encoding of record bodies that are not UTF-8 where JSON carries them.
 //! - [`reader`]: the one bounds-checked cursor every decoder reads with (typed big-endian getters).
 //! - [`writer`]: [`writer::Put`], its counterpart for encoders (`put_u32` writes what `u32` reads).
@@ -44,6 +45,7 @@ pub mod record;
 pub mod ring;
 pub mod startup;
 pub mod table;
+pub mod time;
 pub mod writer;
 
 pub use error::{ErrorCode, WireError};

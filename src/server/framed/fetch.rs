@@ -4,6 +4,10 @@
 //! `min(max bytes, --max-poll-bytes)` of payloads (at least one chunk if there is any); an
 //! offset before the partition's first (removed by retention) is OUT_OF_RANGE, a partition
 //! index past the topic's is NOT_FOUND.
+//!
+//! With header flag 0x02 (`Flags::BY_TIME`) the offset field is a timestamp (μs): the owning
+//! shard's time index gives the first offset at or after it, and the read goes on from there
+//! (the first chunk may start before it; a reader skips the records older than the time).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -14,7 +18,7 @@ use crate::consumer::api;
 use crate::consumer::poll::PollAssembler;
 use crate::rt;
 use crate::shard::Shard;
-use crate::wire::fetch::FetchBody;
+use crate::wire::fetch::{FetchBody, FetchFrom};
 
 /// Serves one FETCH frame.
 pub async fn handle(
@@ -22,10 +26,11 @@ pub async fn handle(
     outbox: &Rc<Outbox>,
     poll_slot: &Rc<rt::Semaphore>,
     sid: u16,
+    flags: u8,
     body: &[u8],
 ) {
     let started = Instant::now();
-    let req = match FetchBody::decode(body) {
+    let req = match FetchBody::decode(body, flags) {
         Ok(b) => b,
         Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
     };
@@ -42,9 +47,21 @@ pub async fn handle(
     let wait = req
         .max_wait_ms
         .map(|ms| Duration::from_millis(ms.into()).min(api::MAX_POLL_WAIT));
-    let read = shard
-        .read(&topic, req.partition, req.offset, max_bytes, wait)
-        .await;
+    let offset = match req.from {
+        FetchFrom::Offset(o) => Ok(o),
+        FetchFrom::Time(t_us) => shard
+            .offset_for_time(&topic, req.partition, t_us)
+            .await
+            .map(|found| found.offset),
+    };
+    let read = match offset {
+        Ok(offset) => {
+            shard
+                .read(&topic, req.partition, offset, max_bytes, wait)
+                .await
+        }
+        Err(e) => Err(e),
+    };
     shard.metrics.poll.record(started.elapsed());
     let read = match read {
         Ok(r) => r,

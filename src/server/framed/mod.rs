@@ -265,7 +265,9 @@ async fn handle_frame(
         OpCode::Register | OpCode::Poll | OpCode::Commit | OpCode::Goodbye => {
             consumer::handle(shard, outbox, conn.poll_slot, op, sid, &body).await
         }
-        OpCode::Fetch => fetch::handle(shard, outbox, conn.poll_slot, sid, &body).await,
+        OpCode::Fetch => {
+            fetch::handle(shard, outbox, conn.poll_slot, sid, header.flags, &body).await
+        }
         OpCode::Ready | OpCode::Error | OpCode::ProduceResponse | OpCode::PollResponse => outbox
             .push_error(
                 sid,

@@ -33,7 +33,7 @@ pub struct Route {
 /// Every plain-HTTP route of the port. The consumer and REST-produce endpoints go here.
 pub fn routes() -> &'static [Route] {
     static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(|| {
-        use super::rest::{consumer, groups, produce, topics};
+        use super::rest::{consumer, groups, produce, time_offset, topics};
         let route = |method, pattern, handler| Route {
             method,
             pattern,
@@ -97,6 +97,11 @@ pub fn routes() -> &'static [Route] {
             route(Method::GET, "/v1/topics/{name}", |shard, req| {
                 Box::pin(topics::describe(shard, req))
             }),
+            route(
+                Method::GET,
+                "/v1/topics/{name}/partitions/{p}/offset",
+                |shard, req| Box::pin(time_offset::offset_for_time(shard, req)),
+            ),
             route(Method::POST, "/v1/topics/{name}", |shard, req| {
                 Box::pin(topics::create(shard, req))
             }),

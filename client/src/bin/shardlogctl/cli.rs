@@ -91,6 +91,7 @@ pub enum GroupCommand {
     /// Move a group's committed offsets in every partition of a topic (refused while the
     /// group has live members).
     #[command(after_help = EXIT_CODES)]
+    #[command(group = clap::ArgGroup::new("target").required(true).args(["to", "to_time"]))]
     Reset {
         /// The group.
         name: String,
@@ -100,7 +101,12 @@ pub enum GroupCommand {
         /// `earliest` (the first offset still available), `latest` (only what is produced
         /// from now on) or an offset (moved into each partition's range).
         #[arg(long, value_name = "earliest|latest|N", value_parser = reset_to)]
-        to: ResetTo,
+        to: Option<ResetTo>,
+        /// In each partition, the first record at or after this time (RFC 3339, e.g.
+        /// 2026-11-30T22:15:00Z, or milliseconds since the Unix epoch); the end where every
+        /// record is older.
+        #[arg(long, value_name = "TIME", value_parser = time_us)]
+        to_time: Option<i64>,
     },
 }
 
@@ -114,6 +120,11 @@ fn reset_to(s: &str) -> Result<ResetTo, crate::error::BadResetTo> {
             _ => Err(crate::error::BadResetTo),
         },
     }
+}
+
+/// A time (RFC 3339 or Unix milliseconds) as μs since the Unix epoch.
+fn time_us(s: &str) -> Result<i64, shardlog_client::wire::time::BadTime> {
+    shardlog_client::wire::time::parse_time_us(s)
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +171,10 @@ pub struct ConsumeArgs {
     /// The first offset to read with --partition (default 0).
     #[arg(long, value_name = "N", conflicts_with = "group")]
     pub offset: Option<i64>,
+    /// With --partition: start at the first record at or after this time (RFC 3339, e.g.
+    /// 2026-11-30T22:15:00Z, or milliseconds since the Unix epoch) instead of an offset.
+    #[arg(long, value_name = "TIME", value_parser = time_us, conflicts_with_all = ["group", "offset"])]
+    pub from_time: Option<i64>,
     /// Stop after printing N records.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,

@@ -1,5 +1,5 @@
-//! `consume`: as a consumer-group member (`--group`), or one partition from an offset
-//! (`--partition`, no group, nothing committed).
+//! `consume`: as a consumer-group member (`--group`), or one partition from an offset or a
+//! time (`--partition`, no group, nothing committed).
 //!
 //! A group member commits exactly what it printed: after printing from a poll it commits
 //! through the printed records (a COMMIT with explicit positions, auto-commit off). When
@@ -151,12 +151,13 @@ async fn from_partition(
     printer: &mut Printer,
     interrupted: &Notify,
 ) -> Result<(), CtlError> {
-    let config = ReaderConfig::new(
+    let mut config = ReaderConfig::new(
         broker,
         args.topic.as_str(),
         partition,
         args.offset.unwrap_or(0),
     );
+    config.start_time_us = args.from_time;
     let mut reader = PartitionReader::connect(config).await?;
     let mut printed = 0u64;
     while args.count.is_none_or(|n| printed < n) {

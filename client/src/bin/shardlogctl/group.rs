@@ -1,6 +1,6 @@
 //! `group list | describe | reset`: consumer groups through the admin API on the HTTP port.
 
-use shardlog_client::Admin;
+use shardlog_client::{Admin, ResetTo};
 
 use crate::cli::GroupCommand;
 use crate::error::CtlError;
@@ -37,7 +37,17 @@ pub async fn run(http: &str, cmd: GroupCommand) -> Result<(), CtlError> {
                 .collect();
             print!("{}", table(&HEADER, &rows));
         }
-        GroupCommand::Reset { name, topic, to } => {
+        GroupCommand::Reset {
+            name,
+            topic,
+            to,
+            to_time,
+        } => {
+            let to = match (to, to_time) {
+                (_, Some(us)) => ResetTo::Time(us),
+                (Some(to), None) => to,
+                (None, None) => return Err(CtlError::Usage("--to or --to-time is required")),
+            };
             let moved = admin.reset_group(&name, &topic, to).await?;
             let rows: Vec<Vec<String>> = moved
                 .iter()

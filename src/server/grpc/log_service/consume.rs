@@ -1,5 +1,7 @@
 //! `Consume`: streams the records of a partition from an offset, then keeps waiting for new
-//! ones. The one reader that decompresses chunks, since a `LogRecord` carries one record: each
+//! ones. With the request metadata key `shardlog-start-time` (RFC 3339 or Unix milliseconds)
+//! it starts instead at the first record at or after that time, and the request's offset is
+//! not used. The one reader that decompresses chunks, since a `LogRecord` carries one record: each
 //! chunk is decompressed once into a buffer that the records' values are sliced from (no
 //! per-record copy), and the records are encoded in batches that go out under h2 flow control,
 //! so a slow consumer holds at most one read's worth of chunks.
@@ -12,6 +14,7 @@ use crate::rt;
 use crate::storage::chunk::{decode_payload, max_decoded_len};
 use crate::storage::StoredChunk;
 use crate::wire::record::RecordIter;
+use crate::wire::time::parse_time_us;
 
 use super::super::call::{Requests, Responder};
 use super::super::status::{Code, Status};
@@ -25,6 +28,24 @@ const TAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Encoded responses gathered before they are handed to h2.
 const SEND_BATCH: usize = 256 << 10;
 
+/// The request metadata key that starts a `Consume` at a time instead of the request's offset.
+pub const START_TIME_KEY: &str = "shardlog-start-time";
+
+/// The time of [`START_TIME_KEY`] (RFC 3339 or Unix milliseconds) in μs, if the call has one.
+fn start_time(ctx: &CallCtx) -> Result<Option<i64>, Status> {
+    let Some(v) = ctx.metadata.get(START_TIME_KEY) else {
+        return Ok(None);
+    };
+    let text = v.to_str().map_err(|_| {
+        Status::invalid_argument(format!(
+            "metadata '{START_TIME_KEY}' is not printable ASCII"
+        ))
+    })?;
+    parse_time_us(text)
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(format!("metadata '{START_TIME_KEY}': {e}")))
+}
+
 /// `Consume(ConsumeRequest) returns stream LogRecord`: runs until the client cancels or the
 /// deadline passes (both handled by the caller, which drops this future).
 pub async fn consume(
@@ -33,9 +54,19 @@ pub async fn consume(
     responder: &Responder,
 ) -> Result<(), Status> {
     let req = ConsumeRequest::decode(requests.single().await?)?;
+    let start_time = start_time(ctx)?;
     let target = target(ctx).await?;
-    let mut next = i64::try_from(req.offset)
-        .map_err(|_| Status::invalid_argument(format!("offset {} is out of range", req.offset)))?;
+    let mut next = match start_time {
+        Some(t_us) => {
+            ctx.shard
+                .offset_for_time(&target.topic, target.partition, t_us)
+                .await?
+                .offset
+        }
+        None => i64::try_from(req.offset).map_err(|_| {
+            Status::invalid_argument(format!("offset {} is out of range", req.offset))
+        })?,
+    };
     let max_frame = ctx.shard.config.max_frame_bytes();
     let mut out = BytesMut::new();
     // The first read does not wait, so that a bad offset is answered at once (trailers-only);

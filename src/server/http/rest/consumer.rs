@@ -2,7 +2,8 @@
 //! [`crate::consumer::api`] — the same operations the framed port serves:
 //!
 //! - `PUT /v1/consumer/register?consumerId=&group=&topic=…&onNewGroup=` → 200 `OK`
-//!   (POST is accepted too, as PolarStreams does for old clients);
+//!   (POST is accepted too, as PolarStreams does for old clients); `startTime=T` instead of
+//!   `onNewGroup` starts a group new to a topic at its first record at or after T;
 //! - `POST /v1/consumer/poll?consumerId=[&maxWaitMs=][&encoding=base64]` → 200 with the
 //!   binary poll response (`application/vnd.polar.consumermessage`) or, with
 //!   `Accept: application/json`, a JSON array of at most `--max-poll-bytes`
@@ -21,11 +22,13 @@ use http::StatusCode;
 use bytes::Bytes;
 
 use crate::consumer::api;
+use crate::consumer::coordinator::StartAt;
 use crate::shard::Shard;
 use crate::wire::consumer::{
     first_occurrences, validate_consumer_id, validate_group, RegisterBody, StartPolicy,
 };
 use crate::wire::startup::validate_topic;
+use crate::wire::time::parse_time_us;
 
 use super::super::errors;
 use super::super::message::{Body, HttpRequest, HttpResponse};
@@ -42,18 +45,20 @@ const MAX_CONSUMER_ID: usize = 255;
 
 /// `PUT /v1/consumer/register`.
 pub async fn register(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
-    let body = match register_body(&req) {
+    let (body, start) = match register_body(&req) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    match api::register(&shard, body).await {
+    match api::register_at(&shard, body, start).await {
         Ok(()) => HttpResponse::text(StatusCode::OK, "OK"),
         Err(e) => errors::response(&e),
     }
 }
 
-/// The register parameters, validated like the framed REGISTER body.
-fn register_body(req: &HttpRequest) -> Result<RegisterBody, HttpResponse> {
+/// The register parameters, validated like the framed REGISTER body, and where a group new to
+/// a topic starts: `onNewGroup`, or `startTime` (RFC 3339 or Unix milliseconds: the first
+/// record at or after it; not with `onNewGroup`).
+fn register_body(req: &HttpRequest) -> Result<(RegisterBody, StartAt), HttpResponse> {
     let q = Query::parse(&req.query)?;
     let consumer_id = consumer_id(&q)?;
     let group = match q.get("group") {
@@ -84,12 +89,24 @@ fn register_body(req: &HttpRequest) -> Result<RegisterBody, HttpResponse> {
             )))
         }
     };
-    Ok(RegisterBody {
+    let start = match q.get("startTime") {
+        None => StartAt::from(policy),
+        Some(_) if q.get("onNewGroup").is_some() => {
+            return Err(bad(
+                "query parameters 'startTime' and 'onNewGroup' exclude each other",
+            ))
+        }
+        Some(t) => StartAt::Time(
+            parse_time_us(t).map_err(|e| bad(&format!("query parameter 'startTime': {e}")))?,
+        ),
+    };
+    let body = RegisterBody {
         policy,
         consumer_id,
         group,
         topics,
-    })
+    };
+    Ok((body, start))
 }
 
 /// `POST /v1/consumer/poll`.

@@ -1,7 +1,7 @@
 //! The group routes of the admin API: `GET /v1/groups` (every group, with its member count),
 //! `GET /v1/groups/{group}` (members and their partitions, and per partition the committed
 //! offset, the log's end and the lag) and `POST /v1/groups/{group}/reset?topic=&to=` (moves
-//! the offsets of a group without members: `to=earliest`, `latest` or an offset). Offsets are
+//! the offsets of a group without members: `to=earliest`, `latest`, an offset or `time:T`). Offsets are
 //! 64-bit, so they go out as decimal strings, as in the JSON poll items.
 
 use std::rc::Rc;
@@ -14,6 +14,7 @@ use crate::consumer::ConsumerError;
 use crate::shard::Shard;
 use crate::wire::consumer::validate_group;
 use crate::wire::startup::validate_topic;
+use crate::wire::time::parse_time_us;
 
 use super::super::errors;
 use super::super::message::{HttpRequest, HttpResponse};
@@ -72,7 +73,7 @@ struct ResetPartition {
     offset: String,
 }
 
-/// `POST /v1/groups/{group}/reset?topic=T&to=earliest|latest|N`: 200 with each partition's
+/// `POST /v1/groups/{group}/reset?topic=T&to=earliest|latest|N|time:T`: 200 with each partition's
 /// new offset; 409 while the group has live members; 404 for an unknown topic.
 pub async fn reset(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
     let group = match group_name(&req) {
@@ -92,15 +93,20 @@ pub async fn reset(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
     let to = match q.get("to") {
         Some("earliest") => ResetTo::Earliest,
         Some("latest") => ResetTo::Latest,
+        Some(t) if t.starts_with("time:") => match parse_time_us(&t["time:".len()..]) {
+            Ok(t_us) => ResetTo::Time(t_us),
+            Err(e) => return bad(&format!("query parameter 'to': {e}")),
+        },
         Some(n) => match n.parse::<i64>() {
             Ok(n) if n >= 0 => ResetTo::Offset(n),
             _ => {
                 return bad(&format!(
-                    "query parameter 'to': {n:?} is not earliest, latest or an offset"
+                    "query parameter 'to': {n:?} is not earliest, latest, an offset or \
+                     time:T (RFC 3339 or Unix milliseconds)"
                 ))
             }
         },
-        None => return bad("missing query parameter 'to' (earliest, latest or an offset)"),
+        None => return bad("missing query parameter 'to' (earliest, latest, an offset or time:T)"),
     };
     match describe::reset_group(&shard, &group, topic, to).await {
         Ok(moved) => {

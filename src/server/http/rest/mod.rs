@@ -9,6 +9,7 @@
 //! - [`topics`]: `GET /v1/topics`, `GET /v1/topics/{name}` (list, describe),
 //!   `POST /v1/topics/{name}`, creating a topic explicitly, and `DELETE /v1/topics/{name}`.
 //! - [`topics_json`]: the JSON of the list, the description and a deletion.
+//! - [`time_offset`]: `GET /v1/topics/{name}/partitions/{p}/offset?time=` (offset for a time).
 //!
 //! See the "HTTP API" section of `docs/protocol.md`.
 
@@ -18,5 +19,6 @@ pub mod groups;
 pub mod poll_json;
 pub mod produce;
 pub mod query;
+pub mod time_offset;
 pub mod topics;
 pub mod topics_json;

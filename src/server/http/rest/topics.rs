@@ -63,7 +63,7 @@ pub async fn describe(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
 }
 
 /// The `{name}` of the path, percent-decoded and checked as a topic name (400 if it is not).
-fn topic_name(req: &HttpRequest) -> Result<String, HttpResponse> {
+pub(super) fn topic_name(req: &HttpRequest) -> Result<String, HttpResponse> {
     let raw = req
         .params
         .iter()
