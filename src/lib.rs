@@ -26,12 +26,16 @@
 //! - [`broker`]: starts the cores (shard, then control-plane state) and the listeners; a
 //!   panic anywhere ends the process.
 //! - [`failpoint`]: named places where a test can make a running broker misbehave.
+//! - `fuzzing` (hidden): the bodies of the fuzz targets in `fuzz/`, which `cargo test`
+//!   also runs over the checked-in corpus.
 
 pub mod broker;
 pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod failpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod proto;
 pub mod ring;

@@ -226,6 +226,16 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration a file with `text` gives, with every other setting at its default
+    /// (no flags, no environment): what `--config` does with a file's contents. For the fuzz
+    /// target of the file format.
+    pub fn from_file_text(text: &str) -> Result<Config, ConfigError> {
+        let file = parse_file(Path::new("(text)"), text)?;
+        let config = Config::merge(Cli::default(), file)?;
+        config.check_together()?;
+        Ok(config)
+    }
+
     /// The checks that involve more than one setting.
     fn check_together(&self) -> Result<(), ConfigError> {
         if self.framed_listen == self.http_listen {
@@ -298,12 +308,20 @@ pub fn available_cpus() -> usize {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    parse_file(path, &text)
+}
+
+/// Parses a config file's `text` (read from `path`, named in errors).
+fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     let err = |message: String| ConfigError::File {
         path: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    toml::from_str(&text).map_err(|e| {
+    toml::from_str(text).map_err(|e| {
         // One line, as every refusal: the parser's message may span several.
         let message = e
             .message()
@@ -314,7 +332,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             .join("; ");
         err(match e.span() {
             Some(span) => {
-                let (line, column) = line_and_column(&text, span.start);
+                let (line, column) = line_and_column(text, span.start);
                 format!("line {line}, column {column}: {message}")
             }
             None => message.to_string(),

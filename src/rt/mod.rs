@@ -42,6 +42,20 @@ where
         .run(fut)
 }
 
+thread_local! {
+    /// The executor [`block_on_reused`] runs futures on, made on first use.
+    static REUSED: glommio::LocalExecutor = glommio::LocalExecutorBuilder::default()
+        .make()
+        .expect("failed to create an io_uring executor");
+}
+
+/// Runs `fut` to completion like [`block_on`], but on one executor this thread keeps and
+/// reuses: for callers that run many short futures in turn (the fuzz targets run one per
+/// input), where making an io_uring executor each time would cost more than the work.
+pub fn block_on_reused<F: Future>(fut: F) -> F::Output {
+    REUSED.with(|ex| ex.run(fut))
+}
+
 /// Detaches an accepted connection from this shard so another shard can serve it: returns a
 /// duplicate of its socket; the original descriptor closes with `stream` (closing one of two
 /// descriptors does not shut the socket down).

@@ -91,11 +91,7 @@ pub fn load_all(data_dir: &Path) -> Result<Loaded, StorageError> {
         };
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let layout: TopicLayout =
-                    toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
-                if layout.partitions() == 0 || layout.ranges_per_token_range > 256 {
-                    return Err(bad(format!("invalid layout {layout:?}")));
-                }
+                let layout = decode_layout(&text).map_err(|e| bad(e.to_string()))?;
                 out.layouts.insert(topic.to_string(), layout);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -114,6 +110,36 @@ pub fn load_all(data_dir: &Path) -> Result<Loaded, StorageError> {
     }
     out.ignored.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// The most partitions a layout on disk may have: what the largest broker (1024 shards of
+/// 256 partitions each) can create. A file asking for more is not the broker's.
+pub const MAX_LAYOUT_PARTITIONS: u32 = 1024 * 256;
+
+/// Why a `topic.toml` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutFileError {
+    #[error("{0}")]
+    Toml(String),
+    #[error("invalid layout {0:?}: {1}")]
+    Invalid(TopicLayout, &'static str),
+}
+
+/// Decodes and checks the text of a `topic.toml`.
+pub fn decode_layout(text: &str) -> Result<TopicLayout, LayoutFileError> {
+    let layout: TopicLayout =
+        toml::from_str(text).map_err(|e| LayoutFileError::Toml(e.message().to_string()))?;
+    let invalid = |why| Err(LayoutFileError::Invalid(layout, why));
+    if layout.ranges_per_token_range == 0 || layout.ranges_per_token_range > 256 {
+        return invalid("ranges-per-token-range must be 1 to 256");
+    }
+    match layout
+        .token_ranges
+        .checked_mul(layout.ranges_per_token_range)
+    {
+        Some(1..=MAX_LAYOUT_PARTITIONS) => Ok(layout),
+        _ => invalid("a topic has 1 to 262144 partitions"),
+    }
 }
 
 /// Persists a new topic's layout durably: write a temporary file, fsync it, rename it into
@@ -153,6 +179,31 @@ mod tests {
         let err = load_all(dir.path()).unwrap_err();
         assert!(matches!(err, StorageError::BadFile { .. }), "{err:?}");
         assert!(err.to_string().contains("orders"), "{err}");
+    }
+
+    /// Found by the `topic_layout` fuzz target: the partition count of a hand-made file
+    /// overflowed (a panic in debug builds, a wrapped count in release ones).
+    #[test]
+    fn layouts_with_impossible_partition_counts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (token_ranges, ranges) in [(4_294_967_295u64, 2u64), (65_536, 65_536), (1 << 20, 1)] {
+            fs::create_dir_all(d.join("t")).unwrap();
+            let text = format!(
+                "gen = 1\ntoken-ranges = {token_ranges}\nranges-per-token-range = {ranges}\n"
+            );
+            fs::write(d.join("t").join(LAYOUT_FILE), &text).unwrap();
+            let err = load_all(d).unwrap_err();
+            assert!(
+                matches!(err, StorageError::BadFile { .. }),
+                "{text}: {err:?}"
+            );
+        }
+        let ok = "gen = 1\ntoken-ranges = 1024\nranges-per-token-range = 256\n";
+        assert_eq!(
+            decode_layout(ok).unwrap().partitions(),
+            MAX_LAYOUT_PARTITIONS
+        );
     }
 
     #[test]

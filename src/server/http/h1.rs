@@ -32,7 +32,7 @@ use super::message::{HttpRequest, HttpResponse};
 use super::router;
 
 /// Largest request head (request line and headers).
-const MAX_HEAD: usize = 16 << 10;
+pub(crate) const MAX_HEAD: usize = 16 << 10;
 /// Most headers in one request.
 const MAX_HEADERS: usize = 64;
 /// How long an idle keep-alive connection may wait for its next request.
@@ -41,7 +41,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const READ_CHUNK: usize = 8 << 10;
 
 /// Why a connection stops.
-enum Stop {
+pub(crate) enum Stop {
     /// The peer closed or the socket failed: nothing to answer.
     Gone,
     /// Answer this, then close.
@@ -178,31 +178,14 @@ impl Reader {
         // The request's deadline starts with its first byte (already here if pipelined).
         let mut deadline = None;
         // The head.
-        let (head_len, mut req, version, connection) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Request::new(&mut headers);
-            match parsed.parse(buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let (req, connection) = to_request(&parsed)?;
-                    break (n, req, parsed.version.unwrap_or(1), connection);
-                }
-                Ok(httparse::Status::Partial) => {
-                    if buf.len() > MAX_HEAD {
-                        return Err(head_too_large());
-                    }
-                }
-                Err(httparse::Error::TooManyHeaders) => {
-                    return Err(Stop::Answer(HttpResponse::error(
-                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        &format!("a request may carry at most {MAX_HEADERS} headers"),
-                    )))
-                }
-                Err(e) => {
-                    return Err(Stop::Answer(HttpResponse::error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("malformed HTTP/1.1 request: {e}"),
-                    )))
-                }
+        let Head {
+            len: head_len,
+            request: mut req,
+            version,
+            connection,
+        } = loop {
+            if let Some(head) = parse_head(buf)? {
+                break head;
             }
             let begun = !buf.is_empty();
             if self.fill(io, buf, begun, &mut deadline).await? == 0 {
@@ -213,9 +196,6 @@ impl Reader {
                 };
             }
         };
-        if head_len > MAX_HEAD {
-            return Err(head_too_large());
-        }
         let _ = buf.split_to(head_len);
         // The body.
         let len = body_length(&req.headers).map_err(|e| {
@@ -248,11 +228,55 @@ impl Reader {
     }
 }
 
+/// A request head parsed from the start of a connection's buffer.
+pub(crate) struct Head {
+    /// Bytes of the head (request line, headers and the blank line).
+    pub len: usize,
+    /// The request, its body still empty.
+    pub request: HttpRequest,
+    /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    /// The `Connection` header's value.
+    pub connection: Option<String>,
+}
+
+/// Parses the request head at the start of `buf`: `Ok(None)` while it is incomplete and
+/// within [`MAX_HEAD`]; a head that is malformed, has too many headers or passes the limit is
+/// answered. Pure (no I/O), so the fuzz target calls it as the connection does.
+pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<Head>, Stop> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            if len > MAX_HEAD {
+                return Err(head_too_large());
+            }
+            let (request, connection) = to_request(&parsed)?;
+            Ok(Some(Head {
+                len,
+                request,
+                version: parsed.version.unwrap_or(1),
+                connection,
+            }))
+        }
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => Err(head_too_large()),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(Stop::Answer(HttpResponse::error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!("a request may carry at most {MAX_HEADERS} headers"),
+        ))),
+        Err(e) => Err(Stop::Answer(HttpResponse::error(
+            StatusCode::BAD_REQUEST,
+            &format!("malformed HTTP/1.1 request: {e}"),
+        ))),
+    }
+}
+
 /// Why a request's body length cannot be trusted. Each is answered and the connection closed:
 /// when two parts of a chain could frame the body differently (request smuggling), nothing
 /// after it on the connection can be read safely.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum Framing {
+pub(crate) enum Framing {
     #[error("chunked request bodies are not supported; send Content-Length")]
     Chunked,
     #[error("a request may not carry both Content-Length and Transfer-Encoding")]
@@ -268,7 +292,7 @@ enum Framing {
 /// supported (411), and beside `Content-Length` it is refused (400), as is any repeated
 /// `Content-Length`, even with equal values. A number too large for `usize` becomes
 /// `usize::MAX`, which the body limit then refuses.
-fn body_length(headers: &HeaderMap) -> Result<usize, Framing> {
+pub(crate) fn body_length(headers: &HeaderMap) -> Result<usize, Framing> {
     let lengths = headers.get_all(http::header::CONTENT_LENGTH);
     let n = lengths.iter().count();
     let te = headers.contains_key(http::header::TRANSFER_ENCODING);

@@ -93,7 +93,7 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
 }
 
 /// The messages of a body, by content type.
-fn split_messages<'a>(
+pub(crate) fn split_messages<'a>(
     headers: &http::HeaderMap,
     body: &'a [u8],
 ) -> Result<Vec<&'a [u8]>, HttpResponse> {

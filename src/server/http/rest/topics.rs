@@ -34,8 +34,8 @@ use super::topics_json;
 /// The optional body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
-    partitions: Option<u32>,
+pub(crate) struct CreateBody {
+    pub partitions: Option<u32>,
 }
 
 /// `GET /v1/topics`: every topic the broker holds, sorted by name, with its partition count.
@@ -83,17 +83,22 @@ pub async fn create(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
     }
 }
 
+/// The body of a create: empty (or blank) for the default layout, else `{"partitions": N}`.
+pub(crate) fn parse_create_body(body: &[u8]) -> Result<CreateBody, serde_json::Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(CreateBody::default())
+    } else {
+        serde_json::from_slice(body)
+    }
+}
+
 async fn create_inner(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpResponse, HttpResponse> {
     let name = topic_name(req)?;
-    let body: CreateBody = if req.body.iter().all(u8::is_ascii_whitespace) {
-        CreateBody::default()
-    } else {
-        serde_json::from_slice(&req.body).map_err(|e| {
-            bad(&format!(
-                "the body is not {{\"partitions\": N}} (or empty): {e}"
-            ))
-        })?
-    };
+    let body = parse_create_body(&req.body).map_err(|e| {
+        bad(&format!(
+            "the body is not {{\"partitions\": N}} (or empty): {e}"
+        ))
+    })?;
     let (_, found) = shard
         .create_topic(&name, body.partitions)
         .await
