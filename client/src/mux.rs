@@ -1,6 +1,34 @@
-//! Many requests in flight on one connection: each gets its own stream id, and the answer
-//! with that stream id resolves it, in whatever order answers come. A writer task coalesces
-//! the frames waiting to go into one write; a reader task dispatches answers.
+//! [`Mux`]: many requests in flight on one connection. Each gets its own stream id, and the
+//! answer with that stream id resolves it, in whatever order answers come. A writer task
+//! sends the frames waiting to go with one vectored write; a reader task dispatches answers.
+//!
+//! This is the layer under [`Producer`](crate::Producer) and [`Consumer`](crate::Consumer),
+//! public for programs that build their own frames and want each frame's own answer, such as
+//! a load generator keeping a fixed window of PRODUCE frames in flight and timing each one:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use shardlog_client::mux::Mux;
+//! use shardlog_client::wire::{produce::encode_produce_body, startup::StartupBody, OpCode};
+//!
+//! # async fn run() -> Result<(), shardlog_client::ClientError> {
+//! let conn = Mux::connect("127.0.0.1:9254", 1 << 20, 16, Duration::from_secs(30)).await?;
+//! let mut startup = Vec::new();
+//! StartupBody { topic: "orders" }.encode(&mut startup);
+//! conn.call(OpCode::Startup, 0, &startup).await?; // READY
+//! // Two frames in flight at once; each answer is awaited on its own.
+//! let a = conn
+//!     .send_with(OpCode::Produce, 0, |body| encode_produce_body(None, b"", [&b"one"[..]], body))
+//!     .await?;
+//! let b = conn
+//!     .send_with(OpCode::Produce, 0, |body| encode_produce_body(None, b"", [&b"two"[..]], body))
+//!     .await?;
+//! let (a, b) = tokio::join!(a.answer(), b.answer());
+//! a?;
+//! b?; // PRODUCE_RESPONSE: stored durably (an ERROR answer is ClientError::Broker)
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +38,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use shardlog_wire::error::parse_error_body;
-use shardlog_wire::frame::encode_frame;
+use shardlog_wire::frame::encode_frame_with;
 use shardlog_wire::OpCode;
 
 use crate::connection::{self, FrameReader, FrameWriter, ReceivedFrame};
@@ -18,6 +46,8 @@ use crate::ClientError;
 
 /// Bytes of frames gathered into one write.
 const COALESCE: usize = 256 << 10;
+/// Frames gathered into one write (the kernel takes at most `IOV_MAX`, 1024, slices).
+const COALESCE_FRAMES: usize = 512;
 
 type Reply = oneshot::Sender<Result<ReceivedFrame, ClientError>>;
 
@@ -119,6 +149,19 @@ impl Mux {
         flags: u8,
         body: &[u8],
     ) -> Result<Pending<'_>, ClientError> {
+        self.send_with(opcode, flags, |dst| dst.extend_from_slice(body))
+            .await
+    }
+
+    /// [`send`](Mux::send) with the body written by `write_body` straight into the frame's
+    /// buffer (after the header, which is filled in afterwards), so a body assembled from
+    /// parts is copied once.
+    pub async fn send_with(
+        &self,
+        opcode: OpCode,
+        flags: u8,
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Pending<'_>, ClientError> {
         let slot = self
             .in_flight
             .acquire()
@@ -134,8 +177,8 @@ impl Mux {
             st.waiting.insert(id, tx);
             id
         };
-        let mut frame = Vec::with_capacity(body.len() + 13);
-        encode_frame(&mut frame, opcode, flags, id, body);
+        let mut frame = Vec::new();
+        encode_frame_with(&mut frame, opcode, flags, id, write_body);
         if self.frames.send(frame).is_err() {
             self.lock().waiting.remove(&id);
             return Err(ClientError::ConnectionLost("writer stopped".into()));
@@ -149,7 +192,8 @@ impl Mux {
     }
 }
 
-/// A request sent, its answer still to come.
+/// A request sent, its answer still to come. Dropping it gives up on the answer (and frees
+/// its in-flight slot).
 pub struct Pending<'a> {
     mux: &'a Mux,
     id: u16,
@@ -158,6 +202,11 @@ pub struct Pending<'a> {
 }
 
 impl Pending<'_> {
+    /// The stream id the request went out with.
+    pub fn stream_id(&self) -> u16 {
+        self.id
+    }
+
     /// Waits (at most the request timeout) for the answer. An ERROR answer is
     /// [`ClientError::Broker`].
     pub async fn answer(self) -> Result<ReceivedFrame, ClientError> {
@@ -190,14 +239,22 @@ async fn write_loop(
     mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
     shared: Arc<Shared>,
 ) {
-    while let Some(mut batch) = frames.recv().await {
-        while batch.len() < COALESCE {
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(COALESCE_FRAMES);
+    while let Some(first) = frames.recv().await {
+        let mut bytes = first.len();
+        batch.push(first);
+        while bytes < COALESCE && batch.len() < COALESCE_FRAMES {
             match frames.try_recv() {
-                Ok(f) => batch.extend_from_slice(&f),
+                Ok(f) => {
+                    bytes += f.len();
+                    batch.push(f);
+                }
                 Err(_) => break,
             }
         }
-        if let Err(e) = writer.write_frames(&batch).await {
+        let sent = writer.write_all_frames(&batch).await;
+        batch.clear();
+        if let Err(e) = sent {
             lock(&shared).end(e);
             return;
         }
