@@ -18,7 +18,7 @@ use crate::client::error::ClientError;
 use crate::run::now_us;
 use crate::verify::{AckEntry, Ledger, KEYLESS};
 
-use super::region::write_body;
+use super::region::write_head;
 use super::{Conn, RunState, Slot};
 
 /// The open loop sleeps on the runtime's timer (millisecond resolution) until this close to a
@@ -46,6 +46,7 @@ pub(super) async fn drive(state: &RunState, conn: &Conn, mux: Mux) -> Ledger {
     let mut ledger = Ledger::default();
     let mut pending = FuturesUnordered::new();
     let mut k = 0u64;
+    let mut head = Vec::with_capacity(64);
     let mut writer_done: Option<Instant> = None;
     let mut check = tokio::time::interval(CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -108,10 +109,10 @@ pub(super) async fn drive(state: &RunState, conn: &Conn, mux: Mux) -> Ledger {
             // Closed loop: latency runs from the moment the frame is handed to the
             // connection; open loop: from when it was due.
             let start = intended.unwrap_or_else(Instant::now);
+            head.clear();
+            write_head(&mut head, timestamp, key_bytes);
             let sent = mux
-                .send_with(OpCode::Produce, flags, |dst| {
-                    write_body(dst, timestamp, key_bytes, message_bytes)
-                })
+                .send_parts(OpCode::Produce, flags, &[&head, message_bytes])
                 .await;
             let sent = match sent {
                 Ok(p) => p,

@@ -1,7 +1,8 @@
 //! The messages of PRODUCE frames, encoded once: a [`MessageRegion`] holds the
 //! `(len u32 | msg)*` part of a body, and each frame's body is its `[timestamp] | key len |
-//! key` head followed by the first `k` messages of a region, copied straight into the frame
-//! (`shardlog_client::mux::Mux::send_with`). Per frame only the head is encoded.
+//! key` head ([`write_head`]) followed by the first `k` messages of a region, the two copied
+//! once into the frame (`shardlog_client::mux::Mux::send_parts`). Per frame only the head is
+//! encoded.
 
 use shardlog_wire::produce::encode_produce_body;
 
@@ -62,11 +63,10 @@ impl MessageRegion {
     }
 }
 
-/// Writes a PRODUCE body: `[timestamp] | key len | key`, then `messages` (the encoded
-/// `(len u32 | msg)*` part, from a region or a tagged copy of one).
-pub fn write_body(dst: &mut Vec<u8>, timestamp_us: Option<i64>, key: &[u8], messages: &[u8]) {
+/// Writes the head of a PRODUCE body, `[timestamp] | key len | key`; the encoded
+/// `(len u32 | msg)*` part (from a region, or a tagged copy of one) follows it.
+pub fn write_head(dst: &mut Vec<u8>, timestamp_us: Option<i64>, key: &[u8]) {
     encode_produce_body(timestamp_us, key, std::iter::empty::<&[u8]>(), dst);
-    dst.extend_from_slice(messages);
 }
 
 #[cfg(test)]
@@ -84,7 +84,8 @@ mod tests {
         for (ts, key) in [(None, &b""[..]), (Some(1_700_000_000_123_456i64), b"key-7")] {
             for k in 1..=4 {
                 let mut body = Vec::new();
-                write_body(&mut body, ts, key, region.first(k));
+                write_head(&mut body, ts, key);
+                body.extend_from_slice(region.first(k));
                 let mut expected = Vec::new();
                 encode_produce_body(ts, key, msgs[..k].iter().copied(), &mut expected);
                 assert_eq!(body, expected);
