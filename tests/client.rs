@@ -329,11 +329,8 @@ fn a_partition_reader_reads_from_any_offset() {
         }) => {}
         other => panic!("expected BAD_REQUEST, got {other:?}"),
     }
-    let mut c = common::Client::startup(broker.framed, "replay");
-    assert_eq!(
-        c.produce(1, b"", &[b"still serving"]),
-        common::Response::Produced(1)
-    );
+    let mut c = common::framed::FramedProducer::startup(broker.framed, "replay");
+    assert_eq!(c.produce(b"", &[b"still serving"]), Ok(()));
 }
 
 /// Manual commits: a member commits exactly the records it processed (COMMIT with explicit

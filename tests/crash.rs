@@ -10,6 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::consumer::{bodies, drain, ConsumerClient};
+use common::framed::FramedProducer;
 use common::{read_topic, Broker, Client, Response};
 use shardlog::wire::consumer::StartPolicy;
 
@@ -85,8 +86,8 @@ fn kill9_under_load_loses_nothing_acknowledged() {
         broker.spawn();
     }
     // A final clean round proves the restarted broker still accepts writes.
-    let mut c = Client::startup(broker.framed, "crash");
-    assert_eq!(c.produce(1, b"", &[b"after"]), Response::Produced(1));
+    let mut c = FramedProducer::startup(broker.framed, "crash");
+    assert_eq!(c.produce(b"", &[b"after"]), Ok(()));
 
     // A consumer group reading from the earliest offset gets every acknowledged message,
     // exactly once, through the poll path (chunks as stored, decoded by the client).

@@ -8,7 +8,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::consumer::{bodies, drain, produce_keyed, ConsumerClient};
-use common::{Broker, Client, Response};
+use common::framed::FramedProducer;
+use common::Broker;
 use shardlog::wire::consumer::StartPolicy;
 
 /// The lock file in the data directory (a name no topic can have).
@@ -17,8 +18,8 @@ const LOCK_FILE: &str = "@lock";
 #[test]
 fn a_second_broker_on_the_same_data_dir_refuses_and_the_first_keeps_serving() {
     let first = Broker::start(1);
-    let mut c = Client::startup(first.framed, "t");
-    assert_eq!(c.produce(1, b"", &[b"before"]), Response::Produced(1));
+    let mut c = FramedProducer::startup(first.framed, "t");
+    assert_eq!(c.produce(b"", &[b"before"]), Ok(()));
 
     let second = first.sharing_data_dir();
     let mut child = second
@@ -66,9 +67,9 @@ fn a_second_broker_on_the_same_data_dir_refuses_and_the_first_keeps_serving() {
     );
 
     // The first broker is untouched: it still takes writes and serves what it had.
-    assert_eq!(c.produce(2, b"", &[b"after"]), Response::Produced(2));
-    let mut fresh = Client::startup(first.framed, "t");
-    assert_eq!(fresh.produce(3, b"", &[b"fresh"]), Response::Produced(3));
+    assert_eq!(c.produce(b"", &[b"after"]), Ok(()));
+    let mut fresh = FramedProducer::startup(first.framed, "t");
+    assert_eq!(fresh.produce(b"", &[b"fresh"]), Ok(()));
     let mut cc = ConsumerClient::connect(first.framed);
     cc.register("c", "g", &["t"], StartPolicy::Earliest)
         .unwrap();
@@ -90,8 +91,8 @@ fn a_killed_brokers_lock_is_released_and_a_restart_takes_it() {
     assert!(lock.exists());
     broker.spawn();
     assert_eq!(holder(&lock).trim(), broker.pid().to_string());
-    let mut c = Client::startup(broker.framed, "k");
-    assert_eq!(c.produce(1, b"k", &[b"after"]), Response::Produced(1));
+    let mut c = FramedProducer::startup(broker.framed, "k");
+    assert_eq!(c.produce(b"k", &[b"after"]), Ok(()));
     let mut cc = ConsumerClient::connect(broker.framed);
     cc.register("c", "g", &["k"], StartPolicy::Earliest)
         .unwrap();
@@ -130,10 +131,10 @@ fn stray_files_and_directories_in_the_data_dir_are_ignored() {
     assert_eq!(got, want, "the existing topic's data is all there");
 
     // New writes work, to the old topic and to a topic whose empty directory was there.
-    let mut c = Client::startup(broker.framed, "orders");
-    assert_eq!(c.produce(1, b"x", &[b"more"]), Response::Produced(1));
-    let mut e = Client::startup(broker.framed, "empty");
-    assert_eq!(e.produce(1, b"", &[b"first"]), Response::Produced(1));
+    let mut c = FramedProducer::startup(broker.framed, "orders");
+    assert_eq!(c.produce(b"x", &[b"more"]), Ok(()));
+    let mut e = FramedProducer::startup(broker.framed, "empty");
+    assert_eq!(e.produce(b"", &[b"first"]), Ok(()));
     // The strays are left as they were.
     assert!(d.join("notes.txt").is_file() && d.join("orders2").is_file());
     assert!(d.join("leftover").join("README").is_file());

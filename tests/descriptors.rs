@@ -12,7 +12,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::consumer::ConsumerClient;
-use common::{keys_per_partition, peak_rss, Broker, Client, Response};
+use common::framed::FramedProducer;
+use common::{keys_per_partition, peak_rss, Broker};
 use shardlog::ring::TopicLayout;
 use shardlog::wire::consumer::StartPolicy;
 
@@ -39,24 +40,25 @@ fn open_fds(pid: u32) -> usize {
 /// Writes `round` to every partition of every topic; returns the most descriptors seen.
 fn write_every_partition(broker: &Broker, keys: &[String], round: &str) -> usize {
     let pid = broker.pid();
-    let mut good = Client::startup(broker.framed, "good");
+    let mut good = FramedProducer::startup(broker.framed, "good");
     let mut most = 0;
     for t in 0..TOPICS {
         let topic = format!("topic-{t}");
-        let mut c = Client::startup(broker.framed, &topic);
-        for (i, k) in keys.iter().enumerate() {
-            c.send_produce(
-                i as u16,
-                k.as_bytes(),
-                &[format!("{topic}|{k}|{round}").as_bytes()],
-            );
-        }
-        for _ in keys {
-            assert!(matches!(c.recv(), Some(Response::Produced(_))), "{topic}");
+        let mut c = FramedProducer::startup(broker.framed, &topic);
+        let frames: Vec<(Vec<u8>, Vec<u8>)> = keys
+            .iter()
+            .map(|k| {
+                (
+                    k.clone().into_bytes(),
+                    format!("{topic}|{k}|{round}").into_bytes(),
+                )
+            })
+            .collect();
+        for answer in c.produce_each(&frames) {
+            assert_eq!(answer, Ok(()), "{topic}");
         }
         // The well-behaved producer is answered throughout.
-        let sid = t as u16;
-        assert_eq!(good.produce(sid, b"g", &[b"good"]), Response::Produced(sid));
+        assert_eq!(good.produce(b"g", &[b"good"]), Ok(()));
         if t % 10 == 0 {
             most = most.max(open_fds(pid));
         }

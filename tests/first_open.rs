@@ -11,7 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::consumer::{bodies, ConsumerClient};
-use common::{Broker, Client, Response};
+use common::framed::FramedProducer;
+use common::Broker;
 use shardlog::wire::consumer::StartPolicy;
 
 const TOPICS: usize = 30;
@@ -31,17 +32,20 @@ fn concurrent_first_reads_and_writes_of_new_topics_all_succeed() {
         let tp = topic.clone();
         producers.push(thread::spawn(move || {
             // STARTUP creates the topic; its partitions are opened by the first request.
-            let mut c = Client::startup(addr, &tp);
+            let mut c = FramedProducer::startup(addr, &tp);
             b.wait();
-            for i in 0..MESSAGES {
-                let body = format!("{tp}|{i}");
-                c.send_produce(i as u16 + 1, format!("k{i}").as_bytes(), &[body.as_bytes()]);
-            }
+            let frames: Vec<(Vec<u8>, Vec<u8>)> = (0..MESSAGES)
+                .map(|i| {
+                    (
+                        format!("k{i}").into_bytes(),
+                        format!("{tp}|{i}").into_bytes(),
+                    )
+                })
+                .collect();
             let mut errors = Vec::new();
-            for _ in 0..MESSAGES {
-                match c.recv() {
-                    Some(Response::Produced(_)) => {}
-                    other => errors.push(format!("{tp}: produce: {other:?}")),
+            for answer in c.produce_each(&frames) {
+                if let Err(refused) = answer {
+                    errors.push(format!("{tp}: produce: {refused:?}"));
                 }
             }
             errors
@@ -51,7 +55,7 @@ fn concurrent_first_reads_and_writes_of_new_topics_all_succeed() {
             let tp = topic.clone();
             readers.push(thread::spawn(move || {
                 // Make sure the topic exists before the race, without opening a partition.
-                drop(Client::startup(addr, &tp));
+                drop(FramedProducer::startup(addr, &tp));
                 let mut c = ConsumerClient::connect(addr);
                 let id = format!("{tp}-c{r}");
                 b.wait();
@@ -107,7 +111,7 @@ fn concurrent_first_reads_and_writes_of_new_topics_all_succeed() {
         assert_eq!(got.len(), MESSAGES, "reader {i}: each message once");
     }
     // And the broker still serves.
-    let mut c = Client::startup(addr, "after");
-    assert_eq!(c.produce(1, b"k", &[b"x"]), Response::Produced(1));
+    let mut c = FramedProducer::startup(addr, "after");
+    assert_eq!(c.produce(b"k", &[b"x"]), Ok(()));
     assert!(broker.is_running());
 }

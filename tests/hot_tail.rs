@@ -8,7 +8,8 @@
 mod common;
 
 use common::consumer::ConsumerClient;
-use common::{incompressible, peak_rss, rss, Broker, Client, Response};
+use common::framed::FramedProducer;
+use common::{incompressible, peak_rss, rss, Broker};
 use shardlog::wire::consumer::StartPolicy;
 
 const SHARDS: usize = 2;
@@ -36,8 +37,8 @@ fn many_topics_written_past_the_budget_share_one_hot_tail_per_shard() {
     );
     let pid = broker.pid();
     // A consumer that keeps up with a small topic, and its producer.
-    let mut good = Client::startup(broker.framed, "good");
-    assert_eq!(good.produce(1, b"g", &[b"g0"]), Response::Produced(1));
+    let mut good = FramedProducer::startup(broker.framed, "good");
+    assert_eq!(good.produce(b"g", &[b"g0"]), Ok(()));
     let mut consumer = ConsumerClient::connect(broker.framed);
     consumer
         .register("c", "g", &["good"], StartPolicy::Earliest)
@@ -48,17 +49,12 @@ fn many_topics_written_past_the_budget_share_one_hot_tail_per_shard() {
     let chunk = incompressible(b"", FRAME, 42);
     for t in 0..TOPICS {
         let topic = format!("big-{t}");
-        let mut c = Client::startup(broker.framed, &topic);
+        let mut c = FramedProducer::startup(broker.framed, &topic);
         for i in 0..PER_TOPIC / FRAME {
-            let sid = i as u16;
             let key = format!("k{i}");
-            assert_eq!(
-                c.produce(sid, key.as_bytes(), &[&chunk]),
-                Response::Produced(sid)
-            );
+            assert_eq!(c.produce(key.as_bytes(), &[&chunk]), Ok(()));
         }
-        let sid = t as u16 + 2;
-        assert_eq!(good.produce(sid, b"g", &[b"g"]), Response::Produced(sid));
+        assert_eq!(good.produce(b"g", &[b"g"]), Ok(()));
         let items = consumer.poll("c", Some(1000)).unwrap();
         assert_eq!(items.len(), 1, "the keeping-up consumer gets its message");
         consumer.commit("c").unwrap();

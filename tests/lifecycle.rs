@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::framed::FramedProducer;
 use common::{read_topic, recover_topic, Broker, Client, Response};
 
 /// Produces on one connection until the broker closes it; returns the acknowledged bodies.
@@ -96,11 +97,8 @@ fn sigterm_under_load_acknowledges_what_it_accepted_and_restarts_clean() {
         assert!(stored.contains(a.as_bytes()), "acknowledged {a} is missing");
     }
     broker.spawn();
-    let mut c = Client::startup(broker.framed, "graceful");
-    assert_eq!(
-        c.produce(1, b"", &[b"after restart"]),
-        Response::Produced(1)
-    );
+    let mut c = FramedProducer::startup(broker.framed, "graceful");
+    assert_eq!(c.produce(b"", &[b"after restart"]), Ok(()));
 }
 
 #[test]
@@ -135,8 +133,8 @@ fn connections_over_the_limit_are_refused_clearly() {
     drop(a);
     // A slot freed by a closed connection is usable again.
     thread::sleep(Duration::from_millis(100));
-    let mut d = Client::startup(broker.framed, "t");
-    assert_eq!(d.produce(2, b"", &[b"y"]), Response::Produced(2));
+    let mut d = FramedProducer::startup(broker.framed, "t");
+    assert_eq!(d.produce(b"", &[b"y"]), Ok(()));
 }
 
 #[test]
@@ -400,8 +398,8 @@ fn a_shard_panic_ends_the_process() {
     // Restarted without the fail point, it serves again.
     broker.env.clear();
     broker.spawn();
-    let mut c = Client::startup(broker.framed, "panics");
-    assert_eq!(c.produce(1, b"", &[b"after"]), Response::Produced(1));
+    let mut c = FramedProducer::startup(broker.framed, "panics");
+    assert_eq!(c.produce(b"", &[b"after"]), Ok(()));
 }
 
 /// Graceful shutdown closes a shard's partitions (and writes their clean markers) only after
@@ -482,6 +480,6 @@ fn ports_with_connections_in_time_wait_can_be_bound() {
         drop(listener);
     }
     broker.spawn();
-    let mut c = Client::startup(broker.framed, "time-wait");
-    assert_eq!(c.produce(1, b"", &[b"bound"]), Response::Produced(1));
+    let mut c = FramedProducer::startup(broker.framed, "time-wait");
+    assert_eq!(c.produce(b"", &[b"bound"]), Ok(()));
 }

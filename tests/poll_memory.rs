@@ -8,9 +8,8 @@ mod common;
 use std::collections::HashSet;
 
 use common::consumer::ConsumerClient;
-use common::{
-    incompressible, keys_per_partition, peak_rss, reset_peak, rss, Broker, Client, Response,
-};
+use common::framed::FramedProducer;
+use common::{incompressible, keys_per_partition, peak_rss, reset_peak, rss, Broker};
 use shardlog::ring::TopicLayout;
 use shardlog::wire::consumer::StartPolicy;
 
@@ -37,14 +36,11 @@ fn a_poll_over_cold_big_chunks_stays_near_its_budget_and_drains_exactly_once() {
             "1MiB",
         ],
     );
-    let mut p = Client::startup(broker.framed, "big");
+    let mut p = FramedProducer::startup(broker.framed, "big");
     let keys = keys_per_partition(&TopicLayout::new(1, PARTITIONS));
     for (i, k) in keys.iter().enumerate() {
         let b = incompressible(format!("m{i}|").as_bytes(), BODY, i as u64 + 7);
-        assert_eq!(
-            p.produce(i as u16 + 1, k.as_bytes(), &[&b]),
-            Response::Produced(i as u16 + 1)
-        );
+        assert_eq!(p.produce(k.as_bytes(), &[&b]), Ok(()));
     }
     drop(p);
     // Cold: nothing of it in memory any more.

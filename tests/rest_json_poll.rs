@@ -8,8 +8,9 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use common::framed::FramedProducer;
 use common::http::{HttpClient, Response as HttpResponse};
-use common::{peak_rss, reset_peak, rss, Broker, Client, Response};
+use common::{peak_rss, reset_peak, rss, Broker};
 use shardlog::wire::base64;
 
 const JSON: Option<&str> = Some("application/json");
@@ -70,11 +71,10 @@ fn json_polls_are_bounded_and_deliver_everything_once_in_order() {
             &MAX_POLL.to_string(),
         ],
     );
-    let mut p = Client::startup(broker.framed, "big");
+    let mut p = FramedProducer::startup(broker.framed, "big");
     for i in 0..COUNT {
         let b = compressible(&format!("m{i:02}"), BIG);
-        let sid = i as u16 + 1;
-        assert_eq!(p.produce(sid, b"k", &[&b]), Response::Produced(sid));
+        assert_eq!(p.produce(b"k", &[&b]), Ok(()));
     }
     drop(p);
     let pid = broker.pid();
@@ -156,8 +156,8 @@ fn bodies_that_are_not_utf8_survive_the_json_round_trip() {
     let binary: Vec<u8> = vec![0xff, 0xfe, 0x00, b'"', 0x80, b'\n', 0xc3];
     let json = b"{\"n\": 1}".to_vec();
     // Framed: one frame, one chunk, a binary body beside a JSON one.
-    let mut p = Client::startup(broker.framed, "bin");
-    assert_eq!(p.produce(1, b"k", &[&binary, &json]), Response::Produced(1));
+    let mut p = FramedProducer::startup(broker.framed, "bin");
+    assert_eq!(p.produce(b"k", &[&binary, &json]), Ok(()));
     let mut c = HttpClient::connect(broker.http);
     assert_eq!(
         c.register("c", "g", &["bin"], "startFromEarliest").status,
@@ -226,11 +226,10 @@ fn other_clients_of_the_shard_are_answered_while_a_big_json_poll_renders() {
         1,
         &["--max-frame-size", "8MiB", "--max-poll-bytes", "64MiB"],
     );
-    let mut p = Client::startup(broker.framed, "wide");
+    let mut p = FramedProducer::startup(broker.framed, "wide");
     for i in 0..16 {
         let b = compressible(&format!("w{i:02}"), BIG);
-        let sid = i as u16 + 1;
-        assert_eq!(p.produce(sid, b"k", &[&b]), Response::Produced(sid));
+        assert_eq!(p.produce(b"k", &[&b]), Ok(()));
     }
     // The well-behaved client: `GET /status`, one after another, counted.
     let answered = Arc::new(AtomicU64::new(0));

@@ -11,6 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use common::consumer::ConsumerClient;
+use common::framed::FramedProducer;
 use common::http::HttpClient;
 use common::{Broker, Client, Response};
 use grpc_client::{connect, runtime};
@@ -56,8 +57,8 @@ fn max_topics_refuses_more_on_every_interface_while_a_good_client_is_served() {
     let mut broker = Broker::start_with(2, &["--max-topics", &LIMIT.to_string()]);
     let fds_before = open_fds(broker.pid());
     // The well-behaved producer's topic exists first.
-    let mut good = Client::startup(broker.framed, "good");
-    assert_eq!(good.produce(1, b"k", &[b"m0"]), Response::Produced(1));
+    let mut good = FramedProducer::startup(broker.framed, "good");
+    assert_eq!(good.produce(b"k", &[b"m0"]), Ok(()));
 
     // Racing creates of distinct topics, from connections on both shards: exactly the room
     // left is created, every other one is refused with RESOURCE_EXHAUSTED.
@@ -100,7 +101,7 @@ fn max_topics_refuses_more_on_every_interface_while_a_good_client_is_served() {
         .register("c1", "g1", &names, StartPolicy::Earliest)
         .unwrap_err();
     assert_eq!(err.0, ErrorCode::ResourceExhausted as u8, "{err:?}");
-    assert_eq!(good.produce(2, b"k", &[b"m1"]), Response::Produced(2));
+    assert_eq!(good.produce(b"k", &[b"m1"]), Ok(()));
 
     // REST produce and an explicit create: 429; an existing topic's create: 200.
     let mut http = HttpClient::connect(broker.http);
@@ -124,7 +125,7 @@ fn max_topics_refuses_more_on_every_interface_while_a_good_client_is_served() {
             .await
             .unwrap();
     });
-    assert_eq!(good.produce(3, b"k", &[b"m2"]), Response::Produced(3));
+    assert_eq!(good.produce(b"k", &[b"m2"]), Ok(()));
     assert_eq!(topics_on_disk(&broker), LIMIT);
     // Refused topics hold nothing open: a few descriptors for the connections and the good
     // topic's partition, not one per name asked for.
@@ -140,14 +141,14 @@ fn max_topics_refuses_more_on_every_interface_while_a_good_client_is_served() {
     for i in 0..racers {
         let topic = format!("race-{i}");
         if broker.data_dir.join(&topic).exists() {
-            let mut c = Client::startup(broker.framed, &topic);
-            assert_eq!(c.produce(1, b"k", &[b"after"]), Response::Produced(1));
+            let mut c = FramedProducer::startup(broker.framed, &topic);
+            assert_eq!(c.produce(b"k", &[b"after"]), Ok(()));
         }
     }
     let r = startup(&broker, "one-more");
     assert_eq!(error_code(&r), Some(ErrorCode::ResourceExhausted as u8));
-    let mut good = Client::startup(broker.framed, "good");
-    assert_eq!(good.produce(4, b"k", &[b"m3"]), Response::Produced(4));
+    let mut good = FramedProducer::startup(broker.framed, "good");
+    assert_eq!(good.produce(b"k", &[b"m3"]), Ok(()));
 }
 
 #[test]
@@ -202,8 +203,8 @@ fn without_auto_create_unknown_topics_are_not_found_until_created() {
     assert_eq!(r.status, 201, "{}", r.text());
 
     // Now every interface serves them.
-    let mut c = Client::startup(broker.framed, "orders");
-    assert_eq!(c.produce(1, b"k", &[b"one"]), Response::Produced(1));
+    let mut c = FramedProducer::startup(broker.framed, "orders");
+    assert_eq!(c.produce(b"k", &[b"one"]), Ok(()));
     assert_eq!(http.produce("odd", Some("k"), JSON, b"{}").status, 200);
     consumer
         .register("c1", "g1", &["orders", "odd"], StartPolicy::Earliest)

@@ -2,6 +2,8 @@
 //! buffer (`read_frame`), [`FrameWriter`] the write half (`write_frames`). Nothing else touches
 //! the socket; parsing is the wire crate's, on byte slices.
 
+use std::io::IoSlice;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -90,6 +92,27 @@ pub struct FrameWriter {
 }
 
 impl FrameWriter {
+    /// Writes encoded frames, one buffer each, with vectored writes (as many as the kernel
+    /// takes at once, looping over short writes).
+    pub async fn write_all_frames(&mut self, frames: &[Vec<u8>]) -> Result<(), ClientError> {
+        let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = self
+                .write
+                .write_vectored(rest)
+                .await
+                .map_err(|e| ClientError::ConnectionLost(e.to_string()))?;
+            if n == 0 {
+                return Err(ClientError::ConnectionLost(
+                    "the socket took no bytes".into(),
+                ));
+            }
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        Ok(())
+    }
+
     /// Writes already-encoded frames (one or many, back to back).
     pub async fn write_frames(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.write

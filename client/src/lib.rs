@@ -9,7 +9,8 @@
 //! - [`Admin`] ([`admin`]): the admin API on the broker's HTTP port: list, describe and
 //!   create topics, groups, the offset for a time (`http`, private: one HTTP/1.1 exchange).
 //! - [`ClientError`] ([`error`]): the one error type; [`ClientError::is_retryable`].
-//! - [`connection`]: one socket as frames; `mux` (private): many requests in flight on it;
+//! - [`connection`]: one socket as frames; [`mux`]: many requests in flight on it, each
+//!   frame answered on its own stream id (for programs that build their own frames);
 //!   `conns` (private): a producer's connections per topic.
 //!
 //! The codecs are the broker's own, from the `shardlog-wire` crate.
@@ -40,7 +41,7 @@ mod conns;
 pub mod consumer;
 pub mod error;
 mod http;
-mod mux;
+pub mod mux;
 pub mod producer;
 pub mod reader;
 

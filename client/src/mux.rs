@@ -1,6 +1,34 @@
-//! Many requests in flight on one connection: each gets its own stream id, and the answer
-//! with that stream id resolves it, in whatever order answers come. A writer task coalesces
-//! the frames waiting to go into one write; a reader task dispatches answers.
+//! [`Mux`]: many requests in flight on one connection. Each gets its own stream id, and the
+//! answer with that stream id resolves it, in whatever order answers come. A writer task
+//! sends the frames waiting to go with one vectored write; a reader task dispatches answers.
+//!
+//! This is the layer under [`Producer`](crate::Producer) and [`Consumer`](crate::Consumer),
+//! public for programs that build their own frames and want each frame's own answer, such as
+//! a load generator keeping a fixed window of PRODUCE frames in flight and timing each one:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use shardlog_client::mux::Mux;
+//! use shardlog_client::wire::{produce::encode_produce_body, startup::StartupBody, OpCode};
+//!
+//! # async fn run() -> Result<(), shardlog_client::ClientError> {
+//! let conn = Mux::connect("127.0.0.1:9254", 1 << 20, 16, Duration::from_secs(30)).await?;
+//! let mut startup = Vec::new();
+//! StartupBody { topic: "orders" }.encode(&mut startup);
+//! conn.call(OpCode::Startup, 0, &startup).await?; // READY
+//! // Two frames in flight at once; each answer is awaited on its own.
+//! let a = conn
+//!     .send_with(OpCode::Produce, 0, |body| encode_produce_body(None, b"", [&b"one"[..]], body))
+//!     .await?;
+//! let b = conn
+//!     .send_with(OpCode::Produce, 0, |body| encode_produce_body(None, b"", [&b"two"[..]], body))
+//!     .await?;
+//! let (a, b) = tokio::join!(a.answer(), b.answer());
+//! a?;
+//! b?; // PRODUCE_RESPONSE: stored durably (an ERROR answer is ClientError::Broker)
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +38,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use shardlog_wire::error::parse_error_body;
-use shardlog_wire::frame::encode_frame;
+use shardlog_wire::frame::encode_frame_with;
+use shardlog_wire::header::HEADER_LEN;
 use shardlog_wire::OpCode;
 
 use crate::connection::{self, FrameReader, FrameWriter, ReceivedFrame};
@@ -18,6 +47,8 @@ use crate::ClientError;
 
 /// Bytes of frames gathered into one write.
 const COALESCE: usize = 256 << 10;
+/// Frames gathered into one write (the kernel takes at most `IOV_MAX`, 1024, slices).
+const COALESCE_FRAMES: usize = 512;
 
 type Reply = oneshot::Sender<Result<ReceivedFrame, ClientError>>;
 
@@ -119,6 +150,44 @@ impl Mux {
         flags: u8,
         body: &[u8],
     ) -> Result<Pending<'_>, ClientError> {
+        self.send_parts(opcode, flags, &[body]).await
+    }
+
+    /// [`send`](Mux::send) with a body made of `parts`, back to back (a head encoded per
+    /// request and bytes encoded once, say), copied once into a frame buffer of the right size.
+    pub async fn send_parts(
+        &self,
+        opcode: OpCode,
+        flags: u8,
+        parts: &[&[u8]],
+    ) -> Result<Pending<'_>, ClientError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.send_sized(opcode, flags, HEADER_LEN + len, |dst| {
+            parts.iter().for_each(|p| dst.extend_from_slice(p))
+        })
+        .await
+    }
+
+    /// [`send`](Mux::send) with the body written by `write_body` straight into the frame's
+    /// buffer (after the header, which is filled in afterwards), so a body assembled from
+    /// parts is copied once.
+    pub async fn send_with(
+        &self,
+        opcode: OpCode,
+        flags: u8,
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Pending<'_>, ClientError> {
+        self.send_sized(opcode, flags, 0, write_body).await
+    }
+
+    /// Hands one frame to the connection; its buffer starts with room for `capacity` bytes.
+    async fn send_sized(
+        &self,
+        opcode: OpCode,
+        flags: u8,
+        capacity: usize,
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Pending<'_>, ClientError> {
         let slot = self
             .in_flight
             .acquire()
@@ -134,8 +203,8 @@ impl Mux {
             st.waiting.insert(id, tx);
             id
         };
-        let mut frame = Vec::with_capacity(body.len() + 13);
-        encode_frame(&mut frame, opcode, flags, id, body);
+        let mut frame = Vec::with_capacity(capacity);
+        encode_frame_with(&mut frame, opcode, flags, id, write_body);
         if self.frames.send(frame).is_err() {
             self.lock().waiting.remove(&id);
             return Err(ClientError::ConnectionLost("writer stopped".into()));
@@ -149,7 +218,8 @@ impl Mux {
     }
 }
 
-/// A request sent, its answer still to come.
+/// A request sent, its answer still to come. Dropping it gives up on the answer (and frees
+/// its in-flight slot).
 pub struct Pending<'a> {
     mux: &'a Mux,
     id: u16,
@@ -158,6 +228,11 @@ pub struct Pending<'a> {
 }
 
 impl Pending<'_> {
+    /// The stream id the request went out with.
+    pub fn stream_id(&self) -> u16 {
+        self.id
+    }
+
     /// Waits (at most the request timeout) for the answer. An ERROR answer is
     /// [`ClientError::Broker`].
     pub async fn answer(self) -> Result<ReceivedFrame, ClientError> {
@@ -190,14 +265,22 @@ async fn write_loop(
     mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
     shared: Arc<Shared>,
 ) {
-    while let Some(mut batch) = frames.recv().await {
-        while batch.len() < COALESCE {
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(COALESCE_FRAMES);
+    while let Some(first) = frames.recv().await {
+        let mut bytes = first.len();
+        batch.push(first);
+        while bytes < COALESCE && batch.len() < COALESCE_FRAMES {
             match frames.try_recv() {
-                Ok(f) => batch.extend_from_slice(&f),
+                Ok(f) => {
+                    bytes += f.len();
+                    batch.push(f);
+                }
                 Err(_) => break,
             }
         }
-        if let Err(e) = writer.write_frames(&batch).await {
+        let sent = writer.write_all_frames(&batch).await;
+        batch.clear();
+        if let Err(e) = sent {
             lock(&shared).end(e);
             return;
         }
@@ -235,4 +318,72 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
         .state
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardlog_wire::frame::{encode_frame, Frame};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Frames handed over back to back (many per vectored write) arrive whole and in order,
+    /// whichever way they were given (`send`, `send_parts`, `send_with`), and each waiter
+    /// gets the answer on its own stream id although the peer answers in reverse order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_arrive_whole_and_answers_find_their_request() {
+        const FRAMES: usize = 600;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let peer = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut seen = Vec::new();
+            while seen.len() < FRAMES {
+                let mut chunk = [0u8; 65536];
+                let n = socket.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the client closed early");
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some((frame, used)) = Frame::parse(&buf, 1 << 20).unwrap() {
+                    seen.push((frame.header.stream_id, frame.body.to_vec()));
+                    buf.drain(..used);
+                }
+            }
+            let mut answers = Vec::new();
+            for (id, body) in seen.iter().rev() {
+                encode_frame(&mut answers, OpCode::ProduceResponse, 0, *id, body);
+            }
+            socket.write_all(&answers).await.unwrap();
+            seen
+        });
+
+        let mux = Mux::connect(&addr, 1 << 20, FRAMES, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let body = |i: usize| format!("frame {i} ").repeat(i % 50 + 1).into_bytes();
+        let mut pending = Vec::new();
+        for i in 0..FRAMES {
+            let b = body(i);
+            let p = match i % 3 {
+                0 => mux.send(OpCode::Produce, 0, &b).await,
+                1 => {
+                    let (head, rest) = b.split_at(b.len() / 2);
+                    mux.send_parts(OpCode::Produce, 0, &[head, rest]).await
+                }
+                _ => {
+                    mux.send_with(OpCode::Produce, 0, |d| d.extend_from_slice(&b))
+                        .await
+                }
+            };
+            pending.push(p.unwrap());
+        }
+        let ids: Vec<u16> = pending.iter().map(Pending::stream_id).collect();
+        for (i, p) in pending.into_iter().enumerate() {
+            let answer = p.answer().await.unwrap();
+            assert_eq!(answer.header.stream_id, ids[i]);
+            assert_eq!(answer.body, body(i), "frame {i}'s own answer");
+        }
+        let seen = peer.await.unwrap();
+        let sent: Vec<(u16, Vec<u8>)> = (0..FRAMES).map(|i| (ids[i], body(i))).collect();
+        assert_eq!(seen, sent, "every frame whole, in the order handed over");
+    }
 }

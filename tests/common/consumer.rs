@@ -1,18 +1,24 @@
-//! A blocking framed-TCP consumer client for end-to-end tests: REGISTER, POLL, COMMIT,
-//! GOODBYE, and decoding of poll responses down to records (zstd + `RecordIter`).
+//! A consumer for end-to-end tests on the client library's connection layer
+//! (`shardlog_client::mux`, on a runtime from [`super::runtime`]): REGISTER, POLL, COMMIT,
+//! GOODBYE with blocking calls, and poll responses decoded down to items and records (zstd +
+//! `RecordIter`) with each item's payload kept exactly as received, which the tests compare
+//! with what is stored. It sends whatever opcode and body a test gives ([`ConsumerClient::request`]),
+//! so a test can also send a consumer operation the broker must refuse.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use shardlog::wire::consumer::{
     encode_consumer_id, encode_poll, encode_register, PollBody, RegisterBody, StartPolicy,
 };
 use shardlog::wire::error::parse_error_body;
-use shardlog::wire::frame::{encode_frame, Frame, OpCode};
+use shardlog::wire::frame::OpCode;
 use shardlog::wire::poll::parse_poll_response;
 use shardlog::wire::record::RecordIter;
+use shardlog::wire::startup::StartupBody;
+use shardlog_client::mux::Mux;
+use shardlog_client::ClientError;
 
 /// One poll item, decoded.
 #[derive(Debug, Clone)]
@@ -31,56 +37,38 @@ pub struct Item {
 /// An ERROR answer: (code, message).
 pub type Refusal = (u8, String);
 
+/// How long any answer may take (a poll's own wait included).
+const ANSWER_LIMIT: Duration = Duration::from_secs(60);
+
+/// One consumer connection. Dropping it closes the connection (as a consumer's crash would).
 pub struct ConsumerClient {
-    pub stream: TcpStream,
-    buf: Vec<u8>,
-    next_sid: u16,
+    conn: Mux,
+    rt: tokio::runtime::Runtime,
 }
 
 impl ConsumerClient {
     pub fn connect(addr: SocketAddr) -> ConsumerClient {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        stream.set_nodelay(true).unwrap();
-        ConsumerClient {
-            stream,
-            buf: Vec::new(),
-            next_sid: 1,
-        }
+        let rt = super::runtime();
+        let conn = rt
+            .block_on(Mux::connect(&addr.to_string(), u32::MAX, 1, ANSWER_LIMIT))
+            .expect("connect");
+        ConsumerClient { conn, rt }
     }
 
-    /// Sends one frame and returns the answer's opcode and body.
+    /// Sends one frame and returns the answer's opcode and body (an ERROR answer as
+    /// `(OpCode::Error, code | message)`, as it came).
     pub fn request(&mut self, op: OpCode, body: &[u8]) -> (OpCode, Vec<u8>) {
-        let sid = self.next_sid;
-        self.next_sid = self.next_sid.wrapping_add(1);
-        let mut b = Vec::new();
-        encode_frame(&mut b, op, 0, sid, body);
-        self.stream.write_all(&b).expect("send");
-        let (rsid, op, body) = self.recv().expect("an answer");
-        assert_eq!(rsid, sid, "answer on the request's stream id");
-        (op, body)
-    }
-
-    /// The next frame: (stream id, opcode, body), or `None` at end of stream.
-    pub fn recv(&mut self) -> Option<(u16, OpCode, Vec<u8>)> {
-        loop {
-            if let Some((f, used)) = Frame::parse(&self.buf, u32::MAX).expect("valid frame") {
-                let out = (
-                    f.header.stream_id,
-                    OpCode::from_u8(f.header.opcode).expect("known opcode"),
-                    f.body.to_vec(),
-                );
-                self.buf.drain(..used);
-                return Some(out);
+        match self.rt.block_on(self.conn.call(op, 0, body)) {
+            Ok(answer) => (
+                OpCode::from_u8(answer.header.opcode).expect("known opcode"),
+                answer.body.to_vec(),
+            ),
+            Err(ClientError::Broker { code, message }) => {
+                let mut body = vec![code];
+                body.extend_from_slice(message.as_bytes());
+                (OpCode::Error, body)
             }
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("read: {e}"),
-            }
+            Err(e) => panic!("{op:?} got no answer: {e}"),
         }
     }
 
@@ -174,7 +162,8 @@ pub fn decode_items(body: &[u8]) -> Vec<Item> {
 }
 
 /// Produces `n` messages to `topic`, keyed `key-{i mod keys}`, body `{tag}|{key}|{seq}` where
-/// seq counts per key; up to 32 frames in flight. Returns (key, body) of each, all acked.
+/// seq counts per key; one message per frame, up to 32 frames in flight on one connection
+/// (the client library's `mux`). Returns (key, body) of each, all acked.
 pub fn produce_keyed(
     addr: SocketAddr,
     topic: &str,
@@ -182,33 +171,52 @@ pub fn produce_keyed(
     keys: usize,
     tag: &str,
 ) -> Vec<(String, String)> {
-    let mut c = super::Client::startup(addr, topic);
-    let mut out = Vec::with_capacity(n);
-    let mut in_flight = 0;
-    let mut seq = vec![0usize; keys];
-    for i in 0..n {
-        let k = i % keys;
-        let key = format!("key-{k}");
-        let body = format!("{tag}|{key}|{}", seq[k]);
-        seq[k] += 1;
-        c.send_produce((i % 60000) as u16 + 1, key.as_bytes(), &[body.as_bytes()]);
-        out.push((key, body));
-        in_flight += 1;
-        if in_flight == 32 {
-            expect_acks(&mut c, in_flight);
-            in_flight = 0;
+    let rt = super::runtime();
+    rt.block_on(async {
+        let conn = Mux::connect(&addr.to_string(), 1 << 20, 32, ANSWER_LIMIT)
+            .await
+            .expect("connect");
+        let mut startup = Vec::new();
+        StartupBody { topic }.encode(&mut startup);
+        let ready = conn
+            .call(OpCode::Startup, 0, &startup)
+            .await
+            .expect("READY");
+        assert_eq!(ready.header.opcode, OpCode::Ready as u8);
+        let mut out = Vec::with_capacity(n);
+        let mut seq = vec![0usize; keys];
+        let mut in_flight = Vec::with_capacity(32);
+        for i in 0..n {
+            let k = i % keys;
+            let key = format!("key-{k}");
+            let body = format!("{tag}|{key}|{}", seq[k]);
+            seq[k] += 1;
+            let sent = conn
+                .send_with(OpCode::Produce, 0, |d| {
+                    shardlog::wire::produce::encode_produce_body(
+                        None,
+                        key.as_bytes(),
+                        [body.as_bytes()],
+                        d,
+                    )
+                })
+                .await
+                .expect("send");
+            in_flight.push(sent);
+            out.push((key, body));
+            if in_flight.len() == 32 {
+                expect_acks(std::mem::take(&mut in_flight)).await;
+            }
         }
-    }
-    expect_acks(&mut c, in_flight);
-    out
+        expect_acks(in_flight).await;
+        out
+    })
 }
 
-fn expect_acks(c: &mut super::Client, n: usize) {
-    for _ in 0..n {
-        match c.recv().expect("answer") {
-            super::Response::Produced(_) => {}
-            other => panic!("produce failed: {other:?}"),
-        }
+async fn expect_acks(in_flight: Vec<shardlog_client::mux::Pending<'_>>) {
+    for p in in_flight {
+        let answer = p.answer().await.expect("produce acknowledged");
+        assert_eq!(answer.header.opcode, OpCode::ProduceResponse as u8);
     }
 }
 

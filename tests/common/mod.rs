@@ -1,9 +1,12 @@
 //! Helpers for end-to-end tests: a real `shardlog` process on loopback ports with its own data
-//! directory, and a small blocking framed-TCP client built on the crate's wire codecs.
+//! directory; ordinary framed producers and consumers on the client library
+//! ([`framed::FramedProducer`], [`consumer::ConsumerClient`]); and [`Client`], a byte-level
+//! scripted peer on the wire crate's codecs, for tests that send raw or malformed frames.
 #![allow(dead_code)]
 
 pub mod consumer;
 pub mod ctl;
+pub mod framed;
 pub mod http;
 
 use std::io::{Read, Write};
@@ -239,7 +242,9 @@ impl Response {
     }
 }
 
-/// A blocking framed-protocol client.
+/// A byte-level scripted peer of the framed protocol: it writes exactly the bytes and stream
+/// ids a test gives (raw, malformed, pipelined in a chosen order) and reads answers one by
+/// one. Ordinary produce goes through [`framed::FramedProducer`].
 pub struct Client {
     pub stream: TcpStream,
     buf: Vec<u8>,

@@ -4,8 +4,6 @@
 //! independent HTTP/2 + gRPC implementation facing the broker's hand-written one. It runs on a
 //! tokio multi-thread runtime whose workers are pinned to `--cpus` (one worker per CPU listed).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::metadata::AsciiMetadataValue;
@@ -38,19 +36,9 @@ pub fn code_key(code: Code) -> String {
     format!("{snake}({})", code as i32)
 }
 
-/// A tokio runtime with one worker per CPU of `cpus` (each pinned to its CPU), or tokio's
-/// default (one per core, unpinned).
+/// A tokio runtime with one worker per CPU of `cpus` (each pinned), or tokio's default.
 pub fn runtime(cpus: &Option<Vec<usize>>) -> Result<tokio::runtime::Runtime, String> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.enable_all().thread_name("grpc-worker");
-    if let Some(list) = cpus.clone() {
-        b.worker_threads(list.len());
-        let next = Arc::new(AtomicUsize::new(0));
-        let cpus = Some(list);
-        b.on_thread_start(move || cpus::pin(&cpus, next.fetch_add(1, Ordering::Relaxed)));
-    }
-    b.build()
-        .map_err(|e| format!("cannot start the tokio runtime: {e}"))
+    cpus::runtime(cpus, "grpc-worker")
 }
 
 /// One HTTP/2 connection to the broker's HTTP port; `window` raises h2's receive windows.

@@ -15,7 +15,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use super::framed::ClientError;
+use super::error::ClientError;
 
 /// The largest answer body accepted.
 const MAX_BODY: usize = 256 << 20;

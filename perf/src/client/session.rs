@@ -2,18 +2,25 @@
 //! over the framed protocol ([`FramedSession`]: REGISTER / POLL / COMMIT / GOODBYE) or the
 //! HTTP consumer API ([`HttpSession`]: `PUT /v1/consumer/register`, `POST /v1/consumer/poll`,
 //! ... over HTTP/1.1 keep-alive).
+//!
+//! The framed session sends its requests through the client library's connection layer
+//! ([`Mux`]) rather than its `Consumer`: the harness measures the raw poll response (bytes on
+//! the wire, compressed and raw sizes, or no decoding at all with `--no-decode`), and a POLL
+//! alone confirms the previous poll, as the broker defines it, where the library's
+//! `Consumer` adds a COMMIT round trip before each poll.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use shardlog_client::connection::ReceivedFrame;
+use shardlog_client::mux::Mux;
 use shardlog_wire::consumer::{
     encode_consumer_id, encode_poll, encode_register, PollBody, RegisterBody, StartPolicy,
 };
-use shardlog_wire::error::parse_error_body;
-use shardlog_wire::frame::{encode_frame, OpCode};
+use shardlog_wire::frame::OpCode;
 use shardlog_wire::header::HEADER_LEN;
 
-use super::framed::{self, ClientError, FrameReader, FrameWriter};
+use super::error::ClientError;
 use super::http::{encode_query, Answer, HttpClient};
 
 /// The largest POLL_RESPONSE body accepted (the broker's `--max-poll-bytes` is 1 MiB by
@@ -91,64 +98,72 @@ pub fn open_session(
     }
 }
 
-/// A consumer over the framed protocol: one request at a time on one connection.
+/// A consumer over the framed protocol: one request at a time on one connection, on a
+/// single-threaded tokio runtime owned by the session (the consumer's own thread drives it
+/// during each request).
 pub struct FramedSession {
-    reader: FrameReader,
-    writer: FrameWriter,
-    next_sid: u16,
+    rt: tokio::runtime::Runtime,
+    conn: Mux,
     /// How long an answer may take beyond a poll's own wait.
     timeout: Duration,
     scratch: Vec<u8>,
-    frame: Vec<u8>,
+    /// The last poll's answer, lent out by [`ConsumerSession::poll`].
+    last: Option<ReceivedFrame>,
 }
 
 impl FramedSession {
     pub fn connect(addr: &str, timeout: Duration) -> Result<FramedSession, ClientError> {
-        let framed::Connection { mut reader, writer } = framed::connect_raw(addr, timeout)?;
-        reader.set_max_body(MAX_POLL_BODY);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| ClientError::Io {
+                what: "cannot start a tokio runtime".into(),
+                source,
+            })?;
+        // Requests wait for their answers beyond the poll's own wait; the longest wait a
+        // POLL may ask for is bounded by the broker (60 s).
+        let answer_limit = timeout + Duration::from_secs(60);
+        let conn = rt.block_on(async {
+            tokio::time::timeout(timeout, Mux::connect(addr, MAX_POLL_BODY, 1, answer_limit)).await
+        });
+        let conn = match conn {
+            Ok(c) => c?,
+            Err(_) => {
+                return Err(ClientError::Unexpected(format!(
+                    "no connection to {addr} within {timeout:?}"
+                )))
+            }
+        };
         Ok(FramedSession {
-            reader,
-            writer,
-            next_sid: 1,
+            rt,
+            conn,
             timeout,
             scratch: Vec::new(),
-            frame: Vec::new(),
+            last: None,
         })
     }
 
-    /// Sends `scratch` as the body of `op` and returns the answer (opcode, body).
-    fn request(&mut self, op: OpCode, wait: Duration) -> Result<(u8, &[u8]), ClientError> {
-        let sid = self.next_sid;
-        self.next_sid = self.next_sid.wrapping_add(1).max(1);
-        self.frame.clear();
-        encode_frame(&mut self.frame, op, 0, sid, &self.scratch);
-        self.writer
-            .write_all(&self.frame)
-            .map_err(|source| ClientError::Io {
-                what: "sending a consumer request failed".into(),
-                source,
-            })?;
-        let deadline = Instant::now() + wait + self.timeout;
-        let frame = self.reader.read_frame(Some(deadline))?;
-        if frame.header.stream_id != sid {
-            return Err(ClientError::Unexpected(format!(
-                "answer on stream id {} to a request on {sid}",
-                frame.header.stream_id
-            )));
-        }
-        if frame.header.opcode == OpCode::Error as u8 {
-            let (code, message) = parse_error_body(frame.body)
-                .unwrap_or((255, "(ERROR frame without a code)".into()));
-            return Err(ClientError::Refused { code, message });
-        }
-        Ok((frame.header.opcode, frame.body))
+    /// Sends `scratch` as the body of `op` and returns the answer; an ERROR answer is
+    /// [`ClientError::Refused`].
+    fn request(&mut self, op: OpCode, wait: Duration) -> Result<ReceivedFrame, ClientError> {
+        let limit = wait + self.timeout;
+        let (conn, body) = (&self.conn, &self.scratch);
+        self.rt.block_on(async {
+            match tokio::time::timeout(limit, conn.call(op, 0, body)).await {
+                Ok(answer) => Ok(answer?),
+                Err(_) => Err(ClientError::Unexpected(format!(
+                    "no answer to {op:?} within {limit:?}"
+                ))),
+            }
+        })
     }
 
     fn expect_ready(&mut self, op: OpCode, what: &str) -> Result<(), ClientError> {
         match self.request(op, Duration::ZERO)? {
-            (o, _) if o == OpCode::Ready as u8 => Ok(()),
-            (o, _) => Err(ClientError::Unexpected(format!(
-                "opcode {o} in answer to {what} (expected READY)"
+            a if a.header.opcode == OpCode::Ready as u8 => Ok(()),
+            a => Err(ClientError::Unexpected(format!(
+                "opcode {} in answer to {what} (expected READY)",
+                a.header.opcode
             ))),
         }
     }
@@ -185,15 +200,18 @@ impl ConsumerSession for FramedSession {
             &mut self.scratch,
         );
         let wait = Duration::from_millis(max_wait_ms.unwrap_or(0) as u64);
-        match self.request(OpCode::Poll, wait)? {
-            (o, body) if o == OpCode::PollResponse as u8 => Ok(Polled {
-                wire_bytes: (HEADER_LEN + body.len()) as u64,
-                body,
-            }),
-            (o, _) => Err(ClientError::Unexpected(format!(
-                "opcode {o} in answer to POLL (expected POLL_RESPONSE)"
-            ))),
+        let answer = self.request(OpCode::Poll, wait)?;
+        if answer.header.opcode != OpCode::PollResponse as u8 {
+            return Err(ClientError::Unexpected(format!(
+                "opcode {} in answer to POLL (expected POLL_RESPONSE)",
+                answer.header.opcode
+            )));
         }
+        let answer = self.last.insert(answer);
+        Ok(Polled {
+            wire_bytes: (HEADER_LEN + answer.body.len()) as u64,
+            body: &answer.body,
+        })
     }
 
     fn commit(&mut self, id: &str) -> Result<(), ClientError> {

@@ -31,3 +31,21 @@ pub fn pin(cpus: &Option<Vec<usize>>, n: usize) {
         });
     }
 }
+
+/// A tokio runtime for a workload's connection tasks: one worker per CPU of `cpus`, each pinned
+/// to its CPU, or tokio's default (one per core, unpinned). Timers and I/O are enabled.
+pub fn runtime(cpus: &Option<Vec<usize>>, name: &str) -> Result<tokio::runtime::Runtime, String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all().thread_name(name);
+    if let Some(list) = cpus.clone() {
+        b.worker_threads(list.len());
+        let next = Arc::new(AtomicUsize::new(0));
+        let cpus = Some(list);
+        b.on_thread_start(move || pin(&cpus, next.fetch_add(1, Ordering::Relaxed)));
+    }
+    b.build()
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))
+}

@@ -44,7 +44,7 @@ impl ErrorLog {
 
     /// Counts one broker ERROR; prints it the first time its message is seen (when `print`).
     pub fn report(&self, code: u8, message: &str, print: bool) {
-        let name = crate::client::framed::code_name(code);
+        let name = crate::client::error::code_name(code);
         self.count(format!("{name}({code})"), message, print, true, || {
             format!("broker error {name} ({code}): {message}")
         });

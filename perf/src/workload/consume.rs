@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use shardlog_wire::poll::parse_poll_response;
 use shardlog_wire::startup::validate_topic;
 
-use crate::client::framed::ClientError;
+use crate::client::error::ClientError;
 use crate::client::poll::{content_size, for_each_record, Decoder};
 use crate::client::session::{open_session, ConsumerSession, Start, Transport};
 use crate::run::control::spawn_pinned;

@@ -1,11 +1,11 @@
 //! The framed produce workload.
 //!
-//! Each connection has a writer thread and a reader thread over one blocking socket. The
-//! writer reserves a stream id (at most `in_flight` per connection), appends the frame's
-//! small prefix to a batch and sends batches with one vectored write; the message bytes come
-//! from regions prebuilt once ([`MessageRegion`]), so per frame only a header and an optional
-//! timestamp are encoded. The reader parses answers, matches them to frames by stream id (in
-//! any order), records latency and frees the id.
+//! Each connection is one task on a tokio runtime pinned to `--cpus`, over the client's
+//! pipelined connection (`shardlog_client::mux::Mux`): it keeps at most `in_flight` frames
+//! outstanding, each frame built by the harness (K messages copied from regions prebuilt once,
+//! [`MessageRegion`], so per frame only the head and an optional timestamp are encoded) and
+//! sent with its own stream id; the answer with that id, in any order, ends the frame's
+//! latency. Frames handed over together leave in one vectored write.
 //!
 //! - **Closed loop** (no `rate`): every connection keeps `in_flight` frames outstanding; a
 //!   frame's latency runs from the write that sent it.
@@ -14,18 +14,15 @@
 //!   stalls and the window fills, later frames are sent late and their latency shows the
 //!   stall, instead of the stall being hidden by not sending (coordinated omission).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shardlog_wire::startup::validate_topic;
 
-use crate::client::framed::{self, ConnectOptions};
-use crate::client::produce_frame::{MessageRegion, StreamIds};
+use crate::client::framed::{connect_producer, MAX_IN_FLIGHT};
 use crate::payload::{MessagePool, PayloadSpec, DEFAULT_POOL};
-use crate::run::control::spawn_pinned;
 use crate::run::pacing::Schedule;
 use crate::run::report::settings;
 use crate::run::{
@@ -34,8 +31,10 @@ use crate::run::{
 };
 use crate::verify::{tag_position, write_tag, AckLedger, KEYLESS, TAG_LEN};
 
-mod reader;
-mod writer;
+mod conn;
+mod region;
+
+pub use region::MessageRegion;
 
 /// Everything the workload needs.
 #[derive(Debug, Clone)]
@@ -108,10 +107,9 @@ impl Workload for ProduceConfig {
         if self.connections == 0 {
             return Err("--connections must be at least 1".into());
         }
-        if self.in_flight == 0 || self.in_flight > StreamIds::CAPACITY {
+        if self.in_flight == 0 || self.in_flight > MAX_IN_FLIGHT {
             return Err(format!(
-                "--in-flight must be between 1 and {} (the stream ids of one connection)",
-                StreamIds::CAPACITY
+                "--in-flight must be between 1 and {MAX_IN_FLIGHT} (half the stream ids of one connection)"
             ));
         }
         if self.messages_per_frame == 0 {
@@ -310,7 +308,7 @@ struct RunState {
     started: Instant,
     /// Closed loop: the next frame index to send.
     next_frame: AtomicU64,
-    /// One past the highest frame index put in a batch.
+    /// One past the highest frame index sent.
     frames_sent: AtomicU64,
     total_frames: Option<u64>,
     /// Open loop: when each frame is due (all connections together).
@@ -336,53 +334,46 @@ struct Slot {
     first_message: u64,
 }
 
-/// One connection's window of frames in flight, shared by its writer and reader.
-struct Window {
-    ids: StreamIds,
-    slots: HashMap<u16, Slot>,
-    writer_done: Option<Instant>,
-    closed: bool,
-}
-
+/// One connection's place in the run.
 struct Conn {
     index: usize,
-    window: Mutex<Window>,
-    /// Signalled when a slot frees up or the connection closes.
-    freed: Condvar,
     stats: Arc<ConnStats>,
-}
-
-impl Conn {
-    fn lock(&self) -> MutexGuard<'_, Window> {
-        self.window.lock().unwrap_or_else(|p| p.into_inner())
-    }
+    /// Frames still unanswered when the connection's task ended.
+    unanswered: AtomicU64,
 }
 
 /// Runs the workload to the end. A connection failing mid-run ends the run early; the report
 /// then says why in `failure`.
 pub fn run(cfg: ProduceConfig) -> Result<ProduceOutcome, SetupError> {
     cfg.validate()?;
-    let cpus = cfg.cpus.clone();
-    cpus::pin(&cpus, 0);
+    cpus::pin(&cfg.cpus, 0);
     let prebuilt = Prebuilt::new(&cfg);
+    let rt = cpus::runtime(&cfg.cpus, "produce")?;
 
     // Connect everything before the clock starts.
-    let opts = ConnectOptions {
-        topic: cfg.topic.clone(),
-        handshake_timeout: cfg.handshake_timeout,
-    };
-    let mut sockets = Vec::with_capacity(cfg.connections);
-    for i in 0..cfg.connections {
-        let conn = framed::connect(&cfg.addr, &opts).map_err(|e| {
-            SetupError(format!(
-                "connection {} of {} to the framed endpoint {} failed: {e}",
-                i + 1,
-                cfg.connections,
-                cfg.addr
-            ))
-        })?;
-        sockets.push(conn);
-    }
+    let muxes = rt.block_on(async {
+        let mut muxes = Vec::with_capacity(cfg.connections);
+        for i in 0..cfg.connections {
+            let mux = connect_producer(
+                &cfg.addr,
+                &cfg.topic,
+                cfg.in_flight,
+                cfg.handshake_timeout,
+                cfg.response_timeout,
+            )
+            .await
+            .map_err(|e| {
+                SetupError(format!(
+                    "connection {} of {} to the framed endpoint {} failed: {e}",
+                    i + 1,
+                    cfg.connections,
+                    cfg.addr
+                ))
+            })?;
+            muxes.push(mux);
+        }
+        Ok::<_, SetupError>(muxes)
+    })?;
 
     let started = Instant::now();
     let period = cfg
@@ -402,43 +393,24 @@ pub fn run(cfg: ProduceConfig) -> Result<ProduceOutcome, SetupError> {
 
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let mut conns = Vec::new();
-    let mut threads = Vec::new();
-    for (index, socket) in sockets.into_iter().enumerate() {
+    let mut tasks = Vec::new();
+    for (index, mux) in muxes.into_iter().enumerate() {
         let conn = Arc::new(Conn {
             index,
-            window: Mutex::new(Window {
-                ids: StreamIds::new(),
-                slots: HashMap::new(),
-                writer_done: None,
-                closed: false,
-            }),
-            freed: Condvar::new(),
             stats: Arc::new(ConnStats::default()),
+            unanswered: AtomicU64::new(0),
         });
         conns.push(conn.clone());
-        let (s, c) = (state.clone(), conn.clone());
-        let writer = spawn_pinned(
-            format!("produce-w{index}"),
-            cpus.clone(),
-            index,
-            move || writer::write_loop(&s, &c, socket.writer),
-        );
-        let (s, c, tx) = (state.clone(), conn.clone(), done_tx.clone());
-        let reader = spawn_pinned(
-            format!("produce-r{index}"),
-            cpus.clone(),
-            index,
-            move || {
-                let ledger = reader::read_loop(&s, &c, socket.reader);
-                let _ = tx.send(());
-                ledger
-            },
-        );
-        threads.push(ConnThreads { writer, reader });
+        let (s, tx) = (state.clone(), done_tx.clone());
+        tasks.push(rt.spawn(async move {
+            let ledger = conn::drive(&s, &conn, mux).await;
+            let _ = tx.send(());
+            ledger
+        }));
     }
     drop(done_tx);
 
-    // Collect once a second until every reader has finished.
+    // Collect once a second until every connection has finished.
     let mut collector = Collector::new(
         conns.iter().map(|c| c.stats.clone()).collect(),
         started,
@@ -446,17 +418,24 @@ pub fn run(cfg: ProduceConfig) -> Result<ProduceOutcome, SetupError> {
         state.cfg.progress,
     );
     collector.wait(&done_rx, conns.len(), || None);
-    let mut ledgers = Vec::new();
-    for t in threads {
-        let _ = t.writer.join();
-        if let Ok(l) = t.reader.join() {
-            ledgers.push(l);
+    let ledgers = rt.block_on(async {
+        let mut ledgers = Vec::new();
+        for t in tasks {
+            match t.await {
+                Ok(l) => ledgers.push(l),
+                Err(e) => state.ctl.fail(format!("a connection task failed: {e}")),
+            }
         }
-    }
+        ledgers
+    });
     let end = Instant::now();
     collector.finish(end);
+    drop(rt);
 
-    let unanswered: u64 = conns.iter().map(|c| c.lock().slots.len() as u64).sum();
+    let unanswered: u64 = conns
+        .iter()
+        .map(|c| c.unanswered.load(Ordering::SeqCst))
+        .sum();
     let measured = Measured::window(&collector.total, collector.measure_from(), end);
     let mut settings = state.cfg.settings();
     settings.insert("unanswered_frames".into(), unanswered.into());
@@ -486,11 +465,4 @@ pub fn run(cfg: ProduceConfig) -> Result<ProduceOutcome, SetupError> {
         unanswered,
         sent,
     })
-}
-
-/// A connection's two threads: the writer sends frames, the reader matches answers (and keeps
-/// the connection's ledger).
-struct ConnThreads {
-    writer: std::thread::JoinHandle<()>,
-    reader: std::thread::JoinHandle<crate::verify::Ledger>,
 }
