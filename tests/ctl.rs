@@ -93,6 +93,11 @@ fn a_topic_is_deleted_with_its_groups_offsets() {
         err.contains("404") && err.contains("'orders' does not exist"),
         "{err}"
     );
+    // Said once, and without the auto-create hint: a delete never creates, whatever the flag.
+    assert!(
+        !err.contains("topic: topic") && !err.contains("auto-create"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     let out = ctl(&broker, &["topic", "delete", "a/b"], b"");
     assert_eq!(out.status.code(), Some(1), "{out:?}");

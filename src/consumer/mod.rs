@@ -43,8 +43,8 @@ pub enum ConsumerError {
     /// The consumer id is not registered (never was, said goodbye, or timed out).
     #[error("consumer '{0}' is not registered (register it first; consumers silent for longer than the consumer timeout are dropped)")]
     UnknownConsumer(String),
-    /// A topic could not be created or loaded.
-    #[error("topic: {0}")]
+    /// A topic could not be created or loaded (its messages name the topic).
+    #[error(transparent)]
     Topic(#[from] TopicError),
     /// Reading a partition failed.
     #[error(transparent)]

@@ -35,7 +35,7 @@ pub struct Found {
 
 impl Shard {
     /// The topic's state. An unknown topic is created (through shard 0) with the default
-    /// layout when `--auto-create-topics` is on, and is [`TopicError::NotFound`] when it is
+    /// layout when `--auto-create-topics` is on, and is [`TopicError::NotCreated`] when it is
     /// off. Every interface that names a topic (STARTUP, REGISTER, REST, gRPC metadata)
     /// comes through here.
     pub async fn topic(&self, name: &str) -> Result<Rc<TopicState>, TopicError> {
@@ -46,7 +46,10 @@ impl Shard {
             .config
             .auto_create_topics
             .then(|| self.default_layout());
-        let found = self.find_or_create(name, create).await?;
+        let found = match self.find_or_create(name, create).await {
+            Err(TopicError::NotFound { topic }) => return Err(TopicError::NotCreated { topic }),
+            found => found?,
+        };
         self.install_topic(name, found.layout, found.incarnation)
     }
 

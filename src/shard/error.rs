@@ -47,10 +47,13 @@ pub enum TopicError {
     /// Shard 0, which creates topics, could not be asked.
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// The topic does not exist (a read, a describe or a delete never creates one).
+    #[error("topic '{topic}' does not exist")]
+    NotFound { topic: String },
     /// The topic does not exist and `--auto-create-topics` is off: only an explicit create
     /// (`POST /v1/topics/{name}`) makes one.
     #[error("topic '{topic}' does not exist (--auto-create-topics is off; create it first)")]
-    NotFound { topic: String },
+    NotCreated { topic: String },
     /// The broker already holds `--max-topics` topics.
     #[error("cannot create topic '{topic}': the broker holds {limit} topics, its --max-topics")]
     LimitReached { topic: String, limit: usize },
@@ -82,7 +85,9 @@ impl Classify for TopicError {
         match self {
             TopicError::Persist { source, .. } => source.class(),
             TopicError::Route(e) => e.class(),
-            TopicError::NotFound { .. } | TopicError::Deleted { .. } => ErrorClass::NotFound,
+            TopicError::NotFound { .. }
+            | TopicError::NotCreated { .. }
+            | TopicError::Deleted { .. } => ErrorClass::NotFound,
             TopicError::Deleting { .. } => ErrorClass::Unavailable,
             TopicError::Bury { source, .. } => source.class(),
             TopicError::LimitReached { .. } => ErrorClass::LimitReached,
@@ -129,8 +134,8 @@ pub enum ProduceError {
     /// The frame could not reach its partition's shard.
     #[error("routing: {0}")]
     Route(#[from] RouteError),
-    /// The topic could not be created or loaded.
-    #[error("topic: {0}")]
+    /// The topic could not be created or loaded (its messages name the topic).
+    #[error(transparent)]
     Topic(#[from] TopicError),
     /// The data filesystem has less free space than `--min-free-space`; retrying later may
     /// succeed. Nothing of the request was stored.
