@@ -6,23 +6,14 @@
 //! `cargo test --workspace` builds) and are skipped, with a line saying so, when it is absent.
 //! `SHARDLOG_BIN=/path/to/shardlog` points them at another broker binary.
 
+#[path = "common/broker_bin.rs"]
+mod broker_bin;
+use broker_bin::broker_binary;
+
 use std::io::BufRead;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn broker_binary() -> Option<PathBuf> {
-    // `SHARDLOG_BIN` overrides (e.g. a broker built from another branch).
-    if let Some(p) = std::env::var_os("SHARDLOG_BIN") {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
-    }
-    // target/debug/deps/broker-<hash> → target/debug/shardlog
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("shardlog");
-    bin.is_file().then_some(bin)
-}
 
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")

@@ -6,20 +6,13 @@
 //! (`target/debug/shardlog`, which `cargo test --workspace` builds), or at `SHARDLOG_BIN`, and
 //! are skipped, with a line saying so, when it is absent.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "common/broker_bin.rs"]
+mod broker_bin;
+use broker_bin::broker_binary;
 
-fn broker_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SHARDLOG_BIN") {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
-    }
-    // target/debug/deps/chaos-<hash> → target/debug/shardlog
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("shardlog");
-    bin.is_file().then_some(bin)
-}
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
 
 /// Runs `chaos --json --quiet` with `args`; returns the exit code, the summary and stderr.
 fn chaos(broker: &Path, data: &Path, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {

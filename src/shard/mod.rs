@@ -99,6 +99,18 @@ pub struct TopicState {
 }
 
 impl TopicState {
+    /// Partition `j` exists in this topic's layout (a read names it from outside).
+    pub fn check_partition(&self, j: u32) -> Result<(), error::ReadError> {
+        let partitions = self.layout.partitions();
+        if j >= partitions {
+            return Err(error::ReadError::NoSuchPartition {
+                partition: j,
+                partitions,
+            });
+        }
+        Ok(())
+    }
+
     /// The partitions of this topic owned by the current shard.
     pub fn owned(&self) -> impl Iterator<Item = &Rc<PartitionWriter>> {
         self.writers.iter().flatten()

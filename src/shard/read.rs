@@ -31,13 +31,7 @@ impl Shard {
         max_bytes: usize,
         wait: Option<Duration>,
     ) -> Result<ReadResult, ReadError> {
-        let partitions = topic.layout.partitions();
-        if j >= partitions {
-            return Err(ReadError::NoSuchPartition {
-                partition: j,
-                partitions,
-            });
-        }
+        topic.check_partition(j)?;
         let owner = topic.layout.owner(j, self.shards);
         if owner == self.id {
             let writer = topic.writer(j, self.id)?;

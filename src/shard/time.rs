@@ -30,13 +30,7 @@ impl Shard {
         j: u32,
         t_us: i64,
     ) -> Result<TimeOffset, ReadError> {
-        let partitions = topic.layout.partitions();
-        if j >= partitions {
-            return Err(ReadError::NoSuchPartition {
-                partition: j,
-                partitions,
-            });
-        }
+        topic.check_partition(j)?;
         let owner = topic.layout.owner(j, self.shards);
         let (name, layout, incarnation) = (topic.name.clone(), topic.layout, topic.incarnation);
         self.submit_to(owner, move |s| async move {
