@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-fuzz}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/fuzz/target}
 sanitizer=${SANITIZER:-none}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-fuzz}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/fuzz/target}
 sanitizer=${SANITIZER:-none}
 nice_level=${NICE:-10}
 jobs=${JOBS:-1}
