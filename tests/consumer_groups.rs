@@ -27,7 +27,9 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 #[test]
 fn three_consumers_split_and_rebalance_on_goodbye_and_silence() {
-    let broker = Broker::start_with(2, &["--consumer-timeout", "1500ms"]);
+    // Long enough that a member waiting its turn on a loaded machine is not dropped in phases
+    // 1-2 (seen at 1.5 s under load average 19); phase 3 waits it out.
+    let broker = Broker::start_with(2, &["--consumer-timeout", "5s"]);
     let addr = broker.framed;
     let ids = ["c1", "c2", "c3"];
     let mut clients: HashMap<&str, ConsumerClient> = ids
@@ -86,7 +88,7 @@ fn three_consumers_split_and_rebalance_on_goodbye_and_silence() {
     let produced = produce_keyed(addr, "split", 200, 40, "p3");
     let c1 = clients.get_mut("c1").unwrap();
     let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while got.len() < produced.len() {
         assert!(
             Instant::now() < deadline,

@@ -50,7 +50,9 @@ fn registrations_past_the_limits_are_refused_while_a_good_consumer_is_served() {
             "--max-topics-per-consumer",
             "2",
             "--consumer-timeout",
-            "2s",
+            // Registered consumers must outlive the refusals even on a loaded machine (a
+            // 2 s timeout let one expire there, and a refused registration then fitted).
+            "5s",
         ],
     );
     let (framed, http) = (broker.framed, broker.http);

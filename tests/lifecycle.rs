@@ -131,19 +131,36 @@ fn connections_over_the_limit_are_refused_clearly() {
     assert_eq!(c.recv(), None);
     assert_eq!(a.produce(1, b"", &[b"x"]), Response::Produced(1));
     drop(a);
-    // A slot freed by a closed connection is usable again.
-    thread::sleep(Duration::from_millis(100));
-    let mut d = FramedProducer::startup(broker.framed, "t");
-    assert_eq!(d.produce(b"", &[b"y"]), Ok(()));
+    // A slot freed by a closed connection is usable again, once the broker saw the close
+    // (a fixed 100 ms was not always enough on a loaded machine).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut d = loop {
+        let mut probe = Client::connect(broker.framed);
+        probe.send_startup(0, "t");
+        match probe.recv() {
+            Some(Response::Ready(0)) => break probe,
+            Some(Response::Error { code: 6, .. }) | None => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the slot never came back"
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+            other => panic!("expected READY or a refusal, got {other:?}"),
+        }
+    };
+    assert_eq!(d.produce(2, b"", &[b"y"]), Response::Produced(2));
 }
 
 #[test]
 fn idle_connections_are_closed() {
-    let broker = Broker::start_with(1, &["--idle-timeout", "300ms"]);
+    // The busy connection speaks every 200 ms, ten times inside the timeout: a loaded machine
+    // (a 300 ms timeout with 100 ms gaps failed at load average 19) still keeps it alive.
+    let broker = Broker::start_with(1, &["--idle-timeout", "2s"]);
     let mut idle = Client::startup(broker.framed, "t");
     let mut busy = Client::startup(broker.framed, "t");
-    for i in 0..8 {
-        thread::sleep(Duration::from_millis(100));
+    for i in 0..16 {
+        thread::sleep(Duration::from_millis(200));
         busy.send_frame(shardlog::wire::OpCode::Heartbeat, i, b"");
         assert_eq!(busy.recv(), Some(Response::Ready(i)));
     }
