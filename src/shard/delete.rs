@@ -62,9 +62,11 @@ impl Shard {
     /// On one shard: forgets this incarnation of the topic, and fences its partitions' writers
     /// (see the module doc). Returns once their files are closed.
     async fn fence_topic(self: &Rc<Self>, name: &str, incarnation: u64) {
-        self.deleted
-            .borrow_mut()
-            .insert((name.to_string(), incarnation));
+        {
+            let mut deleted = self.deleted.borrow_mut();
+            let newest = deleted.entry(name.to_string()).or_insert(incarnation);
+            *newest = (*newest).max(incarnation);
+        }
         let state = {
             let mut topics = self.topics.borrow_mut();
             match topics.get(name) {

@@ -135,9 +135,11 @@ pub struct Shard {
     pub shards: usize,
     pub config: Rc<Config>,
     topics: RefCell<HashMap<String, Rc<TopicState>>>,
-    /// Topics deleted since start, as (name, incarnation): a request naming one is refused
-    /// rather than bringing its state back (see [`delete`]).
-    deleted: RefCell<HashSet<(String, u64)>>,
+    /// Per topic name deleted since start, the newest incarnation deleted: a request naming
+    /// that incarnation or an older one is refused rather than bringing its state back (see
+    /// [`delete`]). Shard 0 numbers incarnations in increasing order, so one entry per name
+    /// is enough, however often the name is deleted and created again.
+    deleted: RefCell<HashMap<String, u64>>,
     /// Shard 0 only: the incarnation the next created topic gets.
     next_incarnation: Cell<u64>,
     /// Shard 0 only: names being deleted, which cannot be created again until that is done.
@@ -180,7 +182,7 @@ impl Shard {
             buffer: Rc::new(rt::Semaphore::new(config.shard_buffer_bytes)),
             config,
             topics: RefCell::new(HashMap::new()),
-            deleted: RefCell::new(HashSet::new()),
+            deleted: RefCell::new(HashMap::new()),
             next_incarnation: Cell::new(1),
             deleting: RefCell::new(HashSet::new()),
             mesh,
@@ -241,7 +243,8 @@ impl Shard {
         if self
             .deleted
             .borrow()
-            .contains(&(name.to_string(), incarnation))
+            .get(name)
+            .is_some_and(|&newest| incarnation <= newest)
         {
             return Err(deleted());
         }
