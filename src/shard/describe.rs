@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use futures_util::future::join_all;
 
-use super::error::{DescribeError, RouteError};
+use super::error::{DescribeError, RouteError, TopicError};
 use super::Shard;
 use crate::ring::{ShardOwnership, TopicLayout};
 
@@ -48,7 +48,7 @@ impl Shard {
     }
 
     /// The layout (and incarnation) of an existing topic, asking shard 0 when this shard does
-    /// not know it; [`DescribeError::NotFound`] (whatever `--auto-create-topics` says) when it
+    /// not know it; [`TopicError::NotFound`] (whatever `--auto-create-topics` says) when it
     /// does not exist.
     pub async fn existing_layout(
         self: &Rc<Self>,
@@ -62,8 +62,10 @@ impl Shard {
             s.known_topic(&topic).map(|t| (t.layout, t.incarnation))
         })
         .await?
-        .ok_or_else(|| DescribeError::NotFound {
-            topic: name.to_string(),
+        .ok_or_else(|| {
+            DescribeError::Topic(TopicError::NotFound {
+                topic: name.to_string(),
+            })
         })
     }
 

@@ -99,16 +99,14 @@ impl Classify for TopicError {
 /// Why a topic could not be described (admin API). Describing never creates a topic.
 #[derive(Debug, Clone, Error)]
 pub enum DescribeError {
-    /// No such topic, whatever `--auto-create-topics` says.
-    #[error("topic '{topic}' does not exist")]
-    NotFound { topic: String },
     /// A partition's log could not be opened to read its offsets.
     #[error("storage: {0}")]
     Storage(Arc<StorageError>),
     /// A shard could not be asked.
     #[error("routing: {0}")]
     Route(#[from] RouteError),
-    /// The topic was deleted while it was being described.
+    /// No such topic (whatever `--auto-create-topics` says), or it was deleted while it was
+    /// being described.
     #[error(transparent)]
     Topic(#[from] TopicError),
 }
@@ -116,7 +114,6 @@ pub enum DescribeError {
 impl Classify for DescribeError {
     fn class(&self) -> ErrorClass {
         match self {
-            DescribeError::NotFound { .. } => ErrorClass::NotFound,
             DescribeError::Storage(e) => e.class(),
             DescribeError::Route(e) => e.class(),
             DescribeError::Topic(e) => e.class(),
