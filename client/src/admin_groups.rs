@@ -56,19 +56,7 @@ pub struct GroupPartition {
     pub lag: Option<i64>,
 }
 
-/// Where [`Admin::reset_group`] moves a group's offsets in each partition of a topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetTo {
-    /// The first offset still available.
-    Earliest,
-    /// The end: only records produced from now on.
-    Latest,
-    /// This offset (moved into each partition's range).
-    Offset(i64),
-    /// In each partition, the first record whose timestamp (μs since the Unix epoch) is at or
-    /// after this; the partition's end when every record is older.
-    Time(i64),
-}
+pub use shardlog_wire::reset::ResetTo;
 
 #[derive(Deserialize)]
 struct ResetJson {
@@ -114,15 +102,9 @@ impl Admin {
         validate_group(group).map_err(|e| ClientError::Invalid(e.to_string()))?;
         shardlog_wire::startup::validate_topic(topic)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let to = match to {
-            ResetTo::Earliest => "earliest".to_string(),
-            ResetTo::Latest => "latest".to_string(),
-            ResetTo::Offset(n) if n >= 0 => n.to_string(),
-            ResetTo::Offset(n) => {
-                return Err(ClientError::Invalid(format!("offset {n} is negative")))
-            }
-            ResetTo::Time(us) => format!("time:{}", shardlog_wire::time::format_time_us(us)),
-        };
+        let to = to
+            .to_query()
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let path = format!("/v1/groups/{group}/reset?topic={topic}&to={to}");
         let r: ResetJson = self.call("POST", &path, b"").await?;
         Ok(r.partitions

@@ -96,19 +96,7 @@ pub async fn describe_group(
     })
 }
 
-/// Where a reset moves a group's offsets in each partition of a topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetTo {
-    /// The first offset still available.
-    Earliest,
-    /// The end: only records produced from now on are read.
-    Latest,
-    /// This offset, moved into the partition's range.
-    Offset(i64),
-    /// In each partition, the first record whose timestamp (μs since the epoch) is at or
-    /// after this; the partition's end when every record is older.
-    Time(i64),
-}
+pub use crate::wire::reset::ResetTo;
 
 /// Resets `group`'s offsets in every partition of `topic`; returns (partition, offset) for
 /// each. Refused ([`ConsumerError::GroupActive`]) while the group has live members.

@@ -14,6 +14,7 @@
 //! - [`commit`]: the COMMIT body, with optional explicit positions.
 //! - [`fetch`]: the FETCH body (one partition from an offset, no group).
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
+//! - [`reset`]: where a consumer group's offsets are reset to (`earliest`, `latest`, an offset, `time:T`).
 //! - [`time`]: times as requests and tools write them (RFC 3339 or Unix milliseconds) → μs.
 //! - [`base64`]: the encoding of record bodies that are not UTF-8 where JSON carries them.
 //! - [`reader`]: the one bounds-checked cursor every decoder reads with (typed big-endian getters).
@@ -42,6 +43,7 @@ pub mod poll;
 pub mod produce;
 pub mod reader;
 pub mod record;
+pub mod reset;
 pub mod ring;
 pub mod startup;
 pub mod table;

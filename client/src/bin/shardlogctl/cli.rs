@@ -100,7 +100,7 @@ pub enum GroupCommand {
         topic: String,
         /// `earliest` (the first offset still available), `latest` (only what is produced
         /// from now on) or an offset (moved into each partition's range).
-        #[arg(long, value_name = "earliest|latest|N", value_parser = reset_to)]
+        #[arg(long, value_name = "earliest|latest|N", value_parser = ResetTo::parse)]
         to: Option<ResetTo>,
         /// In each partition, the first record at or after this time (RFC 3339, e.g.
         /// 2026-11-30T22:15:00Z, or milliseconds since the Unix epoch); the end where every
@@ -108,18 +108,6 @@ pub enum GroupCommand {
         #[arg(long, value_name = "TIME", value_parser = time_us)]
         to_time: Option<i64>,
     },
-}
-
-/// `--to`: a word or a non-negative offset.
-fn reset_to(s: &str) -> Result<ResetTo, crate::error::BadResetTo> {
-    match s {
-        "earliest" => Ok(ResetTo::Earliest),
-        "latest" => Ok(ResetTo::Latest),
-        n => match n.parse::<i64>() {
-            Ok(n) if n >= 0 => Ok(ResetTo::Offset(n)),
-            _ => Err(crate::error::BadResetTo),
-        },
-    }
 }
 
 /// A time (RFC 3339 or Unix milliseconds) as μs since the Unix epoch.

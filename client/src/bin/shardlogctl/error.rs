@@ -28,8 +28,3 @@ pub enum CtlError {
     #[error("{0}")]
     Usage(&'static str),
 }
-
-/// `--to` of `group reset` that is not a word or an offset.
-#[derive(Debug, thiserror::Error)]
-#[error("expected earliest, latest or an offset (0 or more)")]
-pub struct BadResetTo;

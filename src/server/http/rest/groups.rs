@@ -14,7 +14,6 @@ use crate::consumer::ConsumerError;
 use crate::shard::Shard;
 use crate::wire::consumer::validate_group;
 use crate::wire::startup::validate_topic;
-use crate::wire::time::parse_time_us;
 
 use super::super::errors;
 use super::super::message::{HttpRequest, HttpResponse};
@@ -90,22 +89,9 @@ pub async fn reset(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
     if let Err(e) = validate_topic(topic) {
         return bad(&format!("query parameter 'topic': {e}"));
     }
-    let to = match q.get("to") {
-        Some("earliest") => ResetTo::Earliest,
-        Some("latest") => ResetTo::Latest,
-        Some(t) if t.starts_with("time:") => match parse_time_us(&t["time:".len()..]) {
-            Ok(t_us) => ResetTo::Time(t_us),
-            Err(e) => return bad(&format!("query parameter 'to': {e}")),
-        },
-        Some(n) => match n.parse::<i64>() {
-            Ok(n) if n >= 0 => ResetTo::Offset(n),
-            _ => {
-                return bad(&format!(
-                    "query parameter 'to': {n:?} is not earliest, latest, an offset or \
-                     time:T (RFC 3339 or Unix milliseconds)"
-                ))
-            }
-        },
+    let to = match q.get("to").map(ResetTo::parse) {
+        Some(Ok(to)) => to,
+        Some(Err(e)) => return bad(&format!("query parameter 'to': {e}")),
         None => return bad("missing query parameter 'to' (earliest, latest, an offset or time:T)"),
     };
     match describe::reset_group(&shard, &group, topic, to).await {
