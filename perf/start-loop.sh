@@ -32,17 +32,29 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# dump_stacks PID FILE: what every thread of the broker is doing.
+# dump_stacks PID FILE: what every thread of the broker is doing: its state, wait channel,
+# system call and kernel stack, its context switches sampled twice a second apart (a thread
+# whose count moves is waking up, one whose count stands still sleeps for good), and the
+# user-space stacks (gdb, when installed).
 dump_stacks() {
   local pid=$1 file=$2 t
+  ctx() { awk '/voluntary_ctxt_switches/ {printf "%s ", $2}' "$1/status" 2>/dev/null; }
+  declare -A before
+  for t in /proc/"$pid"/task/*; do before[$t]=$(ctx "$t"); done
+  sleep 1
   {
     echo "# broker pid $pid"
     for t in /proc/"$pid"/task/*; do
       echo "## thread $(basename "$t") $(cat "$t/comm" 2>/dev/null)" \
         "state=$(awk '{print $3}' "$t/stat" 2>/dev/null)" \
-        "wchan=$(cat "$t/wchan" 2>/dev/null)" "syscall=$(cut -d' ' -f1 "$t/syscall" 2>/dev/null)"
+        "wchan=$(cat "$t/wchan" 2>/dev/null)" "syscall=$(cut -d' ' -f1 "$t/syscall" 2>/dev/null)" \
+        "ctxt_switches(voluntary involuntary)=${before[$t]:-?}-> $(ctx "$t")"
       cat "$t/stack" 2>/dev/null
     done
+    if command -v gdb >/dev/null; then
+      echo "# user-space stacks"
+      timeout 60 gdb -p "$pid" -batch -ex 'thread apply all bt 30' 2>&1 | grep -E '^(Thread|#)'
+    fi
   } >"$file"
 }
 

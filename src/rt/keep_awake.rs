@@ -20,8 +20,8 @@
 //! - the preemption timer itself, when the thread is descheduled for longer than 1 ms between
 //!   arming it and checking it (two or three syscalls apart): any CPU contention does that;
 //! - an eventfd write by another shard's thread: a shard that bailed out of a sleep because a
-//!   remote event arrived meanwhile stays marked "sleeping", so remote wakes keep writing its
-//!   eventfd while it runs, and such a write can land in the window;
+//!   remote event arrived meanwhile stays marked "sleeping", so the next remote wake writes
+//!   its eventfd while it runs, and that write can land in the window;
 //! - glommio's throughput timer, which writes the eventfd after a ring's depth of completions.
 //!
 //! None of these can be prevented from outside glommio: the window lies between two of its
