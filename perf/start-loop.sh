@@ -11,7 +11,9 @@
 #   STARTS=200 LOOPS=2 SHARDS=4 perf/start-loop.sh
 #   BROKER=target/debug/shardlog perf/start-loop.sh   # a given binary, not built here
 #
-# Prints one line per loop and a total; exits 1 if any start hung or failed.
+# Prints one line per loop and a total; exits 1 if any start hung or failed. Also counts the
+# starts in which the runtime's watchdog had to wake a shard whose ticker fell silent (their
+# logs are kept under $OUT).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +53,15 @@ dump_stacks() {
         "ctxt_switches(voluntary involuntary)=${before[$t]:-?}-> $(ctx "$t")"
       cat "$t/stack" 2>/dev/null
     done
+    echo "# io_uring instances (fdinfo: ring heads and tails)"
+    for f in /proc/"$pid"/fd/*; do
+      [[ $(readlink "$f") == *io_uring* ]] || continue
+      echo "## fd $(basename "$f")"
+      grep -E '^(SqHead|SqTail|CachedSqHead|CqHead|CqTail|CachedCqTail|SqThread)' \
+        "/proc/$pid/fdinfo/$(basename "$f")" 2>/dev/null | tr '\n' ' '
+      echo
+    done
+    # Last: attaching a debugger interrupts the threads' system calls, which can wake them.
     if command -v gdb >/dev/null; then
       echo "# user-space stacks"
       timeout 60 gdb -p "$pid" -batch -ex 'thread apply all bt 30' 2>&1 | grep -E '^(Thread|#)'
@@ -134,7 +145,11 @@ one_start() {
     echo "fail stop (exit $status)"
     return
   fi
-  echo ok
+  # The watchdog's wake-ups of a shard whose ticker fell silent (see src/rt/keep_awake.rs).
+  local woken
+  woken=$(grep -c "ticker was silent" "$dir/log")
+  ((woken == 0)) || cp "$dir/log" "$OUT/log-loop$loop-start$n-woken.txt"
+  echo "ok woken=$woken"
 }
 
 run_loop() {
@@ -153,16 +168,17 @@ for ((l = 1; l <= LOOPS; l++)); do
   run_loop "$l" "$per_loop" &
 done
 wait
-total=0 hangs=0 fails=0
+total=0 hangs=0 fails=0 woke=0
 for ((l = 1; l <= LOOPS; l++)); do
   f="$OUT/loop$l.txt"
   t=$(wc -l <"$f")
   h=$(grep -c ' hang ' "$f")
   e=$(grep -c ' fail ' "$f")
   slowest=$(awk '{print $NF}' "$f" | sort -g | tail -1)
-  echo "loop $l: $t starts, $h hangs, $e failures, slowest start-to-stop ${slowest}s"
-  total=$((total + t)) hangs=$((hangs + h)) fails=$((fails + e))
+  w=$(grep ' ok ' "$f" | grep -c -v ' woken=0 ')
+  echo "loop $l: $t starts, $h hangs, $e failures, $w woken by the watchdog, slowest start-to-stop ${slowest}s"
+  total=$((total + t)) hangs=$((hangs + h)) fails=$((fails + e)) woke=$((woke + w))
 done
-echo "total: $total starts, $hangs hangs, $fails failures in $((SECONDS - began)) s (details in $OUT)"
+echo "total: $total starts, $hangs hangs, $fails failures, $woke woken by the watchdog, in $((SECONDS - began)) s (details in $OUT)"
 grep -h -E ' (hang|fail) ' "$OUT"/loop*.txt | head -20
 ((hangs == 0 && fails == 0))

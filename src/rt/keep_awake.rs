@@ -33,12 +33,16 @@
 //!
 //! - a ticker: every shard's executor always has a timer due within [`PERIOD`], so a park
 //!   with runnable work ends at the next tick at the latest;
-//! - before the first task has run there is no timer yet, so until then a watcher thread
-//!   wakes the shard's thread with a signal ([`wake_thread`]) every 100 ms.
+//! - a watchdog thread per shard, which wakes the shard's thread with a signal
+//!   ([`wake_thread`]: the io_uring wait returns EINTR) whenever its ticker has not ticked for
+//!   [`WATCHDOG`]. Before the first task has run there is no timer yet; and the start loop
+//!   (`perf/start-loop.sh`) found executors asleep in `io_uring_enter` with the ticker's timer
+//!   registered, not ticking for 30 s, about once in 500 starts under CPU contention (the
+//!   cause is not known; a signal, or a debugger attaching, woke them and they went on).
 //!
-//! The tests below reproduce the stall with both off, and show that the ticker bounds it.
+//! The tests below reproduce the stall with both off, and show that each bounds it.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,15 +51,16 @@ use super::sched_probe;
 /// The longest a shard's executor sleeps without looking at its task queues.
 pub const PERIOD: Duration = Duration::from_millis(10);
 
-/// How often the start-up watcher wakes a shard that has not run its first task.
-const START_WATCH: Duration = Duration::from_millis(100);
+/// How long a shard's ticker may stay silent before the watchdog wakes its thread.
+pub const WATCHDOG: Duration = Duration::from_millis(100);
 
-/// Ticks every `period`, never returning. Each tick also measures the shard's scheduling
-/// delay ([`sched_probe::wake_and_measure`]), so the timer that keeps the executor awake
-/// pays for itself with a sample.
-pub async fn tick_forever<T>(period: Duration) -> T {
+/// Ticks every `period`, never returning: counts each tick in `heartbeat` for the watchdog,
+/// and measures the shard's scheduling delay ([`sched_probe::wake_and_measure`]), so the timer
+/// that keeps the executor awake pays for itself with a sample.
+pub async fn tick_forever<T>(period: Duration, heartbeat: &Heartbeat) -> T {
     loop {
         super::sleep(period).await;
+        heartbeat.ticks.fetch_add(1, Ordering::Relaxed);
         sched_probe::wake_and_measure().await;
     }
 }
@@ -88,61 +93,64 @@ pub fn wake_signal() -> libc::c_int {
     sig
 }
 
-/// What the start-up watcher knows of its shard's thread.
+/// What the watchdog knows of its shard's thread.
 #[derive(Default)]
-pub struct StartWatch {
+pub struct Heartbeat {
     /// The thread's id (0 until it has one).
     tid: AtomicI32,
-    /// Set once the executor has run the main future, or the thread is ending.
-    started: AtomicBool,
+    /// The ticker's ticks so far.
+    ticks: AtomicU64,
+    /// Set when the thread ends: the watchdog stops.
+    done: AtomicBool,
 }
 
-impl StartWatch {
-    /// Called on the shard's thread before its executor starts; the returned guard marks the
-    /// start as done when dropped (also when the thread ends early, with no executor).
-    pub fn enter(&self) -> MarkStarted<'_> {
+impl Heartbeat {
+    /// Called on the shard's thread before its executor starts; the returned guard stops the
+    /// watchdog when dropped (when the thread ends, also early, with no executor).
+    pub fn enter(&self) -> EndWatch<'_> {
         // SAFETY: gettid has no preconditions.
         self.tid.store(unsafe { libc::gettid() }, Ordering::Release);
-        MarkStarted(self)
+        EndWatch(self)
     }
 
-    /// The executor has run its first task: a timer exists from now on.
-    pub fn started(&self) {
-        self.started.store(true, Ordering::Release);
-    }
-
-    /// Starts the watcher thread of shard `id`: it signals the shard's thread every 100 ms
-    /// until the shard has run its first task.
+    /// Starts the watchdog thread of shard `id`: every [`WATCHDOG`], if the ticker has not
+    /// ticked since the last look, it signals the shard's thread, which ends a sleep in
+    /// `io_uring_enter` and is otherwise harmless (see [`wake_thread`]).
     pub fn watch(self: Arc<Self>, id: usize) -> std::io::Result<()> {
         wake_signal();
         std::thread::Builder::new()
-            .name(format!("shard-{id}-start"))
-            .spawn(move || loop {
-                std::thread::sleep(START_WATCH);
-                if self.started.load(Ordering::Acquire) {
-                    break;
-                }
-                match self.tid.load(Ordering::Acquire) {
-                    0 => {}
-                    tid => {
-                        tracing::debug!(
-                            shard = id,
-                            "waking a shard that has not run its first task"
-                        );
+            .name(format!("shard-{id}-watch"))
+            .spawn(move || {
+                let mut last = u64::MAX;
+                while !self.done.load(Ordering::Acquire) {
+                    std::thread::sleep(WATCHDOG);
+                    let ticks = self.ticks.load(Ordering::Relaxed);
+                    let tid = self.tid.load(Ordering::Acquire);
+                    if ticks == last && tid != 0 && !self.done.load(Ordering::Acquire) {
+                        if ticks == 0 {
+                            tracing::debug!(shard = id, "waking a shard that has not ticked yet");
+                        } else {
+                            tracing::info!(
+                                shard = id,
+                                silent_ms = WATCHDOG.as_millis() as u64,
+                                "shard's ticker was silent; woke its thread"
+                            );
+                        }
                         wake_thread(tid);
                     }
+                    last = ticks;
                 }
             })
             .map(|_| ())
     }
 }
 
-/// Marks a [`StartWatch`] done when dropped.
-pub struct MarkStarted<'a>(&'a StartWatch);
+/// Stops a [`Heartbeat`]'s watchdog when dropped.
+pub struct EndWatch<'a>(&'a Heartbeat);
 
-impl Drop for MarkStarted<'_> {
+impl Drop for EndWatch<'_> {
     fn drop(&mut self) {
-        self.0.started();
+        self.0.done.store(true, Ordering::Release);
     }
 }
 

@@ -150,6 +150,14 @@ fn without_a_ticker_a_contended_executor_parks_with_runnable_work() {
     );
 }
 
+/// The watchdog alone also ends such a park: the same loop finishes.
+#[test]
+fn the_watchdog_ends_a_park_with_runnable_work() {
+    let out = run_yield_loop(KeepAwake::WatchdogOnly, YIELDS);
+    assert!(!out.parked_with_work, "{out:?}");
+    assert!(out.finished, "{} of {YIELDS} yields: {out:?}", out.yields);
+}
+
 /// With the ticker, the same loop finishes, never asleep with work for a second.
 #[test]
 fn the_ticker_bounds_a_park_with_runnable_work() {

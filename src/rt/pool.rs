@@ -9,7 +9,7 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 use thiserror::Error;
 
-use super::keep_awake::{self, StartWatch};
+use super::keep_awake::{self, Heartbeat};
 
 /// Why the runtime could not start or run a shard, worded for the operator in one line.
 #[derive(Debug, Error)]
@@ -146,8 +146,8 @@ impl<T> ShardThread<T> {
 /// cores (glommio's), and the core's caches go cold while it halts.
 ///
 /// glommio 0.9 can park with a runnable task, so the executor also runs a ticker every
-/// [`keep_awake::PERIOD`] (10 ms) and, until its first task has run, is woken by a watcher
-/// thread: see [`keep_awake`] for the exact sequence and why it cannot be avoided from
+/// [`keep_awake::PERIOD`] (10 ms), and a watchdog thread wakes it when the ticker falls
+/// silent: see [`keep_awake`] for the exact sequence and why it cannot be avoided from
 /// outside glommio. The ticker also samples the shard's scheduling delay
 /// ([`super::sched_probe`]).
 pub fn spawn_shard<G, F, T>(
@@ -167,11 +167,28 @@ where
 /// Whether a shard's executor is kept from sleeping with runnable work (see [`keep_awake`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeepAwake {
-    /// The ticker and the start-up watcher: what every shard runs.
+    /// The ticker and the watchdog: what every shard runs.
     Ticker,
     /// Neither: glommio's own behaviour, for the tests that reproduce its stall.
     #[cfg(test)]
     Off,
+    /// The watchdog alone (it then wakes the thread every 100 ms), for the test that shows it
+    /// ends a park with work.
+    #[cfg(test)]
+    WatchdogOnly,
+}
+
+impl KeepAwake {
+    /// Whether the shard gets a watchdog thread.
+    fn watchdog(self) -> bool {
+        match self {
+            KeepAwake::Ticker => true,
+            #[cfg(test)]
+            KeepAwake::WatchdogOnly => true,
+            #[cfg(test)]
+            KeepAwake::Off => false,
+        }
+    }
 }
 
 /// [`spawn_shard`], choosing what keeps the executor awake.
@@ -192,13 +209,13 @@ where
         None => Placement::Unbound,
     };
     let name = format!("shard-{id}");
-    let start = Arc::new(StartWatch::default());
-    let start_here = start.clone();
+    let heartbeat = Arc::new(Heartbeat::default());
+    let heartbeat_here = heartbeat.clone();
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
             // Also ends the watch if the thread returns early (no executor).
-            let _started = start_here.enter();
+            let _watched = heartbeat_here.enter();
             let ex = LocalExecutorBuilder::new(placement)
                 .name(&name)
                 .io_memory(IO_MEMORY)
@@ -208,14 +225,14 @@ where
                 .map_err(|e| explain_executor_error(&e))?;
             let ticker = async {
                 match keep {
-                    KeepAwake::Ticker => keep_awake::tick_forever(keep_awake::PERIOD).await,
+                    KeepAwake::Ticker => {
+                        keep_awake::tick_forever(keep_awake::PERIOD, &heartbeat_here).await
+                    }
                     #[cfg(test)]
-                    KeepAwake::Off => std::future::pending().await,
+                    KeepAwake::Off | KeepAwake::WatchdogOnly => std::future::pending().await,
                 }
             };
             let main = async {
-                // The ticker was polled first, so its timer is armed by now.
-                start_here.started();
                 // The shard's work is a task of its own, polled only when its own events wake
                 // it. Polled inside this future it would be polled again at every tick, and
                 // glommio keeps one waker per poll of a pending accept (a 16-bit count): the
@@ -225,8 +242,8 @@ where
             Ok(ex.run(futures_lite::future::or(ticker, main)))
         })
         .map_err(|source| RuntimeError::Thread { shard: id, source })?;
-    if keep == KeepAwake::Ticker {
-        start
+    if keep.watchdog() {
+        heartbeat
             .watch(id)
             .map_err(|source| RuntimeError::Thread { shard: id, source })?;
     }
