@@ -129,7 +129,7 @@ fn run_yield_loop(keep: KeepAwake, yields: u64) -> Outcome {
     }
 }
 
-/// glommio 0.9 itself: with neither ticker nor watcher the executor parks with its task
+/// glommio 0.9 itself: with neither ticker nor watchdog the executor parks with its task
 /// queued and never wakes (the loop yields until it does, or [`DEADLINE`]). Should a glommio
 /// upgrade fix this, this test fails: the ticker can then go.
 #[test]
