@@ -89,18 +89,28 @@ wait_for() {
 # one_start LOOP N: one start/produce/read/stop; prints "ok", "hang STEP" or "fail STEP".
 one_start() {
   local loop=$1 n=$2 dir="$DIR/loop$1" http framed pid body msg="start-loop-$1-$2" status
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  http=127.0.0.1:$(free_port)
-  framed=127.0.0.1:$(free_port)
-  RUST_LOG=warn,shardlog::broker=info "$BROKER" --data-dir "$dir/data" --shards "$SHARDS" \
-    --http-listen "$http" --framed-listen "$framed" --min-free-space 0 \
-    >"$dir/log" 2>&1 </dev/null &
-  pid=$!
-  local fail=""
-  if ! wait_for "$DEADLINE" grep -qs "shardlog ready" "$dir/log"; then
-    kill -0 "$pid" 2>/dev/null && fail="hang ready" || fail="fail ready"
-  fi
+  local fail tries
+  # A port picked free can be taken by another process before the broker binds it: then the
+  # broker says "cannot listen" and exits, and the start is tried again on other ports.
+  for tries in 1 2 3; do
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    http=127.0.0.1:$(free_port)
+    framed=127.0.0.1:$(free_port)
+    RUST_LOG=warn,shardlog::broker=info "$BROKER" --data-dir "$dir/data" --shards "$SHARDS" \
+      --http-listen "$http" --framed-listen "$framed" --min-free-space 0 \
+      >"$dir/log" 2>&1 </dev/null &
+    pid=$!
+    fail=""
+    if ! wait_for "$DEADLINE" grep -qs "shardlog ready" "$dir/log"; then
+      kill -0 "$pid" 2>/dev/null && fail="hang ready" || fail="fail ready"
+    fi
+    if [[ $fail == "fail ready" ]] && grep -qs "cannot listen on" "$dir/log"; then
+      wait "$pid" 2>/dev/null
+      continue
+    fi
+    break
+  done
   if [[ -z $fail ]]; then
     status=$(curl -sS -m "$DEADLINE" -o /dev/null -w '%{http_code}' -X POST \
       -H 'content-type: application/json' --data "\"$msg\"" "http://$http/v1/topic/loop/messages")
