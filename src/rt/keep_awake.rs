@@ -37,8 +37,9 @@
 //!   ([`wake_thread`]: the io_uring wait returns EINTR) whenever its ticker has not ticked for
 //!   [`WATCHDOG`]. Before the first task has run there is no timer yet; and the start loop
 //!   (`perf/start-loop.sh`) found executors asleep in `io_uring_enter` with the ticker's timer
-//!   registered, not ticking for 30 s, twice in about 2,100 starts under CPU contention (the
-//!   cause is not known; a signal, or a debugger attaching, woke them and they went on).
+//!   registered, not ticking for 30 s, twice in about 2,100 starts under CPU contention, one
+//!   while joining the shard mesh (the cause is not known; attaching a debugger, which ends
+//!   the wait as the watchdog's signal does, let the start go on).
 //!
 //! The tests below reproduce the stall with both off, and show that each bounds it.
 
