@@ -419,3 +419,42 @@ fn rest_and_grpc_requests_are_counted_like_framed_ones() {
         0.0
     );
 }
+
+/// Every shard reports its scheduling delay, and the probe behind it keeps sampling: the
+/// histogram is there for each shard and its count grows between two scrapes.
+#[test]
+fn every_shard_reports_its_scheduling_delay() {
+    let broker = common::Broker::start(2);
+    let mut http = common::http::HttpClient::connect(broker.http);
+    let count = |http: &mut common::http::HttpClient, shard: &str| {
+        let s = parse(&http.request("GET", "/metrics", &[], b"").text());
+        sum(
+            &s,
+            "shardlog_sched_delay_seconds_count",
+            &[("shard", shard)],
+        )
+    };
+    let first = [count(&mut http, "0"), count(&mut http, "1")];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = [count(&mut http, "0"), count(&mut http, "1")];
+        if now[0] > first[0] && now[1] > first[1] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduling delay did not move: {first:?} then {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = parse(&http.request("GET", "/metrics", &[], b"").text());
+    let inf = sum(
+        &s,
+        "shardlog_sched_delay_seconds_bucket",
+        &[("shard", "0"), ("le", "+Inf")],
+    );
+    assert_eq!(
+        inf,
+        sum(&s, "shardlog_sched_delay_seconds_count", &[("shard", "0")])
+    );
+}

@@ -275,6 +275,11 @@ const HISTOGRAMS: &[(&str, &str, HistField)] = &[
         "Poll (framed POLL, REST poll): from the request read to its response (long-poll waits included).",
         |s| &s.poll,
     ),
+    (
+        "shardlog_sched_delay_seconds",
+        "Scheduling delay: how long a task that became ready waited for the shard's executor to poll it (a probe wakes itself every 10 ms; disk and network waits are not included).",
+        |s| &s.sched_delay,
+    ),
 ];
 
 impl Collector for SnapshotCollector {

@@ -124,6 +124,7 @@ fn every_family_is_typed_and_every_series_is_unique() {
     assert_eq!(types["shardlog_messages_in_total"], "counter");
     assert_eq!(types["shardlog_disk_bytes"], "gauge");
     assert_eq!(types["shardlog_ack_latency_seconds"], "histogram");
+    assert_eq!(types["shardlog_sched_delay_seconds"], "histogram");
     assert_eq!(types["shardlog_consumer_lag"], "gauge");
 }
 
@@ -202,6 +203,18 @@ fn histograms_are_cumulative_in_seconds() {
         )
     };
     assert_eq!((poll("5.0"), poll("+Inf")), (0.0, 1.0));
+    let sched = |le: &str| {
+        value(
+            &s,
+            "shardlog_sched_delay_seconds_bucket",
+            &[("shard", "0"), ("le", le)],
+        )
+    };
+    assert_eq!(
+        (sched("0.00005"), sched("+Inf")),
+        (1.0, 1.0),
+        "30 µs ≤ 50 µs"
+    );
     let buckets = s
         .iter()
         .filter(|x| x.name == "shardlog_fdatasync_seconds_bucket" && x.labels["shard"] == "0")

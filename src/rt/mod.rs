@@ -4,17 +4,22 @@
 //!
 //! - [`pool`]: one pinned executor thread per shard, and the start-up checks (io_uring allowed,
 //!   memlock limit) that turn an obscure runtime failure into one clear line.
+//! - [`keep_awake`]: the ticker that bounds glommio 0.9's park with runnable work (why it
+//!   cannot be avoided from outside glommio, and the tests that reproduce it).
+//! - [`sched_probe`]: each shard's scheduling delay (ready to polled), for `/metrics`.
 //! - re-exports: TCP sockets, the local semaphore used for backpressure, the shard mesh, tasks
 //!   and timers.
 //! - [`vectored`]: vectored socket writes (`sendmsg`) with the runtime's write as fallback.
 //! - [`listen`]: listening sockets with `SO_REUSEADDR` and `SO_REUSEPORT`.
 //! - [`rendezvous`]: every shard waits for the others (graceful shutdown's one barrier).
 
+pub mod keep_awake;
 pub mod listen;
 pub mod mesh;
 pub mod pool;
 pub mod recv;
 pub mod rendezvous;
+pub mod sched_probe;
 pub mod vectored;
 
 pub use mesh::{MeshError, MeshPort, ShardMesh};

@@ -2,13 +2,14 @@
 //! that explain why io_uring could not be used.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
 use thiserror::Error;
+
+use super::keep_awake::{self, Heartbeat};
 
 /// Why the runtime could not start or run a shard, worded for the operator in one line.
 #[derive(Debug, Error)]
@@ -50,10 +51,6 @@ const IO_MEMORY: usize = 4 << 20;
 /// Compression yields between chunks, so this bounds how long a burst of compression holds
 /// up socket reads and completions on the shard.
 const PREEMPT_AFTER: Duration = Duration::from_millis(1);
-
-/// The longest a shard's executor sleeps without looking at its task queues (see
-/// [`spawn_shard`]).
-const KEEP_AWAKE: Duration = Duration::from_millis(10);
 
 /// Checks the host before any executor starts and prepares what can be prepared: raises the
 /// soft memlock limit to the hard limit. Returns one clear line when io_uring is unusable.
@@ -140,40 +137,6 @@ impl<T> ShardThread<T> {
     }
 }
 
-/// Sends thread `tid` of this process the wake-up signal: its handler does nothing, and it is
-/// installed without `SA_RESTART`, so it only ends a blocking wait (io_uring returns EINTR,
-/// which glommio treats as a wake-up). A thread id that has gone away is harmless: `tgkill`
-/// reaches only threads of this process, and to any of them the signal is a spurious wake-up.
-fn wake_thread(tid: libc::pid_t) {
-    // SAFETY: tgkill only sends a signal, whose handler (installed by `wake_signal`) does
-    // nothing.
-    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, wake_signal()) };
-}
-
-fn wake_signal() -> libc::c_int {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    extern "C" fn ignore(_: libc::c_int) {}
-    let sig = libc::SIGRTMIN();
-    INSTALL.call_once(|| {
-        // SAFETY: a zeroed sigaction with an async-signal-safe handler that does nothing,
-        // installed once, before any thread is sent the signal.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = ignore as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    });
-    sig
-}
-
-/// Sleeps for `period` again and again, never returning.
-async fn tick_forever<T>(period: Duration) -> T {
-    loop {
-        super::sleep(period).await;
-    }
-}
-
 /// Starts shard `id` on its own thread running a pinned executor (CPU `cpu`, if given).
 /// `make` builds the shard's main future on that thread.
 ///
@@ -182,13 +145,11 @@ async fn tick_forever<T>(period: Duration) -> T {
 /// is an inter-processor interrupt, and every sleep a `membarrier` that interrupts the other
 /// cores (glommio's), and the core's caches go cold while it halts.
 ///
-/// The executor also runs a ticker every `KEEP_AWAKE` (10 ms), so it never parks without a timer.
-/// glommio 0.9 can park with a runnable task: its loop arms the 1 ms preemption timer, and if
-/// the thread is descheduled for longer than that before it runs its task queues, it finds
-/// the timer expired, runs nothing, and sleeps until an I/O completion or a timer wakes it.
-/// With the ticker such a stall lasts at most 10 ms. Before the first task has run there is
-/// no timer yet (under CPU contention start-up hung this way about once in 100 starts), so
-/// until then a watcher thread wakes the shard's thread with a signal every 100 ms.
+/// glommio 0.9 can park with a runnable task, so the executor also runs a ticker every
+/// [`keep_awake::PERIOD`] (10 ms), and a watchdog thread wakes it when the ticker falls
+/// silent: see [`keep_awake`] for the exact sequence and why it cannot be avoided from
+/// outside glommio. The ticker also samples the shard's scheduling delay
+/// ([`super::sched_probe`]).
 pub fn spawn_shard<G, F, T>(
     id: usize,
     cpu: Option<usize>,
@@ -200,23 +161,61 @@ where
     F: Future<Output = T> + 'static,
     T: Send + 'static,
 {
+    spawn_shard_with(id, cpu, spin, KeepAwake::Ticker, make)
+}
+
+/// Whether a shard's executor is kept from sleeping with runnable work (see [`keep_awake`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeepAwake {
+    /// The ticker and the watchdog: what every shard runs.
+    Ticker,
+    /// Neither: glommio's own behaviour, for the tests that reproduce its stall.
+    #[cfg(test)]
+    Off,
+    /// The watchdog alone (it then wakes the thread every 100 ms), for the test that shows it
+    /// ends a park with work.
+    #[cfg(test)]
+    WatchdogOnly,
+}
+
+impl KeepAwake {
+    /// Whether the shard gets a watchdog thread.
+    fn watchdog(self) -> bool {
+        match self {
+            KeepAwake::Ticker => true,
+            #[cfg(test)]
+            KeepAwake::WatchdogOnly => true,
+            #[cfg(test)]
+            KeepAwake::Off => false,
+        }
+    }
+}
+
+/// [`spawn_shard`], choosing what keeps the executor awake.
+pub(crate) fn spawn_shard_with<G, F, T>(
+    id: usize,
+    cpu: Option<usize>,
+    spin: Duration,
+    keep: KeepAwake,
+    make: G,
+) -> Result<ShardThread<T>, RuntimeError>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
     let placement = match cpu {
         Some(c) => Placement::Fixed(c),
         None => Placement::Unbound,
     };
-    wake_signal();
     let name = format!("shard-{id}");
-    let start = Arc::new(StartWatch::default());
-    let start_here = start.clone();
+    let heartbeat = Arc::new(Heartbeat::default());
+    let heartbeat_here = heartbeat.clone();
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
-            // SAFETY: gettid has no preconditions.
-            start_here
-                .tid
-                .store(unsafe { libc::gettid() }, Ordering::Release);
             // Also ends the watch if the thread returns early (no executor).
-            let _started = MarkStarted(&start_here);
+            let _watched = heartbeat_here.enter();
             let ex = LocalExecutorBuilder::new(placement)
                 .name(&name)
                 .io_memory(IO_MEMORY)
@@ -224,10 +223,16 @@ where
                 .spin_before_park(spin)
                 .make()
                 .map_err(|e| explain_executor_error(&e))?;
-            let ticker = tick_forever(KEEP_AWAKE);
+            let ticker = async {
+                match keep {
+                    KeepAwake::Ticker => {
+                        keep_awake::tick_forever(keep_awake::PERIOD, &heartbeat_here).await
+                    }
+                    #[cfg(test)]
+                    KeepAwake::Off | KeepAwake::WatchdogOnly => std::future::pending().await,
+                }
+            };
             let main = async {
-                // The ticker was polled first, so its timer is armed by now.
-                start_here.started.store(true, Ordering::Release);
                 // The shard's work is a task of its own, polled only when its own events wake
                 // it. Polled inside this future it would be polled again at every tick, and
                 // glommio keeps one waker per poll of a pending accept (a 16-bit count): the
@@ -237,40 +242,12 @@ where
             Ok(ex.run(futures_lite::future::or(ticker, main)))
         })
         .map_err(|source| RuntimeError::Thread { shard: id, source })?;
-    std::thread::Builder::new()
-        .name(format!("shard-{id}-start"))
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(100));
-            if start.started.load(Ordering::Acquire) {
-                break;
-            }
-            match start.tid.load(Ordering::Acquire) {
-                0 => {}
-                tid => {
-                    tracing::debug!(shard = id, "waking a shard that has not run its first task");
-                    wake_thread(tid);
-                }
-            }
-        })
-        .map_err(|source| RuntimeError::Thread { shard: id, source })?;
-    Ok(ShardThread { handle })
-}
-
-/// What the start-up watcher of [`spawn_shard`] knows of its shard's thread.
-#[derive(Default)]
-struct StartWatch {
-    /// The thread's id (0 until it has one).
-    tid: std::sync::atomic::AtomicI32,
-    /// Set once the executor has run the main future, or the thread is ending.
-    started: AtomicBool,
-}
-
-struct MarkStarted<'a>(&'a StartWatch);
-
-impl Drop for MarkStarted<'_> {
-    fn drop(&mut self) {
-        self.0.started.store(true, Ordering::Release);
+    if keep.watchdog() {
+        heartbeat
+            .watch(id)
+            .map_err(|source| RuntimeError::Thread { shard: id, source })?;
     }
+    Ok(ShardThread { handle })
 }
 
 #[cfg(test)]
@@ -331,7 +308,7 @@ mod tests {
         .expect("spawn shard");
         let tid = tid_rx.recv().expect("the shard runs");
         for _ in 0..50 {
-            wake_thread(tid);
+            keep_awake::wake_thread(tid);
             std::thread::sleep(Duration::from_millis(2));
         }
         assert_eq!(shard.join().ok(), Some(20));

@@ -42,6 +42,9 @@ pub struct ShardSnapshot {
     pub fsync: HistogramSnapshot,
     pub ack: HistogramSnapshot,
     pub poll: HistogramSnapshot,
+    /// How long a task that became ready waited for the shard's executor to poll it (the
+    /// runtime's probe, `rt::sched_probe`).
+    pub sched_delay: HistogramSnapshot,
     /// Connections open now, per server (`framed`, `http`).
     pub open_connections: Vec<(&'static str, u64)>,
     /// Bytes of frames read but not yet acknowledged.
@@ -219,6 +222,11 @@ pub(crate) mod tests {
             fsync: m.fsync.snapshot(),
             ack: m.ack.snapshot(),
             poll: m.poll.snapshot(),
+            sched_delay: {
+                let h = crate::stats::Histogram::default();
+                h.record_us(30);
+                h.snapshot()
+            },
             open_connections: vec![("framed", 3), ("http", 1)],
             buffered_bytes: 1024,
             buffer_capacity: 1 << 20,
