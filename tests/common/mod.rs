@@ -6,6 +6,7 @@
 
 pub mod consumer;
 pub mod ctl;
+pub mod etcd;
 pub mod framed;
 pub mod http;
 

@@ -1,0 +1,116 @@
+//! A real etcd for the cluster tests: one member on free loopback ports with a temporary data
+//! directory, killed when dropped. Outside CI a machine without `etcd` skips (one line naming
+//! the package to install); under CI (`CI=true`) a missing etcd fails the test.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_addr, Broker};
+
+pub struct Etcd {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, for `--etcd-endpoints`.
+    pub endpoint: String,
+    client: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it is healthy; `None` (after one line on stderr) when etcd
+    /// is not installed and this is not CI.
+    pub fn start() -> Option<Etcd> {
+        let installed = Command::new("etcd")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "etcd is not installed (Debian: apt-get install etcd-server); CI must have it"
+            );
+            eprintln!("skipped: etcd is not installed (Debian: apt-get install etcd-server)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_addr(), free_addr());
+        let endpoint = format!("http://{client}");
+        let peer_url = format!("http://{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "test", "--data-dir"])
+            .arg(dir.path().join("etcd"))
+            .args(["--listen-client-urls", &endpoint])
+            .args(["--advertise-client-urls", &endpoint])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("test={peer_url}")])
+            .args(["--logger", "zap", "--log-level", "error"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        let etcd = Etcd {
+            child,
+            endpoint,
+            client,
+            _dir: dir,
+        };
+        etcd.wait_healthy();
+        Some(etcd)
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.healthy() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "etcd did not become healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// etcd's `/health` says true.
+    fn healthy(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(self.client) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let req = format!("GET /health HTTP/1.0\r\nhost: {}\r\n\r\n", self.client);
+        let mut answer = String::new();
+        s.write_all(req.as_bytes()).is_ok()
+            && s.read_to_string(&mut answer).is_ok()
+            && answer.contains("\"health\":\"true\"")
+    }
+
+    /// A broker of this etcd's cluster (not started): one shard, no pinning, a 2 s session.
+    pub fn broker(&self, id: u32) -> Broker {
+        let id = id.to_string();
+        Broker::new(
+            1,
+            &[
+                "--etcd-endpoints",
+                &self.endpoint,
+                "--broker-id",
+                &id,
+                "--session-timeout",
+                "2s",
+                "--cpus",
+                "none",
+                "--spin-before-park",
+                "0",
+            ],
+        )
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
