@@ -209,3 +209,29 @@ fn a_single_host_has_no_cluster() {
     let r = HttpClient::connect(b.http).request("GET", "/v1/cluster", &[], b"");
     assert_eq!(r.status, 404, "{}", r.text());
 }
+
+#[test]
+fn a_broker_that_shuts_down_leaves_at_once_not_after_its_session() {
+    let Some(etcd) = Etcd::start() else { return };
+    // A session far longer than the wait below: only giving up the lease explains "down".
+    let mut brokers: Vec<Broker> = (1..=2)
+        .map(|id| {
+            let mut b = etcd.broker(id);
+            let at = b
+                .extra
+                .iter()
+                .position(|a| a == "--session-timeout")
+                .unwrap();
+            b.extra[at + 1] = "600s".into();
+            b.spawn();
+            b
+        })
+        .collect();
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "both up", all_up(&[1, 2]));
+    let status = brokers[1].terminate(Duration::from_secs(60));
+    assert!(status.success(), "{status}");
+    wait_views(&[&brokers[0]], "broker 2 down", |v| {
+        states(v) == [(1, "up".to_string()), (2, "down".to_string())]
+    });
+}

@@ -136,6 +136,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     for t in threads {
         t.join()?;
     }
+    crate::cluster::leave();
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! clock read, so a broker that was paused or cut off from etcd stops by itself once its
 //! lease may be gone, even if the task that would notice is not running.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,8 @@ pub struct LeaseFence {
     valid_until: AtomicU64,
     /// The lease's etcd id (0: none), for keys written under it.
     lease: AtomicI64,
+    /// The broker is leaving the cluster: no lease is taken or renewed any more.
+    retired: AtomicBool,
 }
 
 /// The monotonic instant deadlines are counted from.
@@ -36,7 +38,9 @@ impl LeaseFence {
     /// The lease `id` holds until `sent + ttl`: etcd counts its TTL from when it received the
     /// request, which was after `sent`, so this never outlasts etcd's view.
     pub fn renew(&self, id: i64, sent: Instant, ttl: Duration) {
-        let _ = epoch();
+        if self.is_retired() {
+            return;
+        }
         self.lease.store(id, Ordering::Release);
         self.valid_until
             .store(nanos_at(sent + ttl).max(1), Ordering::Release);
@@ -46,6 +50,16 @@ impl LeaseFence {
     pub fn lose(&self) {
         self.valid_until.store(0, Ordering::Release);
         self.lease.store(0, Ordering::Release);
+    }
+
+    /// For good: the broker is shutting down.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.lose();
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// The lease's id while it holds.
@@ -75,6 +89,9 @@ mod tests {
         assert_eq!(f.lease(), None);
         f.renew(9, Instant::now(), Duration::from_secs(60));
         f.lose();
+        assert!(!f.holds_lease());
+        f.retire();
+        f.renew(9, Instant::now(), Duration::from_secs(60));
         assert!(!f.holds_lease());
     }
 }

@@ -30,7 +30,7 @@ impl Membership {
     /// Keeps this broker registered, forever.
     pub async fn run(mut self) {
         let mut previous: Option<i64> = None;
-        loop {
+        while !self.fence.is_retired() {
             let result = self.session(&mut previous).await;
             self.fence.lose();
             match result {
