@@ -4,75 +4,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::cluster::{all_up, cluster_view, controller, states, three_brokers, wait_views};
 use common::etcd::Etcd;
 use common::http::HttpClient;
 use common::Broker;
 use serde_json::Value;
-
-/// `GET /v1/cluster` on `b`, parsed.
-fn cluster_view(b: &Broker) -> Value {
-    let r = HttpClient::connect(b.http).request("GET", "/v1/cluster", &[], b"");
-    assert_eq!(r.status, 200, "{}", r.text());
-    serde_json::from_slice(&r.body).expect("JSON")
-}
-
-/// Waits (generously) until `check` holds of every listed broker's view.
-fn wait_views(brokers: &[&Broker], what: &str, check: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let views: Vec<Value> = brokers.iter().map(|b| cluster_view(b)).collect();
-        if views.iter().all(&check) {
-            return views;
-        }
-        assert!(Instant::now() < deadline, "never {what}: {views:#?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The broker states of a view: `[(id, "up"|"down")]`.
-fn states(v: &Value) -> Vec<(u64, String)> {
-    v["brokers"]
-        .as_array()
-        .map(|bs| {
-            bs.iter()
-                .map(|b| {
-                    (
-                        b["id"].as_u64().unwrap(),
-                        b["state"].as_str().unwrap().into(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn controller(v: &Value) -> Option<u64> {
-    v["controller"]["broker"].as_u64()
-}
-
-fn all_up(ids: &[u64]) -> impl Fn(&Value) -> bool + '_ {
-    move |v| {
-        states(v)
-            == ids
-                .iter()
-                .map(|i| (*i, "up".to_string()))
-                .collect::<Vec<_>>()
-            && controller(v).is_some()
-    }
-}
-
-/// Three started brokers, ids 1, 2, 3, of `etcd`'s cluster.
-fn three_brokers(etcd: &Etcd) -> Vec<Broker> {
-    (1..=3)
-        .map(|id| {
-            let mut b = etcd.broker(id);
-            b.spawn();
-            b
-        })
-        .collect()
-}
 
 #[test]
 fn a_topic_created_on_two_brokers_at_once_gets_one_layout_that_every_broker_shows() {

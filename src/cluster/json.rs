@@ -10,6 +10,8 @@ struct ClusterJson<'a> {
     cluster: &'a str,
     /// The broker answering.
     broker: u32,
+    /// Whether the answering broker holds its etcd lease now (a member that may lead).
+    holds_lease: bool,
     /// The etcd revision this view is at.
     revision: i64,
     controller: Option<ControllerJson>,
@@ -57,7 +59,7 @@ struct PartitionJson<'a> {
 }
 
 /// The JSON body of `GET /v1/cluster`.
-pub fn render(cluster: &str, me: u32, s: &ClusterState) -> String {
+pub fn render(cluster: &str, me: u32, holds_lease: bool, s: &ClusterState) -> String {
     let mut ids: Vec<u32> = s.known.keys().chain(s.live.keys()).copied().collect();
     ids.sort_unstable();
     ids.dedup();
@@ -111,6 +113,7 @@ pub fn render(cluster: &str, me: u32, s: &ClusterState) -> String {
     let body = ClusterJson {
         cluster,
         broker: me,
+        holds_lease,
         revision: s.revision,
         controller: s
             .controller

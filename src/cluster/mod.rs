@@ -235,7 +235,7 @@ impl Cluster {
     /// The body of `GET /v1/cluster`.
     pub fn json(&self) -> String {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        json::render(&self.name, self.broker, &state)
+        json::render(&self.name, self.broker, self.fence.holds_lease(), &state)
     }
 
     /// Creates `name` in etcd (or finds it). Callable from any runtime: the work runs on the

@@ -114,7 +114,7 @@ pub async fn follow(mut client: Client, keys: Keys, state: SharedState) {
         if let Err(e) = read_and_watch(&mut client, &keys, &state).await {
             tracing::warn!("etcd watch: {e}; reading the cluster again");
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

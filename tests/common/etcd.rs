@@ -12,10 +12,11 @@ use super::{free_addr, Broker};
 
 pub struct Etcd {
     child: Child,
+    peer: SocketAddr,
     /// `http://127.0.0.1:PORT`, for `--etcd-endpoints`.
     pub endpoint: String,
     client: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Etcd {
@@ -38,11 +39,23 @@ impl Etcd {
         }
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_addr(), free_addr());
+        let etcd = Etcd {
+            child: Etcd::spawn(dir.path(), client, peer),
+            peer,
+            endpoint: format!("http://{client}"),
+            client,
+            dir,
+        };
+        etcd.wait_healthy();
+        Some(etcd)
+    }
+
+    fn spawn(dir: &std::path::Path, client: SocketAddr, peer: SocketAddr) -> Child {
         let endpoint = format!("http://{client}");
         let peer_url = format!("http://{peer}");
-        let child = Command::new("etcd")
+        Command::new("etcd")
             .args(["--name", "test", "--data-dir"])
-            .arg(dir.path().join("etcd"))
+            .arg(dir.join("etcd"))
             .args(["--listen-client-urls", &endpoint])
             .args(["--advertise-client-urls", &endpoint])
             .args(["--listen-peer-urls", &peer_url])
@@ -52,15 +65,16 @@ impl Etcd {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .expect("start etcd");
-        let etcd = Etcd {
-            child,
-            endpoint,
-            client,
-            _dir: dir,
-        };
-        etcd.wait_healthy();
-        Some(etcd)
+            .expect("start etcd")
+    }
+
+    /// `kill -9` etcd, wait `down`, start it again on the same ports and data.
+    pub fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = Etcd::spawn(self.dir.path(), self.client, self.peer);
+        self.wait_healthy();
     }
 
     fn wait_healthy(&self) {
