@@ -89,6 +89,7 @@ impl Kind for BrokerId {
     fn range() -> Option<String> {
         Some(format!("0..={MAX_BROKER_ID}"))
     }
+    const NUMBER: bool = true;
 }
 
 /// The largest broker id.

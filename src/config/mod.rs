@@ -188,14 +188,16 @@ settings! {
     cluster_name: String as ClusterName, "NAME", default "shardlog";
     /// This broker's id in its cluster, unique and stable: required with --etcd-endpoints.
     /// The data directory remembers it and refuses to start under another id.
-    broker_id: Option<u32> as BrokerId, "N", default "", example Hint("1");
+    broker_id: Option<u32> as BrokerId, "N", default "none", example Hint("1");
     /// The framed address other brokers and clients reach this broker at (cluster mode);
     /// default: --framed-listen, which then must not be a wildcard address.
-    advertise_framed: Option<String> as HostPort, "HOST:PORT", default "",
+    advertise_framed: Option<String> as HostPort, "HOST:PORT",
+        default computed("--framed-listen", String::new),
         example Hint("broker-1.example:9254");
     /// The HTTP address other brokers and clients reach this broker at (cluster mode);
     /// default: --http-listen, which then must not be a wildcard address.
-    advertise_http: Option<String> as HostPort, "HOST:PORT", default "",
+    advertise_http: Option<String> as HostPort, "HOST:PORT",
+        default computed("--http-listen", String::new),
         example Hint("broker-1.example:9252");
     /// Cluster mode: how long a broker that stops renewing its etcd lease (crashed, paused,
     /// cut off from etcd) stays a member; at least 2s, rounded up to whole seconds.
