@@ -26,15 +26,18 @@ use crate::error::{Classify, ErrorClass};
 
 pub mod controller;
 pub mod fence;
+pub mod forward;
 pub mod identity;
 pub mod json;
 pub mod keys;
 pub mod membership;
 pub mod records;
+pub mod session;
 pub mod topics;
 pub mod view;
 
 use fence::LeaseFence;
+use forward::{ForwardError, Forwarder};
 use keys::Keys;
 use records::{BrokerRecord, PlanError};
 use topics::TopicFound;
@@ -53,6 +56,16 @@ pub struct Cluster {
     keys: Keys,
     runtime: tokio::runtime::Handle,
     ranges_per_shard: u32,
+    forwarder: Forwarder,
+}
+
+/// Where a write to a partition goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// This broker leads it and holds its lease: write here.
+    Local,
+    /// Broker `leader` leads it: forward to its framed address.
+    Forward { leader: u32, addr: String },
 }
 
 static INSTALLED: OnceLock<Arc<Cluster>> = OnceLock::new();
@@ -212,6 +225,7 @@ impl Cluster {
             keys,
             runtime,
             ranges_per_shard: config.ranges_per_shard,
+            forwarder: Forwarder::default(),
         }))
     }
 
@@ -232,10 +246,70 @@ impl Cluster {
                 .is_some_and(|(leader, _)| leader == self.broker)
     }
 
+    /// Where a write to partition `j` of `topic` goes, or why nowhere: this broker without
+    /// its lease acts on no leadership; a partition whose leader is down is unavailable.
+    pub fn route(&self, topic: &str, j: u32) -> Result<Route, ForwardError> {
+        if !self.fence.holds_lease() {
+            return Err(ForwardError::NoLease);
+        }
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        match state.leader_of(topic, j) {
+            None => Err(ForwardError::NoLeader {
+                topic: topic.to_string(),
+                partition: j,
+            }),
+            Some((leader, _)) if leader == self.broker => Ok(Route::Local),
+            Some((leader, _)) => match state.live.get(&leader) {
+                Some(b) => Ok(Route::Forward {
+                    leader,
+                    addr: b.framed.clone(),
+                }),
+                None => Err(ForwardError::LeaderDown {
+                    topic: topic.to_string(),
+                    partition: j,
+                    leader,
+                }),
+            },
+        }
+    }
+
+    /// Forwards a PRODUCE body for `topic` to `leader`; the receiver gets its answer.
+    pub fn forward(
+        &self,
+        leader: u32,
+        addr: &str,
+        topic: &str,
+        flags: u8,
+        body: bytes::Bytes,
+    ) -> futures_channel::oneshot::Receiver<Result<(), ForwardError>> {
+        self.forwarder
+            .send(&self.runtime, leader, addr, topic, flags, body)
+    }
+
+    /// Whether this broker's view has `topic` with all its `partitions` records.
+    pub fn sees_topic(&self, topic: &str, partitions: u32) -> bool {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state.topics.contains_key(topic)
+            && state
+                .partitions
+                .get(topic)
+                .is_some_and(|p| p.len() as u32 == partitions)
+    }
+
     /// The body of `GET /v1/cluster`.
     pub fn json(&self) -> String {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         json::render(&self.name, self.broker, self.fence.holds_lease(), &state)
+    }
+
+    /// Finds `name` in etcd (never creates it).
+    pub async fn find_topic(&self, name: &str) -> Result<TopicFound, ClusterError> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let work = topics::find_topic(self.client.clone(), self.keys.clone(), name.to_string());
+        self.runtime.spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        rx.await.map_err(|_| ClusterError::Stopped)?
     }
 
     /// Creates `name` in etcd (or finds it). Callable from any runtime: the work runs on the
@@ -283,6 +357,8 @@ pub enum ClusterError {
     },
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error("topic '{0}' does not exist in the cluster")]
+    TopicNotFound(String),
     #[error("topic '{0}' changed while it was being created")]
     Raced(String),
     #[error("etcd key {key} holds a value this broker cannot read: {reason}")]
@@ -317,6 +393,7 @@ impl Classify for ClusterError {
         match self {
             ClusterError::Plan(PlanError::BadPartitions { .. }) => ErrorClass::Invalid,
             ClusterError::BadRecord { .. } => ErrorClass::Internal,
+            ClusterError::TopicNotFound(_) => ErrorClass::NotFound,
             _ => ErrorClass::Unavailable,
         }
     }

@@ -16,6 +16,23 @@ pub struct TopicFound {
     pub created: bool,
 }
 
+/// Finds `name`.
+pub async fn find_topic(
+    mut client: Client,
+    keys: Keys,
+    name: String,
+) -> Result<TopicFound, ClusterError> {
+    let topic_key = keys.topic(&name);
+    let existing = client.get(topic_key.clone(), None).await?;
+    match existing.kvs().first() {
+        Some(kv) => Ok(TopicFound {
+            record: parse_topic(&topic_key, kv.value())?,
+            created: false,
+        }),
+        None => Err(ClusterError::TopicNotFound(name)),
+    }
+}
+
 /// Creates `name` over the brokers live now, or finds it.
 pub async fn create_topic(
     mut client: Client,
