@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,22 +38,31 @@ impl Etcd {
             eprintln!("skipped: etcd is not installed (Debian: apt-get install etcd-server)");
             return None;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_addr(), free_addr());
-        let etcd = Etcd {
-            child: Etcd::spawn(dir.path(), client, peer),
-            peer,
-            endpoint: format!("http://{client}"),
-            client,
-            dir,
-        };
-        etcd.wait_healthy();
-        Some(etcd)
+        // A free port can be taken by another test between our look and etcd's bind: etcd
+        // then exits, and we try again on other ports.
+        let mut why = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let (client, peer) = (free_addr(), free_addr());
+            let mut etcd = Etcd {
+                child: Etcd::spawn(dir.path(), client, peer),
+                peer,
+                endpoint: format!("http://{client}"),
+                client,
+                dir,
+            };
+            match etcd.wait_healthy() {
+                Ok(()) => return Some(etcd),
+                Err(e) => why = e,
+            }
+        }
+        panic!("etcd did not start: {why}");
     }
 
-    fn spawn(dir: &std::path::Path, client: SocketAddr, peer: SocketAddr) -> Child {
+    fn spawn(dir: &Path, client: SocketAddr, peer: SocketAddr) -> Child {
         let endpoint = format!("http://{client}");
         let peer_url = format!("http://{peer}");
+        let log = std::fs::File::create(dir.join("etcd.log")).expect("etcd log file");
         Command::new("etcd")
             .args(["--name", "test", "--data-dir"])
             .arg(dir.join("etcd"))
@@ -64,6 +74,7 @@ impl Etcd {
             .args(["--logger", "zap", "--log-level", "error"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start etcd")
     }
@@ -74,16 +85,29 @@ impl Etcd {
         let _ = self.child.wait();
         std::thread::sleep(down);
         self.child = Etcd::spawn(self.dir.path(), self.client, self.peer);
-        self.wait_healthy();
+        if let Err(why) = self.wait_healthy() {
+            panic!("etcd did not restart: {why}");
+        }
     }
 
-    fn wait_healthy(&self) {
+    /// Waits until etcd is healthy, or says why not (it exited, or never became healthy).
+    fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if self.healthy() {
-                return;
+                return Ok(());
             }
-            assert!(Instant::now() < deadline, "etcd did not become healthy");
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
+                let tail: String = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                return Err(format!("etcd exited ({status}): {tail}"));
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err("etcd did not become healthy within 60s".into());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
