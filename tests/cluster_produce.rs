@@ -1,6 +1,7 @@
-//! Cluster mode's produce path against a real etcd: a framed PRODUCE reaching a broker that
-//! does not lead the key's partition is forwarded to the leader, so every acknowledged
-//! message is stored once, by the broker etcd names the partition's leader, in order per key.
+//! Cluster mode's produce path against a real etcd: a framed PRODUCE (or a REST produce)
+//! reaching a broker that does not lead the key's partition is forwarded to the leader, so
+//! every acknowledged message is stored once, by the broker etcd names the partition's leader,
+//! in order per key.
 
 mod common;
 
@@ -10,6 +11,7 @@ use common::cluster::{all_up, three_brokers, wait_views};
 use common::consumer::{drain, produce_keyed, ConsumerClient};
 use common::etcd::Etcd;
 use common::framed::FramedProducer;
+use common::http::HttpClient;
 use common::Broker;
 use shardlog::wire::consumer::StartPolicy;
 use shardlog::wire::ring::TopicLayout;
@@ -62,6 +64,17 @@ fn keyed_produce_on_every_broker_is_stored_once_by_the_partition_leader_in_order
             20,
             &format!("via{}", i + 1),
         ));
+    }
+    // And REST, keyed, through every broker too.
+    for (i, b) in brokers.iter().enumerate() {
+        let mut http = HttpClient::connect(b.http);
+        for seq in 0..40 {
+            let key = format!("key-{}", seq % 10);
+            let body = format!("rest{}|{key}|{}", i + 1, seq / 10);
+            let r = http.produce("events", Some(&key), "application/json", body.as_bytes());
+            assert_eq!(r.status, 200, "{}", r.text());
+            acked.push((key, body));
+        }
     }
     let views = wait_views(&all, "the topic everywhere", |v| {
         v["topics"].as_array().is_some_and(|t| t.len() == 1)

@@ -18,6 +18,7 @@ use crate::error::{Classify, ErrorClass};
 use crate::wire::error::parse_error_body;
 use crate::wire::frame::{encode_frame, Frame, OpCode};
 use crate::wire::startup::encode_startup;
+use crate::wire::ErrorCode;
 
 /// Why a forwarded PRODUCE was not acknowledged.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,9 +46,18 @@ pub enum ForwardError {
 
 impl Classify for ForwardError {
     fn class(&self) -> ErrorClass {
-        // The leader's own refusals keep their code (see `Refused`); everything else here is
-        // a leadership or link problem that passes.
-        ErrorClass::Unavailable
+        match self {
+            // The leader's own refusal, by its code (framed answers pass the code on as is).
+            ForwardError::Refused { code, .. } => match ErrorCode::from_u8(*code) {
+                Some(ErrorCode::BadRequest | ErrorCode::Protocol) => ErrorClass::Invalid,
+                Some(ErrorCode::NotFound) => ErrorClass::NotFound,
+                Some(ErrorCode::Storage) => ErrorClass::Storage,
+                Some(ErrorCode::ResourceExhausted) => ErrorClass::ResourceExhausted,
+                _ => ErrorClass::Unavailable,
+            },
+            // Leadership or the link: passes.
+            _ => ErrorClass::Unavailable,
+        }
     }
 }
 
