@@ -23,6 +23,8 @@
 //! - [`stats`]: the counters and histograms each core keeps on the hot path.
 //! - [`metrics`]: a scrape: every core's stats gathered and encoded for Prometheus.
 //! - [`error`]: the classes every layer's errors fall into, which transports map to answers.
+//! - [`cluster`]: cluster mode: membership, the controller, topic layouts and partition
+//!   leaders in etcd, on a thread of its own beside the shards (absent on a single host).
 //! - [`broker`]: starts the cores (shard, then control-plane state) and the listeners; a
 //!   panic anywhere ends the process.
 //! - [`failpoint`]: named places where a test can make a running broker misbehave.
@@ -30,6 +32,7 @@
 //!   also runs over the checked-in corpus.
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod error;

@@ -500,3 +500,21 @@ fn ports_with_connections_in_time_wait_can_be_bound() {
     let mut c = FramedProducer::startup(broker.framed, "time-wait");
     assert_eq!(c.produce(b"", &[b"bound"]), Ok(()));
 }
+
+#[test]
+fn cpus_places_shards_or_refuses_a_cpu_the_process_may_not_use() {
+    // Unpinned, and pinned to a listed CPU: both serve.
+    for cpus in ["none", "0"] {
+        let b = Broker::start_with(1, &["--cpus", cpus]);
+        let mut p = FramedProducer::startup(b.framed, "placed");
+        p.produce(b"k", &[b"one"]).unwrap();
+    }
+    let b = Broker::new(1, &["--cpus", "4095"]);
+    let out = b.command().output().expect("run shardlog");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--cpus names CPU 4095, which this process may not run on"),
+        "{err}"
+    );
+}

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use futures_channel::oneshot;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, CpuPlacement};
 use crate::consumer::{self, coordinator::COORDINATOR_SHARD, Coordinator};
 use crate::rt;
 use crate::rt::pool::{self, RuntimeError};
@@ -49,7 +49,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let _lock = lock_data_dir(&config.data_dir)?;
     wait_for_port(config.framed_listen, "framed-listen")?;
     wait_for_port(config.http_listen, "http-listen")?;
-    let cpus = pool::allowed_cpus();
+    // Cluster mode only: the data directory's broker id, etcd, registration.
+    crate::cluster::start_if_configured(&config)?;
+    let cpus = match &config.cpus {
+        CpuPlacement::All => pool::allowed_cpus(),
+        CpuPlacement::None => Vec::new(),
+        CpuPlacement::List(cpus) => {
+            let allowed = pool::allowed_cpus();
+            if let Some(&cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
+                return Err(StartError::CpuNotAllowed { cpu, allowed });
+            }
+            cpus.clone()
+        }
+    };
     tracing::info!(?config, ?cpus, "starting shardlog");
     if !cpus.is_empty() && config.shards > cpus.len() {
         tracing::warn!(
@@ -124,6 +136,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     for t in threads {
         t.join()?;
     }
+    crate::cluster::leave();
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -193,6 +206,12 @@ pub enum StartError {
         #[source]
         source: CoreError,
     },
+    #[error(
+        "--cpus names CPU {cpu}, which this process may not run on (it may run on {allowed:?})"
+    )]
+    CpuNotAllowed { cpu: usize, allowed: Vec<usize> },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("a shard stopped during start-up")]
     ShardStopped,
     #[error("start-up did not finish within {timeout:?} ({up} of {shards} shards ready)")]

@@ -51,6 +51,28 @@ pub enum BadValue {
         max: Duration,
         why: &'static str,
     },
+    #[error("'{0}' is not an etcd endpoint (e.g. http://127.0.0.1:2379)")]
+    NotEndpoint(String),
+    #[error("'{0}' is not a host:port (e.g. broker-1.example:9254)")]
+    NotHostPort(String),
+    #[error("'{0}' is not a name of 1 to 64 letters, digits, '.', '_', '-'")]
+    NotName(String),
+    #[error("'{value}' is not all, none or a CPU list like 0,2,4-7: {why}")]
+    NotCpuList { value: String, why: &'static str },
+    #[error("is required with --{0}")]
+    RequiredWith(&'static str),
+    #[error("is required with --{with} when --{listen} is {addr} (a wildcard address others cannot reach)")]
+    AdvertiseRequired {
+        with: &'static str,
+        listen: &'static str,
+        addr: SocketAddr,
+    },
+    #[error("{value:?} is too short: at least {min:?} ({why})")]
+    TooShort {
+        value: Duration,
+        min: Duration,
+        why: &'static str,
+    },
     #[error("the value does not fit")]
     DoesNotFit,
     #[error("{0} is also the --{1} address")]

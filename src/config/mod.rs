@@ -18,10 +18,13 @@ use clap::Parser;
 use serde::Deserialize;
 use thiserror::Error;
 
+mod cluster_kinds;
 mod docs;
 mod kinds;
 mod table;
 
+pub use cluster_kinds::CpuPlacement;
+use cluster_kinds::{BrokerId, ClusterName, Endpoints, HostPort};
 pub use docs::{example_file, markdown_table};
 pub use kinds::{parse_size, BadValue};
 use kinds::{Addr, Bool, Dur, Int, Kind, OffIsZero, Opt, Size, Text};
@@ -45,6 +48,9 @@ settings! {
     shards: usize as Int<1, 1024>, "N",
         default computed("the CPUs this process may run on", || available_cpus().to_string()),
         example Hint("8");
+    /// CPUs the shards are pinned to: `all` (shard i on the i-th CPU this process may run
+    /// on), `none` (no pinning: several brokers on one host), or a list like `0,2,4-7`.
+    cpus: CpuPlacement as CpuPlacement, "LIST", default "all", example Hint("none");
     /// Partitions per shard for new topics (a topic gets `shards × this`, fixed when it is
     /// created).
     ranges_per_shard: u32 as Int<1, 256>, "N", default "4";
@@ -174,6 +180,37 @@ settings! {
     /// Refuse produce requests (retryably) while the data directory's filesystem has less
     /// free space than this; `0` disables the check.
     min_free_space: u64 as OffIsZero<Size<0, { u64::MAX }>>, "BYTES", default "1GiB";
+    /// etcd endpoints, comma-separated (e.g. `http://10.0.0.5:2379`); given: this broker is
+    /// one of a cluster (docs/cluster.md); `off`: a single host, no etcd.
+    etcd_endpoints: Vec<String> as Endpoints, "URLS", default "off",
+        example Hint("http://127.0.0.1:2379");
+    /// The cluster's name: the prefix of its keys in etcd, so clusters can share one etcd.
+    cluster_name: String as ClusterName, "NAME", default "shardlog";
+    /// This broker's id in its cluster, unique and stable: required with --etcd-endpoints.
+    /// The data directory remembers it and refuses to start under another id.
+    broker_id: Option<u32> as BrokerId, "N", default "none", example Hint("1");
+    /// The framed address other brokers and clients reach this broker at (cluster mode);
+    /// default: --framed-listen, which then must not be a wildcard address.
+    advertise_framed: Option<String> as HostPort, "HOST:PORT",
+        default computed("--framed-listen", String::new),
+        example Hint("broker-1.example:9254");
+    /// The HTTP address other brokers and clients reach this broker at (cluster mode);
+    /// default: --http-listen, which then must not be a wildcard address.
+    advertise_http: Option<String> as HostPort, "HOST:PORT",
+        default computed("--http-listen", String::new),
+        example Hint("broker-1.example:9252");
+    /// Cluster mode: how long a broker that stops renewing its etcd lease (crashed, paused,
+    /// cut off from etcd) stays a member; at least 2s, rounded up to whole seconds.
+    session_timeout: Duration as Dur, "DURATION", default "6s",
+        check |d| if *d < Duration::from_secs(2) {
+            Err(BadValue::TooShort {
+                value: *d,
+                min: Duration::from_secs(2),
+                why: "etcd does not keep shorter leases",
+            })
+        } else {
+            Ok(())
+        };
     /// Log filter, e.g. info, debug, shardlog=trace; `RUST_LOG` wins when set.
     log: String as Text, "FILTER", default "info";
 }
@@ -251,6 +288,7 @@ impl Config {
                 }),
             );
         }
+        self.check_cluster()?;
         // One HTTP/2 connection must be able to hold the largest body it may be sent whole.
         for (other, other_value) in [
             ("grpc-max-message-size", self.grpc_max_message_size),
@@ -267,6 +305,53 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Cluster mode's settings together: a broker id, and addresses others can reach.
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        if !self.is_cluster() {
+            return Ok(());
+        }
+        if self.broker_id.is_none() {
+            return Err(setting("broker_id").invalid(BadValue::RequiredWith("etcd-endpoints")));
+        }
+        for (field, listen, addr) in [
+            ("advertise_framed", "framed-listen", self.framed_listen),
+            ("advertise_http", "http-listen", self.http_listen),
+        ] {
+            let given = match field {
+                "advertise_framed" => self.advertise_framed.is_some(),
+                _ => self.advertise_http.is_some(),
+            };
+            if !given && addr.ip().is_unspecified() {
+                return Err(setting(field).invalid(BadValue::AdvertiseRequired {
+                    with: "etcd-endpoints",
+                    listen,
+                    addr,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this broker is one of a cluster (`--etcd-endpoints` given).
+    pub fn is_cluster(&self) -> bool {
+        !self.etcd_endpoints.is_empty()
+    }
+
+    /// The framed address others reach this broker at: `--advertise-framed`, else
+    /// `--framed-listen`.
+    pub fn advertised_framed(&self) -> String {
+        self.advertise_framed
+            .clone()
+            .unwrap_or_else(|| self.framed_listen.to_string())
+    }
+
+    /// The HTTP address others reach this broker at: `--advertise-http`, else `--http-listen`.
+    pub fn advertised_http(&self) -> String {
+        self.advertise_http
+            .clone()
+            .unwrap_or_else(|| self.http_listen.to_string())
     }
 
     /// The largest frame this broker builds: a framed or REST frame is at most
@@ -447,6 +532,58 @@ mod tests {
             (&["--max-poll-bytes", "1"], "--max-poll-bytes"),
             (&["--spin-before-park", "1s"], "--spin-before-park"),
             (&["--spin-before-park", "busy"], "--spin-before-park"),
+        ] {
+            let err = cli(args).unwrap_err().to_string();
+            assert!(err.starts_with(flag), "{args:?} gave {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn cluster_mode_needs_an_id_and_reachable_addresses() {
+        let c = cli(&[]).unwrap();
+        assert!(!c.is_cluster());
+        assert_eq!(c.cluster_name, "shardlog");
+        assert_eq!(c.session_timeout, Duration::from_secs(6));
+        assert_eq!(c.cpus, CpuPlacement::All);
+        let etcd = ["--etcd-endpoints", "http://127.0.0.1:2379"];
+        let err = cli(&etcd).unwrap_err().to_string();
+        assert_eq!(err, "--broker-id: is required with --etcd-endpoints");
+        let err = cli(&[&etcd[..], &["--broker-id", "1"]].concat())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--advertise-framed: is required"), "{err}");
+        let c = cli(&[
+            &etcd[..],
+            &[
+                "--broker-id",
+                "7",
+                "--framed-listen",
+                "127.0.0.1:1",
+                "--http-listen",
+                "127.0.0.1:2",
+                "--advertise-http",
+                "b7.example:80",
+                "--session-timeout",
+                "2s",
+                "--cpus",
+                "none",
+            ],
+        ]
+        .concat())
+        .unwrap();
+        assert!(c.is_cluster());
+        assert_eq!(c.broker_id, Some(7));
+        assert_eq!(c.advertised_framed(), "127.0.0.1:1");
+        assert_eq!(c.advertised_http(), "b7.example:80");
+        assert_eq!(c.cpus, CpuPlacement::None);
+        for (args, flag) in [
+            (&["--session-timeout", "1s"][..], "--session-timeout"),
+            (&["--cluster-name", "a/b"], "--cluster-name"),
+            (&["--etcd-endpoints", "nowhere"], "--etcd-endpoints"),
+            (&["--broker-id", "x"], "--broker-id"),
+            (&["--cpus", "1-"], "--cpus"),
+            (&["--advertise-framed", "nohost"], "--advertise-framed"),
         ] {
             let err = cli(args).unwrap_err().to_string();
             assert!(err.starts_with(flag), "{args:?} gave {err}");

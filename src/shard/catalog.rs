@@ -87,6 +87,20 @@ impl Shard {
         Ok((state, found))
     }
 
+    /// Finds the topic, or creates it with exactly `layout` (cluster mode: the layout etcd
+    /// holds). An existing topic is found, not changed: the caller compares layouts.
+    pub async fn create_topic_with_layout(
+        &self,
+        name: &str,
+        layout: TopicLayout,
+    ) -> Result<Rc<TopicState>, TopicError> {
+        if let Some(t) = self.known_topic(name) {
+            return Ok(t);
+        }
+        let found = self.find_or_create(name, Some(layout)).await?;
+        self.install_topic(name, found.layout, found.incarnation)
+    }
+
     /// The layout a new topic gets by default: `shards × --ranges-per-shard` partitions.
     pub fn default_layout(&self) -> TopicLayout {
         TopicLayout::new(self.shards as u32, self.config.ranges_per_shard)

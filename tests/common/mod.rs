@@ -4,8 +4,10 @@
 //! scripted peer on the wire crate's codecs, for tests that send raw or malformed frames.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod consumer;
 pub mod ctl;
+pub mod etcd;
 pub mod framed;
 pub mod http;
 

@@ -128,6 +128,12 @@ impl TopicLayout {
         (pos as u64 as i64).wrapping_add(i64::MIN)
     }
 
+    /// The tokens partition `j` covers, first and last (both included): what a cluster's
+    /// partition table shows so that a client can route a key without the layout's math.
+    pub fn token_range(&self, j: u32) -> (i64, i64) {
+        (self.start(j), self.start(j + 1).wrapping_sub(1))
+    }
+
     /// The partition whose token range holds `token`.
     pub fn partition_of_token(&self, token: i64) -> u32 {
         let pos = token.wrapping_sub(i64::MIN) as u64 as u128;
@@ -179,6 +185,19 @@ mod tests {
         assert!(n >= 10);
         assert_eq!(token(b"test"), -6017608668500074083);
         assert_eq!(token("kremówki".as_bytes()), 4354931215268080151);
+    }
+
+    #[test]
+    fn token_ranges_tile_the_ring() {
+        let l = TopicLayout::new(3, 4);
+        assert_eq!(l.token_range(0).0, i64::MIN);
+        assert_eq!(l.token_range(l.partitions() - 1).1, i64::MAX);
+        for j in 1..l.partitions() {
+            assert_eq!(l.token_range(j - 1).1 + 1, l.token_range(j).0);
+            let (first, last) = l.token_range(j);
+            assert_eq!(l.partition_of_token(first), j);
+            assert_eq!(l.partition_of_token(last), j);
+        }
     }
 
     #[test]

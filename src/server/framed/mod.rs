@@ -247,9 +247,9 @@ async fn handle_frame(
     }
     match op {
         OpCode::Startup => match StartupBody::decode(&body) {
-            Ok(startup) => match shard.topic(startup.topic).await {
-                Ok(state) => {
-                    let keyless_partition = shard.keyless_partition(&state);
+            // The topic, from etcd in cluster mode (see `cluster::session`).
+            Ok(startup) => match crate::cluster::session::open(shard, startup.topic).await {
+                Ok((state, keyless_partition)) => {
                     *session = Some(Session {
                         topic: state,
                         keyless_partition,

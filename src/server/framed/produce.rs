@@ -11,6 +11,8 @@ use bytes::Bytes;
 
 use super::errors::code_of;
 use super::{Conn, Session};
+use crate::cluster::forward::ForwardError;
+use crate::cluster::Route;
 use crate::rt;
 use crate::shard::msg::ProduceFrame;
 use crate::shard::Shard;
@@ -58,6 +60,29 @@ pub(super) async fn handle(
     else {
         return;
     };
+    // Cluster mode: a partition this broker does not lead is written by its leader.
+    if let Some(cluster) = crate::cluster::installed() {
+        match cluster.route(&s.topic.name, partition) {
+            Ok(Route::Local) => {}
+            Ok(Route::Forward { leader, addr }) => {
+                let answer = cluster.forward(leader, &addr, &s.topic.name, header.flags, body);
+                let (outbox, metrics) = (outbox.clone(), shard.metrics.clone());
+                return rt::spawn_detached(async move {
+                    match answer.await {
+                        Ok(Ok(())) => outbox.push_empty(OpCode::ProduceResponse, sid),
+                        Ok(Err(e)) => outbox.push_error(sid, forwarded_code(&e), &e.to_string()),
+                        Err(_) => {
+                            outbox.push_error(sid, ErrorCode::Unavailable, "forwarding stopped")
+                        }
+                    }
+                    metrics.ack.record(read_at.elapsed());
+                    drop(bytes);
+                    drop(slot);
+                });
+            }
+            Err(e) => return outbox.push_error(sid, code_of(&e), &e.to_string()),
+        }
+    }
     let frame = ProduceFrame {
         body,
         layout,
@@ -78,4 +103,14 @@ pub(super) async fn handle(
         drop(bytes);
         drop(slot);
     });
+}
+
+/// The code a forwarded frame's failure is answered with: the leader's own, else retryable.
+fn forwarded_code(e: &ForwardError) -> ErrorCode {
+    match e {
+        ForwardError::Refused { code, .. } => {
+            ErrorCode::from_u8(*code).unwrap_or(ErrorCode::Unavailable)
+        }
+        other => code_of(other),
+    }
 }

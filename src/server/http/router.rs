@@ -33,7 +33,7 @@ pub struct Route {
 /// Every plain-HTTP route of the port. The consumer and REST-produce endpoints go here.
 pub fn routes() -> &'static [Route] {
     static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(|| {
-        use super::rest::{consumer, groups, produce, time_offset, topics};
+        use super::rest::{cluster, consumer, groups, produce, time_offset, topics};
         let route = |method, pattern, handler| Route {
             method,
             pattern,
@@ -50,6 +50,10 @@ pub fn routes() -> &'static [Route] {
             }),
             route(Method::GET, "/metrics", |shard, req| {
                 Box::pin(async move { metrics(&shard, &req).await })
+            }),
+            // Cluster mode's brokers, topics and leaders (404 on a single host).
+            route(Method::GET, "/v1/cluster", |_shard, _req| {
+                Box::pin(async move { cluster::get() })
             }),
             // PolarStreams' consumer API (it also takes POST for register, for old clients).
             counted(

@@ -1,6 +1,7 @@
 //! PolarStreams' REST API on the HTTP port (both HTTP versions, through the router):
 //!
 //! - [`consumer`]: register, poll (binary or JSON), commit, goodbye.
+//! - [`cluster`]: `GET /v1/cluster` (cluster mode's brokers, topics and partition leaders).
 //! - [`commit_json`]: a commit's optional explicit positions.
 //! - [`groups`]: `GET /v1/groups`, `GET /v1/groups/{group}` (members, offsets, lag).
 //! - [`poll_json`]: the JSON form of a poll response, bounded and yielding.
@@ -13,6 +14,7 @@
 //!
 //! See the "HTTP API" section of `docs/protocol.md`.
 
+pub mod cluster;
 pub mod commit_json;
 pub mod consumer;
 pub mod groups;

@@ -10,14 +10,19 @@
 //! `partitionKey` the partition is the key's Murmur3 token's; without one (or empty), a
 //! partition owned by the shard serving the request (no cross-core hop), round-robin over
 //! requests. A request's messages land together, in order, in one chunk. The answer is 200
-//! `OK` once they are durable. Topics are created on first produce.
+//! `OK` once they are durable. Topics are created on first produce. In cluster mode the topic
+//! comes from etcd and a partition another broker leads is forwarded to it as that frame
+//! (docs/cluster.md).
 
 use std::rc::Rc;
 
 use http::StatusCode;
 
+use crate::cluster::Route;
 use crate::shard::Shard;
+use crate::wire::produce::encode_produce_body;
 use crate::wire::startup::validate_topic;
+use crate::wire::Flags;
 
 use super::super::errors;
 use super::super::message::{HttpRequest, HttpResponse};
@@ -68,15 +73,36 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
             &format!("the messages take {frame_len} bytes as a frame; --max-frame-size is {max}"),
         ));
     }
-    let state = shard
-        .topic(&topic)
+    // The topic (from etcd in cluster mode) and where keyless messages go.
+    let (state, keyless) = crate::cluster::session::open(shard, &topic)
         .await
         .map_err(|e| errors::response(&e))?;
     let partition = if key.is_empty() {
-        shard.keyless_partition(&state)
+        keyless
     } else {
         state.layout.partition_of_key(&key)
     };
+    // Cluster mode: a partition another broker leads is written there.
+    if let Some(cluster) = crate::cluster::installed() {
+        if let Route::Forward { leader, addr } = cluster
+            .route(&topic, partition)
+            .map_err(|e| errors::response(&e))?
+        {
+            let mut body = Vec::with_capacity(frame_len);
+            encode_produce_body(timestamp, &key, messages.iter().copied(), &mut body);
+            let flags = if timestamp.is_some() {
+                Flags::WITH_TIMESTAMP
+            } else {
+                0
+            };
+            let answer = cluster.forward(leader, &addr, &topic, flags, body.into());
+            return match answer.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(errors::response(&e)),
+                Err(_) => Err(errors::response(&crate::cluster::ClusterError::Stopped)),
+            };
+        }
+    }
     let (ack, _budget) = shard
         .submit_messages(
             &state,

@@ -99,18 +99,30 @@ async fn create_inner(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpRespon
             "the body is not {{\"partitions\": N}} (or empty): {e}"
         ))
     })?;
-    let (_, found) = shard
-        .create_topic(&name, body.partitions)
-        .await
-        .map_err(|e| errors::response(&e))?;
-    let partitions = found.layout.partitions();
-    if !found.created && body.partitions.is_some_and(|n| n != partitions) {
+    let (partitions, created) = match crate::cluster::installed() {
+        // Cluster mode: the layout is created in etcd, once for the whole cluster.
+        Some(cluster) => {
+            let found = cluster
+                .create_topic(&name, body.partitions)
+                .await
+                .map_err(|e| errors::response(&e))?;
+            (found.record.partitions(), found.created)
+        }
+        None => {
+            let (_, found) = shard
+                .create_topic(&name, body.partitions)
+                .await
+                .map_err(|e| errors::response(&e))?;
+            (found.layout.partitions(), found.created)
+        }
+    };
+    if !created && body.partitions.is_some_and(|n| n != partitions) {
         return Err(HttpResponse::error(
             StatusCode::CONFLICT,
             &format!("topic '{name}' already exists with {partitions} partitions"),
         ));
     }
-    let status = if found.created {
+    let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -118,10 +130,7 @@ async fn create_inner(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpRespon
     let topic = serde_json::to_string(&name).unwrap_or_else(|_| "\"\"".into());
     Ok(HttpResponse::json(
         status,
-        format!(
-            "{{\"topic\":{topic},\"partitions\":{partitions},\"created\":{}}}",
-            found.created
-        ),
+        format!("{{\"topic\":{topic},\"partitions\":{partitions},\"created\":{created}}}"),
     ))
 }
 

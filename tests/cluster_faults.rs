@@ -1,0 +1,75 @@
+//! Cluster mode through faults, against a real etcd: a broker paused past its session goes
+//! down and registers again when resumed; brokers ride out an etcd restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{all_up, cluster_view, states, three_brokers, wait_views};
+use common::etcd::Etcd;
+use common::http::HttpClient;
+use common::Broker;
+
+fn signal(b: &Broker, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(b.pid() as i32, sig) }, 0);
+}
+
+#[test]
+fn a_broker_paused_past_its_session_goes_down_and_registers_again_when_resumed() {
+    let Some(etcd) = Etcd::start() else { return };
+    let brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    signal(&brokers[1], libc::SIGSTOP);
+    wait_views(&[&brokers[0], &brokers[2]], "broker 2 down", |v| {
+        states(v).contains(&(2, "down".to_string()))
+    });
+    signal(&brokers[1], libc::SIGCONT);
+    // Back with a new lease: every view shows it up, and it says it holds its lease.
+    let views = wait_views(&all, "broker 2 back", |v| {
+        all_up(&[1, 2, 3])(v) && v["holds_lease"] == true
+    });
+    assert_eq!(views[1]["broker"], 2);
+}
+
+#[test]
+fn brokers_register_again_and_follow_the_keys_after_etcd_restarts() {
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
+    let brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    let created =
+        HttpClient::connect(brokers[0].http).request("POST", "/v1/topics/before", &[], b"");
+    assert_eq!(created.status, 201, "{}", created.text());
+    // Down for longer than the brokers' 2 s sessions.
+    etcd.restart(Duration::from_secs(3));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let r = HttpClient::connect(brokers[2].http).request("POST", "/v1/topics/after", &[], b"");
+        if r.status == 201 || r.status == 200 {
+            break r;
+        }
+        // Retryable while the brokers reconnect.
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(std::time::Instant::now() < deadline, "{}", r.text());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        after.text().contains("\"partitions\":12"),
+        "{}",
+        after.text()
+    );
+    let views = wait_views(&all, "both topics everywhere, all up", |v| {
+        all_up(&[1, 2, 3])(v)
+            && v["holds_lease"] == true
+            && v["topics"].as_array().is_some_and(|t| t.len() == 2)
+    });
+    for v in &views {
+        assert_eq!(v["topics"][0]["name"], "after");
+        assert_eq!(v["topics"][1]["name"], "before");
+    }
+    assert_eq!(cluster_view(&brokers[1])["cluster"], "shardlog");
+}
