@@ -126,7 +126,6 @@ pub mod index;
 mod log;
 mod read;
 mod recovery;
-pub mod replace;
 mod retention;
 mod segment;
 mod tail;
