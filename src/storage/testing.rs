@@ -123,6 +123,9 @@ impl<F: FileSystem> FileSystem for FaultyFs<F> {
     fn lock_dir(&self, dir: &Path) -> io::Result<F::Lock> {
         self.inner.lock_dir(dir)
     }
+    async fn free_space(&self, dir: &Path) -> io::Result<u64> {
+        self.inner.free_space(dir).await
+    }
 }
 
 impl<T: SegmentFile> SegmentFile for FaultyFile<T> {
