@@ -17,6 +17,7 @@ use crate::server::listener::{self, ListenError};
 use crate::server::{framed, http};
 use crate::shard::msg::ShardMsg;
 use crate::shard::{OpenError, Shard};
+use crate::storage::fs::{BrokerFs, FileSystem};
 use crate::storage::StorageError;
 
 mod data_dir;
@@ -41,12 +42,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
             tracing::warn!("{why}");
         }
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.clone(),
-        source,
+    let fs = BrokerFs::real(config.durability);
+    // Start-up, before the shards run: a short-lived executor on this thread.
+    let (create, dir) = (fs.clone(), config.data_dir.clone());
+    rt::block_on(async move { create.create_dir_all(&dir).await }).map_err(|source| {
+        StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        }
     })?;
     // Held until `run` returns; the kernel drops the flock when the process dies in any way.
-    let _lock = lock_data_dir(&config.data_dir)?;
+    let _lock = lock_data_dir(&fs, &config.data_dir)?;
     wait_for_port(config.framed_listen, "framed-listen")?;
     wait_for_port(config.http_listen, "http-listen")?;
     // Cluster mode only: the data directory's broker id, etcd, registration.
@@ -84,12 +90,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let (framed_load, http_load) = (framed_load.clone(), http_load.clone());
         let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
         let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_tx.clone());
+        let fs = fs.clone();
         let drained = drained.clone();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         stops.push(stop_tx);
         let spin = config.spin_before_park;
         threads.push(pool::spawn_shard(id, cpu, spin, move || async move {
-            let shard = match start_core(id, Rc::new(config), mesh).await {
+            let shard = match start_core(id, Rc::new(config), fs, mesh).await {
                 Ok(s) => s,
                 Err(source) => {
                     let _ = ready.send(Err(StartError::Core { shard: id, source }));
@@ -146,11 +153,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
 pub async fn start_core(
     id: usize,
     config: Rc<Config>,
+    fs: BrokerFs,
     mesh: rt::ShardMesh<ShardMsg>,
 ) -> Result<Rc<Shard>, CoreError> {
-    let shard = Shard::open(id, config, mesh).await?;
+    let shard = Shard::open(id, config, fs, mesh).await?;
     if id == COORDINATOR_SHARD {
-        Coordinator::install(&shard).map_err(CoreError::Coordinator)?;
+        Coordinator::install(&shard)
+            .await
+            .map_err(CoreError::Coordinator)?;
     }
     shard.serve();
     Ok(shard)
@@ -179,11 +189,10 @@ pub enum StartError {
         /// The holder's pid, as it wrote it into the lock file.
         holder: Option<u32>,
     },
-    #[error("cannot lock --data-dir {}: {op} {}: {source}", dir.display(), file.display())]
+    #[error("cannot lock --data-dir {} ({}): {source}", dir.display(), file.display())]
     Lock {
         dir: std::path::PathBuf,
         file: std::path::PathBuf,
-        op: &'static str,
         #[source]
         source: std::io::Error,
     },

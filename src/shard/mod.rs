@@ -42,13 +42,13 @@ pub mod topics;
 mod upkeep;
 pub mod writer;
 
+pub use crate::rt::fs::free_space;
 pub use catalog::Found;
 pub use control::CoreLocals;
 pub use describe::PartitionInfo;
 pub use error::{DescribeError, ProduceError, ReadError, RouteError, TopicError};
 pub use produce::PendingAck;
 pub use time::TimeOffset;
-pub use upkeep::free_space;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -60,6 +60,7 @@ use crate::config::Config;
 use crate::ring::{ShardOwnership, TopicLayout};
 use crate::rt::{self, MeshPort, ShardMesh};
 use crate::stats::{ShardMetrics, TopicMetrics};
+use crate::storage::fs::BrokerFs;
 use crate::storage::{StorageError, TailBudget};
 
 use msg::ShardMsg;
@@ -159,6 +160,10 @@ pub struct Shard {
     pub files: Rc<OpenFiles>,
     /// The memory all the shard's hot tails share (`--hot-tail`), whatever the topic count.
     pub tail_budget: Rc<TailBudget>,
+    /// Every file the shard touches goes through it (a test may put faults under it).
+    pub fs: BrokerFs,
+    /// Shard 0 creates one topic at a time (see `catalog::ensure_topic`).
+    creating: Rc<rt::Semaphore>,
     /// The control plane's state on this core (see [`control`]).
     pub locals: CoreLocals,
 }
@@ -171,6 +176,7 @@ impl Shard {
     pub async fn open(
         id: usize,
         config: Rc<Config>,
+        fs: BrokerFs,
         mesh: ShardMesh<ShardMsg>,
     ) -> Result<Rc<Shard>, OpenError> {
         let mesh = Rc::new(mesh.join(id).await?);
@@ -192,9 +198,13 @@ impl Shard {
             read_ahead: readahead::ReadAheadBudget::new(readahead::SHARD_BUDGET),
             files,
             tail_budget,
+            fs,
+            creating: Rc::new(rt::Semaphore::new(1)),
             locals: CoreLocals::default(),
         });
-        let loaded = topics::load_all(&shard.config.data_dir).map_err(OpenError::Layouts)?;
+        let loaded = topics::load_all(&shard.fs, &shard.config.data_dir)
+            .await
+            .map_err(OpenError::Layouts)?;
         // Every shard reads the directory; one says what it skipped.
         if id == 0 {
             for i in &loaded.ignored {
@@ -217,7 +227,7 @@ impl Shard {
         rt::spawn_detached(self.clone().open_files_loop());
         if self.id == 0 {
             // What a deletion cut short by a crash left behind.
-            tombstone::remove_in_background(&self.config.data_dir);
+            tombstone::remove_in_background(&self.fs, &self.config.data_dir);
         }
     }
 
@@ -264,6 +274,7 @@ impl Shard {
                             metrics: self.metrics.clone(),
                             files: self.files.clone(),
                             tail_budget: self.tail_budget.clone(),
+                            fs: self.fs.clone(),
                         },
                     ))
                 })

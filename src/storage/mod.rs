@@ -32,9 +32,10 @@
 //! # Index
 //!
 //! Fixed 16-byte entries `offset i64 | file position u64` (big-endian), one per chunk, in
-//! file order. It is written with buffered writes, a few entries at a time and when a segment
-//! is sealed or the log closed, and never fsynced: it is a cache that recovery checks and
-//! rebuilds from the segment.
+//! file order. It is written with asynchronous buffered writes ([`fs::BufferedFile`]), a few
+//! entries at a time (taken under the log's borrow, written after it) and when a segment is
+//! sealed or the log closed, and never fsynced: it is a cache that recovery checks and
+//! rebuilds from the segment. A failed index write is only logged.
 //!
 //! # Appends and durability
 //!
@@ -110,8 +111,10 @@
 //! # Modules
 //!
 //! - [`chunk`]: the chunk header, the reusing zstd [`ChunkEncoder`], payload verification.
-//! - [`io`]: the file traits ([`io::SegmentFs`], [`io::SegmentFile`]); the DMA implementation
-//!   is `crate::rt::dma`, the fault injector `testing::FaultyFs` (test-only).
+//! - [`fs`]: every file and directory operation behind one trait ([`fs::FileSystem`]), the
+//!   broker's concrete [`fs::BrokerFs`] and the crash-safe [`fs::replace_file`]; the real
+//!   implementation is `crate::rt::fs::RealFs`, the unit tests' fault injector
+//!   `testing::FaultyFs`.
 //! - `log`, `append`, `read`, `retention`: [`PartitionLog`]; `segment`, [`index`], `recovery`:
 //!   its parts.
 
@@ -119,12 +122,11 @@ mod append;
 pub mod chunk;
 mod clean;
 mod error;
+pub mod fs;
 pub mod index;
-pub mod io;
 mod log;
 mod read;
 mod recovery;
-pub mod replace;
 mod retention;
 mod segment;
 mod tail;

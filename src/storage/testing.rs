@@ -1,5 +1,5 @@
 //! Test-only helpers for the storage unit tests (compiled only under `cfg(test)`): a
-//! fault-injecting [`SegmentFs`] that wraps a real one and makes the Nth write fail or come back
+//! fault-injecting [`FileSystem`] that wraps a real one and makes the Nth write fail or come back
 //! short, or the Nth fdatasync fail, without a bad disk; and the fixtures the [`PartitionLog`]
 //! tests share (record batches, a log config, filling a log, listing its files).
 
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 
 use super::chunk::ALIGNMENT;
-use super::io::{DmaBuf, SegmentFile, SegmentFs};
+use super::fs::{BufferedFile, DirEntry, DmaBuf, FileSystem, Metadata, SegmentFile};
 use super::{LogConfig, PartitionLog, RecordBuf};
 
 /// The faults to inject, shared by the fs and every file it opens. Counters start at 1 and
@@ -25,6 +25,9 @@ pub struct Faults {
     short_write: Cell<Option<u64>>,
     fail_sync: Cell<Option<u64>>,
     truncates: std::cell::RefCell<Vec<u64>>,
+    /// Every buffered write fails while set.
+    fail_buffered: Cell<bool>,
+    buffered_failures: Cell<u64>,
 }
 
 impl Faults {
@@ -39,6 +42,14 @@ impl Faults {
     /// The `n`th fdatasync from now fails with EIO.
     pub fn fail_sync(&self, n: u64) {
         self.fail_sync.set(Some(self.syncs.get() + n));
+    }
+    /// Every buffered write (indexes, small files) fails with EIO while `on`.
+    pub fn fail_buffered(&self, on: bool) {
+        self.fail_buffered.set(on);
+    }
+    /// Buffered writes failed so far.
+    pub fn buffered_failures(&self) -> u64 {
+        self.buffered_failures.get()
     }
     pub fn writes(&self) -> u64 {
         self.writes.get()
@@ -60,7 +71,7 @@ pub struct FaultyFs<F> {
     pub faults: Rc<Faults>,
 }
 
-impl<F: SegmentFs> FaultyFs<F> {
+impl<F: FileSystem> FaultyFs<F> {
     pub fn new(inner: F) -> FaultyFs<F> {
         FaultyFs {
             inner,
@@ -76,8 +87,10 @@ pub struct FaultyFile<T> {
     faults: Rc<Faults>,
 }
 
-impl<F: SegmentFs> SegmentFs for FaultyFs<F> {
+impl<F: FileSystem> FileSystem for FaultyFs<F> {
     type File = FaultyFile<F::File>;
+    type Buffered = FaultyBuffered<F::Buffered>;
+    type Lock = F::Lock;
 
     async fn create(&self, path: &Path) -> io::Result<Self::File> {
         Ok(FaultyFile {
@@ -91,11 +104,65 @@ impl<F: SegmentFs> SegmentFs for FaultyFs<F> {
             faults: self.faults.clone(),
         })
     }
-    async fn remove(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove(path).await
+    async fn open_buffered(&self, path: &Path, truncate: bool) -> io::Result<Self::Buffered> {
+        Ok(FaultyBuffered {
+            inner: self.inner.open_buffered(path, truncate).await?,
+            faults: self.faults.clone(),
+        })
+    }
+    async fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.inner.read_file(path).await
+    }
+    async fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        self.inner.list_dir(dir).await
+    }
+    async fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        self.inner.metadata(path).await
+    }
+    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir).await
+    }
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to).await
+    }
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path).await
+    }
+    async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.remove_dir_all(dir).await
     }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.inner.sync_dir(dir).await
+    }
+    fn lock_dir(&self, dir: &Path) -> io::Result<F::Lock> {
+        self.inner.lock_dir(dir)
+    }
+    async fn free_space(&self, dir: &Path) -> io::Result<u64> {
+        self.inner.free_space(dir).await
+    }
+}
+
+/// A buffered file of a [`FaultyFs`].
+#[derive(Debug)]
+pub struct FaultyBuffered<B> {
+    inner: B,
+    faults: Rc<Faults>,
+}
+
+impl<B: BufferedFile> BufferedFile for FaultyBuffered<B> {
+    async fn write_at(&self, bytes: Vec<u8>, pos: u64) -> io::Result<usize> {
+        let f = &self.faults;
+        if f.fail_buffered.get() {
+            f.buffered_failures.set(f.buffered_failures.get() + 1);
+            return Err(injected("buffered write"));
+        }
+        self.inner.write_at(bytes, pos).await
+    }
+    async fn fdatasync(&self) -> io::Result<()> {
+        self.inner.fdatasync().await
+    }
+    async fn close(self) -> io::Result<()> {
+        self.inner.close().await
     }
 }
 
@@ -204,7 +271,7 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
 }
 
 /// Appends `batches` and returns all their records.
-pub async fn fill<F: SegmentFs>(log: &PartitionLog<F>, batches: &[RecordBuf]) -> Records {
+pub async fn fill<F: FileSystem>(log: &PartitionLog<F>, batches: &[RecordBuf]) -> Records {
     let mut all = Vec::new();
     for b in batches {
         let at = log.next_offset();
