@@ -127,6 +127,7 @@ mod recovery;
 pub mod replace;
 mod retention;
 mod segment;
+pub mod sim;
 mod tail;
 #[cfg(test)]
 pub(crate) mod testing;
