@@ -1,4 +1,4 @@
-//! DMA (O_DIRECT) segment files on glommio: the real [`SegmentFs`].
+//! DMA (O_DIRECT) segment files on glommio: the segment files of [`super::fs::RealFs`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -9,22 +9,18 @@ use std::path::Path;
 use bytes::Bytes;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
-use crate::storage::io::{DmaBuf, SegmentFile, SegmentFs};
-
-/// Segment files opened with O_DIRECT through glommio's io_uring reactor.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DmaFs {
-    /// Open segment files with `O_DSYNC`: every write is durable when it completes, with no
-    /// separate fdatasync. With preallocated space, ext4 then issues the write straight from
-    /// io_uring and does the sync in its completion work, instead of two operations that both
-    /// go through io_uring's worker threads (measured on a 64 KiB append: p50 297 µs and no
-    /// worker time, against 472 µs for write + fdatasync).
-    pub durable_writes: bool,
-}
+use crate::storage::fs::{DmaBuf, SegmentFile};
 
 /// A glommio [`DmaFile`] opened for reading and writing.
 #[derive(Debug)]
 pub struct DmaSegmentFile(DmaFile, bool);
+
+impl DmaSegmentFile {
+    /// `durable`: the file was opened with `O_DSYNC`.
+    pub(super) fn new(file: DmaFile, durable: bool) -> DmaSegmentFile {
+        DmaSegmentFile(file, durable)
+    }
+}
 
 impl DmaBuf for DmaBuffer {
     fn as_bytes(&self) -> &[u8] {
@@ -61,9 +57,16 @@ thread_local! {
 /// under the other. Partition opens are now single-flight (`PartitionWriter::open`), so no
 /// segment or probe file is removed while it may be being opened; private probe files keep
 /// that true whatever calls this.
-async fn probe_device(path: &Path) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let dev = std::fs::metadata(dir)?.dev();
+///
+/// The stat, the probe file's write and its removal run on the blocking pool.
+pub(super) async fn probe_device(path: &Path) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let dev = {
+        let dir = dir.clone();
+        super::spawn_blocking(move || std::fs::metadata(dir))
+            .await?
+            .dev()
+    };
     if PROBED.with(|p| p.borrow().contains(&dev)) {
         return Ok(());
     }
@@ -73,69 +76,20 @@ async fn probe_device(path: &Path) -> io::Result<()> {
         std::process::id(),
         std::thread::current().id()
     ));
-    std::fs::write(&probe, [0u8; 4096])?;
+    {
+        let probe = probe.clone();
+        super::spawn_blocking(move || std::fs::write(probe, [0u8; 4096])).await?;
+    }
     let res = async {
         let f = OpenOptions::new().read(true).dma_open(&probe).await?;
         f.close().await?;
         io::Result::Ok(())
     }
     .await;
-    let _ = std::fs::remove_file(&probe);
+    let _ = glommio::io::remove(&probe).await;
     res?;
     PROBED.with(|p| p.borrow_mut().insert(dev));
     Ok(())
-}
-
-impl DmaFs {
-    fn flags(&self) -> i32 {
-        if self.durable_writes {
-            libc::O_DSYNC
-        } else {
-            0
-        }
-    }
-}
-
-impl SegmentFs for DmaFs {
-    type File = DmaSegmentFile;
-
-    async fn create(&self, path: &Path) -> io::Result<DmaSegmentFile> {
-        probe_device(path).await?;
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .custom_flags(self.flags())
-            .dma_open(path)
-            .await?;
-        Ok(DmaSegmentFile(f, self.durable_writes))
-    }
-
-    async fn open(&self, path: &Path) -> io::Result<DmaSegmentFile> {
-        probe_device(path).await?;
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(self.flags())
-            .dma_open(path)
-            .await?;
-        Ok(DmaSegmentFile(f, self.durable_writes))
-    }
-
-    async fn remove(&self, path: &Path) -> io::Result<()> {
-        // unlink of a big file can take milliseconds: keep it off the reactor thread.
-        let path = path.to_path_buf();
-        glommio::executor()
-            .spawn_blocking(move || std::fs::remove_file(path))
-            .await
-    }
-
-    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let d = glommio::io::Directory::open(dir).await?;
-        d.sync().await?;
-        d.close().await?;
-        Ok(())
-    }
 }
 
 impl SegmentFile for DmaSegmentFile {
@@ -194,12 +148,13 @@ impl SegmentFile for DmaSegmentFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::fs::FileSystem;
 
     #[test]
     fn reads_work_after_creating_an_empty_file_first() {
         crate::rt::block_on(async {
             let tmp = tempfile::TempDir::new().unwrap();
-            let f = DmaFs::default()
+            let f = crate::rt::fs::RealFs::default()
                 .create(&tmp.path().join("f"))
                 .await
                 .unwrap();

@@ -9,6 +9,8 @@
 //! - [`vectored`]: vectored socket writes (`sendmsg`) with the runtime's write as fallback.
 //! - [`listen`]: listening sockets with `SO_REUSEADDR` and `SO_REUSEPORT`.
 //! - [`rendezvous`]: every shard waits for the others (graceful shutdown's one barrier).
+//! - [`fs`]: the real file system ([`fs::RealFs`]): DMA segment files ([`dma`]), buffered
+//!   files, directories and the data directory's lock.
 
 pub mod listen;
 pub mod mesh;
@@ -21,6 +23,7 @@ pub use mesh::{MeshError, MeshPort, ShardMesh};
 pub use rendezvous::Rendezvous;
 
 pub mod dma;
+pub mod fs;
 
 use std::future::Future;
 use std::time::Duration;

@@ -11,14 +11,14 @@ use bytes::Bytes;
 
 use super::chunk::StoredChunk;
 use super::chunk::{ChunkEncoder, ChunkHeader, RecordBatch, ALIGNMENT, HEADER_LEN};
+use super::fs::{DmaBuf, FileSystem, SegmentFile};
 use super::index::{IndexEntry, FLUSH_EVERY};
-use super::io::{DmaBuf, SegmentFile, SegmentFs};
 use super::log::PartitionLog;
 use super::segment::create_segment;
 use super::segment::Durability;
 use super::tail::HotTail;
 use super::StorageError;
-use crate::rt::dma::DmaFs;
+use crate::rt::fs::RealFs;
 
 /// How much segment space is allocated ahead of the appends.
 const PREALLOCATE_STEP: u64 = 8 << 20;
@@ -60,7 +60,7 @@ impl<B> EncodedChunk<B> {
 }
 
 /// The chunk [`PartitionLog::encode`] returns for a log on the file system `F`.
-pub type LogChunk<F = DmaFs> = EncodedChunk<<<F as SegmentFs>::File as SegmentFile>::Buf>;
+pub type LogChunk<F = RealFs> = EncodedChunk<<<F as FileSystem>::File as SegmentFile>::Buf>;
 
 /// Once the newest encoded chunk has been written (or has failed), the next one is numbered
 /// from the log again.
@@ -86,7 +86,7 @@ impl Drop for WriterGuard<'_> {
     }
 }
 
-impl<F: SegmentFs> PartitionLog<F> {
+impl<F: FileSystem> PartitionLog<F> {
     /// Compresses `batch` into one chunk, writes it at the end of the active segment (rolling
     /// first if it would not fit), makes it durable per [`Durability`], and only then makes it
     /// visible to readers and returns: [`encode`](Self::encode) then

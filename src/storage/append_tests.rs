@@ -6,7 +6,7 @@
 use tempfile::TempDir;
 
 use crate::rt::block_on;
-use crate::rt::dma::DmaFs;
+use crate::rt::fs::RealFs;
 use crate::storage::chunk::ALIGNMENT;
 use crate::storage::testing::{batch, config, files, fill, records_of, rng, FaultyFs};
 use crate::storage::{PartitionLog, StorageError};
@@ -59,7 +59,7 @@ fn fsync_and_write_faults_fail_the_log() {
         for fault in ["fdatasync", "short write", "write"] {
             let dir = tmp.path().join(fault.replace(' ', "_"));
             // Plain files: writes then fdatasyncs, so both can be made to fail.
-            let fs = FaultyFs::new(DmaFs {
+            let fs = FaultyFs::new(RealFs {
                 durable_writes: false,
             });
             let faults = fs.faults.clone();
@@ -144,7 +144,7 @@ fn a_chunk_encoded_during_a_write_is_numbered_after_it_even_across_a_roll() {
 fn after_a_failed_write_the_chunk_encoded_behind_it_is_refused() {
     block_on(async {
         let tmp = TempDir::new().unwrap();
-        let fs = FaultyFs::new(DmaFs {
+        let fs = FaultyFs::new(RealFs {
             durable_writes: true,
         });
         let faults = fs.faults.clone();

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use super::chunk::{ChunkEncoder, ALIGNMENT};
 use super::clean;
-use super::io::{SegmentFile, SegmentFs};
+use super::fs::{FileSystem, SegmentFile};
 use super::recovery::{list_segments, open_segment, RecoveryReport};
 use super::segment::{create_segment, Durability, Segment};
 use super::tail::{HotTail, TailBudget};
 use super::StorageError;
-use crate::rt::dma::DmaFs;
+use crate::rt::fs::RealFs;
 
 /// A partition log's settings. The broker builds it from its configuration
 /// (`Config::log_config`), where every default is declared; storage has no defaults of its own.
@@ -57,7 +57,7 @@ pub(crate) struct LogState<T> {
 /// time, which is debug-asserted, while that writer may `encode` the next chunk meanwhile;
 /// reads and retention may run concurrently with an append. No `RefCell` borrow is held
 /// across an `.await`.
-pub struct PartitionLog<F: SegmentFs = DmaFs> {
+pub struct PartitionLog<F: FileSystem = RealFs> {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
     pub(crate) fs: F,
@@ -72,13 +72,13 @@ pub struct PartitionLog<F: SegmentFs = DmaFs> {
     pub(crate) tail: Rc<RefCell<HotTail>>,
 }
 
-impl PartitionLog<DmaFs> {
+impl PartitionLog<RealFs> {
     /// Opens (creating if needed) the log in `dir` on DMA files, and recovers it.
     pub async fn open(
         dir: impl AsRef<Path>,
         config: LogConfig,
     ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
-        let fs = DmaFs {
+        let fs = RealFs {
             durable_writes: config.durability == Durability::Fsync,
         };
         PartitionLog::open_with(fs, dir, config).await
@@ -91,14 +91,14 @@ impl PartitionLog<DmaFs> {
         config: LogConfig,
         budget: Rc<TailBudget>,
     ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
-        let fs = DmaFs {
+        let fs = RealFs {
             durable_writes: config.durability == Durability::Fsync,
         };
         PartitionLog::open_in(fs, dir, config, budget).await
     }
 }
 
-impl<F: SegmentFs> PartitionLog<F> {
+impl<F: FileSystem> PartitionLog<F> {
     /// Opens the log in `dir` on the file system `fs`, and recovers it; its hot tail has a
     /// budget of its own, `config.tail_bytes`.
     pub async fn open_with(

@@ -110,8 +110,10 @@
 //! # Modules
 //!
 //! - [`chunk`]: the chunk header, the reusing zstd [`ChunkEncoder`], payload verification.
-//! - [`io`]: the file traits ([`io::SegmentFs`], [`io::SegmentFile`]); the DMA implementation
-//!   is `crate::rt::dma`, the fault injector `testing::FaultyFs` (test-only).
+//! - [`fs`]: every file and directory operation behind one trait ([`fs::FileSystem`]), the
+//!   broker's concrete [`fs::BrokerFs`] and the crash-safe [`fs::replace_file`]; the real
+//!   implementation is `crate::rt::fs::RealFs`, the unit tests' fault injector
+//!   `testing::FaultyFs`.
 //! - `log`, `append`, `read`, `retention`: [`PartitionLog`]; `segment`, [`index`], `recovery`:
 //!   its parts.
 
@@ -119,8 +121,8 @@ mod append;
 pub mod chunk;
 mod clean;
 mod error;
+pub mod fs;
 pub mod index;
-pub mod io;
 mod log;
 mod read;
 mod recovery;

@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use super::chunk::StoredChunk;
 use super::chunk::{decode_chunk_records, ChunkHeader, HEADER_LEN};
+use super::fs::{FileSystem, SegmentFile};
 use super::index::IndexEntry;
-use super::io::{SegmentFile, SegmentFs};
 use super::log::PartitionLog;
 use super::StorageError;
 use crate::wire::record::RecordIter;
@@ -21,7 +21,7 @@ struct ReadPlan<T> {
     entries: Vec<IndexEntry>,
 }
 
-impl<F: SegmentFs> PartitionLog<F> {
+impl<F: FileSystem> PartitionLog<F> {
     /// The stored chunks holding offsets `from` and up, in order: the first may start before
     /// `from`. Stops once `max_bytes` of file would be exceeded, but returns at least one chunk
     /// if there is any. Only durable chunks are returned; a chunk whose head CRC fails is

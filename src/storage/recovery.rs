@@ -10,9 +10,9 @@ use super::chunk::{
     verify_chunk, ChunkError, ChunkHeader, ALIGNMENT, FLAG_ALIGNMENT, HEADER_LEN, MAX_FRAME_LIMIT,
 };
 use super::clean::CleanEnd;
+use super::fs::{DmaBuf, FileSystem, SegmentFile};
 use super::index::IndexFile;
 use super::index::{parse_valid_prefix, IndexEntry};
-use super::io::{DmaBuf, SegmentFile, SegmentFs};
 use super::segment::{
     check_alignment, index_file_name, log_file_name, parse_log_file_name, Segment,
 };
@@ -422,7 +422,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
 /// last segment when there is one (without it the last segment is fully verified): the segment is then walked by head CRC only, and walked
 /// again with the full check if what the walk found (next offset, end, file size) does not
 /// match the marker; `report.clean_shutdown` says whether it matched.
-pub(crate) async fn open_segment<F: SegmentFs>(
+pub(crate) async fn open_segment<F: FileSystem>(
     fs: &F,
     dir: &Path,
     base: i64,

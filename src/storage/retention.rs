@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::io::{SegmentFile, SegmentFs};
+use super::fs::{FileSystem, SegmentFile};
 use super::log::{LogConfig, PartitionLog};
 use super::recovery::list_segments;
 use super::segment::log_file_name;
@@ -49,7 +49,7 @@ pub struct RetentionReport {
     pub start_offset: i64,
 }
 
-impl<F: SegmentFs> PartitionLog<F> {
+impl<F: FileSystem> PartitionLog<F> {
     /// Deletes closed segments, oldest first, while the oldest one's last append is more than
     /// `retention_age` before `now`, or while all segments together take more than
     /// `retention_bytes`. The active segment is never deleted.
@@ -89,7 +89,7 @@ impl<F: SegmentFs> PartitionLog<F> {
             report.segments_removed += 1;
             report.bytes_removed += seg.end_pos;
             for index in [seg.index.path(), seg.time_file.path()] {
-                if let Err(e) = self.fs.remove(index).await {
+                if let Err(e) = self.fs.remove_file(index).await {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         return Err(StorageError::io("removing", index)(e));
                     }
@@ -97,7 +97,7 @@ impl<F: SegmentFs> PartitionLog<F> {
             }
             self.shrink_gently(&seg.file, &seg.path).await;
             self.fs
-                .remove(&seg.path)
+                .remove_file(&seg.path)
                 .await
                 .map_err(StorageError::io("removing", &seg.path))?;
             if let Ok(file) = std::rc::Rc::try_unwrap(seg.file) {
@@ -144,7 +144,7 @@ mod tests {
     use tempfile::TempDir;
 
     use crate::rt::block_on;
-    use crate::rt::dma::DmaFs;
+    use crate::rt::fs::RealFs;
     use crate::storage::chunk::ALIGNMENT;
     use crate::storage::testing::{batch, config, files, fill, rng, FaultyFs};
     use crate::storage::{PartitionLog, StorageError};
@@ -233,7 +233,7 @@ mod tests {
         block_on(async {
             let tmp = TempDir::new().unwrap();
             let dir = tmp.path().to_path_buf();
-            let fs = FaultyFs::new(DmaFs {
+            let fs = FaultyFs::new(RealFs {
                 durable_writes: true,
             });
             let faults = fs.faults.clone();

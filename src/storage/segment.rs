@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use super::chunk::ALIGNMENT;
+use super::fs::{FileSystem, SegmentFile};
 use super::index::{IndexEntry, IndexFile};
-use super::io::{SegmentFile, SegmentFs};
 use super::time_index::{time_index_file_name, TimeEntry, TimeIndex};
 use super::StorageError;
 
@@ -134,7 +134,7 @@ impl<T> Segment<T> {
 }
 
 /// Creates an empty segment at `base` (and makes its name durable when fsyncing).
-pub(crate) async fn create_segment<F: SegmentFs>(
+pub(crate) async fn create_segment<F: FileSystem>(
     fs: &F,
     dir: &Path,
     base: i64,

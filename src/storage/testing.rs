@@ -1,5 +1,5 @@
 //! Test-only helpers for the storage unit tests (compiled only under `cfg(test)`): a
-//! fault-injecting [`SegmentFs`] that wraps a real one and makes the Nth write fail or come back
+//! fault-injecting [`FileSystem`] that wraps a real one and makes the Nth write fail or come back
 //! short, or the Nth fdatasync fail, without a bad disk; and the fixtures the [`PartitionLog`]
 //! tests share (record batches, a log config, filling a log, listing its files).
 
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 
 use super::chunk::ALIGNMENT;
-use super::io::{DmaBuf, SegmentFile, SegmentFs};
+use super::fs::{DirEntry, DmaBuf, FileSystem, Metadata, SegmentFile};
 use super::{LogConfig, PartitionLog, RecordBuf};
 
 /// The faults to inject, shared by the fs and every file it opens. Counters start at 1 and
@@ -60,7 +60,7 @@ pub struct FaultyFs<F> {
     pub faults: Rc<Faults>,
 }
 
-impl<F: SegmentFs> FaultyFs<F> {
+impl<F: FileSystem> FaultyFs<F> {
     pub fn new(inner: F) -> FaultyFs<F> {
         FaultyFs {
             inner,
@@ -76,8 +76,10 @@ pub struct FaultyFile<T> {
     faults: Rc<Faults>,
 }
 
-impl<F: SegmentFs> SegmentFs for FaultyFs<F> {
+impl<F: FileSystem> FileSystem for FaultyFs<F> {
     type File = FaultyFile<F::File>;
+    type Buffered = F::Buffered;
+    type Lock = F::Lock;
 
     async fn create(&self, path: &Path) -> io::Result<Self::File> {
         Ok(FaultyFile {
@@ -91,11 +93,35 @@ impl<F: SegmentFs> SegmentFs for FaultyFs<F> {
             faults: self.faults.clone(),
         })
     }
-    async fn remove(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove(path).await
+    async fn open_buffered(&self, path: &Path, truncate: bool) -> io::Result<F::Buffered> {
+        self.inner.open_buffered(path, truncate).await
+    }
+    async fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.inner.read_file(path).await
+    }
+    async fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        self.inner.list_dir(dir).await
+    }
+    async fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        self.inner.metadata(path).await
+    }
+    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir).await
+    }
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to).await
+    }
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path).await
+    }
+    async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.remove_dir_all(dir).await
     }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.inner.sync_dir(dir).await
+    }
+    fn lock_dir(&self, dir: &Path) -> io::Result<F::Lock> {
+        self.inner.lock_dir(dir)
     }
 }
 
@@ -204,7 +230,7 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
 }
 
 /// Appends `batches` and returns all their records.
-pub async fn fill<F: SegmentFs>(log: &PartitionLog<F>, batches: &[RecordBuf]) -> Records {
+pub async fn fill<F: FileSystem>(log: &PartitionLog<F>, batches: &[RecordBuf]) -> Records {
     let mut all = Vec::new();
     for b in batches {
         let at = log.next_offset();

@@ -3,7 +3,7 @@
 //! chunks they point at.
 
 use super::chunk::{max_decoded_len, MAX_FRAME_LIMIT};
-use super::io::SegmentFs;
+use super::fs::FileSystem;
 use super::log::PartitionLog;
 use super::timestamps::scan_timestamps;
 use super::StorageError;
@@ -11,7 +11,7 @@ use super::StorageError;
 /// Bytes of chunks read at a time while searching a stretch.
 const STRETCH_READ: usize = 1 << 20;
 
-impl<F: SegmentFs> PartitionLog<F> {
+impl<F: FileSystem> PartitionLog<F> {
     /// The first offset whose record timestamp is ≥ `t_us` (μs since the epoch), in offset
     /// order: with timestamps that go backwards, records after it may be older than `t_us`.
     /// The log's next offset when every stored record is older; the first stored offset when

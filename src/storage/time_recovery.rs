@@ -3,7 +3,7 @@
 //! streams (see [`super::time_index`] for the format).
 
 use super::chunk::{max_decoded_len, HEADER_LEN, MAX_FRAME_LIMIT};
-use super::io::SegmentFile;
+use super::fs::SegmentFile;
 use super::recovery::{check_at, Window};
 use super::segment::Segment;
 use super::time_index::{parse_valid_prefix, TimeIndex};

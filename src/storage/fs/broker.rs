@@ -1,0 +1,235 @@
+//! [`BrokerFs`]: the one concrete [`FileSystem`] the broker passes around, an enum over the
+//! implementations, so `Shard`, the writer and the offset store need no type parameter.
+//!
+//! Every method matches on the variant and calls the implementation directly: no boxing, no
+//! dynamic dispatch, and the segment write path moves its aligned buffer through untouched.
+//! Adding an implementation is a variant in each enum below (`BrokerFs`, `AnyFile`,
+//! `BrokerBuf`, `AnyBuffered`, `BrokerLock`) plus one arm in each of `each!` and `each_pair!`.
+
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::io::DmaBuffer;
+
+use super::{BufferedFile, DirEntry, DmaBuf, FileSystem, Metadata, SegmentFile};
+use crate::rt::dma::DmaSegmentFile;
+use crate::rt::fs::{RealBuffered, RealFs, RealLock};
+
+/// The file system the broker runs on.
+#[derive(Debug, Clone)]
+pub enum BrokerFs {
+    Real(RealFs),
+}
+
+/// A segment file of a [`BrokerFs`], and its path (which fail points filter on).
+#[derive(Debug)]
+pub struct BrokerFile {
+    file: AnyFile,
+    path: Rc<Path>,
+}
+
+/// The implementation's own segment file.
+#[derive(Debug)]
+pub(crate) enum AnyFile {
+    Real(DmaSegmentFile),
+}
+
+/// An aligned buffer of a [`BrokerFile`] (it goes back to a file of the same variant).
+#[derive(Debug)]
+pub enum BrokerBuf {
+    Real(DmaBuffer),
+}
+
+/// A buffered file of a [`BrokerFs`], and its path (which fail points filter on).
+#[derive(Debug)]
+pub struct BrokerBuffered {
+    file: AnyBuffered,
+    path: Rc<Path>,
+}
+
+/// The implementation's own buffered file.
+#[derive(Debug)]
+pub(crate) enum AnyBuffered {
+    Real(RealBuffered),
+}
+
+/// The data directory's lock, held by a [`BrokerFs`].
+#[derive(Debug)]
+pub enum BrokerLock {
+    Real(RealLock),
+}
+
+/// `each!(value, Enum, |inner| expr)` runs `expr` on whichever implementation `value` holds;
+/// with `=> Out` after it, wraps the `Ok` value in the same variant of `Out`; with `into Out`,
+/// wraps the value itself.
+macro_rules! each {
+    ($value:expr, $enum:ident, |$inner:ident| $body:expr) => {
+        match $value {
+            $enum::Real($inner) => $body,
+        }
+    };
+    ($value:expr, $enum:ident, |$inner:ident| $body:expr => $out:ident) => {
+        match $value {
+            $enum::Real($inner) => $body.map($out::Real),
+        }
+    };
+    ($value:expr, $enum:ident, |$inner:ident| $body:expr, into $out:ident) => {
+        match $value {
+            $enum::Real($inner) => $out::Real($body),
+        }
+    };
+}
+
+/// `each_pair!(file, buf, |f, b| expr)`: a segment file and a buffer of the same variant (a
+/// buffer always comes from its file's `alloc_buf`, so another pairing is a bug, reported as
+/// an error rather than a panic).
+macro_rules! each_pair {
+    ($file:expr, $buf:expr, |$f:ident, $b:ident| $body:expr) => {
+        #[allow(unreachable_patterns)]
+        match ($file, $buf) {
+            (AnyFile::Real($f), BrokerBuf::Real($b)) => $body,
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a buffer of one file system written to a file of another",
+            )),
+        }
+    };
+}
+
+impl From<RealFs> for BrokerFs {
+    fn from(fs: RealFs) -> BrokerFs {
+        BrokerFs::Real(fs)
+    }
+}
+
+impl FileSystem for BrokerFs {
+    type File = BrokerFile;
+    type Buffered = BrokerBuffered;
+    type Lock = BrokerLock;
+
+    async fn create(&self, path: &Path) -> io::Result<BrokerFile> {
+        let file = each!(self, BrokerFs, |fs| fs.create(path).await => AnyFile)?;
+        Ok(BrokerFile::new(file, path))
+    }
+    async fn open(&self, path: &Path) -> io::Result<BrokerFile> {
+        let file = each!(self, BrokerFs, |fs| fs.open(path).await => AnyFile)?;
+        Ok(BrokerFile::new(file, path))
+    }
+    async fn open_buffered(&self, path: &Path, truncate: bool) -> io::Result<BrokerBuffered> {
+        let file =
+            each!(self, BrokerFs, |fs| fs.open_buffered(path, truncate).await => AnyBuffered)?;
+        Ok(BrokerBuffered {
+            file,
+            path: Rc::from(path),
+        })
+    }
+    async fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        each!(self, BrokerFs, |fs| fs.read_file(path).await)
+    }
+    async fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        each!(self, BrokerFs, |fs| fs.list_dir(dir).await)
+    }
+    async fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        each!(self, BrokerFs, |fs| fs.metadata(path).await)
+    }
+    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        each!(self, BrokerFs, |fs| fs.create_dir_all(dir).await)
+    }
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        each!(self, BrokerFs, |fs| fs.rename(from, to).await)
+    }
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        each!(self, BrokerFs, |fs| fs.remove_file(path).await)
+    }
+    async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        each!(self, BrokerFs, |fs| fs.remove_dir_all(dir).await)
+    }
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        each!(self, BrokerFs, |fs| fs.sync_dir(dir).await)
+    }
+    fn lock_dir(&self, dir: &Path) -> io::Result<BrokerLock> {
+        each!(self, BrokerFs, |fs| fs.lock_dir(dir) => BrokerLock)
+    }
+}
+
+impl BrokerFile {
+    fn new(file: AnyFile, path: &Path) -> BrokerFile {
+        BrokerFile {
+            file,
+            path: Rc::from(path),
+        }
+    }
+
+    /// The path the file was opened at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl SegmentFile for BrokerFile {
+    type Buf = BrokerBuf;
+
+    fn alignment(&self) -> u64 {
+        each!(&self.file, AnyFile, |f| f.alignment())
+    }
+    fn writes_are_durable(&self) -> bool {
+        each!(&self.file, AnyFile, |f| f.writes_are_durable())
+    }
+    fn alloc_buf(&self, len: usize) -> BrokerBuf {
+        each!(&self.file, AnyFile, |f| f.alloc_buf(len), into BrokerBuf)
+    }
+    async fn write_at(&self, buf: BrokerBuf, pos: u64) -> io::Result<usize> {
+        each_pair!(&self.file, buf, |f, b| f.write_at(b, pos).await)
+    }
+    async fn fdatasync(&self) -> io::Result<()> {
+        each!(&self.file, AnyFile, |f| f.fdatasync().await)
+    }
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        each!(&self.file, AnyFile, |f| f.read_at(pos, len).await)
+    }
+    async fn file_size(&self) -> io::Result<u64> {
+        each!(&self.file, AnyFile, |f| f.file_size().await)
+    }
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        each!(&self.file, AnyFile, |f| f.truncate(len).await)
+    }
+    async fn preallocate(&self, len: u64) -> io::Result<()> {
+        each!(&self.file, AnyFile, |f| f.preallocate(len).await)
+    }
+    async fn close(self) -> io::Result<()> {
+        each!(self.file, AnyFile, |f| f.close().await)
+    }
+}
+
+impl DmaBuf for BrokerBuf {
+    fn as_bytes(&self) -> &[u8] {
+        each!(self, BrokerBuf, |b| b.as_bytes())
+    }
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        each!(self, BrokerBuf, |b| b.as_bytes_mut())
+    }
+    fn trim_to_size(&mut self, len: usize) {
+        each!(self, BrokerBuf, |b| b.trim_to_size(len))
+    }
+}
+
+impl BrokerBuffered {
+    /// The path the file was opened at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl BufferedFile for BrokerBuffered {
+    async fn write_at(&self, bytes: Vec<u8>, pos: u64) -> io::Result<usize> {
+        each!(&self.file, AnyBuffered, |f| f.write_at(bytes, pos).await)
+    }
+    async fn fdatasync(&self) -> io::Result<()> {
+        each!(&self.file, AnyBuffered, |f| f.fdatasync().await)
+    }
+    async fn close(self) -> io::Result<()> {
+        each!(self.file, AnyBuffered, |f| f.close().await)
+    }
+}
