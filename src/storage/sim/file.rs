@@ -3,12 +3,13 @@
 //! through its handle, as on Linux.
 
 use std::io;
+use std::path::Path;
 
 use bytes::Bytes;
 
 use super::tree::{err, Ino, Op};
 use super::SimFs;
-use crate::storage::io::{DmaBuf, SegmentFile, SegmentFs};
+use crate::storage::fs::{BufferedFile, DirEntry, DmaBuf, FileSystem, Metadata, SegmentFile};
 
 /// A plain buffer standing in for an aligned DMA buffer.
 #[derive(Debug, Clone)]
@@ -91,20 +92,68 @@ impl SimFile {
     }
 }
 
-impl SegmentFs for SimFs {
-    type File = SimFile;
+/// A buffered file of a [`SimFs`] (index and small files): writes anywhere.
+#[derive(Debug, Clone)]
+pub struct SimBuffered(pub SimFile);
 
-    async fn create(&self, path: &std::path::Path) -> io::Result<SimFile> {
-        SimFs::create(self, path)
+/// The data directory's lock on a [`SimFs`]: nothing else runs on the simulated disk, so it
+/// is always granted.
+#[derive(Debug)]
+pub struct SimLock;
+
+impl FileSystem for SimFs {
+    type File = SimFile;
+    type Buffered = SimBuffered;
+    type Lock = SimLock;
+
+    async fn create(&self, path: &Path) -> io::Result<SimFile> {
+        self.do_create(path)
     }
-    async fn open(&self, path: &std::path::Path) -> io::Result<SimFile> {
-        SimFs::open(self, path)
+    async fn open(&self, path: &Path) -> io::Result<SimFile> {
+        self.do_open(path)
     }
-    async fn remove(&self, path: &std::path::Path) -> io::Result<()> {
-        self.remove_file(path)
+    async fn open_buffered(&self, path: &Path, truncate: bool) -> io::Result<SimBuffered> {
+        self.do_open_buffered(path, truncate).map(SimBuffered)
     }
-    async fn sync_dir(&self, dir: &std::path::Path) -> io::Result<()> {
-        SimFs::sync_dir(self, dir)
+    async fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.do_read_file(path)
+    }
+    async fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        self.do_list_dir(dir)
+    }
+    async fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        self.do_metadata(path)
+    }
+    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.do_create_dir_all(dir)
+    }
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.do_rename(from, to)
+    }
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.do_remove_file(path)
+    }
+    async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.do_remove_dir_all(dir)
+    }
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.do_sync_dir(dir)
+    }
+    fn lock_dir(&self, dir: &Path) -> io::Result<SimLock> {
+        self.do_metadata(dir)?;
+        Ok(SimLock)
+    }
+}
+
+impl BufferedFile for SimBuffered {
+    async fn write_at(&self, bytes: Vec<u8>, pos: u64) -> io::Result<usize> {
+        self.0.write_bytes(&bytes, pos)
+    }
+    async fn fdatasync(&self) -> io::Result<()> {
+        self.0.sync()
+    }
+    async fn close(self) -> io::Result<()> {
+        Ok(())
     }
 }
 

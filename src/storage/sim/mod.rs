@@ -23,9 +23,11 @@
 //! (truncate, preallocate, truncating open), file syncs, entry creation, rename and removal,
 //! and directory syncs. Reads, listings and metadata are not numbered.
 //!
-//! Segment files ([`SimFs::create`], [`SimFs::open`]) follow the O_DIRECT rules of the real
+//! It implements [`FileSystem`](crate::storage::fs::FileSystem), and the broker runs on it as
+//! [`BrokerFs::Sim`](crate::storage::fs::BrokerFs::Sim). Segment files (`create`, `open`)
+//! follow the O_DIRECT rules of the real
 //! ones: a write whose position or length is not a multiple of the alignment fails with
-//! EINVAL. Buffered files ([`SimFs::open_buffered`]) take writes anywhere.
+//! EINVAL. Buffered files (`open_buffered`) take writes anywhere.
 
 mod cut;
 mod file;
@@ -39,8 +41,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use crate::storage::fs::{DirEntry, Metadata};
 pub use cut::{CutPolicy, BLOCK};
-pub use file::{SimBuf, SimFile};
+pub use file::{SimBuf, SimBuffered, SimFile, SimLock};
 use tree::{err, Ino, Node, Op, Tree};
 
 /// The in-memory file system; clones share it.
@@ -60,21 +63,6 @@ struct State {
     live: Tree,
     ops: Vec<Op>,
     modified: HashMap<Ino, SystemTime>,
-}
-
-/// An entry of [`SimFs::list_dir`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimEntry {
-    pub name: String,
-    pub is_dir: bool,
-}
-
-/// What [`SimFs::metadata`] tells.
-#[derive(Debug, Clone, Copy)]
-pub struct SimMetadata {
-    pub len: u64,
-    pub modified: SystemTime,
-    pub is_dir: bool,
 }
 
 impl Default for SimFs {
@@ -199,13 +187,13 @@ impl SimFs {
     }
 
     /// Creates a new, empty segment file; fails with AlreadyExists if the name is taken.
-    pub fn create(&self, path: &Path) -> io::Result<SimFile> {
+    pub(super) fn do_create(&self, path: &Path) -> io::Result<SimFile> {
         let ino = SimFs::new_file(&mut self.state(), path, true)?;
         Ok(self.handle(ino, true))
     }
 
     /// Opens an existing segment file.
-    pub fn open(&self, path: &Path) -> io::Result<SimFile> {
+    pub(super) fn do_open(&self, path: &Path) -> io::Result<SimFile> {
         let s = self.state();
         let ino = s.live.lookup(path)?;
         s.live.file(ino)?;
@@ -214,7 +202,7 @@ impl SimFs {
     }
 
     /// Opens a file for unaligned writes, creating it if missing; `truncate` empties it.
-    pub fn open_buffered(&self, path: &Path, truncate: bool) -> io::Result<SimFile> {
+    pub(super) fn do_open_buffered(&self, path: &Path, truncate: bool) -> io::Result<SimFile> {
         let mut s = self.state();
         let ino = SimFs::new_file(&mut s, path, false)?;
         if truncate && !s.live.file(ino)?.is_empty() {
@@ -234,27 +222,27 @@ impl SimFs {
     }
 
     /// A whole file's bytes.
-    pub fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+    pub(super) fn do_read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         let s = self.state();
         let ino = s.live.lookup(path)?;
         s.live.file(ino).cloned()
     }
 
     /// A directory's entries, by name.
-    pub fn list_dir(&self, dir: &Path) -> io::Result<Vec<SimEntry>> {
+    pub(super) fn do_list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
         let s = self.state();
         let ino = s.live.lookup(dir)?;
         Ok(s.live
             .dir(ino)?
             .iter()
-            .map(|(name, ino)| SimEntry {
+            .map(|(name, ino)| DirEntry {
                 name: name.clone(),
                 is_dir: matches!(s.live.nodes.get(ino), Some(Node::Dir(_))),
             })
             .collect())
     }
 
-    pub fn metadata(&self, path: &Path) -> io::Result<SimMetadata> {
+    pub(super) fn do_metadata(&self, path: &Path) -> io::Result<Metadata> {
         let s = self.state();
         let ino = s.live.lookup(path)?;
         let (len, is_dir) = match s.live.nodes.get(&ino) {
@@ -267,7 +255,7 @@ impl SimFs {
             .get(&ino)
             .copied()
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        Ok(SimMetadata {
+        Ok(Metadata {
             len,
             modified,
             is_dir,
@@ -275,7 +263,7 @@ impl SimFs {
     }
 
     /// Creates a directory and its missing parents (each a new entry in its parent).
-    pub fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+    pub(super) fn do_create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state();
         let mut at = tree::ROOT;
         for name in tree::components(path)? {
@@ -301,7 +289,7 @@ impl SimFs {
     }
 
     /// Renames a file or directory, replacing a file (or an empty directory) at `to`.
-    pub fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+    pub(super) fn do_rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut s = self.state();
         let (from_dir, from_name) = s.live.parent(from)?;
         let (to_dir, to_name) = s.live.parent(to)?;
@@ -332,7 +320,7 @@ impl SimFs {
     }
 
     /// Removes a file's name (open handles keep working).
-    pub fn remove_file(&self, path: &Path) -> io::Result<()> {
+    pub(super) fn do_remove_file(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state();
         let (dir, name) = s.live.parent(path)?;
         let ino = *s
@@ -347,7 +335,7 @@ impl SimFs {
 
     /// Removes a directory and everything under it, entry by entry, children first (as
     /// the real call does, so a power cut can leave it half removed).
-    pub fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+    pub(super) fn do_remove_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state();
         let (dir, name) = s.live.parent(path)?;
         let ino = *s
@@ -373,7 +361,7 @@ impl SimFs {
     }
 
     /// Makes a directory's entries durable.
-    pub fn sync_dir(&self, path: &Path) -> io::Result<()> {
+    pub(super) fn do_sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state();
         let dir = s.live.lookup(path)?;
         s.live.dir(dir)?;

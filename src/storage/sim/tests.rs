@@ -9,16 +9,16 @@ fn p(s: &str) -> &Path {
 /// `/d` exists durably; returns the fs.
 fn with_dir() -> SimFs {
     let fs = SimFs::new();
-    fs.create_dir_all(p("/d")).unwrap();
-    fs.sync_dir(p("/")).unwrap();
+    fs.do_create_dir_all(p("/d")).unwrap();
+    fs.do_sync_dir(p("/")).unwrap();
     fs
 }
 
 fn durable_file(fs: &SimFs, path: &str, bytes: &[u8]) -> SimFile {
-    let f = fs.open_buffered(p(path), false).unwrap();
+    let f = fs.do_open_buffered(p(path), false).unwrap();
     f.write_bytes(bytes, 0).unwrap();
     f.sync().unwrap();
-    fs.sync_dir(p("/d")).unwrap();
+    fs.do_sync_dir(p("/d")).unwrap();
     f
 }
 
@@ -31,13 +31,13 @@ fn an_unsynced_write_may_vanish() {
     f.write_bytes(b"new!", 0).unwrap();
     let at = fs.op_count();
     let cut = fs.power_cut(at, CutPolicy::SyncedOnly);
-    assert_eq!(cut.read_file(p("/d/f")).unwrap(), b"old");
+    assert_eq!(cut.do_read_file(p("/d/f")).unwrap(), b"old");
     let cut = fs.power_cut(at, CutPolicy::AllWritten);
-    assert_eq!(cut.read_file(p("/d/f")).unwrap(), b"new!");
+    assert_eq!(cut.do_read_file(p("/d/f")).unwrap(), b"new!");
     let seen: std::collections::BTreeSet<Vec<u8>> = (0..SEEDS)
         .map(|s| {
             fs.power_cut(at, CutPolicy::RandomSubset(s))
-                .read_file(p("/d/f"))
+                .do_read_file(p("/d/f"))
                 .unwrap()
         })
         .collect();
@@ -65,7 +65,7 @@ fn a_synced_write_never_vanishes() {
         for seed in 0..SEEDS {
             let got = fs
                 .power_cut(at, CutPolicy::RandomSubset(seed))
-                .read_file(p("/d/f"))
+                .do_read_file(p("/d/f"))
                 .unwrap();
             assert_eq!(got.len(), 3 * BLOCK);
             assert!(got[BLOCK..].iter().all(|b| *b == 2), "seed {seed}");
@@ -76,33 +76,33 @@ fn a_synced_write_never_vanishes() {
 #[test]
 fn a_create_without_a_directory_sync_may_vanish_even_with_its_data_synced() {
     let fs = with_dir();
-    let f = fs.create(p("/d/seg")).unwrap();
+    let f = fs.do_create(p("/d/seg")).unwrap();
     f.write_bytes(&[7; BLOCK], 0).unwrap();
     f.sync().unwrap();
     let cut = fs.power_cut(fs.op_count(), CutPolicy::SyncedOnly);
-    assert!(cut.read_file(p("/d/seg")).is_err());
-    assert!(cut.list_dir(p("/d")).unwrap().is_empty());
-    fs.sync_dir(p("/d")).unwrap();
+    assert!(cut.do_read_file(p("/d/seg")).is_err());
+    assert!(cut.do_list_dir(p("/d")).unwrap().is_empty());
+    fs.do_sync_dir(p("/d")).unwrap();
     for seed in 0..SEEDS {
         let cut = fs.power_cut(fs.op_count(), CutPolicy::RandomSubset(seed));
-        assert_eq!(cut.read_file(p("/d/seg")).unwrap(), vec![7; BLOCK]);
+        assert_eq!(cut.do_read_file(p("/d/seg")).unwrap(), vec![7; BLOCK]);
     }
 }
 
 #[test]
 fn a_new_directory_may_vanish_with_everything_in_it() {
     let fs = SimFs::new();
-    fs.create_dir_all(p("/a/b")).unwrap();
-    let f = fs.open_buffered(p("/a/b/f"), false).unwrap();
+    fs.do_create_dir_all(p("/a/b")).unwrap();
+    let f = fs.do_open_buffered(p("/a/b/f"), false).unwrap();
     f.write_bytes(b"x", 0).unwrap();
     f.sync().unwrap();
-    fs.sync_dir(p("/a/b")).unwrap();
-    fs.sync_dir(p("/a")).unwrap();
+    fs.do_sync_dir(p("/a/b")).unwrap();
+    fs.do_sync_dir(p("/a")).unwrap();
     let cut = fs.power_cut(fs.op_count(), CutPolicy::SyncedOnly);
-    assert!(cut.list_dir(p("/")).unwrap().is_empty());
-    fs.sync_dir(p("/")).unwrap();
+    assert!(cut.do_list_dir(p("/")).unwrap().is_empty());
+    fs.do_sync_dir(p("/")).unwrap();
     let cut = fs.power_cut(fs.op_count(), CutPolicy::SyncedOnly);
-    assert_eq!(cut.read_file(p("/a/b/f")).unwrap(), b"x");
+    assert_eq!(cut.do_read_file(p("/a/b/f")).unwrap(), b"x");
 }
 
 #[test]
@@ -113,17 +113,17 @@ fn a_rename_leaves_the_old_or_the_new_content_never_a_mix() {
     durable_file(&fs, "/d/a", &old);
     let start = fs.op_count();
     // The replace protocol: tmp, write, fdatasync, rename, directory sync.
-    let t = fs.open_buffered(p("/d/a.tmp"), true).unwrap();
+    let t = fs.do_open_buffered(p("/d/a.tmp"), true).unwrap();
     t.write_bytes(&new, 0).unwrap();
     t.sync().unwrap();
-    fs.rename(p("/d/a.tmp"), p("/d/a")).unwrap();
-    fs.sync_dir(p("/d")).unwrap();
+    fs.do_rename(p("/d/a.tmp"), p("/d/a")).unwrap();
+    fs.do_sync_dir(p("/d")).unwrap();
     let (mut saw_old, mut saw_new) = (false, false);
     for at in start..=fs.op_count() {
         for seed in 0..SEEDS {
             let got = fs
                 .power_cut(at, CutPolicy::RandomSubset(seed))
-                .read_file(p("/d/a"))
+                .do_read_file(p("/d/a"))
                 .unwrap();
             saw_old |= got == old;
             saw_new |= got == new;
@@ -134,14 +134,14 @@ fn a_rename_leaves_the_old_or_the_new_content_never_a_mix() {
     // Without the fdatasync before the rename, the new name can hold a torn file.
     let fs = with_dir();
     durable_file(&fs, "/d/a", &old);
-    let t = fs.open_buffered(p("/d/a.tmp"), true).unwrap();
+    let t = fs.do_open_buffered(p("/d/a.tmp"), true).unwrap();
     t.write_bytes(&new, 0).unwrap();
-    fs.rename(p("/d/a.tmp"), p("/d/a")).unwrap();
-    fs.sync_dir(p("/d")).unwrap();
+    fs.do_rename(p("/d/a.tmp"), p("/d/a")).unwrap();
+    fs.do_sync_dir(p("/d")).unwrap();
     let torn = (0..SEEDS).any(|seed| {
         let got = fs
             .power_cut(fs.op_count(), CutPolicy::RandomSubset(seed))
-            .read_file(p("/d/a"))
+            .do_read_file(p("/d/a"))
             .unwrap();
         got != new
     });
@@ -157,7 +157,7 @@ fn unsynced_blocks_survive_one_by_one() {
         .map(|seed| {
             let got = fs
                 .power_cut(fs.op_count(), CutPolicy::RandomSubset(seed))
-                .read_file(p("/d/f"))
+                .do_read_file(p("/d/f"))
                 .unwrap();
             (got[0], got[BLOCK])
         })
@@ -168,13 +168,13 @@ fn unsynced_blocks_survive_one_by_one() {
 #[test]
 fn a_size_change_not_synced_may_be_undone() {
     let fs = with_dir();
-    let f = fs.create(p("/d/seg")).unwrap();
-    fs.sync_dir(p("/d")).unwrap();
+    let f = fs.do_create(p("/d/seg")).unwrap();
+    fs.do_sync_dir(p("/d")).unwrap();
     f.set_len(4 * BLOCK as u64).unwrap();
     let sizes: std::collections::BTreeSet<usize> = (0..SEEDS)
         .map(|seed| {
             fs.power_cut(fs.op_count(), CutPolicy::RandomSubset(seed))
-                .read_file(p("/d/seg"))
+                .do_read_file(p("/d/seg"))
                 .unwrap()
                 .len()
         })
@@ -185,29 +185,29 @@ fn a_size_change_not_synced_may_be_undone() {
 #[test]
 fn durable_writes_survive_without_fdatasync() {
     let fs = with_dir().with_durable_writes(true);
-    let f = fs.create(p("/d/seg")).unwrap();
-    fs.sync_dir(p("/d")).unwrap();
+    let f = fs.do_create(p("/d/seg")).unwrap();
+    fs.do_sync_dir(p("/d")).unwrap();
     f.write_bytes(&[5; BLOCK], 0).unwrap();
     assert_eq!(fs.sync_points().last(), Some(&fs.op_count()));
     let cut = fs.power_cut(fs.op_count(), CutPolicy::SyncedOnly);
-    assert_eq!(cut.read_file(p("/d/seg")).unwrap(), vec![5; BLOCK]);
+    assert_eq!(cut.do_read_file(p("/d/seg")).unwrap(), vec![5; BLOCK]);
 }
 
 #[test]
 fn segment_files_refuse_unaligned_writes_and_buffered_files_take_them() {
     let fs = with_dir();
-    let seg = fs.create(p("/d/seg")).unwrap();
+    let seg = fs.do_create(p("/d/seg")).unwrap();
     for (len, pos) in [(100, 0), (BLOCK, 512), (BLOCK + 1, 0)] {
         let e = seg.write_bytes(&vec![0; len], pos).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
     }
     assert_eq!(seg.write_bytes(&[1; BLOCK], BLOCK as u64).unwrap(), BLOCK);
-    let buf = fs.open_buffered(p("/d/idx"), false).unwrap();
+    let buf = fs.do_open_buffered(p("/d/idx"), false).unwrap();
     assert_eq!(buf.write_bytes(b"abc", 5).unwrap(), 3);
-    assert_eq!(fs.read_file(p("/d/idx")).unwrap(), b"\0\0\0\0\0abc");
+    assert_eq!(fs.do_read_file(p("/d/idx")).unwrap(), b"\0\0\0\0\0abc");
     let aligned512 = SimFs::new().with_alignment(512);
-    aligned512.create_dir_all(p("/d")).unwrap();
-    let seg = aligned512.create(p("/d/seg")).unwrap();
+    aligned512.do_create_dir_all(p("/d")).unwrap();
+    let seg = aligned512.do_create(p("/d/seg")).unwrap();
     seg.write_bytes(&[1; 512], 512).unwrap();
 }
 
@@ -215,31 +215,31 @@ fn segment_files_refuse_unaligned_writes_and_buffered_files_take_them() {
 fn names_errors_and_handles_behave_like_linux() {
     let fs = with_dir();
     assert_eq!(
-        fs.open(p("/d/missing")).unwrap_err().kind(),
+        fs.do_open(p("/d/missing")).unwrap_err().kind(),
         io::ErrorKind::NotFound
     );
-    let f = fs.create(p("/d/seg")).unwrap();
+    let f = fs.do_create(p("/d/seg")).unwrap();
     assert_eq!(
-        fs.create(p("/d/seg")).unwrap_err().kind(),
+        fs.do_create(p("/d/seg")).unwrap_err().kind(),
         io::ErrorKind::AlreadyExists
     );
     // A removed file's handle still works.
-    fs.remove_file(p("/d/seg")).unwrap();
+    fs.do_remove_file(p("/d/seg")).unwrap();
     f.write_bytes(&[1; BLOCK], 0).unwrap();
     assert_eq!(f.len().unwrap(), BLOCK as u64);
-    fs.create_dir_all(p("/d/t/p")).unwrap();
-    fs.open_buffered(p("/d/t/p/x"), false).unwrap();
+    fs.do_create_dir_all(p("/d/t/p")).unwrap();
+    fs.do_open_buffered(p("/d/t/p/x"), false).unwrap();
     let names: Vec<String> = fs
-        .list_dir(p("/d"))
+        .do_list_dir(p("/d"))
         .unwrap()
         .into_iter()
         .map(|e| e.name)
         .collect();
     assert_eq!(names, ["t"]);
-    assert!(fs.metadata(p("/d/t")).unwrap().is_dir);
-    fs.remove_dir_all(p("/d/t")).unwrap();
-    assert!(fs.list_dir(p("/d")).unwrap().is_empty());
-    assert!(fs.rename(p("/d/nope"), p("/d/x")).is_err());
+    assert!(fs.do_metadata(p("/d/t")).unwrap().is_dir);
+    fs.do_remove_dir_all(p("/d/t")).unwrap();
+    assert!(fs.do_list_dir(p("/d")).unwrap().is_empty());
+    assert!(fs.do_rename(p("/d/nope"), p("/d/x")).is_err());
 }
 
 #[test]
@@ -261,23 +261,23 @@ fn a_seed_gives_the_same_image_every_time() {
 #[test]
 fn removing_a_directory_tree_can_be_cut_half_way() {
     let fs = with_dir();
-    fs.create_dir_all(p("/d/t")).unwrap();
+    fs.do_create_dir_all(p("/d/t")).unwrap();
     for name in ["a", "b", "c"] {
-        fs.open_buffered(&Path::new("/d/t").join(name), false)
+        fs.do_open_buffered(&Path::new("/d/t").join(name), false)
             .unwrap();
     }
-    fs.sync_dir(p("/d/t")).unwrap();
-    fs.sync_dir(p("/d")).unwrap();
-    fs.remove_dir_all(p("/d/t")).unwrap();
-    fs.sync_dir(p("/d")).unwrap();
+    fs.do_sync_dir(p("/d/t")).unwrap();
+    fs.do_sync_dir(p("/d")).unwrap();
+    fs.do_remove_dir_all(p("/d/t")).unwrap();
+    fs.do_sync_dir(p("/d")).unwrap();
     // After the parent's sync the directory is gone whatever its own entries did.
     let cut = fs.power_cut(fs.op_count(), CutPolicy::SyncedOnly);
-    assert!(cut.list_dir(p("/d")).unwrap().is_empty());
+    assert!(cut.do_list_dir(p("/d")).unwrap().is_empty());
     // Before it, any prefix of the children's removals.
     let counts: std::collections::BTreeSet<usize> = (0..SEEDS)
         .map(|seed| {
             let cut = fs.power_cut(fs.op_count() - 1, CutPolicy::RandomSubset(seed));
-            cut.list_dir(p("/d/t")).map(|e| e.len()).unwrap_or(99)
+            cut.do_list_dir(p("/d/t")).map(|e| e.len()).unwrap_or(99)
         })
         .collect();
     assert!(counts.contains(&3) && counts.contains(&99), "{counts:?}");
