@@ -61,7 +61,14 @@ impl InProcess {
             let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_tx.clone());
             // Detached: the shard threads end with the test process.
             let _ = pool::spawn_shard(id, None, Duration::ZERO, move || async move {
-                let shard = match shardlog::broker::start_core(id, Rc::new(config), mesh).await {
+                let shard = match shardlog::broker::start_core(
+                    id,
+                    Rc::new(config),
+                    Default::default(),
+                    mesh,
+                )
+                .await
+                {
                     Ok(s) => s,
                     Err(e) => return drop(ready.send(Err(e.to_string()))),
                 };

@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::consumer::{self, coordinator::COORDINATOR_SHARD, Coordinator};
 use crate::rt;
+use crate::rt::fs::RealFs;
 use crate::rt::pool::{self, RuntimeError};
 use crate::server::balance::ConnLoad;
 use crate::server::listener::{self, ListenError};
 use crate::server::{framed, http};
 use crate::shard::msg::ShardMsg;
 use crate::shard::{OpenError, Shard};
-use crate::storage::StorageError;
+use crate::storage::fs::BrokerFs;
+use crate::storage::{Durability, StorageError};
 
 mod data_dir;
 pub mod limits;
@@ -60,6 +62,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         );
     }
     let mesh = rt::ShardMesh::<ShardMsg>::new(config.shards, MESH_CAPACITY);
+    let fs = BrokerFs::Real(RealFs {
+        durable_writes: config.durability == Durability::Fsync,
+    });
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, StartError>>();
     let mut threads = Vec::with_capacity(config.shards);
     let mut stops = Vec::with_capacity(config.shards);
@@ -72,12 +77,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let (framed_load, http_load) = (framed_load.clone(), http_load.clone());
         let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
         let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_tx.clone());
+        let fs = fs.clone();
         let drained = drained.clone();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         stops.push(stop_tx);
         let spin = config.spin_before_park;
         threads.push(pool::spawn_shard(id, cpu, spin, move || async move {
-            let shard = match start_core(id, Rc::new(config), mesh).await {
+            let shard = match start_core(id, Rc::new(config), fs, mesh).await {
                 Ok(s) => s,
                 Err(source) => {
                     let _ = ready.send(Err(StartError::Core { shard: id, source }));
@@ -133,9 +139,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
 pub async fn start_core(
     id: usize,
     config: Rc<Config>,
+    fs: BrokerFs,
     mesh: rt::ShardMesh<ShardMsg>,
 ) -> Result<Rc<Shard>, CoreError> {
-    let shard = Shard::open(id, config, mesh).await?;
+    let shard = Shard::open(id, config, fs, mesh).await?;
     if id == COORDINATOR_SHARD {
         Coordinator::install(&shard).map_err(CoreError::Coordinator)?;
     }

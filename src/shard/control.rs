@@ -110,7 +110,9 @@ mod tests {
             .map(|id| {
                 let (config, mesh) = (config.clone(), mesh.clone());
                 pool::spawn_shard(id, None, std::time::Duration::ZERO, move || async move {
-                    let shard = Shard::open(id, Rc::new(config), mesh).await.unwrap();
+                    let shard = Shard::open(id, Rc::new(config), Default::default(), mesh)
+                        .await
+                        .unwrap();
                     shard.serve();
                     let out = body(shard.clone()).await;
                     // Stay up a moment so the other shard's requests are still answered.

@@ -60,6 +60,7 @@ use crate::config::Config;
 use crate::ring::{ShardOwnership, TopicLayout};
 use crate::rt::{self, MeshPort, ShardMesh};
 use crate::stats::{ShardMetrics, TopicMetrics};
+use crate::storage::fs::BrokerFs;
 use crate::storage::{StorageError, TailBudget};
 
 use msg::ShardMsg;
@@ -159,6 +160,8 @@ pub struct Shard {
     pub files: Rc<OpenFiles>,
     /// The memory all the shard's hot tails share (`--hot-tail`), whatever the topic count.
     pub tail_budget: Rc<TailBudget>,
+    /// Every file the shard touches goes through it (a test may put faults under it).
+    pub fs: BrokerFs,
     /// The control plane's state on this core (see [`control`]).
     pub locals: CoreLocals,
 }
@@ -171,6 +174,7 @@ impl Shard {
     pub async fn open(
         id: usize,
         config: Rc<Config>,
+        fs: BrokerFs,
         mesh: ShardMesh<ShardMsg>,
     ) -> Result<Rc<Shard>, OpenError> {
         let mesh = Rc::new(mesh.join(id).await?);
@@ -192,6 +196,7 @@ impl Shard {
             read_ahead: readahead::ReadAheadBudget::new(readahead::SHARD_BUDGET),
             files,
             tail_budget,
+            fs,
             locals: CoreLocals::default(),
         });
         let loaded = topics::load_all(&shard.config.data_dir).map_err(OpenError::Layouts)?;
@@ -264,6 +269,7 @@ impl Shard {
                             metrics: self.metrics.clone(),
                             files: self.files.clone(),
                             tail_budget: self.tail_budget.clone(),
+                            fs: self.fs.clone(),
                         },
                     ))
                 })

@@ -36,17 +36,19 @@ impl Shard {
                 // A closed partition is opened only when its files show work to do.
                 let log = match w.log() {
                     Some(log) => log,
-                    None if w.retention_due_while_closed(now) => match w.open().await {
-                        Ok(log) => log,
-                        Err(e) => {
-                            tracing::warn!(topic = %t.name, partition = w.partition, error = %e,
-                                "cannot open the partition for retention");
+                    None => {
+                        if !w.retention_due_while_closed(now).await {
+                            rt::yield_if_needed().await;
                             continue;
                         }
-                    },
-                    None => {
-                        rt::yield_if_needed().await;
-                        continue;
+                        match w.open().await {
+                            Ok(log) => log,
+                            Err(e) => {
+                                tracing::warn!(topic = %t.name, partition = w.partition,
+                                    error = %e, "cannot open the partition for retention");
+                                continue;
+                            }
+                        }
                     }
                 };
                 let result = log.enforce_retention(now).await;

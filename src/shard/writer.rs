@@ -12,6 +12,7 @@ use futures_lite::future;
 
 use crate::rt;
 use crate::stats::{ShardMetrics, TopicMetrics};
+use crate::storage::fs::BrokerFs;
 use crate::storage::{AppendInfo, LogChunk, LogConfig, PartitionLog, RecordBatch, TailBudget};
 
 use super::error::ProduceError;
@@ -96,6 +97,8 @@ pub struct ShardShared {
     pub files: Rc<OpenFiles>,
     /// The shard's hot-tail memory (`--hot-tail`), shared by all its partitions.
     pub tail_budget: Rc<TailBudget>,
+    /// The file system the partitions' logs live on.
+    pub fs: BrokerFs,
 }
 
 /// The writer of one partition, owned by the partition's shard.
@@ -114,6 +117,8 @@ pub struct PartitionWriter {
     files: Rc<OpenFiles>,
     /// The shard's hot-tail memory, shared by all its partitions.
     tail_budget: Rc<TailBudget>,
+    /// The file system its log lives on (a test may put faults under it).
+    fs: BrokerFs,
     /// When the log was last used, in the shard's use order (see [`OpenFiles`]).
     last_used: Cell<u64>,
     /// Segments and bytes on disk when the log was last closed (for metrics while closed).
@@ -150,6 +155,7 @@ impl PartitionWriter {
             metrics: shard_metrics,
             files,
             tail_budget,
+            fs,
         } = shared;
         PartitionWriter {
             partition,
@@ -161,6 +167,7 @@ impl PartitionWriter {
             closing: RefCell::new(None),
             files,
             tail_budget,
+            fs,
             last_used: Cell::new(0),
             closed_stats: Cell::new((0, 0)),
             queue: RefCell::new(Vec::new()),

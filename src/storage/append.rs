@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::chunk::StoredChunk;
 use super::chunk::{ChunkEncoder, ChunkHeader, RecordBatch, ALIGNMENT, HEADER_LEN};
+use super::fs::BrokerFs;
 use super::fs::{DmaBuf, FileSystem, SegmentFile};
 use super::index::{IndexEntry, FLUSH_EVERY};
 use super::log::PartitionLog;
@@ -18,7 +19,6 @@ use super::segment::create_segment;
 use super::segment::Durability;
 use super::tail::HotTail;
 use super::StorageError;
-use crate::rt::fs::RealFs;
 
 /// How much segment space is allocated ahead of the appends.
 const PREALLOCATE_STEP: u64 = 8 << 20;
@@ -60,7 +60,7 @@ impl<B> EncodedChunk<B> {
 }
 
 /// The chunk [`PartitionLog::encode`] returns for a log on the file system `F`.
-pub type LogChunk<F = RealFs> = EncodedChunk<<<F as FileSystem>::File as SegmentFile>::Buf>;
+pub type LogChunk<F = BrokerFs> = EncodedChunk<<<F as FileSystem>::File as SegmentFile>::Buf>;
 
 /// Once the newest encoded chunk has been written (or has failed), the next one is numbered
 /// from the log again.
@@ -201,25 +201,24 @@ impl<F: FileSystem> PartitionLog<F> {
                 )));
             }
         }
-        let mut st = self.state.borrow_mut();
-        let seg = st
-            .segments
-            .back_mut()
-            .expect("the log always has a segment");
-        debug_assert_eq!(seg.next_offset, start);
-        seg.note_chunk(
-            IndexEntry { offset: start, pos },
-            header.end_offset(),
-            max_timestamp_us,
-        );
-        seg.end_pos = pos + len as u64;
-        seg.next_offset = header.end_offset();
-        seg.last_append = SystemTime::now();
-        if seg.index.pending(&seg.entries) >= FLUSH_EVERY {
-            seg.flush_index();
-        }
-        let base = seg.base;
-        drop(st);
+        let (flush, base) = {
+            let mut st = self.state.borrow_mut();
+            let seg = st
+                .segments
+                .back_mut()
+                .expect("the log always has a segment");
+            debug_assert_eq!(seg.next_offset, start);
+            seg.note_chunk(
+                IndexEntry { offset: start, pos },
+                header.end_offset(),
+                max_timestamp_us,
+            );
+            seg.end_pos = pos + len as u64;
+            seg.next_offset = header.end_offset();
+            seg.last_append = SystemTime::now();
+            let due = seg.index.pending(&seg.entries) >= FLUSH_EVERY;
+            (due.then(|| seg.flush_index()), seg.base)
+        };
         if let Some(payload) = tail_copy {
             // O(1) amortized: may drop the oldest chunks of other logs on the shard.
             HotTail::push(
@@ -230,6 +229,10 @@ impl<F: FileSystem> PartitionLog<F> {
                     payload,
                 },
             );
+        }
+        // After the chunk is visible: the index is a cache, its write only delays the reply.
+        if let Some(flush) = flush {
+            flush.run(&self.fs).await;
         }
         Ok(AppendInfo {
             start_offset: start,
@@ -287,20 +290,21 @@ impl<F: FileSystem> PartitionLog<F> {
     /// Seals the active segment and starts a new one at `base`. Returns the new file, the
     /// write position (0) and its path.
     async fn roll(&self, base: i64) -> Result<(std::rc::Rc<F::File>, u64, PathBuf), StorageError> {
-        let (old, old_path, end_pos, allocated) = {
+        let (old, old_path, end_pos, allocated, flush) = {
             let mut st = self.state.borrow_mut();
             let seg = st
                 .segments
                 .back_mut()
                 .expect("the log always has a segment");
-            seg.seal_index();
             (
                 seg.file.clone(),
                 seg.path.clone(),
                 seg.end_pos,
                 seg.allocated,
+                seg.seal_index(),
             )
         };
+        flush.run(&self.fs).await;
         // A sealed segment ends exactly after its last chunk: give back the preallocation.
         if allocated > end_pos {
             if let Err(e) = old.truncate(end_pos).await {

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use super::fs::{replace_file, FileSystem};
 use super::StorageError;
 
 const MARKER: &str = "clean";
@@ -19,22 +20,33 @@ pub(crate) struct CleanEnd {
 }
 
 /// Writes the marker durably.
-pub(crate) fn write_marker(dir: &Path, end: CleanEnd) -> Result<(), StorageError> {
+pub(crate) async fn write_marker<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    end: CleanEnd,
+) -> Result<(), StorageError> {
     let text = format!("{} {}\n", end.next_offset, end.end_pos);
-    super::replace::replace_file(dir, MARKER, text.as_bytes())
+    replace_file(fs, dir, MARKER, text.as_bytes())
+        .await
         .map_err(StorageError::io("writing", &dir.join(MARKER)))
 }
 
 /// Reads and removes the marker, if any. A marker that does not parse counts as absent (the
 /// log then gets the full check). The caller syncs the directory before appending.
-pub(crate) fn take_marker(dir: &Path) -> Result<Option<CleanEnd>, StorageError> {
+pub(crate) async fn take_marker<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+) -> Result<Option<CleanEnd>, StorageError> {
     let path = dir.join(MARKER);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let bytes = match fs.read_file(&path).await {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StorageError::io("reading", &path)(e)),
     };
-    std::fs::remove_file(&path).map_err(StorageError::io("removing", &path))?;
+    fs.remove_file(&path)
+        .await
+        .map_err(StorageError::io("removing", &path))?;
+    let text = String::from_utf8_lossy(&bytes);
     let mut parts = text.split_whitespace();
     let next_offset = parts.next().and_then(|p| p.parse().ok());
     let end_pos = parts.next().and_then(|p| p.parse().ok());
@@ -53,17 +65,22 @@ mod tests {
 
     #[test]
     fn write_take_once() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(take_marker(dir.path()).unwrap(), None);
-        let end = CleanEnd {
-            next_offset: 42,
-            end_pos: 8192,
-        };
-        write_marker(dir.path(), end).unwrap();
-        assert_eq!(take_marker(dir.path()).unwrap(), Some(end));
-        assert_eq!(take_marker(dir.path()).unwrap(), None, "taking removes it");
-        std::fs::write(dir.path().join(MARKER), "garbage").unwrap();
-        assert_eq!(take_marker(dir.path()).unwrap(), None);
-        assert!(!dir.path().join(MARKER).exists());
+        crate::rt::block_on(async {
+            let fs = crate::rt::fs::RealFs::default();
+            let dir = tempfile::tempdir().unwrap();
+            let dir = dir.path();
+            assert_eq!(take_marker(&fs, dir).await.unwrap(), None);
+            let end = CleanEnd {
+                next_offset: 42,
+                end_pos: 8192,
+            };
+            write_marker(&fs, dir, end).await.unwrap();
+            assert_eq!(take_marker(&fs, dir).await.unwrap(), Some(end));
+            let again = take_marker(&fs, dir).await.unwrap();
+            assert_eq!(again, None, "taking removes it");
+            std::fs::write(dir.join(MARKER), "garbage").unwrap();
+            assert_eq!(take_marker(&fs, dir).await.unwrap(), None);
+            assert!(!dir.join(MARKER).exists());
+        });
     }
 }

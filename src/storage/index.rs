@@ -1,15 +1,16 @@
 //! The per-segment index: fixed 16-byte entries `offset i64 | file position u64` (big-endian),
 //! one per chunk, in file order.
 //!
-//! The index is a cache of what a walk of the segment would find. It is written with plain
-//! buffered writes (`pwrite` into the page cache, a few entries at a time) and never fsynced:
+//! The index is a cache of what a walk of the segment would find. It is written with buffered
+//! writes ([`BufferedFile`]: into the page cache, a few entries at a time) and never fsynced:
 //! recovery checks it against the segment and rebuilds it when it is missing, short or wrong.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use super::chunk::ALIGNMENT;
+use super::fs::{write_all_at, BufferedFile, FileSystem};
 
 /// Bytes of one index entry.
 pub const ENTRY_LEN: usize = 16;
@@ -65,83 +66,147 @@ pub fn parse_valid_prefix(bytes: &[u8], base: i64, file_len: u64) -> Vec<IndexEn
 
 /// The on-disk side of a segment's index (or time index): fixed-size entries appended with
 /// buffered writes.
-#[derive(Debug)]
-pub(crate) struct IndexFile {
-    path: PathBuf,
-    file: Option<File>,
-    /// Entries already in the file.
-    written: usize,
+///
+/// A write is taken from the index under the log's state borrow ([`IndexFile::take`]: the
+/// entries encoded, the file handle shared) and done after it ([`IndexWrite::run`]), since no
+/// borrow of the log's state may be held across an `.await`. The state a write needs lives in
+/// a shared slot, so the write works on whatever the segment has become by then.
+pub(crate) struct IndexFile<B> {
+    slot: Rc<Slot<B>>,
 }
 
-impl IndexFile {
+struct Slot<B> {
+    path: PathBuf,
+    /// Open between writes while the index grows; `None` once released.
+    file: RefCell<Option<Rc<B>>>,
+    /// Entries known to be in the file.
+    written: Cell<usize>,
+    /// Entries taken for writing (`written` plus those in flight).
+    queued: Cell<usize>,
+}
+
+/// Entries taken from an [`IndexFile`], to be written by [`IndexWrite::run`].
+#[must_use = "the entries are written only by `run`"]
+pub(crate) struct IndexWrite<B> {
+    slot: Rc<Slot<B>>,
+    bytes: Vec<u8>,
+    pos: u64,
+    /// `written` after this write succeeds.
+    upto: usize,
+    /// Empty the file first (a rewrite).
+    truncate: bool,
+    /// Close the file afterwards.
+    release: bool,
+}
+
+impl<B: BufferedFile> IndexFile<B> {
     /// An index whose first `written` entries are known to be in the file at `path`.
-    pub fn new(path: PathBuf, written: usize) -> IndexFile {
+    pub fn new(path: PathBuf, written: usize) -> IndexFile<B> {
         IndexFile {
-            path,
-            file: None,
-            written,
+            slot: Rc::new(Slot {
+                path,
+                file: RefCell::new(None),
+                written: Cell::new(written),
+                queued: Cell::new(written),
+            }),
         }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.slot.path
     }
 
     /// Whether the file is open (it is opened by the first write and kept for the next).
     pub fn is_open(&self) -> bool {
-        self.file.is_some()
+        self.slot.file.borrow().is_some()
     }
 
-    /// Closes the file; a later write opens it again. For sealed segments, whose index is
-    /// complete: keeping it open would cost a descriptor per segment for nothing.
-    pub fn release(&mut self) {
-        self.file = None;
-    }
-
+    /// Entries not yet taken for writing.
     pub fn pending<E>(&self, entries: &[E]) -> usize {
-        entries.len().saturating_sub(self.written)
+        entries.len().saturating_sub(self.slot.queued.get())
     }
 
-    /// Writes the entries not yet in the file. A failure is logged and forgotten: the index is
-    /// only a cache, and the next open rebuilds it.
-    pub fn flush<E: FileEntry>(&mut self, entries: &[E]) {
-        if self.written >= entries.len() {
-            return;
+    /// Takes the entries not yet in the file for writing; `release` closes the file after
+    /// them (for a sealed segment, whose index is complete: keeping it open would cost a
+    /// descriptor per segment for nothing). `None` when there is nothing to do.
+    pub fn take<E: FileEntry>(&self, entries: &[E], release: bool) -> Option<IndexWrite<B>> {
+        let from = self.slot.queued.get();
+        if from >= entries.len() && !(release && self.is_open()) {
+            return None;
         }
-        let mut buf = Vec::with_capacity((entries.len() - self.written) * ENTRY_LEN);
-        for e in &entries[self.written..] {
-            e.encode(&mut buf);
+        let mut bytes = Vec::with_capacity(entries.len().saturating_sub(from) * ENTRY_LEN);
+        for e in entries.get(from..).unwrap_or_default() {
+            e.encode(&mut bytes);
         }
-        let res = match &self.file {
-            Some(f) => Ok(f),
-            None => std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&self.path)
-                .map(|f| &*self.file.insert(f)),
-        }
-        .and_then(|f| f.write_all_at(&buf, (self.written * ENTRY_LEN) as u64));
-        match res {
-            Ok(()) => self.written = entries.len(),
-            Err(e) => tracing::warn!(path = %self.path.display(), error = %e,
-                "could not write index entries; the index will be rebuilt at the next open"),
-        }
+        self.slot.queued.set(entries.len().max(from));
+        Some(IndexWrite {
+            slot: self.slot.clone(),
+            bytes,
+            pos: (from * ENTRY_LEN) as u64,
+            upto: entries.len().max(from),
+            truncate: false,
+            release,
+        })
     }
 
-    /// Replaces the file's contents with `entries`.
-    pub fn rewrite<E: FileEntry>(&mut self, entries: &[E]) {
-        self.file = None;
-        let res = File::create(&self.path);
-        match res {
-            Ok(f) => {
-                self.file = Some(f);
-                self.written = 0;
-                self.flush(entries);
+    /// Takes all of `entries` to replace the file's contents.
+    pub fn take_rewrite<E: FileEntry>(&self, entries: &[E], release: bool) -> IndexWrite<B> {
+        let mut bytes = Vec::with_capacity(entries.len() * ENTRY_LEN);
+        for e in entries {
+            e.encode(&mut bytes);
+        }
+        self.slot.written.set(0);
+        self.slot.queued.set(entries.len());
+        IndexWrite {
+            slot: self.slot.clone(),
+            bytes,
+            pos: 0,
+            upto: entries.len(),
+            truncate: true,
+            release,
+        }
+    }
+}
+
+impl<B: BufferedFile> IndexWrite<B> {
+    /// Writes the entries. A failure is logged and forgotten: the index is only a cache, the
+    /// entries are taken again by the next write, and the next open rebuilds what is wrong.
+    pub async fn run<F: FileSystem<Buffered = B>>(self, fs: &F) {
+        let slot = &self.slot;
+        if let Err(e) = self.write(fs).await {
+            tracing::warn!(path = %slot.path.display(), error = %e,
+                "could not write index entries; the index will be rebuilt at the next open");
+            slot.queued.set(slot.written.get());
+        }
+        if self.release {
+            let file = slot.file.borrow_mut().take();
+            if let Some(Ok(file)) = file.map(Rc::try_unwrap) {
+                if let Err(e) = file.close().await {
+                    tracing::warn!(path = %slot.path.display(), error = %e,
+                        "closing an index file failed");
+                }
             }
-            Err(e) => tracing::warn!(path = %self.path.display(), error = %e,
-                "could not rewrite the index; it will be rebuilt at the next open"),
         }
+    }
+
+    async fn write<F: FileSystem<Buffered = B>>(&self, fs: &F) -> std::io::Result<()> {
+        let slot = &self.slot;
+        let open = if self.truncate {
+            None
+        } else {
+            slot.file.borrow().clone()
+        };
+        let file = match open {
+            Some(f) => f,
+            None => {
+                let f = Rc::new(fs.open_buffered(&slot.path, self.truncate).await?);
+                *slot.file.borrow_mut() = Some(f.clone());
+                f
+            }
+        };
+        write_all_at(&*file, &self.bytes, self.pos).await?;
+        slot.written.set(slot.written.get().max(self.upto));
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::chunk::{ChunkEncoder, ALIGNMENT};
 use super::clean;
+use super::fs::BrokerFs;
 use super::fs::{FileSystem, SegmentFile};
 use super::recovery::{list_segments, open_segment, RecoveryReport};
 use super::segment::{create_segment, Durability, Segment};
@@ -43,9 +44,9 @@ impl LogConfig {
     pub const RECLAIM_STEP: u64 = 16 << 20;
 }
 
-pub(crate) struct LogState<T> {
+pub(crate) struct LogState<F: FileSystem> {
     /// Oldest first; never empty; the back one is the active segment.
-    pub segments: VecDeque<Segment<T>>,
+    pub segments: VecDeque<Segment<F>>,
     pub failed: Option<String>,
     /// Chunks skipped by reads because their header failed its CRC.
     pub read_skipped: u64,
@@ -57,11 +58,11 @@ pub(crate) struct LogState<T> {
 /// time, which is debug-asserted, while that writer may `encode` the next chunk meanwhile;
 /// reads and retention may run concurrently with an append. No `RefCell` borrow is held
 /// across an `.await`.
-pub struct PartitionLog<F: FileSystem = RealFs> {
+pub struct PartitionLog<F: FileSystem = BrokerFs> {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
     pub(crate) fs: F,
-    pub(crate) state: RefCell<LogState<F::File>>,
+    pub(crate) state: RefCell<LogState<F>>,
     /// Shared with the other logs on this shard ([`ChunkEncoder::for_this_thread`]).
     pub(crate) encoder: Rc<RefCell<ChunkEncoder>>,
     pub(crate) appending: Cell<bool>,
@@ -72,15 +73,15 @@ pub struct PartitionLog<F: FileSystem = RealFs> {
     pub(crate) tail: Rc<RefCell<HotTail>>,
 }
 
-impl PartitionLog<RealFs> {
-    /// Opens (creating if needed) the log in `dir` on DMA files, and recovers it.
+impl PartitionLog<BrokerFs> {
+    /// Opens (creating if needed) the log in `dir` on the real file system, and recovers it.
     pub async fn open(
         dir: impl AsRef<Path>,
         config: LogConfig,
     ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
-        let fs = RealFs {
+        let fs = BrokerFs::Real(RealFs {
             durable_writes: config.durability == Durability::Fsync,
-        };
+        });
         PartitionLog::open_with(fs, dir, config).await
     }
 
@@ -91,9 +92,9 @@ impl PartitionLog<RealFs> {
         config: LogConfig,
         budget: Rc<TailBudget>,
     ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
-        let fs = RealFs {
+        let fs = BrokerFs::Real(RealFs {
             durable_writes: config.durability == Durability::Fsync,
-        };
+        });
         PartitionLog::open_in(fs, dir, config, budget).await
     }
 }
@@ -126,10 +127,12 @@ impl<F: FileSystem> PartitionLog<F> {
             )));
         }
         let encoder = ChunkEncoder::for_this_thread(config.zstd_level)?;
-        std::fs::create_dir_all(&dir).map_err(StorageError::io("creating", &dir))?;
+        fs.create_dir_all(&dir)
+            .await
+            .map_err(StorageError::io("creating", &dir))?;
         let mut report = RecoveryReport::default();
         let mut segments = VecDeque::new();
-        let clean = clean::take_marker(&dir)?;
+        let clean = clean::take_marker(&fs, &dir).await?;
         if clean.is_some() {
             // The marker is gone for good before anything is appended: a crash from now on
             // gets the full check.
@@ -137,12 +140,12 @@ impl<F: FileSystem> PartitionLog<F> {
                 .await
                 .map_err(StorageError::io("syncing the directory", &dir))?;
         }
-        let bases = list_segments(&dir)?;
+        let bases = list_segments(&fs, &dir).await?;
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
             let marker = clean.filter(|_| last);
             let seg = open_segment(&fs, &dir, base, last, marker, &mut report).await?;
-            if let Some(prev) = segments.back().map(|s: &Segment<F::File>| s.next_offset) {
+            if let Some(prev) = segments.back().map(|s: &Segment<F>| s.next_offset) {
                 if prev != base {
                     tracing::warn!(dir = %dir.display(), prev_end = prev, base,
                         "segments are not contiguous: offsets in between are lost");
@@ -156,7 +159,7 @@ impl<F: FileSystem> PartitionLog<F> {
         // Sealed segments' indexes are complete: their files need not stay open.
         let sealed = segments.len() - 1;
         for seg in segments.iter_mut().take(sealed) {
-            seg.seal_index();
+            seg.seal_index().run(&fs).await;
         }
         report.segments = segments.len();
         report.next_offset = segments.back().map_or(0, |s| s.next_offset);
@@ -241,21 +244,22 @@ impl<F: FileSystem> PartitionLog<F> {
     /// leaves the clean-shutdown marker (the `clean` file of `storage/clean.rs`), so the next open checks
     /// without decompressing. Appending after this is a bug. A failed log leaves no marker.
     pub async fn close_clean(&self) -> Result<(), StorageError> {
-        let (file, end, allocated) = {
+        let (file, end, allocated, flushes) = {
             let mut st = self.state.borrow_mut();
             if st.failed.is_some() {
                 return Ok(());
             }
-            for seg in st.segments.iter_mut() {
-                seg.finish_index();
-            }
+            let flushes: Vec<_> = st.segments.iter_mut().map(|s| s.finish_index()).collect();
             let seg = st.segments.back().expect("the log always has a segment");
             let end = clean::CleanEnd {
                 next_offset: seg.next_offset,
                 end_pos: seg.end_pos,
             };
-            (seg.file.clone(), end, seg.allocated)
+            (seg.file.clone(), end, seg.allocated, flushes)
         };
+        for flush in flushes {
+            flush.run(&self.fs).await;
+        }
         // Files at rest end exactly after their last chunk.
         if allocated > end.end_pos {
             file.truncate(end.end_pos)
@@ -265,18 +269,18 @@ impl<F: FileSystem> PartitionLog<F> {
         file.fdatasync()
             .await
             .map_err(StorageError::io("syncing", &self.dir))?;
-        clean::write_marker(&self.dir, end)
+        clean::write_marker(&self.fs, &self.dir, end).await
     }
 
     /// Writes pending index entries and closes the files.
     pub async fn close(self) -> Result<(), StorageError> {
-        let (segments, failed) = {
+        let (mut segments, failed) = {
             let mut st = self.state.borrow_mut();
-            for seg in st.segments.iter_mut() {
-                seg.finish_index();
-            }
             (std::mem::take(&mut st.segments), st.failed.is_some())
         };
+        for seg in segments.iter_mut() {
+            seg.seal_index().run(&self.fs).await;
+        }
         for seg in segments {
             // Give back preallocated space, unless the log failed: then its files are left
             // exactly as the failure left them, for recovery to judge.

@@ -406,14 +406,18 @@ pub(crate) async fn repair_tail<T: SegmentFile>(
 }
 
 /// Base offsets of the segment files in `dir`, ascending.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
-    let mut bases = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(StorageError::io("listing", dir))? {
-        let entry = entry.map_err(StorageError::io("listing", dir))?;
-        if let Some(base) = entry.file_name().to_str().and_then(parse_log_file_name) {
-            bases.push(base);
-        }
-    }
+pub(crate) async fn list_segments<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+) -> Result<Vec<i64>, StorageError> {
+    let entries = fs
+        .list_dir(dir)
+        .await
+        .map_err(StorageError::io("listing", dir))?;
+    let mut bases: Vec<i64> = entries
+        .iter()
+        .filter_map(|e| parse_log_file_name(&e.name))
+        .collect();
     bases.sort_unstable();
     Ok(bases)
 }
@@ -429,7 +433,7 @@ pub(crate) async fn open_segment<F: FileSystem>(
     last: bool,
     clean: Option<CleanEnd>,
     report: &mut RecoveryReport,
-) -> Result<Segment<F::File>, StorageError> {
+) -> Result<Segment<F>, StorageError> {
     let path = dir.join(log_file_name(base));
     let file = fs
         .open(&path)
@@ -437,7 +441,7 @@ pub(crate) async fn open_segment<F: FileSystem>(
         .map_err(StorageError::io("opening", &path))?;
     check_alignment(&file, &path)?;
     let index_path = dir.join(index_file_name(base));
-    let index = std::fs::read(&index_path).ok();
+    let index = fs.read_file(&index_path).await.ok();
     // The last segment gets the full check unless a clean-shutdown marker vouches for it.
     let full_verify = last && clean.is_none();
     let mut scan = scan_segment(&file, &path, base, index.as_deref(), full_verify).await?;
@@ -461,10 +465,11 @@ pub(crate) async fn open_segment<F: FileSystem>(
         tracing::warn!(path = %path.display(), "closed segment ends with bytes that are no chunk");
         report.corrupt_chunks += 1;
     }
-    let mtime = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| SystemTime::now());
-    let mut seg = Segment::new(dir, base, file, mtime);
+    let mtime = fs
+        .metadata(&path)
+        .await
+        .map_or_else(|_| SystemTime::now(), |m| m.modified);
+    let mut seg = Segment::<F>::new(dir, base, file, mtime);
     seg.index = IndexFile::new(index_path, scan.entries.len());
     seg.entries = scan.entries;
     seg.end_pos = scan.end_pos;
@@ -476,15 +481,17 @@ pub(crate) async fn open_segment<F: FileSystem>(
     };
     if scan.index_stale {
         report.index_rebuilt += 1;
-        seg.index.rewrite(&seg.entries);
+        seg.index.take_rewrite(&seg.entries, false).run(fs).await;
     }
-    let time = recover_time_index(&seg, scan.time).await?;
+    let time = recover_time_index(fs, &seg, scan.time).await?;
     seg.time = time.index;
     if time.rebuilt {
         report.time_index_rebuilt += 1;
-        seg.time_file.rewrite(&seg.time.entries);
         // Closed between writes (see `Segment::time_file`).
-        seg.time_file.release();
+        seg.time_file
+            .take_rewrite(&seg.time.entries, true)
+            .run(fs)
+            .await;
     } else {
         seg.time_file = IndexFile::new(seg.time_file.path().to_path_buf(), seg.time.entries.len());
     }

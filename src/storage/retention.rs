@@ -13,28 +13,39 @@ use super::StorageError;
 /// if it were open, judged from the segment files' names, sizes and mtimes without opening
 /// them. A log closed to bound the open files is opened for retention only when this says
 /// there is work. Errors count as "no": the next open's retention run settles it.
-pub fn retention_due(dir: &Path, config: &LogConfig, now: SystemTime) -> bool {
+pub async fn retention_due<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    config: &LogConfig,
+    now: SystemTime,
+) -> bool {
     if config.retention_age.is_none() && config.retention_bytes.is_none() {
         return false;
     }
-    let Ok(bases) = list_segments(dir) else {
+    let Ok(bases) = list_segments(fs, dir).await else {
         return false;
     };
     if bases.len() < 2 {
         return false;
     }
-    let meta = |base: i64| std::fs::metadata(dir.join(log_file_name(base))).ok();
-    let too_old = config.retention_age.is_some_and(|age| {
-        meta(bases[0])
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|elapsed| elapsed > age)
-    });
-    let too_big = config.retention_bytes.is_some_and(|max| {
-        let total: u64 = bases.iter().filter_map(|&b| meta(b)).map(|m| m.len()).sum();
-        total > max
-    });
-    too_old || too_big
+    if let Some(age) = config.retention_age {
+        let oldest = fs.metadata(&dir.join(log_file_name(bases[0]))).await.ok();
+        let elapsed = oldest.and_then(|m| now.duration_since(m.modified).ok());
+        if elapsed.is_some_and(|elapsed| elapsed > age) {
+            return true;
+        }
+    }
+    if let Some(max) = config.retention_bytes {
+        let mut total = 0u64;
+        for &b in &bases {
+            let meta = fs.metadata(&dir.join(log_file_name(b))).await;
+            total += meta.map_or(0, |m| m.len);
+            if total > max {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// The pause between two steps of giving a removed segment's space back.
@@ -152,25 +163,31 @@ mod tests {
     /// A closed log's files say whether retention has work, without opening the log.
     #[test]
     fn retention_due_reads_the_files_of_a_closed_log() {
+        use crate::rt::block_on_reused;
         use crate::storage::log_file_name;
-        use crate::storage::retention_due;
+        use crate::storage::{retention_due, LogConfig};
         let tmp = TempDir::new().unwrap();
         let dir = tmp.path();
         let mut cfg = config(1 << 20);
         cfg.retention_age = Some(Duration::from_secs(3600));
         cfg.retention_bytes = Some(1 << 20);
         let now = SystemTime::now();
+        let fs = RealFs::default();
+        let due = |cfg: &LogConfig, at| block_on_reused(retention_due(&fs, dir, cfg, at));
         std::fs::write(dir.join(log_file_name(0)), vec![0u8; 4096]).unwrap();
-        assert!(!retention_due(dir, &cfg, now), "one segment: never");
+        assert!(!due(&cfg, now), "one segment: never");
         std::fs::write(dir.join(log_file_name(9)), vec![0u8; 4096]).unwrap();
-        assert!(!retention_due(dir, &cfg, now), "young and small");
+        assert!(!due(&cfg, now), "young and small");
         let later = now + Duration::from_secs(7200);
-        assert!(retention_due(dir, &cfg, later), "the oldest is too old");
+        assert!(due(&cfg, later), "the oldest is too old");
         std::fs::write(dir.join(log_file_name(9)), vec![0u8; 2 << 20]).unwrap();
-        assert!(retention_due(dir, &cfg, now), "too big");
-        cfg.retention_age = None;
-        cfg.retention_bytes = None;
-        assert!(!retention_due(dir, &cfg, later), "no retention");
+        assert!(due(&cfg, now), "too big");
+        let none = LogConfig {
+            retention_age: None,
+            retention_bytes: None,
+            ..cfg
+        };
+        assert!(!due(&none, later), "no retention");
     }
 
     #[test]

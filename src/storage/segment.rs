@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use super::chunk::ALIGNMENT;
-use super::fs::{FileSystem, SegmentFile};
-use super::index::{IndexEntry, IndexFile};
+use super::fs::{BufferedFile, FileSystem, SegmentFile};
+use super::index::{IndexEntry, IndexFile, IndexWrite};
 use super::time_index::{time_index_file_name, TimeEntry, TimeIndex};
 use super::StorageError;
 
@@ -40,20 +40,20 @@ pub fn parse_log_file_name(name: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
-pub(crate) struct Segment<T> {
+pub(crate) struct Segment<F: FileSystem> {
     /// Offset of the first record (the file's name).
     pub base: i64,
     pub path: PathBuf,
-    pub file: Rc<T>,
+    pub file: Rc<F::File>,
     /// One entry per servable chunk, in file order. Chunks found corrupt are absent.
     pub entries: Vec<IndexEntry>,
-    pub index: IndexFile,
+    pub index: IndexFile<F::Buffered>,
     /// The running maximum timestamp, an entry per chunk that raised it (see
     /// [`super::time_index`]).
     pub time: TimeIndex,
     /// The time index's file: opened for each flush and closed again, so it holds no
     /// descriptor between flushes.
-    pub time_file: IndexFile,
+    pub time_file: IndexFile<F::Buffered>,
     /// End of the last servable chunk, padding included: where the next chunk goes. Only
     /// durable bytes lie before it.
     pub end_pos: u64,
@@ -65,8 +65,21 @@ pub(crate) struct Segment<T> {
     pub last_append: SystemTime,
 }
 
-impl<T> Segment<T> {
-    pub fn new(dir: &Path, base: i64, file: T, last_append: SystemTime) -> Segment<T> {
+/// Index writes taken from a segment under the log's borrow, to be run after it.
+#[must_use = "the entries are written only by `run`"]
+pub(crate) struct IndexFlush<B>([Option<IndexWrite<B>>; 2]);
+
+impl<B: BufferedFile> IndexFlush<B> {
+    /// Writes both indexes' entries (failures are logged: see [`IndexWrite::run`]).
+    pub async fn run<F: FileSystem<Buffered = B>>(self, fs: &F) {
+        for w in self.0.into_iter().flatten() {
+            w.run(fs).await;
+        }
+    }
+}
+
+impl<F: FileSystem> Segment<F> {
+    pub fn new(dir: &Path, base: i64, file: F::File, last_append: SystemTime) -> Segment<F> {
         Segment {
             base,
             path: dir.join(log_file_name(base)),
@@ -96,14 +109,18 @@ impl<T> Segment<T> {
         self.entries.get(i + 1).map_or(self.end_pos, |e| e.pos)
     }
 
-    /// Writes the pending entries of both indexes (the time index's with the offset index's,
-    /// so the write path pays for one batch of writes).
-    pub fn flush_index(&mut self) {
-        self.index.flush(&self.entries);
-        if self.time_file.pending(&self.time.entries) > 0 {
-            self.time_file.flush(&self.time.entries);
-            self.time_file.release();
-        }
+    /// Takes the pending entries of both indexes for writing (the time index's with the
+    /// offset index's, so the write path pays for one batch of writes).
+    pub fn flush_index(&mut self) -> IndexFlush<F::Buffered> {
+        self.take_index(false)
+    }
+
+    fn take_index(&mut self, release: bool) -> IndexFlush<F::Buffered> {
+        // The time index is closed after each write (see `time_file`).
+        IndexFlush([
+            self.index.take(&self.entries, release),
+            self.time_file.take(&self.time.entries, true),
+        ])
     }
 
     /// Notes an appended chunk: its offset-index entry, and a time-index entry when its
@@ -114,16 +131,17 @@ impl<T> Segment<T> {
     }
 
     /// Ends the time index at the segment's end (its closing entry, see [`super::time_index`])
-    /// and writes both indexes out: for a segment sealed or a log closed.
-    pub fn finish_index(&mut self) {
+    /// and takes both indexes' entries for writing: for a segment sealed or a log closed.
+    pub fn finish_index(&mut self) -> IndexFlush<F::Buffered> {
         self.time.close_at(self.next_offset);
-        self.flush_index();
+        self.take_index(false)
     }
 
-    /// Writes the indexes out and closes their files: for a sealed segment, whose index is done.
-    pub fn seal_index(&mut self) {
-        self.finish_index();
-        self.index.release();
+    /// Like [`finish_index`](Self::finish_index), and closes the files after the writes: for
+    /// a sealed segment, whose index is done.
+    pub fn seal_index(&mut self) -> IndexFlush<F::Buffered> {
+        self.time.close_at(self.next_offset);
+        self.take_index(true)
     }
 
     /// Descriptors this segment holds: its file, and its index while that is open (the time
@@ -139,7 +157,7 @@ pub(crate) async fn create_segment<F: FileSystem>(
     dir: &Path,
     base: i64,
     durability: Durability,
-) -> Result<Segment<F::File>, StorageError> {
+) -> Result<Segment<F>, StorageError> {
     let path = dir.join(log_file_name(base));
     let file = fs
         .create(&path)
@@ -151,10 +169,16 @@ pub(crate) async fn create_segment<F: FileSystem>(
             .await
             .map_err(StorageError::io("syncing the directory", dir))?;
     }
-    let mut seg = Segment::new(dir, base, file, SystemTime::now());
-    seg.index.rewrite::<IndexEntry>(&[]);
-    seg.time_file.rewrite::<TimeEntry>(&[]);
-    seg.time_file.release();
+    let seg = Segment::<F>::new(dir, base, file, SystemTime::now());
+    // Empty index files, so a stale one of an earlier life of this name is gone.
+    seg.index
+        .take_rewrite::<IndexEntry>(&[], false)
+        .run(fs)
+        .await;
+    seg.time_file
+        .take_rewrite::<TimeEntry>(&[], true)
+        .run(fs)
+        .await;
     Ok(seg)
 }
 

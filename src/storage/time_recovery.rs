@@ -3,7 +3,7 @@
 //! streams (see [`super::time_index`] for the format).
 
 use super::chunk::{max_decoded_len, HEADER_LEN, MAX_FRAME_LIMIT};
-use super::fs::SegmentFile;
+use super::fs::{FileSystem, SegmentFile};
 use super::recovery::{check_at, Window};
 use super::segment::Segment;
 use super::time_index::{parse_valid_prefix, TimeIndex};
@@ -22,12 +22,13 @@ pub(crate) struct RecoveredTime {
 /// exactly the same. Otherwise the stored file's plausible prefix is kept and, when it stops
 /// short of the segment's end (missing, truncated, garbage), the chunks after it are
 /// decompressed to rebuild the rest.
-pub(crate) async fn recover_time_index<T: SegmentFile>(
-    seg: &Segment<T>,
+pub(crate) async fn recover_time_index<F: FileSystem>(
+    fs: &F,
+    seg: &Segment<F>,
     walked: Option<TimeIndex>,
 ) -> Result<RecoveredTime, StorageError> {
     let path = seg.time_file.path();
-    let stored = std::fs::read(path).unwrap_or_default();
+    let stored = fs.read_file(path).await.unwrap_or_default();
     let is_chunk_end =
         |o: i64| o == seg.next_offset || seg.entries.binary_search_by_key(&o, |e| e.offset).is_ok();
     let prefix = parse_valid_prefix(&stored, seg.base, &is_chunk_end);

@@ -106,6 +106,7 @@ impl PartitionWriter {
         let metrics = self.metrics.clone();
         let closing = self.closing.borrow().clone();
         let slots = self.files.recovery_slots();
+        let fs = self.fs.clone();
         let f = flight.clone();
         rt::spawn_detached(async move {
             if let Some(c) = closing {
@@ -113,7 +114,7 @@ impl PartitionWriter {
             }
             // Closed only if the shard is going away; then the open goes ahead unbounded.
             let _slot = slots.acquire_static_permit(1).await;
-            let result = match PartitionLog::open_sharing(dir.clone(), config, budget).await {
+            let result = match PartitionLog::open_in(fs, dir.clone(), config, budget).await {
                 Ok((log, report)) => {
                     // Partitions reopen whenever the open-files bound closed them: only a
                     // recovery that repaired something is worth more than a debug line.
@@ -226,8 +227,9 @@ impl PartitionWriter {
 
     /// Whether retention has work in the log while it is closed (see
     /// [`retention_due`]); an open log answers for itself when retention runs.
-    pub fn retention_due_while_closed(&self, now: std::time::SystemTime) -> bool {
-        self.log.borrow().is_none() && retention_due(&self.dir, &self.config, now)
+    pub async fn retention_due_while_closed(&self, now: std::time::SystemTime) -> bool {
+        let closed = self.log.borrow().is_none();
+        closed && retention_due(&self.fs, &self.dir, &self.config, now).await
     }
 
     /// Waits for a close in progress, if any (at shutdown: its marker must be written).

@@ -109,6 +109,13 @@ macro_rules! each_pair {
     };
 }
 
+/// The real file system, without `O_DSYNC` segment writes.
+impl Default for BrokerFs {
+    fn default() -> BrokerFs {
+        BrokerFs::Real(RealFs::default())
+    }
+}
+
 impl From<RealFs> for BrokerFs {
     fn from(fs: RealFs) -> BrokerFs {
         BrokerFs::Real(fs)
