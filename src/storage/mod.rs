@@ -47,6 +47,9 @@
 //! to a new segment (named by the next offset; the directory is fsynced) before a write that
 //! would take the active segment past `segment_size`; a chunk bigger than a segment goes
 //! alone into a fresh one. The sealed segment is fdatasynced and its index written.
+//! Opening a log creates its directory if it is missing and fsyncs the parent of each
+//! directory it created, so the directory's name is as durable as the segments in it (a
+//! directory's fsync covers its entries, not its own name).
 //!
 //! A write error, a short write or an fdatasync error is never retried: the chunk is not
 //! acknowledged, the log becomes *failed* with the reason, and every later append returns

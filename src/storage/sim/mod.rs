@@ -32,6 +32,8 @@
 mod cut;
 mod file;
 #[cfg(test)]
+mod log_tests;
+#[cfg(test)]
 mod tests;
 mod tree;
 
