@@ -144,7 +144,9 @@ pub async fn start_core(
 ) -> Result<Rc<Shard>, CoreError> {
     let shard = Shard::open(id, config, fs, mesh).await?;
     if id == COORDINATOR_SHARD {
-        Coordinator::install(&shard).map_err(CoreError::Coordinator)?;
+        Coordinator::install(&shard)
+            .await
+            .map_err(CoreError::Coordinator)?;
     }
     shard.serve();
     Ok(shard)

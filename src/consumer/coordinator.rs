@@ -25,6 +25,7 @@ use crate::rt;
 use crate::shard::notify::LocalNotify;
 use crate::shard::Shard;
 use crate::stats::GroupStats;
+use crate::storage::fs::BrokerFs;
 use crate::storage::StorageError;
 use crate::wire::consumer::StartPolicy;
 
@@ -58,6 +59,8 @@ struct Persist {
 pub struct Coordinator {
     state: RefCell<Groups>,
     dir: PathBuf,
+    /// The offsets files' file system (the shard's).
+    fs: BrokerFs,
     timeout: Duration,
     /// Offsets-file writes per group, coalesced (see [`Coordinator::persist_if`]).
     persisting: RefCell<HashMap<String, Persist>>,
@@ -74,11 +77,11 @@ impl Coordinator {
     /// On shard 0, before it serves: loads the committed offsets of every group, installs the
     /// coordinator in the shard's [`CoreLocals`](crate::shard::CoreLocals) and starts its
     /// expiry timer and the post-restart clamping of loaded offsets.
-    pub fn install(shard: &Rc<Shard>) -> Result<(), StorageError> {
+    pub async fn install(shard: &Rc<Shard>) -> Result<(), StorageError> {
         let config = &shard.config;
         let dir = offsets_dir(&config.data_dir);
-        let mut loaded = offsets::load_all(&dir)?;
-        forget::drop_unknown_topics(shard, &dir, &mut loaded)?;
+        let mut loaded = offsets::load_all(&shard.fs, &dir).await?;
+        forget::drop_unknown_topics(shard, &dir, &mut loaded).await?;
         let me = Rc::new(Coordinator {
             state: RefCell::new(
                 Groups::new(config.consumer_timeout, loaded).with_limits(Limits {
@@ -89,6 +92,7 @@ impl Coordinator {
                 }),
             ),
             dir,
+            fs: shard.fs.clone(),
             timeout: config.consumer_timeout,
             persisting: RefCell::new(HashMap::new()),
             persisted: LocalNotify::default(),
@@ -124,8 +128,7 @@ impl Coordinator {
             // disk, if anywhere. Checked against the limits first, so a client that names
             // new groups without end costs no file reads once the broker is full.
             self.state.borrow().admits(consumer, group, topics.len())?;
-            let (dir, g) = (self.dir.clone(), group.to_string());
-            let loaded = rt::spawn_blocking(move || offsets::load_group(&dir, &g))
+            let loaded = offsets::load_group(&self.fs, &self.dir, group)
                 .await
                 .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
             self.state.borrow_mut().adopt(group, loaded);
@@ -242,10 +245,9 @@ impl Coordinator {
     }
 
     /// Every group, by name, with its member count: those in memory, and those only on disk
-    /// (saved, then forgotten once empty). Reads the offsets files off the reactor.
+    /// (saved, then forgotten once empty).
     pub async fn list_groups(&self) -> Result<Vec<(String, usize)>, ConsumerError> {
-        let dir = self.dir.clone();
-        let on_disk = rt::spawn_blocking(move || offsets::load_all(&dir))
+        let on_disk = offsets::load_all(&self.fs, &self.dir)
             .await
             .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
         let mut all: std::collections::BTreeMap<String, usize> =
@@ -260,8 +262,7 @@ impl Coordinator {
         if let Some(v) = self.state.borrow().view(group) {
             return Ok(v);
         }
-        let (dir, name) = (self.dir.clone(), group.to_string());
-        let committed = rt::spawn_blocking(move || offsets::load_group(&dir, &name))
+        let committed = offsets::load_group(&self.fs, &self.dir, group)
             .await
             .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
         if committed.is_empty() {
@@ -281,8 +282,7 @@ impl Coordinator {
         positions: Vec<(PartitionKey, i64)>,
     ) -> Result<(), ConsumerError> {
         if !self.state.borrow().has_group(group) {
-            let (dir, g) = (self.dir.clone(), group.to_string());
-            let loaded = rt::spawn_blocking(move || offsets::load_group(&dir, &g))
+            let loaded = offsets::load_group(&self.fs, &self.dir, group)
                 .await
                 .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
             self.state.borrow_mut().adopt(group, loaded);

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use super::Coordinator;
 use crate::consumer::offsets::{self, GroupOffsets};
 use crate::consumer::ConsumerError;
-use crate::rt;
 use crate::shard::Shard;
 use crate::storage::StorageError;
 
@@ -18,8 +17,7 @@ impl Coordinator {
     /// changed. Groups known only from their files are read back first, so the one place
     /// that rewrites offsets files does it.
     pub async fn forget_topic(&self, topic: &str) -> Result<Vec<String>, ConsumerError> {
-        let dir = self.dir.clone();
-        let on_disk = rt::spawn_blocking(move || offsets::load_all(&dir))
+        let on_disk = offsets::load_all(&self.fs, &self.dir)
             .await
             .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
         for (group, committed) in on_disk {
@@ -47,8 +45,8 @@ impl Coordinator {
 }
 
 /// At start, before the coordinator serves: drops from `loaded` the offsets of topics the
-/// shard does not know, and saves the groups that changed. Blocking (start-up only).
-pub(super) fn drop_unknown_topics(
+/// shard does not know, and saves the groups that changed.
+pub(super) async fn drop_unknown_topics(
     shard: &Shard,
     dir: &std::path::Path,
     loaded: &mut HashMap<String, GroupOffsets>,
@@ -62,7 +60,7 @@ pub(super) fn drop_unknown_topics(
                 dropped = before - committed.len(),
                 "dropping committed offsets of topics that no longer exist"
             );
-            offsets::save(dir, group, committed)?;
+            offsets::save(&shard.fs, dir, group, committed).await?;
         }
     }
     loaded.retain(|_, committed| !committed.is_empty());

@@ -101,8 +101,7 @@ impl Coordinator {
                 self.persisted.notify();
                 return Ok(());
             };
-            let (dir, g) = (self.dir.clone(), group.to_string());
-            let saved = rt::spawn_blocking(move || offsets::save(&dir, &g, &snapshot)).await;
+            let saved = offsets::save(&self.fs, &self.dir, group, &snapshot).await;
             {
                 let mut all = self.persisting.borrow_mut();
                 let p = all.entry(group.to_string()).or_default();

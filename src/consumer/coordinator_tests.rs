@@ -5,6 +5,7 @@ fn coordinator(dir: PathBuf) -> Rc<Coordinator> {
     Rc::new(Coordinator {
         state: RefCell::new(Groups::new(Duration::from_secs(120), HashMap::new())),
         dir,
+        fs: BrokerFs::default(),
         timeout: Duration::from_secs(120),
         persisting: RefCell::new(HashMap::new()),
         persisted: LocalNotify::default(),
@@ -31,7 +32,7 @@ fn commit_waits_for_a_save_still_running_in_the_background() {
         // A COMMIT that itself changes nothing must still answer only once that save is
         // on disk: the consumer is told its position is durable.
         c.commit("a").await.unwrap();
-        let saved = offsets::load_all(&dir).unwrap();
+        let saved = offsets::load_all(&c.fs, &dir).await.unwrap();
         assert_eq!(saved["g"][&("t".to_string(), 0)], 42, "{saved:?}");
     });
 }
@@ -55,8 +56,11 @@ fn an_emptied_group_is_forgotten_once_saved_and_comes_back_from_its_file() {
         assert!(!c.state.borrow().has_group("g"));
         assert!(c.persisting.borrow().is_empty());
         assert_eq!(c.counts(), (0, 0, 0));
-        let back = offsets::load_group(&dir, "g").unwrap();
+        let back = offsets::load_group(&c.fs, &dir, "g").await.unwrap();
         assert_eq!(back[&("t".to_string(), 0)], 42);
-        assert!(offsets::load_group(&dir, "other").unwrap().is_empty());
+        assert!(offsets::load_group(&c.fs, &dir, "other")
+            .await
+            .unwrap()
+            .is_empty());
     });
 }

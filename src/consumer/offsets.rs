@@ -33,12 +33,11 @@
 //! clear line rather than silently resetting a group.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::storage::replace::replace_file;
+use crate::storage::fs::{replace_file, FileSystem};
 use crate::storage::StorageError;
 
 use super::assign::PartitionKey;
@@ -197,22 +196,22 @@ impl<'a> Cursor<'a> {
 }
 
 /// Loads every group's offsets from `dir` (missing directory = none).
-pub fn load_all(dir: &Path) -> Result<HashMap<String, GroupOffsets>, StorageError> {
+pub async fn load_all<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+) -> Result<HashMap<String, GroupOffsets>, StorageError> {
     let mut out = HashMap::new();
-    let entries = match fs::read_dir(dir) {
+    let entries = match fs.list_dir(dir).await {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(StorageError::io("list", dir)(e)),
     };
     for entry in entries {
-        let entry = entry.map_err(StorageError::io("list", dir))?;
-        let path = entry.path();
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
+        let path = dir.join(&entry.name);
+        let name = entry.name;
         if name.ends_with(".tmp") {
             // A save that did not reach its rename: the previous file is still in place.
-            let _ = fs::remove_file(&path);
+            let _ = fs.remove_file(&path).await;
             continue;
         }
         let Some(stem) = name.strip_suffix(SUFFIX) else {
@@ -227,7 +226,10 @@ pub fn load_all(dir: &Path) -> Result<HashMap<String, GroupOffsets>, StorageErro
             path: path.clone(),
             reason,
         };
-        let bytes = fs::read(&path).map_err(StorageError::io("read", &path))?;
+        let bytes = fs
+            .read_file(&path)
+            .await
+            .map_err(StorageError::io("read", &path))?;
         let file = decode_file(&bytes).map_err(|e| {
             bad(format!(
                 "consumer offsets file is damaged ({e}); move it away to reset its group"
@@ -248,10 +250,14 @@ pub fn load_all(dir: &Path) -> Result<HashMap<String, GroupOffsets>, StorageErro
 }
 
 /// Loads one group's offsets (none if it has no file), for a group that comes back after
-/// it was forgotten. Blocking: run it off the reactor.
-pub fn load_group(dir: &Path, group: &str) -> Result<GroupOffsets, StorageError> {
+/// it was forgotten.
+pub async fn load_group<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    group: &str,
+) -> Result<GroupOffsets, StorageError> {
     let path = dir.join(file_name(group));
-    let bytes = match fs::read(&path) {
+    let bytes = match fs.read_file(&path).await {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(GroupOffsets::new()),
         Err(e) => return Err(StorageError::io("read", &path)(e)),
@@ -275,31 +281,44 @@ pub fn load_group(dir: &Path, group: &str) -> Result<GroupOffsets, StorageError>
     }
 }
 
-/// Durably replaces `group`'s offsets file: tmp + fsync + rename + directory fsync. Blocking:
-/// run it off the reactor. A group left with no offsets (its topics were deleted) has its
-/// file removed instead, durably.
-pub fn save(dir: &Path, group: &str, offsets: &GroupOffsets) -> Result<(), StorageError> {
+/// Durably replaces `group`'s offsets file ([`replace_file`]: tmp + fsync + rename +
+/// directory fsync). A group left with no offsets (its topics were deleted) has its file
+/// removed instead, durably.
+pub async fn save<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    group: &str,
+    offsets: &GroupOffsets,
+) -> Result<(), StorageError> {
     if offsets.is_empty() {
         let path = dir.join(file_name(group));
-        return match fs::remove_file(&path) {
-            Ok(()) => fs::File::open(dir)
-                .and_then(|d| d.sync_all())
+        return match fs.remove_file(&path).await {
+            Ok(()) => fs
+                .sync_dir(dir)
+                .await
                 .map_err(StorageError::io("sync", dir)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StorageError::io("remove", &path)(e)),
         };
     }
-    let fresh = !dir.exists();
-    fs::create_dir_all(dir).map_err(StorageError::io("create", dir))?;
+    let fresh = match fs.metadata(dir).await {
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(StorageError::io("stat", dir)(e)),
+    };
     if fresh {
+        fs.create_dir_all(dir)
+            .await
+            .map_err(StorageError::io("create", dir))?;
         if let Some(parent) = dir.parent() {
-            fs::File::open(parent)
-                .and_then(|d| d.sync_all())
+            fs.sync_dir(parent)
+                .await
                 .map_err(StorageError::io("sync", parent))?;
         }
     }
     let file = file_name(group);
-    replace_file(dir, &file, &encode(group, offsets))
+    replace_file(fs, dir, &file, &encode(group, offsets))
+        .await
         .map_err(StorageError::io("write", dir.join(file)))
 }
 
@@ -312,6 +331,18 @@ pub fn clamp(offset: i64, start: i64, end: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+
+    use crate::rt::block_on_reused;
+    use crate::rt::fs::RealFs;
+
+    // The store on the real file system, run to completion (these tests only drive it).
+    fn load_all(dir: &Path) -> Result<HashMap<String, GroupOffsets>, StorageError> {
+        block_on_reused(super::load_all(&RealFs::default(), dir))
+    }
+    fn save(dir: &Path, group: &str, offsets: &GroupOffsets) -> Result<(), StorageError> {
+        block_on_reused(super::save(&RealFs::default(), dir, group, offsets))
+    }
 
     /// Every one-bit flip and every truncation of an encoded file fails to decode.
     fn every_flip_and_cut_is_refused(b: &[u8]) {

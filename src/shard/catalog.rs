@@ -126,7 +126,7 @@ impl Shard {
         create: Option<TopicLayout>,
     ) -> Result<Found, TopicError> {
         if self.id == CREATOR {
-            return self.ensure_topic(name, create);
+            return self.ensure_topic(name, create).await;
         }
         let (tx, rx) = oneshot::channel();
         let msg = ShardMsg::GetOrCreateTopic {
@@ -142,14 +142,18 @@ impl Shard {
     }
 
     /// Shard 0 only: the topic's layout, persisting `create` as a new topic's if it does not
-    /// exist and the broker holds fewer than `--max-topics`. Synchronous on purpose: nothing
-    /// can come between the check and the insert.
-    pub(super) fn ensure_topic(
+    /// exist and the broker holds fewer than `--max-topics`. Creations run one at a time
+    /// (writing the layout is an await): nothing can come between one's check and its insert.
+    pub(super) async fn ensure_topic(
         &self,
         name: &str,
         create: Option<TopicLayout>,
     ) -> Result<Found, TopicError> {
         debug_assert_eq!(self.id, CREATOR, "topics are created on shard 0");
+        let _one_at_a_time = match create {
+            Some(_) => self.creating.clone().acquire_static_permit(1).await.ok(),
+            None => None,
+        };
         if self.deleting.borrow().contains(name) {
             return Err(TopicError::Deleting {
                 topic: name.to_string(),
@@ -174,10 +178,12 @@ impl Shard {
                 limit,
             });
         }
-        topics::persist(&self.config.data_dir, name, &layout).map_err(|e| TopicError::Persist {
-            topic: name.to_string(),
-            source: Arc::new(e),
-        })?;
+        topics::persist(&self.fs, &self.config.data_dir, name, &layout)
+            .await
+            .map_err(|e| TopicError::Persist {
+                topic: name.to_string(),
+                source: Arc::new(e),
+            })?;
         tracing::info!(
             topic = name,
             partitions = layout.partitions(),

@@ -22,7 +22,6 @@ use futures_util::future::join_all;
 
 use super::error::TopicError;
 use super::{tombstone, Shard};
-use crate::rt;
 
 /// The shard that decides what topics exist.
 const CATALOG: usize = 0;
@@ -107,8 +106,8 @@ impl Deletion {
     /// Renames the topic's directory to a tombstone, durably, and removes its files in the
     /// background. After this the topic is gone, also across a crash.
     pub async fn bury(&self) -> Result<(), TopicError> {
-        let (data, topic) = (self.shard.config.data_dir.clone(), self.topic.clone());
-        let buried = rt::spawn_blocking(move || tombstone::bury(&data, &topic))
+        let shard = &self.shard;
+        let buried = tombstone::bury(&shard.fs, &shard.config.data_dir, &self.topic)
             .await
             .map_err(|e| TopicError::Bury {
                 topic: self.topic.clone(),
@@ -120,7 +119,7 @@ impl Deletion {
             "topic deleted"
         );
         if let Some(t) = buried {
-            tombstone::remove_later(t);
+            tombstone::remove_later(&shard.fs, t);
         }
         Ok(())
     }

@@ -83,7 +83,10 @@ fn handle(shard: &Rc<Shard>, msg: ShardMsg) {
             create,
             reply,
         } => {
-            let _ = reply.send(shard.ensure_topic(&topic, create));
+            let shard = shard.clone();
+            rt::spawn_detached(async move {
+                let _ = reply.send(shard.ensure_topic(&topic, create).await);
+            });
         }
         ShardMsg::Run(task) => task(shard),
     }

@@ -162,6 +162,8 @@ pub struct Shard {
     pub tail_budget: Rc<TailBudget>,
     /// Every file the shard touches goes through it (a test may put faults under it).
     pub fs: BrokerFs,
+    /// Shard 0 creates one topic at a time (see `catalog::ensure_topic`).
+    creating: Rc<rt::Semaphore>,
     /// The control plane's state on this core (see [`control`]).
     pub locals: CoreLocals,
 }
@@ -197,9 +199,12 @@ impl Shard {
             files,
             tail_budget,
             fs,
+            creating: Rc::new(rt::Semaphore::new(1)),
             locals: CoreLocals::default(),
         });
-        let loaded = topics::load_all(&shard.config.data_dir).map_err(OpenError::Layouts)?;
+        let loaded = topics::load_all(&shard.fs, &shard.config.data_dir)
+            .await
+            .map_err(OpenError::Layouts)?;
         // Every shard reads the directory; one says what it skipped.
         if id == 0 {
             for i in &loaded.ignored {
@@ -222,7 +227,7 @@ impl Shard {
         rt::spawn_detached(self.clone().open_files_loop());
         if self.id == 0 {
             // What a deletion cut short by a crash left behind.
-            tombstone::remove_in_background(&self.config.data_dir);
+            tombstone::remove_in_background(&self.fs, &self.config.data_dir);
         }
     }
 

@@ -6,10 +6,9 @@
 //! reach the disk) or gone (a tombstone, perhaps half removed, is left): the topic loader
 //! skips names starting with `@`, and shard 0 removes leftover tombstones at start.
 //!
-//! Directory operations here use `std::fs` like the topic layouts beside them (`topics`);
-//! they are blocking, so callers on a shard run them with `rt::spawn_blocking`.
+//! Every operation goes through the shard's [`FileSystem`] (removing a tree runs on the
+//! blocking pool there).
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::topics::topic_dir;
 use crate::rt;
+use crate::storage::fs::FileSystem;
 use crate::storage::StorageError;
 
 /// What a tombstone's name starts with (`@`: never a topic name, skipped by the loader).
@@ -27,36 +27,39 @@ static BURIED: AtomicU64 = AtomicU64::new(0);
 
 /// Renames `topic`'s directory to a new tombstone and makes the rename durable (fsync of the
 /// data directory). Returns the tombstone, or `None` when the topic had no directory.
-pub fn bury(data_dir: &Path, topic: &str) -> Result<Option<PathBuf>, StorageError> {
+pub async fn bury<F: FileSystem>(
+    fs: &F,
+    data_dir: &Path,
+    topic: &str,
+) -> Result<Option<PathBuf>, StorageError> {
     let from = topic_dir(data_dir, topic);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let n = BURIED.fetch_add(1, Ordering::Relaxed);
     let to = data_dir.join(format!("{PREFIX}{nanos:x}.{n}"));
-    match fs::rename(&from, &to) {
+    match fs.rename(&from, &to).await {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StorageError::io("rename", &from)(e)),
     }
-    fs::File::open(data_dir)
-        .and_then(|d| d.sync_all())
+    fs.sync_dir(data_dir)
+        .await
         .map_err(StorageError::io("sync", data_dir))?;
     Ok(Some(to))
 }
 
 /// The tombstones in the data directory.
-pub fn list(data_dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
-    let entries = match fs::read_dir(data_dir) {
+pub async fn list<F: FileSystem>(fs: &F, data_dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
+    let entries = match fs.list_dir(data_dir).await {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(StorageError::io("list", data_dir)(e)),
     };
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(StorageError::io("list", data_dir))?;
-        if entry.file_name().to_string_lossy().starts_with(PREFIX) {
-            out.push(entry.path());
+        if entry.name.starts_with(PREFIX) {
+            out.push(data_dir.join(entry.name));
         }
     }
     out.sort();
@@ -64,8 +67,8 @@ pub fn list(data_dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
 }
 
 /// Removes one tombstone and everything under it (a half-removed one too).
-pub fn remove(tombstone: &Path) -> Result<(), StorageError> {
-    match fs::remove_dir_all(tombstone) {
+pub async fn remove<F: FileSystem>(fs: &F, tombstone: &Path) -> Result<(), StorageError> {
+    match fs.remove_dir_all(tombstone).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StorageError::io("remove", tombstone)(e)),
@@ -73,31 +76,31 @@ pub fn remove(tombstone: &Path) -> Result<(), StorageError> {
 }
 
 /// Removes every tombstone in the data directory; returns how many there were.
-pub fn remove_all(data_dir: &Path) -> Result<usize, StorageError> {
-    let all = list(data_dir)?;
+pub async fn remove_all<F: FileSystem>(fs: &F, data_dir: &Path) -> Result<usize, StorageError> {
+    let all = list(fs, data_dir).await?;
     for t in &all {
-        remove(t)?;
+        remove(fs, t).await?;
     }
     Ok(all.len())
 }
 
-/// Removes `tombstone` off the reactor, in a task of its own; a failure is logged (the next
-/// start tries again).
-pub fn remove_later(tombstone: PathBuf) {
+/// Removes `tombstone` in a task of its own; a failure is logged (the next start tries
+/// again).
+pub fn remove_later<F: FileSystem>(fs: &F, tombstone: PathBuf) {
+    let fs = fs.clone();
     rt::spawn_detached(async move {
-        let t = tombstone.clone();
-        if let Err(e) = rt::spawn_blocking(move || remove(&t)).await {
+        if let Err(e) = remove(&fs, &tombstone).await {
             tracing::warn!(path = %tombstone.display(), error = %e,
                 "cannot remove a deleted topic's files; the next start tries again");
         }
     });
 }
 
-/// At start: removes the tombstones a crash left, off the reactor.
-pub fn remove_in_background(data_dir: &Path) {
-    let dir = data_dir.to_path_buf();
+/// At start: removes the tombstones a crash left, in a task of its own.
+pub fn remove_in_background<F: FileSystem>(fs: &F, data_dir: &Path) {
+    let (fs, dir) = (fs.clone(), data_dir.to_path_buf());
     rt::spawn_detached(async move {
-        match rt::spawn_blocking(move || remove_all(&dir)).await {
+        match remove_all(&fs, &dir).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(tombstones = n, "removed the files of deleted topics"),
             Err(e) => tracing::warn!(error = %e, "cannot remove the files of deleted topics"),
@@ -107,9 +110,27 @@ pub fn remove_in_background(data_dir: &Path) {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::ring::TopicLayout;
-    use crate::shard::topics::{load_all, persist};
+    use crate::rt::block_on_reused;
+    use crate::rt::fs::RealFs;
+    use crate::shard::topics::tests::{load_all, persist};
+
+    // Run to completion on the real file system (these tests only drive them).
+    fn bury(data: &Path, topic: &str) -> Result<Option<PathBuf>, StorageError> {
+        block_on_reused(super::bury(&RealFs::default(), data, topic))
+    }
+    fn list(data: &Path) -> Result<Vec<PathBuf>, StorageError> {
+        block_on_reused(super::list(&RealFs::default(), data))
+    }
+    fn remove(tombstone: &Path) -> Result<(), StorageError> {
+        block_on_reused(super::remove(&RealFs::default(), tombstone))
+    }
+    fn remove_all(data: &Path) -> Result<usize, StorageError> {
+        block_on_reused(super::remove_all(&RealFs::default(), data))
+    }
 
     /// A topic with a partition directory holding a file, as the broker lays it out.
     fn topic_with_data(data: &Path, name: &str) {

@@ -4,11 +4,10 @@
 //! layouts); every shard reads the existing layouts at start.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::ring::TopicLayout;
-use crate::storage::replace::replace_file;
+use crate::storage::fs::{replace_file, FileSystem};
 use crate::storage::StorageError;
 use crate::wire::startup::validate_topic;
 
@@ -41,35 +40,31 @@ pub struct Ignored {
 /// not a topic) are skipped and listed in [`Loaded::ignored`]; names starting with `@` are the
 /// broker's own bookkeeping (`@consumer_offsets`, `@lock`; no topic name contains `@`) and are
 /// skipped silently. A `topic.toml` that exists but cannot be read or parsed is an error: that
-/// file is the broker's own, and a topic without its layout cannot be served.
-pub fn load_all(data_dir: &Path) -> Result<Loaded, StorageError> {
+/// file is the broker's own, and a topic without its layout cannot be served. (Names that
+/// are not UTF-8 are not listed at all: no topic has one.)
+pub async fn load_all<F: FileSystem>(fs: &F, data_dir: &Path) -> Result<Loaded, StorageError> {
     let mut out = Loaded::default();
     let list = StorageError::io("list", data_dir);
-    let entries = match fs::read_dir(data_dir) {
+    let entries = match fs.list_dir(data_dir).await {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(list(e)),
     };
     for entry in entries {
-        let entry = entry.map_err(StorageError::io("list", data_dir))?;
-        let dir = entry.path();
+        let dir = data_dir.join(&entry.name);
         let mut ignore = |why| {
             out.ignored.push(Ignored {
                 path: dir.clone(),
                 why,
             })
         };
-        let name = entry.file_name();
-        let Some(topic) = name.to_str() else {
-            ignore("not a topic: its name is not UTF-8");
-            continue;
-        };
+        let topic = entry.name.as_str();
         if topic.starts_with('@') {
             continue;
         }
         // Follows a symbolic link: a topic's directory may be one.
-        match fs::metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
+        match fs.metadata(&dir).await {
+            Ok(m) if m.is_dir => {}
             Ok(_) => {
                 ignore("not a directory");
                 continue;
@@ -89,18 +84,20 @@ pub fn load_all(data_dir: &Path) -> Result<Loaded, StorageError> {
             path: path.clone(),
             reason,
         };
-        match fs::read_to_string(&path) {
-            Ok(text) => {
+        match fs.read_file(&path).await {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes).map_err(|e| bad(e.to_string()))?;
                 let layout = decode_layout(&text).map_err(|e| bad(e.to_string()))?;
                 out.layouts.insert(topic.to_string(), layout);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // An empty one is harmless (creating the topic fills it); one that holds
                 // something is worth a word.
-                let empty = fs::read_dir(&dir)
+                let empty = fs
+                    .list_dir(&dir)
+                    .await
                     .map_err(StorageError::io("list", &dir))?
-                    .next()
-                    .is_none();
+                    .is_empty();
                 if !empty {
                     ignore("a directory without topic.toml");
                 }
@@ -144,25 +141,45 @@ pub fn decode_layout(text: &str) -> Result<TopicLayout, LayoutFileError> {
 
 /// Persists a new topic's layout durably: write a temporary file, fsync it, rename it into
 /// place, fsync the directories.
-pub fn persist(data_dir: &Path, topic: &str, layout: &TopicLayout) -> Result<(), StorageError> {
+pub async fn persist<F: FileSystem>(
+    fs: &F,
+    data_dir: &Path,
+    topic: &str,
+    layout: &TopicLayout,
+) -> Result<(), StorageError> {
     let dir = topic_dir(data_dir, topic);
-    fs::create_dir_all(&dir).map_err(StorageError::io("create", &dir))?;
+    fs.create_dir_all(&dir)
+        .await
+        .map_err(StorageError::io("create", &dir))?;
     let text = toml::to_string(layout).map_err(|e| StorageError::BadFile {
         path: dir.join(LAYOUT_FILE),
         reason: e.to_string(),
     })?;
-    replace_file(&dir, LAYOUT_FILE, text.as_bytes())
+    replace_file(fs, &dir, LAYOUT_FILE, text.as_bytes())
+        .await
         .map_err(StorageError::io("write", dir.join(LAYOUT_FILE)))?;
     // The topic's directory may be new: make its name durable too.
-    fs::File::open(data_dir)
-        .and_then(|d| d.sync_all())
+    fs.sync_dir(data_dir)
+        .await
         .map_err(StorageError::io("sync", data_dir))?;
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::fs;
+
     use super::*;
+    use crate::rt::block_on_reused;
+    use crate::rt::fs::RealFs;
+
+    // The layouts on the real file system, run to completion (these tests only drive them).
+    pub(crate) fn load_all(data_dir: &Path) -> Result<Loaded, StorageError> {
+        block_on_reused(super::load_all(&RealFs::default(), data_dir))
+    }
+    pub(crate) fn persist(dir: &Path, topic: &str, l: &TopicLayout) -> Result<(), StorageError> {
+        block_on_reused(super::persist(&RealFs::default(), dir, topic, l))
+    }
 
     #[test]
     fn persist_and_load() {
