@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use shardlog::consumer::offsets;
-use shardlog::storage::fs::FileSystem;
+use shardlog::shard::topics;
 use shardlog::storage::sim::{CutPolicy, SimFs};
 use shardlog::storage::PartitionLog;
 
@@ -27,22 +27,19 @@ use workload::{Mix, Run, Workload};
 
 const DATA_DIR: &str = "/powercut/data";
 
-/// Recovers an image the way the broker starts: the topics on disk, each partition's log
-/// (recovery runs at open), the committed offsets.
+/// Recovers an image with the broker's start-up code: the topic layouts on disk, each of
+/// their partitions' logs (recovery runs at open, as the writer opens them) and the consumer
+/// groups' committed offsets.
 async fn recover(fs: &SimFs, data_dir: &Path) -> Result<Recovered, String> {
     let mut rec = Recovered::default();
-    let layout = workload::layout();
-    for topic in [workload::FIRST_TOPIC, workload::LATE_TOPIC] {
-        let tdir = shardlog::shard::topics::topic_dir(data_dir, topic);
-        if fs.metadata(&tdir).await.is_err() {
-            continue;
-        }
+    let config = workload::config(data_dir);
+    let loaded = topics::load_all(fs, data_dir)
+        .await
+        .map_err(|e| format!("loading the topics: {e}"))?;
+    for (topic, layout) in &loaded.layouts {
         for j in 0..layout.partitions() {
-            let dir = workload::partition_dir(data_dir, topic, &layout, j);
-            if fs.metadata(&dir).await.is_err() {
-                continue;
-            }
-            let (log, _) = PartitionLog::open_with(fs.clone(), &dir, workload::log_config())
+            let dir = workload::partition_dir(data_dir, topic, layout, j);
+            let (log, _) = PartitionLog::open_with(fs.clone(), &dir, config.log_config())
                 .await
                 .map_err(|e| format!("opening {}: {e}", dir.display()))?;
             let records = log
@@ -50,7 +47,7 @@ async fn recover(fs: &SimFs, data_dir: &Path) -> Result<Recovered, String> {
                 .await
                 .map_err(|e| format!("reading {}: {e}", dir.display()))?;
             rec.partitions.insert(
-                (topic.to_string(), j),
+                (topic.clone(), j),
                 RecoveredPartition {
                     start: log.start_offset(),
                     next: log.next_offset(),
@@ -59,21 +56,11 @@ async fn recover(fs: &SimFs, data_dir: &Path) -> Result<Recovered, String> {
             );
         }
     }
-    let odir = offsets::offsets_dir(data_dir);
-    if let Ok(entries) = fs.list_dir(&odir).await {
-        for e in entries.iter().filter(|e| e.name.ends_with(".offsets")) {
-            let bytes = fs
-                .read_file(&odir.join(&e.name))
-                .await
-                .map_err(|err| format!("reading {}: {err}", e.name))?;
-            let file = offsets::decode_file(&bytes)
-                .map_err(|err| format!("decoding {}: {err}", e.name))?;
-            let group = file
-                .group
-                .unwrap_or_else(|| e.name.trim_end_matches(".offsets").to_string());
-            rec.offsets
-                .insert(group, file.offsets.into_iter().collect());
-        }
+    let groups = offsets::load_all(fs, &offsets::offsets_dir(data_dir))
+        .await
+        .map_err(|e| format!("loading the committed offsets: {e}"))?;
+    for (group, offsets) in groups {
+        rec.offsets.insert(group, offsets.into_iter().collect());
     }
     Ok(rec)
 }
@@ -177,6 +164,27 @@ async fn campaign_one(
     let durable_writes = w.seed % 2 == 1;
     let fs = workload::fresh_fs(&data_dir, durable_writes).await;
     let run = workload::run(fs, data_dir.clone(), w).await;
+    // What the run did: partitions whose start moved up had segments deleted by retention.
+    if let Ok(end) = recover(&run.fs.power_cut(run.ops, CutPolicy::AllWritten), &data_dir).await {
+        let acked = run
+            .messages
+            .iter()
+            .filter(|m| m.acked_offset.is_some())
+            .count();
+        let parts: Vec<String> = end
+            .partitions
+            .iter()
+            .map(|((t, j), p)| format!("{t}/{j} {}..{}", p.start, p.next))
+            .collect();
+        println!(
+            "workload {}: {acked} messages acknowledged, {} commits, {} ops, {} syncs; {}",
+            w.seed,
+            run.commits.len(),
+            run.ops,
+            run.fs.sync_points().len(),
+            parts.join(", ")
+        );
+    }
     let cuts = match only {
         Some(c) => vec![c],
         None => plan_cuts(&run, w, budget, every_policy),

@@ -4,16 +4,22 @@
 //! number the file system had reached when it was observed: the sync it depended on came
 //! before, so a cut at or after that op must keep it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::SystemTime;
 
-use shardlog::consumer::offsets;
+use shardlog::broker::start_core;
+use shardlog::config::Config;
+use shardlog::consumer::coordinator::StartAt;
+use shardlog::consumer::Coordinator;
 use shardlog::ring::TopicLayout;
-use shardlog::shard::topics;
-use shardlog::storage::fs::{replace_file, FileSystem};
+use shardlog::rt::ShardMesh;
+use shardlog::shard::msg::ShardMsg;
+use shardlog::shard::{topics, Shard};
+use shardlog::storage::fs::{BrokerFs, FileSystem};
 use shardlog::storage::sim::{CutPolicy, SimFs};
-use shardlog::storage::{Durability, LogConfig, PartitionLog, RecordBuf};
+use shardlog::storage::Durability;
 
 /// One message produced.
 #[derive(Debug, Clone)]
@@ -46,7 +52,7 @@ pub struct Run {
     pub ops: u64,
 }
 
-/// The size of a workload.
+/// A workload: its seed and how many frames it produces.
 #[derive(Debug, Clone, Copy)]
 pub struct Workload {
     pub seed: u64,
@@ -54,6 +60,7 @@ pub struct Workload {
 }
 
 pub const GROUP: &str = "g";
+pub const CONSUMER: &str = "c1";
 pub const FIRST_TOPIC: &str = "orders";
 pub const LATE_TOPIC: &str = "late";
 
@@ -97,21 +104,20 @@ pub fn parse_body(body: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(id.try_into().ok()?))
 }
 
-/// The log settings: 64 KiB segments, 256 KiB of retention per partition.
-pub fn log_config() -> LogConfig {
-    LogConfig {
+/// The broker's settings for the run: one shard, two partitions per topic, 64 KiB segments,
+/// 96 KiB of retention per partition (below the flag's minimum; the struct takes it).
+pub fn config(data_dir: &Path) -> Config {
+    Config {
+        data_dir: data_dir.to_path_buf(),
+        shards: 1,
+        ranges_per_shard: 2,
         segment_size: 64 << 10,
+        retention_bytes: Some(96 << 10),
+        retention_age: None,
+        auto_create_topics: true,
         durability: Durability::Fsync,
-        zstd_level: 1,
-        retention_age: Some(Duration::from_secs(7 * 24 * 3600)),
-        retention_bytes: Some(256 << 10),
-        tail_bytes: 64 << 10,
-        reclaim_step: LogConfig::RECLAIM_STEP,
+        ..Config::default()
     }
-}
-
-pub fn layout() -> TopicLayout {
-    TopicLayout::new(1, 2)
 }
 
 pub fn partition_dir(data_dir: &Path, topic: &str, layout: &TopicLayout, j: u32) -> PathBuf {
@@ -127,103 +133,82 @@ pub async fn fresh_fs(data_dir: &Path, durable_writes: bool) -> SimFs {
     fs.power_cut(fs.op_count(), CutPolicy::AllWritten)
 }
 
-/// Runs the workload on the partition logs directly (the storage layer, as the writer
-/// drives it: one append per frame, made durable before it is acknowledged).
+/// Runs the workload on one real shard (the broker's start-up with the consumer coordinator,
+/// `Shard::submit_messages` as the gRPC and REST servers call it, the coordinator's poll and
+/// commit calls), with the simulated file system under it.
 pub async fn run(fs: SimFs, data_dir: PathBuf, w: Workload) -> Run {
-    let config = log_config();
-    let layout = layout();
+    let config = config(&data_dir);
+    let mesh = ShardMesh::<ShardMsg>::new(1, 16);
+    let shard = start_core(0, Rc::new(config), BrokerFs::Sim(fs.clone()), mesh)
+        .await
+        .expect("start the shard");
+    let coordinator = Coordinator::on(&shard).expect("coordinator");
     let mut mix = Mix::new(w.seed);
     let mut messages: Vec<Message> = Vec::new();
     let mut commits = Vec::new();
-    let mut logs: HashMap<(String, u32), PartitionLog<SimFs>> = HashMap::new();
     let mut topics_made = vec![FIRST_TOPIC.to_string()];
-    let mut keyless = 0u32;
-    let mut committed: BTreeMap<(String, u32), i64> = BTreeMap::new();
-    for i in 0..w.frames {
-        if i == 0 || i == w.frames / 3 {
-            // What creating a topic leaves: its directory, durably named in the data dir.
-            let name = if i == 0 { FIRST_TOPIC } else { LATE_TOPIC };
-            fs.create_dir_all(&topics::topic_dir(&data_dir, name))
-                .await
-                .expect("topic dir");
-            fs.sync_dir(&data_dir).await.expect("sync");
-            if i > 0 {
-                topics_made.push(LATE_TOPIC.to_string());
+    let mut i = 0;
+    while i < w.frames {
+        if i >= w.frames / 3 && topics_made.len() == 1 {
+            // A topic created mid-run, by its first produce (auto-create).
+            topics_made.push(LATE_TOPIC.to_string());
+        }
+        // A few frames at once, so the writer coalesces them (group commit).
+        let at_once = 1 + mix.below(4) as usize;
+        let mut pending = Vec::new();
+        for _ in 0..at_once.min(w.frames - i) {
+            i += 1;
+            let name = &topics_made[mix.below(topics_made.len() as u64) as usize];
+            let topic = shard.topic(name).await.expect("topic");
+            let key = if mix.below(10) < 7 {
+                format!("k{}", mix.below(5)).into_bytes()
+            } else {
+                Vec::new()
+            };
+            let j = if key.is_empty() {
+                shard.keyless_partition(&topic)
+            } else {
+                topic.layout.partition_of_key(&key)
+            };
+            let count = 1 + mix.below(3) as usize;
+            let first = messages.len();
+            let bodies: Vec<Vec<u8>> = (0..count)
+                .map(|k| body_for((first + k) as u64, &key))
+                .collect();
+            for _ in 0..count {
+                messages.push(Message {
+                    topic: name.clone(),
+                    partition: j,
+                    key: key.clone(),
+                    acked_offset: None,
+                    acked_at: u64::MAX,
+                });
             }
-        }
-        let topic = topics_made[mix.below(topics_made.len() as u64) as usize].clone();
-        let key = if mix.below(10) < 7 {
-            format!("k{}", mix.below(5)).into_bytes()
-        } else {
-            Vec::new()
-        };
-        let j = if key.is_empty() {
-            keyless += 1;
-            keyless % layout.partitions()
-        } else {
-            layout.partition_of_key(&key)
-        };
-        let pk = (topic.clone(), j);
-        if !logs.contains_key(&pk) {
-            let dir = partition_dir(&data_dir, &topic, &layout, j);
-            let (log, _) = PartitionLog::open_with(fs.clone(), &dir, config.clone())
+            let len = bodies.iter().map(|b| b.len() + 4).sum::<usize>() + key.len() + 1;
+            let (ack, permit) = shard
+                .submit_messages(&topic, j, None, &key, bodies.iter().map(|b| &b[..]), len)
                 .await
-                .expect("open a partition");
-            logs.insert(pk.clone(), log);
-        }
-        let log = &logs[&pk];
-        let count = 1 + mix.below(3) as usize;
-        let mut batch = RecordBuf::default();
-        let first_id = messages.len() as u64;
-        for k in 0..count {
-            batch.push(
-                1_700_000_000_000_000 + i as i64,
-                &body_for(first_id + k as u64, &key),
-            );
-            messages.push(Message {
-                topic: topic.clone(),
-                partition: j,
-                key: key.clone(),
-                acked_offset: None,
-                acked_at: u64::MAX,
+                .expect("submit");
+            let fs = fs.clone();
+            pending.push(async move {
+                let ack = ack.wait().await.expect("acknowledged");
+                let at = fs.op_count();
+                drop(permit);
+                (first, ack, at)
             });
         }
-        let info = log.append(&batch).await.expect("append");
-        let at = fs.op_count();
-        for k in 0..count {
-            let m = &mut messages[first_id as usize + k];
-            m.acked_offset = Some(info.start_offset + k as i64);
-            m.acked_at = at;
-        }
-        if i % 6 == 5 {
-            for log in logs.values() {
-                log.enforce_retention(std::time::SystemTime::now())
-                    .await
-                    .expect("retention");
+        for (first, ack, at) in futures_util::future::join_all(pending).await {
+            for k in 0..ack.count as usize {
+                let m = &mut messages[first + k];
+                m.acked_offset = Some(ack.offset + k as i64);
+                m.acked_at = at;
             }
         }
-        if i % 4 == 3 {
-            // A consumer that has read everything acknowledged so far commits it.
-            let mut positions = Vec::new();
-            for (k, log) in &logs {
-                let end = log.next_offset();
-                if committed.get(k) != Some(&end) {
-                    committed.insert(k.clone(), end);
-                    positions.push((k.clone(), end));
-                }
-            }
-            let dir = offsets::offsets_dir(&data_dir);
-            fs.create_dir_all(&dir).await.expect("offsets dir");
-            fs.sync_dir(&data_dir).await.expect("sync");
-            let file = offsets::file_name(GROUP);
-            replace_file(&fs, &dir, &file, &offsets::encode(GROUP, &committed))
-                .await
-                .expect("commit");
-            commits.push(Commit {
-                group: GROUP.to_string(),
-                positions,
-                at_op: fs.op_count(),
-            });
+        if mix.below(6) == 0 {
+            retention(&shard).await;
+        }
+        if mix.below(4) == 0 {
+            commits.push(commit(&shard, &coordinator, &messages, &topics_made, &fs).await);
         }
     }
     let ops = fs.op_count();
@@ -233,4 +218,59 @@ pub async fn run(fs: SimFs, data_dir: PathBuf, w: Workload) -> Run {
         fs,
         ops,
     }
+}
+
+/// Retention over every partition, as the shard's background loop runs it.
+async fn retention(shard: &Rc<Shard>) {
+    for t in shard.topic_states() {
+        for w in t.owned() {
+            if let Some(log) = w.log() {
+                log.enforce_retention(SystemTime::now())
+                    .await
+                    .expect("retention");
+            }
+        }
+    }
+}
+
+/// One consumer of the group registers for every topic so far, polls (which commits its
+/// previous poll in the background), is handed everything acknowledged so far, and commits
+/// that, durably.
+async fn commit(
+    shard: &Rc<Shard>,
+    coordinator: &Rc<Coordinator>,
+    messages: &[Message],
+    topics_made: &[String],
+    fs: &SimFs,
+) -> Commit {
+    let topics: Vec<(String, u32)> = topics_made
+        .iter()
+        .map(|t| (t.clone(), layout_partitions()))
+        .collect();
+    coordinator
+        .register(shard, CONSUMER, GROUP, &topics, StartAt::Earliest)
+        .await
+        .expect("register");
+    let (_, session) = coordinator.plan(CONSUMER).await.expect("poll");
+    let mut ends: BTreeMap<(String, u32), i64> = BTreeMap::new();
+    for m in messages {
+        if let Some(o) = m.acked_offset {
+            let e = ends.entry((m.topic.clone(), m.partition)).or_default();
+            *e = (*e).max(o + 1);
+        }
+    }
+    let positions: Vec<((String, u32), i64)> = ends.into_iter().collect();
+    coordinator
+        .returned(CONSUMER, session, positions.clone())
+        .expect("returned");
+    coordinator.commit(CONSUMER).await.expect("commit");
+    Commit {
+        group: GROUP.to_string(),
+        positions,
+        at_op: fs.op_count(),
+    }
+}
+
+fn layout_partitions() -> u32 {
+    TopicLayout::new(1, 2).partitions()
 }
