@@ -117,6 +117,8 @@
 //!   broker's concrete [`fs::BrokerFs`] and the crash-safe [`fs::replace_file`]; the real
 //!   implementation is `crate::rt::fs::RealFs`, the unit tests' fault injector
 //!   `testing::FaultyFs`.
+//! - [`sim`]: the power-loss simulator, an in-memory [`fs::FileSystem`] that can say what a
+//!   power cut after any operation leaves (`tests/power_loss.rs` cuts a real shard's run).
 //! - `log`, `append`, `read`, `retention`: [`PartitionLog`]; `segment`, [`index`], `recovery`:
 //!   its parts.
 

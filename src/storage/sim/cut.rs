@@ -112,11 +112,13 @@ impl Replay {
             } => {
                 self.file(*ino);
                 self.tree.apply(op);
-                let now = self.tree.file(*ino).cloned().unwrap_or_default();
+                let now = self.tree.file(*ino).map(|f| &f[..]).unwrap_or_default();
                 let end = pos + bytes.len() as u64;
                 let first = pos / BLOCK as u64;
                 let last = end.div_ceil(BLOCK as u64);
-                let h = self.file(*ino);
+                let Some(h) = self.files.get_mut(ino) else {
+                    return;
+                };
                 if *durable {
                     if h.durable.len() < end as usize {
                         h.durable.resize(end as usize, 0);
@@ -128,7 +130,7 @@ impl Replay {
                     }
                 } else {
                     for b in first..last {
-                        h.blocks.entry(b).or_default().push(block_of(&now, b));
+                        h.blocks.entry(b).or_default().push(block_of(now, b));
                     }
                     h.sizes.push(now.len() as u64);
                 }
@@ -137,24 +139,32 @@ impl Replay {
                 let old = self.tree.file(*ino).map(|f| f.len()).unwrap_or(0) as u64;
                 self.file(*ino);
                 self.tree.apply(op);
-                let now = self.tree.file(*ino).cloned().unwrap_or_default();
-                let h = self.file(*ino);
+                let now = self.tree.file(*ino).map(|f| &f[..]).unwrap_or_default();
+                let Some(h) = self.files.get_mut(ino) else {
+                    return;
+                };
                 h.sizes.push(*len);
                 if *len < old {
                     for b in len / BLOCK as u64..old.div_ceil(BLOCK as u64) {
-                        h.blocks.entry(b).or_default().push(block_of(&now, b));
+                        h.blocks.entry(b).or_default().push(block_of(now, b));
                     }
                 }
             }
             Op::Sync { ino } => {
-                let now = self.tree.file(*ino).cloned().unwrap_or_default();
-                self.files.insert(
-                    *ino,
-                    FileHistory {
-                        durable: now,
-                        ..FileHistory::default()
-                    },
-                );
+                // The durable copy takes the blocks changed since the last sync (not a copy
+                // of the whole file per sync: replays stay linear in the bytes written).
+                self.file(*ino);
+                let now = self.tree.file(*ino).map(|f| &f[..]).unwrap_or_default();
+                let Some(h) = self.files.get_mut(ino) else {
+                    return;
+                };
+                h.durable.resize(now.len(), 0);
+                for b in std::mem::take(&mut h.blocks).into_keys() {
+                    let start = (b as usize * BLOCK).min(now.len());
+                    let end = (start + BLOCK).min(now.len());
+                    h.durable[start..end].copy_from_slice(&now[start..end]);
+                }
+                h.sizes.clear();
             }
             Op::Link { dir, name, ino, .. } => {
                 self.dir(*dir).pending.push(DirOp::Set(name.clone(), *ino));
