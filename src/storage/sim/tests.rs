@@ -282,3 +282,23 @@ fn removing_a_directory_tree_can_be_cut_half_way() {
         .collect();
     assert!(counts.contains(&3) && counts.contains(&99), "{counts:?}");
 }
+
+#[test]
+fn the_broker_runs_on_it_through_brokerfs_with_the_o_direct_rules() {
+    use crate::storage::fs::{BrokerFs, DmaBuf, FileSystem, SegmentFile};
+    crate::rt::block_on(async {
+        let sim = with_dir();
+        let fs = BrokerFs::Sim(sim.clone());
+        let f = fs.create(p("/d/seg")).await.unwrap();
+        assert_eq!(f.alignment(), 4096);
+        let e = f.write_at(f.alloc_buf(100), 0).await.unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        let mut buf = f.alloc_buf(BLOCK);
+        buf.as_bytes_mut().fill(3);
+        assert_eq!(f.write_at(buf, 0).await.unwrap(), BLOCK);
+        f.fdatasync().await.unwrap();
+        fs.sync_dir(p("/d")).await.unwrap();
+        let cut = sim.power_cut(sim.op_count(), CutPolicy::SyncedOnly);
+        assert_eq!(cut.do_read_file(p("/d/seg")).unwrap(), vec![3; BLOCK]);
+    });
+}
