@@ -5,7 +5,8 @@
 //! - [`config`]: every setting declared once (flag, `SHARDLOG_*` environment, TOML key,
 //!   default, range, help), validated into a [`config::Config`].
 //! - [`rt`]: the only code that names the runtime (glommio): the pinned executor pool, the
-//!   channel mesh between shards, timers, and DMA (O_DIRECT) files.
+//!   channel mesh between shards, timers, and the real file system (`rt::fs::RealFs`: DMA
+//!   segment files, buffered files, directories on the blocking pool).
 //! - [`server`]: one module per protocol: the framed TCP server, the HTTP port (HTTP/1.1 and
 //!   HTTP/2 told apart by the connection preface) and the gRPC layer and services over h2;
 //!   each answers failures with one table of [`error::ErrorClass`] → code or status.
@@ -19,13 +20,16 @@
 //! - [`ring`]: which shard owns a partition; Murmur3 tokens, topic layouts and partition names
 //!   (key → partition) come from the wire crate.
 //! - [`storage`]: the on-disk format: chunks, segments, indexes, one [`storage::PartitionLog`]
-//!   per partition (append, read, recover, retain), file I/O behind a small trait.
+//!   per partition (append, read, recover, retain), and every file operation of the broker
+//!   behind one trait (`storage::fs::FileSystem`; `storage::fs::BrokerFs` is the one the
+//!   broker passes around).
 //! - [`stats`]: the counters and histograms each core keeps on the hot path.
 //! - [`metrics`]: a scrape: every core's stats gathered and encoded for Prometheus.
 //! - [`error`]: the classes every layer's errors fall into, which transports map to answers.
 //! - [`broker`]: starts the cores (shard, then control-plane state) and the listeners; a
 //!   panic anywhere ends the process.
-//! - [`failpoint`]: named places where a test can make a running broker misbehave.
+//! - [`failpoint`]: named places where a test can make a running broker misbehave, the
+//!   `fs.*` ones under every file operation.
 //! - `fuzzing` (hidden): the bodies of the fuzz targets in `fuzz/`, which `cargo test`
 //!   also runs over the checked-in corpus.
 

@@ -1,59 +1,41 @@
-//! The data directory belongs to one broker at a time: an exclusive `flock` on its lock file.
+//! The data directory belongs to one broker at a time: an exclusive lock on its lock file,
+//! taken through the broker's file system ([`FileSystem::lock_dir`]; on the real one an
+//! exclusive `flock` on `{data_dir}/@lock` holding the holder's pid).
 
 use super::StartError;
+use crate::storage::fs::{BrokerFs, BrokerLock, DirLocked, FileSystem};
 
-/// The lock file in the data directory. Topic names cannot contain `@`, so it is never a topic.
-pub const LOCK_FILE: &str = "@lock";
+pub use crate::storage::fs::LOCK_FILE;
 
-/// Takes the data directory for this process: an exclusive `flock` on `{data_dir}/@lock`, then
-/// this process's pid written into it, so that a second broker can say who holds it. Before
-/// anything else opens a file there: two brokers writing one directory lose acknowledged
-/// messages. The lock lasts as long as the returned file is open (the kernel releases it when
-/// the process dies, `kill -9` included, so the stale file of a crashed broker is no obstacle).
-pub fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
-    use std::io::{Read, Seek, Write};
-    use std::os::fd::AsRawFd;
-    let path = data_dir.join(LOCK_FILE);
-    let fail = |op: &'static str| {
-        let (dir, file) = (data_dir.to_path_buf(), path.clone());
-        move |source| StartError::Lock {
-            dir,
-            file,
-            op,
-            source,
+/// Takes the data directory for this process, before anything else opens a file there: two
+/// brokers writing one directory lose acknowledged messages. The lock lasts as long as the
+/// returned value lives (the kernel releases the real one when the process dies, `kill -9`
+/// included, so the stale file of a crashed broker is no obstacle). Another holder is
+/// [`StartError::DataDirInUse`], naming its pid when the lock file does.
+pub fn lock_data_dir(fs: &BrokerFs, data_dir: &std::path::Path) -> Result<BrokerLock, StartError> {
+    fs.lock_dir(data_dir).map_err(|source| {
+        let held = source.get_ref().and_then(|e| e.downcast_ref::<DirLocked>());
+        match held {
+            Some(held) => StartError::DataDirInUse {
+                path: data_dir.to_path_buf(),
+                holder: held.holder,
+            },
+            None => StartError::Lock {
+                dir: data_dir.to_path_buf(),
+                file: data_dir.join(LOCK_FILE),
+                source,
+            },
         }
-    };
-    // Not truncated here: until we hold the lock, its content is the holder's pid.
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(fail("create"))?;
-    // SAFETY: flock(2) on a descriptor `file` owns and keeps open.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::WouldBlock {
-            return Err(fail("flock")(e));
-        }
-        let mut text = String::new();
-        let _ = file.read_to_string(&mut text);
-        return Err(StartError::DataDirInUse {
-            path: data_dir.to_path_buf(),
-            holder: text.trim().parse().ok(),
-        });
-    }
-    file.set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| writeln!(file, "{}", std::process::id()))
-        .map_err(fail("write"))?;
-    Ok(file)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lock_data_dir(dir: &std::path::Path) -> Result<BrokerLock, StartError> {
+        super::lock_data_dir(&BrokerFs::default(), dir)
+    }
 
     #[test]
     fn the_data_dir_lock_is_exclusive_and_names_its_holder() {
@@ -84,10 +66,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing");
         let err = lock_data_dir(&missing).unwrap_err();
-        assert!(
-            matches!(err, StartError::Lock { op: "create", .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, StartError::Lock { .. }), "{err:?}");
         assert!(err.to_string().contains("@lock"), "{err}");
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {

@@ -18,7 +18,7 @@ use crate::server::listener::{self, ListenError};
 use crate::server::{framed, http};
 use crate::shard::msg::ShardMsg;
 use crate::shard::{OpenError, Shard};
-use crate::storage::fs::BrokerFs;
+use crate::storage::fs::{BrokerFs, FileSystem};
 use crate::storage::{Durability, StorageError};
 
 mod data_dir;
@@ -43,12 +43,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
             tracing::warn!("{why}");
         }
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.clone(),
-        source,
+    let fs = BrokerFs::Real(RealFs {
+        durable_writes: config.durability == Durability::Fsync,
+    });
+    // Start-up, before the shards run: a short-lived executor on this thread.
+    let (create, dir) = (fs.clone(), config.data_dir.clone());
+    rt::block_on(async move { create.create_dir_all(&dir).await }).map_err(|source| {
+        StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        }
     })?;
     // Held until `run` returns; the kernel drops the flock when the process dies in any way.
-    let _lock = lock_data_dir(&config.data_dir)?;
+    let _lock = lock_data_dir(&fs, &config.data_dir)?;
     wait_for_port(config.framed_listen, "framed-listen")?;
     wait_for_port(config.http_listen, "http-listen")?;
     let cpus = pool::allowed_cpus();
@@ -62,9 +69,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
         );
     }
     let mesh = rt::ShardMesh::<ShardMsg>::new(config.shards, MESH_CAPACITY);
-    let fs = BrokerFs::Real(RealFs {
-        durable_writes: config.durability == Durability::Fsync,
-    });
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, StartError>>();
     let mut threads = Vec::with_capacity(config.shards);
     let mut stops = Vec::with_capacity(config.shards);
@@ -175,11 +179,10 @@ pub enum StartError {
         /// The holder's pid, as it wrote it into the lock file.
         holder: Option<u32>,
     },
-    #[error("cannot lock --data-dir {}: {op} {}: {source}", dir.display(), file.display())]
+    #[error("cannot lock --data-dir {} ({}): {source}", dir.display(), file.display())]
     Lock {
         dir: std::path::PathBuf,
         file: std::path::PathBuf,
-        op: &'static str,
         #[source]
         source: std::io::Error,
     },

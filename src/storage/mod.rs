@@ -32,9 +32,10 @@
 //! # Index
 //!
 //! Fixed 16-byte entries `offset i64 | file position u64` (big-endian), one per chunk, in
-//! file order. It is written with buffered writes, a few entries at a time and when a segment
-//! is sealed or the log closed, and never fsynced: it is a cache that recovery checks and
-//! rebuilds from the segment.
+//! file order. It is written with asynchronous buffered writes ([`fs::BufferedFile`]), a few
+//! entries at a time (taken under the log's borrow, written after it) and when a segment is
+//! sealed or the log closed, and never fsynced: it is a cache that recovery checks and
+//! rebuilds from the segment. A failed index write is only logged.
 //!
 //! # Appends and durability
 //!
@@ -131,7 +132,6 @@ pub mod index;
 mod log;
 mod read;
 mod recovery;
-pub mod replace;
 mod retention;
 mod segment;
 pub mod sim;

@@ -1,7 +1,8 @@
 //! [`BrokerFs`]: the one concrete [`FileSystem`] the broker passes around, an enum over the
 //! implementations, so `Shard`, the writer and the offset store need no type parameter.
 //!
-//! Every method matches on the variant and calls the implementation directly: no boxing, no
+//! Every method asks the fail points first ([`super::faults`]: one relaxed load when they are
+//! off), then matches on the variant and calls the implementation directly: no boxing, no
 //! dynamic dispatch, and the segment write path moves its aligned buffer through untouched.
 //! Adding an implementation is a variant in each enum below (`BrokerFs`, `AnyFile`,
 //! `BrokerBuf`, `AnyBuffered`, `BrokerLock`) plus one arm in each of `each!` and `each_pair!`.
@@ -13,6 +14,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use glommio::io::DmaBuffer;
 
+use super::faults::injected;
 use super::{BufferedFile, DirEntry, DmaBuf, FileSystem, Metadata, SegmentFile};
 use crate::rt::dma::DmaSegmentFile;
 use crate::rt::fs::{RealBuffered, RealFs, RealLock};
@@ -134,14 +136,17 @@ impl FileSystem for BrokerFs {
     type Lock = BrokerLock;
 
     async fn create(&self, path: &Path) -> io::Result<BrokerFile> {
+        injected("fs.create", path).await?;
         let file = each!(self, BrokerFs, |fs| fs.create(path).await => AnyFile)?;
         Ok(BrokerFile::new(file, path))
     }
     async fn open(&self, path: &Path) -> io::Result<BrokerFile> {
+        injected("fs.open", path).await?;
         let file = each!(self, BrokerFs, |fs| fs.open(path).await => AnyFile)?;
         Ok(BrokerFile::new(file, path))
     }
     async fn open_buffered(&self, path: &Path, truncate: bool) -> io::Result<BrokerBuffered> {
+        injected("fs.create", path).await?;
         let file =
             each!(self, BrokerFs, |fs| fs.open_buffered(path, truncate).await => AnyBuffered)?;
         Ok(BrokerBuffered {
@@ -150,27 +155,35 @@ impl FileSystem for BrokerFs {
         })
     }
     async fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        injected("fs.read", path).await?;
         each!(self, BrokerFs, |fs| fs.read_file(path).await)
     }
     async fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        injected("fs.list", dir).await?;
         each!(self, BrokerFs, |fs| fs.list_dir(dir).await)
     }
     async fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        injected("fs.list", path).await?;
         each!(self, BrokerFs, |fs| fs.metadata(path).await)
     }
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        injected("fs.create", dir).await?;
         each!(self, BrokerFs, |fs| fs.create_dir_all(dir).await)
     }
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        injected("fs.rename", from).await?;
         each!(self, BrokerFs, |fs| fs.rename(from, to).await)
     }
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        injected("fs.remove", path).await?;
         each!(self, BrokerFs, |fs| fs.remove_file(path).await)
     }
     async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        injected("fs.remove", dir).await?;
         each!(self, BrokerFs, |fs| fs.remove_dir_all(dir).await)
     }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        injected("fs.sync_dir", dir).await?;
         each!(self, BrokerFs, |fs| fs.sync_dir(dir).await)
     }
     fn lock_dir(&self, dir: &Path) -> io::Result<BrokerLock> {
@@ -204,19 +217,30 @@ impl SegmentFile for BrokerFile {
     fn alloc_buf(&self, len: usize) -> BrokerBuf {
         each!(&self.file, AnyFile, |f| f.alloc_buf(len), into BrokerBuf)
     }
-    async fn write_at(&self, buf: BrokerBuf, pos: u64) -> io::Result<usize> {
+    async fn write_at(&self, mut buf: BrokerBuf, pos: u64) -> io::Result<usize> {
+        if injected("fs.write", &self.path).await? {
+            let align = self.alignment().max(1);
+            let short = (buf.as_bytes().len() as u64 / 2) / align * align;
+            if short == 0 {
+                return Ok(0);
+            }
+            buf.trim_to_size(short as usize);
+        }
         each_pair!(&self.file, buf, |f, b| f.write_at(b, pos).await)
     }
     async fn fdatasync(&self) -> io::Result<()> {
+        injected("fs.fdatasync", &self.path).await?;
         each!(&self.file, AnyFile, |f| f.fdatasync().await)
     }
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        injected("fs.read", &self.path).await?;
         each!(&self.file, AnyFile, |f| f.read_at(pos, len).await)
     }
     async fn file_size(&self) -> io::Result<u64> {
         each!(&self.file, AnyFile, |f| f.file_size().await)
     }
     async fn truncate(&self, len: u64) -> io::Result<()> {
+        injected("fs.truncate", &self.path).await?;
         each!(&self.file, AnyFile, |f| f.truncate(len).await)
     }
     async fn preallocate(&self, len: u64) -> io::Result<()> {
@@ -247,10 +271,17 @@ impl BrokerBuffered {
 }
 
 impl BufferedFile for BrokerBuffered {
-    async fn write_at(&self, bytes: Vec<u8>, pos: u64) -> io::Result<usize> {
+    async fn write_at(&self, mut bytes: Vec<u8>, pos: u64) -> io::Result<usize> {
+        if injected("fs.write_buffered", &self.path).await? {
+            bytes.truncate(bytes.len() / 2);
+            if bytes.is_empty() {
+                return Ok(0);
+            }
+        }
         each!(&self.file, AnyBuffered, |f| f.write_at(bytes, pos).await)
     }
     async fn fdatasync(&self) -> io::Result<()> {
+        injected("fs.fdatasync", &self.path).await?;
         each!(&self.file, AnyBuffered, |f| f.fdatasync().await)
     }
     async fn close(self) -> io::Result<()> {

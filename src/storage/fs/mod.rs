@@ -9,7 +9,8 @@
 //! - [`replace_file`]: a crash-safe replacement of a small file, written on the primitives so
 //!   that a fault or a power cut can land between any two of its steps.
 //! - [`BrokerFs`]: the one concrete file system the broker passes around (an enum over the
-//!   implementations, so `Shard` and the writer need no type parameter).
+//!   implementations, so `Shard` and the writer need no type parameter), with the `fs.*` fail
+//!   points (`crate::failpoint`) under every call, whichever implementation runs it.
 //!
 //! The real implementation is [`crate::rt::fs::RealFs`] (glommio `DmaFile` and `BufferedFile`,
 //! directory work on the blocking pool); the unit tests' fault injector is
@@ -17,6 +18,7 @@
 //! `Send` and the traits use plain `async fn`.
 
 mod broker;
+mod faults;
 
 use std::io;
 use std::path::Path;
