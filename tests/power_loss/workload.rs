@@ -135,20 +135,29 @@ pub async fn fresh_fs(data_dir: &Path, durable_writes: bool) -> SimFs {
 
 /// Runs the workload on one real shard (the broker's start-up with the consumer coordinator,
 /// `Shard::submit_messages` as the gRPC and REST servers call it, the coordinator's poll and
-/// commit calls), with the simulated file system under it.
+/// commit calls, a graceful restart two thirds of the way in), with the simulated file system
+/// under it.
 pub async fn run(fs: SimFs, data_dir: PathBuf, w: Workload) -> Run {
-    let config = config(&data_dir);
-    let mesh = ShardMesh::<ShardMsg>::new(1, 16);
-    let shard = start_core(0, Rc::new(config), BrokerFs::Sim(fs.clone()), mesh)
-        .await
-        .expect("start the shard");
-    let coordinator = Coordinator::on(&shard).expect("coordinator");
+    let config = Rc::new(config(&data_dir));
+    let mut shard = start(&config, &fs).await;
+    let mut coordinator = Coordinator::on(&shard).expect("coordinator");
     let mut mix = Mix::new(w.seed);
     let mut messages: Vec<Message> = Vec::new();
     let mut commits = Vec::new();
     let mut topics_made = vec![FIRST_TOPIC.to_string()];
     let mut i = 0;
+    let mut restarted = false;
     while i < w.frames {
+        if i >= w.frames * 2 / 3 && !restarted {
+            // A graceful restart: the partitions close cleanly (the clean marker), the next
+            // start trusts it, and appends go on.
+            restarted = true;
+            shard.lifecycle.stop();
+            shard.close().await;
+            shardlog::consumer::api::flush(&shard).await;
+            shard = start(&config, &fs).await;
+            coordinator = Coordinator::on(&shard).expect("coordinator");
+        }
         if i >= w.frames / 3 && topics_made.len() == 1 {
             // A topic created mid-run, by its first produce (auto-create).
             topics_made.push(LATE_TOPIC.to_string());
@@ -218,6 +227,14 @@ pub async fn run(fs: SimFs, data_dir: PathBuf, w: Workload) -> Run {
         fs,
         ops,
     }
+}
+
+/// Starts the broker's one core on the simulated disk.
+async fn start(config: &Rc<Config>, fs: &SimFs) -> Rc<Shard> {
+    let mesh = ShardMesh::<ShardMsg>::new(1, 16);
+    start_core(0, config.clone(), BrokerFs::Sim(fs.clone()), mesh)
+        .await
+        .expect("start the shard")
 }
 
 /// Retention over every partition, as the shard's background loop runs it.
