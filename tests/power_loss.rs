@@ -148,6 +148,8 @@ fn replay_from_env() -> Option<(u64, Cut)> {
 #[derive(Debug, Default)]
 struct Summary {
     cuts: usize,
+    /// Cuts during the recovery of a cut image.
+    second_cuts: usize,
     by_policy: BTreeMap<&'static str, usize>,
     failures: Vec<String>,
 }
@@ -195,10 +197,27 @@ async fn campaign_one(
         let (name, seed) = policy_env(cut.policy);
         out.cuts += 1;
         *out.by_policy.entry(name).or_default() += 1;
-        let problems = match recover(&image, &data_dir).await {
+        let mut problems = match recover(&image, &data_dir).await {
             Ok(rec) => check::violations(&run, cut.op, &rec),
             Err(e) => vec![format!("recovery failed: {e}")],
         };
+        // A second cut during that recovery (it truncates torn tails, rewrites padding and
+        // indexes, removes the clean marker), at an op and with a seed derived from this cut's,
+        // then recovery again: the same guarantees must hold.
+        let during = image.op_count();
+        if problems.is_empty() && during > 0 {
+            let mut mix = Mix::new(cut.op ^ seed.rotate_left(17));
+            let op2 = 1 + mix.below(during);
+            let again = image.power_cut(op2, CutPolicy::RandomSubset(mix.next()));
+            out.second_cuts += 1;
+            problems = match recover(&again, &data_dir).await {
+                Ok(rec) => check::violations(&run, cut.op, &rec),
+                Err(e) => vec![format!("recovery failed: {e}")],
+            }
+            .into_iter()
+            .map(|p| format!("after a second cut at op {op2} of recovery's {during}: {p}"))
+            .collect();
+        }
         if !problems.is_empty() {
             out.failures.push(format!(
                 "workload {} ({} segment writes), cut after op {} of {}, policy {name}:\n  {}\n  \
@@ -223,7 +242,7 @@ async fn campaign_one(
 }
 
 fn campaign(workloads: Vec<Workload>, budget: usize, every_policy: bool) -> Summary {
-    shardlog::rt::block_on(async move {
+    shardlog::rt::block_on_unpreempted(async move {
         let mut total = Summary::default();
         let only = replay_from_env();
         for w in workloads {
@@ -234,6 +253,7 @@ fn campaign(workloads: Vec<Workload>, budget: usize, every_policy: bool) -> Summ
             };
             let s = campaign_one(w, budget, every_policy, only_cut).await;
             total.cuts += s.cuts;
+            total.second_cuts += s.second_cuts;
             for (k, v) in s.by_policy {
                 *total.by_policy.entry(k).or_default() += v;
             }
@@ -245,9 +265,10 @@ fn campaign(workloads: Vec<Workload>, budget: usize, every_policy: bool) -> Summ
 
 fn report(s: &Summary) {
     println!(
-        "power cuts: {} ({:?}), failures: {}",
+        "power cuts: {} ({:?}), second cuts during recovery: {}, failures: {}",
         s.cuts,
         s.by_policy,
+        s.second_cuts,
         s.failures.len()
     );
     for f in s.failures.iter().take(20) {

@@ -213,6 +213,14 @@ pub async fn run(fs: SimFs, data_dir: PathBuf, w: Workload) -> Run {
                 m.acked_at = at;
             }
         }
+        // The writers look for more frames after a short timer (`rt::next_io_turn`): let them
+        // finish before the next frames come, so that how frames group into chunks, and so
+        // the run's ops, do not depend on the clock.
+        for t in shard.topic_states() {
+            for w in t.owned() {
+                w.wait_idle().await;
+            }
+        }
         if mix.below(6) == 0 {
             retention(&shard).await;
         }
