@@ -24,6 +24,7 @@ use shardlog::config::{Cli, Config};
 use shardlog::rt::{self, pool, ShardMesh};
 use shardlog::server::framed;
 use shardlog::shard::msg::ShardMsg;
+use shardlog::storage::fs::BrokerFs;
 use shardlog::wire::consumer::StartPolicy;
 use shardlog::wire::ErrorCode;
 
@@ -61,13 +62,8 @@ impl InProcess {
             let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_tx.clone());
             // Detached: the shard threads end with the test process.
             let _ = pool::spawn_shard(id, None, Duration::ZERO, move || async move {
-                let shard = match shardlog::broker::start_core(
-                    id,
-                    Rc::new(config),
-                    Default::default(),
-                    mesh,
-                )
-                .await
+                let fs = BrokerFs::real(config.durability);
+                let shard = match shardlog::broker::start_core(id, Rc::new(config), fs, mesh).await
                 {
                     Ok(s) => s,
                     Err(e) => return drop(ready.send(Err(e.to_string()))),

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::consumer::{self, coordinator::COORDINATOR_SHARD, Coordinator};
 use crate::rt;
-use crate::rt::fs::RealFs;
 use crate::rt::pool::{self, RuntimeError};
 use crate::server::balance::ConnLoad;
 use crate::server::listener::{self, ListenError};
@@ -19,7 +18,7 @@ use crate::server::{framed, http};
 use crate::shard::msg::ShardMsg;
 use crate::shard::{OpenError, Shard};
 use crate::storage::fs::{BrokerFs, FileSystem};
-use crate::storage::{Durability, StorageError};
+use crate::storage::StorageError;
 
 mod data_dir;
 pub mod limits;
@@ -43,9 +42,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             tracing::warn!("{why}");
         }
     }
-    let fs = BrokerFs::Real(RealFs {
-        durable_writes: config.durability == Durability::Fsync,
-    });
+    let fs = BrokerFs::real(config.durability);
     // Start-up, before the shards run: a short-lived executor on this thread.
     let (create, dir) = (fs.clone(), config.data_dir.clone());
     rt::block_on(async move { create.create_dir_all(&dir).await }).map_err(|source| {

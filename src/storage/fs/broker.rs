@@ -19,6 +19,7 @@ use super::{BufferedFile, DirEntry, DmaBuf, FileSystem, Metadata, SegmentFile};
 use crate::rt::dma::DmaSegmentFile;
 use crate::rt::fs::{RealBuffered, RealFs, RealLock};
 use crate::storage::sim::{SimBuf, SimBuffered, SimFile, SimFs, SimLock};
+use crate::storage::Durability;
 
 /// The file system the broker runs on.
 #[derive(Debug, Clone)]
@@ -109,6 +110,16 @@ macro_rules! each_pair {
             )),
         }
     };
+}
+
+impl BrokerFs {
+    /// The real file system, its segment files opened for `durability` (`O_DSYNC` when every
+    /// write must be durable: see `RealFs::durable_writes`).
+    pub fn real(durability: Durability) -> BrokerFs {
+        BrokerFs::Real(RealFs {
+            durable_writes: durability == Durability::Fsync,
+        })
+    }
 }
 
 /// The real file system, without `O_DSYNC` segment writes.
