@@ -106,16 +106,12 @@ impl Tree {
         }
     }
 
-    fn dir_mut(&mut self, ino: Ino) -> &mut BTreeMap<String, Ino> {
-        match self.nodes.entry(ino).or_insert(Node::Dir(BTreeMap::new())) {
-            Node::Dir(d) => d,
-            n @ Node::File(_) => {
-                *n = Node::Dir(BTreeMap::new());
-                match n {
-                    Node::Dir(d) => d,
-                    Node::File(_) => unreachable!("just replaced"),
-                }
-            }
+    /// A directory's entries, if `ino` is a directory (ops are validated before they are
+    /// recorded, so it always is).
+    fn dir_mut(&mut self, ino: Ino) -> Option<&mut BTreeMap<String, Ino>> {
+        match self.nodes.get_mut(&ino) {
+            Some(Node::Dir(d)) => Some(d),
+            _ => None,
         }
     }
 
@@ -127,13 +123,11 @@ impl Tree {
         }
     }
 
-    fn file_mut(&mut self, ino: Ino) -> &mut Vec<u8> {
-        if !matches!(self.nodes.get(&ino), Some(Node::File(_))) {
-            self.nodes.insert(ino, Node::File(Vec::new()));
-        }
+    /// A file's bytes, if `ino` is a file (as for [`Tree::dir_mut`]).
+    fn file_mut(&mut self, ino: Ino) -> Option<&mut Vec<u8>> {
         match self.nodes.get_mut(&ino) {
-            Some(Node::File(f)) => f,
-            _ => unreachable!("just inserted"),
+            Some(Node::File(f)) => Some(f),
+            _ => None,
         }
     }
 
@@ -164,14 +158,19 @@ impl Tree {
             Op::Write {
                 ino, pos, bytes, ..
             } => {
-                let f = self.file_mut(*ino);
-                let (pos, end) = (*pos as usize, *pos as usize + bytes.len());
-                if f.len() < end {
-                    f.resize(end, 0);
+                if let Some(f) = self.file_mut(*ino) {
+                    let (pos, end) = (*pos as usize, *pos as usize + bytes.len());
+                    if f.len() < end {
+                        f.resize(end, 0);
+                    }
+                    f[pos..end].copy_from_slice(bytes);
                 }
-                f[pos..end].copy_from_slice(bytes);
             }
-            Op::SetLen { ino, len } => self.file_mut(*ino).resize(*len as usize, 0),
+            Op::SetLen { ino, len } => {
+                if let Some(f) = self.file_mut(*ino) {
+                    f.resize(*len as usize, 0);
+                }
+            }
             Op::Sync { .. } | Op::SyncDir { .. } => {}
             Op::Link {
                 dir,
@@ -183,10 +182,14 @@ impl Tree {
                     self.nodes.insert(*ino, node.clone());
                     self.next = self.next.max(ino + 1);
                 }
-                self.dir_mut(*dir).insert(name.clone(), *ino);
+                if let Some(d) = self.dir_mut(*dir) {
+                    d.insert(name.clone(), *ino);
+                }
             }
             Op::Unlink { dir, name } => {
-                self.dir_mut(*dir).remove(name);
+                if let Some(d) = self.dir_mut(*dir) {
+                    d.remove(name);
+                }
             }
             Op::Rename {
                 from_dir,
@@ -194,8 +197,9 @@ impl Tree {
                 to_dir,
                 to,
             } => {
-                if let Some(ino) = self.dir_mut(*from_dir).remove(from) {
-                    self.dir_mut(*to_dir).insert(to.clone(), ino);
+                let moved = self.dir_mut(*from_dir).and_then(|d| d.remove(from));
+                if let (Some(ino), Some(d)) = (moved, self.dir_mut(*to_dir)) {
+                    d.insert(to.clone(), ino);
                 }
             }
         }
