@@ -4,10 +4,10 @@
 //! `power_loss/check.rs` and docs/reliability.md, "Power loss").
 //!
 //! `cargo test --test power_loss` runs a few hundred cuts; the campaign (thousands) is
-//! `cargo test --release --test power_loss -- --ignored --nocapture`. A failure prints the
-//! environment that replays exactly that cut:
-//! `SHARDLOG_POWERCUT_WORKLOAD`, `SHARDLOG_POWERCUT_OP`, `SHARDLOG_POWERCUT_POLICY`
-//! (`synced`, `all`, `random`) and `SHARDLOG_POWERCUT_SEED`.
+//! `cargo test --test power_loss power_cut_campaign -- --ignored --nocapture`. A failure prints the
+//! environment that replays exactly that cut (either test then runs only it):
+//! `SHARDLOG_POWERCUT_WORKLOAD`, `SHARDLOG_POWERCUT_FRAMES`, `SHARDLOG_POWERCUT_OP`,
+//! `SHARDLOG_POWERCUT_POLICY` (`synced`, `all`, `random`) and `SHARDLOG_POWERCUT_SEED`.
 
 #[path = "power_loss/check.rs"]
 mod check;
@@ -131,9 +131,12 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// The cut the environment asks to replay, if any.
-fn replay_from_env() -> Option<(u64, Cut)> {
+fn replay_from_env(frames: usize) -> Option<(Workload, Cut)> {
     let op = env_u64("SHARDLOG_POWERCUT_OP")?;
-    let workload = env_u64("SHARDLOG_POWERCUT_WORKLOAD").unwrap_or(1);
+    let workload = Workload {
+        seed: env_u64("SHARDLOG_POWERCUT_WORKLOAD").unwrap_or(1),
+        frames: env_u64("SHARDLOG_POWERCUT_FRAMES").map_or(frames, |f| f as usize),
+    };
     let seed = env_u64("SHARDLOG_POWERCUT_SEED").unwrap_or(0);
     let policy = match std::env::var("SHARDLOG_POWERCUT_POLICY").as_deref() {
         Ok("synced") => CutPolicy::SyncedOnly,
@@ -221,9 +224,9 @@ async fn campaign_one(
         if !problems.is_empty() {
             out.failures.push(format!(
                 "workload {} ({} segment writes), cut after op {} of {}, policy {name}:\n  {}\n  \
-                 replay: SHARDLOG_POWERCUT_WORKLOAD={} SHARDLOG_POWERCUT_OP={} \
-                 SHARDLOG_POWERCUT_POLICY={name} SHARDLOG_POWERCUT_SEED={seed} \
-                 cargo test --test power_loss -- --nocapture",
+                 replay: SHARDLOG_POWERCUT_WORKLOAD={} SHARDLOG_POWERCUT_FRAMES={} \
+                 SHARDLOG_POWERCUT_OP={} SHARDLOG_POWERCUT_POLICY={name} \
+                 SHARDLOG_POWERCUT_SEED={seed} cargo test --test power_loss -- --nocapture",
                 w.seed,
                 if durable_writes {
                     "O_DSYNC"
@@ -234,6 +237,7 @@ async fn campaign_one(
                 run.ops,
                 problems.join("\n  "),
                 w.seed,
+                w.frames,
                 cut.op,
             ));
         }
@@ -241,16 +245,16 @@ async fn campaign_one(
     out
 }
 
+/// Runs the workloads and their cuts, or only the cut the environment names.
 fn campaign(workloads: Vec<Workload>, budget: usize, every_policy: bool) -> Summary {
     shardlog::rt::block_on_unpreempted(async move {
         let mut total = Summary::default();
-        let only = replay_from_env();
-        for w in workloads {
-            let only_cut = match only {
-                Some((seed, _)) if seed != w.seed => continue,
-                Some((_, cut)) => Some(cut),
-                None => None,
-            };
+        let frames = workloads.first().map_or(0, |w| w.frames);
+        let runs: Vec<(Workload, Option<Cut>)> = match replay_from_env(frames) {
+            Some((w, cut)) => vec![(w, Some(cut))],
+            None => workloads.into_iter().map(|w| (w, None)).collect(),
+        };
+        for (w, only_cut) in runs {
             let s = campaign_one(w, budget, every_policy, only_cut).await;
             total.cuts += s.cuts;
             total.second_cuts += s.second_cuts;
