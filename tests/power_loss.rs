@@ -190,6 +190,9 @@ async fn campaign_one(
             parts.join(", ")
         );
     }
+    if let Ok(path) = std::env::var("SHARDLOG_POWERCUT_OPLOG") {
+        std::fs::write(&path, run.fs.op_log().join("\n")).expect("write the op log");
+    }
     let cuts = match only {
         Some(c) => vec![c],
         None => plan_cuts(&run, w, budget, every_policy),

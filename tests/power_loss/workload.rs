@@ -164,7 +164,7 @@ pub async fn run(fs: SimFs, data_dir: PathBuf, w: Workload) -> Run {
         }
         // A few frames at once, so the writer coalesces them (group commit).
         let at_once = 1 + mix.below(4) as usize;
-        let mut pending = Vec::new();
+        let mut frames = Vec::new();
         for _ in 0..at_once.min(w.frames - i) {
             i += 1;
             let name = &topics_made[mix.below(topics_made.len() as u64) as usize];
@@ -181,9 +181,6 @@ pub async fn run(fs: SimFs, data_dir: PathBuf, w: Workload) -> Run {
             };
             let count = 1 + mix.below(3) as usize;
             let first = messages.len();
-            let bodies: Vec<Vec<u8>> = (0..count)
-                .map(|k| body_for((first + k) as u64, &key))
-                .collect();
             for _ in 0..count {
                 messages.push(Message {
                     topic: name.clone(),
@@ -193,32 +190,44 @@ pub async fn run(fs: SimFs, data_dir: PathBuf, w: Workload) -> Run {
                     acked_at: u64::MAX,
                 });
             }
-            let len = bodies.iter().map(|b| b.len() + 4).sum::<usize>() + key.len() + 1;
-            let (ack, permit) = shard
-                .submit_messages(&topic, j, None, &key, bodies.iter().map(|b| &b[..]), len)
-                .await
-                .expect("submit");
-            let fs = fs.clone();
-            pending.push(async move {
-                let ack = ack.wait().await.expect("acknowledged");
-                let at = fs.op_count();
-                drop(permit);
-                (first, ack, at)
-            });
+            frames.push((topic, j, key, first, count));
         }
-        for (first, ack, at) in futures_util::future::join_all(pending).await {
-            for k in 0..ack.count as usize {
-                let m = &mut messages[first + k];
-                m.acked_offset = Some(ack.offset + k as i64);
-                m.acked_at = at;
+        // One partition at a time, its frames queued together so its writer coalesces them
+        // (group commit), then acknowledged and the writer idle before the next partition's:
+        // the writers wait for a short timer between chunks (`rt::next_io_turn`), so two at
+        // once would interleave their writes by the clock, and the run's ops would differ
+        // from run to run.
+        frames.sort_by(|a, b| (&a.0.name, a.1).cmp(&(&b.0.name, b.1)));
+        for part in frames.chunk_by(|a, b| a.0.name == b.0.name && a.1 == b.1) {
+            let mut pending = Vec::new();
+            for (topic, j, key, first, count) in part {
+                let bodies: Vec<Vec<u8>> = (0..*count)
+                    .map(|k| body_for((first + k) as u64, key))
+                    .collect();
+                let len = bodies.iter().map(|b| b.len() + 4).sum::<usize>() + key.len() + 1;
+                let (ack, permit) = shard
+                    .submit_messages(topic, *j, None, key, bodies.iter().map(|b| &b[..]), len)
+                    .await
+                    .expect("submit");
+                let (fs, first) = (fs.clone(), *first);
+                pending.push(async move {
+                    let ack = ack.wait().await.expect("acknowledged");
+                    let at = fs.op_count();
+                    drop(permit);
+                    (first, ack, at)
+                });
             }
-        }
-        // The writers look for more frames after a short timer (`rt::next_io_turn`): let them
-        // finish before the next frames come, so that how frames group into chunks, and so
-        // the run's ops, do not depend on the clock.
-        for t in shard.topic_states() {
-            for w in t.owned() {
-                w.wait_idle().await;
+            for (first, ack, at) in futures_util::future::join_all(pending).await {
+                for k in 0..ack.count as usize {
+                    let m = &mut messages[first + k];
+                    m.acked_offset = Some(ack.offset + k as i64);
+                    m.acked_at = at;
+                }
+            }
+            for t in shard.topic_states() {
+                for w in t.owned() {
+                    w.wait_idle().await;
+                }
             }
         }
         if mix.below(6) == 0 {

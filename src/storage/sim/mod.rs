@@ -132,6 +132,37 @@ impl SimFs {
             .collect()
     }
 
+    /// One line per op so far, in order (`write ino 7 @4096 +8192`, `link 3/"00.log" -> 7`):
+    /// what a failing cut came after, and where two runs that should match part.
+    pub fn op_log(&self) -> Vec<String> {
+        let s = self.state();
+        s.ops
+            .iter()
+            .map(|op| match op {
+                Op::Write {
+                    ino,
+                    pos,
+                    bytes,
+                    durable,
+                } => {
+                    let d = if *durable { " durable" } else { "" };
+                    format!("write ino {ino} @{pos} +{}{d}", bytes.len())
+                }
+                Op::SetLen { ino, len } => format!("set_len ino {ino} {len}"),
+                Op::Sync { ino } => format!("fdatasync ino {ino}"),
+                Op::Link { dir, name, ino, .. } => format!("link {dir}/{name:?} -> {ino}"),
+                Op::Unlink { dir, name } => format!("unlink {dir}/{name:?}"),
+                Op::Rename {
+                    from_dir,
+                    from,
+                    to_dir,
+                    to,
+                } => format!("rename {from_dir}/{from:?} -> {to_dir}/{to:?}"),
+                Op::SyncDir { dir } => format!("sync_dir {dir}"),
+            })
+            .collect()
+    }
+
     /// A fresh file system holding what a power cut right after op `at_op` (0: before any)
     /// can leave on the disk, chosen by `policy`. Its segment files keep this one's settings.
     pub fn power_cut(&self, at_op: u64, policy: CutPolicy) -> SimFs {
