@@ -50,6 +50,22 @@ where
         .run(fut)
 }
 
+/// Runs `fut` like [`block_on`] on an executor that never preempts a task for running long
+/// (`yield_if_needed` does not yield), so the order in which its tasks run does not depend
+/// on the clock: a simulation on an in-memory file system (`storage::sim`) then makes the
+/// same operations in the same order every time, and a seed replays exactly.
+pub fn block_on_unpreempted<F>(fut: F) -> F::Output
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    glommio::LocalExecutorBuilder::default()
+        .preempt_timer(std::time::Duration::from_secs(24 * 3600))
+        .make()
+        .expect("failed to create an io_uring executor")
+        .run(fut)
+}
+
 thread_local! {
     /// The executor [`block_on_reused`] runs futures on, made on first use.
     static REUSED: glommio::LocalExecutor = glommio::LocalExecutorBuilder::default()

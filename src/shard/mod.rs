@@ -304,8 +304,12 @@ impl Shard {
         self.topics.borrow().len()
     }
 
-    /// Every topic this shard knows.
+    /// Every topic this shard knows, by name: work done over every topic (retention, closing
+    /// at shutdown) then runs in the same order every time, so a simulated run
+    /// (`storage::sim`) makes the same file operations in the same order.
     pub fn topic_states(&self) -> Vec<Rc<TopicState>> {
-        self.topics.borrow().values().cloned().collect()
+        let mut all: Vec<Rc<TopicState>> = self.topics.borrow().values().cloned().collect();
+        all.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 }

@@ -127,7 +127,7 @@ impl<F: FileSystem> PartitionLog<F> {
             )));
         }
         let encoder = ChunkEncoder::for_this_thread(config.zstd_level)?;
-        fs.create_dir_all(&dir)
+        create_dir_durably(&fs, &dir)
             .await
             .map_err(StorageError::io("creating", &dir))?;
         let mut report = RecoveryReport::default();
@@ -298,6 +298,32 @@ impl<F: FileSystem> PartitionLog<F> {
         }
         Ok(())
     }
+}
+
+/// Creates `dir` and its missing parents, and makes their names durable: a directory's name
+/// lives in its parent, which the sync of `dir` after a segment is created does not cover,
+/// so without this a power cut could take a new partition's directory, and every
+/// acknowledged chunk in it, away.
+async fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if fs.metadata(d).await.is_ok() {
+            break;
+        }
+        missing.push(d);
+        at = d.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(dir).await?;
+    for d in missing {
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent).await?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -48,6 +48,9 @@
 //! to a new segment (named by the next offset; the directory is fsynced) before a write that
 //! would take the active segment past `segment_size`; a chunk bigger than a segment goes
 //! alone into a fresh one. The sealed segment is fdatasynced and its index written.
+//! Opening a log creates its directory if it is missing and fsyncs the parent of each
+//! directory it created, so the directory's name is as durable as the segments in it (a
+//! directory's fsync covers its entries, not its own name).
 //!
 //! A write error, a short write or an fdatasync error is never retried: the chunk is not
 //! acknowledged, the log becomes *failed* with the reason, and every later append returns
@@ -115,6 +118,8 @@
 //!   broker's concrete [`fs::BrokerFs`] and the crash-safe [`fs::replace_file`]; the real
 //!   implementation is `crate::rt::fs::RealFs`, the unit tests' fault injector
 //!   `testing::FaultyFs`.
+//! - [`sim`]: the power-loss simulator, an in-memory [`fs::FileSystem`] that can say what a
+//!   power cut after any operation leaves (`tests/power_loss.rs` cuts a real shard's run).
 //! - `log`, `append`, `read`, `retention`: [`PartitionLog`]; `segment`, [`index`], `recovery`:
 //!   its parts.
 
@@ -129,6 +134,7 @@ mod read;
 mod recovery;
 mod retention;
 mod segment;
+pub mod sim;
 mod tail;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -18,12 +18,15 @@ use super::faults::injected;
 use super::{BufferedFile, DirEntry, DmaBuf, FileSystem, Metadata, SegmentFile};
 use crate::rt::dma::DmaSegmentFile;
 use crate::rt::fs::{RealBuffered, RealFs, RealLock};
+use crate::storage::sim::{SimBuf, SimBuffered, SimFile, SimFs, SimLock};
 use crate::storage::Durability;
 
 /// The file system the broker runs on.
 #[derive(Debug, Clone)]
 pub enum BrokerFs {
     Real(RealFs),
+    /// The in-memory power-loss simulator (tests and the power-cut campaign).
+    Sim(SimFs),
 }
 
 /// A segment file of a [`BrokerFs`], and its path (which fail points filter on).
@@ -37,12 +40,14 @@ pub struct BrokerFile {
 #[derive(Debug)]
 pub(crate) enum AnyFile {
     Real(DmaSegmentFile),
+    Sim(SimFile),
 }
 
 /// An aligned buffer of a [`BrokerFile`] (it goes back to a file of the same variant).
 #[derive(Debug)]
 pub enum BrokerBuf {
     Real(DmaBuffer),
+    Sim(SimBuf),
 }
 
 /// A buffered file of a [`BrokerFs`], and its path (which fail points filter on).
@@ -56,12 +61,14 @@ pub struct BrokerBuffered {
 #[derive(Debug)]
 pub(crate) enum AnyBuffered {
     Real(RealBuffered),
+    Sim(SimBuffered),
 }
 
 /// The data directory's lock, held by a [`BrokerFs`].
 #[derive(Debug)]
 pub enum BrokerLock {
     Real(RealLock),
+    Sim(SimLock),
 }
 
 /// `each!(value, Enum, |inner| expr)` runs `expr` on whichever implementation `value` holds;
@@ -71,16 +78,19 @@ macro_rules! each {
     ($value:expr, $enum:ident, |$inner:ident| $body:expr) => {
         match $value {
             $enum::Real($inner) => $body,
+            $enum::Sim($inner) => $body,
         }
     };
     ($value:expr, $enum:ident, |$inner:ident| $body:expr => $out:ident) => {
         match $value {
             $enum::Real($inner) => $body.map($out::Real),
+            $enum::Sim($inner) => $body.map($out::Sim),
         }
     };
     ($value:expr, $enum:ident, |$inner:ident| $body:expr, into $out:ident) => {
         match $value {
             $enum::Real($inner) => $out::Real($body),
+            $enum::Sim($inner) => $out::Sim($body),
         }
     };
 }
@@ -93,6 +103,7 @@ macro_rules! each_pair {
         #[allow(unreachable_patterns)]
         match ($file, $buf) {
             (AnyFile::Real($f), BrokerBuf::Real($b)) => $body,
+            (AnyFile::Sim($f), BrokerBuf::Sim($b)) => $body,
             _ => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a buffer of one file system written to a file of another",
@@ -121,6 +132,12 @@ impl Default for BrokerFs {
 impl From<RealFs> for BrokerFs {
     fn from(fs: RealFs) -> BrokerFs {
         BrokerFs::Real(fs)
+    }
+}
+
+impl From<SimFs> for BrokerFs {
+    fn from(fs: SimFs) -> BrokerFs {
+        BrokerFs::Sim(fs)
     }
 }
 
