@@ -131,8 +131,12 @@ fn run_yield_loop(keep: KeepAwake, yields: u64) -> Outcome {
 
 /// glommio 0.9 itself: with neither ticker nor watchdog the executor parks with its task
 /// queued and never wakes (the loop yields until it does, or [`DEADLINE`]). Should a glommio
-/// upgrade fix this, this test fails: the ticker can then go.
+/// upgrade fix this, this test fails: the ticker can then go. The park needs an unlucky
+/// preemption, so on a machine that happens not to deschedule the thread at the wrong moment
+/// it may not come within [`DEADLINE`]: a reproduction to run on demand
+/// (`cargo test --lib keep_awake -- --ignored`), not a CI check.
 #[test]
+#[ignore = "a reproduction of glommio 0.9's park with work: probabilistic, up to DEADLINE long"]
 fn without_a_ticker_a_contended_executor_parks_with_runnable_work() {
     let out = run_yield_loop(KeepAwake::Off, u64::MAX);
     eprintln!(
