@@ -139,3 +139,94 @@ fn check_polls(topic: &str, answers: &[Answer], got: &[String]) {
         assert!(got.contains(&want), "{topic}: {want} in {got:?}");
     }
 }
+
+/// A group's offsets file that cannot be saved: every fdatasync, or every rename, of it fails.
+fn offsets_fault(group: &str) -> String {
+    let file = format!("/@consumer_offsets/{group}.offsets");
+    if group.starts_with("sync") {
+        format!("fs.fdatasync=eio(path={file})")
+    } else {
+        format!("fs.rename=eio(path={file})")
+    }
+}
+
+#[test]
+fn a_commit_that_cannot_be_saved_is_refused_and_nothing_is_skipped() {
+    let faulty = ["sync-framed", "sync-rest", "rename-framed", "rename-rest"];
+    let spec: Vec<String> = faulty.iter().map(|g| offsets_fault(g)).collect();
+    let mut broker = broker(&spec.join(";"));
+    let topic = "offsets";
+    let mut p = Producers::new(broker.framed, broker.http);
+    for j in 0..4 {
+        produce_ok(&mut p, topic, j, &format!("{topic}:p{j}"));
+    }
+    let everything: Vec<String> = (0..4).map(|j| format!("{topic}:p{j}")).collect();
+
+    // Each group reads everything, then commits: refused for the faulty ones.
+    let mut framed = ConsumerClient::connect(broker.framed);
+    let mut rest = HttpClient::connect(broker.http);
+    for group in faulty
+        .iter()
+        .copied()
+        .chain(["healthy-framed", "healthy-rest"])
+    {
+        let id = format!("c-{group}");
+        let healthy = group.starts_with("healthy");
+        let (answer, mut got) = if group.ends_with("framed") {
+            framed
+                .register(&id, group, &[topic], StartPolicy::Earliest)
+                .unwrap();
+            let got = common::consumer::drain(&mut framed, &id);
+            let a = match framed.commit(&id) {
+                Ok(()) => Answer::Ok,
+                Err((code, message)) => Answer::Framed(code, message),
+            };
+            (a, bodies(&got))
+        } else {
+            let r = rest.register(&id, group, &[topic], "startFromEarliest");
+            assert_eq!(r.status, 200, "{group}: {}", r.text());
+            let got = rest.drain(&id);
+            let r = rest.commit(&id);
+            let a = match r.status {
+                200 | 204 => Answer::Ok,
+                s => Answer::Http(s, r.text()),
+            };
+            (a, bodies(&got))
+        };
+        eprintln!("| offsets {group} | commit | {answer} |");
+        got.sort();
+        assert_eq!(got, everything, "{group}");
+        if healthy {
+            assert!(answer.is_ok(), "{group}: {answer}");
+        } else {
+            assert!(
+                ["5", "500"].contains(&answer.code().as_str()),
+                "{group}: {answer}"
+            );
+            assert!(answer.message().contains(group), "{group}: {answer}");
+        }
+    }
+
+    // After a restart without the faults: a group whose commit was refused is given its
+    // records again (none skipped); a group whose commit was answered is not.
+    broker.env.clear();
+    broker.restart();
+    let mut framed = ConsumerClient::connect(broker.framed);
+    for group in faulty
+        .iter()
+        .copied()
+        .chain(["healthy-framed", "healthy-rest"])
+    {
+        let id = format!("c-{group}");
+        framed
+            .register(&id, group, &[topic], StartPolicy::Earliest)
+            .unwrap();
+        let mut got = bodies(&common::consumer::drain(&mut framed, &id));
+        got.sort();
+        if group.starts_with("healthy") {
+            assert!(got.is_empty(), "{group} after its commit: {got:?}");
+        } else {
+            assert_eq!(got, everything, "{group} after a refused commit");
+        }
+    }
+}
