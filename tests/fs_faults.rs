@@ -7,12 +7,14 @@ mod common;
 
 use std::io::ErrorKind;
 
+use common::consumer::{bodies, drain, produce_keyed, ConsumerClient};
 use common::framed::FramedProducer;
 use common::Broker;
 use shardlog::rt::block_on;
 use shardlog::storage::fs::{
     replace_file, BrokerFs, BufferedFile, DmaBuf, FileSystem, SegmentFile,
 };
+use shardlog::wire::consumer::StartPolicy;
 
 /// Every test of this process runs under these points (they are set once per process); each
 /// test works under a directory named for its own.
@@ -132,4 +134,27 @@ fn a_write_fault_under_one_topic_leaves_the_others_served() {
     broker.restart();
     let mut faulty = FramedProducer::startup(broker.framed, "faulty");
     assert_eq!(faulty.produce(b"k", &[b"after"]), Ok(()));
+}
+
+/// A failing rename under the consumer offsets: COMMIT is refused (never reported durable)
+/// and leaves no offsets file, while produces go on.
+#[test]
+fn a_commit_whose_offsets_file_cannot_be_renamed_is_refused() {
+    let mut broker = Broker::new(1, &[]);
+    broker.env.push((
+        shardlog::failpoint::ENV.into(),
+        "fs.rename=eio(path=/@consumer_offsets/)".into(),
+    ));
+    broker.spawn();
+    let sent = produce_keyed(broker.framed, "events", 10, 3, "m");
+    let mut c = ConsumerClient::connect(broker.framed);
+    c.register("c", "g", &["events"], StartPolicy::Earliest)
+        .unwrap();
+    assert_eq!(bodies(&drain(&mut c, "c")).len(), sent.len());
+    let refused = c.commit("c");
+    assert!(refused.is_err(), "{refused:?}");
+    let file = broker.data_dir.join("@consumer_offsets").join("g.offsets");
+    assert!(!file.exists());
+    let mut p = FramedProducer::startup(broker.framed, "events");
+    assert_eq!(p.produce(b"k", &[b"after"]), Ok(()));
 }

@@ -168,6 +168,24 @@ impl FileSystem for RealFs {
     fn lock_dir(&self, dir: &Path) -> io::Result<RealLock> {
         lock(dir).map(RealLock)
     }
+
+    async fn free_space(&self, dir: &Path) -> io::Result<u64> {
+        blocking(dir, free_space).await
+    }
+}
+
+/// Bytes available to unprivileged users on the file system holding `path` (`statvfs`;
+/// blocking, but brief: [`RealFs::free_space`] runs it on the blocking pool).
+pub fn free_space(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL"))?;
+    // SAFETY: statvfs writes into the zeroed struct we own; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 impl BufferedFile for RealBuffered {

@@ -1,6 +1,7 @@
 //! [`RealFs`] method by method, on a temporary directory.
 
 use std::io::ErrorKind;
+use std::path::Path;
 
 use super::*;
 use crate::rt::block_on;
@@ -152,4 +153,15 @@ fn replace_file_swaps_the_whole_file_and_leaves_no_temporary() {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     });
+}
+
+#[test]
+fn free_space_of_a_real_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(free_space(dir.path()).unwrap() > 0);
+    assert!(free_space(Path::new("/does/not/exist")).is_err());
+    let fs = BrokerFs::default();
+    let d = dir.path().to_path_buf();
+    let free = block_on(async move { fs.free_space(&d).await.unwrap() });
+    assert!(free > 0 && free < u64::MAX, "{free}");
 }

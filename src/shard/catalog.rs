@@ -150,9 +150,11 @@ impl Shard {
         create: Option<TopicLayout>,
     ) -> Result<Found, TopicError> {
         debug_assert_eq!(self.id, CREATOR, "topics are created on shard 0");
-        let _one_at_a_time = match create {
-            Some(_) => self.creating.clone().acquire_static_permit(1).await.ok(),
-            None => None,
+        // A topic not known yet may be being created: wait for that first, so a lookup never
+        // answers "not found" for a topic whose creation is under way.
+        let _one_at_a_time = match self.known_topic(name) {
+            Some(_) => None,
+            None => self.creating.clone().acquire_static_permit(1).await.ok(),
         };
         if self.deleting.borrow().contains(name) {
             return Err(TopicError::Deleting {

@@ -42,13 +42,13 @@ pub mod topics;
 mod upkeep;
 pub mod writer;
 
+pub use crate::rt::fs::free_space;
 pub use catalog::Found;
 pub use control::CoreLocals;
 pub use describe::PartitionInfo;
 pub use error::{DescribeError, ProduceError, ReadError, RouteError, TopicError};
 pub use produce::PendingAck;
 pub use time::TimeOffset;
-pub use upkeep::free_space;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};

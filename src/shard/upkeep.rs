@@ -1,9 +1,7 @@
 //! A shard's background work: retention, the free-space check that protects the disk, and
 //! closing the partitions at shutdown.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use crate::storage::fs::FileSystem;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -96,7 +94,7 @@ impl Shard {
             return;
         }
         while !self.lifecycle.is_stopping() {
-            let low = match free_space(&self.config.data_dir) {
+            let low = match self.fs.free_space(&self.config.data_dir).await {
                 Ok(free) if free < min => Some(ProduceError::DiskFull { free, min }),
                 Ok(_) => None,
                 Err(e) => {
@@ -144,29 +142,5 @@ impl Shard {
                 }
             }
         }
-    }
-}
-
-/// Bytes available to unprivileged users on the filesystem holding `path`.
-pub fn free_space(path: &Path) -> std::io::Result<u64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has a NUL"))?;
-    // SAFETY: statvfs writes into the zeroed struct we own; `c` is a valid C string.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn free_space_of_a_real_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(free_space(dir.path()).unwrap() > 0);
-        assert!(free_space(Path::new("/does/not/exist")).is_err());
     }
 }

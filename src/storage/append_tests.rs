@@ -9,7 +9,7 @@ use crate::rt::block_on;
 use crate::rt::fs::RealFs;
 use crate::storage::chunk::ALIGNMENT;
 use crate::storage::testing::{batch, config, files, fill, records_of, rng, FaultyFs};
-use crate::storage::{PartitionLog, StorageError};
+use crate::storage::{index_file_name, PartitionLog, StorageError};
 
 #[test]
 fn segments_roll_and_reads_cross_them() {
@@ -195,6 +195,52 @@ fn a_chunk_written_out_of_order_is_refused_and_the_log_goes_on() {
         // The log numbers from its end again.
         let all = fill(&log, &[b]).await;
         assert_eq!(all[0].0, 0);
+        assert_eq!(log.read_all_records().await.unwrap(), all);
+    });
+}
+
+/// Index writes that fail are only logged: appends go on, and the entries are taken again by
+/// the next flush once writes work, so the next open finds the index whole.
+#[test]
+fn a_failed_index_write_is_logged_and_the_next_flush_writes_its_entries() {
+    use crate::storage::index::{ENTRY_LEN, FLUSH_EVERY};
+    block_on(async {
+        let tmp = TempDir::new().unwrap();
+        let fs = FaultyFs::new(RealFs {
+            durable_writes: true,
+        });
+        let faults = fs.faults.clone();
+        let (log, _) = PartitionLog::open_with(fs, tmp.path(), config(1 << 20))
+            .await
+            .unwrap();
+        let mut r = rng(34);
+        faults.fail_buffered(true);
+        let n = FLUSH_EVERY as i64 + 1;
+        let batches: Vec<_> = (0..n).map(|i| batch(&mut r, i, 1, 10, false)).collect();
+        let mut all = fill(&log, &batches).await;
+        assert!(
+            faults.buffered_failures() > 0,
+            "an index flush was due, and failed"
+        );
+        assert_eq!(
+            log.failure(),
+            None,
+            "a failed index write does not fail the log"
+        );
+        faults.fail_buffered(false);
+        all.extend(fill(&log, &[batch(&mut r, n, 1, 10, false)]).await);
+        let index = tmp.path().join(index_file_name(0));
+        let len = std::fs::metadata(&index).unwrap().len() as usize;
+        assert_eq!(
+            len,
+            (n as usize + 1) * ENTRY_LEN,
+            "every entry, the failed ones too"
+        );
+        drop(log);
+        let (log, report) = PartitionLog::open(tmp.path(), config(1 << 20))
+            .await
+            .unwrap();
+        assert_eq!(report.index_rebuilt, 0, "{report:?}");
         assert_eq!(log.read_all_records().await.unwrap(), all);
     });
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 
 use super::chunk::ALIGNMENT;
-use super::fs::{DirEntry, DmaBuf, FileSystem, Metadata, SegmentFile};
+use super::fs::{BufferedFile, DirEntry, DmaBuf, FileSystem, Metadata, SegmentFile};
 use super::{LogConfig, PartitionLog, RecordBuf};
 
 /// The faults to inject, shared by the fs and every file it opens. Counters start at 1 and
@@ -25,6 +25,9 @@ pub struct Faults {
     short_write: Cell<Option<u64>>,
     fail_sync: Cell<Option<u64>>,
     truncates: std::cell::RefCell<Vec<u64>>,
+    /// Every buffered write fails while set.
+    fail_buffered: Cell<bool>,
+    buffered_failures: Cell<u64>,
 }
 
 impl Faults {
@@ -39,6 +42,14 @@ impl Faults {
     /// The `n`th fdatasync from now fails with EIO.
     pub fn fail_sync(&self, n: u64) {
         self.fail_sync.set(Some(self.syncs.get() + n));
+    }
+    /// Every buffered write (indexes, small files) fails with EIO while `on`.
+    pub fn fail_buffered(&self, on: bool) {
+        self.fail_buffered.set(on);
+    }
+    /// Buffered writes failed so far.
+    pub fn buffered_failures(&self) -> u64 {
+        self.buffered_failures.get()
     }
     pub fn writes(&self) -> u64 {
         self.writes.get()
@@ -78,7 +89,7 @@ pub struct FaultyFile<T> {
 
 impl<F: FileSystem> FileSystem for FaultyFs<F> {
     type File = FaultyFile<F::File>;
-    type Buffered = F::Buffered;
+    type Buffered = FaultyBuffered<F::Buffered>;
     type Lock = F::Lock;
 
     async fn create(&self, path: &Path) -> io::Result<Self::File> {
@@ -93,8 +104,11 @@ impl<F: FileSystem> FileSystem for FaultyFs<F> {
             faults: self.faults.clone(),
         })
     }
-    async fn open_buffered(&self, path: &Path, truncate: bool) -> io::Result<F::Buffered> {
-        self.inner.open_buffered(path, truncate).await
+    async fn open_buffered(&self, path: &Path, truncate: bool) -> io::Result<Self::Buffered> {
+        Ok(FaultyBuffered {
+            inner: self.inner.open_buffered(path, truncate).await?,
+            faults: self.faults.clone(),
+        })
     }
     async fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.inner.read_file(path).await
@@ -122,6 +136,33 @@ impl<F: FileSystem> FileSystem for FaultyFs<F> {
     }
     fn lock_dir(&self, dir: &Path) -> io::Result<F::Lock> {
         self.inner.lock_dir(dir)
+    }
+    async fn free_space(&self, dir: &Path) -> io::Result<u64> {
+        self.inner.free_space(dir).await
+    }
+}
+
+/// A buffered file of a [`FaultyFs`].
+#[derive(Debug)]
+pub struct FaultyBuffered<B> {
+    inner: B,
+    faults: Rc<Faults>,
+}
+
+impl<B: BufferedFile> BufferedFile for FaultyBuffered<B> {
+    async fn write_at(&self, bytes: Vec<u8>, pos: u64) -> io::Result<usize> {
+        let f = &self.faults;
+        if f.fail_buffered.get() {
+            f.buffered_failures.set(f.buffered_failures.get() + 1);
+            return Err(injected("buffered write"));
+        }
+        self.inner.write_at(bytes, pos).await
+    }
+    async fn fdatasync(&self) -> io::Result<()> {
+        self.inner.fdatasync().await
+    }
+    async fn close(self) -> io::Result<()> {
+        self.inner.close().await
     }
 }
 

@@ -180,6 +180,9 @@ impl FileSystem for BrokerFs {
         injected("fs.sync_dir", dir).await?;
         each!(self, BrokerFs, |fs| fs.sync_dir(dir).await)
     }
+    async fn free_space(&self, dir: &Path) -> io::Result<u64> {
+        each!(self, BrokerFs, |fs| fs.free_space(dir).await)
+    }
     fn lock_dir(&self, dir: &Path) -> io::Result<BrokerLock> {
         each!(self, BrokerFs, |fs| fs.lock_dir(dir) => BrokerLock)
     }

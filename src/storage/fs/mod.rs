@@ -69,6 +69,12 @@ pub trait FileSystem: Clone + 'static {
     /// Takes the data directory's exclusive lock (start-up only, may block). When another
     /// process holds it, the error is of kind `WouldBlock` and carries a [`DirLocked`].
     fn lock_dir(&self, dir: &Path) -> io::Result<Self::Lock>;
+    /// Bytes free for the broker on the file system holding `dir` (`--min-free-space` is
+    /// checked against it). An implementation without a notion of it is never full.
+    async fn free_space(&self, dir: &Path) -> io::Result<u64> {
+        let _ = dir;
+        Ok(u64::MAX)
+    }
 }
 
 /// A file written at arbitrary positions through the page cache (indexes, small files).
