@@ -140,19 +140,39 @@ fn check_polls(topic: &str, answers: &[Answer], got: &[String]) {
     }
 }
 
-/// A group's offsets file that cannot be saved: every fdatasync, or every rename, of it fails.
+/// A group's offsets file that cannot be saved: every fdatasync, every rename, or every write
+/// (ENOSPC) of it fails.
 fn offsets_fault(group: &str) -> String {
     let file = format!("/@consumer_offsets/{group}.offsets");
     if group.starts_with("sync") {
         format!("fs.fdatasync=eio(path={file})")
+    } else if group.starts_with("full") {
+        format!("fs.write_buffered=enospc(path={file})")
     } else {
         format!("fs.rename=eio(path={file})")
     }
 }
 
+/// The answer to a commit of `group` that cannot be saved: class *storage*, or *resource
+/// exhausted* when the disk is full.
+fn refused_commit(group: &str) -> [&'static str; 2] {
+    if group.starts_with("full") {
+        ["10", "507"]
+    } else {
+        ["5", "500"]
+    }
+}
+
 #[test]
 fn a_commit_that_cannot_be_saved_is_refused_and_nothing_is_skipped() {
-    let faulty = ["sync-framed", "sync-rest", "rename-framed", "rename-rest"];
+    let faulty = [
+        "sync-framed",
+        "sync-rest",
+        "rename-framed",
+        "rename-rest",
+        "full-framed",
+        "full-rest",
+    ];
     let spec: Vec<String> = faulty.iter().map(|g| offsets_fault(g)).collect();
     let mut broker = broker(&spec.join(";"));
     let topic = "offsets";
@@ -199,10 +219,8 @@ fn a_commit_that_cannot_be_saved_is_refused_and_nothing_is_skipped() {
         if healthy {
             assert!(answer.is_ok(), "{group}: {answer}");
         } else {
-            assert!(
-                ["5", "500"].contains(&answer.code().as_str()),
-                "{group}: {answer}"
-            );
+            let want = refused_commit(group);
+            assert!(want.contains(&answer.code().as_str()), "{group}: {answer}");
             assert!(answer.message().contains(group), "{group}: {answer}");
         }
     }
