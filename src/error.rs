@@ -26,7 +26,9 @@ pub enum ErrorClass {
     /// broker is shutting down, a shard could not be reached).
     Unavailable,
     /// A limit was reached (the data disk is nearly full, a message is too large for the
-    /// configured maximum). Retrying later, or with less, may succeed.
+    /// configured maximum). Retrying later, or with less, may succeed. Also a write that failed
+    /// with ENOSPC: its partition refuses writes until a restart, but the client learns that
+    /// the disk is full rather than that it broke.
     ResourceExhausted,
     /// A configured count limit was reached: `--max-topics`, the broker's groups, a group's
     /// consumers, the topics one consumer reads. Unlike [`ErrorClass::ResourceExhausted`]

@@ -9,7 +9,8 @@
 //! [`PARALLEL_READS`] at a time, and no new one starts once the bytes returned reach the budget.
 //! The partitions left unread record nothing and are read by a later poll; the starting
 //! partition rotates from poll to poll so that partitions early in the plan do not starve the
-//! others.
+//! others. A read that fails is left out while the others bring records; a poll that brings
+//! none answers with the error.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -53,14 +54,24 @@ pub async fn fetch(
     }
     let per_partition = (max_bytes / targets.len()).max(1);
     let first = next_start(targets.len());
-    let (mut fetched, first_error) =
+    let (mut fetched, mut first_error) =
         read_within_budget(shard, &targets, first, per_partition, max_bytes).await;
-    if let (true, Some(e)) = (fetched.is_empty(), first_error) {
-        return Err(e);
+    if fetched.is_empty() {
+        if let Some(e) = first_error.take() {
+            return Err(e);
+        }
     }
-    let nothing = fetched.iter().all(|f| f.result.chunks.is_empty());
-    if let Some(w) = wait.filter(|w| nothing && !w.is_zero() && !shard.lifecycle.is_stopping()) {
+    let nothing = |fetched: &[Fetched]| fetched.iter().all(|f| f.result.chunks.is_empty());
+    if let Some(w) =
+        wait.filter(|w| nothing(&fetched) && !w.is_zero() && !shard.lifecycle.is_stopping())
+    {
         long_poll(shard, &mut fetched, per_partition, w).await?;
+    }
+    // A partition that cannot be read must not go unnoticed behind the others: when the poll
+    // brings nothing else (after its long wait, which paces a client that polls again), the
+    // read error is the answer.
+    if let Some(e) = first_error.filter(|_| nothing(&fetched)) {
+        return Err(e);
     }
     for f in &mut fetched {
         trim_first_chunk(shard, f);

@@ -209,6 +209,7 @@ mod tests {
     fn a_storage_failure_keeps_its_class_through_every_layer() {
         let io = StorageError::Failed {
             reason: "fdatasync: EIO".into(),
+            disk_full: false,
         };
         let p = ProduceError::from(io);
         assert_eq!(p.class(), ErrorClass::Storage);
@@ -228,5 +229,27 @@ mod tests {
         assert_eq!(ProduceError::from(many).class(), ErrorClass::LimitReached);
         let missing = TopicError::NotFound { topic: "t".into() };
         assert_eq!(ProduceError::from(missing).class(), ErrorClass::NotFound);
+    }
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted_not_a_storage_failure() {
+        let enospc = StorageError::Io {
+            op: "write",
+            path: "p".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        assert_eq!(enospc.class(), ErrorClass::ResourceExhausted);
+        let failed = StorageError::Failed {
+            reason: "write: ENOSPC".into(),
+            disk_full: true,
+        };
+        let p = ProduceError::from(failed);
+        assert_eq!(p.class(), ErrorClass::ResourceExhausted);
+        let eio = StorageError::Io {
+            op: "write",
+            path: "p".into(),
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        };
+        assert_eq!(eio.class(), ErrorClass::Storage);
     }
 }

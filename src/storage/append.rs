@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::chunk::StoredChunk;
 use super::chunk::{ChunkEncoder, ChunkHeader, RecordBatch, ALIGNMENT, HEADER_LEN};
+use super::error::is_disk_full;
 use super::fs::BrokerFs;
 use super::fs::{DmaBuf, FileSystem, SegmentFile};
 use super::index::{IndexEntry, FLUSH_EVERY};
@@ -169,37 +170,35 @@ impl<F: FileSystem> PartitionLog<F> {
         let offsets = start..header.end_offset();
         self.preallocate_for(&file, pos + len as u64).await;
         let t0 = Instant::now();
-        match file.write_at(buf, pos).await {
-            Ok(n) if n == len => {}
-            Ok(n) => {
-                return Err(self.fail(format!(
-                    "short write to {} at position {pos}: {n} of {len} bytes (offsets {offsets:?} \
-                     not acknowledged; the partition takes no more writes until it is reopened)",
-                    path.display()
-                )))
-            }
-            Err(e) => {
-                return Err(self.fail(format!(
-                    "write to {} at position {pos} failed: {e} (offsets {offsets:?} not \
-                     acknowledged; the partition takes no more writes until it is reopened)",
-                    path.display()
-                )))
-            }
-        }
+        let written = match file.write_at(buf, pos).await {
+            Ok(n) if n == len => Ok(()),
+            Ok(n) => Err((false, format!("short write: {n} of {len} bytes"))),
+            Err(e) => Err((is_disk_full(&e), format!("write failed: {e}"))),
+        };
         let write_us = micros(t0.elapsed());
         let mut fdatasync_us = None;
-        if self.config.durability == Durability::Fsync && !file.writes_are_durable() {
-            let t1 = Instant::now();
-            let synced = file.fdatasync().await;
-            fdatasync_us = Some(micros(t1.elapsed()));
-            if let Err(e) = synced {
-                return Err(self.fail(format!(
-                    "fdatasync of {} failed: {e} (offsets {offsets:?} not acknowledged; after a \
-                     failed fdatasync the page state is unknown, so the partition takes no more \
-                     writes until it is reopened and recovered)",
-                    path.display()
-                )));
+        let durable = match written {
+            Ok(()) if self.config.durability == Durability::Fsync && !file.writes_are_durable() => {
+                let t1 = Instant::now();
+                let synced = file.fdatasync().await;
+                fdatasync_us = Some(micros(t1.elapsed()));
+                // After a failed fdatasync the page state is unknown: never synced again and
+                // then acknowledged.
+                synced.map_err(|e| (is_disk_full(&e), format!("fdatasync failed: {e}")))
             }
+            other => other,
+        };
+        if let Err((disk_full, what)) = durable {
+            let err = self.fail(
+                disk_full,
+                format!(
+                    "{} at position {pos}: {what} (offsets {offsets:?} not acknowledged; the \
+                     partition takes no more writes until it is reopened)",
+                    path.display()
+                ),
+            );
+            self.cut_refused_chunk(&file, pos, &path).await;
+            return Err(err);
         }
         let (flush, base) = {
             let mut st = self.state.borrow_mut();
@@ -249,9 +248,10 @@ impl<F: FileSystem> PartitionLog<F> {
     /// [`StorageError::Failed`] once the log refuses writes.
     fn active_end(&self) -> Result<(std::rc::Rc<F::File>, i64, u64), StorageError> {
         let st = self.state.borrow();
-        if let Some(reason) = &st.failed {
+        if let Some((reason, disk_full)) = &st.failed {
             return Err(StorageError::Failed {
                 reason: reason.clone(),
+                disk_full: *disk_full,
             });
         }
         let seg = st.segments.back().expect("the log always has a segment");
@@ -308,21 +308,30 @@ impl<F: FileSystem> PartitionLog<F> {
         // A sealed segment ends exactly after its last chunk: give back the preallocation.
         if allocated > end_pos {
             if let Err(e) = old.truncate(end_pos).await {
-                return Err(self.fail(format!(
-                    "truncating {} while sealing it failed: {e}",
-                    old_path.display()
-                )));
+                return Err(self.fail(
+                    is_disk_full(&e),
+                    format!(
+                        "truncating {} while sealing it failed: {e}",
+                        old_path.display()
+                    ),
+                ));
             }
         }
         if let Err(e) = old.fdatasync().await {
-            return Err(self.fail(format!(
-                "fdatasync of {} while sealing it failed: {e}",
-                old_path.display()
-            )));
+            return Err(self.fail(
+                is_disk_full(&e),
+                format!(
+                    "fdatasync of {} while sealing it failed: {e}",
+                    old_path.display()
+                ),
+            ));
         }
         let seg = match create_segment(&self.fs, &self.dir, base, self.config.durability).await {
             Ok(s) => s,
-            Err(e) => return Err(self.fail(format!("could not start a new segment: {e}"))),
+            Err(e) => {
+                let full = e.is_disk_full();
+                return Err(self.fail(full, format!("could not start a new segment: {e}")));
+            }
         };
         let out = (seg.file.clone(), 0, seg.path.clone());
         tracing::info!(sealed = %old_path.display(), new = %seg.path.display(), "segment rolled");
@@ -330,12 +339,28 @@ impl<F: FileSystem> PartitionLog<F> {
         Ok(out)
     }
 
-    /// Marks the log failed (the first reason wins) and returns the error for the caller.
-    fn fail(&self, reason: String) -> StorageError {
-        tracing::error!(dir = %self.dir.display(), %reason, "partition log failed");
+    /// Cuts the segment back to `pos`, the start of a chunk whose write or fdatasync failed,
+    /// and makes the cut durable: the chunk was refused, so it must not reappear when recovery
+    /// finds it whole on disk (a short write can hold all of a small chunk's bytes, a failed
+    /// fdatasync can leave them in the page cache). Not a retry: the log has failed already.
+    /// If the cut fails too, recovery decides what of the chunk is on disk.
+    async fn cut_refused_chunk(&self, file: &F::File, pos: u64, path: &std::path::Path) {
+        let cut = async {
+            file.truncate(pos).await?;
+            file.fdatasync().await
+        };
+        if let Err(e) = cut.await {
+            tracing::error!(path = %path.display(), pos, error = %e, "could not cut a refused chunk off its segment");
+        }
+    }
+
+    /// Marks the log failed (the first reason wins) and returns the error for the caller;
+    /// `disk_full` when the failing call said the file system is full.
+    fn fail(&self, disk_full: bool, reason: String) -> StorageError {
+        tracing::error!(dir = %self.dir.display(), %reason, disk_full, "partition log failed");
         let mut st = self.state.borrow_mut();
-        let reason = st.failed.get_or_insert(reason).clone();
-        StorageError::Failed { reason }
+        let (reason, disk_full) = st.failed.get_or_insert((reason, disk_full)).clone();
+        StorageError::Failed { reason, disk_full }
     }
 }
 

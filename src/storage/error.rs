@@ -19,9 +19,11 @@ pub enum StorageError {
     },
     /// The log stopped accepting writes after a write or fdatasync error. Never cleared while
     /// the log is open: the failed chunk may or may not be on disk, so nothing is acknowledged
-    /// after it; reopening the log runs recovery, which settles the question.
+    /// after it; reopening the log runs recovery, which settles the question. `disk_full`: the
+    /// failing call said the file system is full, so the client is told that rather than that
+    /// the storage broke.
     #[error("partition log refuses writes: {reason}")]
-    Failed { reason: String },
+    Failed { reason: String, disk_full: bool },
     #[error(transparent)]
     Chunk(#[from] ChunkError),
     /// A chunk was handed to `write_chunk` out of the order it was encoded in (a bug in the
@@ -51,6 +53,7 @@ impl Classify for StorageError {
         match self {
             StorageError::OffsetBeforeStart { .. } => ErrorClass::OutOfRange,
             StorageError::OutOfOrder { .. } | StorageError::Config(_) => ErrorClass::Internal,
+            e if e.is_disk_full() => ErrorClass::ResourceExhausted,
             StorageError::Io { .. }
             | StorageError::Failed { .. }
             | StorageError::Chunk(_)
@@ -60,7 +63,24 @@ impl Classify for StorageError {
     }
 }
 
+/// Whether an I/O error says the file system is full (ENOSPC, or EDQUOT: a quota is).
+pub(crate) fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
 impl StorageError {
+    /// Whether this failure is the file system being full (see [`is_disk_full`]).
+    pub(crate) fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => is_disk_full(source),
+            StorageError::Failed { disk_full, .. } => *disk_full,
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(
         op: &'static str,
         path: impl Into<PathBuf>,

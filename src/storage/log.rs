@@ -47,7 +47,9 @@ impl LogConfig {
 pub(crate) struct LogState<F: FileSystem> {
     /// Oldest first; never empty; the back one is the active segment.
     pub segments: VecDeque<Segment<F>>,
-    pub failed: Option<String>,
+    /// Why the log refuses writes, once it does: the reason, and whether it was the disk
+    /// being full.
+    pub failed: Option<(String, bool)>,
     /// Chunks skipped by reads because their header failed its CRC.
     pub read_skipped: u64,
 }
@@ -212,7 +214,11 @@ impl<F: FileSystem> PartitionLog<F> {
 
     /// Why the log refuses writes, if it does.
     pub fn failure(&self) -> Option<String> {
-        self.state.borrow().failed.clone()
+        self.state
+            .borrow()
+            .failed
+            .as_ref()
+            .map(|(reason, _)| reason.clone())
     }
 
     /// Segment files, the active one included.

@@ -55,8 +55,10 @@
 //! A write error, a short write or an fdatasync error is never retried: the chunk is not
 //! acknowledged, the log becomes *failed* with the reason, and every later append returns
 //! [`StorageError::Failed`]. (After a failed fdatasync the kernel may have dropped the dirty
-//! state, so a retry that succeeds proves nothing.) Reads of what was acknowledged go on.
-//! Reopening the log runs recovery, which decides what of the failed chunk is on disk.
+//! state, so a retry that succeeds proves nothing.) The failed chunk is cut off its segment,
+//! so a refused chunk does not reappear whole at recovery. Reads of what was acknowledged go
+//! on. Reopening the log runs recovery, which decides what of the failed chunk is on disk if
+//! the cut failed too.
 //!
 //! # Recovery (at open)
 //!

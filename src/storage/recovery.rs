@@ -385,6 +385,7 @@ pub(crate) async fn repair_tail<T: SegmentFile>(
                     "short write while repairing the padding of {}",
                     path.display()
                 ),
+                disk_full: false,
             });
         }
     } else if scan.tail_garbage {

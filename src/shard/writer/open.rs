@@ -75,6 +75,7 @@ impl PartitionWriter {
             // Opening would make the partition's directory again under the topic's name.
             return Err(Arc::new(StorageError::Failed {
                 reason: format!("topic '{topic}' was deleted"),
+                disk_full: false,
             }));
         }
         self.files.touch(&self.last_used);
@@ -152,6 +153,7 @@ impl PartitionWriter {
             // Finished after the topic was deleted: not kept (the fence closed the rest).
             return Err(Arc::new(StorageError::Failed {
                 reason: format!("topic '{topic}' was deleted"),
+                disk_full: false,
             }));
         }
         let (log, new) = {

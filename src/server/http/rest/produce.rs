@@ -206,6 +206,7 @@ mod tests {
         assert_eq!(errors::response(&unreachable).status, 503);
         let failed = crate::storage::StorageError::Failed {
             reason: "EIO".into(),
+            disk_full: false,
         };
         assert_eq!(errors::response(&ProduceError::from(failed)).status, 500);
     }
