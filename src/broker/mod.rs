@@ -56,7 +56,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     wait_for_port(config.framed_listen, "framed-listen")?;
     wait_for_port(config.http_listen, "http-listen")?;
     // Cluster mode only: the data directory's broker id, etcd, registration.
-    crate::cluster::start_if_configured(&config)?;
+    crate::cluster::start_if_configured(&config, &fs)?;
     let cpus = match &config.cpus {
         CpuPlacement::All => pool::allowed_cpus(),
         CpuPlacement::None => Vec::new(),

@@ -23,6 +23,7 @@ use etcd_client::{Client, ConnectOptions};
 
 use crate::config::Config;
 use crate::error::{Classify, ErrorClass};
+use crate::storage::fs::BrokerFs;
 
 pub mod controller;
 pub mod fence;
@@ -77,11 +78,13 @@ pub fn installed() -> Option<&'static Arc<Cluster>> {
 
 /// In cluster mode: checks the data directory's broker id, connects to etcd, registers, and
 /// installs the [`Cluster`] for the shards to see. A single host does nothing.
-pub fn start_if_configured(config: &Config) -> Result<(), ClusterError> {
+pub fn start_if_configured(config: &Config, fs: &BrokerFs) -> Result<(), ClusterError> {
     let Some(id) = config.broker_id.filter(|_| config.is_cluster()) else {
         return Ok(());
     };
-    identity::claim(&config.data_dir, id)?;
+    // Before the shards run: a short-lived executor on this thread, as for the data dir.
+    let (fs, dir) = (fs.clone(), config.data_dir.clone());
+    crate::rt::block_on(async move { identity::claim(&fs, &dir, id).await })?;
     let cluster = Cluster::start(config, id)?;
     let _ = INSTALLED.set(cluster);
     Ok(())
