@@ -92,7 +92,7 @@ fn plan_cuts(run: &Run, w: Workload, budget: usize, every_policy: bool) -> Vec<C
     };
     let mut cuts = Vec::new();
     for (i, op) in syncs.iter().copied().enumerate().step_by(step) {
-        let random = CutPolicy::RandomSubset(mix.next());
+        let random = CutPolicy::RandomSubset(mix.next_u64());
         if every_policy {
             cuts.extend(
                 [CutPolicy::SyncedOnly, CutPolicy::AllWritten, random]
@@ -116,7 +116,7 @@ fn plan_cuts(run: &Run, w: Workload, budget: usize, every_policy: bool) -> Vec<C
         let op = 1 + mix.below(run.ops.max(1));
         cuts.push(Cut {
             op,
-            policy: CutPolicy::RandomSubset(mix.next()),
+            policy: CutPolicy::RandomSubset(mix.next_u64()),
         });
     }
     cuts
@@ -214,7 +214,7 @@ async fn campaign_one(
         if problems.is_empty() && during > 0 {
             let mut mix = Mix::new(cut.op ^ seed.rotate_left(17));
             let op2 = 1 + mix.below(during);
-            let again = image.power_cut(op2, CutPolicy::RandomSubset(mix.next()));
+            let again = image.power_cut(op2, CutPolicy::RandomSubset(mix.next_u64()));
             out.second_cuts += 1;
             problems = match recover(&again, &data_dir).await {
                 Ok(rec) => check::violations(&run, cut.op, &rec),

@@ -64,24 +64,8 @@ pub const CONSUMER: &str = "c1";
 pub const FIRST_TOPIC: &str = "orders";
 pub const LATE_TOPIC: &str = "late";
 
-/// A small deterministic generator for the workload's choices (SplitMix64).
-pub struct Mix(u64);
-
-impl Mix {
-    pub fn new(seed: u64) -> Mix {
-        Mix(seed)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// The workload's choices come from the simulator's seeded generator (SplitMix64).
+pub use shardlog::storage::sim::Rng as Mix;
 
 /// A message's body: its id, its key, then filler derived from the id (incompressible, so
 /// segments fill and roll).
@@ -93,7 +77,7 @@ pub fn body_for(id: u64, key: &[u8]) -> Vec<u8> {
     b.push(key.len() as u8);
     b.extend_from_slice(key);
     while b.len() < len {
-        b.extend_from_slice(&mix.next().to_le_bytes());
+        b.extend_from_slice(&mix.next_u64().to_le_bytes());
     }
     b
 }

@@ -23,14 +23,15 @@ pub enum CutPolicy {
     RandomSubset(u64),
 }
 
-/// A small seeded generator (SplitMix64): the same seed always gives the same image.
-pub(super) struct Rng(u64);
+/// A small seeded generator (SplitMix64): the same seed always gives the same image (and, in
+/// the power-loss tests, the same workload).
+pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -39,7 +40,7 @@ impl Rng {
     }
     /// A number in `0..n` (`n` > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 }
 

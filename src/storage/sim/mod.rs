@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::storage::fs::{DirEntry, Metadata};
-pub use cut::{CutPolicy, BLOCK};
+pub use cut::{CutPolicy, Rng, BLOCK};
 pub use file::{SimBuf, SimBuffered, SimFile, SimLock};
 use tree::{err, Ino, Node, Op, Tree};
 
