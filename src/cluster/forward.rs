@@ -37,11 +37,35 @@ pub enum ForwardError {
     Link {
         leader: u32,
         addr: String,
-        reason: String,
+        #[source]
+        reason: LinkError,
     },
     /// The leader refused the frame: its error code and message, passed on as they are.
     #[error("{message}")]
     Refused { code: u8, message: String },
+}
+
+/// Why a link to a leader failed (every frame waiting on it gets this).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LinkError {
+    #[error("{0}")]
+    Io(Arc<std::io::Error>),
+    #[error("the leader sent a bad frame: {0}")]
+    Wire(#[from] crate::wire::WireError),
+    #[error("the leader refused STARTUP: {0}")]
+    StartupRefused(String),
+    #[error("the leader answered {0:?} where it should not")]
+    Unexpected(OpCode),
+    #[error("the leader closed the connection")]
+    Closed,
+    #[error("the broker stopped forwarding")]
+    Stopped,
+}
+
+impl From<std::io::Error> for LinkError {
+    fn from(e: std::io::Error) -> LinkError {
+        LinkError::Io(Arc::new(e))
+    }
 }
 
 impl Classify for ForwardError {
@@ -116,7 +140,7 @@ async fn run_link(
     topic: String,
     mut requests: mpsc::UnboundedReceiver<Request>,
 ) {
-    let fail = |reason: String| ForwardError::Link {
+    let fail = |reason: LinkError| ForwardError::Link {
         leader,
         addr: addr.clone(),
         reason,
@@ -143,17 +167,17 @@ async fn run_link(
     let why = loop {
         tokio::select! {
             request = requests.recv() => {
-                let Some(r) = request else { break "the broker stopped forwarding".to_string() };
+                let Some(r) = request else { break LinkError::Stopped };
                 let sid = next_sid;
                 next_sid = next_sid.wrapping_add(1).max(1);
                 out.clear();
                 encode_frame(&mut out, OpCode::Produce, r.flags, sid, &r.body);
                 in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(sid, r.reply);
                 if let Err(e) = write.write_all(&out).await {
-                    break e.to_string();
+                    break LinkError::from(e);
                 }
             }
-            _ = &mut reader => break "the leader closed the connection".to_string(),
+            _ = &mut reader => break LinkError::Closed,
         }
     };
     reader.abort();
@@ -173,20 +197,22 @@ async fn run_link(
 }
 
 /// Connects and sends STARTUP for `topic`, waiting for READY.
-async fn open(addr: &str, topic: &str) -> Result<TcpStream, String> {
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+async fn open(addr: &str, topic: &str) -> Result<TcpStream, LinkError> {
+    let mut stream = TcpStream::connect(addr).await?;
     let _ = stream.set_nodelay(true);
     let mut body = Vec::new();
     encode_startup(topic, &mut body);
     let mut out = Vec::new();
     encode_frame(&mut out, OpCode::Startup, 0, 0, &body);
-    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    stream.write_all(&out).await?;
     let mut buf = Vec::new();
     let (op, body) = read_frame(&mut stream, &mut buf).await?;
     match op {
         OpCode::Ready => Ok(stream),
-        OpCode::Error => Err(parse_error_body(&body).map_or_else(|e| e.to_string(), |(_, m)| m)),
-        other => Err(format!("answered STARTUP with {other:?}")),
+        OpCode::Error => Err(LinkError::StartupRefused(
+            parse_error_body(&body).map_or_else(|e| e.to_string(), |(_, m)| m),
+        )),
+        other => Err(LinkError::Unexpected(other)),
     }
 }
 
@@ -226,7 +252,7 @@ const MAX_ANSWER: u32 = 1 << 20;
 async fn read_frame<R: AsyncReadExt + Unpin>(
     read: &mut R,
     buf: &mut Vec<u8>,
-) -> Result<(OpCode, Vec<u8>), String> {
+) -> Result<(OpCode, Vec<u8>), LinkError> {
     read_frame_sid(read, buf)
         .await
         .map(|(_, op, body)| (op, body))
@@ -236,19 +262,19 @@ async fn read_frame<R: AsyncReadExt + Unpin>(
 async fn read_frame_sid<R: AsyncReadExt + Unpin>(
     read: &mut R,
     buf: &mut Vec<u8>,
-) -> Result<(u16, OpCode, Vec<u8>), String> {
+) -> Result<(u16, OpCode, Vec<u8>), LinkError> {
     loop {
-        let parsed = Frame::parse(buf, MAX_ANSWER).map_err(|e| e.to_string())?;
+        let parsed = Frame::parse(buf, MAX_ANSWER)?;
         if let Some((frame, used)) = parsed {
-            let op = OpCode::from_u8(frame.header.opcode).map_err(|e| e.to_string())?;
+            let op = OpCode::from_u8(frame.header.opcode)?;
             let answer = (frame.header.stream_id, op, frame.body.to_vec());
             buf.drain(..used);
             return Ok(answer);
         }
         let mut chunk = [0u8; 4096];
-        let n = read.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        let n = read.read(&mut chunk).await?;
         if n == 0 {
-            return Err("connection closed".into());
+            return Err(LinkError::Closed);
         }
         buf.extend_from_slice(&chunk[..n]);
     }
