@@ -25,7 +25,7 @@ impl LocalNotify {
     /// Wakes every task waiting right now.
     pub fn notify(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
-        // Waking only schedules the task (glommio never polls it inline), so the borrow
+        // Waking only schedules the task (the runtime never polls it inline), so the borrow
         // cannot be re-entered; draining keeps the slab's capacity for the next round.
         for w in self.waiters.borrow_mut().drain() {
             w.wake();

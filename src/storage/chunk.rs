@@ -46,7 +46,7 @@ const CRC_COVERED: usize = 17;
 ///
 /// This is the one place the alignment is written down. It is fixed at 4096 rather than taken
 /// from the device so that the format does not depend on the disk a file was written on: 4096
-/// is a multiple of every O_DIRECT alignment glommio reports (512 or 4096), and opening a
+/// is a multiple of every O_DIRECT alignment the runtime reports (512 or 4096), and opening a
 /// segment on a device that needs more is refused with [`crate::storage::StorageError::Alignment`].
 pub const ALIGNMENT: u64 = 4096;
 

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use glommio::io::DmaBuffer;
 
 use super::faults::injected;
 use super::{BufferedFile, DirEntry, DmaBuf, FileSystem, Metadata, SegmentFile};
@@ -46,7 +45,7 @@ pub(crate) enum AnyFile {
 /// An aligned buffer of a [`BrokerFile`] (it goes back to a file of the same variant).
 #[derive(Debug)]
 pub enum BrokerBuf {
-    Real(DmaBuffer),
+    Real(<DmaSegmentFile as SegmentFile>::Buf),
     Sim(SimBuf),
 }
 

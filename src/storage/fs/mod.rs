@@ -12,7 +12,7 @@
 //!   implementations, so `Shard` and the writer need no type parameter), with the `fs.*` fail
 //!   points (`crate::failpoint`) under every call, whichever implementation runs it.
 //!
-//! The real implementation is [`crate::rt::fs::RealFs`] (glommio `DmaFile` and `BufferedFile`,
+//! The real implementation is [`crate::rt::fs::RealFs`] (the runtime's O_DIRECT and buffered files,
 //! directory work on the blocking pool); the unit tests' fault injector is
 //! `super::testing::FaultyFs`. Everything is single-threaded per shard, so the futures are not
 //! `Send` and the traits use plain `async fn`.
