@@ -4,9 +4,10 @@
 //!
 //! - [`config`]: every setting declared once (flag, `SHARDLOG_*` environment, TOML key,
 //!   default, range, help), validated into a [`config::Config`].
-//! - [`rt`]: the only code that names the runtime (glommio): the pinned executor pool, the
-//!   channel mesh between shards, timers, and the real file system (`rt::fs::RealFs`: DMA
-//!   segment files, buffered files, directories on the blocking pool).
+//! - [`rt`]: the only code that names the runtime (glommio; compio with the `rt-compio`
+//!   feature): the pinned executor pool, the channel mesh between shards, timers, and the
+//!   real file system (`rt::fs::RealFs`: DMA segment files, buffered files, directories on
+//!   the blocking pool).
 //! - [`server`]: one module per protocol: the framed TCP server, the HTTP port (HTTP/1.1 and
 //!   HTTP/2 told apart by the connection preface) and the gRPC layer and services over h2;
 //!   each answers failures with one table of [`error::ErrorClass`] → code or status.

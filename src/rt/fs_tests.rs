@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::*;
 use crate::rt::block_on;
-use crate::storage::fs::{replace_file, BrokerFs, SegmentFile};
+use crate::storage::fs::{replace_file, BrokerFs, DirLocked, SegmentFile, LOCK_FILE};
 
 #[test]
 fn segment_files_are_created_once_and_reopened() {

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
-use glommio::net::TcpListener;
+use super::TcpListener;
 
 /// Connections the kernel queues before the shard accepts them.
 const BACKLOG: libc::c_int = 1024;
