@@ -71,6 +71,14 @@ pub enum TopicError {
         #[source]
         source: Arc<StorageError>,
     },
+    /// Cluster mode: the topic's layout could not be found in etcd, created there, or opened
+    /// on this broker with it.
+    #[error("topic '{topic}': {source}")]
+    Cluster {
+        topic: String,
+        #[source]
+        source: Arc<crate::cluster::ClusterError>,
+    },
     /// An explicit create asked for a partition count the broker cannot lay out.
     #[error("cannot create topic '{topic}' with {partitions} partitions: {why}")]
     BadPartitions {
@@ -92,6 +100,7 @@ impl Classify for TopicError {
             TopicError::Bury { source, .. } => source.class(),
             TopicError::LimitReached { .. } => ErrorClass::LimitReached,
             TopicError::BadPartitions { .. } => ErrorClass::Invalid,
+            TopicError::Cluster { source, .. } => source.class(),
         }
     }
 }
