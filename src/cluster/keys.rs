@@ -78,6 +78,11 @@ impl Keys {
         format!("{}offsets/{topic}/{group}", self.prefix)
     }
 
+    /// The prefix of every committed offset of every group.
+    pub fn offsets_all_prefix(&self) -> String {
+        format!("{}offsets/", self.prefix)
+    }
+
     /// The prefix of every group's committed offsets in `topic`.
     pub fn offsets_prefix(&self, topic: &str) -> String {
         format!("{}offsets/{topic}/", self.prefix)

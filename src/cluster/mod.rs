@@ -16,6 +16,8 @@
 //! - [`catalog`]: topics opened on this broker with etcd's layout (any request naming a
 //!   topic it has not opened yet), created and deleted in etcd by the admin API; [`dropped`]:
 //!   shard 0 dropping the local data of topics deleted from etcd.
+//! - [`offsets`]: consumer groups' committed offsets in etcd.
+//! - [`remote_read`]: a poll's reads of partitions another broker leads (framed FETCH).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +39,9 @@ pub mod identity;
 pub mod json;
 pub mod keys;
 pub mod membership;
+pub mod offsets;
 pub mod records;
+pub mod remote_read;
 pub mod session;
 pub mod topics;
 pub mod view;
@@ -63,6 +67,7 @@ pub struct Cluster {
     runtime: tokio::runtime::Handle,
     ranges_per_shard: u32,
     forwarder: Forwarder,
+    remote_reads: remote_read::RemoteReads,
     /// Names of topics deleted from etcd, until shard 0 takes the receiver ([`dropped`]).
     deleted: Mutex<Option<futures_channel::mpsc::UnboundedReceiver<String>>>,
 }
@@ -237,6 +242,7 @@ impl Cluster {
             runtime,
             ranges_per_shard: config.ranges_per_shard,
             forwarder: Forwarder::default(),
+            remote_reads: remote_read::RemoteReads::default(),
             deleted: Mutex::new(Some(deleted_rx)),
         }))
     }

@@ -190,6 +190,12 @@ pub enum ReadError {
     /// The topic was deleted (a read waiting at the end of a partition ends with this).
     #[error(transparent)]
     Topic(#[from] TopicError),
+    /// Cluster mode: the partition's leader is down, unknown, or this broker is cut off.
+    #[error(transparent)]
+    Leader(#[from] crate::cluster::forward::ForwardError),
+    /// Cluster mode: the read at the partition's leader failed.
+    #[error(transparent)]
+    Remote(#[from] crate::cluster::remote_read::RemoteReadError),
 }
 
 impl From<StorageError> for ReadError {
@@ -206,6 +212,8 @@ impl Classify for ReadError {
             ReadError::Storage(e) => e.class(),
             ReadError::Route(e) => e.class(),
             ReadError::Topic(e) => e.class(),
+            ReadError::Leader(e) => e.class(),
+            ReadError::Remote(e) => e.class(),
         }
     }
 }
