@@ -8,42 +8,29 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::cluster::{all_up, three_brokers, wait_views};
-use common::consumer::{drain, produce_keyed, ConsumerClient};
+use common::consumer::{produce_keyed, ConsumerClient};
 use common::etcd::Etcd;
 use common::framed::FramedProducer;
 use common::http::HttpClient;
 use common::Broker;
-use shardlog::wire::consumer::StartPolicy;
 use shardlog::wire::ring::TopicLayout;
 
 /// What broker `b` stores of `topic`: (partition index, key, body) per record, in partition
-/// order, read through a consumer group of its own on `b`.
+/// order, read by FETCH from each of its partitions (a FETCH reads the broker's own log; a
+/// group's poll would also read the partitions other brokers lead).
 fn stored(b: &Broker, topic: &str, layout: &TopicLayout) -> Vec<(u32, String, String)> {
     let mut c = ConsumerClient::connect(b.framed);
-    c.register(
-        "reader",
-        &format!("check-{}", b.framed.port()),
-        &[topic],
-        StartPolicy::Earliest,
-    )
-    .expect("register");
-    let partition_of = |token: i64, range: u8| {
-        (0..layout.partitions())
-            .find(|&j| {
-                let id = layout.partition_id(j);
-                id.token == token && id.range_index == range
-            })
-            .expect("a partition of the layout")
-    };
-    drain(&mut c, "reader")
-        .iter()
-        .flat_map(|it| {
-            let j = partition_of(it.token, it.range_index);
-            it.records.iter().map(move |(_, _, body)| {
-                let body = String::from_utf8(body.clone()).expect("UTF-8");
-                let key = body.split('|').nth(1).expect("tag|key|seq").to_string();
-                (j, key, body)
-            })
+    (0..layout.partitions())
+        .flat_map(|j| {
+            c.fetch_all(topic, j)
+                .into_iter()
+                .flat_map(|it| it.records)
+                .map(move |(_, _, body)| {
+                    let body = String::from_utf8(body).expect("UTF-8");
+                    let key = body.split('|').nth(1).expect("tag|key|seq").to_string();
+                    (j, key, body)
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
 }

@@ -161,6 +161,7 @@ pub async fn start_core(
         Coordinator::install(&shard)
             .await
             .map_err(CoreError::Coordinator)?;
+        rt::spawn_detached(crate::cluster::dropped::follow_deletions(shard.clone()));
     }
     shard.serve();
     Ok(shard)

@@ -7,6 +7,10 @@
 //! | `controller` | [`ControllerRecord`](super::records::ControllerRecord) | the controller's |
 //! | `topics/{name}` | [`TopicRecord`](super::records::TopicRecord) | none |
 //! | `partitions/{name}/{j}` | [`PartitionRecord`](super::records::PartitionRecord) | none |
+//! | `offsets/{name}/{group}` | a group's committed offsets in the topic | none |
+//!
+//! A topic's keys (its layout, its partitions, every group's offsets in it) all start with
+//! one of three prefixes that name it, so deleting a topic is one transaction.
 
 /// The keys of one cluster.
 #[derive(Debug, Clone)]
@@ -63,6 +67,27 @@ impl Keys {
         format!("{}partitions/{topic}/{j}", self.prefix)
     }
 
+    /// The prefix of every partition record of `topic` (the trailing `/` keeps `orders`
+    /// from matching `orders2`).
+    pub fn partitions_prefix(&self, topic: &str) -> String {
+        format!("{}partitions/{topic}/", self.prefix)
+    }
+
+    /// A group's committed offsets in `topic`.
+    pub fn offsets(&self, topic: &str, group: &str) -> String {
+        format!("{}offsets/{topic}/{group}", self.prefix)
+    }
+
+    /// The prefix of every committed offset of every group.
+    pub fn offsets_all_prefix(&self) -> String {
+        format!("{}offsets/", self.prefix)
+    }
+
+    /// The prefix of every group's committed offsets in `topic`.
+    pub fn offsets_prefix(&self, topic: &str) -> String {
+        format!("{}offsets/{topic}/", self.prefix)
+    }
+
     /// What `key` names, if it is one of this cluster's.
     pub fn parse(&self, key: &str) -> Option<Key> {
         let rest = key.strip_prefix(&self.prefix)?;
@@ -102,6 +127,12 @@ mod tests {
             Some(Key::Partition("a.b".into(), 7))
         );
         assert!(k.live(1).starts_with(&k.live_prefix()));
+        assert!(k.partition("a", 3).starts_with(&k.partitions_prefix("a")));
+        assert!(!k.partition("ab", 3).starts_with(&k.partitions_prefix("a")));
+        assert!(k.offsets("a", "g").starts_with(&k.offsets_prefix("a")));
+        assert!(!k.offsets("ab", "g").starts_with(&k.offsets_prefix("a")));
+        // Offsets are not part of the watched state.
+        assert_eq!(k.parse(&k.offsets("a", "g")), None);
         for other in [
             "/other/controller",
             "/prod/brokers/x",

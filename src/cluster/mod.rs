@@ -13,6 +13,11 @@
 //! - [`controller`]: the election of one controller.
 //! - [`view`]: the watched state; [`topics`]: topic creation by compare-and-swap;
 //!   [`json`]: `GET /v1/cluster`.
+//! - [`catalog`]: topics opened on this broker with etcd's layout (any request naming a
+//!   topic it has not opened yet), created and deleted in etcd by the admin API; [`dropped`]:
+//!   shard 0 dropping the local data of topics deleted from etcd.
+//! - [`offsets`]: consumer groups' committed offsets in etcd.
+//! - [`remote_read`]: a poll's reads of partitions another broker leads (framed FETCH).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,14 +30,18 @@ use crate::config::Config;
 use crate::error::{Classify, ErrorClass};
 use crate::storage::fs::BrokerFs;
 
+pub mod catalog;
 pub mod controller;
+pub mod dropped;
 pub mod fence;
 pub mod forward;
 pub mod identity;
 pub mod json;
 pub mod keys;
 pub mod membership;
+pub mod offsets;
 pub mod records;
+pub mod remote_read;
 pub mod session;
 pub mod topics;
 pub mod view;
@@ -58,6 +67,9 @@ pub struct Cluster {
     runtime: tokio::runtime::Handle,
     ranges_per_shard: u32,
     forwarder: Forwarder,
+    remote_reads: remote_read::RemoteReads,
+    /// Names of topics deleted from etcd, until shard 0 takes the receiver ([`dropped`]).
+    deleted: Mutex<Option<futures_channel::mpsc::UnboundedReceiver<String>>>,
 }
 
 /// Where a write to a partition goes.
@@ -145,6 +157,7 @@ impl Cluster {
         let fence = Arc::new(LeaseFence::default());
         let state = SharedState::default();
         let progress = Arc::new(Progress::default());
+        let (deleted_tx, deleted_rx) = futures_channel::mpsc::unbounded();
         let (tx, rx) = std::sync::mpsc::channel();
         let (fence2, state2, progress2, keys2) =
             (fence.clone(), state.clone(), progress.clone(), keys.clone());
@@ -193,7 +206,7 @@ impl Cluster {
                         fence2,
                         poll,
                     ));
-                    tokio::spawn(view::follow(client.clone(), keys2, state2));
+                    tokio::spawn(view::follow(client.clone(), keys2, state2, deleted_tx));
                     let _ = tx.send(Ok((client, tokio::runtime::Handle::current())));
                     std::future::pending::<()>().await;
                 });
@@ -229,6 +242,8 @@ impl Cluster {
             runtime,
             ranges_per_shard: config.ranges_per_shard,
             forwarder: Forwarder::default(),
+            remote_reads: remote_read::RemoteReads::default(),
+            deleted: Mutex::new(Some(deleted_rx)),
         }))
     }
 
@@ -364,6 +379,16 @@ pub enum ClusterError {
     TopicNotFound(String),
     #[error("topic '{0}' changed while it was being created")]
     Raced(String),
+    #[error("topic '{0}' is not in this broker's view of the cluster yet")]
+    NotVisible(String),
+    /// Opening the topic on this broker failed (its own error, its own class).
+    #[error(transparent)]
+    Topic(Box<crate::shard::error::TopicError>),
+    #[error(
+        "topic '{0}' exists on this broker with another layout than the cluster's (it was \
+         created before the broker joined the cluster, or deleted and created again since)"
+    )]
+    LayoutDiffers(String),
     #[error("etcd key {key} holds a value this broker cannot read: {reason}")]
     BadRecord { key: String, reason: String },
     #[error(
@@ -397,6 +422,8 @@ impl Classify for ClusterError {
             ClusterError::Plan(PlanError::BadPartitions { .. }) => ErrorClass::Invalid,
             ClusterError::BadRecord { .. } => ErrorClass::Internal,
             ClusterError::TopicNotFound(_) => ErrorClass::NotFound,
+            ClusterError::LayoutDiffers(_) => ErrorClass::Invalid,
+            ClusterError::Topic(e) => e.class(),
             _ => ErrorClass::Unavailable,
         }
     }

@@ -3,7 +3,9 @@
 //! broker created it first, the transaction reads what it wrote instead. So two brokers that
 //! create the same topic at once agree on one layout.
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
+};
 
 use super::keys::Keys;
 use super::records::{plan_topic, BrokerRecord, TopicRecord};
@@ -94,6 +96,62 @@ pub async fn create_topic(
     }
     // Created and deleted between our compare and our read: rare; the caller may retry.
     Err(ClusterError::Raced(name))
+}
+
+/// What deleting a topic in etcd removed.
+#[derive(Debug, Clone)]
+pub struct TopicRemoved {
+    pub record: TopicRecord,
+    /// The groups that had committed offsets in it.
+    pub groups: Vec<String>,
+}
+
+/// Deletes `name`'s keys in one transaction, guarded by the topic key existing: its layout,
+/// every partition's record and every group's committed offsets in it. Every broker sees the
+/// layout's deletion in its watch and drops its local data. [`ClusterError::TopicNotFound`]
+/// when there is no such topic.
+pub async fn delete_topic(
+    mut client: Client,
+    keys: Keys,
+    name: String,
+) -> Result<TopicRemoved, ClusterError> {
+    let topic_key = keys.topic(&name);
+    let prefixed = || Some(DeleteOptions::new().with_prefix().with_prev_key());
+    let txn = Txn::new()
+        .when([Compare::version(topic_key.clone(), CompareOp::Greater, 0)])
+        .and_then([
+            TxnOp::get(topic_key.clone(), None),
+            TxnOp::delete(topic_key.clone(), None),
+            TxnOp::delete(keys.partitions_prefix(&name), prefixed()),
+            TxnOp::delete(keys.offsets_prefix(&name), prefixed()),
+        ]);
+    let answer = client.txn(txn).await?;
+    if !answer.succeeded() {
+        return Err(ClusterError::TopicNotFound(name));
+    }
+    let mut record = None;
+    let mut groups = Vec::new();
+    let offsets_prefix = keys.offsets_prefix(&name);
+    for op in answer.op_responses() {
+        match op {
+            TxnOpResponse::Get(got) => {
+                if let Some(kv) = got.kvs().first() {
+                    record = Some(parse_topic(&topic_key, kv.value())?);
+                }
+            }
+            TxnOpResponse::Delete(deleted) => groups.extend(
+                deleted
+                    .prev_kvs()
+                    .iter()
+                    .filter_map(|kv| kv.key_str().ok()?.strip_prefix(&offsets_prefix))
+                    .map(str::to_string),
+            ),
+            _ => {}
+        }
+    }
+    let record = record.ok_or_else(|| ClusterError::Raced(name.clone()))?;
+    tracing::info!(topic = name, ?groups, "deleted topic in etcd");
+    Ok(TopicRemoved { record, groups })
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {

@@ -2,6 +2,10 @@
 //! and then followed by a watch from the revision read, so the view is always etcd's state at
 //! some revision (`revision`). A watch that breaks or falls behind a compaction starts over
 //! with a fresh read.
+//!
+//! A topic whose layout key goes away (deleted through any broker) is announced on a channel
+//! ([`DeletedTopics`]), so shard 0 drops the topic's local data; a fresh read that no longer
+//! has a topic the previous view had announces it too.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -108,10 +112,13 @@ fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Option<T> {
 /// The shared view: written by the watch task, read by anyone.
 pub type SharedState = Arc<RwLock<ClusterState>>;
 
+/// Where the names of topics deleted from etcd go (to shard 0, which drops their data).
+pub type DeletedTopics = futures_channel::mpsc::UnboundedSender<String>;
+
 /// Follows the cluster's keys into `state`, forever.
-pub async fn follow(mut client: Client, keys: Keys, state: SharedState) {
+pub async fn follow(mut client: Client, keys: Keys, state: SharedState, deleted: DeletedTopics) {
     loop {
-        if let Err(e) = read_and_watch(&mut client, &keys, &state).await {
+        if let Err(e) = read_and_watch(&mut client, &keys, &state, &deleted).await {
             tracing::warn!("etcd watch: {e}; reading the cluster again");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -123,6 +130,7 @@ async fn read_and_watch(
     client: &mut Client,
     keys: &Keys,
     state: &SharedState,
+    deleted: &DeletedTopics,
 ) -> Result<(), etcd_client::Error> {
     let prefix = keys.prefix().to_string();
     let all = client
@@ -144,7 +152,20 @@ async fn read_and_watch(
             );
         }
     }
-    *state.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+    let gone: Vec<String> = {
+        let mut s = state.write().unwrap_or_else(|e| e.into_inner());
+        let gone = s
+            .topics
+            .keys()
+            .filter(|t| !fresh.topics.contains_key(*t))
+            .cloned()
+            .collect();
+        *s = fresh;
+        gone
+    };
+    for topic in gone {
+        let _ = deleted.unbounded_send(topic);
+    }
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1);
@@ -165,7 +186,12 @@ async fn read_and_watch(
                     kv.create_revision(),
                     kv.mod_revision(),
                 ),
-                EventType::Delete => s.delete(keys, key),
+                EventType::Delete => {
+                    if let Some(Key::Topic(topic)) = keys.parse(key) {
+                        let _ = deleted.unbounded_send(topic);
+                    }
+                    s.delete(keys, key)
+                }
             }
         }
         if let Some(h) = batch.header() {

@@ -211,6 +211,10 @@ settings! {
         } else {
             Ok(())
         };
+    /// Cluster mode: the shortest time between two writes of one consumer group's committed
+    /// offsets to etcd; commits made meanwhile go into the next write (the last one wins), so
+    /// etcd sees at most one write per group per interval.
+    offsets_interval: Duration as Dur, "DURATION", default "100ms";
     /// Log filter, e.g. info, debug, shardlog=trace; `RUST_LOG` wins when set.
     log: String as Text, "FILTER", default "info";
 }

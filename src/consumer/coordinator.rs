@@ -54,6 +54,8 @@ struct Persist {
     requested: u64,
     done: u64,
     running: bool,
+    /// When the last write started (cluster mode paces etcd writes by it).
+    last: Option<Instant>,
 }
 
 pub struct Coordinator {
@@ -68,6 +70,9 @@ pub struct Coordinator {
     /// Set once loaded offsets were checked against the logs' recovered ends.
     verified: Cell<bool>,
     verified_signal: LocalNotify,
+    /// Cluster mode: offsets live in etcd, written at most once per group per this long
+    /// (`--offsets-interval`); `None`: offsets files on this broker.
+    etcd_interval: Option<Duration>,
 }
 
 /// The shard that hosts the coordinator.
@@ -80,8 +85,13 @@ impl Coordinator {
     pub async fn install(shard: &Rc<Shard>) -> Result<(), StorageError> {
         let config = &shard.config;
         let dir = offsets_dir(&config.data_dir);
-        let mut loaded = offsets::load_all(&shard.fs, &dir).await?;
-        forget::drop_unknown_topics(shard, &dir, &mut loaded).await?;
+        let etcd_interval = crate::cluster::installed().map(|_| config.offsets_interval);
+        // Cluster mode: a group's offsets are read from etcd when the group is first used.
+        let mut loaded = HashMap::new();
+        if etcd_interval.is_none() {
+            loaded = offsets::load_all(&shard.fs, &dir).await?;
+            forget::drop_unknown_topics(shard, &dir, &mut loaded).await?;
+        }
         let me = Rc::new(Coordinator {
             state: RefCell::new(
                 Groups::new(config.consumer_timeout, loaded).with_limits(Limits {
@@ -98,6 +108,7 @@ impl Coordinator {
             persisted: LocalNotify::default(),
             verified: Cell::new(false),
             verified_signal: LocalNotify::default(),
+            etcd_interval,
         });
         shard.locals.insert(me.clone());
         let (c, sh) = (me.clone(), shard.clone());
@@ -128,9 +139,7 @@ impl Coordinator {
             // disk, if anywhere. Checked against the limits first, so a client that names
             // new groups without end costs no file reads once the broker is full.
             self.state.borrow().admits(consumer, group, topics.len())?;
-            let loaded = offsets::load_group(&self.fs, &self.dir, group)
-                .await
-                .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
+            let loaded = self.load_group(group).await?;
             self.state.borrow_mut().adopt(group, loaded);
         }
         let before = self.group_of(consumer);
@@ -262,9 +271,7 @@ impl Coordinator {
         if let Some(v) = self.state.borrow().view(group) {
             return Ok(v);
         }
-        let committed = offsets::load_group(&self.fs, &self.dir, group)
-            .await
-            .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
+        let committed = self.load_group(group).await?;
         if committed.is_empty() {
             return Err(ConsumerError::NoSuchGroup(group.to_string()));
         }
@@ -282,9 +289,7 @@ impl Coordinator {
         positions: Vec<(PartitionKey, i64)>,
     ) -> Result<(), ConsumerError> {
         if !self.state.borrow().has_group(group) {
-            let loaded = offsets::load_group(&self.fs, &self.dir, group)
-                .await
-                .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
+            let loaded = self.load_group(group).await?;
             self.state.borrow_mut().adopt(group, loaded);
         }
         let reset = self.state.borrow_mut().reset_offsets(group, &positions);
@@ -349,6 +354,10 @@ impl Coordinator {
                 continue;
             };
             if key.1 >= ts.layout.partitions() {
+                continue;
+            }
+            // Cluster mode: only a partition this broker leads has its log here.
+            if crate::cluster::installed().is_some_and(|c| !c.leads(&key.0, key.1)) {
                 continue;
             }
             match shard.bounds(&ts, key.1).await {

@@ -17,9 +17,13 @@ impl Coordinator {
     /// changed. Groups known only from their files are read back first, so the one place
     /// that rewrites offsets files does it.
     pub async fn forget_topic(&self, topic: &str) -> Result<Vec<String>, ConsumerError> {
-        let on_disk = offsets::load_all(&self.fs, &self.dir)
-            .await
-            .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?;
+        // Cluster mode: etcd dropped every group's offsets in the topic with the topic.
+        let on_disk = match self.etcd_interval {
+            Some(_) => HashMap::new(),
+            None => offsets::load_all(&self.fs, &self.dir)
+                .await
+                .map_err(|e| ConsumerError::Offsets(Arc::new(e)))?,
+        };
         for (group, committed) in on_disk {
             let holds = committed.keys().any(|(t, _)| t == topic);
             if holds && !self.state.borrow().has_group(&group) {

@@ -2,9 +2,10 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::Coordinator;
-use crate::consumer::offsets;
+use crate::consumer::offsets::{self, GroupOffsets};
 use crate::consumer::ConsumerError;
 use crate::rt;
 
@@ -91,17 +92,26 @@ impl Coordinator {
                     p.requested
                 })
             };
-            let Some(covers) = start else {
+            let Some(mut covers) = start else {
                 wake.await;
                 continue;
             };
+            if let Some(pause) = self.pace(group) {
+                // Commits made while waiting go into this write.
+                rt::sleep(pause).await;
+                covers = self
+                    .persisting
+                    .borrow()
+                    .get(group)
+                    .map_or(covers, |p| p.requested);
+            }
             let Some(snapshot) = self.state.borrow().committed(group).cloned() else {
                 // Never written empty: a group leaves memory only once saved.
                 self.persisting.borrow_mut().remove(group);
                 self.persisted.notify();
                 return Ok(());
             };
-            let saved = offsets::save(&self.fs, &self.dir, group, &snapshot).await;
+            let saved = self.save_group(group, snapshot).await;
             {
                 let mut all = self.persisting.borrow_mut();
                 let p = all.entry(group.to_string()).or_default();
@@ -114,7 +124,46 @@ impl Coordinator {
             if saved.is_ok() {
                 self.retire(group);
             }
-            return saved.map_err(|e| ConsumerError::Offsets(Arc::new(e)));
+            return saved;
+        }
+    }
+
+    /// Cluster mode: how long a write of `group`'s offsets that starts now must wait so that
+    /// etcd sees at most one per `--offsets-interval`; records the write's start.
+    pub(super) fn pace(&self, group: &str) -> Option<Duration> {
+        let interval = self.etcd_interval?;
+        let now = Instant::now();
+        let mut all = self.persisting.borrow_mut();
+        let p = all.entry(group.to_string()).or_default();
+        let due = p.last.map_or(now, |last| last + interval).max(now);
+        p.last = Some(due);
+        (due > now).then(|| due - now)
+    }
+
+    /// A group's committed offsets from where they are kept: etcd in cluster mode, else its
+    /// offsets file.
+    pub(super) async fn load_group(&self, group: &str) -> Result<GroupOffsets, ConsumerError> {
+        match crate::cluster::installed().filter(|_| self.etcd_interval.is_some()) {
+            Some(c) => c
+                .load_offsets(group)
+                .await
+                .map_err(|e| ConsumerError::Cluster(Arc::new(e))),
+            None => offsets::load_group(&self.fs, &self.dir, group)
+                .await
+                .map_err(|e| ConsumerError::Offsets(Arc::new(e))),
+        }
+    }
+
+    /// Writes `snapshot` as `group`'s committed offsets where they are kept.
+    async fn save_group(&self, group: &str, snapshot: GroupOffsets) -> Result<(), ConsumerError> {
+        match crate::cluster::installed().filter(|_| self.etcd_interval.is_some()) {
+            Some(c) => c
+                .save_offsets(group, snapshot)
+                .await
+                .map_err(|e| ConsumerError::Cluster(Arc::new(e))),
+            None => offsets::save(&self.fs, &self.dir, group, &snapshot)
+                .await
+                .map_err(|e| ConsumerError::Offsets(Arc::new(e))),
         }
     }
 

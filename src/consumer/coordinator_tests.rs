@@ -11,7 +11,26 @@ fn coordinator(dir: PathBuf) -> Rc<Coordinator> {
         persisted: LocalNotify::default(),
         verified: Cell::new(true),
         verified_signal: LocalNotify::default(),
+        etcd_interval: None,
     })
+}
+
+#[test]
+fn etcd_writes_of_a_group_are_paced_by_the_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Rc::try_unwrap(coordinator(tmp.path().join("offsets")))
+        .ok()
+        .unwrap();
+    // Without etcd, nothing waits.
+    assert_eq!(c.pace("g"), None);
+    c.etcd_interval = Some(Duration::from_secs(60));
+    let c = c;
+    assert_eq!(c.pace("g"), None, "the first write goes at once");
+    let second = c.pace("g").expect("the second waits");
+    assert!(second > Duration::from_secs(59) && second <= Duration::from_secs(60));
+    let third = c.pace("g").expect("the third waits behind it");
+    assert!(third > Duration::from_secs(119));
+    assert_eq!(c.pace("other"), None, "groups are paced apart");
 }
 
 #[test]

@@ -11,6 +11,10 @@
 //! partition rotates from poll to poll so that partitions early in the plan do not starve the
 //! others. A read that fails is left out while the others bring records; a poll that brings
 //! none answers with the error.
+//!
+//! In cluster mode a partition another broker leads is read there ([`read_partition`]): a
+//! FETCH to its leader, whose stored chunks come back as they are and go into this poll's
+//! response unchanged.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -21,9 +25,12 @@ use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use super::group::ReadTarget;
 use super::poll::{PollAssembler, PollResponse, Positions};
 use super::ConsumerError;
+use crate::cluster::remote_read::{RemoteRead, RemoteReadError};
+use crate::cluster::Route;
 use crate::rt;
 use crate::shard::msg::ReadResult;
 use crate::shard::{ReadError, Shard, TopicState};
+use crate::wire::ErrorCode;
 
 /// One partition's read.
 struct Fetched {
@@ -182,9 +189,8 @@ async fn long_poll(
         .iter()
         .enumerate()
         .map(|(i, f)| async move {
-            let r = shard
-                .read(&f.topic, f.partition, f.from, max_bytes, Some(wait))
-                .await;
+            let r =
+                read_partition(shard, &f.topic, f.partition, f.from, max_bytes, Some(wait)).await;
             (i, r)
         })
         .collect();
@@ -244,7 +250,7 @@ async fn fetch_one(
     let topic = shard.existing_topic(&t.topic).await?;
     let mut from = t.offset.unwrap_or(0).max(0);
     for _ in 0..3 {
-        match shard.read(&topic, t.partition, from, max_bytes, None).await {
+        match read_partition(shard, &topic, t.partition, from, max_bytes, None).await {
             Ok(result) => {
                 return Ok(Fetched {
                     from: from.min(result.end_offset),
@@ -262,6 +268,53 @@ async fn fetch_one(
         topic: t.topic.clone(),
         partition: t.partition,
     })
+}
+
+/// Reads partition `j` of `topic` from `from`: on its owning shard here, or, in cluster mode,
+/// at the broker etcd names its leader (refused, retryably, when that broker is down or this
+/// one does not hold its lease).
+async fn read_partition(
+    shard: &Rc<Shard>,
+    topic: &TopicState,
+    j: u32,
+    from: i64,
+    max_bytes: usize,
+    wait: Option<Duration>,
+) -> Result<ReadResult, ReadError> {
+    if let Some(cluster) = crate::cluster::installed() {
+        if let Route::Forward { leader, addr } = cluster.route(&topic.name, j)? {
+            let read = RemoteRead {
+                leader,
+                addr,
+                topic: topic.name.clone(),
+                partition: j,
+                from,
+                max_bytes,
+                wait,
+            };
+            return cluster
+                .read_remote(read)
+                .await
+                .map_err(|e| out_of_range(e, from));
+        }
+    }
+    shard.read(topic, j, from, max_bytes, wait).await
+}
+
+/// A leader's OUT_OF_RANGE, as a local read reports it (its message ends with the earliest
+/// offset still available), so the poll moves up to it as it does locally.
+fn out_of_range(e: RemoteReadError, requested: i64) -> ReadError {
+    if let RemoteReadError::Refused { code, message, .. } = &e {
+        let earliest = message.rsplit(' ').next().and_then(|n| n.parse().ok());
+        if let (Some(ErrorCode::OutOfRange), Some(earliest)) = (ErrorCode::from_u8(*code), earliest)
+        {
+            return ReadError::OutOfRange {
+                requested,
+                earliest,
+            };
+        }
+    }
+    ReadError::Remote(e)
 }
 
 /// Builds the response in plan order and notes the positions its items reach.

@@ -58,6 +58,9 @@ pub enum ConsumerError {
     /// Committed offsets could not be made durable.
     #[error("offsets: {0}")]
     Offsets(Arc<StorageError>),
+    /// Cluster mode: committed offsets could not be read from or written to etcd.
+    #[error("offsets in the cluster: {0}")]
+    Cluster(Arc<crate::cluster::ClusterError>),
     /// The broker already has `--max-groups` groups with live members.
     #[error("the broker already has {max} consumer groups with live members (--max-groups); retry once one has emptied")]
     TooManyGroups { max: usize },
@@ -120,6 +123,7 @@ impl Classify for ConsumerError {
                 ErrorClass::Unavailable
             }
             ConsumerError::Offsets(e) => e.class(),
+            ConsumerError::Cluster(e) => e.class(),
             ConsumerError::NoCoordinator(_) => ErrorClass::Internal,
             ConsumerError::NotAssigned { .. } | ConsumerError::PastDelivered { .. } => {
                 ErrorClass::Invalid

@@ -37,10 +37,20 @@ impl Shard {
     /// The topic's state. An unknown topic is created (through shard 0) with the default
     /// layout when `--auto-create-topics` is on, and is [`TopicError::NotCreated`] when it is
     /// off. Every interface that names a topic (STARTUP, REGISTER, REST, gRPC metadata)
-    /// comes through here.
+    /// comes through here. In cluster mode the topic comes from etcd (created there when
+    /// auto-create is on), opened here with etcd's layout.
     pub async fn topic(&self, name: &str) -> Result<Rc<TopicState>, TopicError> {
         if let Some(t) = self.known_topic(name) {
             return Ok(t);
+        }
+        if let Some(cluster) = crate::cluster::installed() {
+            let create = self.config.auto_create_topics;
+            return match cluster.open_topic(self, name, create).await {
+                Err(TopicError::NotFound { topic }) if !create => {
+                    Err(TopicError::NotCreated { topic })
+                }
+                opened => opened,
+            };
         }
         let create = self
             .config
@@ -54,10 +64,13 @@ impl Shard {
     }
 
     /// The topic's state if it exists; never creates one (reads that name a topic: a typo
-    /// must not make a topic).
+    /// must not make a topic). In cluster mode a topic etcd has is opened here with its layout.
     pub async fn existing_topic(&self, name: &str) -> Result<Rc<TopicState>, TopicError> {
         if let Some(t) = self.known_topic(name) {
             return Ok(t);
+        }
+        if let Some(cluster) = crate::cluster::installed() {
+            return cluster.open_topic(self, name, false).await;
         }
         let found = self.find_or_create(name, None).await?;
         self.install_topic(name, found.layout, found.incarnation)

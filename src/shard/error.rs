@@ -71,6 +71,14 @@ pub enum TopicError {
         #[source]
         source: Arc<StorageError>,
     },
+    /// Cluster mode: the topic's layout could not be found in etcd, created there, or opened
+    /// on this broker with it.
+    #[error("topic '{topic}': {source}")]
+    Cluster {
+        topic: String,
+        #[source]
+        source: Arc<crate::cluster::ClusterError>,
+    },
     /// An explicit create asked for a partition count the broker cannot lay out.
     #[error("cannot create topic '{topic}' with {partitions} partitions: {why}")]
     BadPartitions {
@@ -92,6 +100,7 @@ impl Classify for TopicError {
             TopicError::Bury { source, .. } => source.class(),
             TopicError::LimitReached { .. } => ErrorClass::LimitReached,
             TopicError::BadPartitions { .. } => ErrorClass::Invalid,
+            TopicError::Cluster { source, .. } => source.class(),
         }
     }
 }
@@ -181,6 +190,12 @@ pub enum ReadError {
     /// The topic was deleted (a read waiting at the end of a partition ends with this).
     #[error(transparent)]
     Topic(#[from] TopicError),
+    /// Cluster mode: the partition's leader is down, unknown, or this broker is cut off.
+    #[error(transparent)]
+    Leader(#[from] crate::cluster::forward::ForwardError),
+    /// Cluster mode: the read at the partition's leader failed.
+    #[error(transparent)]
+    Remote(#[from] crate::cluster::remote_read::RemoteReadError),
 }
 
 impl From<StorageError> for ReadError {
@@ -197,6 +212,8 @@ impl Classify for ReadError {
             ReadError::Storage(e) => e.class(),
             ReadError::Route(e) => e.class(),
             ReadError::Topic(e) => e.class(),
+            ReadError::Leader(e) => e.class(),
+            ReadError::Remote(e) => e.class(),
         }
     }
 }

@@ -127,6 +127,33 @@ impl ConsumerClient {
         Self::expect_ready(self.request(OpCode::Commit, &b))
     }
 
+    /// Every record broker-local partition `partition` of `topic` holds, by FETCH from offset
+    /// 0 until a fetch brings nothing (a FETCH reads the broker's own log, whoever leads).
+    pub fn fetch_all(&mut self, topic: &str, partition: u32) -> Vec<Item> {
+        let mut all: Vec<Item> = Vec::new();
+        let mut next = 0;
+        loop {
+            let mut body = Vec::new();
+            shardlog::wire::fetch::FetchBody {
+                topic: topic.into(),
+                partition,
+                from: shardlog::wire::fetch::FetchFrom::Offset(next),
+                max_bytes: 1 << 20,
+                max_wait_ms: None,
+            }
+            .encode(&mut body);
+            let items = match self.request(OpCode::Fetch, &body) {
+                (OpCode::PollResponse, body) => decode_items(&body),
+                (op, body) => panic!("FETCH answered {op:?}: {:?}", parse_error_body(&body)),
+            };
+            let Some(last) = items.last().and_then(|it| it.records.last()) else {
+                return all;
+            };
+            next = last.0 + 1;
+            all.extend(items);
+        }
+    }
+
     pub fn goodbye(&mut self, id: &str) -> Result<(), Refusal> {
         let mut b = Vec::new();
         encode_consumer_id(id, &mut b);

@@ -22,8 +22,8 @@ use std::rc::Rc;
 use http::StatusCode;
 use serde::Deserialize;
 
-use crate::consumer::topic_delete;
-use crate::shard::Shard;
+use crate::consumer::{topic_delete, ConsumerError};
+use crate::shard::{Shard, TopicError};
 use crate::wire::startup::validate_topic;
 
 use super::super::errors;
@@ -106,6 +106,11 @@ async fn create_inner(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpRespon
                 .create_topic(&name, body.partitions)
                 .await
                 .map_err(|e| errors::response(&e))?;
+            // Opened here at once with etcd's layout (the others open it on first use).
+            cluster
+                .open_found(shard, &name, &found.record)
+                .await
+                .map_err(|e| errors::response(&e))?;
             (found.record.partitions(), found.created)
         }
         None => {
@@ -140,8 +145,39 @@ pub async fn delete(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
         Ok(n) => n,
         Err(r) => return r,
     };
+    if let Some(cluster) = crate::cluster::installed() {
+        return delete_in_cluster(cluster, &shard, name).await;
+    }
     match topic_delete::delete_topic(&shard, &name).await {
         Ok(d) => HttpResponse::json(StatusCode::OK, topics_json::deleted(&d)),
         Err(e) => errors::response(&e),
     }
+}
+
+/// Cluster mode: the topic's keys go from etcd in one transaction; every broker drops its
+/// local data when its watch sees that, this one before it answers.
+async fn delete_in_cluster(
+    cluster: &crate::cluster::Cluster,
+    shard: &Rc<Shard>,
+    name: String,
+) -> HttpResponse {
+    let removed = match cluster.delete_topic(&name).await {
+        Ok(r) => r,
+        Err(e) => return errors::response(&e),
+    };
+    match topic_delete::delete_topic(shard, &name).await {
+        Ok(_) => {}
+        Err(ConsumerError::Topic(TopicError::NotFound { .. } | TopicError::Deleting { .. })) => {}
+        // Gone from the cluster already; the local files stay until the next deletion of
+        // the name or a restart (logged, not the client's failure).
+        Err(e) => {
+            tracing::error!(topic = name, error = %e, "cannot drop the deleted topic's local data")
+        }
+    }
+    let deleted = topic_delete::TopicDeleted {
+        topic: name,
+        partitions: removed.record.partitions(),
+        groups: removed.groups,
+    };
+    HttpResponse::json(StatusCode::OK, topics_json::deleted(&deleted))
 }

@@ -1,0 +1,279 @@
+//! Reading a partition another broker leads, for a consumer poll served here: a framed FETCH
+//! to the leader (on the cluster thread, over the `shardlog-client` crate's connection), whose
+//! POLL_RESPONSE carries the leader's stored chunks. Each item becomes a [`StoredChunk`] whose
+//! payload is a slice of the received body, so the poll assembled here sends the leader's
+//! bytes as they are: nothing is re-encoded on either hop.
+//!
+//! A poll item says where its chunk starts but not how many records it holds; the poll needs
+//! that to know where the partition's next read starts. Between two items of one answer the
+//! count is the difference of their offsets; the last item's records are counted by
+//! decompressing that one chunk (counted, then thrown away; never re-encoded).
+//!
+//! One FETCH per connection at a time (the leader serves a connection's fetches in turn, and
+//! a long poll holds its connection for its wait): idle connections to each leader are kept
+//! for reuse, and a call that finds none opens another.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use shardlog_client::mux::Mux;
+use shardlog_client::ClientError;
+
+use super::Cluster;
+use crate::error::{Classify, ErrorClass};
+use crate::shard::msg::ReadResult;
+use crate::storage::chunk::{decode_chunk_records, StoredChunk};
+use crate::wire::fetch::{FetchBody, FetchFrom};
+use crate::wire::poll::parse_poll_response;
+use crate::wire::record::RecordIter;
+use crate::wire::{ErrorCode, OpCode};
+
+/// Why a read from a partition's leader failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RemoteReadError {
+    #[error("reading from broker {leader} at {addr}: {source}")]
+    Link {
+        leader: u32,
+        addr: String,
+        #[source]
+        source: ClientError,
+    },
+    /// The leader's own refusal (its code and message).
+    #[error("broker {leader} refused the read: {message}")]
+    Refused {
+        leader: u32,
+        code: u8,
+        message: String,
+    },
+    #[error(
+        "broker {leader} answered a read with a chunk whose records cannot be counted: {reason}"
+    )]
+    BadChunk { leader: u32, reason: String },
+    #[error("the cluster thread stopped")]
+    Stopped,
+}
+
+impl Classify for RemoteReadError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            RemoteReadError::Refused { code, .. } => match ErrorCode::from_u8(*code) {
+                Some(ErrorCode::NotFound) => ErrorClass::NotFound,
+                Some(ErrorCode::OutOfRange) => ErrorClass::OutOfRange,
+                Some(ErrorCode::Storage) => ErrorClass::Storage,
+                Some(ErrorCode::BadRequest | ErrorCode::Protocol) => ErrorClass::Invalid,
+                _ => ErrorClass::Unavailable,
+            },
+            RemoteReadError::BadChunk { .. } => ErrorClass::Storage,
+            _ => ErrorClass::Unavailable,
+        }
+    }
+}
+
+/// The largest FETCH answer taken from a leader (a poll's budget is far below it).
+const MAX_ANSWER: u32 = 256 << 20;
+
+/// Beyond a FETCH's own wait, how long its answer may take.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// Idle connections to leaders, by framed address.
+#[derive(Default)]
+pub struct RemoteReads {
+    idle: Mutex<HashMap<String, Vec<Mux>>>,
+}
+
+/// One read of a partition at its leader.
+#[derive(Debug, Clone)]
+pub struct RemoteRead {
+    pub leader: u32,
+    pub addr: String,
+    pub topic: String,
+    pub partition: u32,
+    pub from: i64,
+    pub max_bytes: usize,
+    pub wait: Option<Duration>,
+}
+
+impl Cluster {
+    /// Reads `read` at its leader; callable from any runtime (the work runs on the cluster
+    /// thread).
+    pub async fn read_remote(&self, read: RemoteRead) -> Result<ReadResult, RemoteReadError> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let cluster = super::installed().cloned();
+        self.runtime.spawn(async move {
+            let answer = match cluster {
+                Some(c) => c.remote_reads.fetch(read).await,
+                None => Err(RemoteReadError::Stopped),
+            };
+            let _ = tx.send(answer);
+        });
+        rx.await.map_err(|_| RemoteReadError::Stopped)?
+    }
+}
+
+impl RemoteReads {
+    async fn fetch(&self, read: RemoteRead) -> Result<ReadResult, RemoteReadError> {
+        let link = |source| RemoteReadError::Link {
+            leader: read.leader,
+            addr: read.addr.clone(),
+            source,
+        };
+        let wait = read.wait.unwrap_or_default();
+        let reused = self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&read.addr)
+            .and_then(Vec::pop);
+        let mux = match reused.filter(|m| !m.is_closed()) {
+            Some(m) => m,
+            None => Mux::connect(&read.addr, MAX_ANSWER, 1, wait + ANSWER_WITHIN)
+                .await
+                .map_err(link)?,
+        };
+        let mut body = Vec::new();
+        FetchBody {
+            topic: read.topic.clone(),
+            partition: read.partition,
+            from: FetchFrom::Offset(read.from),
+            max_bytes: read.max_bytes.min(u32::MAX as usize) as u32,
+            max_wait_ms: read
+                .wait
+                .map(|w| w.as_millis().min(u128::from(u32::MAX)) as u32),
+        }
+        .encode(&mut body);
+        let answer = match mux.call(OpCode::Fetch, 0, &body).await {
+            Ok(a) => a,
+            Err(ClientError::Broker { code, message }) => {
+                self.put_back(&read.addr, mux);
+                return Err(RemoteReadError::Refused {
+                    leader: read.leader,
+                    code,
+                    message,
+                });
+            }
+            // The connection is not reused.
+            Err(e) => return Err(link(e)),
+        };
+        self.put_back(&read.addr, mux);
+        if answer.opcode().ok() != Some(OpCode::PollResponse) {
+            return Err(link(ClientError::ConnectionLost(
+                "no POLL_RESPONSE to FETCH".into(),
+            )));
+        }
+        chunks_of(read.leader, read.from, &answer.body)
+    }
+
+    fn put_back(&self, addr: &str, mux: Mux) {
+        if !mux.is_closed() {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.entry(addr.to_string()).or_default().push(mux);
+        }
+    }
+}
+
+/// The chunks of a leader's POLL_RESPONSE `body` to a read from `from`, their payloads
+/// slices of `body`.
+fn chunks_of(leader: u32, from: i64, body: &Bytes) -> Result<ReadResult, RemoteReadError> {
+    let bad = |reason: String| RemoteReadError::BadChunk { leader, reason };
+    let items = parse_poll_response(body).map_err(|e| bad(e.to_string()))?;
+    if items.is_empty() {
+        return Ok(ReadResult {
+            chunks: Vec::new(),
+            start_offset: from,
+            end_offset: from,
+        });
+    }
+    let mut chunks: Vec<StoredChunk> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let count = match items.get(i + 1) {
+            Some(next) => next.header.offset - item.header.offset,
+            None => count_records(item.payload).map_err(&bad)?,
+        };
+        let record_count = u32::try_from(count)
+            .ok()
+            .filter(|&c| c > 0)
+            .ok_or_else(|| bad(format!("{count} records at offset {}", item.header.offset)))?;
+        chunks.push(StoredChunk {
+            start_offset: item.header.offset,
+            record_count,
+            payload: body.slice_ref(item.payload),
+        });
+    }
+    let end = chunks
+        .last()
+        .map_or(from, StoredChunk::end_offset)
+        .max(from);
+    Ok(ReadResult {
+        chunks,
+        start_offset: from,
+        end_offset: end,
+    })
+}
+
+/// The records in one chunk's payload (decompressed to count them).
+fn count_records(payload: &[u8]) -> Result<i64, String> {
+    let records = decode_chunk_records(payload).map_err(|e| e.to_string())?;
+    let mut n = 0i64;
+    for r in RecordIter::new(&records) {
+        r.map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::poll::{PollItem, PollItemHeader, PollResponse};
+
+    /// A chunk payload of `n` records: a zstd frame with a content checksum.
+    fn payload(n: usize) -> Vec<u8> {
+        let mut raw = Vec::new();
+        for i in 0..n {
+            crate::wire::record::encode_record(i as i64, b"body", &mut raw);
+        }
+        let mut c = zstd::bulk::Compressor::new(1).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+            .unwrap();
+        c.compress(&raw).unwrap()
+    }
+
+    fn item(offset: i64, payload: &[u8]) -> PollItem<'_> {
+        PollItem {
+            header: PollItemHeader {
+                token: 7,
+                range_index: 0,
+                gen_version: 1,
+                topic: "t",
+                offset,
+                payload_len: payload.len() as u32,
+            },
+            payload,
+        }
+    }
+
+    #[test]
+    fn a_leaders_answer_becomes_its_chunks_unchanged() {
+        let (a, b) = (payload(3), payload(5));
+        let mut body = Vec::new();
+        PollResponse {
+            items: vec![item(10, &a[..]), item(13, &b[..])],
+        }
+        .encode(&mut body);
+        let body = Bytes::from(body);
+        let r = chunks_of(1, 10, &body).unwrap();
+        let got: Vec<(i64, u32)> = r
+            .chunks
+            .iter()
+            .map(|c| (c.start_offset, c.record_count))
+            .collect();
+        assert_eq!(got, [(10, 3), (13, 5)]);
+        assert_eq!(&r.chunks[1].payload[..], &b[..]);
+        assert_eq!(r.end_offset, 18);
+        assert!(chunks_of(1, 10, &Bytes::from_static(b"\x00\x01")).is_err());
+        let empty = chunks_of(1, 4, &Bytes::from_static(b"\x00\x00")).unwrap();
+        assert!(empty.chunks.is_empty() && empty.end_offset == 4);
+    }
+}

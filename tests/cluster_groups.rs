@@ -1,0 +1,178 @@
+//! Consumer groups in cluster mode against a real etcd and three brokers: a poll gathers the
+//! stored chunks of every partition from its leader and sends them as stored; committed
+//! offsets live in etcd, so a group resumes from them on another broker after the one it used
+//! is killed.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use common::cluster::{all_up, three_brokers, wait_views};
+use common::consumer::{bodies, produce_keyed, ConsumerClient, Item};
+use common::etcd::Etcd;
+use common::http::HttpClient;
+use common::Broker;
+use shardlog::wire::consumer::StartPolicy;
+
+/// Creates `topic` with `partitions` partitions through `b`.
+fn create(b: &Broker, topic: &str, partitions: u32) {
+    let body = format!("{{\"partitions\": {partitions}}}");
+    let r = HttpClient::connect(b.http).request(
+        "POST",
+        &format!("/v1/topics/{topic}"),
+        &[],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+/// Produces through every broker; returns every acknowledged (key, body).
+/// `round` tells rounds apart (each round counts its keys' messages from 0).
+fn produce_everywhere(
+    brokers: &[Broker],
+    topic: &str,
+    n: usize,
+    round: u32,
+) -> Vec<(String, String)> {
+    brokers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| produce_keyed(b.framed, topic, n, 12, &format!("r{round}via{}", i + 1)))
+        .collect()
+}
+
+/// Every acknowledged body read exactly once, and per key and producer in order.
+fn check_once_in_order(acked: &[(String, String)], read: &[String]) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for b in read {
+        *seen.entry(b).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "read more than once: {twice:?}");
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|(_, b)| !seen.contains_key(b.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged never read",
+        missing.len()
+    );
+    assert_eq!(seen.len(), acked.len(), "read what was not acknowledged");
+    let mut last: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for b in read {
+        let mut parts = b.split('|');
+        let (tag, key) = (parts.next().unwrap(), parts.next().unwrap());
+        let seq: usize = parts.next().unwrap().parse().unwrap();
+        if let Some(prev) = last.insert((tag.into(), key.into()), seq) {
+            assert!(seq > prev, "{b} after seq {prev}");
+        }
+    }
+}
+
+/// The partition index of `item` in a topic of `partitions` partitions on one token range
+/// each (the layout of an explicit count that is not a multiple of the shards).
+fn partition_of(item: &Item, layouts: &shardlog::wire::ring::TopicLayout) -> u32 {
+    (0..layouts.partitions())
+        .find(|&j| {
+            let id = layouts.partition_id(j);
+            id.token == item.token && id.range_index == item.range_index
+        })
+        .expect("a partition of the layout")
+}
+
+#[test]
+fn a_group_on_one_broker_reads_what_every_leader_stored_once_in_order_and_as_stored() {
+    let Some(etcd) = Etcd::start() else { return };
+    let brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    create(&brokers[0], "events", 6);
+    let acked = produce_everywhere(&brokers, "events", 300, 1);
+
+    let mut c = ConsumerClient::connect(brokers[1].framed);
+    c.register("c1", "g", &["events"], StartPolicy::Earliest)
+        .expect("register");
+    let mut items = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bodies(&items).len() < acked.len() {
+        assert!(Instant::now() < deadline, "never read everything");
+        items.extend(c.poll("c1", Some(1000)).expect("poll"));
+    }
+    assert!(c.poll("c1", None).expect("poll").is_empty());
+    check_once_in_order(&acked, &bodies(&items));
+
+    // Each item is the leader's stored chunk, byte for byte.
+    let layout = shardlog::wire::ring::TopicLayout {
+        gen: 1,
+        token_ranges: 3,
+        ranges_per_token_range: 2,
+    };
+    let mut stored: HashMap<(u32, i64), Vec<u8>> = HashMap::new();
+    for b in &brokers {
+        let mut f = ConsumerClient::connect(b.framed);
+        for j in 0..layout.partitions() {
+            for it in f.fetch_all("events", j) {
+                stored.insert((j, it.offset), it.payload);
+            }
+        }
+    }
+    for it in &items {
+        let j = partition_of(it, &layout);
+        assert_eq!(
+            stored.get(&(j, it.offset)),
+            Some(&it.payload),
+            "partition {j} offset {}",
+            it.offset
+        );
+    }
+}
+
+#[test]
+fn committed_offsets_survive_kill_9_of_the_broker_the_group_used() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    create(&brokers[0], "orders", 6);
+    let mut acked = produce_everywhere(&brokers, "orders", 100, 1);
+
+    // All of it through broker 3, committed (acknowledged once etcd has it).
+    let mut read = Vec::new();
+    let mut c = ConsumerClient::connect(brokers[2].framed);
+    c.register("c1", "g", &["orders"], StartPolicy::Earliest)
+        .expect("register");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read.len() < acked.len() {
+        assert!(Instant::now() < deadline, "never read the first round");
+        read.extend(bodies(&c.poll("c1", Some(500)).expect("poll")));
+    }
+    c.commit("c1").expect("commit");
+    // More, which the group has not read.
+    acked.extend(produce_everywhere(&brokers, "orders", 100, 2));
+    drop(c);
+    brokers[2].kill9();
+
+    // The group resumes on broker 1 from the committed offsets: nothing read twice, nothing
+    // lost. Broker 3's partitions are unavailable until it is back.
+    let mut c = ConsumerClient::connect(brokers[0].framed);
+    c.register("c2", "g", &["orders"], StartPolicy::Earliest)
+        .expect("register on another broker");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut restarted = false;
+    let mut refused = 0;
+    while read.len() < acked.len() {
+        assert!(Instant::now() < deadline, "never read everything");
+        match c.poll("c2", Some(500)) {
+            Ok(items) => read.extend(bodies(&items)),
+            Err(_) => refused += 1,
+        }
+        if !restarted && (refused > 0 || read.len() * 3 > acked.len() * 2) {
+            brokers[2].restart();
+            restarted = true;
+        }
+    }
+    assert!(c.poll("c2", None).expect("poll").is_empty());
+    check_once_in_order(&acked, &read);
+}

@@ -1,0 +1,121 @@
+//! Topic admin in cluster mode against a real etcd and three brokers: an explicit create
+//! opens the topic on the broker asked with exactly etcd's layout; a consumer REGISTER
+//! (REST or framed) on another broker takes the layout from etcd; a DELETE on any broker
+//! removes the topic's keys from etcd and every broker drops its local data, so the name can
+//! be created again with another layout.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{all_up, three_brokers, wait_views};
+use common::consumer::ConsumerClient;
+use common::etcd::Etcd;
+use common::http::HttpClient;
+use common::Broker;
+use serde_json::Value;
+use shardlog::wire::consumer::StartPolicy;
+
+/// The partition count broker `b` holds `topic` with locally (`GET /v1/topics/{name}`
+/// describes the broker's own topics), or `None` when it holds none.
+fn local_partitions(b: &Broker, topic: &str) -> Option<usize> {
+    let r = HttpClient::connect(b.http).request("GET", &format!("/v1/topics/{topic}"), &[], b"");
+    match r.status {
+        404 => None,
+        200 => {
+            let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+            Some(v["partitions"].as_array().expect("partitions").len())
+        }
+        s => panic!("GET /v1/topics/{topic}: {s} {}", r.text()),
+    }
+}
+
+fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "never {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn topics_are_opened_with_etcds_layout_and_deleted_on_every_broker() {
+    let Some(etcd) = Etcd::start() else { return };
+    let brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+
+    // Created through broker 1: open there at once, with the count asked for (a broker's
+    // own default would be 1 shard x 4 ranges = 4).
+    let mut http1 = HttpClient::connect(brokers[0].http);
+    let r = http1.request("POST", "/v1/topics/orders", &[], b"{\"partitions\": 5}");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(local_partitions(&brokers[0], "orders"), Some(5));
+    assert_eq!(local_partitions(&brokers[1], "orders"), None);
+
+    // A REST register on broker 2 and a framed one on broker 3 open it with etcd's layout.
+    let mut http2 = HttpClient::connect(brokers[1].http);
+    let r = http2.register("c2", "g", &["orders"], "startFromEarliest");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(local_partitions(&brokers[1], "orders"), Some(5));
+    let mut framed3 = ConsumerClient::connect(brokers[2].framed);
+    framed3
+        .register("c3", "g3", &["orders"], StartPolicy::Earliest)
+        .expect("register on broker 3");
+    assert_eq!(local_partitions(&brokers[2], "orders"), Some(5));
+
+    // Deleted through broker 2: gone from etcd, and every broker drops its files.
+    let r = http2.request("DELETE", "/v1/topics/orders", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert_eq!(v["deleted"], true);
+    assert_eq!(v["partitions"], 5);
+    wait_views(&all, "the topic gone from every view", |v| {
+        v["topics"].as_array().is_some_and(|t| t.is_empty())
+    });
+    for b in &brokers {
+        wait_until(
+            &format!("{} dropping its files", b.data_dir.display()),
+            || local_partitions(b, "orders").is_none() && !b.data_dir.join("orders").exists(),
+        );
+    }
+    let r = http1.request("DELETE", "/v1/topics/orders", &[], b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+
+    // The name can be created again with another layout, and every broker takes the new one.
+    let mut http3 = HttpClient::connect(brokers[2].http);
+    let r = http3.request("POST", "/v1/topics/orders", &[], b"{\"partitions\": 2}");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = http1.register("c1", "g", &["orders"], "startFromEarliest");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(local_partitions(&brokers[0], "orders"), Some(2));
+    assert_eq!(local_partitions(&brokers[2], "orders"), Some(2));
+}
+
+#[test]
+fn without_auto_create_a_register_finds_the_topic_in_etcd_or_is_refused() {
+    let Some(etcd) = Etcd::start() else { return };
+    let brokers: Vec<Broker> = (1..=2)
+        .map(|id| {
+            let mut b = etcd.broker(id);
+            b.extra
+                .extend(["--auto-create-topics".into(), "false".into()]);
+            b.spawn();
+            b
+        })
+        .collect();
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "both up", all_up(&[1, 2]));
+    let mut c = ConsumerClient::connect(brokers[1].framed);
+    // Nowhere yet: not created by a REGISTER.
+    assert!(c
+        .register("c", "g", &["audit"], StartPolicy::Earliest)
+        .is_err());
+    let mut http1 = HttpClient::connect(brokers[0].http);
+    let r = http1.request("POST", "/v1/topics/audit", &[], b"{\"partitions\": 3}");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut c = ConsumerClient::connect(brokers[1].framed);
+    c.register("c", "g", &["audit"], StartPolicy::Earliest)
+        .expect("register once etcd has it");
+    assert_eq!(local_partitions(&brokers[1], "audit"), Some(3));
+}
