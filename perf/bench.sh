@@ -5,6 +5,8 @@
 #
 #   perf/bench.sh                      # everything, ~6 minutes
 #   DUR=30s SOAK=10m perf/bench.sh     # longer runs and a 10-minute memory soak
+#   SWEEP=only perf/bench.sh           # only the client-shape / frame-size / payload sweep
+#   SWEEP=0 perf/bench.sh              # everything but the sweep
 #
 # The broker runs pinned to $BROKER_CPUS, the harness to $HARNESS_CPUS (one core each on a
 # 2-core machine). Results go to $OUT (one JSON file per step) and a summary table to stdout.
@@ -17,6 +19,8 @@ ALL_CPUS=${ALL_CPUS:-0,1}
 LEVEL=${LEVEL:-1}
 DUR=${DUR:-15s}
 SOAK=${SOAK:-0}
+SWEEP=${SWEEP:-1}
+SWEEP_DUR=${SWEEP_DUR:-8s}
 DIR=${DIR:-$PWD/target/bench-data}
 OUT=${OUT:-$PWD/target/bench-results}
 FRAMED=127.0.0.1:19254
@@ -62,12 +66,84 @@ trap stop_broker EXIT
 rss_mib() { echo $(( $(ps -o rss= -p "$broker_pid") / 1024 )); }
 j() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
 
+# The sweep: keyless framed produce, 1 shard, across client shapes (connections x frames in
+# flight), messages per frame and payloads of different compressibility, each figure against
+# the one-core zstd rate of its own payload measured just before it (and, for payloads zstd
+# cannot shrink, the disk's O_DIRECT write bandwidth: whichever is lower is the bound).
+sweep_zstd() { # sweep_zstd KIND -> msgs/s of that payload on one core, and its zstd ratio
+  $PERF limits --only zstd --dir "$DIR/limits" --cpus "$HARNESS_CPUS" --zstd-level "$LEVEL" \
+    --payload "$1" --json > "$OUT/sweep-zstd-$1.json"
+  j "$OUT/sweep-zstd-$1.json" "f\"{int(d['zstd']['batch']['msgs_per_sec'])} {d['zstd']['batch']['ratio']:.3f}\""
+}
+sweep_row() { # sweep_row LABEL KIND CONNS INFLIGHT MPF
+  local label=$1 kind=$2 c=$3 f=$4 m=$5 name="sweep-$2-$3x$4-m$5"
+  start_broker 1 "$BROKER_CPUS"
+  $PERF produce --framed $FRAMED --duration "$SWEEP_DUR" --warmup 2s --connections "$c" \
+    --in-flight "$f" --messages-per-frame "$m" --payload "$kind" --cpus "$HARNESS_CPUS" \
+    --quiet --json > "$OUT/$name.json"
+  # Scheduling delays over 10 ms during the run (a stalled executor would show here).
+  local stalls
+  stalls=$(curl -s "http://$HTTP/metrics" | python3 -c "
+import sys
+count = fast = 0
+for line in sys.stdin:
+    if line.startswith('shardlog_sched_delay_seconds_count'): count += float(line.split()[-1])
+    if line.startswith('shardlog_sched_delay_seconds_bucket') and 'le=\"0.01\"' in line: fast += float(line.split()[-1])
+print(int(count - fast))")
+  stop_broker
+  local rate p99
+  rate=$(j "$OUT/$name.json" "int(d['msgs_per_sec'])")
+  p99=$(j "$OUT/$name.json" "d['p99_us']")
+  local zstd=${SWEEP_ZSTD[$kind]} ratio=${SWEEP_RATIO[$kind]}
+  # The disk's bound in messages: its write bandwidth over the bytes each message takes stored.
+  local disk
+  disk=$(python3 -c "print(int($WRITE_BW * 1e6 / ((1024 + 12) / $ratio)))")
+  local bound=$zstd which=zstd
+  if [ "$disk" -lt "$zstd" ]; then bound=$disk which=disk; fi
+  SWEEP_ROWS+=("| $label | $kind | ${c}x${f} | $m | $rate | $p99 | $bound ($which) | $(python3 -c "print(f'{$rate/$bound:.2f}')") | $stalls |")
+  SWEEP_RATE[$name]=$rate
+}
+run_sweep() {
+  echo "== sweep: client shapes, messages per frame, payloads (${SWEEP_DUR} each)"
+  declare -gA SWEEP_ZSTD SWEEP_RATIO SWEEP_RATE
+  SWEEP_ROWS=()
+  for kind in json text random; do
+    read -r SWEEP_ZSTD[$kind] SWEEP_RATIO[$kind] < <(sweep_zstd $kind)
+  done
+  for shape in "1 32" "4 8" "16 16" "64 4"; do
+    sweep_row "shape" json $shape 64
+  done
+  for m in 1 16 64 256; do
+    sweep_row "msgs/frame" json 16 64 "$m"
+  done
+  for kind in text random; do
+    sweep_row "payload" $kind 16 16 64
+  done
+  local base=${SWEEP_RATE[sweep-json-4x8-m64]}
+  cat <<SWEEPTABLE
+
+Sweep (keyless framed produce, 1 shard on CPU $BROKER_CPUS, harness on CPU $HARNESS_CPUS, 1 KiB messages, zstd level $LEVEL; O_DIRECT write bandwidth $WRITE_BW MB/s)
+
+| varied | payload | connections x in flight | msgs/frame | msgs/s | ack p99 µs | bound msgs/s | ratio to bound | sched delays > 10 ms |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+$(printf '%s\n' "${SWEEP_ROWS[@]}")
+
+More connections against 4x8: 16x16 $(python3 -c "print(f'{${SWEEP_RATE[sweep-json-16x16-m64]}/$base:.2f}')")x, 64x4 $(python3 -c "print(f'{${SWEEP_RATE[sweep-json-64x4-m64]}/$base:.2f}')")x; one message per frame against 64 (16x64): $(python3 -c "print(f'{${SWEEP_RATE[sweep-json-16x64-m1]}/${SWEEP_RATE[sweep-json-16x64-m64]}:.2f}')")x
+SWEEPTABLE
+}
+
 echo "== limits (CPU $HARNESS_CPUS, level $LEVEL)"
 $PERF limits --dir "$DIR/limits" --cpus "$HARNESS_CPUS" --zstd-level "$LEVEL" --json > "$OUT/limits.json"
 ZSTD=$(j "$OUT/limits.json" "int(d['zstd']['batch']['msgs_per_sec'])")
 ZSTD_MB=$(j "$OUT/limits.json" "d['zstd']['batch']['payload_mb_per_sec']")
 FSYNC_P99=$(j "$OUT/limits.json" "d['fsync']['p99_us']")
 READ_BW=$(j "$OUT/limits.json" "d['bandwidth']['read_mb_per_sec']")
+WRITE_BW=$(j "$OUT/limits.json" "d['bandwidth']['write_mb_per_sec']")
+
+if [ "$SWEEP" = "only" ]; then
+  run_sweep
+  exit 0
+fi
 
 produce() { # produce NAME [flags...]
   local name=$1
@@ -165,6 +241,10 @@ if [ "$SOAK" != "0" ]; then
   : > "$OUT/soak-rss.txt"
   while kill -0 $soak 2>/dev/null; do echo "$(date +%s) $(rss_mib)" >> "$OUT/soak-rss.txt"; sleep 10; done
   stop_broker
+fi
+
+if [ "$SWEEP" != "0" ]; then
+  run_sweep
 fi
 
 pct() { python3 -c "print(f'{100*$1/$2:.0f}%')"; }

@@ -1,6 +1,10 @@
 //! Payloads that look like real data.
 //!
-//! Like the OpenMessaging benchmark's payload files, each message is a JSON-like object: field
+//! Three kinds ([`PayloadKind`]), so a figure can be checked against payloads that compress
+//! differently: `json` (the default), `text` (plain-text log lines), `random` (incompressible
+//! bytes, where the disk rather than zstd may be the bound).
+//!
+//! `json`: like the OpenMessaging benchmark's payload files, each message is a JSON-like object: field
 //! names, punctuation and some values are fixed text shared by every message, the other values
 //! are random alphanumerics or hex (ids, tokens, hashes). `randomness` is the share of the
 //! message's bytes that is random; the rest compresses across messages the way a real event
@@ -27,6 +31,29 @@ const FILLER: &[u8] =
 /// followed by filler.
 const MIN_JSON: usize = 48;
 
+/// The shape of the generated messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PayloadKind {
+    /// JSON-like events: fixed field names and values, random ids (`randomness` of the bytes).
+    #[default]
+    Json,
+    /// Plain-text log lines: timestamp, level, service, a fixed message template, random ids
+    /// (`randomness` of the bytes), one line after another up to the size.
+    Text,
+    /// Uniformly random bytes (never zero): incompressible; `randomness` is ignored.
+    Random,
+}
+
+impl PayloadKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PayloadKind::Json => "json",
+            PayloadKind::Text => "text",
+            PayloadKind::Random => "random",
+        }
+    }
+}
+
 /// What the generator makes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PayloadSpec {
@@ -35,6 +62,7 @@ pub struct PayloadSpec {
     /// Share of random bytes, 0.0..=1.0 (clamped).
     pub randomness: f64,
     pub seed: u64,
+    pub kind: PayloadKind,
 }
 
 impl Default for PayloadSpec {
@@ -43,6 +71,7 @@ impl Default for PayloadSpec {
             size: 1024,
             randomness: 0.5,
             seed: DEFAULT_SEED,
+            kind: PayloadKind::Json,
         }
     }
 }
@@ -88,6 +117,70 @@ const FIELDS: &[(&str, Value)] = &[
 
 /// Builds one message of exactly `spec.size` bytes; `seq` makes it distinct.
 pub fn message(spec: &PayloadSpec, seq: u64, rng: &mut impl Rng) -> Vec<u8> {
+    match spec.kind {
+        PayloadKind::Json => json_message(spec, seq, rng),
+        PayloadKind::Text => text_message(spec, seq, rng),
+        PayloadKind::Random => random_message(spec.size, seq, rng),
+    }
+}
+
+/// Random bytes 1..=255, with `seq` in the first 8 bytes (non-zero) so messages are distinct.
+fn random_message(size: usize, seq: u64, rng: &mut impl Rng) -> Vec<u8> {
+    let mut out: Vec<u8> = (0..size).map(|_| rng.gen_range(1..=255u8)).collect();
+    for (i, b) in (seq | (1 << 63)).to_be_bytes().iter().enumerate().take(size) {
+        out[i] = b.saturating_add(1).max(1);
+    }
+    out
+}
+
+const LEVELS: &[&str] = &["INFO ", "INFO ", "INFO ", "DEBUG", "WARN ", "ERROR"];
+const SERVICES: &[&str] = &["api-gateway", "checkout", "inventory", "search", "auth"];
+const TEMPLATES: &[&str] = &[
+    "GET /api/v1/items 200 served from cache",
+    "POST /api/v1/orders 201 order accepted",
+    "connection pool at capacity, request queued",
+    "user login succeeded via password",
+    "retrying upstream call after timeout",
+    "slow query on table events took longer than expected",
+];
+
+/// Plain-text log lines, newline-separated, cut to exactly `spec.size` bytes.
+fn text_message(spec: &PayloadSpec, seq: u64, rng: &mut impl Rng) -> Vec<u8> {
+    let size = spec.size;
+    let randomness = spec.randomness.clamp(0.0, 1.0);
+    let mut out = Vec::with_capacity(size + 160);
+    let mut line = seq as usize;
+    let mut random_used = 0usize;
+    while out.len() < size {
+        let ms = 1_000 + (seq * 7 + line as u64) % 59_000;
+        out.extend_from_slice(
+            format!(
+                "2026-12-01T04:{:02}:{:02}.{:03}Z {} [{}] seq={seq} ",
+                (ms / 60_000) % 60,
+                (ms / 1000) % 60,
+                ms % 1000,
+                LEVELS[line % LEVELS.len()],
+                SERVICES[line % SERVICES.len()],
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(TEMPLATES[line % TEMPLATES.len()].as_bytes());
+        // Ids while behind the random share: a request id, a user, a trace.
+        for (name, alphabet, n) in [("req", HEX, 16usize), ("user", ALNUM, 10), ("trace", HEX, 32)] {
+            if (random_used as f64) < randomness * (out.len() as f64 + 1.0) {
+                out.extend_from_slice(format!(" {name}=").as_bytes());
+                random_into(&mut out, alphabet, n, rng);
+                random_used += n;
+            }
+        }
+        out.push(b'\n');
+        line += 1;
+    }
+    out.truncate(size);
+    out
+}
+
+fn json_message(spec: &PayloadSpec, seq: u64, rng: &mut impl Rng) -> Vec<u8> {
     let size = spec.size;
     let randomness = spec.randomness.clamp(0.0, 1.0);
     let target_random = (size as f64 * randomness).round() as usize;
@@ -233,6 +326,7 @@ mod tests {
                     size,
                     randomness: r,
                     seed: 1,
+                    kind: PayloadKind::Json,
                 };
                 let pool = MessagePool::generate(spec, 8);
                 for i in 0..8 {
@@ -264,6 +358,53 @@ mod tests {
     fn default_payload_compresses_like_real_data() {
         let r = ratio(PayloadSpec::default());
         assert!((1.5..=4.0).contains(&r), "zstd level 1 ratio {r:.2}");
+    }
+
+    #[test]
+    fn every_kind_makes_exact_sizes_distinct_messages_without_zeros() {
+        for kind in [PayloadKind::Json, PayloadKind::Text, PayloadKind::Random] {
+            for size in [1, 9, 100, 1024, 5000] {
+                let spec = PayloadSpec {
+                    size,
+                    kind,
+                    ..PayloadSpec::default()
+                };
+                let pool = MessagePool::generate(spec, 64);
+                let mut seen = std::collections::HashSet::new();
+                for i in 0..64 {
+                    let m = pool.get(i);
+                    assert_eq!(m.len(), size, "{kind:?} size {size}");
+                    assert!(m.iter().all(|&b| b != 0), "{kind:?} has zero bytes");
+                    if size >= 100 {
+                        assert!(seen.insert(m.to_vec()), "{kind:?} message {i} repeats");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_compress_differently() {
+        let at = |kind| {
+            ratio(PayloadSpec {
+                kind,
+                ..PayloadSpec::default()
+            })
+        };
+        let (json, text, random) = (at(PayloadKind::Json), at(PayloadKind::Text), at(PayloadKind::Random));
+        eprintln!("zstd-1 ratios json {json:.2} text {text:.2} random {random:.2}");
+        assert!(random < 1.01, "random bytes must not compress: {random:.3}");
+        assert!(text > 1.5 && json > 1.5, "json {json:.2} text {text:.2}");
+        let lines = MessagePool::generate(
+            PayloadSpec {
+                kind: PayloadKind::Text,
+                ..PayloadSpec::default()
+            },
+            1,
+        );
+        let first = std::str::from_utf8(lines.get(0)).expect("text is UTF-8");
+        assert!(first.starts_with("2026-12-01T04:"), "{first}");
+        assert!(first.contains(" [") && first.contains('\n'), "{first}");
     }
 
     #[test]

@@ -161,6 +161,11 @@ settings! {
     stream_idle_timeout: Duration as Dur, "DURATION", default "30s";
     /// How long a graceful shutdown (SIGTERM) waits for connections to finish before exiting.
     shutdown_timeout: Duration as Dur, "DURATION", default "30s";
+    /// Log one line (level info, target `shardlog::trace`) for every chunk whose oldest frame
+    /// waited longer than this from its hand-over to the writer to its acknowledgement, with
+    /// where the time went: queued behind the previous chunk, compressing, writing. `off` by
+    /// default; for explaining an acknowledgement tail.
+    trace_slow_acks: Option<Duration> as Opt<Dur>, "DURATION", default "off";
     /// How long an idle shard keeps polling for work before it sleeps, at most 10ms; `0`
     /// sleeps at once (saves CPU, costs latency).
     // The default was measured at half the maximum produce rate on a 2-core VM

@@ -276,6 +276,16 @@ const HISTOGRAMS: &[(&str, &str, HistField)] = &[
         |s| &s.poll,
     ),
     (
+        "shardlog_produce_queue_seconds",
+        "Produce frame handed to its partition's writer to its chunk's compression starting (queued behind the chunk being written), per frame.",
+        |s| &s.produce_queue,
+    ),
+    (
+        "shardlog_chunk_compress_seconds",
+        "Compressing one chunk (zstd, on the shard's core), per chunk.",
+        |s| &s.chunk_compress,
+    ),
+    (
         "shardlog_sched_delay_seconds",
         "Scheduling delay: how long a task that became ready waited for the shard's executor to poll it (a probe wakes itself every 10 ms; disk and network waits are not included).",
         |s| &s.sched_delay,

@@ -63,6 +63,8 @@ pub async fn local_snapshot(shard: &Shard) -> MetricsSnapshot {
         fsync: m.fsync.snapshot(),
         ack: m.ack.snapshot(),
         poll: m.poll.snapshot(),
+        produce_queue: m.produce_queue.snapshot(),
+        chunk_compress: m.chunk_compress.snapshot(),
         // Scrapes run on the shard's own thread, whose probe histogram this is.
         sched_delay: crate::rt::sched_probe::snapshot(),
         open_connections: m.open_connections(),

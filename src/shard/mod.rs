@@ -275,6 +275,10 @@ impl Shard {
                             files: self.files.clone(),
                             tail_budget: self.tail_budget.clone(),
                             fs: self.fs.clone(),
+                            trace_slow_acks_us: self
+                                .config
+                                .trace_slow_acks
+                                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
                         },
                     ))
                 })

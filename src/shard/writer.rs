@@ -40,6 +40,10 @@ struct FrameBatch {
     frames: Vec<Pending>,
     records: u32,
     raw_len: usize,
+    /// When its compression started (`rt::now_us`), and how long it took: for the stage
+    /// histograms and `--trace-slow-acks`.
+    encode_started_us: i64,
+    compress_us: u64,
 }
 
 impl RecordBatch for FrameBatch {
@@ -88,6 +92,42 @@ fn raw_len(frame: &ProduceFrame) -> usize {
     msgs + 8 * frame.layout.count as usize
 }
 
+/// `--trace-slow-acks`: one line for a chunk whose oldest frame waited longer than `limit_us`
+/// from its hand-over to the writer to now (its acknowledgement), split into the stages.
+fn trace_if_slow(partition: u32, batch: &FrameBatch, info: &AppendInfo, limit_us: u64) {
+    let now = rt::now_us();
+    let oldest = batch
+        .frames
+        .iter()
+        .map(|p| p.frame.received_us)
+        .min()
+        .unwrap_or(now);
+    let total_us = now.saturating_sub(oldest).max(0) as u64;
+    if total_us <= limit_us {
+        return;
+    }
+    let queued_us = batch.encode_started_us.saturating_sub(oldest).max(0) as u64;
+    tracing::info!(
+        target: "shardlog::trace",
+        partition,
+        offset = info.start_offset,
+        frames = batch.frames.len(),
+        records = batch.records,
+        raw_bytes = batch.raw_len,
+        stored_bytes = info.chunk_len,
+        total_us,
+        queued_us,
+        compress_us = batch.compress_us,
+        write_us = info.write_us,
+        fdatasync_us = info.fdatasync_us.unwrap_or(0),
+        // Between the compression's end and the write's start (the previous chunk's write
+        // still in flight), and between the write's end and now (the task waiting to run).
+        other_us = total_us
+            .saturating_sub(queued_us + batch.compress_us + info.write_us + info.fdatasync_us.unwrap_or(0)),
+        "slow acknowledgement"
+    );
+}
+
 /// What a partition's writer shares with the other partitions of its shard.
 #[derive(Clone, Default)]
 pub struct ShardShared {
@@ -99,6 +139,8 @@ pub struct ShardShared {
     pub tail_budget: Rc<TailBudget>,
     /// The file system the partitions' logs live on.
     pub fs: BrokerFs,
+    /// `--trace-slow-acks` in microseconds: chunks slower than this are logged.
+    pub trace_slow_acks_us: Option<u64>,
 }
 
 /// The writer of one partition, owned by the partition's shard.
@@ -140,6 +182,8 @@ pub struct PartitionWriter {
     /// The topic's counters on this shard, and the shard's latency histograms.
     metrics: Rc<TopicMetrics>,
     shard_metrics: Rc<ShardMetrics>,
+    /// `--trace-slow-acks`, in microseconds.
+    trace_slow_acks_us: Option<u64>,
 }
 
 impl PartitionWriter {
@@ -156,6 +200,7 @@ impl PartitionWriter {
             files,
             tail_budget,
             fs,
+            trace_slow_acks_us,
         } = shared;
         PartitionWriter {
             partition,
@@ -179,6 +224,7 @@ impl PartitionWriter {
             read_ahead: Rc::default(),
             metrics,
             shard_metrics,
+            trace_slow_acks_us,
         }
     }
 
@@ -221,21 +267,33 @@ impl PartitionWriter {
             frames,
             records,
             raw_len: raw,
+            encode_started_us: 0,
+            compress_us: 0,
         })
     }
 
     /// Takes the next chunk's frames off the queue and compresses them (opening the log first
     /// if needed); `None` when nothing is queued.
     async fn take_and_encode(self: &Rc<Self>) -> Option<(FrameBatch, Encoded)> {
-        let batch = self.take_batch()?;
+        let mut batch = self.take_batch()?;
         if let Err(e) = self.check_not_deleted() {
             return Some((batch, Err(e.into())));
         }
         let encoded = match self.open().await {
-            Ok(log) => log
-                .encode(&batch)
-                .map(|chunk| (log, chunk))
-                .map_err(ProduceError::from),
+            Ok(log) => {
+                let started = rt::now_us();
+                for p in &batch.frames {
+                    let queued = started.saturating_sub(p.frame.received_us).max(0);
+                    self.shard_metrics.produce_queue.record_us(queued as u64);
+                }
+                let t = std::time::Instant::now();
+                let chunk = log.encode(&batch);
+                let compress_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.shard_metrics.chunk_compress.record_us(compress_us);
+                batch.encode_started_us = started;
+                batch.compress_us = compress_us;
+                chunk.map(|chunk| (log, chunk)).map_err(ProduceError::from)
+            }
             Err(e) => Err(ProduceError::Storage(e)),
         };
         Some((batch, encoded))
@@ -310,6 +368,9 @@ impl PartitionWriter {
                     self.shard_metrics.fsync.record_us(us);
                 }
                 self.appended.notify();
+                if let Some(limit) = self.trace_slow_acks_us {
+                    trace_if_slow(self.partition, &batch, &info, limit);
+                }
                 let mut offset = info.start_offset;
                 for p in batch.frames {
                     let count = p.frame.record_count();

@@ -142,6 +142,12 @@ pub struct ShardMetrics {
     pub ack: Histogram,
     /// A poll (framed POLL, REST poll) read to its response queued, per poll.
     pub poll: Histogram,
+    /// A produce frame handed to its partition's writer to its chunk's compression starting
+    /// (waiting behind the chunk being written), per frame: with `chunk_compress`,
+    /// `chunk_write` and `ack`, where an acknowledgement's time went.
+    pub produce_queue: Histogram,
+    /// Compressing one chunk (zstd, on the shard's core), per chunk.
+    pub chunk_compress: Histogram,
     /// Each server's open-connection count on this shard, read at scrape time.
     servers: RefCell<Vec<(&'static str, OpenConnections)>>,
 }

@@ -42,6 +42,8 @@ pub struct ShardSnapshot {
     pub fsync: HistogramSnapshot,
     pub ack: HistogramSnapshot,
     pub poll: HistogramSnapshot,
+    pub produce_queue: HistogramSnapshot,
+    pub chunk_compress: HistogramSnapshot,
     /// How long a task that became ready waited for the shard's executor to poll it (the
     /// runtime's probe, `rt::sched_probe`).
     pub sched_delay: HistogramSnapshot,
@@ -214,6 +216,8 @@ pub(crate) mod tests {
         m.chunk_write.record_us(900);
         m.fsync.record_us(2_000);
         m.poll.record_us(7_000_000);
+        m.produce_queue.record_us(400);
+        m.chunk_compress.record_us(1_500);
         ShardSnapshot {
             shard: id,
             frames: m.frames(),
@@ -222,6 +226,8 @@ pub(crate) mod tests {
             fsync: m.fsync.snapshot(),
             ack: m.ack.snapshot(),
             poll: m.poll.snapshot(),
+            produce_queue: m.produce_queue.snapshot(),
+            chunk_compress: m.chunk_compress.snapshot(),
             sched_delay: {
                 let h = crate::stats::Histogram::default();
                 h.record_us(30);

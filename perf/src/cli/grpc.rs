@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::payload::{PayloadSpec, DEFAULT_SEED};
+use crate::payload::{PayloadKind, PayloadSpec, DEFAULT_SEED};
 use crate::run::{KeyOrder, Stop};
 use crate::workload::grpc_consume::GrpcConsumeConfig;
 use crate::workload::grpc_produce::{GrpcProduceConfig, Routing};
@@ -30,6 +30,9 @@ pub struct GrpcProduceArgs {
     /// Share of random bytes in each value, 0.0 to 1.0.
     #[arg(long, value_name = "0.0..1.0", default_value_t = 0.5)]
     pub randomness: f64,
+    /// What the messages look like: JSON events, plain-text log lines, or random bytes.
+    #[arg(long, value_enum, default_value = "json")]
+    pub payload: PayloadKind,
     /// `partition-key` metadata `key-0 .. key-{N-1}`, one key per call; 0: no key.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub keys: usize,
@@ -76,6 +79,7 @@ impl GrpcProduceArgs {
                 size: self.message_size,
                 randomness: self.randomness,
                 seed: self.seed,
+                kind: self.payload,
             },
             routing: match (self.partition, self.keys) {
                 (Some(p), _) => Routing::Partition(p),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::payload::{PayloadSpec, DEFAULT_SEED};
+use crate::payload::{PayloadKind, PayloadSpec, DEFAULT_SEED};
 use crate::workload::limits::fsync_mix::MixConfig;
 use crate::workload::limits::{self, LimitsConfig};
 
@@ -40,6 +40,9 @@ pub struct LimitsArgs {
     /// Share of random bytes in each message (as `produce --randomness`).
     #[arg(long, value_name = "0.0..1.0", default_value_t = 0.5)]
     pub randomness: f64,
+    /// What the messages look like: JSON events, plain-text log lines, or random bytes.
+    #[arg(long, value_enum, default_value = "json")]
+    pub payload: PayloadKind,
     /// Seed of the payload generator (as `produce --seed`).
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
@@ -99,6 +102,7 @@ impl LimitsArgs {
                 size: self.message_size,
                 randomness: self.randomness,
                 seed: self.seed,
+                kind: self.payload,
             },
             zstd_level: self.zstd_level,
             batch_messages: self.batch_messages,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::client::session::Transport;
-use crate::payload::{PayloadSpec, DEFAULT_SEED};
+use crate::payload::{PayloadKind, PayloadSpec, DEFAULT_SEED};
 use crate::run::{KeyOrder, Stop};
 use crate::verify::{AckLedger, Checker, ReadBack, VerifyResult};
 use crate::workload::produce::{ProduceConfig, ProduceOutcome, SentMessages};
@@ -43,6 +43,9 @@ pub struct ProduceFlags {
     /// Share of random bytes in each message, 0.0 to 1.0 (the rest is fixed JSON structure).
     #[arg(long, value_name = "0.0..1.0", default_value_t = 0.5)]
     pub randomness: f64,
+    /// What the messages look like: JSON events, plain-text log lines, or random bytes.
+    #[arg(long, value_enum, default_value = "json")]
+    pub payload: PayloadKind,
     /// Partition keys `key-0 .. key-{N-1}`, one per frame; 0 sends keyless frames.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub keys: usize,
@@ -84,6 +87,7 @@ impl ProduceFlags {
                 size: self.message_size,
                 randomness: self.randomness,
                 seed: self.seed,
+                kind: self.payload,
             },
             keys: self.keys,
             key_order: self.key_order,

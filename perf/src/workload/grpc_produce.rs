@@ -126,6 +126,7 @@ impl Workload for GrpcProduceConfig {
             "values_per_call": self.values_per_call,
             "message_size": self.payload.size,
             "randomness": self.payload.randomness,
+            "payload": self.payload.kind.name(),
             "keys": 0,
             "key_order": null,
             "partition": null,

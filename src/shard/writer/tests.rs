@@ -164,3 +164,43 @@ fn the_least_recently_used_idle_logs_close_past_the_bound() {
         }
     });
 }
+
+/// Every frame's wait in the queue and every chunk's compression land in the shard's stage
+/// histograms (what `--trace-slow-acks` and `/metrics` explain a tail with).
+#[test]
+fn frames_and_chunks_are_timed_by_stage() {
+    use crate::wire::produce::{encode_produce_body, ProduceLayout};
+    rt::block_on(async {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let w = writer(tmp.path().join("p0"));
+        let mut acks = Vec::new();
+        for i in 0..5u8 {
+            let mut body = Vec::new();
+            let msg = [i; 100];
+            encode_produce_body(None, b"", [&msg[..], &msg[..]], &mut body);
+            let layout = ProduceLayout::parse(&body, false).unwrap();
+            let (tx, rx) = futures_channel::oneshot::channel();
+            w.submit(
+                ProduceFrame {
+                    body: bytes::Bytes::from(body),
+                    layout,
+                    received_us: rt::now_us(),
+                },
+                tx,
+            );
+            acks.push(rx);
+        }
+        let mut next = 0;
+        for rx in acks {
+            let ack = rx.await.unwrap().unwrap();
+            assert_eq!(ack.offset, next);
+            next += 2;
+        }
+        let queued = w.shard_metrics.produce_queue.snapshot();
+        let compress = w.shard_metrics.chunk_compress.snapshot();
+        let written = w.shard_metrics.chunk_write.snapshot();
+        assert_eq!(queued.count(), 5, "one queue time per frame");
+        assert!(compress.count() >= 1, "at least one chunk compressed");
+        assert_eq!(compress.count(), written.count(), "one compression per chunk written");
+    });
+}

@@ -132,6 +132,8 @@ pub struct ZstdLimits {
     pub checksum: bool,
     pub message_size: usize,
     pub randomness: f64,
+    /// `json`, `text` or `random` (see `payload::PayloadKind`).
+    pub payload: &'static str,
     pub batch: ZstdRate,
     pub chunk: ZstdRate,
 }
@@ -187,9 +189,10 @@ impl Limits {
         if let Some(z) = &self.zstd {
             let _ = writeln!(
                 s,
-                "zstd level {} (checksum), {} B messages, randomness {}, one core{}:",
+                "zstd level {} (checksum), {} B {} messages, randomness {}, one core{}:",
                 z.level,
                 z.message_size,
+                z.payload,
                 z.randomness,
                 self.cpu.map(|c| format!(" (cpu {c})")).unwrap_or_default()
             );
@@ -333,6 +336,7 @@ fn zstd_limits(cfg: &LimitsConfig) -> Result<ZstdLimits, String> {
         checksum: true,
         message_size: cfg.payload.size,
         randomness: cfg.payload.randomness,
+        payload: cfg.payload.kind.name(),
         batch: zstd_rate(cfg, &pool, cfg.batch_messages)?,
         chunk: zstd_rate(cfg, &pool, cfg.chunk_messages)?,
     })

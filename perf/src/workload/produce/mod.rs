@@ -155,6 +155,7 @@ impl Workload for ProduceConfig {
             "messages_per_frame": self.messages_per_frame,
             "message_size": self.payload.size,
             "randomness": self.payload.randomness,
+            "payload": self.payload.kind.name(),
             "keys": self.keys,
             "key_order": self.key_order.name(),
             "topic": self.topic,
