@@ -11,6 +11,8 @@
 //! - [`keys`], [`records`]: the key layout in etcd, the JSON values, a new topic's plan.
 //! - [`membership`]: registration under a lease kept alive; [`fence`]: its deadline.
 //! - [`controller`]: the election of one controller.
+//! - [`leadership`]: the write fence of each partition (lease, leader, epoch), which the
+//!   shard writing the partition asks before storing and before acknowledging.
 //! - [`view`]: the watched state; [`topics`]: topic creation by compare-and-swap;
 //!   [`json`]: `GET /v1/cluster`.
 
@@ -31,6 +33,7 @@ pub mod forward;
 pub mod identity;
 pub mod json;
 pub mod keys;
+pub mod leadership;
 pub mod membership;
 pub mod records;
 pub mod session;
@@ -40,6 +43,7 @@ pub mod view;
 use fence::LeaseFence;
 use forward::{ForwardError, Forwarder};
 use keys::Keys;
+use leadership::{Leadership, PartitionFence};
 use records::{BrokerRecord, PlanError};
 use topics::TopicFound;
 use view::{ClusterState, SharedState};
@@ -58,15 +62,20 @@ pub struct Cluster {
     runtime: tokio::runtime::Handle,
     ranges_per_shard: u32,
     forwarder: Forwarder,
+    leadership: Arc<Leadership>,
 }
 
 /// Where a write to a partition goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// This broker leads it and holds its lease: write here.
-    Local,
-    /// Broker `leader` leads it: forward to its framed address.
-    Forward { leader: u32, addr: String },
+    /// This broker leads it (at `epoch`) and holds its lease: write here.
+    Local { epoch: u64 },
+    /// Broker `leader` leads it at `epoch`: forward to its framed address.
+    Forward {
+        leader: u32,
+        addr: String,
+        epoch: u64,
+    },
 }
 
 static INSTALLED: OnceLock<Arc<Cluster>> = OnceLock::new();
@@ -144,10 +153,12 @@ impl Cluster {
         let endpoints = config.etcd_endpoints.clone();
         let fence = Arc::new(LeaseFence::default());
         let state = SharedState::default();
+        let leadership = Arc::new(Leadership::new(id, fence.clone()));
         let progress = Arc::new(Progress::default());
         let (tx, rx) = std::sync::mpsc::channel();
         let (fence2, state2, progress2, keys2) =
             (fence.clone(), state.clone(), progress.clone(), keys.clone());
+        let leadership2 = leadership.clone();
         std::thread::Builder::new()
             .name("cluster".into())
             .spawn(move || {
@@ -193,7 +204,7 @@ impl Cluster {
                         fence2,
                         poll,
                     ));
-                    tokio::spawn(view::follow(client.clone(), keys2, state2));
+                    tokio::spawn(view::follow(client.clone(), keys2, state2, leadership2));
                     let _ = tx.send(Ok((client, tokio::runtime::Handle::current())));
                     std::future::pending::<()>().await;
                 });
@@ -229,6 +240,7 @@ impl Cluster {
             runtime,
             ranges_per_shard: config.ranges_per_shard,
             forwarder: Forwarder::default(),
+            leadership,
         }))
     }
 
@@ -261,11 +273,12 @@ impl Cluster {
                 topic: topic.to_string(),
                 partition: j,
             }),
-            Some((leader, _)) if leader == self.broker => Ok(Route::Local),
-            Some((leader, _)) => match state.live.get(&leader) {
+            Some((leader, epoch)) if leader == self.broker => Ok(Route::Local { epoch }),
+            Some((leader, epoch)) => match state.live.get(&leader) {
                 Some(b) => Ok(Route::Forward {
                     leader,
                     addr: b.framed.clone(),
+                    epoch,
                 }),
                 None => Err(ForwardError::LeaderDown {
                     topic: topic.to_string(),
@@ -274,6 +287,13 @@ impl Cluster {
                 }),
             },
         }
+    }
+
+    /// The write fence of partition `j` of `topic` on this broker, for the shard that writes
+    /// it (made once, when the shard installs the partition's writer).
+    pub fn partition_fence(&self, topic: &str, j: u32) -> Arc<PartitionFence> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        self.leadership.fence(&state, topic, j)
     }
 
     /// Forwards a PRODUCE body for `topic` to `leader`; the receiver gets its answer.

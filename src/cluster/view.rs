@@ -11,6 +11,7 @@ use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use serde::de::DeserializeOwned;
 
 use super::keys::{Key, Keys};
+use super::leadership::Leadership;
 use super::records::{BrokerRecord, ControllerRecord, PartitionRecord, TopicRecord};
 
 /// The cluster as of etcd revision `revision`.
@@ -108,10 +109,11 @@ fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Option<T> {
 /// The shared view: written by the watch task, read by anyone.
 pub type SharedState = Arc<RwLock<ClusterState>>;
 
-/// Follows the cluster's keys into `state`, forever.
-pub async fn follow(mut client: Client, keys: Keys, state: SharedState) {
+/// Follows the cluster's keys into `state`, forever, bringing the partition fences along
+/// under the same lock.
+pub async fn follow(mut client: Client, keys: Keys, state: SharedState, fences: Arc<Leadership>) {
     loop {
-        if let Err(e) = read_and_watch(&mut client, &keys, &state).await {
+        if let Err(e) = read_and_watch(&mut client, &keys, &state, &fences).await {
             tracing::warn!("etcd watch: {e}; reading the cluster again");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -123,6 +125,7 @@ async fn read_and_watch(
     client: &mut Client,
     keys: &Keys,
     state: &SharedState,
+    fences: &Leadership,
 ) -> Result<(), etcd_client::Error> {
     let prefix = keys.prefix().to_string();
     let all = client
@@ -144,7 +147,11 @@ async fn read_and_watch(
             );
         }
     }
-    *state.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+    {
+        let mut s = state.write().unwrap_or_else(|e| e.into_inner());
+        *s = fresh;
+        fences.refresh(&s);
+    }
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1);
@@ -171,6 +178,7 @@ async fn read_and_watch(
         if let Some(h) = batch.header() {
             s.revision = s.revision.max(h.revision());
         }
+        fences.refresh(&s);
     }
     Ok(())
 }

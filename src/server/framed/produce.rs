@@ -60,11 +60,13 @@ pub(super) async fn handle(
     else {
         return;
     };
-    // Cluster mode: a partition this broker does not lead is written by its leader.
+    // Cluster mode: a partition this broker does not lead is written by its leader; one it
+    // leads is written here at the epoch it was routed with (the writer's fence checks it).
+    let mut leader_epoch = 0;
     if let Some(cluster) = crate::cluster::installed() {
         match cluster.route(&s.topic.name, partition) {
-            Ok(Route::Local) => {}
-            Ok(Route::Forward { leader, addr }) => {
+            Ok(Route::Local { epoch }) => leader_epoch = epoch,
+            Ok(Route::Forward { leader, addr, .. }) => {
                 let answer = cluster.forward(leader, &addr, &s.topic.name, header.flags, body);
                 let (outbox, metrics) = (outbox.clone(), shard.metrics.clone());
                 return rt::spawn_detached(async move {
@@ -87,6 +89,7 @@ pub(super) async fn handle(
         body,
         layout,
         received_us: rt::now_us(),
+        leader_epoch,
     };
     let pending = match shard.submit(&s.topic, partition, frame).await {
         Ok(p) => p,

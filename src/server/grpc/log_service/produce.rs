@@ -6,6 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use prost::Message;
 
+use crate::error::Classify;
 use crate::proto::log::{ProduceRequest, ProduceResponse};
 use crate::rt::{self, StaticPermit};
 use crate::shard::msg::ProduceAck;
@@ -41,6 +42,25 @@ pub async fn produce(
 ) -> Result<(), Status> {
     let target = target(ctx).await?;
     let shard = &ctx.shard;
+    // Cluster mode: written here only where this broker leads, at the epoch routed with.
+    let mut leader_epoch = 0;
+    if let Some(cluster) = crate::cluster::installed() {
+        match cluster.route(&target.topic.name, target.partition) {
+            Ok(crate::cluster::Route::Local { epoch }) => leader_epoch = epoch,
+            Ok(crate::cluster::Route::Forward { leader, .. }) => {
+                return Err(Status::new(
+                    super::super::status::code(crate::error::ErrorClass::Unavailable),
+                    format!("partition {} is led by broker {leader}", target.partition),
+                ))
+            }
+            Err(e) => {
+                return Err(Status::new(
+                    super::super::status::code(e.class()),
+                    e.to_string(),
+                ))
+            }
+        }
+    }
     let max_frame = shard.config.max_frame_size as usize;
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(MAX_FRAMES_IN_FLIGHT);
     let mut values: Vec<Bytes> = Vec::new();
@@ -72,7 +92,7 @@ pub async fn produce(
                 f.ack.await?;
             }
         }
-        in_flight.push_back(submit(shard, &target, &values, size).await?);
+        in_flight.push_back(submit(shard, &target, leader_epoch, &values, size).await?);
     }
     while let Some(f) = in_flight.pop_front() {
         f.ack.await?;
@@ -90,6 +110,7 @@ fn decode_value(msg: Bytes) -> Result<Bytes, Status> {
 async fn submit(
     shard: &Shard,
     target: &Target,
+    leader_epoch: u64,
     values: &[Bytes],
     size: usize,
 ) -> Result<InFlight, Status> {
@@ -100,6 +121,7 @@ async fn submit(
         .submit_messages(
             &target.topic,
             target.partition,
+            leader_epoch,
             None,
             key,
             values.iter().map(|v| &v[..]),

@@ -82,12 +82,17 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
     } else {
         state.layout.partition_of_key(&key)
     };
-    // Cluster mode: a partition another broker leads is written there.
+    // Cluster mode: a partition another broker leads is written there; one this broker leads
+    // is written here at the epoch it was routed with.
+    let mut leader_epoch = 0;
     if let Some(cluster) = crate::cluster::installed() {
-        if let Route::Forward { leader, addr } = cluster
+        let route = cluster
             .route(&topic, partition)
-            .map_err(|e| errors::response(&e))?
-        {
+            .map_err(|e| errors::response(&e))?;
+        if let Route::Local { epoch } = route {
+            leader_epoch = epoch;
+        }
+        if let Route::Forward { leader, addr, .. } = route {
             let mut body = Vec::with_capacity(frame_len);
             encode_produce_body(timestamp, &key, messages.iter().copied(), &mut body);
             let flags = if timestamp.is_some() {
@@ -107,6 +112,7 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
         .submit_messages(
             &state,
             partition,
+            leader_epoch,
             timestamp,
             &key,
             messages.iter().copied(),
