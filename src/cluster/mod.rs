@@ -239,7 +239,7 @@ impl Cluster {
             keys,
             runtime,
             ranges_per_shard: config.ranges_per_shard,
-            forwarder: Forwarder::default(),
+            forwarder: Forwarder::new(id),
             leadership,
         }))
     }
@@ -296,17 +296,25 @@ impl Cluster {
         self.leadership.fence(&state, topic, j)
     }
 
-    /// Forwards a PRODUCE body for `topic` to `leader`; the receiver gets its answer.
+    /// Forwards a PRODUCE body for partition `j` of `topic` to `leader` (at framed `addr`),
+    /// routed at `epoch`; the receiver gets its answer.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         leader: u32,
         addr: &str,
+        epoch: u64,
         topic: &str,
+        j: u32,
         flags: u8,
         body: bytes::Bytes,
     ) -> futures_channel::oneshot::Receiver<Result<(), ForwardError>> {
+        let head = crate::wire::forward::ForwardedHead {
+            partition: j,
+            leader_epoch: epoch,
+        };
         self.forwarder
-            .send(&self.runtime, leader, addr, topic, flags, body)
+            .send(&self.runtime, leader, addr, topic, flags, head, body)
     }
 
     /// Whether this broker's view has `topic` with all its `partitions` records.

@@ -92,7 +92,12 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
         if let Route::Local { epoch } = route {
             leader_epoch = epoch;
         }
-        if let Route::Forward { leader, addr, .. } = route {
+        if let Route::Forward {
+            leader,
+            addr,
+            epoch,
+        } = route
+        {
             let mut body = Vec::with_capacity(frame_len);
             encode_produce_body(timestamp, &key, messages.iter().copied(), &mut body);
             let flags = if timestamp.is_some() {
@@ -100,7 +105,8 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
             } else {
                 0
             };
-            let answer = cluster.forward(leader, &addr, &topic, flags, body.into());
+            let answer =
+                cluster.forward(leader, &addr, epoch, &topic, partition, flags, body.into());
             return match answer.await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(errors::response(&e)),
