@@ -300,3 +300,106 @@ fn grpc_produce_through_a_broker_that_does_not_lead_lands_on_the_leader() {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{what:?}: {seqs:?}");
     }
 }
+
+#[test]
+fn a_leader_killed_under_load_refuses_its_partitions_and_after_a_restart_nothing_acked_is_lost() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    let keys: Vec<String> = (0..12).map(key_for).collect();
+    // Keyed load through broker 1: one frame per partition per round, all in flight at once.
+    let mut p = FramedProducer::startup(brokers[0].framed, "load");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let unavailable = ErrorCode::Unavailable as u8;
+    let (acked, refused_while_down) = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            let mut acked: Vec<String> = Vec::new();
+            let mut refused = 0;
+            let mut seq = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let frames: Vec<(Vec<u8>, Vec<u8>)> = keys
+                    .iter()
+                    .map(|k| (k.clone().into(), format!("load|{k}|{seq}").into()))
+                    .collect();
+                for (j, answer) in p.produce_each(&frames).into_iter().enumerate() {
+                    let body = String::from_utf8(frames[j].1.clone()).unwrap();
+                    match answer {
+                        Ok(()) => acked.push(body),
+                        // Only broker 3's partitions (8..12) may be refused, and retryably.
+                        Err((code, message)) => {
+                            assert!(j >= 8, "partition {j} refused: {message}");
+                            assert_eq!(code, unavailable, "{message}");
+                            refused += 1;
+                        }
+                    }
+                }
+                seq += 1;
+            }
+            (acked, refused)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        brokers[2].kill9();
+        wait_views(&[&brokers[0]], "broker 3 down", |v| {
+            v["brokers"][2]["state"] == "down"
+        });
+        // gRPC too: a partition of broker 3's answers UNAVAILABLE, one of broker 2's is served.
+        grpc_client::runtime().block_on(async {
+            let mut c = grpc_client::Client::new(grpc_client::connect(brokers[0].http).await);
+            let down = c
+                .produce(
+                    &[("topic", "load"), ("partition-key", &keys[8])],
+                    vec![b"grpc|x|0".to_vec()],
+                )
+                .await
+                .expect_err("its leader is down");
+            assert_eq!(down.code(), tonic::Code::Unavailable, "{down:?}");
+            assert!(down.message().contains("which is down"), "{down:?}");
+        });
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        brokers[2].spawn();
+        let all: Vec<&Broker> = brokers.iter().collect();
+        wait_views(&all, "broker 3 back", all_up(&[1, 2, 3]));
+        // Until broker 3's partitions are served again through broker 1.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut check = FramedProducer::startup(brokers[0].framed, "load");
+        while check
+            .produce(keys[8].as_bytes(), &[b"probe|probe|0"])
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "broker 3 never served again"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    assert!(
+        refused_while_down > 0,
+        "broker 3's partitions were refused while it was down"
+    );
+    // Every acknowledged message is stored exactly once, on its leader, in order per key.
+    let layout = TopicLayout::new(3, 4);
+    let mut found: HashMap<String, usize> = HashMap::new();
+    let mut order: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for b in &brokers {
+        for (_, key, body) in stored(b, "load", &layout) {
+            if !body.starts_with("load|") {
+                continue;
+            }
+            *found.entry(body.clone()).or_default() += 1;
+            let seq: usize = body.rsplit('|').next().unwrap().parse().unwrap();
+            order.entry(key).or_default().push(seq);
+        }
+    }
+    assert!(
+        acked.iter().all(|b| found.get(b) == Some(&1)),
+        "an acked message lost or doubled"
+    );
+    for (key, seqs) in order {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{key}: {seqs:?}");
+    }
+}
