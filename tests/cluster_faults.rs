@@ -1,5 +1,6 @@
 //! Cluster mode through faults, against a real etcd: a broker paused past its session goes
-//! down and registers again when resumed; brokers ride out an etcd restart.
+//! down and registers again when resumed, refusing writes until it has a lease again; brokers
+//! ride out an etcd restart.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use common::cluster::{all_up, cluster_view, states, three_brokers, wait_views};
 use common::etcd::Etcd;
+use common::framed::FramedProducer;
 use common::http::HttpClient;
 use common::Broker;
 
@@ -72,4 +74,56 @@ fn brokers_register_again_and_follow_the_keys_after_etcd_restarts() {
         assert_eq!(v["topics"][1]["name"], "before");
     }
     assert_eq!(cluster_view(&brokers[1])["cluster"], "shardlog");
+}
+
+#[test]
+fn a_leader_paused_past_its_session_refuses_writes_until_it_has_a_lease_again() {
+    let Some(etcd) = Etcd::start() else { return };
+    let brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    // Partition 4 of a 3 x 4 layout is broker 2's; write it on broker 2 itself.
+    let layout = shardlog::wire::ring::TopicLayout::new(3, 4);
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| layout.partition_of_key(k.as_bytes()) == 4)
+        .unwrap();
+    let mut p = FramedProducer::startup(brokers[1].framed, "orders");
+    p.produce(key.as_bytes(), &[b"before"]).expect("stored");
+    signal(&brokers[1], libc::SIGSTOP);
+    wait_views(&[&brokers[0], &brokers[2]], "broker 2 down", |v| {
+        states(v).contains(&(2, "down".to_string()))
+    });
+    // A frame that waits in the socket while the leader is paused is read, when it resumes,
+    // by a broker whose lease has expired: refused, retryably, nothing stored.
+    let answer = std::thread::scope(|s| {
+        let sent = s.spawn(|| p.produce(key.as_bytes(), &[b"while paused"]));
+        std::thread::sleep(Duration::from_millis(300));
+        signal(&brokers[1], libc::SIGCONT);
+        sent.join().unwrap()
+    });
+    let (code, message) = answer.expect_err("no lease, no write");
+    assert_eq!(
+        code,
+        shardlog::wire::ErrorCode::Unavailable as u8,
+        "{message}"
+    );
+    assert!(message.contains("lease"), "{message}");
+    // Once registered again it leads partition 4 again and serves it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match p.produce(key.as_bytes(), &[b"after"]) {
+            Ok(()) => break,
+            Err((code, message)) => {
+                assert_eq!(
+                    code,
+                    shardlog::wire::ErrorCode::Unavailable as u8,
+                    "{message}"
+                );
+                assert!(std::time::Instant::now() < deadline, "{message}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    assert_eq!(cluster_view(&brokers[1])["holds_lease"], true);
 }

@@ -1,9 +1,10 @@
-//! Cluster mode's produce path against a real etcd: a framed PRODUCE (or a REST produce)
-//! reaching a broker that does not lead the key's partition is forwarded to the leader, so
-//! every acknowledged message is stored once, by the broker etcd names the partition's leader,
-//! in order per key.
+//! Cluster mode's produce path against a real etcd: a framed PRODUCE (or a REST produce, or a
+//! gRPC Produce) reaching a broker that does not lead the key's partition is forwarded to the
+//! leader, so every acknowledged message is stored once, by the broker etcd names the
+//! partition's leader, in order per key; a forwarded frame is never forwarded again.
 
 mod common;
+mod grpc_client;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,6 +15,7 @@ use common::framed::FramedProducer;
 use common::http::HttpClient;
 use common::Broker;
 use shardlog::wire::ring::TopicLayout;
+use shardlog::wire::ErrorCode;
 
 /// What broker `b` stores of `topic`: (partition index, key, body) per record, in partition
 /// order, read by FETCH from each of its partitions (a FETCH reads the broker's own log; a
@@ -152,5 +154,239 @@ fn a_partition_whose_leader_is_down_answers_a_retryable_error() {
                 "{message}"
             );
         }
+    }
+}
+
+/// A key of partition `j` of a 3 x 4 layout, found by trying keys.
+fn key_for(j: u32) -> String {
+    let layout = TopicLayout::new(3, 4);
+    (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| layout.partition_of_key(k.as_bytes()) == j)
+        .unwrap()
+}
+
+#[test]
+fn a_forwarded_frame_reaching_a_broker_that_does_not_lead_is_refused_not_forwarded_again() {
+    let Some(etcd) = Etcd::start() else { return };
+    let brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    // The topic, from a first STARTUP; partitions 4..8 are broker 2's, at epoch 1.
+    let mut p = FramedProducer::startup(brokers[0].framed, "orders");
+    p.produce(key_for(0).as_bytes(), &[b"first|k|0"])
+        .expect("stored");
+    wait_views(&all, "the topic everywhere", |v| {
+        v["topics"][0]["partitions"][4]["leader"] == 2
+    });
+    let key = key_for(4);
+    let body = |tag: &str| format!("{tag}|{key}|0");
+    // Broker 1 does not lead partition 4: refused, retryably, and not sent on to broker 2.
+    let mut via1 = FramedProducer::startup_forwarded(brokers[0].framed, "orders", 3);
+    let (code, message) = via1
+        .produce_routed(4, 1, key.as_bytes(), &[body("bounced").as_bytes()])
+        .expect_err("broker 1 does not lead partition 4");
+    assert_eq!(code, ErrorCode::Unavailable as u8, "{message}");
+    assert!(
+        message.contains("broker 1 does not lead partition 4 of 'orders' at epoch 1"),
+        "{message}"
+    );
+    // At its leader: stored at the epoch it leads at, refused at any other.
+    let mut via2 = FramedProducer::startup_forwarded(brokers[1].framed, "orders", 3);
+    via2.produce_routed(4, 1, key.as_bytes(), &[body("direct").as_bytes()])
+        .expect("broker 2 leads partition 4 at epoch 1");
+    let (code, message) = via2
+        .produce_routed(4, 2, key.as_bytes(), &[body("stale").as_bytes()])
+        .expect_err("not at epoch 2");
+    assert_eq!(code, ErrorCode::Unavailable as u8, "{message}");
+    assert!(message.contains("at epoch 2"), "{message}");
+    // A head that names another partition than its key's, or none of the topic's: invalid.
+    for j in [5, 99] {
+        let (code, message) = via2
+            .produce_routed(j, 1, key.as_bytes(), &[body("wrong").as_bytes()])
+            .expect_err("not the key's partition");
+        assert_eq!(code, ErrorCode::BadRequest as u8, "{message}");
+    }
+    // Only the frame its leader admitted is stored, once, on broker 2.
+    let layout = TopicLayout::new(3, 4);
+    let on2: Vec<String> = stored(&brokers[1], "orders", &layout)
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(on2, [body("direct")]);
+    let on1: Vec<String> = stored(&brokers[0], "orders", &layout)
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(on1, ["first|k|0"]);
+}
+
+#[test]
+fn grpc_produce_through_a_broker_that_does_not_lead_lands_on_the_leader() {
+    let Some(etcd) = Etcd::start() else { return };
+    let brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    let rt = grpc_client::runtime();
+    let mut acked: Vec<String> = Vec::new();
+    rt.block_on(async {
+        for (i, b) in brokers.iter().enumerate() {
+            let mut c = grpc_client::Client::new(grpc_client::connect(b.http).await);
+            // Keyed: every partition's key through every broker, two calls each.
+            for j in 0..12 {
+                let key = key_for(j);
+                for call in 0..2 {
+                    let values: Vec<Vec<u8>> = (0..5)
+                        .map(|n| format!("grpc{}|{key}|{}", i + 1, call * 5 + n).into_bytes())
+                        .collect();
+                    let md = [("topic", "logs"), ("partition-key", key.as_str())];
+                    c.produce(&md, values.clone())
+                        .await
+                        .unwrap_or_else(|s| panic!("via broker {}: {s:?}", i + 1));
+                    acked.extend(values.into_iter().map(|v| String::from_utf8(v).unwrap()));
+                }
+            }
+            // By partition index: partition 0 is broker 1's.
+            let value = format!("index{}|{}|0", i + 1, key_for(0));
+            c.produce(
+                &[("topic", "logs"), ("partition", "0")],
+                vec![value.clone().into()],
+            )
+            .await
+            .expect("by index");
+            acked.push(value);
+        }
+        // Keyless: a partition the broker it reaches leads (no hop).
+        let mut c = grpc_client::Client::new(grpc_client::connect(brokers[2].http).await);
+        c.produce(&[("topic", "logs")], vec![b"keyless3||0".to_vec()])
+            .await
+            .expect("keyless");
+    });
+    let layout = TopicLayout::new(3, 4);
+    let leader = |j: u32| j / 4 + 1;
+    let mut found: HashMap<String, usize> = HashMap::new();
+    let mut order: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, b) in brokers.iter().enumerate() {
+        for (j, key, body) in stored(b, "logs", &layout) {
+            assert_eq!(leader(j), i as u32 + 1, "{body} on broker {}", i + 1);
+            if body.starts_with("keyless") {
+                assert_eq!(i, 2, "a keyless value stays on the broker it reached");
+                continue;
+            }
+            assert_eq!(layout.partition_of_key(key.as_bytes()), j, "{body}");
+            *found.entry(body.clone()).or_default() += 1;
+            let mut parts = body.split('|');
+            let tag = parts.next().unwrap().to_string();
+            let seq: usize = parts.nth(1).unwrap().parse().unwrap();
+            order.entry((tag, key)).or_default().push(seq);
+        }
+    }
+    assert_eq!(found.len(), acked.len());
+    assert!(acked.iter().all(|b| found.get(b) == Some(&1)), "{found:?}");
+    for (what, seqs) in order {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{what:?}: {seqs:?}");
+    }
+}
+
+#[test]
+fn a_leader_killed_under_load_refuses_its_partitions_and_after_a_restart_nothing_acked_is_lost() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    let keys: Vec<String> = (0..12).map(key_for).collect();
+    // Keyed load through broker 1: one frame per partition per round, all in flight at once.
+    let mut p = FramedProducer::startup(brokers[0].framed, "load");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let unavailable = ErrorCode::Unavailable as u8;
+    let (acked, refused_while_down) = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            let mut acked: Vec<String> = Vec::new();
+            let mut refused = 0;
+            let mut seq = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let frames: Vec<(Vec<u8>, Vec<u8>)> = keys
+                    .iter()
+                    .map(|k| (k.clone().into(), format!("load|{k}|{seq}").into()))
+                    .collect();
+                for (j, answer) in p.produce_each(&frames).into_iter().enumerate() {
+                    let body = String::from_utf8(frames[j].1.clone()).unwrap();
+                    match answer {
+                        Ok(()) => acked.push(body),
+                        // Only broker 3's partitions (8..12) may be refused, and retryably.
+                        Err((code, message)) => {
+                            assert!(j >= 8, "partition {j} refused: {message}");
+                            assert_eq!(code, unavailable, "{message}");
+                            refused += 1;
+                        }
+                    }
+                }
+                seq += 1;
+            }
+            (acked, refused)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        brokers[2].kill9();
+        wait_views(&[&brokers[0]], "broker 3 down", |v| {
+            v["brokers"][2]["state"] == "down"
+        });
+        // gRPC too: a partition of broker 3's answers UNAVAILABLE, one of broker 2's is served.
+        grpc_client::runtime().block_on(async {
+            let mut c = grpc_client::Client::new(grpc_client::connect(brokers[0].http).await);
+            let down = c
+                .produce(
+                    &[("topic", "load"), ("partition-key", &keys[8])],
+                    vec![b"grpc|x|0".to_vec()],
+                )
+                .await
+                .expect_err("its leader is down");
+            assert_eq!(down.code(), tonic::Code::Unavailable, "{down:?}");
+            assert!(down.message().contains("which is down"), "{down:?}");
+        });
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        brokers[2].spawn();
+        let all: Vec<&Broker> = brokers.iter().collect();
+        wait_views(&all, "broker 3 back", all_up(&[1, 2, 3]));
+        // Until broker 3's partitions are served again through broker 1.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut check = FramedProducer::startup(brokers[0].framed, "load");
+        while check
+            .produce(keys[8].as_bytes(), &[b"probe|probe|0"])
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "broker 3 never served again"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    assert!(
+        refused_while_down > 0,
+        "broker 3's partitions were refused while it was down"
+    );
+    // Every acknowledged message is stored exactly once, on its leader, in order per key.
+    let layout = TopicLayout::new(3, 4);
+    let mut found: HashMap<String, usize> = HashMap::new();
+    let mut order: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for b in &brokers {
+        for (_, key, body) in stored(b, "load", &layout) {
+            if !body.starts_with("load|") {
+                continue;
+            }
+            *found.entry(body.clone()).or_default() += 1;
+            let seq: usize = body.rsplit('|').next().unwrap().parse().unwrap();
+            order.entry(key).or_default().push(seq);
+        }
+    }
+    assert!(
+        acked.iter().all(|b| found.get(b) == Some(&1)),
+        "an acked message lost or doubled"
+    );
+    for (key, seqs) in order {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{key}: {seqs:?}");
     }
 }

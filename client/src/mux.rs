@@ -180,6 +180,31 @@ impl Mux {
         self.send_sized(opcode, flags, 0, write_body).await
     }
 
+    /// [`send_parts`](Mux::send_parts) whose answer is awaited apart from the connection:
+    /// the returned [`OwnedPending`] borrows nothing, so it can go to another task (a
+    /// forwarder hands frames over in order from one task and answers each from its own).
+    pub async fn send_owned(
+        &self,
+        opcode: OpCode,
+        flags: u8,
+        parts: &[&[u8]],
+    ) -> Result<OwnedPending, ClientError> {
+        let slot = self
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let waiter = self.enqueue(opcode, flags, HEADER_LEN + len, |dst| {
+            parts.iter().for_each(|p| dst.extend_from_slice(p))
+        })?;
+        Ok(OwnedPending {
+            waiter,
+            _slot: slot,
+        })
+    }
+
     /// Hands one frame to the connection; its buffer starts with room for `capacity` bytes.
     async fn send_sized(
         &self,
@@ -193,6 +218,21 @@ impl Mux {
             .acquire()
             .await
             .map_err(|_| ClientError::Closed)?;
+        let waiter = self.enqueue(opcode, flags, capacity, write_body)?;
+        Ok(Pending {
+            waiter,
+            _slot: slot,
+        })
+    }
+
+    /// Gives the frame a stream id, registers its waiter and queues it for the writer.
+    fn enqueue(
+        &self,
+        opcode: OpCode,
+        flags: u8,
+        capacity: usize,
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Waiter, ClientError> {
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut st = self.lock();
@@ -209,39 +249,31 @@ impl Mux {
             self.lock().waiting.remove(&id);
             return Err(ClientError::ConnectionLost("writer stopped".into()));
         }
-        Ok(Pending {
-            mux: self,
+        Ok(Waiter {
+            shared: self.shared.clone(),
+            timeout: self.timeout,
             id,
             rx,
-            _slot: slot,
         })
     }
 }
 
-/// A request sent, its answer still to come. Dropping it gives up on the answer (and frees
-/// its in-flight slot).
-pub struct Pending<'a> {
-    mux: &'a Mux,
+/// What waits for one request's answer.
+struct Waiter {
+    shared: Arc<Shared>,
+    timeout: Duration,
     id: u16,
     rx: oneshot::Receiver<Result<ReceivedFrame, ClientError>>,
-    _slot: tokio::sync::SemaphorePermit<'a>,
 }
 
-impl Pending<'_> {
-    /// The stream id the request went out with.
-    pub fn stream_id(&self) -> u16 {
-        self.id
-    }
-
-    /// Waits (at most the request timeout) for the answer. An ERROR answer is
-    /// [`ClientError::Broker`].
-    pub async fn answer(self) -> Result<ReceivedFrame, ClientError> {
-        let timeout = self.mux.timeout;
+impl Waiter {
+    async fn answer(self) -> Result<ReceivedFrame, ClientError> {
+        let timeout = self.timeout;
         let answer = match tokio::time::timeout(timeout, self.rx).await {
             Ok(Ok(answer)) => answer?,
             Ok(Err(_)) => return Err(ClientError::ConnectionLost("closed".into())),
             Err(_) => {
-                self.mux.lock().waiting.remove(&self.id);
+                lock(&self.shared).waiting.remove(&self.id);
                 return Err(ClientError::Timeout(timeout));
             }
         };
@@ -250,6 +282,47 @@ impl Pending<'_> {
             return Err(ClientError::Broker { code, message });
         }
         Ok(answer)
+    }
+}
+
+/// A request sent, its answer still to come. Dropping it gives up on the answer (and frees
+/// its in-flight slot).
+pub struct Pending<'a> {
+    waiter: Waiter,
+    _slot: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Pending<'_> {
+    /// The stream id the request went out with.
+    pub fn stream_id(&self) -> u16 {
+        self.waiter.id
+    }
+
+    /// Waits (at most the request timeout) for the answer. An ERROR answer is
+    /// [`ClientError::Broker`].
+    pub async fn answer(self) -> Result<ReceivedFrame, ClientError> {
+        self.waiter.answer().await
+    }
+}
+
+/// [`Pending`] that borrows nothing (from [`Mux::send_owned`]); it holds its in-flight slot
+/// until it is answered or dropped, even if the [`Mux`] is dropped first (the answer is then
+/// [`ClientError::Closed`]).
+pub struct OwnedPending {
+    waiter: Waiter,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OwnedPending {
+    /// The stream id the request went out with.
+    pub fn stream_id(&self) -> u16 {
+        self.waiter.id
+    }
+
+    /// Waits (at most the request timeout) for the answer. An ERROR answer is
+    /// [`ClientError::Broker`].
+    pub async fn answer(self) -> Result<ReceivedFrame, ClientError> {
+        self.waiter.answer().await
     }
 }
 
@@ -385,5 +458,63 @@ mod tests {
         let seen = peer.await.unwrap();
         let sent: Vec<(u16, Vec<u8>)> = (0..FRAMES).map(|i| (ids[i], body(i))).collect();
         assert_eq!(seen, sent, "every frame whole, in the order handed over");
+    }
+
+    /// Answers awaited on other tasks (`send_owned`) find their own frames, in any order, and
+    /// a dropped connection fails the ones still waiting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn owned_answers_are_awaited_elsewhere_and_fail_when_the_connection_goes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let peer = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut seen = Vec::new();
+            while seen.len() < 3 {
+                let mut chunk = [0u8; 4096];
+                let n = socket.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some((frame, used)) = Frame::parse(&buf, 1 << 20).unwrap() {
+                    seen.push((frame.header.stream_id, frame.body.to_vec()));
+                    buf.drain(..used);
+                }
+            }
+            // Answers the second, then the first, then hangs up on the third.
+            let mut answers = Vec::new();
+            for (id, body) in [&seen[1], &seen[0]] {
+                encode_frame(&mut answers, OpCode::ProduceResponse, 0, *id, body);
+            }
+            socket.write_all(&answers).await.unwrap();
+            seen
+        });
+        let mux = Mux::connect(&addr, 1 << 20, 4, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..3u8 {
+            let p = mux
+                .send_owned(OpCode::Produce, 0, &[b"head-", &[b'0' + i]])
+                .await
+                .unwrap();
+            tasks.push(tokio::spawn(p.answer()));
+        }
+        let seen = peer.await.unwrap();
+        let bodies: Vec<&[u8]> = seen.iter().map(|(_, b)| &b[..]).collect();
+        assert_eq!(
+            bodies,
+            [&b"head-0"[..], b"head-1", b"head-2"],
+            "in order, whole"
+        );
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        assert_eq!(results[0].as_ref().unwrap().body, &b"head-0"[..]);
+        assert_eq!(results[1].as_ref().unwrap().body, &b"head-1"[..]);
+        assert!(
+            matches!(results[2], Err(ClientError::ConnectionLost(_))),
+            "{:?}",
+            results[2]
+        );
     }
 }

@@ -1,24 +1,26 @@
-//! Forwarding a framed PRODUCE to the broker that leads its partition: one framed connection
-//! per (leader, topic) from this broker, opened on first use on the cluster thread (STARTUP
-//! with the topic, then pipelined PRODUCE frames whose bodies are sent exactly as received),
-//! and answered when the leader answers. Frames handed over in order go out in order on that
-//! one connection, so a key stays in order. A connection that fails fails what it had in
-//! flight (retryably: the client resends) and is opened again for the next frame.
+//! Forwarding a PRODUCE to the broker that leads its partition: one framed connection per
+//! (leader, topic) from this broker, opened on first use on the cluster thread, and answered
+//! when the leader answers. The connection is the client crate's [`Mux`]: STARTUP names the
+//! topic and marks the connection as a forwarding broker's (`wire::forward`), then PRODUCE
+//! frames are pipelined, each body the head `partition u32 | leader epoch u64` and the client's
+//! body exactly as received. The leader stores a frame only if it leads that partition at that
+//! epoch, and never forwards it again. Frames handed over in order go out in order on that one
+//! connection, so a key stays in order. A connection that fails fails what it had in flight
+//! (retryably: the client resends) and is opened again for the next frame.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use shardlog_client::mux::Mux;
+use shardlog_client::ClientError;
 use tokio::sync::mpsc;
 
 use crate::error::{Classify, ErrorClass};
-use crate::wire::error::parse_error_body;
-use crate::wire::frame::{encode_frame, Frame, OpCode};
-use crate::wire::startup::encode_startup;
-use crate::wire::ErrorCode;
+use crate::wire::forward::{ForwardedHead, Startup};
+use crate::wire::{ErrorCode, OpCode};
 
 /// Why a forwarded PRODUCE was not acknowledged.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -48,23 +50,20 @@ pub enum ForwardError {
 /// Why a link to a leader failed (every frame waiting on it gets this).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LinkError {
-    #[error("{0}")]
-    Io(Arc<std::io::Error>),
-    #[error("the leader sent a bad frame: {0}")]
-    Wire(#[from] crate::wire::WireError),
+    /// Connecting, a lost connection, no answer in time, bytes that are not the protocol.
+    #[error(transparent)]
+    Client(ClientError),
     #[error("the leader refused STARTUP: {0}")]
     StartupRefused(String),
     #[error("the leader answered {0:?} where it should not")]
     Unexpected(OpCode),
-    #[error("the leader closed the connection")]
-    Closed,
     #[error("the broker stopped forwarding")]
     Stopped,
 }
 
-impl From<std::io::Error> for LinkError {
-    fn from(e: std::io::Error) -> LinkError {
-        LinkError::Io(Arc::new(e))
+impl From<ClientError> for LinkError {
+    fn from(e: ClientError) -> LinkError {
+        LinkError::Client(e)
     }
 }
 
@@ -85,23 +84,40 @@ impl Classify for ForwardError {
     }
 }
 
+/// Frames one link may have sent and not yet seen answered; past it, the link waits.
+const MAX_IN_FLIGHT: usize = 4096;
+/// How long a forwarded frame waits for the leader's answer (its write and fdatasync).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer frame read from a leader (answers are small; errors carry a message).
+const MAX_ANSWER: u32 = 1 << 20;
+
 /// One frame to forward, and where its answer goes.
 struct Request {
     flags: u8,
+    head: ForwardedHead,
     body: Bytes,
     reply: oneshot::Sender<Result<(), ForwardError>>,
 }
 
-/// The open links, by (leader, topic).
-#[derive(Default)]
+/// The open links, by (leader, its address, topic).
 pub struct Forwarder {
-    links: Mutex<HashMap<(u32, String), mpsc::UnboundedSender<Request>>>,
+    /// This broker's id, which its links' STARTUP carries.
+    me: u32,
+    links: Mutex<HashMap<(u32, String, String), mpsc::UnboundedSender<Request>>>,
 }
 
 impl Forwarder {
-    /// Hands a PRODUCE body to the link to `leader` (at framed `addr`) for `topic`; the
-    /// returned receiver gets the leader's answer. Hand frames over in the order they must
-    /// be written.
+    pub fn new(me: u32) -> Forwarder {
+        Forwarder {
+            me,
+            links: Mutex::default(),
+        }
+    }
+
+    /// Hands a PRODUCE body, routed to `head`'s partition and epoch, to the link to `leader`
+    /// (at framed `addr`) for `topic`; the returned receiver gets the leader's answer. Hand
+    /// frames over in the order they must be written.
+    #[allow(clippy::too_many_arguments)]
     pub fn send(
         &self,
         runtime: &tokio::runtime::Handle,
@@ -109,12 +125,18 @@ impl Forwarder {
         addr: &str,
         topic: &str,
         flags: u8,
+        head: ForwardedHead,
         body: Bytes,
     ) -> oneshot::Receiver<Result<(), ForwardError>> {
         let (reply, answer) = oneshot::channel();
-        let mut request = Request { flags, body, reply };
+        let mut request = Request {
+            flags,
+            head,
+            body,
+            reply,
+        };
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (leader, topic.to_string());
+        let key = (leader, addr.to_string(), topic.to_string());
         if let Some(link) = links.get(&key) {
             match link.send(request) {
                 Ok(()) => return answer,
@@ -125,157 +147,103 @@ impl Forwarder {
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(request);
         links.insert(key, tx);
-        runtime.spawn(run_link(leader, addr.to_string(), topic.to_string(), rx));
+        let link = Link {
+            me: self.me,
+            leader,
+            addr: addr.to_string(),
+        };
+        runtime.spawn(link.run(topic.to_string(), rx));
         answer
     }
 }
 
-/// Frames in flight on one link, by stream id.
-type InFlight = Arc<Mutex<HashMap<u16, oneshot::Sender<Result<(), ForwardError>>>>>;
-
-/// Serves one link until it fails or every sender is gone.
-async fn run_link(
+/// One connection to a leader.
+struct Link {
+    me: u32,
     leader: u32,
     addr: String,
-    topic: String,
-    mut requests: mpsc::UnboundedReceiver<Request>,
-) {
-    let fail = |reason: LinkError| ForwardError::Link {
-        leader,
-        addr: addr.clone(),
-        reason,
-    };
-    let stream = match open(&addr, &topic).await {
-        Ok(s) => s,
-        Err(reason) => {
-            // Fail this link's waiting frames; the next frame opens a new link.
-            requests.close();
-            while let Some(r) = requests.recv().await {
-                let _ = r.reply.send(Err(fail(reason.clone())));
-            }
-            return;
+}
+
+impl Link {
+    fn fail(&self, reason: LinkError) -> ForwardError {
+        ForwardError::Link {
+            leader: self.leader,
+            addr: self.addr.clone(),
+            reason,
         }
-    };
-    let (mut read, mut write) = stream.into_split();
-    let in_flight: InFlight = Arc::default();
-    let mut reader = {
-        let in_flight = in_flight.clone();
-        tokio::spawn(async move { read_answers(&mut read, &in_flight).await })
-    };
-    let mut next_sid: u16 = 1;
-    let mut out = Vec::new();
-    let why = loop {
-        tokio::select! {
-            request = requests.recv() => {
-                let Some(r) = request else { break LinkError::Stopped };
-                let sid = next_sid;
-                next_sid = next_sid.wrapping_add(1).max(1);
-                out.clear();
-                encode_frame(&mut out, OpCode::Produce, r.flags, sid, &r.body);
-                in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(sid, r.reply);
-                if let Err(e) = write.write_all(&out).await {
-                    break LinkError::from(e);
+    }
+
+    /// Serves the link until it fails or every sender is gone; then fails what is left.
+    async fn run(self, topic: String, mut requests: mpsc::UnboundedReceiver<Request>) {
+        let why = match self.open(&topic).await {
+            Ok(mux) => self.pump(&mux, &mut requests).await,
+            Err(why) => why,
+        };
+        requests.close();
+        while let Some(r) = requests.recv().await {
+            let _ = r.reply.send(Err(self.fail(why.clone())));
+        }
+    }
+
+    /// Connects and sends STARTUP for `topic` as a forwarding broker, waiting for READY.
+    async fn open(&self, topic: &str) -> Result<Mux, LinkError> {
+        let mux = Mux::connect(&self.addr, MAX_ANSWER, MAX_IN_FLIGHT, ANSWER_TIMEOUT).await?;
+        let mut body = Vec::new();
+        Startup {
+            topic,
+            forwarded_by: Some(self.me),
+        }
+        .encode(&mut body);
+        match mux.call(OpCode::Startup, 0, &body).await {
+            Ok(answer) => match answer.opcode()? {
+                OpCode::Ready => Ok(mux),
+                other => Err(LinkError::Unexpected(other)),
+            },
+            Err(ClientError::Broker { message, .. }) => Err(LinkError::StartupRefused(message)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends frames in the order they come; each answer is awaited on a task of its own.
+    async fn pump(&self, mux: &Mux, requests: &mut mpsc::UnboundedReceiver<Request>) -> LinkError {
+        while let Some(r) = requests.recv().await {
+            let head = r.head.encode();
+            let sent = mux
+                .send_owned(OpCode::Produce, r.flags, &[&head[..], &r.body[..]])
+                .await;
+            match sent {
+                Ok(pending) => {
+                    let (leader, addr) = (self.leader, self.addr.clone());
+                    tokio::spawn(async move {
+                        let answer = match pending.answer().await {
+                            Ok(frame) => match frame.opcode() {
+                                Ok(OpCode::ProduceResponse) => Ok(()),
+                                Ok(other) => Err(LinkError::Unexpected(other)),
+                                Err(e) => Err(e.into()),
+                            }
+                            .map_err(|reason| ForwardError::Link {
+                                leader,
+                                addr,
+                                reason,
+                            }),
+                            Err(ClientError::Broker { code, message }) => {
+                                Err(ForwardError::Refused { code, message })
+                            }
+                            Err(e) => Err(ForwardError::Link {
+                                leader,
+                                addr,
+                                reason: e.into(),
+                            }),
+                        };
+                        let _ = r.reply.send(answer);
+                    });
+                }
+                Err(e) => {
+                    let _ = r.reply.send(Err(self.fail(e.clone().into())));
+                    return e.into();
                 }
             }
-            _ = &mut reader => break LinkError::Closed,
         }
-    };
-    reader.abort();
-    requests.close();
-    let pending: Vec<_> = in_flight
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain()
-        .map(|(_, r)| r)
-        .collect();
-    for r in pending {
-        let _ = r.send(Err(fail(why.clone())));
-    }
-    while let Ok(r) = requests.try_recv() {
-        let _ = r.reply.send(Err(fail(why.clone())));
-    }
-}
-
-/// Connects and sends STARTUP for `topic`, waiting for READY.
-async fn open(addr: &str, topic: &str) -> Result<TcpStream, LinkError> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let _ = stream.set_nodelay(true);
-    let mut body = Vec::new();
-    encode_startup(topic, &mut body);
-    let mut out = Vec::new();
-    encode_frame(&mut out, OpCode::Startup, 0, 0, &body);
-    stream.write_all(&out).await?;
-    let mut buf = Vec::new();
-    let (op, body) = read_frame(&mut stream, &mut buf).await?;
-    match op {
-        OpCode::Ready => Ok(stream),
-        OpCode::Error => Err(LinkError::StartupRefused(
-            parse_error_body(&body).map_or_else(|e| e.to_string(), |(_, m)| m),
-        )),
-        other => Err(LinkError::Unexpected(other)),
-    }
-}
-
-/// Reads answers and resolves the frames they answer, until the connection ends.
-async fn read_answers(read: &mut tokio::net::tcp::OwnedReadHalf, in_flight: &InFlight) {
-    let mut buf = Vec::new();
-    loop {
-        let Ok((header_sid, op, body)) = read_frame_sid(read, &mut buf).await else {
-            return;
-        };
-        let reply = in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&header_sid);
-        let Some(reply) = reply else { continue };
-        let answer = match op {
-            OpCode::ProduceResponse => Ok(()),
-            OpCode::Error => Err(match parse_error_body(&body) {
-                Ok((code, message)) => ForwardError::Refused { code, message },
-                Err(e) => ForwardError::Refused {
-                    code: 0,
-                    message: e.to_string(),
-                },
-            }),
-            other => Err(ForwardError::Refused {
-                code: 0,
-                message: format!("the leader answered PRODUCE with {other:?}"),
-            }),
-        };
-        let _ = reply.send(answer);
-    }
-}
-
-/// The largest answer frame read from a leader (answers are small; errors carry a message).
-const MAX_ANSWER: u32 = 1 << 20;
-
-async fn read_frame<R: AsyncReadExt + Unpin>(
-    read: &mut R,
-    buf: &mut Vec<u8>,
-) -> Result<(OpCode, Vec<u8>), LinkError> {
-    read_frame_sid(read, buf)
-        .await
-        .map(|(_, op, body)| (op, body))
-}
-
-/// Reads the next whole frame into `buf` (keeping what follows it).
-async fn read_frame_sid<R: AsyncReadExt + Unpin>(
-    read: &mut R,
-    buf: &mut Vec<u8>,
-) -> Result<(u16, OpCode, Vec<u8>), LinkError> {
-    loop {
-        let parsed = Frame::parse(buf, MAX_ANSWER)?;
-        if let Some((frame, used)) = parsed {
-            let op = OpCode::from_u8(frame.header.opcode)?;
-            let answer = (frame.header.stream_id, op, frame.body.to_vec());
-            buf.drain(..used);
-            return Ok(answer);
-        }
-        let mut chunk = [0u8; 4096];
-        let n = read.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(LinkError::Closed);
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        LinkError::Stopped
     }
 }

@@ -11,6 +11,8 @@
 //! - [`keys`], [`records`]: the key layout in etcd, the JSON values, a new topic's plan.
 //! - [`membership`]: registration under a lease kept alive; [`fence`]: its deadline.
 //! - [`controller`]: the election of one controller.
+//! - [`leadership`]: the write fence of each partition (lease, leader, epoch), which the
+//!   shard writing the partition asks before storing and before acknowledging.
 //! - [`view`]: the watched state; [`topics`]: topic creation by compare-and-swap;
 //!   [`json`]: `GET /v1/cluster`.
 //! - [`catalog`]: topics opened on this broker with etcd's layout (any request naming a
@@ -38,6 +40,7 @@ pub mod forward;
 pub mod identity;
 pub mod json;
 pub mod keys;
+pub mod leadership;
 pub mod membership;
 pub mod offsets;
 pub mod records;
@@ -49,6 +52,7 @@ pub mod view;
 use fence::LeaseFence;
 use forward::{ForwardError, Forwarder};
 use keys::Keys;
+use leadership::{Leadership, PartitionFence};
 use records::{BrokerRecord, PlanError};
 use topics::TopicFound;
 use view::{ClusterState, SharedState};
@@ -70,15 +74,20 @@ pub struct Cluster {
     remote_reads: remote_read::RemoteReads,
     /// Names of topics deleted from etcd, until shard 0 takes the receiver ([`dropped`]).
     deleted: Mutex<Option<futures_channel::mpsc::UnboundedReceiver<String>>>,
+    leadership: Arc<Leadership>,
 }
 
 /// Where a write to a partition goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// This broker leads it and holds its lease: write here.
-    Local,
-    /// Broker `leader` leads it: forward to its framed address.
-    Forward { leader: u32, addr: String },
+    /// This broker leads it (at `epoch`) and holds its lease: write here.
+    Local { epoch: u64 },
+    /// Broker `leader` leads it at `epoch`: forward to its framed address.
+    Forward {
+        leader: u32,
+        addr: String,
+        epoch: u64,
+    },
 }
 
 static INSTALLED: OnceLock<Arc<Cluster>> = OnceLock::new();
@@ -156,11 +165,13 @@ impl Cluster {
         let endpoints = config.etcd_endpoints.clone();
         let fence = Arc::new(LeaseFence::default());
         let state = SharedState::default();
+        let leadership = Arc::new(Leadership::new(id, fence.clone()));
         let progress = Arc::new(Progress::default());
         let (deleted_tx, deleted_rx) = futures_channel::mpsc::unbounded();
         let (tx, rx) = std::sync::mpsc::channel();
         let (fence2, state2, progress2, keys2) =
             (fence.clone(), state.clone(), progress.clone(), keys.clone());
+        let leadership2 = leadership.clone();
         std::thread::Builder::new()
             .name("cluster".into())
             .spawn(move || {
@@ -206,7 +217,13 @@ impl Cluster {
                         fence2,
                         poll,
                     ));
-                    tokio::spawn(view::follow(client.clone(), keys2, state2, deleted_tx));
+                    tokio::spawn(view::follow(
+                        client.clone(),
+                        keys2,
+                        state2,
+                        leadership2,
+                        deleted_tx,
+                    ));
                     let _ = tx.send(Ok((client, tokio::runtime::Handle::current())));
                     std::future::pending::<()>().await;
                 });
@@ -241,9 +258,10 @@ impl Cluster {
             keys,
             runtime,
             ranges_per_shard: config.ranges_per_shard,
-            forwarder: Forwarder::default(),
+            forwarder: Forwarder::new(id),
             remote_reads: remote_read::RemoteReads::default(),
             deleted: Mutex::new(Some(deleted_rx)),
+            leadership,
         }))
     }
 
@@ -276,11 +294,12 @@ impl Cluster {
                 topic: topic.to_string(),
                 partition: j,
             }),
-            Some((leader, _)) if leader == self.broker => Ok(Route::Local),
-            Some((leader, _)) => match state.live.get(&leader) {
+            Some((leader, epoch)) if leader == self.broker => Ok(Route::Local { epoch }),
+            Some((leader, epoch)) => match state.live.get(&leader) {
                 Some(b) => Ok(Route::Forward {
                     leader,
                     addr: b.framed.clone(),
+                    epoch,
                 }),
                 None => Err(ForwardError::LeaderDown {
                     topic: topic.to_string(),
@@ -291,17 +310,32 @@ impl Cluster {
         }
     }
 
-    /// Forwards a PRODUCE body for `topic` to `leader`; the receiver gets its answer.
+    /// The write fence of partition `j` of `topic` on this broker, for the shard that writes
+    /// it (made once, when the shard installs the partition's writer).
+    pub fn partition_fence(&self, topic: &str, j: u32) -> Arc<PartitionFence> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        self.leadership.fence(&state, topic, j)
+    }
+
+    /// Forwards a PRODUCE body for partition `j` of `topic` to `leader` (at framed `addr`),
+    /// routed at `epoch`; the receiver gets its answer.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         leader: u32,
         addr: &str,
+        epoch: u64,
         topic: &str,
+        j: u32,
         flags: u8,
         body: bytes::Bytes,
     ) -> futures_channel::oneshot::Receiver<Result<(), ForwardError>> {
+        let head = crate::wire::forward::ForwardedHead {
+            partition: j,
+            leader_epoch: epoch,
+        };
         self.forwarder
-            .send(&self.runtime, leader, addr, topic, flags, body)
+            .send(&self.runtime, leader, addr, topic, flags, head, body)
     }
 
     /// Whether this broker's view has `topic` with all its `partitions` records.

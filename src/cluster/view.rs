@@ -15,6 +15,7 @@ use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use serde::de::DeserializeOwned;
 
 use super::keys::{Key, Keys};
+use super::leadership::Leadership;
 use super::records::{BrokerRecord, ControllerRecord, PartitionRecord, TopicRecord};
 
 /// The cluster as of etcd revision `revision`.
@@ -115,10 +116,17 @@ pub type SharedState = Arc<RwLock<ClusterState>>;
 /// Where the names of topics deleted from etcd go (to shard 0, which drops their data).
 pub type DeletedTopics = futures_channel::mpsc::UnboundedSender<String>;
 
-/// Follows the cluster's keys into `state`, forever.
-pub async fn follow(mut client: Client, keys: Keys, state: SharedState, deleted: DeletedTopics) {
+/// Follows the cluster's keys into `state`, forever, bringing the partition fences along
+/// under the same lock.
+pub async fn follow(
+    mut client: Client,
+    keys: Keys,
+    state: SharedState,
+    fences: Arc<Leadership>,
+    deleted: DeletedTopics,
+) {
     loop {
-        if let Err(e) = read_and_watch(&mut client, &keys, &state, &deleted).await {
+        if let Err(e) = read_and_watch(&mut client, &keys, &state, &fences, &deleted).await {
             tracing::warn!("etcd watch: {e}; reading the cluster again");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -130,6 +138,7 @@ async fn read_and_watch(
     client: &mut Client,
     keys: &Keys,
     state: &SharedState,
+    fences: &Leadership,
     deleted: &DeletedTopics,
 ) -> Result<(), etcd_client::Error> {
     let prefix = keys.prefix().to_string();
@@ -161,6 +170,7 @@ async fn read_and_watch(
             .cloned()
             .collect();
         *s = fresh;
+        fences.refresh(&s);
         gone
     };
     for topic in gone {
@@ -197,6 +207,7 @@ async fn read_and_watch(
         if let Some(h) = batch.header() {
             s.revision = s.revision.max(h.revision());
         }
+        fences.refresh(&s);
     }
     Ok(())
 }

@@ -153,6 +153,10 @@ pub enum ProduceError {
     /// Messages given one by one (gRPC, REST) that cannot be framed as one PRODUCE body.
     #[error("cannot frame the messages: {0}")]
     Frame(WireError),
+    /// Cluster mode: the partition's write fence refused the frame (no lease, not its leader
+    /// at the epoch it was routed with) or its acknowledgement (lost while writing).
+    #[error(transparent)]
+    Fenced(#[from] crate::cluster::leadership::FenceError),
 }
 
 impl From<StorageError> for ProduceError {
@@ -170,6 +174,7 @@ impl Classify for ProduceError {
             ProduceError::DiskFull { .. } => ErrorClass::ResourceExhausted,
             ProduceError::ShuttingDown => ErrorClass::Unavailable,
             ProduceError::Frame(_) => ErrorClass::Invalid,
+            ProduceError::Fenced(e) => e.class(),
         }
     }
 }

@@ -260,27 +260,31 @@ impl Shard {
         }
         let dir = topics::topic_dir(&self.config.data_dir, name);
         let metrics = Rc::new(TopicMetrics::default());
+        let cluster = crate::cluster::installed();
         let writers = (0..layout.partitions())
             .map(|j| {
                 (layout.owner(j, self.shards) == self.id).then(|| {
                     let pdir = dir.join(layout.partition_id(j).dir_name());
-                    Rc::new(PartitionWriter::new(
-                        j,
-                        pdir,
-                        self.config.log_config(),
-                        MAX_CHUNK_RAW,
-                        metrics.clone(),
-                        ShardShared {
-                            metrics: self.metrics.clone(),
-                            files: self.files.clone(),
-                            tail_budget: self.tail_budget.clone(),
-                            fs: self.fs.clone(),
-                            trace_slow_acks_us: self
-                                .config
-                                .trace_slow_acks
-                                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-                        },
-                    ))
+                    Rc::new(
+                        PartitionWriter::new(
+                            j,
+                            pdir,
+                            self.config.log_config(),
+                            MAX_CHUNK_RAW,
+                            metrics.clone(),
+                            ShardShared {
+                                metrics: self.metrics.clone(),
+                                files: self.files.clone(),
+                                tail_budget: self.tail_budget.clone(),
+                                fs: self.fs.clone(),
+                                trace_slow_acks_us: self
+                                    .config
+                                    .trace_slow_acks
+                                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                            },
+                        )
+                        .fenced(cluster.map(|c| c.partition_fence(name, j))),
+                    )
                 })
             })
             .collect();

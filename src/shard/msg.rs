@@ -23,6 +23,9 @@ pub struct ProduceFrame {
     /// When the broker read the frame (μs since the epoch): the records' timestamp when the
     /// frame carries none.
     pub received_us: i64,
+    /// Cluster mode: the leader epoch the frame was routed with, which the partition's write
+    /// fence checks (see `cluster::leadership`). 0 on a single host, where nothing checks it.
+    pub leader_epoch: u64,
 }
 
 impl ProduceFrame {

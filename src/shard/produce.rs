@@ -73,11 +73,14 @@ impl Shard {
     /// one PRODUCE body — exactly what a framed client would send, so one frame is one chunk's
     /// worth of atomicity — takes its size from the shard's buffer budget (the one framed
     /// connections draw from, so every interface slows down together when acknowledgements
-    /// lag) and submits it to partition `j`. Hold the returned permit until the ack arrives.
+    /// lag) and submits it to partition `j`, routed at `leader_epoch` in cluster mode (0 on a
+    /// single host). Hold the returned permit until the ack arrives.
+    #[allow(clippy::too_many_arguments)]
     pub async fn submit_messages<'m>(
         &self,
         topic: &TopicState,
         j: u32,
+        leader_epoch: u64,
         timestamp: Option<i64>,
         key: &[u8],
         messages: impl IntoIterator<Item = &'m [u8]>,
@@ -98,6 +101,7 @@ impl Shard {
             body: Bytes::from(body),
             layout,
             received_us: rt::now_us(),
+            leader_epoch,
         };
         Ok((self.submit(topic, j, frame).await?, permit))
     }

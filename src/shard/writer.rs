@@ -7,9 +7,11 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::path::PathBuf;
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures_lite::future;
 
+use crate::cluster::leadership::PartitionFence;
 use crate::rt;
 use crate::stats::{ShardMetrics, TopicMetrics};
 use crate::storage::fs::BrokerFs;
@@ -184,6 +186,10 @@ pub struct PartitionWriter {
     shard_metrics: Rc<ShardMetrics>,
     /// `--trace-slow-acks`, in microseconds.
     trace_slow_acks_us: Option<u64>,
+    /// Cluster mode: whether this broker may write the partition now (lease, leader, epoch),
+    /// asked before a frame is stored and before it is acknowledged. `None` on a single host,
+    /// whose produce path is then one branch on this field.
+    fence: Option<Arc<PartitionFence>>,
 }
 
 impl PartitionWriter {
@@ -225,6 +231,21 @@ impl PartitionWriter {
             metrics,
             shard_metrics,
             trace_slow_acks_us,
+            fence: None,
+        }
+    }
+
+    /// In cluster mode: the partition's write fence (see `cluster::leadership`).
+    pub fn fenced(mut self, fence: Option<Arc<PartitionFence>>) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// Cluster mode: refuses a frame this broker may not write now (nothing stored).
+    fn admit(&self, frame: &ProduceFrame) -> Result<(), ProduceError> {
+        match &self.fence {
+            None => Ok(()),
+            Some(fence) => Ok(fence.admit(frame.leader_epoch)?),
         }
     }
 
@@ -239,6 +260,10 @@ impl PartitionWriter {
             let _ = reply.send(Err(ProduceError::ShuttingDown));
             return;
         }
+        if let Err(e) = self.admit(&frame) {
+            let _ = reply.send(Err(e));
+            return;
+        }
         self.queue.borrow_mut().push(Pending { frame, reply });
         if !self.running.replace(true) {
             rt::spawn_detached(self.clone().run());
@@ -248,6 +273,17 @@ impl PartitionWriter {
     /// Takes the next chunk's frames off the queue: everything queued, up to `max_chunk_raw`.
     fn take_batch(&self) -> Option<FrameBatch> {
         let mut queue = self.queue.borrow_mut();
+        if self.fence.is_some() {
+            // Frames that waited while the lease or the leadership went: not written.
+            for p in std::mem::take(&mut *queue) {
+                match self.admit(&p.frame) {
+                    Ok(()) => queue.push(p),
+                    Err(e) => {
+                        let _ = p.reply.send(Err(e));
+                    }
+                }
+            }
+        }
         if queue.is_empty() {
             return None;
         }
@@ -374,11 +410,20 @@ impl PartitionWriter {
                 let mut offset = info.start_offset;
                 for p in batch.frames {
                     let count = p.frame.record_count();
-                    let _ = p.reply.send(Ok(ProduceAck {
-                        partition: self.partition,
-                        offset,
-                        count,
-                    }));
+                    // Cluster mode: the lease and leadership must still hold now that the
+                    // chunk is durable; if not, the client hears the outcome is unknown.
+                    let confirmed = match &self.fence {
+                        None => Ok(()),
+                        Some(fence) => fence.confirm(p.frame.leader_epoch),
+                    };
+                    let _ = p.reply.send(match confirmed {
+                        Ok(()) => Ok(ProduceAck {
+                            partition: self.partition,
+                            offset,
+                            count,
+                        }),
+                        Err(e) => Err(e.into()),
+                    });
                     offset += count as i64;
                 }
             }

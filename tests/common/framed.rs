@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use shardlog::wire::forward::{ForwardedHead, Startup};
 use shardlog::wire::frame::OpCode;
 use shardlog::wire::produce::encode_produce_body;
 use shardlog::wire::startup::StartupBody;
@@ -42,6 +43,53 @@ impl FramedProducer {
             conn
         });
         FramedProducer { conn, rt }
+    }
+
+    /// Connects as broker `from` forwarding frames would (cluster mode): STARTUP for `topic`
+    /// with the forwarding option, expecting READY.
+    pub fn startup_forwarded(addr: SocketAddr, topic: &str, from: u32) -> FramedProducer {
+        let rt = super::runtime();
+        let conn = rt.block_on(async {
+            let conn = Mux::connect(&addr.to_string(), 1 << 20, MAX_IN_FLIGHT, ANSWER_LIMIT)
+                .await
+                .expect("connect");
+            let mut body = Vec::new();
+            Startup {
+                topic,
+                forwarded_by: Some(from),
+            }
+            .encode(&mut body);
+            let ready = conn.call(OpCode::Startup, 0, &body).await.expect("READY");
+            assert_eq!(ready.header.opcode, OpCode::Ready as u8, "READY to STARTUP");
+            conn
+        });
+        FramedProducer { conn, rt }
+    }
+
+    /// On a forwarding connection: one frame routed to partition `j` at leader `epoch`.
+    pub fn produce_routed(
+        &mut self,
+        j: u32,
+        epoch: u64,
+        key: &[u8],
+        msgs: &[&[u8]],
+    ) -> Result<(), Refusal> {
+        let head = ForwardedHead {
+            partition: j,
+            leader_epoch: epoch,
+        }
+        .encode();
+        let sent = self.rt.block_on(async {
+            self.conn
+                .send_with(OpCode::Produce, 0, |d| {
+                    d.extend_from_slice(&head);
+                    encode_produce_body(None, key, msgs.iter().copied(), d)
+                })
+                .await?
+                .answer()
+                .await
+        });
+        refusal(sent)
     }
 
     /// Produces one frame of `msgs` under `key` and waits for its answer: `Ok` once stored,

@@ -190,7 +190,7 @@ pub async fn run(fs: SimFs, data_dir: PathBuf, w: Workload) -> Run {
                     .collect();
                 let len = bodies.iter().map(|b| b.len() + 4).sum::<usize>() + key.len() + 1;
                 let (ack, permit) = shard
-                    .submit_messages(topic, *j, None, key, bodies.iter().map(|b| &b[..]), len)
+                    .submit_messages(topic, *j, 0, None, key, bodies.iter().map(|b| &b[..]), len)
                     .await
                     .expect("submit");
                 let (fs, first) = (fs.clone(), *first);

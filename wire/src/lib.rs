@@ -35,6 +35,7 @@ pub mod commit;
 pub mod consumer;
 pub mod error;
 pub mod fetch;
+pub mod forward;
 pub mod frame;
 pub mod grpc;
 pub mod header;

@@ -28,8 +28,8 @@ use crate::rt::{self, TcpListener, TcpStream};
 use crate::shard::{Shard, TopicState};
 use crate::stats::{Protocol, RequestType};
 use crate::wire::error::encode_error_body;
+use crate::wire::forward::Startup;
 use crate::wire::frame::encode_frame_with;
-use crate::wire::startup::StartupBody;
 use crate::wire::{ErrorCode, FrameHeader, OpCode};
 
 use super::budget::InputBudget;
@@ -67,6 +67,9 @@ async fn refuse(stream: TcpStream, max: usize) {
 struct Session {
     topic: Rc<TopicState>,
     keyless_partition: u32,
+    /// A forwarding broker's connection (cluster mode): its PRODUCE bodies start with the
+    /// partition and leader epoch they were routed to, and are never forwarded again.
+    forwarded_by: Option<u32>,
 }
 
 /// Serves one connection to its end.
@@ -246,13 +249,25 @@ async fn handle_frame(
         shard.metrics.request(Protocol::Framed, t);
     }
     match op {
-        OpCode::Startup => match StartupBody::decode(&body) {
+        OpCode::Startup => match Startup::decode(&body) {
+            Ok(Startup {
+                forwarded_by: Some(from),
+                ..
+            }) if crate::cluster::installed().is_none() => outbox.push_error(
+                sid,
+                ErrorCode::BadRequest,
+                &format!(
+                    "a forwarding STARTUP (from broker {from}) reached a broker that is not in \
+                     cluster mode"
+                ),
+            ),
             // The topic, from etcd in cluster mode (see `cluster::session`).
             Ok(startup) => match crate::cluster::session::open(shard, startup.topic).await {
                 Ok((state, keyless_partition)) => {
                     *session = Some(Session {
                         topic: state,
                         keyless_partition,
+                        forwarded_by: startup.forwarded_by,
                     });
                     outbox.push_empty(OpCode::Ready, sid);
                 }

@@ -13,9 +13,11 @@ use super::errors::code_of;
 use super::{Conn, Session};
 use crate::cluster::forward::ForwardError;
 use crate::cluster::Route;
+use crate::ring::TopicLayout;
 use crate::rt;
 use crate::shard::msg::ProduceFrame;
 use crate::shard::Shard;
+use crate::wire::forward::ForwardedHead;
 use crate::wire::produce::ProduceLayout;
 use crate::wire::{ErrorCode, Flags, FrameHeader, OpCode};
 
@@ -37,15 +39,26 @@ pub(super) async fn handle(
             "PRODUCE before STARTUP: send STARTUP with the topic first",
         );
     };
+    // A forwarding broker's frame starts with the partition and epoch it was routed to.
+    let (body, routed) = match s.forwarded_by {
+        None => (body, None),
+        Some(_) => match ForwardedHead::decode(&body) {
+            Ok((head, start)) => (body.slice(start..), Some(head)),
+            Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
+        },
+    };
     let layout = match ProduceLayout::decode(&body, header.flags & Flags::WITH_TIMESTAMP != 0) {
         Ok(l) => l,
         Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
     };
     let key = layout.view(&body).key;
-    let partition = if key.is_empty() {
-        s.keyless_partition
-    } else {
-        s.topic.layout.partition_of_key(key)
+    let partition = match routed {
+        None if key.is_empty() => s.keyless_partition,
+        None => s.topic.layout.partition_of_key(key),
+        Some(head) => match check_routed(&s.topic.layout, head.partition, key) {
+            Ok(j) => j,
+            Err(why) => return outbox.push_error(sid, ErrorCode::BadRequest, &why),
+        },
     };
     // Backpressure: wait for room in this connection's and this shard's budgets before reading
     // further from the socket.
@@ -60,12 +73,28 @@ pub(super) async fn handle(
     else {
         return;
     };
-    // Cluster mode: a partition this broker does not lead is written by its leader.
-    if let Some(cluster) = crate::cluster::installed() {
+    // Cluster mode: a partition this broker does not lead is written by its leader; one it
+    // leads is written here at the epoch it was routed with (the writer's fence checks it).
+    // A forwarded frame is written here or refused by the partition's fence, never forwarded
+    // again: views that disagree cannot bounce a frame between brokers.
+    let mut leader_epoch = routed.map_or(0, |head| head.leader_epoch);
+    if let (None, Some(cluster)) = (routed, crate::cluster::installed()) {
         match cluster.route(&s.topic.name, partition) {
-            Ok(Route::Local) => {}
-            Ok(Route::Forward { leader, addr }) => {
-                let answer = cluster.forward(leader, &addr, &s.topic.name, header.flags, body);
+            Ok(Route::Local { epoch }) => leader_epoch = epoch,
+            Ok(Route::Forward {
+                leader,
+                addr,
+                epoch,
+            }) => {
+                let answer = cluster.forward(
+                    leader,
+                    &addr,
+                    epoch,
+                    &s.topic.name,
+                    partition,
+                    header.flags,
+                    body,
+                );
                 let (outbox, metrics) = (outbox.clone(), shard.metrics.clone());
                 return rt::spawn_detached(async move {
                     match answer.await {
@@ -87,6 +116,7 @@ pub(super) async fn handle(
         body,
         layout,
         received_us: rt::now_us(),
+        leader_epoch,
     };
     let pending = match shard.submit(&s.topic, partition, frame).await {
         Ok(p) => p,
@@ -103,6 +133,23 @@ pub(super) async fn handle(
         drop(bytes);
         drop(slot);
     });
+}
+
+/// The partition a forwarded frame names, if it is one of the topic's and its key's.
+fn check_routed(layout: &TopicLayout, j: u32, key: &[u8]) -> Result<u32, String> {
+    let partitions = layout.partitions();
+    if j >= partitions {
+        return Err(format!(
+            "a forwarded PRODUCE names partition {j}; the topic has {partitions}"
+        ));
+    }
+    if !key.is_empty() && layout.partition_of_key(key) != j {
+        return Err(format!(
+            "a forwarded PRODUCE names partition {j}, not its key's ({})",
+            layout.partition_of_key(key)
+        ));
+    }
+    Ok(j)
 }
 
 /// The code a forwarded frame's failure is answered with: the leader's own, else retryable.

@@ -3,7 +3,8 @@
 //! Request metadata picks the partition: `topic` (default `default`), then `partition-key`
 //! (routed like a framed producer's key, so one key's messages share a partition whichever
 //! interface wrote them) or `partition` (an index into the topic's partitions). With neither,
-//! the call addresses partition 0, so an un-keyed gRPC log has one total order.
+//! the call addresses partition 0, so an un-keyed gRPC log has one total order (in cluster
+//! mode an un-keyed Produce writes a partition this broker leads instead).
 
 //!
 //! - [`produce`]: `Produce`, streamed values appended in order, answered once durable.
@@ -19,6 +20,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use crate::error::Classify;
 use crate::shard::TopicState;
 use crate::wire::startup::{validate_topic, DEFAULT_TOPIC};
 
@@ -34,6 +36,9 @@ pub struct Target {
     pub partition: u32,
     /// The partition key, stored in the frame bodies like a framed producer's.
     pub key: Bytes,
+    /// Cluster mode, a call naming neither a key nor a partition: the partition a Produce
+    /// writes instead of 0, one this broker leads (no hop), as for a keyless framed producer.
+    pub keyless: Option<u32>,
 }
 
 /// Reads `topic`, `partition-key` and `partition` from the metadata.
@@ -50,7 +55,16 @@ pub async fn target(ctx: &CallCtx) -> Result<Target, Status> {
     };
     let topic = text("topic")?.unwrap_or(DEFAULT_TOPIC);
     validate_topic(topic).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let state = ctx.shard.topic(topic).await?;
+    // In cluster mode the topic is etcd's (so keys map to partitions as on every broker).
+    let (state, keyless) = match crate::cluster::installed() {
+        None => (ctx.shard.topic(topic).await?, None),
+        Some(_) => {
+            let (state, keyless) = crate::cluster::session::open(&ctx.shard, topic)
+                .await
+                .map_err(|e| Status::new(super::status::code(e.class()), e.to_string()))?;
+            (state, Some(keyless))
+        }
+    };
     let partitions = state.layout.partitions();
     let key = md
         .get("partition-key")
@@ -81,9 +95,11 @@ pub async fn target(ctx: &CallCtx) -> Result<Target, Status> {
         },
         (true, None) => 0,
     };
+    let keyless = keyless.filter(|_| key.is_empty() && md.get("partition").is_none());
     Ok(Target {
         topic: state,
         partition,
         key,
+        keyless,
     })
 }

@@ -1,4 +1,5 @@
-//! `Produce`: the streamed values become framed-format PRODUCE frames, submitted in order.
+//! `Produce`: the streamed values become framed-format PRODUCE frames, submitted in order
+//! (in cluster mode, to a partition another broker leads: forwarded to it in order).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -6,11 +7,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use prost::Message;
 
+use crate::cluster::{ClusterError, Route};
+use crate::error::Classify;
 use crate::proto::log::{ProduceRequest, ProduceResponse};
 use crate::rt::{self, StaticPermit};
-use crate::shard::msg::ProduceAck;
-use crate::shard::{ProduceError, Shard};
+use crate::shard::Shard;
 use crate::stats::{Protocol, RequestType};
+use crate::wire::produce::encode_produce_body;
 
 use super::super::call::{Requests, Responder};
 use super::super::status::Status;
@@ -25,8 +28,8 @@ const MAX_FRAMES_IN_FLIGHT: usize = 16;
 /// Its acknowledgement is awaited by a task of its own, which times it as the moment it comes
 /// (`ack_latency_seconds`, as for a framed PRODUCE), however late the call looks at it.
 struct InFlight {
-    ack: rt::Task<Result<ProduceAck, ProduceError>>,
-    _budget: StaticPermit,
+    ack: rt::Task<Result<(), Status>>,
+    _budget: Option<StaticPermit>,
 }
 
 /// `Produce(stream ProduceRequest) returns ProduceResponse`: appends the values in order and
@@ -41,6 +44,15 @@ pub async fn produce(
 ) -> Result<(), Status> {
     let target = target(ctx).await?;
     let shard = &ctx.shard;
+    // Cluster mode: written here where this broker leads (at the epoch routed with), else
+    // forwarded to the leader and answered with its answer.
+    let partition = target.keyless.unwrap_or(target.partition);
+    let route = match crate::cluster::installed() {
+        None => Route::Local { epoch: 0 },
+        Some(cluster) => cluster
+            .route(&target.topic.name, partition)
+            .map_err(|e| status_of(&e))?,
+    };
     let max_frame = shard.config.max_frame_size as usize;
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(MAX_FRAMES_IN_FLIGHT);
     let mut values: Vec<Bytes> = Vec::new();
@@ -72,7 +84,7 @@ pub async fn produce(
                 f.ack.await?;
             }
         }
-        in_flight.push_back(submit(shard, &target, &values, size).await?);
+        in_flight.push_back(submit(shard, &target, partition, &route, &values, size).await?);
     }
     while let Some(f) = in_flight.pop_front() {
         f.ack.await?;
@@ -86,34 +98,68 @@ fn decode_value(msg: Bytes) -> Result<Bytes, Status> {
 }
 
 /// Builds one frame of `values` (whose `len u32 | value` runs add up to `size` bytes) and
-/// hands it to the partition.
+/// hands it to partition `j`, here or (cluster mode) to its leader.
 async fn submit(
     shard: &Shard,
     target: &Target,
+    j: u32,
+    route: &Route,
     values: &[Bytes],
     size: usize,
 ) -> Result<InFlight, Status> {
     let key = &target.key[..];
     let started = Instant::now();
     shard.metrics.request(Protocol::Grpc, RequestType::Produce);
+    let metrics = shard.metrics.clone();
+    let leader_epoch = match route {
+        Route::Local { epoch } => *epoch,
+        Route::Forward {
+            leader,
+            addr,
+            epoch,
+        } => {
+            let Some(cluster) = crate::cluster::installed() else {
+                return Err(Status::internal("a forwarding route without a cluster"));
+            };
+            let mut body = Vec::with_capacity(1 + key.len() + size);
+            encode_produce_body(None, key, values.iter().map(|v| &v[..]), &mut body);
+            let answer =
+                cluster.forward(*leader, addr, *epoch, &target.topic.name, j, 0, body.into());
+            let ack = rt::spawn(async move {
+                let acked = match answer.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(status_of(&e)),
+                    Err(_) => Err(status_of(&ClusterError::Stopped)),
+                };
+                metrics.ack.record(started.elapsed());
+                acked
+            });
+            return Ok(InFlight { ack, _budget: None });
+        }
+    };
     let (ack, budget) = shard
         .submit_messages(
             &target.topic,
-            target.partition,
+            j,
+            leader_epoch,
             None,
             key,
             values.iter().map(|v| &v[..]),
             1 + key.len() + size,
         )
         .await?;
-    let metrics = shard.metrics.clone();
     let ack = rt::spawn(async move {
         let acked = ack.wait().await;
         metrics.ack.record(started.elapsed());
-        acked
+        acked.map(|_| ()).map_err(Status::from)
     });
     Ok(InFlight {
         ack,
-        _budget: budget,
+        _budget: Some(budget),
     })
+}
+
+/// The status of an error of a layer below, by its class.
+fn status_of(e: &impl Classify) -> Status {
+    Status::new(super::super::status::code(e.class()), e.to_string())
 }

@@ -82,11 +82,21 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
     } else {
         state.layout.partition_of_key(&key)
     };
-    // Cluster mode: a partition another broker leads is written there.
+    // Cluster mode: a partition another broker leads is written there; one this broker leads
+    // is written here at the epoch it was routed with.
+    let mut leader_epoch = 0;
     if let Some(cluster) = crate::cluster::installed() {
-        if let Route::Forward { leader, addr } = cluster
+        let route = cluster
             .route(&topic, partition)
-            .map_err(|e| errors::response(&e))?
+            .map_err(|e| errors::response(&e))?;
+        if let Route::Local { epoch } = route {
+            leader_epoch = epoch;
+        }
+        if let Route::Forward {
+            leader,
+            addr,
+            epoch,
+        } = route
         {
             let mut body = Vec::with_capacity(frame_len);
             encode_produce_body(timestamp, &key, messages.iter().copied(), &mut body);
@@ -95,7 +105,8 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
             } else {
                 0
             };
-            let answer = cluster.forward(leader, &addr, &topic, flags, body.into());
+            let answer =
+                cluster.forward(leader, &addr, epoch, &topic, partition, flags, body.into());
             return match answer.await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(errors::response(&e)),
@@ -107,6 +118,7 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
         .submit_messages(
             &state,
             partition,
+            leader_epoch,
             timestamp,
             &key,
             messages.iter().copied(),
