@@ -282,7 +282,7 @@ async fn read_partition(
     wait: Option<Duration>,
 ) -> Result<ReadResult, ReadError> {
     if let Some(cluster) = crate::cluster::installed() {
-        if let Route::Forward { leader, addr } = cluster.route(&topic.name, j)? {
+        if let Route::Forward { leader, addr, .. } = cluster.route(&topic.name, j)? {
             let read = RemoteRead {
                 leader,
                 addr,

@@ -185,6 +185,7 @@ fn frames_and_chunks_are_timed_by_stage() {
                     body: bytes::Bytes::from(body),
                     layout,
                     received_us: rt::now_us(),
+                    leader_epoch: 0,
                 },
                 tx,
             );
@@ -201,6 +202,10 @@ fn frames_and_chunks_are_timed_by_stage() {
         let written = w.shard_metrics.chunk_write.snapshot();
         assert_eq!(queued.count(), 5, "one queue time per frame");
         assert!(compress.count() >= 1, "at least one chunk compressed");
-        assert_eq!(compress.count(), written.count(), "one compression per chunk written");
+        assert_eq!(
+            compress.count(),
+            written.count(),
+            "one compression per chunk written"
+        );
     });
 }
