@@ -127,7 +127,12 @@ pub fn message(spec: &PayloadSpec, seq: u64, rng: &mut impl Rng) -> Vec<u8> {
 /// Random bytes 1..=255, with `seq` in the first 8 bytes (non-zero) so messages are distinct.
 fn random_message(size: usize, seq: u64, rng: &mut impl Rng) -> Vec<u8> {
     let mut out: Vec<u8> = (0..size).map(|_| rng.gen_range(1..=255u8)).collect();
-    for (i, b) in (seq | (1 << 63)).to_be_bytes().iter().enumerate().take(size) {
+    for (i, b) in (seq | (1 << 63))
+        .to_be_bytes()
+        .iter()
+        .enumerate()
+        .take(size)
+    {
         out[i] = b.saturating_add(1).max(1);
     }
     out
@@ -166,7 +171,11 @@ fn text_message(spec: &PayloadSpec, seq: u64, rng: &mut impl Rng) -> Vec<u8> {
         );
         out.extend_from_slice(TEMPLATES[line % TEMPLATES.len()].as_bytes());
         // Ids while behind the random share: a request id, a user, a trace.
-        for (name, alphabet, n) in [("req", HEX, 16usize), ("user", ALNUM, 10), ("trace", HEX, 32)] {
+        for (name, alphabet, n) in [
+            ("req", HEX, 16usize),
+            ("user", ALNUM, 10),
+            ("trace", HEX, 32),
+        ] {
             if (random_used as f64) < randomness * (out.len() as f64 + 1.0) {
                 out.extend_from_slice(format!(" {name}=").as_bytes());
                 random_into(&mut out, alphabet, n, rng);
@@ -391,7 +400,11 @@ mod tests {
                 ..PayloadSpec::default()
             })
         };
-        let (json, text, random) = (at(PayloadKind::Json), at(PayloadKind::Text), at(PayloadKind::Random));
+        let (json, text, random) = (
+            at(PayloadKind::Json),
+            at(PayloadKind::Text),
+            at(PayloadKind::Random),
+        );
         eprintln!("zstd-1 ratios json {json:.2} text {text:.2} random {random:.2}");
         assert!(random < 1.01, "random bytes must not compress: {random:.3}");
         assert!(text > 1.5 && json > 1.5, "json {json:.2} text {text:.2}");

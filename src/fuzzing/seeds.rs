@@ -60,6 +60,17 @@ pub fn all() -> Vec<Seed> {
             let mut b = vec![*flags];
             b.extend_from_slice(body);
             add(target, name, b);
+            if target == "produce" {
+                // The same body on a forwarding connection: control bit 1, the head first.
+                let head = crate::wire::forward::ForwardedHead {
+                    partition: 2,
+                    leader_epoch: 7,
+                };
+                let mut b = vec![*flags | 2];
+                b.extend_from_slice(&head.encode());
+                b.extend_from_slice(body);
+                add(target, &format!("{name}-forwarded"), b);
+            }
         } else if target != "frames" {
             add(target, name, body.clone());
         }
@@ -132,6 +143,13 @@ fn request_bodies() -> Vec<(&'static str, OpCode, u8, Vec<u8>)> {
         StartupBody { topic: "orders" }.encode(b)
     });
     body("startup-default", OpCode::Startup, 0, &|_| {});
+    body("startup-forwarded", OpCode::Startup, 0, &|b| {
+        crate::wire::forward::Startup {
+            topic: "orders",
+            forwarded_by: Some(3),
+        }
+        .encode(b)
+    });
     body("produce-keyed", OpCode::Produce, 0, &|b| {
         encode_produce_body(None, b"user-1", [&b"hello"[..], b"{\"a\":1}"], b)
     });

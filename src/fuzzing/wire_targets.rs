@@ -12,7 +12,6 @@ use crate::wire::poll::PollResponse;
 use crate::wire::produce::{ProduceBody, ProduceLayout};
 use crate::wire::reader::Reader;
 use crate::wire::record::{Record, RecordIter};
-use crate::wire::startup::StartupBody;
 use crate::wire::{payload, Flags, Frame, FrameHeader, OpCode};
 
 use super::split_control;
@@ -64,9 +63,10 @@ fn body(frame: &Frame) {
     }
 }
 
-/// A STARTUP body: a non-empty one that decodes re-encodes to itself.
+/// A STARTUP body, as the server decodes it (an ordinary client's, or a forwarding broker's
+/// with its option): a non-empty one that decodes re-encodes to itself.
 pub fn startup(data: &[u8]) {
-    if let Ok(s) = StartupBody::decode(data) {
+    if let Ok(s) = crate::wire::forward::Startup::decode(data) {
         if !data.is_empty() {
             let mut again = Vec::new();
             s.encode(&mut again);
@@ -75,9 +75,19 @@ pub fn startup(data: &[u8]) {
     }
 }
 
-/// A PRODUCE body; the first input byte says whether the header had flag 0x01.
+/// A PRODUCE body; the first input byte says whether the header had flag 0x01 (bit 0) and
+/// whether the body came on a forwarding connection, with its head first (bit 1).
 pub fn produce(data: &[u8]) {
     let (control, body) = split_control(data);
+    let body = if control & 2 != 0 {
+        let Ok((head, start)) = crate::wire::forward::ForwardedHead::decode(body) else {
+            return;
+        };
+        assert_eq!(&head.encode()[..], &body[..start]);
+        &body[start..]
+    } else {
+        body
+    };
     produce_with(body, control & 1 != 0);
 }
 
