@@ -189,7 +189,7 @@ fn chunks_of(leader: u32, from: i64, body: &Bytes) -> Result<ReadResult, RemoteR
     for (i, item) in items.iter().enumerate() {
         let count = match items.get(i + 1) {
             Some(next) => next.header.offset - item.header.offset,
-            None => count_records(item.payload).map_err(&bad)?,
+            None => count_records(item.payload).map_err(|e| bad(e.to_string()))?,
         };
         let record_count = u32::try_from(count)
             .ok()
@@ -212,12 +212,21 @@ fn chunks_of(leader: u32, from: i64, body: &Bytes) -> Result<ReadResult, RemoteR
     })
 }
 
+/// Why a leader's chunk could not be counted.
+#[derive(Debug, thiserror::Error)]
+enum CountError {
+    #[error(transparent)]
+    Chunk(#[from] crate::storage::chunk::ChunkError),
+    #[error(transparent)]
+    Record(#[from] crate::wire::WireError),
+}
+
 /// The records in one chunk's payload (decompressed to count them).
-fn count_records(payload: &[u8]) -> Result<i64, String> {
-    let records = decode_chunk_records(payload).map_err(|e| e.to_string())?;
+fn count_records(payload: &[u8]) -> Result<i64, CountError> {
+    let records = decode_chunk_records(payload)?;
     let mut n = 0i64;
     for r in RecordIter::new(&records) {
-        r.map_err(|e| e.to_string())?;
+        r?;
         n += 1;
     }
     Ok(n)

@@ -57,7 +57,7 @@ pub(super) async fn handle(
         None => s.topic.layout.partition_of_key(key),
         Some(head) => match check_routed(&s.topic.layout, head.partition, key) {
             Ok(j) => j,
-            Err(why) => return outbox.push_error(sid, ErrorCode::BadRequest, &why),
+            Err(why) => return outbox.push_error(sid, ErrorCode::BadRequest, &why.to_string()),
         },
     };
     // Backpressure: wait for room in this connection's and this shard's budgets before reading
@@ -135,19 +135,29 @@ pub(super) async fn handle(
     });
 }
 
+/// Why a forwarded frame's head cannot be right.
+#[derive(Debug, thiserror::Error)]
+enum Misrouted {
+    #[error("a forwarded PRODUCE names partition {named}; the topic has {partitions}")]
+    NoSuchPartition { named: u32, partitions: u32 },
+    #[error("a forwarded PRODUCE names partition {named}, not its key's ({keys})")]
+    NotTheKeys { named: u32, keys: u32 },
+}
+
 /// The partition a forwarded frame names, if it is one of the topic's and its key's.
-fn check_routed(layout: &TopicLayout, j: u32, key: &[u8]) -> Result<u32, String> {
+fn check_routed(layout: &TopicLayout, j: u32, key: &[u8]) -> Result<u32, Misrouted> {
     let partitions = layout.partitions();
     if j >= partitions {
-        return Err(format!(
-            "a forwarded PRODUCE names partition {j}; the topic has {partitions}"
-        ));
+        return Err(Misrouted::NoSuchPartition {
+            named: j,
+            partitions,
+        });
     }
     if !key.is_empty() && layout.partition_of_key(key) != j {
-        return Err(format!(
-            "a forwarded PRODUCE names partition {j}, not its key's ({})",
-            layout.partition_of_key(key)
-        ));
+        return Err(Misrouted::NotTheKeys {
+            named: j,
+            keys: layout.partition_of_key(key),
+        });
     }
     Ok(j)
 }
