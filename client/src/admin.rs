@@ -217,7 +217,7 @@ impl Admin {
         self.call("GET", &path, b"").await
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,

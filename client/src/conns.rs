@@ -1,7 +1,9 @@
-//! A producer's connections for one topic ([`TopicConns`]): a few per topic, each made (and
-//! remade after a failure) on demand and started with STARTUP, and the order in which
-//! batches take turns on them, which keeps one key's frames in order.
+//! A producer's connections for one topic ([`TopicConns`]): a few slots per topic, each with
+//! a connection per broker address it sends to (one, unless the producer routes by the
+//! cluster map), made (and remade after a failure) on demand and started with STARTUP; and
+//! the order in which batches take turns on a slot, which keeps one key's frames in order.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,7 +29,9 @@ pub(crate) struct TopicConns {
 }
 
 struct Slot {
-    conn: tokio::sync::Mutex<Option<Arc<Mux>>>,
+    /// Its connection to each broker address it sent to (closed ones are dropped when another
+    /// is made, so at most one per broker of the cluster).
+    conns: tokio::sync::Mutex<HashMap<String, Arc<Mux>>>,
     /// Frames take turns on a slot in the order they were dispatched (see [`TopicConns::order`]).
     line: Arc<tokio::sync::Mutex<()>>,
 }
@@ -45,7 +49,7 @@ impl TopicConns {
             timeout: config.request_timeout,
             slots: (0..n)
                 .map(|_| Slot {
-                    conn: tokio::sync::Mutex::new(None),
+                    conns: tokio::sync::Mutex::new(HashMap::new()),
                     line: Arc::new(tokio::sync::Mutex::new(())),
                 })
                 .collect(),
@@ -86,11 +90,22 @@ impl TopicConns {
         }
     }
 
-    /// Sends one PRODUCE body on `slot`'s connection and waits for its answer. `turn` is the
-    /// frame's place in line, released once the frame is handed to the connection.
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The broker address `slot` uses when no route names one: the configured brokers in turn.
+    pub(crate) fn default_addr(&self, slot: usize) -> &str {
+        &self.brokers[slot % self.brokers.len()]
+    }
+
+    /// Sends one PRODUCE body on `slot`'s connection to `addr` and waits for its answer.
+    /// `turn` is the frame's place in line, released once the frame is handed to the
+    /// connection.
     pub(crate) async fn produce(
         &self,
         slot: usize,
+        addr: &str,
         body: &[u8],
         turn: Option<Pin<Box<dyn Future<Output = Turn> + Send>>>,
     ) -> Result<(), ClientError> {
@@ -98,7 +113,7 @@ impl TopicConns {
             Some(t) => Some(t.await),
             None => None,
         };
-        let conn = self.connection(slot).await?;
+        let conn = self.connection(slot, addr).await?;
         let pending = conn.send(OpCode::Produce, 0, body).await;
         drop(turn);
         let answer = pending?.answer().await?;
@@ -110,13 +125,12 @@ impl TopicConns {
         }
     }
 
-    async fn connection(&self, slot: usize) -> Result<Arc<Mux>, ClientError> {
-        let mut conn = self.slots[slot].conn.lock().await;
-        if let Some(c) = conn.as_ref().filter(|c| !c.is_closed()) {
+    async fn connection(&self, slot: usize, addr: &str) -> Result<Arc<Mux>, ClientError> {
+        let mut conns = self.slots[slot].conns.lock().await;
+        if let Some(c) = conns.get(addr).filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        *conn = None;
-        let addr = &self.brokers[slot % self.brokers.len()];
+        conns.retain(|_, c| !c.is_closed());
         let mux = Mux::connect(addr, 1 << 20, self.max_in_flight, self.timeout).await?;
         let mut body = Vec::new();
         shardlog_wire::startup::StartupBody { topic: &self.topic }.encode(&mut body);
@@ -125,7 +139,7 @@ impl TopicConns {
             return Err(ClientError::ConnectionLost("no READY to STARTUP".into()));
         }
         let mux = Arc::new(mux);
-        *conn = Some(mux.clone());
+        conns.insert(addr.to_string(), mux.clone());
         Ok(mux)
     }
 }

@@ -8,6 +8,8 @@
 //!   (FETCH).
 //! - [`Admin`] ([`admin`]): the admin API on the broker's HTTP port: list, describe and
 //!   create topics, groups, the offset for a time (`http`, private: one HTTP/1.1 exchange).
+//! - [`ClusterMap`] ([`cluster`]): `GET /v1/cluster` of a broker in cluster mode; a producer
+//!   with an admin address routes each batch to its partition's leader by it.
 //! - [`ClientError`] ([`error`]): the one error type; [`ClientError::is_retryable`].
 //! - [`connection`]: one socket as frames; [`mux`]: many requests in flight on it, each
 //!   frame answered on its own stream id (for programs that build their own frames);
@@ -36,6 +38,7 @@
 
 pub mod admin;
 mod batch;
+pub mod cluster;
 pub mod connection;
 mod conns;
 pub mod consumer;
@@ -49,6 +52,7 @@ pub use admin::{
     Admin, Created, Deleted, GroupDescription, GroupMember, GroupPartition, GroupSummary,
     PartitionDescription, ResetTo, TimeOffset, TopicDescription, TopicPartition, TopicSummary,
 };
+pub use cluster::{ClusterBroker, ClusterMap, ClusterPartition, ClusterTopic};
 pub use consumer::{Consumer, ConsumerConfig, Record, StartPolicy};
 pub use error::ClientError;
 pub use producer::{Delivery, Producer, ProducerConfig};

@@ -25,6 +25,7 @@ use shardlog_wire::startup::validate_topic;
 
 use crate::admin::{Admin, Layouts};
 use crate::batch::{Batch, Batches, Route};
+use crate::cluster::Routes;
 use crate::conns::TopicConns;
 use crate::ClientError;
 
@@ -53,7 +54,10 @@ pub struct ProducerConfig {
     /// asks for a topic's layout once, when the topic is first sent to, and batches keyed
     /// messages per partition (several keys share a batch) instead of per key. A topic that
     /// does not exist yet at that moment stays batched per key; create it first
-    /// (`Admin::create_topic`) to have it routed by partition.
+    /// (`Admin::create_topic`) to have it routed by partition. When the broker is one of a
+    /// cluster, the producer also reads the cluster's map (`GET /v1/cluster`) and sends each
+    /// partition's batches straight to its leader, keyless batches to the brokers that are up
+    /// in turn (see [`crate::cluster`]).
     pub admin: Option<String>,
 }
 
@@ -116,6 +120,7 @@ struct Inner {
     config: ProducerConfig,
     topics: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
     layouts: Layouts,
+    routes: Arc<Routes>,
     budget: Arc<Semaphore>,
     budget_total: u32,
 }
@@ -135,7 +140,8 @@ impl Producer {
             inner: Arc::new(Inner {
                 budget: Arc::new(Semaphore::new(budget_total as usize)),
                 budget_total,
-                layouts: Layouts::new(admin),
+                layouts: Layouts::new(admin.clone()),
+                routes: Arc::new(Routes::new(admin)),
                 config,
                 topics: Mutex::new(HashMap::new()),
             }),
@@ -234,7 +240,8 @@ impl Producer {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let conns = Arc::new(TopicConns::new(topic, &self.inner.config));
-        tokio::spawn(run_topic(self.inner.config.clone(), conns, rx));
+        let routes = self.inner.routes.clone();
+        tokio::spawn(run_topic(self.inner.config.clone(), conns, routes, rx));
         topics.insert(topic.to_string(), tx.clone());
         tx
     }
@@ -248,6 +255,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn run_topic(
     config: ProducerConfig,
     conns: Arc<TopicConns>,
+    routes: Arc<Routes>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut batches: Batches<Waiter> = Batches::new(config.max_batch_bytes, config.linger);
@@ -257,7 +265,7 @@ async fn run_topic(
                 c = commands.recv() => c,
                 _ = tokio::time::sleep_until(due.into()) => {
                     for b in batches.take_due(Instant::now()) {
-                        dispatch(&config, &conns, b);
+                        dispatch(&config, &conns, &routes, b);
                     }
                     continue;
                 }
@@ -272,19 +280,19 @@ async fn run_topic(
                 waiter,
             }) => {
                 for b in batches.add(route, key, value, waiter) {
-                    dispatch(&config, &conns, b);
+                    dispatch(&config, &conns, &routes, b);
                 }
             }
             Some(Command::Flush(done)) => {
                 for b in batches.take_all() {
-                    dispatch(&config, &conns, b);
+                    dispatch(&config, &conns, &routes, b);
                 }
                 let _ = done.send(());
             }
             None => {
                 // Every producer handle is gone: send what is left.
                 for b in batches.take_all() {
-                    dispatch(&config, &conns, b);
+                    dispatch(&config, &conns, &routes, b);
                 }
                 return;
             }
@@ -294,9 +302,15 @@ async fn run_topic(
 
 /// Sends one batch on its route's connection (in a task of its own, so frames pipeline) and
 /// tells its messages the outcome.
-fn dispatch(config: &ProducerConfig, conns: &Arc<TopicConns>, batch: Batch<Waiter>) {
+fn dispatch(
+    config: &ProducerConfig,
+    conns: &Arc<TopicConns>,
+    routes: &Arc<Routes>,
+    batch: Batch<Waiter>,
+) {
     let slot = conns.slot_for(&batch.route);
     let (conns, retries, backoff) = (conns.clone(), config.retries, config.retry_backoff);
+    let routes = routes.clone();
     // The connection's order is the order frames are handed to it: take a place in line now.
     let send_order = conns.order(slot);
     tokio::spawn(async move {
@@ -311,12 +325,19 @@ fn dispatch(config: &ProducerConfig, conns: &Arc<TopicConns>, batch: Batch<Waite
         let mut attempt = 0;
         let mut turn = Some(send_order);
         let result = loop {
-            let r = conns.produce(slot, &body, turn.take()).await;
+            let addr = match route_addr(&routes, conns.topic(), &batch.route, slot).await {
+                Some(addr) => addr,
+                None => conns.default_addr(slot).to_string(),
+            };
+            let r = conns.produce(slot, &addr, &body, turn.take()).await;
             match r {
                 Err(e) if e.is_retryable() && attempt < retries => {
                     attempt += 1;
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
+                    // A leader may have moved or gone: read the map again (at most once a
+                    // second, and never from a single host).
+                    routes.refresh().await;
                 }
                 r => break r,
             }
@@ -325,4 +346,15 @@ fn dispatch(config: &ProducerConfig, conns: &Arc<TopicConns>, batch: Batch<Waite
             let _ = w.reply.send(result.clone());
         }
     });
+}
+
+/// Where the cluster map sends a batch of `route`: its partition's leader, or for keyless
+/// batches the up brokers in turn by `slot`. `None` without a map (a single host, no admin
+/// address, the map not reachable) or for a key whose partition is not known.
+async fn route_addr(routes: &Routes, topic: &str, route: &Route, slot: usize) -> Option<String> {
+    match route {
+        Route::Keyless => routes.keyless(slot).await,
+        Route::Partition(p) => routes.leader(topic, *p).await,
+        Route::Key(_) => None,
+    }
 }
