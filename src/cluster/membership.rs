@@ -50,9 +50,15 @@ impl Membership {
     /// One lease: take it, register under it, keep it alive until it is lost (`Ok`) or etcd
     /// fails (`Err`).
     async fn session(&mut self, previous: &mut Option<i64>) -> Result<(), etcd_client::Error> {
-        if let Some(old) = previous.take() {
-            // Ours, and already given up (the fence is down): let the key go at once.
-            let _ = self.client.lease_revoke(old).await;
+        if let Some(old) = *previous {
+            // Ours, and already given up (the fence is down): let the key go at once rather
+            // than wait out its TTL. Kept until etcd has dropped it: after an etcd restart the
+            // lease is back with a fresh TTL, and the first tries fail while etcd is away.
+            match self.client.lease_revoke(old).await {
+                Ok(_) => *previous = None,
+                Err(e) if is_lease_not_found(&e) => *previous = None,
+                Err(e) => return Err(e),
+            }
         }
         self.wait_until_unregistered().await?;
         let sent = Instant::now();
@@ -149,4 +155,9 @@ impl Membership {
             }
         }
     }
+}
+
+/// etcd's answer for a lease it does not have (expired, or revoked already).
+fn is_lease_not_found(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(status) if status.message().contains("lease not found"))
 }
