@@ -119,3 +119,74 @@ fn without_auto_create_a_register_finds_the_topic_in_etcd_or_is_refused() {
         .expect("register once etcd has it");
     assert_eq!(local_partitions(&brokers[1], "audit"), Some(3));
 }
+
+/// A broker that was down while a topic was deleted and created again (with the same layout)
+/// must not serve its files of the deleted topic as the new one's: at start it finds that
+/// etcd's topic is another life of the name and drops them.
+#[test]
+fn a_broker_down_while_its_topic_was_deleted_and_created_again_serves_none_of_the_old_records() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut brokers = three_brokers(&etcd);
+    {
+        let all: Vec<&Broker> = brokers.iter().collect();
+        wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    }
+    let mut http1 = HttpClient::connect(brokers[0].http);
+    let r = http1.request("POST", "/v1/topics/reborn", &[], b"{\"partitions\": 3}");
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Records in every partition, through broker 3 (forwarded to the leaders).
+    common::consumer::produce_keyed(brokers[2].framed, "reborn", 60, 12, "old");
+    let mut on3 = ConsumerClient::connect(brokers[2].framed);
+    let old_on_3: usize = (0..3)
+        .map(|j| {
+            on3.fetch_all("reborn", j)
+                .iter()
+                .map(|i| i.records.len())
+                .sum::<usize>()
+        })
+        .sum();
+    assert!(old_on_3 > 0, "broker 3 leads no partition of 'reborn'");
+    drop(on3);
+
+    brokers[2].kill9();
+    wait_views(&[&brokers[0], &brokers[1]], "broker 3 down", |v| {
+        common::cluster::states(v).contains(&(3, "down".to_string()))
+    });
+    let r = http1.request("DELETE", "/v1/topics/reborn", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = http1.request("POST", "/v1/topics/reborn", &[], b"{\"partitions\": 3}");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(
+        brokers[2].data_dir.join("reborn").exists(),
+        "broker 3 keeps its files while it is down"
+    );
+
+    brokers[2].spawn();
+    {
+        let all: Vec<&Broker> = brokers.iter().collect();
+        wait_views(&all, "broker 3 back", all_up(&[1, 2, 3]));
+    }
+    // Every partition read on broker 3 (a FETCH reads its own log) holds nothing of the old
+    // topic: the new one is empty.
+    let mut on3 = ConsumerClient::connect(brokers[2].framed);
+    for j in 0..3 {
+        let items = on3.fetch_all("reborn", j);
+        assert!(
+            items.iter().all(|i| i.records.is_empty()),
+            "partition {j} on broker 3 serves records of the deleted topic: {:?}",
+            common::consumer::bodies(&items)
+        );
+    }
+    // And new records are read back alone, through a group on broker 3.
+    let acked = common::consumer::produce_keyed(brokers[2].framed, "reborn", 30, 6, "new");
+    let mut group = ConsumerClient::connect(brokers[2].framed);
+    group
+        .register("c", "after", &["reborn"], StartPolicy::Earliest)
+        .expect("register");
+    let read = common::consumer::bodies(&common::consumer::drain(&mut group, "c"));
+    let mut read_sorted = read.clone();
+    read_sorted.sort();
+    let mut want: Vec<String> = acked.into_iter().map(|(_, body)| body).collect();
+    want.sort();
+    assert_eq!(read_sorted, want, "only the new topic's records: {read:?}");
+}

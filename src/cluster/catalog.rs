@@ -8,8 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::records::TopicRecord;
-use super::topics::{self, TopicRemoved};
+use super::topics::{self, TopicFound, TopicRemoved};
 use super::{Cluster, ClusterError};
 use crate::shard::error::TopicError;
 use crate::shard::{Shard, TopicState};
@@ -33,21 +32,21 @@ impl Cluster {
             self.find_topic(name).await
         };
         let found = found.map_err(|e| topic_error(name, e))?;
-        self.open_found(shard, name, &found.record)
+        self.open_found(shard, name, &found)
             .await
             .map_err(|e| topic_error(name, e))
     }
 
-    /// Opens `name` on this broker with `record`, the layout etcd holds, once this broker's
+    /// Opens `name` on this broker with the layout etcd holds (`found`), once this broker's
     /// view has the topic and its partitions. A topic this broker already holds with another
     /// layout is refused.
     pub async fn open_found(
         &self,
         shard: &Shard,
         name: &str,
-        record: &TopicRecord,
+        found: &TopicFound,
     ) -> Result<Rc<TopicState>, ClusterError> {
-        let layout = record.layout();
+        let layout = found.record.layout();
         let deadline = Instant::now() + VISIBLE_WITHIN;
         while !self.sees_topic(name, layout.partitions()) {
             if Instant::now() > deadline {
@@ -56,7 +55,7 @@ impl Cluster {
             crate::rt::sleep(Duration::from_millis(20)).await;
         }
         let topic = shard
-            .create_topic_with_layout(name, layout)
+            .create_topic_with_layout(name, layout, found.create_revision)
             .await
             .map_err(|e| ClusterError::Topic(Box::new(e)))?;
         if topic.layout != layout {

@@ -17,7 +17,8 @@
 //!   [`json`]: `GET /v1/cluster`.
 //! - [`catalog`]: topics opened on this broker with etcd's layout (any request naming a
 //!   topic it has not opened yet), created and deleted in etcd by the admin API; [`dropped`]:
-//!   shard 0 dropping the local data of topics deleted from etcd.
+//!   shard 0 dropping the local data of topics deleted from etcd; [`stale`]: at start, the
+//!   files of topics deleted (or deleted and created again) while this broker was down.
 //! - [`offsets`]: consumer groups' committed offsets in etcd.
 //! - [`remote_read`]: a poll's reads of partitions another broker leads (framed FETCH).
 
@@ -46,6 +47,7 @@ pub mod offsets;
 pub mod records;
 pub mod remote_read;
 pub mod session;
+pub mod stale;
 pub mod topics;
 pub mod view;
 
@@ -104,9 +106,11 @@ pub fn start_if_configured(config: &Config, fs: &BrokerFs) -> Result<(), Cluster
         return Ok(());
     };
     // Before the shards run: a short-lived executor on this thread, as for the data dir.
-    let (fs, dir) = (fs.clone(), config.data_dir.clone());
-    crate::rt::block_on(async move { identity::claim(&fs, &dir, id).await })?;
+    let (id_fs, dir) = (fs.clone(), config.data_dir.clone());
+    crate::rt::block_on(async move { identity::claim(&id_fs, &dir, id).await })?;
     let cluster = Cluster::start(config, id)?;
+    // Files of topics deleted (or deleted and created again) while this broker was down.
+    cluster.drop_stale_topics(fs, &config.data_dir)?;
     let _ = INSTALLED.set(cluster);
     Ok(())
 }
@@ -448,6 +452,10 @@ pub enum ClusterError {
     Runtime(std::io::Error),
     #[error("the cluster thread stopped")]
     Stopped,
+    #[error(
+        "dropping the files of topics deleted from the cluster while this broker was down: {0}"
+    )]
+    StaleTopics(crate::storage::StorageError),
 }
 
 impl Classify for ClusterError {

@@ -63,7 +63,9 @@ pub async fn open(shard: &Rc<Shard>, name: &str) -> Result<(Rc<TopicState>, u32)
         }
         crate::rt::sleep(Duration::from_millis(20)).await;
     }
-    let topic = shard.create_topic_with_layout(name, layout).await?;
+    let topic = shard
+        .create_topic_with_layout(name, layout, found.create_revision)
+        .await?;
     if topic.layout != layout {
         return Err(SessionError::LayoutDiffers(name.to_string()));
     }

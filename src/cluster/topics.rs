@@ -16,6 +16,9 @@ use super::ClusterError;
 pub struct TopicFound {
     pub record: TopicRecord,
     pub created: bool,
+    /// The etcd revision that created the layout key: which life of the name this is (a
+    /// topic deleted and created again has another).
+    pub create_revision: i64,
 }
 
 /// Finds `name`.
@@ -30,6 +33,7 @@ pub async fn find_topic(
         Some(kv) => Ok(TopicFound {
             record: parse_topic(&topic_key, kv.value())?,
             created: false,
+            create_revision: kv.create_revision(),
         }),
         None => Err(ClusterError::TopicNotFound(name)),
     }
@@ -50,6 +54,7 @@ pub async fn create_topic(
         return Ok(TopicFound {
             record: parse_topic(&topic_key, kv.value())?,
             created: false,
+            create_revision: kv.create_revision(),
         });
     }
     let live: Vec<BrokerRecord> = client
@@ -79,9 +84,12 @@ pub async fn create_topic(
             partitions = record.partitions(),
             "created topic in etcd"
         );
+        // The transaction's revision is the one that created the key.
+        let create_revision = answer.header().map_or(0, |h| h.revision());
         return Ok(TopicFound {
             record,
             created: true,
+            create_revision,
         });
     }
     for op in answer.op_responses() {
@@ -90,6 +98,7 @@ pub async fn create_topic(
                 return Ok(TopicFound {
                     record: parse_topic(&topic_key, kv.value())?,
                     created: false,
+                    create_revision: kv.create_revision(),
                 });
             }
         }

@@ -56,7 +56,7 @@ impl Shard {
             .config
             .auto_create_topics
             .then(|| self.default_layout());
-        let found = match self.find_or_create(name, create).await {
+        let found = match self.find_or_create(name, create, None).await {
             Err(TopicError::NotFound { topic }) => return Err(TopicError::NotCreated { topic }),
             found => found?,
         };
@@ -72,7 +72,7 @@ impl Shard {
         if let Some(cluster) = crate::cluster::installed() {
             return cluster.open_topic(self, name, false).await;
         }
-        let found = self.find_or_create(name, None).await?;
+        let found = self.find_or_create(name, None, None).await?;
         self.install_topic(name, found.layout, found.incarnation)
     }
 
@@ -94,23 +94,28 @@ impl Shard {
                 created: false,
                 incarnation: t.incarnation,
             },
-            None => self.find_or_create(name, Some(layout)).await?,
+            None => self.find_or_create(name, Some(layout), None).await?,
         };
         let state = self.install_topic(name, found.layout, found.incarnation)?;
         Ok((state, found))
     }
 
-    /// Finds the topic, or creates it with exactly `layout` (cluster mode: the layout etcd
-    /// holds). An existing topic is found, not changed: the caller compares layouts.
+    /// Finds the topic, or creates it with exactly `layout`, the layout etcd holds at
+    /// `cluster_revision` (cluster mode; recorded with the layout so that a broker that was
+    /// down while the topic was deleted can tell its files from the topic's next life). An
+    /// existing topic is found, not changed: the caller compares layouts.
     pub async fn create_topic_with_layout(
         &self,
         name: &str,
         layout: TopicLayout,
+        cluster_revision: i64,
     ) -> Result<Rc<TopicState>, TopicError> {
         if let Some(t) = self.known_topic(name) {
             return Ok(t);
         }
-        let found = self.find_or_create(name, Some(layout)).await?;
+        let found = self
+            .find_or_create(name, Some(layout), Some(cluster_revision))
+            .await?;
         self.install_topic(name, found.layout, found.incarnation)
     }
 
@@ -151,14 +156,16 @@ impl Shard {
         &self,
         name: &str,
         create: Option<TopicLayout>,
+        cluster_revision: Option<i64>,
     ) -> Result<Found, TopicError> {
         if self.id == CREATOR {
-            return self.ensure_topic(name, create).await;
+            return self.ensure_topic(name, create, cluster_revision).await;
         }
         let (tx, rx) = oneshot::channel();
         let msg = ShardMsg::GetOrCreateTopic {
             topic: name.to_string(),
             create,
+            cluster_revision,
             reply: tx,
         };
         self.mesh
@@ -175,6 +182,7 @@ impl Shard {
         &self,
         name: &str,
         create: Option<TopicLayout>,
+        cluster_revision: Option<i64>,
     ) -> Result<Found, TopicError> {
         debug_assert_eq!(self.id, CREATOR, "topics are created on shard 0");
         // A topic not known yet may be being created: wait for that first, so a lookup never
@@ -207,12 +215,18 @@ impl Shard {
                 limit,
             });
         }
-        topics::persist(&self.fs, &self.config.data_dir, name, &layout)
-            .await
-            .map_err(|e| TopicError::Persist {
-                topic: name.to_string(),
-                source: Arc::new(e),
-            })?;
+        topics::persist(
+            &self.fs,
+            &self.config.data_dir,
+            name,
+            &layout,
+            cluster_revision,
+        )
+        .await
+        .map_err(|e| TopicError::Persist {
+            topic: name.to_string(),
+            source: Arc::new(e),
+        })?;
         tracing::info!(
             topic = name,
             partitions = layout.partitions(),

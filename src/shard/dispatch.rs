@@ -81,11 +81,13 @@ fn handle(shard: &Rc<Shard>, msg: ShardMsg) {
         ShardMsg::GetOrCreateTopic {
             topic,
             create,
+            cluster_revision,
             reply,
         } => {
             let shard = shard.clone();
             rt::spawn_detached(async move {
-                let _ = reply.send(shard.ensure_topic(&topic, create).await);
+                let found = shard.ensure_topic(&topic, create, cluster_revision).await;
+                let _ = reply.send(found);
             });
         }
         ShardMsg::Run(task) => task(shard),

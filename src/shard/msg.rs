@@ -91,10 +91,12 @@ pub enum ShardMsg {
         reply: ReadReply,
     },
     /// Sent to shard 0, which owns topic creation: the topic's layout, creating it with
-    /// `create` if it is new (`None`: only look it up).
+    /// `create` if it is new (`None`: only look it up); in cluster mode with the etcd
+    /// revision of the layout it was created from (see `topics::persist`).
     GetOrCreateTopic {
         topic: String,
         create: Option<TopicLayout>,
+        cluster_revision: Option<i64>,
         reply: oneshot::Sender<Result<super::catalog::Found, TopicError>>,
     },
     /// Control work to run on the receiving core (see [`super::control`]).

@@ -1,5 +1,7 @@
 //! Topic layouts on disk: `{data}/{topic}/topic.toml` holds the [`TopicLayout`] fixed when the
-//! topic was created; the partitions live beside it in `{data}/{topic}/{gen}_{token}_{range}/`.
+//! topic was created (and in cluster mode `cluster-revision`, the etcd revision that created
+//! the layout it was opened with); the partitions live beside it in
+//! `{data}/{topic}/{gen}_{token}_{range}/`.
 //! Shard 0 alone creates topics (so two shards never race to create one with different
 //! layouts); every shard reads the existing layouts at start.
 
@@ -23,6 +25,9 @@ pub fn topic_dir(data_dir: &Path, topic: &str) -> PathBuf {
 pub struct Loaded {
     /// Every persisted topic layout, by topic name.
     pub layouts: HashMap<String, TopicLayout>,
+    /// The etcd revision each topic opened in cluster mode was created at, by topic name
+    /// (topics made on a single host, or before revisions were recorded, have none).
+    pub cluster_revisions: HashMap<String, i64>,
     /// Entries that are neither a topic nor the broker's own (`@…`), skipped.
     pub ignored: Vec<Ignored>,
 }
@@ -89,6 +94,9 @@ pub async fn load_all<F: FileSystem>(fs: &F, data_dir: &Path) -> Result<Loaded, 
                 let text = String::from_utf8(bytes).map_err(|e| bad(e.to_string()))?;
                 let layout = decode_layout(&text).map_err(|e| bad(e.to_string()))?;
                 out.layouts.insert(topic.to_string(), layout);
+                if let Some(revision) = decode_cluster_revision(&text) {
+                    out.cluster_revisions.insert(topic.to_string(), revision);
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // An empty one is harmless (creating the topic fills it); one that holds
@@ -139,22 +147,41 @@ pub fn decode_layout(text: &str) -> Result<TopicLayout, LayoutFileError> {
     }
 }
 
-/// Persists a new topic's layout durably: write a temporary file, fsync it, rename it into
-/// place, fsync the directories.
+/// The `cluster-revision` of a `topic.toml` (already decoded as a layout), if it has a valid
+/// one.
+pub fn decode_cluster_revision(text: &str) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct ClusterMark {
+        cluster_revision: Option<i64>,
+    }
+    toml::from_str::<ClusterMark>(text)
+        .ok()?
+        .cluster_revision
+        .filter(|r| *r > 0)
+}
+
+/// Persists a new topic's layout durably (with `cluster_revision`, in cluster mode: the etcd
+/// revision that created the layout): write a temporary file, fsync it, rename it into place,
+/// fsync the directories.
 pub async fn persist<F: FileSystem>(
     fs: &F,
     data_dir: &Path,
     topic: &str,
     layout: &TopicLayout,
+    cluster_revision: Option<i64>,
 ) -> Result<(), StorageError> {
     let dir = topic_dir(data_dir, topic);
     fs.create_dir_all(&dir)
         .await
         .map_err(StorageError::io("create", &dir))?;
-    let text = toml::to_string(layout).map_err(|e| StorageError::BadFile {
+    let mut text = toml::to_string(layout).map_err(|e| StorageError::BadFile {
         path: dir.join(LAYOUT_FILE),
         reason: e.to_string(),
     })?;
+    if let Some(revision) = cluster_revision {
+        text.push_str(&format!("cluster-revision = {revision}\n"));
+    }
     replace_file(fs, &dir, LAYOUT_FILE, text.as_bytes())
         .await
         .map_err(StorageError::io("write", dir.join(LAYOUT_FILE)))?;
@@ -178,7 +205,7 @@ pub(crate) mod tests {
         block_on_reused(super::load_all(&RealFs::default(), data_dir))
     }
     pub(crate) fn persist(dir: &Path, topic: &str, l: &TopicLayout) -> Result<(), StorageError> {
-        block_on_reused(super::persist(&RealFs::default(), dir, topic, l))
+        block_on_reused(super::persist(&RealFs::default(), dir, topic, l, None))
     }
 
     #[test]
@@ -196,6 +223,36 @@ pub(crate) mod tests {
         let err = load_all(dir.path()).unwrap_err();
         assert!(matches!(err, StorageError::BadFile { .. }), "{err:?}");
         assert!(err.to_string().contains("orders"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_revision_is_kept_beside_the_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = TopicLayout::new(3, 4);
+        let persisted = block_on_reused(super::persist(
+            &RealFs::default(),
+            dir.path(),
+            "clustered",
+            &l,
+            Some(42),
+        ));
+        persisted.unwrap();
+        persist(dir.path(), "local", &l).unwrap();
+        let loaded = load_all(dir.path()).unwrap();
+        assert_eq!(loaded.layouts["clustered"], l);
+        assert_eq!(loaded.layouts["local"], l);
+        assert_eq!(loaded.cluster_revisions.get("clustered"), Some(&42));
+        assert_eq!(loaded.cluster_revisions.get("local"), None);
+        // Hand-made values that are not a revision are none.
+        for bad in [
+            "cluster-revision = -3",
+            "cluster-revision = \"7\"",
+            "cluster-revision = 0",
+        ] {
+            let text = format!("gen = 1\ntoken-ranges = 1\nranges-per-token-range = 1\n{bad}\n");
+            assert_eq!(decode_layout(&text).unwrap(), TopicLayout::new(1, 1));
+            assert_eq!(decode_cluster_revision(&text), None, "{bad}");
+        }
     }
 
     /// Found by the `topic_layout` fuzz target: the partition count of a hand-made file

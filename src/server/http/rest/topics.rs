@@ -108,7 +108,7 @@ async fn create_inner(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpRespon
                 .map_err(|e| errors::response(&e))?;
             // Opened here at once with etcd's layout (the others open it on first use).
             cluster
-                .open_found(shard, &name, &found.record)
+                .open_found(shard, &name, &found)
                 .await
                 .map_err(|e| errors::response(&e))?;
             (found.record.partitions(), found.created)
