@@ -40,6 +40,9 @@ pub const POINTS: &[&str] = &[
     "shard.forward",
     // `PartitionWriter::run`: a chunk about to be written and made durable.
     "writer.write",
+    // Cluster mode: a topic of more partitions than one etcd transaction takes, created in
+    // etcd's first transaction, before the others (a creator dying half way).
+    "cluster.topic_create",
     // The file system (`storage::fs::BrokerFs`), at each call, before the real one:
     // creating a segment, opening a buffered file (for writing), creating directories.
     "fs.create",

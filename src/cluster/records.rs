@@ -58,10 +58,6 @@ pub struct PartitionRecord {
     pub leader_epoch: u64,
 }
 
-/// Partitions one topic may have in a cluster: a topic and its partitions are created in one
-/// etcd transaction, which etcd caps at 128 operations by default (`--max-txn-ops`).
-pub const MAX_CLUSTER_PARTITIONS: u32 = 127;
-
 /// Most partitions per shard, as on a single host.
 const MAX_PARTITIONS_PER_SHARD: u32 = 256;
 
@@ -106,32 +102,9 @@ pub fn plan_topic(
             ranges_per_token_range: 1,
         },
     };
-    let n = layout.partitions();
-    if n > MAX_CLUSTER_PARTITIONS {
-        return Err(bad(
-            n,
-            format!("a cluster topic has at most {MAX_CLUSTER_PARTITIONS} partitions for now"),
-        ));
-    }
     let rf = replication_factor.clamp(1, brokers.len() as u32);
-    // One slot per shard, brokers in id order: token range t is served by slot t mod slots.
-    let slots: Vec<usize> = brokers
-        .iter()
-        .enumerate()
-        .flat_map(|(i, b)| std::iter::repeat_n(i, b.shards as usize))
-        .collect();
-    let records = (0..n)
-        .map(|j| {
-            let first = slots[(j / layout.ranges_per_token_range) as usize % slots.len()];
-            let replicas: Vec<u32> = (0..rf as usize)
-                .map(|k| brokers[(first + k) % brokers.len()].id)
-                .collect();
-            PartitionRecord {
-                leader: Some(replicas[0]),
-                replicas,
-                leader_epoch: 1,
-            }
-        })
+    let records = (0..layout.partitions())
+        .map(|j| place(&brokers, &layout, rf, j))
         .collect();
     let topic = TopicRecord {
         generation: layout.gen,
@@ -140,6 +113,59 @@ pub fn plan_topic(
         replication_factor: rf,
     };
     Ok((topic, records))
+}
+
+/// Records for partitions `missing` of an existing topic whose creation stopped half way (the
+/// creating broker died between its transactions), placed over the brokers `live` now as a
+/// new topic's would be. No broker has served them: a topic is opened only once all its
+/// partition records are there.
+pub fn plan_missing(
+    live: &[BrokerRecord],
+    topic: &TopicRecord,
+    missing: &[u32],
+) -> Result<Vec<(u32, PartitionRecord)>, PlanError> {
+    let mut brokers: Vec<&BrokerRecord> = live.iter().filter(|b| b.shards > 0).collect();
+    brokers.sort_by_key(|b| b.id);
+    brokers.dedup_by_key(|b| b.id);
+    if brokers.is_empty() {
+        return Err(PlanError::NoBrokers);
+    }
+    let layout = topic.layout();
+    let rf = topic.replication_factor.clamp(1, brokers.len() as u32);
+    Ok(missing
+        .iter()
+        .map(|&j| (j, place(&brokers, &layout, rf, j)))
+        .collect())
+}
+
+/// Partition `j`'s record: token range `t` goes to the `t`-th shard of `brokers` (sorted by
+/// id, each holding as many consecutive slots as it has shards), further replicas to the next
+/// brokers by id; leader epoch 1.
+fn place(brokers: &[&BrokerRecord], layout: &TopicLayout, rf: u32, j: u32) -> PartitionRecord {
+    let slots = brokers
+        .iter()
+        .map(|b| b.shards as usize)
+        .sum::<usize>()
+        .max(1);
+    let slot = (j / layout.ranges_per_token_range) as usize % slots;
+    // The broker holding slot `slot`.
+    let mut first = 0;
+    let mut seen = 0;
+    for (i, b) in brokers.iter().enumerate() {
+        seen += b.shards as usize;
+        if slot < seen {
+            first = i;
+            break;
+        }
+    }
+    let replicas: Vec<u32> = (0..rf as usize)
+        .map(|k| brokers[(first + k) % brokers.len()].id)
+        .collect();
+    PartitionRecord {
+        leader: replicas.first().copied(),
+        replicas,
+        leader_epoch: 1,
+    }
 }
 
 #[cfg(test)]
@@ -184,7 +210,20 @@ mod tests {
             3
         );
         assert!(plan_topic(&live, Some(0), 4, 1).is_err());
-        assert!(plan_topic(&live, Some(128), 4, 1).is_err());
+        // Past the 128 operations of one etcd transaction: created in several (topics.rs).
+        assert_eq!(plan_topic(&live, Some(600), 4, 1).unwrap().1.len(), 600);
+        assert!(plan_topic(&live, Some(3 * 256 + 1), 4, 1).is_err());
         assert_eq!(plan_topic(&[], None, 4, 1), Err(PlanError::NoBrokers));
+    }
+
+    #[test]
+    fn missing_partitions_are_placed_as_a_new_topics_would_be() {
+        let live = [broker(7, 1), broker(2, 2), broker(5, 1)];
+        let (topic, parts) = plan_topic(&live, None, 2, 1).unwrap();
+        let missing = plan_missing(&live, &topic, &[1, 6, 7]).unwrap();
+        for (j, record) in missing {
+            assert_eq!(record, parts[j as usize], "partition {j}");
+        }
+        assert_eq!(plan_missing(&[], &topic, &[0]), Err(PlanError::NoBrokers));
     }
 }

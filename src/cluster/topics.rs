@@ -1,15 +1,28 @@
 //! Creating a topic in the cluster: one transaction, guarded by the topic key not existing
-//! (`create_revision == 0`), writes the layout and every partition's record; if another
+//! (`create_revision == 0`), writes the layout and the first partition records; if another
 //! broker created it first, the transaction reads what it wrote instead. So two brokers that
-//! create the same topic at once agree on one layout.
+//! create the same topic at once agree on one layout. etcd takes at most 128 operations per
+//! transaction (`--max-txn-ops`), so the partition records past the first [`PUTS_PER_TXN`]
+//! follow in further transactions, each guarded by the topic key still being the one created
+//! (its create revision) and by every key it writes not existing yet. Whoever finds a topic
+//! whose records stop short (its creator died between transactions) writes the missing ones
+//! the same way; no broker opens a topic before all its partition records are there.
 
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
 };
 
-use super::keys::Keys;
-use super::records::{plan_topic, BrokerRecord, TopicRecord};
+use super::keys::{Key, Keys};
+use super::records::{plan_missing, plan_topic, BrokerRecord, PartitionRecord, TopicRecord};
 use super::ClusterError;
+
+/// Partition records written per transaction: with the compares on each key and on the
+/// topic's key, well under etcd's default cap of 128 operations per list.
+pub const PUTS_PER_TXN: usize = 100;
+
+/// Attempts at writing a half-created topic's missing records before giving up (another
+/// broker writing them at the same time makes an attempt fail; the next finds fewer missing).
+const COMPLETE_ATTEMPTS: usize = 4;
 
 /// The topic's layout, and whether this call created it.
 #[derive(Debug, Clone)]
@@ -30,11 +43,15 @@ pub async fn find_topic(
     let topic_key = keys.topic(&name);
     let existing = client.get(topic_key.clone(), None).await?;
     match existing.kvs().first() {
-        Some(kv) => Ok(TopicFound {
-            record: parse_topic(&topic_key, kv.value())?,
-            created: false,
-            create_revision: kv.create_revision(),
-        }),
+        Some(kv) => {
+            let found = TopicFound {
+                record: parse_topic(&topic_key, kv.value())?,
+                created: false,
+                create_revision: kv.create_revision(),
+            };
+            complete(&mut client, &keys, &name, &found).await?;
+            Ok(found)
+        }
         None => Err(ClusterError::TopicNotFound(name)),
     }
 }
@@ -51,11 +68,13 @@ pub async fn create_topic(
     let topic_key = keys.topic(&name);
     let existing = client.get(topic_key.clone(), None).await?;
     if let Some(kv) = existing.kvs().first() {
-        return Ok(TopicFound {
+        let found = TopicFound {
             record: parse_topic(&topic_key, kv.value())?,
             created: false,
             create_revision: kv.create_revision(),
-        });
+        };
+        complete(&mut client, &keys, &name, &found).await?;
+        return Ok(found);
     }
     let live: Vec<BrokerRecord> = client
         .get(keys.live_prefix(), Some(GetOptions::new().with_prefix()))
@@ -66,7 +85,7 @@ pub async fn create_topic(
         .collect();
     let (record, parts) = plan_topic(&live, partitions, ranges_per_shard, replication_factor)?;
     let mut writes = vec![TxnOp::put(topic_key.clone(), to_json(&record), None)];
-    for (j, p) in (0u32..).zip(&parts) {
+    for (j, p) in (0u32..).zip(parts.iter().take(PUTS_PER_TXN)) {
         writes.push(TxnOp::put(keys.partition(&name, j), to_json(p), None));
     }
     let txn = Txn::new()
@@ -86,25 +105,115 @@ pub async fn create_topic(
         );
         // The transaction's revision is the one that created the key.
         let create_revision = answer.header().map_or(0, |h| h.revision());
-        return Ok(TopicFound {
+        let found = TopicFound {
             record,
             created: true,
             create_revision,
-        });
+        };
+        if parts.len() > PUTS_PER_TXN {
+            // A creator that dies here leaves the rest to whoever finds the topic next.
+            crate::failpoint::hit("cluster.topic_create");
+            complete(&mut client, &keys, &name, &found).await?;
+        }
+        return Ok(found);
     }
     for op in answer.op_responses() {
         if let TxnOpResponse::Get(got) = op {
             if let Some(kv) = got.kvs().first() {
-                return Ok(TopicFound {
+                let found = TopicFound {
                     record: parse_topic(&topic_key, kv.value())?,
                     created: false,
                     create_revision: kv.create_revision(),
-                });
+                };
+                complete(&mut client, &keys, &name, &found).await?;
+                return Ok(found);
             }
         }
     }
     // Created and deleted between our compare and our read: rare; the caller may retry.
     Err(ClusterError::Raced(name))
+}
+
+/// Writes the partition records `found` lacks (a creation that stopped between its
+/// transactions, or this broker's own creation past the first transaction), placed over the
+/// brokers up now. Each transaction is guarded by the topic key's create revision (the topic
+/// was not deleted and created again meanwhile) and by each key not existing yet (another
+/// broker completing it at the same time wins; its records are never overwritten).
+async fn complete(
+    client: &mut Client,
+    keys: &Keys,
+    name: &str,
+    found: &TopicFound,
+) -> Result<(), ClusterError> {
+    let n = found.record.partitions();
+    for _ in 0..COMPLETE_ATTEMPTS {
+        let present = client
+            .get(
+                keys.partitions_prefix(name),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await?;
+        let mut have = vec![false; n as usize];
+        for kv in present.kvs() {
+            if let Some(Key::Partition(_, j)) = kv.key_str().ok().and_then(|k| keys.parse(k)) {
+                if let Some(slot) = have.get_mut(j as usize) {
+                    *slot = true;
+                }
+            }
+        }
+        let missing: Vec<u32> = (0..n).filter(|&j| !have[j as usize]).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let live: Vec<BrokerRecord> = client
+            .get(keys.live_prefix(), Some(GetOptions::new().with_prefix()))
+            .await?
+            .kvs()
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
+            .collect();
+        let records = plan_missing(&live, &found.record, &missing)?;
+        let mut all_written = true;
+        for chunk in records.chunks(PUTS_PER_TXN) {
+            if !put_new(client, keys, name, found.create_revision, chunk).await? {
+                all_written = false;
+                break;
+            }
+        }
+        if all_written {
+            tracing::info!(
+                topic = name,
+                partitions = missing.len(),
+                "wrote the partition records the topic lacked"
+            );
+            return Ok(());
+        }
+    }
+    Err(ClusterError::Raced(name.to_string()))
+}
+
+/// One transaction: `records` put, if the topic key is still the one created at
+/// `create_revision` and none of their keys exists. Whether it was applied.
+async fn put_new(
+    client: &mut Client,
+    keys: &Keys,
+    name: &str,
+    create_revision: i64,
+    records: &[(u32, PartitionRecord)],
+) -> Result<bool, ClusterError> {
+    let mut guards = vec![Compare::create_revision(
+        keys.topic(name),
+        CompareOp::Equal,
+        create_revision,
+    )];
+    let mut puts = Vec::with_capacity(records.len());
+    for (j, record) in records {
+        let key = keys.partition(name, *j);
+        guards.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
+        puts.push(TxnOp::put(key, to_json(record), None));
+    }
+    let answer = client.txn(Txn::new().when(guards).and_then(puts)).await?;
+    Ok(answer.succeeded())
 }
 
 /// What deleting a topic in etcd removed.
