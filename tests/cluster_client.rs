@@ -8,11 +8,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::cluster::{all_up, wait_views};
+use common::cluster::{all_led, all_up, leaders, topic_layout, wait_views};
 use common::consumer::ConsumerClient;
 use common::etcd::Etcd;
 use common::{runtime, Broker};
-use shardlog::wire::ring::TopicLayout;
 use shardlog_client::{Admin, Producer, ProducerConfig};
 
 fn signal(b: &Broker, sig: i32) {
@@ -46,23 +45,11 @@ fn a_producer_routes_keyed_batches_to_leaders_and_keyless_ones_over_every_broker
     let first = &brokers[0];
     rt.block_on(Admin::new(first.http.to_string()).create_topic("routed", Some(6)))
         .expect("create");
-    let views = wait_views(&all, "the topic's leaders everywhere", |v| {
-        v["topics"][0]["partitions"]
-            .as_array()
-            .is_some_and(|ps| ps.len() == 6 && ps.iter().all(|p| p["leader"].is_u64()))
-    });
-    let topic = &views[0]["topics"][0];
-    let layout = TopicLayout {
-        gen: topic["generation"].as_u64().unwrap() as u32,
-        token_ranges: topic["token_ranges"].as_u64().unwrap() as u32,
-        ranges_per_token_range: topic["ranges_per_token_range"].as_u64().unwrap() as u32,
-    };
-    let leader: Vec<u64> = topic["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["leader"].as_u64().unwrap())
-        .collect();
+    let views = wait_views(&all, "the topic's leaders everywhere", all_led(6));
+    let (layout, leader) = (
+        topic_layout(&views[0]["topics"][0]),
+        leaders(&views[0]["topics"][0]),
+    );
     // Keys whose partitions brokers 2 and 3 lead, several per partition.
     let keys: Vec<String> = (0..2000)
         .map(|i| format!("key-{i}"))

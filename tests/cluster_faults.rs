@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{all_up, cluster_view, states, three_brokers, wait_views};
+use common::cluster::{all_led, all_up, cluster_view, states, three_brokers, wait_views};
 use common::etcd::Etcd;
 use common::framed::FramedProducer;
 use common::http::HttpClient;
@@ -146,11 +146,7 @@ fn etcd_restarted_under_load_loses_no_acknowledged_message() {
     wait_views(&all, "all three up", all_up(&[1, 2, 3]));
     let created = HttpClient::connect(brokers[0].http).request("POST", "/v1/topics/load", &[], b"");
     assert_eq!(created.status, 201, "{}", created.text());
-    wait_views(&all, "the topic's leaders everywhere", |v| {
-        v["topics"][0]["partitions"]
-            .as_array()
-            .is_some_and(|ps| !ps.is_empty() && ps.iter().all(|p| p["leader"].is_u64()))
-    });
+    wait_views(&all, "the topic's leaders everywhere", all_led(12));
 
     let stop = AtomicBool::new(false);
     let acked_count: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();

@@ -8,7 +8,7 @@ mod grpc_client;
 
 use std::collections::{BTreeMap, HashMap};
 
-use common::cluster::{all_up, three_brokers, wait_views};
+use common::cluster::{all_up, leaders, three_brokers, topic_layout, wait_views};
 use common::consumer::{produce_keyed, ConsumerClient};
 use common::etcd::Etcd;
 use common::framed::FramedProducer;
@@ -69,18 +69,9 @@ fn keyed_produce_on_every_broker_is_stored_once_by_the_partition_leader_in_order
         v["topics"].as_array().is_some_and(|t| t.len() == 1)
     });
     let topic = &views[0]["topics"][0];
-    let layout = TopicLayout {
-        gen: 1,
-        token_ranges: topic["token_ranges"].as_u64().unwrap() as u32,
-        ranges_per_token_range: topic["ranges_per_token_range"].as_u64().unwrap() as u32,
-    };
+    let layout = topic_layout(topic);
     assert_eq!(layout.partitions(), 12);
-    let leader: Vec<u64> = topic["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["leader"].as_u64().unwrap())
-        .collect();
+    let leader = leaders(topic);
     // Every record is on the broker that leads its key's partition, in that partition.
     let mut found: HashMap<String, usize> = HashMap::new();
     let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{all_up, three_brokers, wait_views};
+use common::cluster::{all_led, all_up, leaders, three_brokers, topic_layout, wait_views};
 use common::consumer::ConsumerClient;
 use common::etcd::Etcd;
 use common::http::HttpClient;
@@ -250,11 +250,11 @@ fn a_topic_of_hundreds_of_partitions_is_completed_by_another_broker_when_its_cre
     let r = http2.request("POST", "/v1/topics/wide", &[], b"{\"partitions\": 300}");
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("\"created\":false"), "{}", r.text());
-    let views = wait_views(&[&brokers[1], &brokers[2]], "all 300 partitions led", |v| {
-        v["topics"][0]["partitions"]
-            .as_array()
-            .is_some_and(|ps| ps.len() == 300 && ps.iter().all(|p| p["leader"].is_u64()))
-    });
+    let views = wait_views(
+        &[&brokers[1], &brokers[2]],
+        "all 300 partitions led",
+        all_led(300),
+    );
     let indexes: Vec<u64> = views[0]["topics"][0]["partitions"]
         .as_array()
         .unwrap()
@@ -264,19 +264,10 @@ fn a_topic_of_hundreds_of_partitions_is_completed_by_another_broker_when_its_cre
     assert_eq!(indexes, (0..300).collect::<Vec<u64>>());
     // Keyed produce through broker 3 lands and reads back in order (partitions broker 1
     // leads are unavailable while it is down: produce to the others' keys only).
-    let leader: Vec<u64> = views[0]["topics"][0]["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["leader"].as_u64().unwrap())
-        .collect();
-    let layout = shardlog::wire::ring::TopicLayout {
-        gen: 1,
-        token_ranges: views[0]["topics"][0]["token_ranges"].as_u64().unwrap() as u32,
-        ranges_per_token_range: views[0]["topics"][0]["ranges_per_token_range"]
-            .as_u64()
-            .unwrap() as u32,
-    };
+    let (layout, leader) = (
+        topic_layout(&views[0]["topics"][0]),
+        leaders(&views[0]["topics"][0]),
+    );
     let key = (0..)
         .map(|i| format!("k{i}"))
         .find(|k| leader[layout.partition_of_key(k.as_bytes()) as usize] == 3)

@@ -76,13 +76,7 @@ pub async fn create_topic(
         complete(&mut client, &keys, &name, &found).await?;
         return Ok(found);
     }
-    let live: Vec<BrokerRecord> = client
-        .get(keys.live_prefix(), Some(GetOptions::new().with_prefix()))
-        .await?
-        .kvs()
-        .iter()
-        .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
-        .collect();
+    let live = live_brokers(&mut client, &keys).await?;
     let (record, parts) = plan_topic(&live, partitions, ranges_per_shard, replication_factor)?;
     let mut writes = vec![TxnOp::put(topic_key.clone(), to_json(&record), None)];
     for (j, p) in (0u32..).zip(parts.iter().take(PUTS_PER_TXN)) {
@@ -165,13 +159,7 @@ async fn complete(
         if missing.is_empty() {
             return Ok(());
         }
-        let live: Vec<BrokerRecord> = client
-            .get(keys.live_prefix(), Some(GetOptions::new().with_prefix()))
-            .await?
-            .kvs()
-            .iter()
-            .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
-            .collect();
+        let live = live_brokers(client, keys).await?;
         let records = plan_missing(&live, &found.record, &missing)?;
         let mut all_written = true;
         for chunk in records.chunks(PUTS_PER_TXN) {
@@ -214,6 +202,17 @@ async fn put_new(
     }
     let answer = client.txn(Txn::new().when(guards).and_then(puts)).await?;
     Ok(answer.succeeded())
+}
+
+/// The registrations of the brokers up now.
+async fn live_brokers(client: &mut Client, keys: &Keys) -> Result<Vec<BrokerRecord>, ClusterError> {
+    Ok(client
+        .get(keys.live_prefix(), Some(GetOptions::new().with_prefix()))
+        .await?
+        .kvs()
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
+        .collect())
 }
 
 /// What deleting a topic in etcd removed.

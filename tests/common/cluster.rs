@@ -72,3 +72,36 @@ pub fn three_brokers(etcd: &Etcd) -> Vec<Broker> {
         })
         .collect()
 }
+
+/// The layout of a topic as a view lists it (`v["topics"][i]`).
+pub fn topic_layout(topic: &Value) -> shardlog::wire::ring::TopicLayout {
+    let n = |k: &str| {
+        topic[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {topic}")) as u32
+    };
+    shardlog::wire::ring::TopicLayout {
+        gen: n("generation"),
+        token_ranges: n("token_ranges"),
+        ranges_per_token_range: n("ranges_per_token_range"),
+    }
+}
+
+/// Each partition's leader, by partition index, as a view lists the topic.
+pub fn leaders(topic: &Value) -> Vec<u64> {
+    topic["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["leader"].as_u64().expect("a leader"))
+        .collect()
+}
+
+/// Whether the view lists topic 0 with `n` partitions, every one with a leader.
+pub fn all_led(n: usize) -> impl Fn(&Value) -> bool {
+    move |v| {
+        v["topics"][0]["partitions"]
+            .as_array()
+            .is_some_and(|ps| ps.len() == n && ps.iter().all(|p| p["leader"].is_u64()))
+    }
+}
