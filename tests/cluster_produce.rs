@@ -15,16 +15,16 @@ use common::framed::FramedProducer;
 use common::http::HttpClient;
 use common::Broker;
 use shardlog::wire::ring::TopicLayout;
-use shardlog::wire::ErrorCode;
+use shardlog::wire::{ErrorCode, OpCode};
 
 /// What broker `b` stores of `topic`: (partition index, key, body) per record, in partition
-/// order, read by FETCH from each of its partitions (a FETCH reads the broker's own log; a
-/// group's poll would also read the partitions other brokers lead).
+/// order, read by FETCH from each of its partitions with `AT_THIS_BROKER` (its own log; a
+/// plain FETCH or a group's poll reads each partition at its leader).
 fn stored(b: &Broker, topic: &str, layout: &TopicLayout) -> Vec<(u32, String, String)> {
     let mut c = ConsumerClient::connect(b.framed);
     (0..layout.partitions())
         .flat_map(|j| {
-            c.fetch_all(topic, j)
+            c.fetch_all_local(topic, j)
                 .into_iter()
                 .flat_map(|it| it.records)
                 .map(move |(_, _, body)| {
@@ -380,4 +380,118 @@ fn a_leader_killed_under_load_refuses_its_partitions_and_after_a_restart_nothing
     for (key, seqs) in order {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{key}: {seqs:?}");
     }
+}
+
+/// A FETCH (a reader without a group) on any broker reads the partition at its leader, by
+/// offset and by time, the leader's chunks passed on byte for byte; `AT_THIS_BROKER` reads
+/// the broker's own log; a partition whose leader is down answers a retryable error.
+#[test]
+fn a_fetch_on_any_broker_reads_the_partition_at_its_leader() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut brokers = three_brokers(&etcd);
+    {
+        let all: Vec<&Broker> = brokers.iter().collect();
+        wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    }
+    let r = HttpClient::connect(brokers[0].http).request("POST", "/v1/topics/read", &[], b"");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+        - 1_000_000;
+    produce_keyed(brokers[0].framed, "read", 120, 12, "r");
+    let view = common::cluster::cluster_view(&brokers[0]);
+    let topic = &view["topics"][0];
+    let leader = leaders(topic);
+    let n = topic_layout(topic).partitions();
+    for j in 0..n {
+        let at_leader = ConsumerClient::connect(brokers[leader[j as usize] as usize - 1].framed)
+            .fetch_all_local("read", j);
+        for (i, b) in brokers.iter().enumerate() {
+            let mut c = ConsumerClient::connect(b.framed);
+            let read = c.fetch_all("read", j);
+            assert_eq!(
+                read.iter()
+                    .map(|it| (it.offset, &it.payload))
+                    .collect::<Vec<_>>(),
+                at_leader
+                    .iter()
+                    .map(|it| (it.offset, &it.payload))
+                    .collect::<Vec<_>>(),
+                "partition {j} read on broker {}",
+                i + 1
+            );
+            let local = c.fetch_all_local("read", j);
+            if leader[j as usize] != i as u64 + 1 {
+                assert!(local.is_empty(), "broker {} stores partition {j}", i + 1);
+            }
+            // By time: from before the first record, everything.
+            let mut body = Vec::new();
+            let fetch = shardlog::wire::fetch::FetchBody {
+                topic: "read".into(),
+                partition: j,
+                from: shardlog::wire::fetch::FetchFrom::Time(before),
+                max_bytes: 1 << 20,
+                max_wait_ms: None,
+            };
+            fetch.encode(&mut body);
+            let (op, answer) = c.request_with(OpCode::Fetch, fetch.flags(), &body);
+            assert_eq!(
+                op,
+                OpCode::PollResponse,
+                "{:?}",
+                String::from_utf8_lossy(&answer)
+            );
+            let by_time = common::consumer::decode_items(&answer);
+            assert_eq!(
+                by_time.first().map(|it| it.offset),
+                at_leader.first().map(|it| it.offset)
+            );
+        }
+    }
+    // Broker 3 down: its partitions are unavailable (retryably) from the others, not empty.
+    let j3 = (0..n)
+        .find(|&j| leader[j as usize] == 3)
+        .expect("broker 3 leads one");
+    brokers[2].kill9();
+    wait_views(&[&brokers[0], &brokers[1]], "broker 3 down", |v| {
+        common::cluster::states(v).contains(&(3, "down".to_string()))
+    });
+    let mut c = ConsumerClient::connect(brokers[0].framed);
+    let mut body = Vec::new();
+    shardlog::wire::fetch::FetchBody {
+        topic: "read".into(),
+        partition: j3,
+        from: shardlog::wire::fetch::FetchFrom::Offset(0),
+        max_bytes: 1 << 20,
+        max_wait_ms: None,
+    }
+    .encode(&mut body);
+    let (op, answer) = c.request(OpCode::Fetch, &body);
+    assert_eq!(op, OpCode::Error, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        answer[0],
+        ErrorCode::Unavailable as u8,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // A partition the layout does not have is still not found.
+    let mut body = Vec::new();
+    shardlog::wire::fetch::FetchBody {
+        topic: "read".into(),
+        partition: n,
+        from: shardlog::wire::fetch::FetchFrom::Offset(0),
+        max_bytes: 1 << 20,
+        max_wait_ms: None,
+    }
+    .encode(&mut body);
+    let (op, answer) = c.request(OpCode::Fetch, &body);
+    assert_eq!(op, OpCode::Error);
+    assert_eq!(
+        answer[0],
+        ErrorCode::NotFound as u8,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }

@@ -139,7 +139,7 @@ fn a_broker_down_while_its_topic_was_deleted_and_created_again_serves_none_of_th
     let mut on3 = ConsumerClient::connect(brokers[2].framed);
     let old_on_3: usize = (0..3)
         .map(|j| {
-            on3.fetch_all("reborn", j)
+            on3.fetch_all_local("reborn", j)
                 .iter()
                 .map(|i| i.records.len())
                 .sum::<usize>()
@@ -180,7 +180,7 @@ fn a_broker_down_while_its_topic_was_deleted_and_created_again_serves_none_of_th
     // topic: the new one is empty.
     let mut on3 = ConsumerClient::connect(brokers[2].framed);
     for j in 0..3 {
-        let items = on3.fetch_all("reborn", j);
+        let items = on3.fetch_all_local("reborn", j);
         assert!(
             items.iter().all(|i| i.records.is_empty()),
             "partition {j} on broker 3 serves records of the deleted topic: {:?}",

@@ -28,7 +28,7 @@ use crate::storage::chunk::{decode_chunk_records, StoredChunk};
 use crate::wire::fetch::{FetchBody, FetchFrom};
 use crate::wire::poll::parse_poll_response;
 use crate::wire::record::RecordIter;
-use crate::wire::{ErrorCode, OpCode};
+use crate::wire::{ErrorCode, Flags, OpCode};
 
 /// Why a read from a partition's leader failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -90,7 +90,7 @@ pub struct RemoteRead {
     pub addr: String,
     pub topic: String,
     pub partition: u32,
-    pub from: i64,
+    pub from: FetchFrom,
     pub max_bytes: usize,
     pub wait: Option<Duration>,
 }
@@ -133,17 +133,19 @@ impl RemoteReads {
                 .map_err(link)?,
         };
         let mut body = Vec::new();
-        FetchBody {
+        let fetch = FetchBody {
             topic: read.topic.clone(),
             partition: read.partition,
-            from: FetchFrom::Offset(read.from),
+            from: read.from,
             max_bytes: read.max_bytes.min(u32::MAX as usize) as u32,
             max_wait_ms: read
                 .wait
                 .map(|w| w.as_millis().min(u128::from(u32::MAX)) as u32),
-        }
-        .encode(&mut body);
-        let answer = match mux.call(OpCode::Fetch, 0, &body).await {
+        };
+        fetch.encode(&mut body);
+        // The leader reads its own log: a read is never forwarded twice.
+        let flags = fetch.flags() | Flags::AT_THIS_BROKER;
+        let answer = match mux.call(OpCode::Fetch, flags, &body).await {
             Ok(a) => a,
             Err(ClientError::Broker { code, message }) => {
                 self.put_back(&read.addr, mux);
@@ -162,7 +164,12 @@ impl RemoteReads {
                 "no POLL_RESPONSE to FETCH".into(),
             )));
         }
-        chunks_of(read.leader, read.from, &answer.body)
+        // An empty answer to a read by time starts nowhere in particular: 0.
+        let from = match read.from {
+            FetchFrom::Offset(o) => o,
+            FetchFrom::Time(_) => 0,
+        };
+        chunks_of(read.leader, from, &answer.body)
     }
 
     fn put_back(&self, addr: &str, mux: Mux) {

@@ -30,6 +30,7 @@ use crate::cluster::Route;
 use crate::rt;
 use crate::shard::msg::ReadResult;
 use crate::shard::{ReadError, Shard, TopicState};
+use crate::wire::fetch::FetchFrom;
 use crate::wire::ErrorCode;
 
 /// One partition's read.
@@ -270,9 +271,7 @@ async fn fetch_one(
     })
 }
 
-/// Reads partition `j` of `topic` from `from`: on its owning shard here, or, in cluster mode,
-/// at the broker etcd names its leader (refused, retryably, when that broker is down or this
-/// one does not hold its lease).
+/// Reads partition `j` of `topic` from offset `from`, at its leader ([`read_at_leader`]).
 async fn read_partition(
     shard: &Rc<Shard>,
     topic: &TopicState,
@@ -281,6 +280,24 @@ async fn read_partition(
     max_bytes: usize,
     wait: Option<Duration>,
 ) -> Result<ReadResult, ReadError> {
+    let from = FetchFrom::Offset(from);
+    read_at_leader(shard, topic, j, from, max_bytes, wait).await
+}
+
+/// Reads partition `j` of `topic` from `from` (an offset, or the first record at or after a
+/// time): on its owning shard here, or, in cluster mode, at the broker etcd names its leader
+/// (refused, retryably, when that broker is down or this one does not hold its lease). A
+/// poll's reads and a FETCH without [`crate::wire::Flags::AT_THIS_BROKER`] come here.
+pub async fn read_at_leader(
+    shard: &Rc<Shard>,
+    topic: &TopicState,
+    j: u32,
+    from: FetchFrom,
+    max_bytes: usize,
+    wait: Option<Duration>,
+) -> Result<ReadResult, ReadError> {
+    // A partition the layout does not have is not found, wherever it would be read.
+    topic.check_partition(j)?;
     if let Some(cluster) = crate::cluster::installed() {
         if let Route::Forward { leader, addr, .. } = cluster.route(&topic.name, j)? {
             let read = RemoteRead {
@@ -292,13 +309,33 @@ async fn read_partition(
                 max_bytes,
                 wait,
             };
+            let requested = match from {
+                FetchFrom::Offset(o) => o,
+                FetchFrom::Time(_) => 0,
+            };
             return cluster
                 .read_remote(read)
                 .await
-                .map_err(|e| out_of_range(e, from));
+                .map_err(|e| out_of_range(e, requested));
         }
     }
-    shard.read(topic, j, from, max_bytes, wait).await
+    read_here(shard, topic, j, from, max_bytes, wait).await
+}
+
+/// Reads partition `j` of `topic` from `from` in this broker's own log.
+pub async fn read_here(
+    shard: &Rc<Shard>,
+    topic: &TopicState,
+    j: u32,
+    from: FetchFrom,
+    max_bytes: usize,
+    wait: Option<Duration>,
+) -> Result<ReadResult, ReadError> {
+    let offset = match from {
+        FetchFrom::Offset(o) => o,
+        FetchFrom::Time(t_us) => shard.offset_for_time(topic, j, t_us).await?.offset,
+    };
+    shard.read(topic, j, offset, max_bytes, wait).await
 }
 
 /// A leader's OUT_OF_RANGE, as a local read reports it (its message ends with the earliest

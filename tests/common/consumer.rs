@@ -58,7 +58,12 @@ impl ConsumerClient {
     /// Sends one frame and returns the answer's opcode and body (an ERROR answer as
     /// `(OpCode::Error, code | message)`, as it came).
     pub fn request(&mut self, op: OpCode, body: &[u8]) -> (OpCode, Vec<u8>) {
-        match self.rt.block_on(self.conn.call(op, 0, body)) {
+        self.request_with(op, 0, body)
+    }
+
+    /// [`Self::request`] with header flags.
+    pub fn request_with(&mut self, op: OpCode, flags: u8, body: &[u8]) -> (OpCode, Vec<u8>) {
+        match self.rt.block_on(self.conn.call(op, flags, body)) {
             Ok(answer) => (
                 OpCode::from_u8(answer.header.opcode).expect("known opcode"),
                 answer.body.to_vec(),
@@ -127,9 +132,19 @@ impl ConsumerClient {
         Self::expect_ready(self.request(OpCode::Commit, &b))
     }
 
-    /// Every record broker-local partition `partition` of `topic` holds, by FETCH from offset
-    /// 0 until a fetch brings nothing (a FETCH reads the broker's own log, whoever leads).
+    /// Every record partition `partition` of `topic` holds, by FETCH from offset 0 until a
+    /// fetch brings nothing (in cluster mode read at the partition's leader).
     pub fn fetch_all(&mut self, topic: &str, partition: u32) -> Vec<Item> {
+        self.fetch_all_with(topic, partition, 0)
+    }
+
+    /// Like [`Self::fetch_all`], from this broker's own log of the partition whoever leads it
+    /// (cluster mode: header flag `AT_THIS_BROKER`).
+    pub fn fetch_all_local(&mut self, topic: &str, partition: u32) -> Vec<Item> {
+        self.fetch_all_with(topic, partition, shardlog::wire::Flags::AT_THIS_BROKER)
+    }
+
+    fn fetch_all_with(&mut self, topic: &str, partition: u32, flags: u8) -> Vec<Item> {
         let mut all: Vec<Item> = Vec::new();
         let mut next = 0;
         loop {
@@ -142,7 +157,7 @@ impl ConsumerClient {
                 max_wait_ms: None,
             }
             .encode(&mut body);
-            let items = match self.request(OpCode::Fetch, &body) {
+            let items = match self.request_with(OpCode::Fetch, flags, &body) {
                 (OpCode::PollResponse, body) => decode_items(&body),
                 (op, body) => panic!("FETCH answered {op:?}: {:?}", parse_error_body(&body)),
             };

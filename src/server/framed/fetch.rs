@@ -8,6 +8,11 @@
 //! With header flag 0x02 (`Flags::BY_TIME`) the offset field is a timestamp (μs): the owning
 //! shard's time index gives the first offset at or after it, and the read goes on from there
 //! (the first chunk may start before it; a reader skips the records older than the time).
+//!
+//! In cluster mode the partition is read at its leader (over a broker-to-broker FETCH, the
+//! leader's chunks passed on as they are), unless header flag 0x04 (`Flags::AT_THIS_BROKER`)
+//! asks for this broker's own log: what brokers send each other, so a read is never forwarded
+//! twice.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -15,10 +20,12 @@ use std::time::{Duration, Instant};
 use super::connection::Outbox;
 use super::consumer::push_poll_response;
 use crate::consumer::api;
+use crate::consumer::fetch::{read_at_leader, read_here};
 use crate::consumer::poll::PollAssembler;
 use crate::rt;
 use crate::shard::Shard;
-use crate::wire::fetch::{FetchBody, FetchFrom};
+use crate::wire::fetch::FetchBody;
+use crate::wire::Flags;
 
 /// Serves one FETCH frame.
 pub async fn handle(
@@ -47,20 +54,11 @@ pub async fn handle(
     let wait = req
         .max_wait_ms
         .map(|ms| Duration::from_millis(ms.into()).min(api::MAX_POLL_WAIT));
-    let offset = match req.from {
-        FetchFrom::Offset(o) => Ok(o),
-        FetchFrom::Time(t_us) => shard
-            .offset_for_time(&topic, req.partition, t_us)
-            .await
-            .map(|found| found.offset),
-    };
-    let read = match offset {
-        Ok(offset) => {
-            shard
-                .read(&topic, req.partition, offset, max_bytes, wait)
-                .await
-        }
-        Err(e) => Err(e),
+    let (j, from) = (req.partition, req.from);
+    let read = if flags & Flags::AT_THIS_BROKER != 0 {
+        read_here(shard, &topic, j, from, max_bytes, wait).await
+    } else {
+        read_at_leader(shard, &topic, j, from, max_bytes, wait).await
     };
     shard.metrics.poll.record(started.elapsed());
     let read = match read {
