@@ -495,3 +495,92 @@ fn a_fetch_on_any_broker_reads_the_partition_at_its_leader() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// A gRPC Produce forwarded to a slow leader holds the forwarding broker's shard buffer
+/// budget until the leader answers, as a local one does until it is durable: clients that
+/// push faster than the leader writes are held back by flow control, and the forwarding
+/// broker's memory stays bounded by `--shard-buffer`.
+#[test]
+fn grpc_produce_forwarded_to_a_slow_leader_is_bounded_by_the_shard_buffer() {
+    let Some(etcd) = Etcd::start() else { return };
+    let brokers: Vec<Broker> = (1..=3)
+        .map(|id| {
+            let mut b = etcd.broker(id);
+            if id == 1 {
+                b.extra.extend(["--shard-buffer".into(), "4MiB".into()]);
+            } else {
+                // Every chunk write on brokers 2 and 3 takes 2 s more: forwarded frames wait.
+                b.env.push((
+                    "SHARDLOG_FAILPOINTS".into(),
+                    "writer.write=sleep(2000)".into(),
+                ));
+            }
+            b.spawn();
+            b
+        })
+        .collect();
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    let r = HttpClient::connect(brokers[0].http).request("POST", "/v1/topics/slow", &[], b"");
+    assert_eq!(r.status, 201, "{}", r.text());
+    // A key of a partition broker 2 leads (partition 4 of the default 3 x 4 layout).
+    let key = key_for(4);
+    let pid = brokers[0].pid();
+    let before = common::rss(pid);
+    assert!(common::reset_peak(pid), "cannot reset the peak RSS");
+    let rt = grpc_client::runtime();
+    let calls: Vec<_> = (0..32u64)
+        .map(|call| {
+            let (addr, key) = (brokers[0].http, key.clone());
+            rt.spawn(async move {
+                let mut c = grpc_client::Client::new(grpc_client::connect(addr).await);
+                // 32 calls of 128 values of 256 KiB each: 1 GiB offered in all.
+                let values = (0..128).map(move |n| shardlog::proto::log::ProduceRequest {
+                    value: common::incompressible(
+                        format!("slow{call}|{n}|").as_bytes(),
+                        256 << 10,
+                        n,
+                    )
+                    .into(),
+                });
+                let md = [("topic", "slow"), ("partition-key", key.as_str())];
+                let _ = c
+                    .produce_stream(&md, tonic::codegen::tokio_stream::iter(values), None)
+                    .await;
+            })
+        })
+        .collect();
+    // Meanwhile broker 1's budget fills with the frames waiting for the leader, and no more.
+    let (mut most, capacity) = (0, 4u64 << 20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    while std::time::Instant::now() < deadline {
+        let r = HttpClient::connect(brokers[0].http).request("GET", "/metrics", &[], b"");
+        let buffered: u64 = r
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("shardlog_buffered_bytes{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum();
+        most = most.max(buffered);
+        assert!(
+            buffered <= capacity,
+            "{buffered} bytes buffered, past the 4 MiB budget"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    for c in calls {
+        c.abort();
+    }
+    assert!(
+        most > 1 << 20,
+        "forwarded frames waiting for the leader held only {most} bytes of the shard buffer"
+    );
+    let grew = common::peak_rss(pid).saturating_sub(before);
+    eprintln!("broker 1 grew by {} MiB", grew >> 20);
+    assert!(
+        grew < 96 << 20,
+        "broker 1 grew by {} MiB forwarding to a slow leader with a 4 MiB shard buffer",
+        grew >> 20
+    );
+}

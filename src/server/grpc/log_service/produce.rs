@@ -11,7 +11,7 @@ use crate::cluster::{ClusterError, Route};
 use crate::error::Classify;
 use crate::proto::log::{ProduceRequest, ProduceResponse};
 use crate::rt::{self, StaticPermit};
-use crate::shard::Shard;
+use crate::shard::{ProduceError, Shard};
 use crate::stats::{Protocol, RequestType};
 use crate::wire::produce::encode_produce_body;
 
@@ -29,7 +29,7 @@ const MAX_FRAMES_IN_FLIGHT: usize = 16;
 /// (`ack_latency_seconds`, as for a framed PRODUCE), however late the call looks at it.
 struct InFlight {
     ack: rt::Task<Result<(), Status>>,
-    _budget: Option<StaticPermit>,
+    _budget: StaticPermit,
 }
 
 /// `Produce(stream ProduceRequest) returns ProduceResponse`: appends the values in order and
@@ -121,7 +121,17 @@ async fn submit(
             let Some(cluster) = crate::cluster::installed() else {
                 return Err(Status::internal("a forwarding route without a cluster"));
             };
-            let mut body = Vec::with_capacity(1 + key.len() + size);
+            // A forwarded frame holds this shard's buffer budget until the leader answers, as a
+            // local one does until it is durable (and as framed forwarding does).
+            let len = 1 + key.len() + size;
+            let budget = (len as u64).min(shard.config.shard_buffer_bytes);
+            let permit = shard
+                .buffer
+                .clone()
+                .acquire_static_permit(budget)
+                .await
+                .map_err(|_| Status::from(ProduceError::ShuttingDown))?;
+            let mut body = Vec::with_capacity(len);
             encode_produce_body(None, key, values.iter().map(|v| &v[..]), &mut body);
             let answer =
                 cluster.forward(*leader, addr, *epoch, &target.topic.name, j, 0, body.into());
@@ -134,7 +144,10 @@ async fn submit(
                 metrics.ack.record(started.elapsed());
                 acked
             });
-            return Ok(InFlight { ack, _budget: None });
+            return Ok(InFlight {
+                ack,
+                _budget: permit,
+            });
         }
     };
     let (ack, budget) = shard
@@ -155,7 +168,7 @@ async fn submit(
     });
     Ok(InFlight {
         ack,
-        _budget: Some(budget),
+        _budget: budget,
     })
 }
 
