@@ -69,6 +69,18 @@ impl Shard {
         Ok(PendingAck(rx))
     }
 
+    /// Waits for `len` bytes of this shard's buffer budget (`--shard-buffer`; a frame larger
+    /// than the whole budget takes all of it): what a frame read from a client holds until it
+    /// is durable here, or until the leader answered when it is forwarded.
+    pub async fn reserve_buffer(&self, len: usize) -> Result<rt::StaticPermit, ProduceError> {
+        let budget = (len as u64).min(self.config.shard_buffer_bytes);
+        self.buffer
+            .clone()
+            .acquire_static_permit(budget)
+            .await
+            .map_err(|_| ProduceError::ShuttingDown)
+    }
+
     /// For interfaces that receive messages rather than frames (gRPC, REST): encodes them as
     /// one PRODUCE body — exactly what a framed client would send, so one frame is one chunk's
     /// worth of atomicity — takes its size from the shard's buffer budget (the one framed
@@ -90,13 +102,7 @@ impl Shard {
         encode_produce_body(timestamp, key, messages, &mut body);
         let layout =
             ProduceLayout::parse(&body, timestamp.is_some()).map_err(ProduceError::Frame)?;
-        let budget = (body.len() as u64).min(self.config.shard_buffer_bytes);
-        let permit = self
-            .buffer
-            .clone()
-            .acquire_static_permit(budget)
-            .await
-            .map_err(|_| ProduceError::ShuttingDown)?;
+        let permit = self.reserve_buffer(body.len()).await?;
         let frame = ProduceFrame {
             body: Bytes::from(body),
             layout,

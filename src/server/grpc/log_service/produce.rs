@@ -11,7 +11,7 @@ use crate::cluster::{ClusterError, Route};
 use crate::error::Classify;
 use crate::proto::log::{ProduceRequest, ProduceResponse};
 use crate::rt::{self, StaticPermit};
-use crate::shard::{ProduceError, Shard};
+use crate::shard::Shard;
 use crate::stats::{Protocol, RequestType};
 use crate::wire::produce::encode_produce_body;
 
@@ -124,13 +124,7 @@ async fn submit(
             // A forwarded frame holds this shard's buffer budget until the leader answers, as a
             // local one does until it is durable (and as framed forwarding does).
             let len = 1 + key.len() + size;
-            let budget = (len as u64).min(shard.config.shard_buffer_bytes);
-            let permit = shard
-                .buffer
-                .clone()
-                .acquire_static_permit(budget)
-                .await
-                .map_err(|_| Status::from(ProduceError::ShuttingDown))?;
+            let permit = shard.reserve_buffer(len).await?;
             let mut body = Vec::with_capacity(len);
             encode_produce_body(None, key, values.iter().map(|v| &v[..]), &mut body);
             let answer =

@@ -98,6 +98,11 @@ async fn produce_inner(shard: &Rc<Shard>, req: HttpRequest) -> Result<(), HttpRe
             epoch,
         } = route
         {
+            // Held until the leader answers, as a local frame's until it is durable.
+            let _budget = shard
+                .reserve_buffer(frame_len)
+                .await
+                .map_err(|e| errors::response(&e))?;
             let mut body = Vec::with_capacity(frame_len);
             encode_produce_body(timestamp, &key, messages.iter().copied(), &mut body);
             let flags = if timestamp.is_some() {
