@@ -137,8 +137,31 @@ impl Registrations {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Remembers that `consumer` registered in `group` at `coordinator`. When full, entries
-    /// idle past the consumer timeout (their coordinator has dropped them) make room first.
+    /// Whether `consumer` can be remembered (checked before it registers, so the coordinator
+    /// holds no member this broker could not serve). When full, entries idle past the
+    /// consumer timeout (their coordinator has dropped them) make room first.
+    pub fn admits(&self, consumer: &str) -> Result<(), GroupLinkError> {
+        Self::make_room(&mut self.lock(), consumer, self.max, self.idle_after)
+    }
+
+    fn make_room(
+        map: &mut HashMap<String, Registered>,
+        consumer: &str,
+        max: usize,
+        idle_after: Duration,
+    ) -> Result<(), GroupLinkError> {
+        if map.len() >= max && !map.contains_key(consumer) {
+            let now = Instant::now();
+            map.retain(|_, r| now.duration_since(r.used) <= idle_after);
+            if map.len() >= max {
+                return Err(GroupLinkError::TooManyRemembered { max });
+            }
+        }
+        Ok(())
+    }
+
+    /// Remembers that `consumer` registered in `group` at `coordinator` (room is made as in
+    /// [`Registrations::admits`]).
     pub fn remember(
         &self,
         consumer: &str,
@@ -147,13 +170,7 @@ impl Registrations {
     ) -> Result<(), GroupLinkError> {
         let now = Instant::now();
         let mut map = self.lock();
-        if map.len() >= self.max && !map.contains_key(consumer) {
-            let idle_after = self.idle_after;
-            map.retain(|_, r| now.duration_since(r.used) <= idle_after);
-            if map.len() >= self.max {
-                return Err(GroupLinkError::TooManyRemembered { max: self.max });
-            }
-        }
+        Self::make_room(&mut map, consumer, self.max, self.idle_after)?;
         map.insert(
             consumer.to_string(),
             Registered {
@@ -362,6 +379,7 @@ mod tests {
         let full = Registrations::new(1, Duration::from_secs(3600));
         full.remember("a", "g", 1).unwrap();
         full.remember("a", "g2", 2).unwrap();
+        assert!(full.admits("a").is_ok() && full.admits("b").is_err());
         assert!(matches!(
             full.remember("b", "g", 1),
             Err(GroupLinkError::TooManyRemembered { max: 1 })

@@ -204,6 +204,10 @@ pub async fn register(
     topics: Vec<(String, u32)>,
     start: StartAt,
 ) -> Result<(), ConsumerError> {
+    cluster
+        .registrations()
+        .admits(&consumer)
+        .map_err(coordination)?;
     let (at, _) = cluster.group_coordinator(&group).map_err(coordination)?;
     let request = GroupRequest {
         group: group.clone(),
