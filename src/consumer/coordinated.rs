@@ -112,57 +112,51 @@ pub async fn apply(shard: &Rc<Shard>, request: GroupRequest) -> Result<GroupAnsw
     .await
 }
 
-/// Passes `request` to the group's coordinator `at` (this broker: shard 0 here), asking the
-/// view again once if the broker asked says it is not the coordinator.
+/// Passes `request` to the group's coordinator in this broker's view (this broker: shard 0
+/// here), asking the view again once if the broker asked says it is not the coordinator.
+/// With `expected`, a member's operation: refused as [`ConsumerError::CoordinatorMoved`] if
+/// the view names another coordinator than the one the consumer registered at. Returns the
+/// coordinator that answered, and its answer.
 async fn at_coordinator(
     shard: &Rc<Shard>,
     cluster: &Cluster,
-    at: u32,
+    expected: Option<u32>,
     request: GroupRequest,
-) -> Result<GroupAnswer, ConsumerError> {
+) -> Result<(u32, GroupAnswer), ConsumerError> {
     let group = request.group.clone();
-    let mut asked = at;
-    for attempt in 0..2 {
+    let mut refused = None;
+    for _ in 0..2 {
+        if refused.is_some() {
+            crate::rt::sleep(VIEW_CATCH_UP).await;
+        }
         let (now, addr) = cluster.group_coordinator(&group).map_err(coordination)?;
-        if now != at {
-            // The view moved the group meanwhile: the consumer registers again.
+        if expected.is_some_and(|at| at != now) {
+            // The view moved the group since the consumer registered: it registers again.
             return Err(ConsumerError::CoordinatorMoved {
                 consumer: request.consumer.clone(),
                 group,
             });
         }
         if now == cluster.broker {
-            return apply(shard, request).await;
+            return Ok((now, apply(shard, request).await?));
         }
-        let answer = cluster
+        match cluster
             .ask_coordinator(now, addr, request.clone())
             .await
-            .map_err(coordination)?;
-        match answer {
-            GroupAnswer::NotCoordinator { coordinator } if attempt == 0 => {
-                tracing::debug!(
-                    group,
-                    asked,
-                    ?coordinator,
-                    "not the coordinator; asking again"
-                );
-                crate::rt::sleep(VIEW_CATCH_UP).await;
-            }
+            .map_err(coordination)?
+        {
             GroupAnswer::NotCoordinator { coordinator } => {
-                return Err(coordination(GroupLinkError::NotCoordinator {
-                    group,
-                    asked,
-                    named: coordinator,
-                }))
+                tracing::debug!(group, asked = now, ?coordinator, "not the coordinator");
+                refused = Some((now, coordinator));
             }
-            answer => return Ok(answer),
+            answer => return Ok((now, answer)),
         }
-        asked = now;
     }
+    let (asked, named) = refused.unwrap_or((0, None));
     Err(coordination(GroupLinkError::NotCoordinator {
         group,
         asked,
-        named: None,
+        named,
     }))
 }
 
@@ -186,7 +180,9 @@ async fn for_member(
         consumer: consumer.to_string(),
         op,
     };
-    let answer = at_coordinator(shard, cluster, r.coordinator, request).await;
+    let answer = at_coordinator(shard, cluster, Some(r.coordinator), request)
+        .await
+        .map(|(_, a)| a);
     if let Err(e) = &answer {
         if crate::error::Classify::class(e) == crate::error::ErrorClass::UnknownConsumer {
             cluster.registrations().forget(consumer);
@@ -208,7 +204,6 @@ pub async fn register(
         .registrations()
         .admits(&consumer)
         .map_err(coordination)?;
-    let (at, _) = cluster.group_coordinator(&group).map_err(coordination)?;
     let request = GroupRequest {
         group: group.clone(),
         consumer: consumer.clone(),
@@ -217,7 +212,7 @@ pub async fn register(
             topics,
         },
     };
-    at_coordinator(shard, cluster, at, request).await?;
+    let (at, _) = at_coordinator(shard, cluster, None, request).await?;
     cluster
         .registrations()
         .remember(&consumer, &group, at)
