@@ -293,3 +293,100 @@ fn killing_the_coordinator_moves_the_group_and_both_consumers_go_on() {
 fn members_settled(members: &[Member; 2]) -> bool {
     members.iter().all(|m| m.polls_since >= 1)
 }
+
+/// Polls and commits as `id` of `group` until every body of `want` has been read, registering
+/// again when told to (code 7) and waiting while refused (code 6). Asserts that no poll
+/// returns a record before the last acknowledged COMMIT of its partition (`committed`).
+fn read_until(
+    c: &mut ConsumerClient,
+    (id, group): (&str, &str),
+    layout: &TopicLayout,
+    committed: &mut BTreeMap<u32, i64>,
+    want: &[(String, String)],
+) -> usize {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut registrations = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !want.iter().all(|(_, b)| seen.contains(b)) {
+        assert!(Instant::now() < deadline, "never read everything");
+        let items = match c.poll(id, Some(200)) {
+            Ok(items) => items,
+            Err((7, _)) => {
+                if c.register(id, group, &["orders"], StartPolicy::Earliest)
+                    .is_ok()
+                {
+                    registrations += 1;
+                }
+                continue;
+            }
+            Err((6, _)) => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(other) => panic!("poll: {other:?}"),
+        };
+        let mut ends: BTreeMap<u32, i64> = BTreeMap::new();
+        for it in &items {
+            let p = partition_of(it, layout);
+            let floor = committed.get(&p).copied().unwrap_or(0);
+            assert!(
+                it.offset >= floor,
+                "read partition {p} from {} after a commit at {floor}",
+                it.offset
+            );
+            let end = ends.entry(p).or_default();
+            *end = (*end).max(it.offset + it.records.len() as i64);
+        }
+        seen.extend(bodies(&items));
+        if !items.is_empty() && c.commit(id).is_ok() {
+            for (p, end) in ends {
+                let c = committed.entry(p).or_default();
+                *c = (*c).max(end);
+            }
+        }
+    }
+    registrations
+}
+
+#[test]
+fn a_group_that_moves_away_and_back_resumes_from_etcd_not_from_stale_memory() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut brokers: Vec<Broker> = (1..=3).map(|id| etcd.broker(id)).collect();
+    brokers[0].spawn();
+    brokers[1].spawn();
+    wait_views(
+        &[&brokers[0], &brokers[1]],
+        "brokers 1 and 2 up",
+        all_up(&[1, 2]),
+    );
+    let layout = create(&brokers[0], "orders", 4);
+    // Broker 1 coordinates the group while 1 and 2 are up; broker 3 while all three are.
+    let group = (0..)
+        .map(|i| format!("g{i}"))
+        .find(|g| coordinator_of(g, [1, 2]) == Some(1) && coordinator_of(g, [1, 2, 3]) == Some(3))
+        .expect("some name");
+    let mut committed = BTreeMap::new();
+    let mut c = ConsumerClient::connect(brokers[1].framed);
+    c.register("c1", &group, &["orders"], StartPolicy::Earliest)
+        .expect("register");
+    let first = produce_keyed(brokers[0].framed, "orders", 100, 8, "first");
+    read_until(&mut c, ("c1", &group), &layout, &mut committed, &first);
+
+    // Broker 3 comes up: the group moves to it, the consumer registers there and commits.
+    brokers[2].spawn();
+    wait_views(
+        &[&brokers[0], &brokers[1]],
+        "all three up",
+        all_up(&[1, 2, 3]),
+    );
+    let second = produce_keyed(brokers[0].framed, "orders", 100, 8, "second");
+    let moved = read_until(&mut c, ("c1", &group), &layout, &mut committed, &second);
+    assert!(moved >= 1, "the consumer never registered at broker 3");
+
+    // Broker 3 dies: the group is broker 1's again, which must not serve what it held
+    // before (the first round's offsets) but etcd's.
+    brokers[2].kill9();
+    let third = produce_keyed(brokers[0].framed, "orders", 100, 8, "third");
+    let back = read_until(&mut c, ("c1", &group), &layout, &mut committed, &third);
+    assert!(back >= 1, "the consumer never registered at broker 1 again");
+}
