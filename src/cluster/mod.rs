@@ -21,6 +21,8 @@
 //!   files of topics deleted (or deleted and created again) while this broker was down.
 //! - [`offsets`]: consumer groups' committed offsets in etcd.
 //! - [`remote_read`]: a poll's reads of partitions another broker leads (framed FETCH).
+//! - [`group_link`]: which broker coordinates a consumer group, and passing the group's
+//!   operations to it (framed GROUP).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +40,7 @@ pub mod controller;
 pub mod dropped;
 pub mod fence;
 pub mod forward;
+pub mod group_link;
 pub mod identity;
 pub mod json;
 pub mod keys;
@@ -74,6 +77,7 @@ pub struct Cluster {
     ranges_per_shard: u32,
     forwarder: Forwarder,
     remote_reads: remote_read::RemoteReads,
+    group_links: group_link::GroupLinks,
     /// Names of topics deleted from etcd, until shard 0 takes the receiver ([`dropped`]).
     deleted: Mutex<Option<futures_channel::mpsc::UnboundedReceiver<String>>>,
     leadership: Arc<Leadership>,
@@ -264,6 +268,7 @@ impl Cluster {
             ranges_per_shard: config.ranges_per_shard,
             forwarder: Forwarder::new(id),
             remote_reads: remote_read::RemoteReads::default(),
+            group_links: group_link::GroupLinks::new(config.max_consumers, config.consumer_timeout),
             deleted: Mutex::new(Some(deleted_rx)),
             leadership,
         }))

@@ -7,7 +7,7 @@
 //! ([`DeletedTopics`]), so shard 0 drops the topic's local data; a fresh read that no longer
 //! has a topic the previous view had announces it too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -32,6 +32,55 @@ pub struct ClusterState {
     /// By topic, then partition index: the record and the revision that last wrote it (what
     /// a change must be guarded by).
     pub partitions: BTreeMap<String, BTreeMap<u32, (PartitionRecord, i64)>>,
+    /// The recent sets of live brokers, kept across fresh reads (which broker coordinated a
+    /// group at any moment since a point: [`LiveLog`]).
+    pub live_log: LiveLog,
+}
+
+/// The last [`LiveLog::KEPT`] sets of live brokers this view has had, numbered: a consumer
+/// group coordinator asks it whether a group it holds was another broker's at any moment
+/// since it last looked (then its state there may be stale, and it drops it).
+#[derive(Debug, Clone, Default)]
+pub struct LiveLog {
+    generation: u64,
+    recent: VecDeque<(u64, Vec<u32>)>,
+}
+
+impl LiveLog {
+    const KEPT: usize = 32;
+
+    /// Records the live brokers now, if they differ from the last set recorded.
+    pub fn observe(&mut self, live: impl Iterator<Item = u32>) {
+        let ids: Vec<u32> = live.collect();
+        if self.recent.back().map(|(_, l)| l) == Some(&ids) {
+            return;
+        }
+        self.generation += 1;
+        self.recent.push_back((self.generation, ids));
+        if self.recent.len() > Self::KEPT {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The number of the latest set.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every set recorded after generation `after` (the latest included), or `None` if some
+    /// of them are no longer kept.
+    pub fn since(&self, after: u64) -> Option<Vec<&[u32]>> {
+        match self.recent.front() {
+            Some(&(oldest, _)) if oldest > after.saturating_add(1) => None,
+            _ => Some(
+                self.recent
+                    .iter()
+                    .filter(|(g, _)| *g > after)
+                    .map(|(_, l)| &l[..])
+                    .collect(),
+            ),
+        }
+    }
 }
 
 impl ClusterState {
@@ -169,6 +218,8 @@ async fn read_and_watch(
             .filter(|t| !fresh.topics.contains_key(*t))
             .cloned()
             .collect();
+        fresh.live_log = std::mem::take(&mut s.live_log);
+        fresh.live_log.observe(fresh.live.keys().copied());
         *s = fresh;
         fences.refresh(&s);
         gone
@@ -207,6 +258,8 @@ async fn read_and_watch(
         if let Some(h) = batch.header() {
             s.revision = s.revision.max(h.revision());
         }
+        let ClusterState { live, live_log, .. } = &mut *s;
+        live_log.observe(live.keys().copied());
         fences.refresh(&s);
     }
     Ok(())
@@ -215,6 +268,24 @@ async fn read_and_watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_live_log_keeps_recent_changes_and_says_when_it_lost_some() {
+        let mut log = LiveLog::default();
+        assert_eq!(log.since(0), Some(vec![]));
+        log.observe([1, 2, 3].into_iter());
+        log.observe([1, 2, 3].into_iter());
+        assert_eq!(log.generation(), 1);
+        log.observe([1, 2].into_iter());
+        assert_eq!(log.since(0), Some(vec![&[1, 2, 3][..], &[1, 2][..]]));
+        assert_eq!(log.since(1), Some(vec![&[1, 2][..]]));
+        assert_eq!(log.since(2), Some(vec![]));
+        for i in 0..40 {
+            log.observe([i].into_iter());
+        }
+        assert_eq!(log.since(1), None);
+        assert_eq!(log.since(log.generation() - 1).map(|v| v.len()), Some(1));
+    }
 
     #[test]
     fn puts_and_deletes_make_the_state() {

@@ -1,11 +1,13 @@
 //! The consumer operations as transports call them (framed TCP, HTTP), on whichever shard
 //! serves the client. Group bookkeeping runs on the coordinator's shard through
-//! `Shard::submit_to`; the data of a poll is read from here ([`super::fetch`]).
+//! `Shard::submit_to`; the data of a poll is read from here ([`super::fetch`]). In cluster
+//! mode the group's coordinator is one broker of the cluster ([`super::coordinated`]).
 
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::coordinated;
 use super::coordinator::{Coordinator, StartAt, COORDINATOR_SHARD};
 use super::fetch::fetch;
 use super::poll::{PollResponse, Positions};
@@ -14,13 +16,17 @@ use crate::ring::PartitionId;
 use crate::shard::Shard;
 use crate::wire::commit::CommitPosition;
 use crate::wire::consumer::RegisterBody;
+use crate::wire::group::GroupOp;
 
 /// The longest a long poll waits, whatever the client asks (and at most half the consumer
 /// timeout).
 pub const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
 
 /// Runs `work` against the coordinator, on its shard, and returns its answer here.
-async fn on_coordinator<T, F, Fut>(shard: &Rc<Shard>, work: F) -> Result<T, ConsumerError>
+pub(super) async fn on_coordinator<T, F, Fut>(
+    shard: &Rc<Shard>,
+    work: F,
+) -> Result<T, ConsumerError>
 where
     F: FnOnce(Rc<Coordinator>, Rc<Shard>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, ConsumerError>> + 'static,
@@ -66,6 +72,9 @@ pub async fn register_at(
     let RegisterBody {
         consumer_id, group, ..
     } = body;
+    if let Some(cluster) = crate::cluster::installed() {
+        return coordinated::register(shard, cluster, consumer_id, group, topics, start).await;
+    }
     on_coordinator(shard, move |c, core| async move {
         c.register(&core, &consumer_id, &group, &topics, start)
             .await
@@ -104,8 +113,10 @@ pub async fn read_poll(
     wait: Option<Duration>,
 ) -> Result<Polled, ConsumerError> {
     let id = consumer.to_string();
-    let (targets, session) =
-        on_coordinator(shard, move |c, _| async move { c.plan(&id).await }).await?;
+    let (targets, session) = match crate::cluster::installed() {
+        Some(cluster) => coordinated::plan(shard, cluster, consumer).await?,
+        None => on_coordinator(shard, move |c, _| async move { c.plan(&id).await }).await?,
+    };
     // Never wait so long that the consumer would time out during its own poll.
     let cap = MAX_POLL_WAIT.min(shard.config.consumer_timeout / 2);
     let wait = wait.map(|w| w.min(cap));
@@ -130,6 +141,11 @@ impl Polled {
     ) -> Result<PollResponse, ConsumerError> {
         let positions = self.positions.first(items);
         let (id, session) = (self.consumer, self.session);
+        if let Some(cluster) = crate::cluster::installed() {
+            let op = coordinated::returned(session, positions);
+            coordinated::done(shard, cluster, &id, op).await?;
+            return Ok(self.response);
+        }
         on_coordinator(shard, move |c, _| async move {
             c.returned(&id, session, positions)
         })
@@ -140,6 +156,9 @@ impl Polled {
 
 /// Commits the positions the consumer's last poll returned.
 pub async fn commit(shard: &Rc<Shard>, consumer: &str) -> Result<(), ConsumerError> {
+    if let Some(cluster) = crate::cluster::installed() {
+        return coordinated::done(shard, cluster, consumer, GroupOp::Commit).await;
+    }
     let id = consumer.to_string();
     on_coordinator(shard, move |c, _| async move { c.commit(&id).await }).await
 }
@@ -178,6 +197,10 @@ pub async fn commit_positions(
             }
         }
     }
+    if let Some(cluster) = crate::cluster::installed() {
+        let op = coordinated::commit_positions(keys);
+        return coordinated::done(shard, cluster, consumer, op).await;
+    }
     let id = consumer.to_string();
     on_coordinator(shard, move |c, _| async move {
         c.commit_positions(&id, keys).await
@@ -187,6 +210,9 @@ pub async fn commit_positions(
 
 /// Commits, leaves the group and rebalances it.
 pub async fn goodbye(shard: &Rc<Shard>, consumer: &str) -> Result<(), ConsumerError> {
+    if let Some(cluster) = crate::cluster::installed() {
+        return coordinated::done(shard, cluster, consumer, GroupOp::Goodbye).await;
+    }
     let id = consumer.to_string();
     on_coordinator(shard, move |c, _| async move { c.goodbye(&id).await }).await
 }

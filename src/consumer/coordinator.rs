@@ -73,6 +73,9 @@ pub struct Coordinator {
     /// Cluster mode: offsets live in etcd, written at most once per group per this long
     /// (`--offsets-interval`); `None`: offsets files on this broker.
     etcd_interval: Option<Duration>,
+    /// Cluster mode: the generation of the view's live-broker log up to which groups that
+    /// moved away were dropped ([`Coordinator::release_moved`]).
+    released: Cell<u64>,
 }
 
 /// The shard that hosts the coordinator.
@@ -109,6 +112,7 @@ impl Coordinator {
             verified: Cell::new(false),
             verified_signal: LocalNotify::default(),
             etcd_interval,
+            released: Cell::new(0),
         });
         shard.locals.insert(me.clone());
         let (c, sh) = (me.clone(), shard.clone());
@@ -307,6 +311,11 @@ impl Coordinator {
         self.state.borrow().all_committed()
     }
 
+    /// The group `consumer` is a member of here, if any.
+    pub fn member_of(&self, consumer: &str) -> Option<String> {
+        self.state.borrow().group_of(consumer)
+    }
+
     fn group_of(&self, consumer: &str) -> String {
         self.state.borrow().group_of(consumer).unwrap_or_default()
     }
@@ -399,6 +408,7 @@ impl Coordinator {
         let tick = (self.timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(5));
         loop {
             rt::sleep(tick).await;
+            self.release_moved();
             let dropped = self.state.borrow_mut().expire(Instant::now());
             for (id, group) in dropped {
                 tracing::info!(
@@ -417,6 +427,8 @@ impl Coordinator {
 mod forget;
 #[path = "coordinator_persist.rs"]
 mod persist;
+#[path = "coordinator_release.rs"]
+mod release;
 
 #[cfg(test)]
 #[path = "coordinator_tests.rs"]

@@ -12,6 +12,7 @@ fn coordinator(dir: PathBuf) -> Rc<Coordinator> {
         verified: Cell::new(true),
         verified_signal: LocalNotify::default(),
         etcd_interval: None,
+        released: Cell::new(0),
     })
 }
 

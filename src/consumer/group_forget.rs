@@ -1,4 +1,5 @@
-//! Forgetting a deleted topic in every group (see [`Groups::forget_topic`]).
+//! Forgetting a deleted topic in every group (see [`Groups::forget_topic`]), and the members
+//! of groups another broker coordinates now ([`Groups::drop_members_of`]).
 
 use super::{Groups, Work};
 #[cfg(doc)]
@@ -36,6 +37,22 @@ impl Groups {
         }
         changed.sort();
         changed
+    }
+
+    /// Drops every member of the groups `drop` names, without committing what their last
+    /// polls returned (cluster mode: another broker coordinates those groups now). Returns the
+    /// dropped members' ids.
+    pub fn drop_members_of(&mut self, drop: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let ids: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| drop(&m.group))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            self.remove(id);
+        }
+        ids
     }
 }
 
@@ -96,5 +113,30 @@ mod tests {
         assert!(targets.iter().all(|t| t.topic == "kept"), "{targets:?}");
         assert!(g.poll("b", now).unwrap().2.is_empty());
         assert!(g.forget_topic("gone").is_empty(), "nothing left to forget");
+    }
+
+    #[test]
+    fn dropping_the_members_of_a_group_leaves_the_others_and_commits_nothing() {
+        let now = Instant::now();
+        let mut g = Groups::new(Duration::from_secs(60), HashMap::new());
+        let t = topics(&[("t", 4)]);
+        for (id, group) in [("a", "moved"), ("b", "moved"), ("c", "kept")] {
+            g.register(id, group, &t, now).unwrap();
+        }
+        let (_, _, targets) = g.poll("a", now).unwrap();
+        let positions = targets
+            .iter()
+            .map(|t| ((t.topic.clone(), t.partition), 9))
+            .collect();
+        g.returned("a", positions, now).unwrap();
+        let mut dropped = g.drop_members_of(&|group| group == "moved");
+        dropped.sort();
+        assert_eq!(dropped, ["a", "b"]);
+        assert!(g.group_of("a").is_none() && g.group_of("c").as_deref() == Some("kept"));
+        assert!(
+            g.committed("moved").is_none_or(|c| c.is_empty()),
+            "nothing committed"
+        );
+        assert!(g.forget_if_idle("moved") && !g.forget_if_idle("kept"));
     }
 }

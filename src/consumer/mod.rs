@@ -14,11 +14,13 @@
 //! - [`coordinator`]: the coordinator on shard 0, reached with `Shard::submit_to`.
 //! - [`fetch`]: reading a poll's partitions on the serving shard, with long-poll waiting.
 //! - [`api`]: the operations transports call (register, poll, commit, goodbye).
+//! - [`coordinated`]: cluster mode: the operations passed to the group's coordinator broker.
 //! - [`describe`]: groups for the admin API: members, assignments, committed offsets, lag.
 //! - [`topic_delete`]: deleting a topic: on every shard, then in every group.
 
 pub mod api;
 pub mod assign;
+pub mod coordinated;
 pub mod coordinator;
 pub mod describe;
 pub mod fetch;
@@ -107,6 +109,13 @@ pub enum ConsumerError {
     /// The admin API named a group with neither members nor committed offsets.
     #[error("no consumer group '{0}' (no members, no committed offsets)")]
     NoSuchGroup(String),
+    /// Cluster mode: the group's coordinator broker could not be asked, or refused.
+    #[error(transparent)]
+    Coordination(Box<crate::cluster::group_link::GroupLinkError>),
+    /// Cluster mode: the group's coordinator changed since the consumer registered (a broker
+    /// went down or came up); the consumer registers again.
+    #[error("consumer '{consumer}' is not registered at the coordinator of group '{group}' (it moved to another broker); register again")]
+    CoordinatorMoved { consumer: String, group: String },
     /// The shard that should host the coordinator has none (a start-up bug).
     #[error("shard {0} hosts no consumer coordinator")]
     NoCoordinator(usize),
@@ -115,7 +124,10 @@ pub enum ConsumerError {
 impl Classify for ConsumerError {
     fn class(&self) -> ErrorClass {
         match self {
-            ConsumerError::UnknownConsumer(_) => ErrorClass::UnknownConsumer,
+            ConsumerError::UnknownConsumer(_) | ConsumerError::CoordinatorMoved { .. } => {
+                ErrorClass::UnknownConsumer
+            }
+            ConsumerError::Coordination(e) => e.class(),
             ConsumerError::Topic(e) => e.class(),
             ConsumerError::Read(e) => e.class(),
             ConsumerError::Route(e) => e.class(),

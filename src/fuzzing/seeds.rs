@@ -225,6 +225,46 @@ fn request_bodies() -> Vec<(&'static str, OpCode, u8, Vec<u8>)> {
         ErrorBody::new(ErrorCode::Routing, "no partition owns this key").encode(b)
     });
     body("heartbeat", OpCode::Heartbeat, 0, &|_| {});
+    body("group-register", OpCode::Group, 0, &|b| {
+        use crate::wire::group::{GroupOp, GroupRequest, GroupStart};
+        GroupRequest {
+            group: "g".into(),
+            consumer: "c1".into(),
+            op: GroupOp::Register {
+                start: GroupStart::Earliest,
+                topics: vec![("orders".into(), 6)],
+            },
+        }
+        .encode(b)
+    });
+    body("group-returned", OpCode::Group, 0, &|b| {
+        use crate::wire::group::{GroupOp, GroupPosition, GroupRequest};
+        GroupRequest {
+            group: "g".into(),
+            consumer: "c1".into(),
+            op: GroupOp::Returned {
+                session: 3,
+                positions: vec![GroupPosition {
+                    topic: "orders".into(),
+                    partition: 2,
+                    offset: 40,
+                }],
+            },
+        }
+        .encode(b)
+    });
+    body("group-answer-plan", OpCode::GroupAnswer, 0, &|b| {
+        use crate::wire::group::{GroupAnswer, GroupTarget};
+        GroupAnswer::Plan {
+            session: 3,
+            targets: vec![GroupTarget {
+                topic: "orders".into(),
+                partition: 2,
+                offset: Some(40),
+            }],
+        }
+        .encode(b)
+    });
     v
 }
 

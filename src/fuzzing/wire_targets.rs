@@ -7,6 +7,7 @@ use crate::wire::commit::CommitBody;
 use crate::wire::consumer::{ConsumerIdBody, PollBody, RegisterBody};
 use crate::wire::error::ErrorBody;
 use crate::wire::fetch::{FetchBody, FetchFrom};
+use crate::wire::group::{GroupAnswer, GroupRequest};
 use crate::wire::header::HEADER_LEN;
 use crate::wire::poll::PollResponse;
 use crate::wire::produce::{ProduceBody, ProduceLayout};
@@ -59,6 +60,8 @@ fn body(frame: &Frame) {
         OpCode::Fetch => fetch_with(b, frame.header.flags),
         OpCode::Error => error_body(b),
         OpCode::PollResponse => poll_response(b),
+        OpCode::Group => group_request(b),
+        OpCode::GroupAnswer => group_answer(b),
         OpCode::Ready | OpCode::ProduceResponse | OpCode::Heartbeat => {}
     }
 }
@@ -142,6 +145,24 @@ pub fn commit(data: &[u8]) {
         if let Some(ps) = &c.positions {
             assert!(ps.iter().all(|p| p.offset >= 0));
         }
+    }
+}
+
+/// A GROUP body (broker to broker): what decodes re-encodes to bytes that decode to it.
+pub fn group_request(data: &[u8]) {
+    if let Ok(r) = GroupRequest::decode(data) {
+        let mut again = Vec::new();
+        r.encode(&mut again);
+        assert_eq!(GroupRequest::decode(&again).as_ref(), Ok(&r));
+    }
+}
+
+/// A GROUP_ANSWER body, as the asking broker reads it: re-encodes to bytes that decode to it.
+pub fn group_answer(data: &[u8]) {
+    if let Ok(a) = GroupAnswer::decode(data) {
+        let mut again = Vec::new();
+        a.encode(&mut again);
+        assert_eq!(GroupAnswer::decode(&again).as_ref(), Ok(&a));
     }
 }
 

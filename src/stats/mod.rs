@@ -65,9 +65,14 @@ impl RequestType {
             OpCode::Commit => RequestType::Commit,
             OpCode::Goodbye => RequestType::Goodbye,
             OpCode::Fetch => RequestType::Fetch,
-            OpCode::Ready | OpCode::Error | OpCode::ProduceResponse | OpCode::PollResponse => {
-                return None
-            }
+            // Broker-to-broker group operations are counted by the broker that took the
+            // consumer's request.
+            OpCode::Ready
+            | OpCode::Error
+            | OpCode::ProduceResponse
+            | OpCode::PollResponse
+            | OpCode::Group
+            | OpCode::GroupAnswer => return None,
         })
     }
 

@@ -3,7 +3,9 @@
 //!
 //! - A **forwarding connection** says so once, in its STARTUP body: the topic as usual, then
 //!   the option `0x01 | broker id u32` (the forwarding broker). A broker never forwards a
-//!   frame that arrived on such a connection again.
+//!   frame that arrived on such a connection again. A broker's connection for consumer-group
+//!   operations (`wire::group`) names no topic: its STARTUP is `0x00 | 0x01 | broker id u32`
+//!   (an empty topic, which only a broker's STARTUP may have), decoded as the topic `""`.
 //! - On that connection every **PRODUCE body** starts with a head, `partition u32 | leader
 //!   epoch u64`, naming the partition the forwarding broker routed the frame to and the
 //!   leader epoch it routed it at; the ordinary PRODUCE body follows. The receiving broker
@@ -23,6 +25,7 @@ pub const HEAD_LEN: usize = 12;
 /// A STARTUP body: an ordinary client's, or a forwarding broker's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Startup<'a> {
+    /// The connection's topic; `""` only on a broker's connection for group operations.
     pub topic: &'a str,
     /// The forwarding broker's id, on a broker-to-broker connection.
     pub forwarded_by: Option<u32>,
@@ -33,6 +36,15 @@ impl<'a> Startup<'a> {
     pub fn decode(body: &'a [u8]) -> Result<Startup<'a>, WireError> {
         let topic_end = body.first().map_or(0, |&len| 1 + len as usize);
         if body.len() == topic_end + 5 && body[topic_end] == FORWARDED_BY {
+            if topic_end == 1 {
+                // A broker's connection without a topic (group operations only).
+                let mut r = Reader::new(&body[2..]);
+                let from = r.u32("forwarding broker id")?;
+                return Ok(Startup {
+                    topic: "",
+                    forwarded_by: Some(from),
+                });
+            }
             let plain = StartupBody::decode(&body[..topic_end])?;
             let mut r = Reader::new(&body[topic_end + 1..]);
             let from = r.u32("forwarding broker id")?;
@@ -111,6 +123,16 @@ mod tests {
         s.encode(&mut fwd);
         assert_eq!(&fwd[7..], [FORWARDED_BY, 0, 0, 0, 3]);
         assert_eq!(Startup::decode(&fwd).unwrap(), s);
+        // A broker's connection for group operations names no topic; a client's may not.
+        let mut control = Vec::new();
+        let s = Startup {
+            topic: "",
+            forwarded_by: Some(2),
+        };
+        s.encode(&mut control);
+        assert_eq!(control, [0, FORWARDED_BY, 0, 0, 0, 2]);
+        assert_eq!(Startup::decode(&control).unwrap(), s);
+        assert!(Startup::decode(&[0]).is_err());
         // Anything else after the topic is still an error, never a panic.
         for bad in [&[1, b't', 2, 0, 0, 0, 3][..], &[1, b't', 1, 0, 0], &[9]] {
             assert!(Startup::decode(bad).is_err(), "{bad:?}");

@@ -25,6 +25,12 @@ code_table! {
         /// One partition from an offset, without a group (see `wire::fetch`); answered with
         /// POLL_RESPONSE.
         Fetch = 12, "FETCH";
+        /// Broker to broker only (cluster mode): a consumer-group operation passed to the
+        /// group's coordinator (see `wire::group`); refused on a connection whose STARTUP did
+        /// not say it is a broker's.
+        Group = 13, "GROUP";
+        /// The coordinator's answer to GROUP.
+        GroupAnswer = 14, "GROUP_ANSWER";
     }
 }
 
@@ -167,9 +173,9 @@ mod tests {
         for op in 1..=12u8 {
             assert_eq!(OpCode::from_u8(op).unwrap() as u8, op);
         }
-        assert_eq!(OpCode::ALL.len(), 12);
+        assert_eq!(OpCode::ALL.len(), 14);
         assert_eq!(OpCode::from_u8(0), Err(WireError::UnknownOpcode(0)));
-        assert_eq!(OpCode::from_u8(13), Err(WireError::UnknownOpcode(13)));
+        assert_eq!(OpCode::from_u8(15), Err(WireError::UnknownOpcode(15)));
         assert_eq!(OpCode::from_u8(200), Err(WireError::UnknownOpcode(200)));
         assert_eq!(OpCode::ProduceResponse.name(), "PRODUCE_RESPONSE");
     }

@@ -14,6 +14,7 @@
 //! - [`commit`]: the COMMIT body, with optional explicit positions.
 //! - [`fetch`]: the FETCH body (one partition from an offset, no group).
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
+//! - [`group`]: the group operations a broker passes to a group's coordinator (cluster mode).
 //! - [`reset`]: where a consumer group's offsets are reset to (`earliest`, `latest`, an offset, `time:T`).
 //! - [`time`]: times as requests and tools write them (RFC 3339 or Unix milliseconds) → μs.
 //! - [`base64`]: the encoding of record bodies that are not UTF-8 where JSON carries them.
@@ -37,6 +38,7 @@ pub mod error;
 pub mod fetch;
 pub mod forward;
 pub mod frame;
+pub mod group;
 pub mod grpc;
 pub mod header;
 pub mod payload;

@@ -347,6 +347,17 @@ impl Outbox {
         self.wake();
     }
 
+    /// Queues a response with a small body (GROUP_ANSWER).
+    pub fn push_frame(&self, op: OpCode, stream_id: u16, body: &[u8]) {
+        let mut pending = self.pending.borrow_mut();
+        let before = pending.len();
+        encode_frame(&mut pending, op, 0, stream_id, body);
+        self.unsent.set(self.unsent.get() + pending.len() - before);
+        drop(pending);
+        self.metrics.frame_ok();
+        self.wake();
+    }
+
     /// Queues an ERROR response.
     pub fn push_error(&self, stream_id: u16, code: ErrorCode, message: &str) {
         if matches!(code, ErrorCode::BadRequest | ErrorCode::Protocol) {

@@ -11,11 +11,13 @@
 //! - [`connection`]: the socket halves (frame reader, response outbox).
 //! - [`consumer`]: the consumer operations.
 //! - [`produce`]: PRODUCE, from the validated body to the answer.
+//! - [`group`]: GROUP, a group operation another broker passes to this one (cluster mode).
 
 pub mod connection;
 pub mod consumer;
 pub mod errors;
 pub mod fetch;
+pub mod group;
 pub mod produce;
 
 use std::os::fd::AsRawFd;
@@ -95,6 +97,7 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
     let mut reader = FrameReader::new(read_half, fd, config.max_frame_size, config.frame_timeout)
         .with_budget(InputBudget::of_shard(shard).charge());
     let mut session: Option<Session> = None;
+    let broker = std::cell::Cell::new(None);
     let stall = config.write_stall_timeout;
     loop {
         let next = futures_lite::future::or(
@@ -152,6 +155,7 @@ async fn serve(shard: &Rc<Shard>, stream: TcpStream, guard: &ConnGuard) {
                     outbox: &outbox,
                     in_flight: &in_flight,
                     poll_slot: &poll_slot,
+                    broker: &broker,
                 };
                 handle_frame(shard, &conn, &mut session, header, body).await;
             }
@@ -230,6 +234,8 @@ struct Conn<'a> {
     outbox: &'a Rc<Outbox>,
     in_flight: &'a Rc<rt::Semaphore>,
     poll_slot: &'a Rc<rt::Semaphore>,
+    /// The broker at the other end, once its STARTUP said so (cluster mode).
+    broker: &'a std::cell::Cell<Option<u32>>,
 }
 
 async fn handle_frame(
@@ -261,6 +267,14 @@ async fn handle_frame(
                      cluster mode"
                 ),
             ),
+            // A broker's connection for group operations: no topic.
+            Ok(Startup {
+                topic: "",
+                forwarded_by: Some(from),
+            }) => {
+                conn.broker.set(Some(from));
+                outbox.push_empty(OpCode::Ready, sid);
+            }
             // The topic, from etcd in cluster mode (see `cluster::session`).
             Ok(startup) => match crate::cluster::session::open(shard, startup.topic).await {
                 Ok((state, keyless_partition)) => {
@@ -269,6 +283,7 @@ async fn handle_frame(
                         keyless_partition,
                         forwarded_by: startup.forwarded_by,
                     });
+                    conn.broker.set(startup.forwarded_by);
                     outbox.push_empty(OpCode::Ready, sid);
                 }
                 Err(e) => outbox.push_error(sid, errors::code_of(&e), &e.to_string()),
@@ -283,14 +298,18 @@ async fn handle_frame(
         OpCode::Fetch => {
             fetch::handle(shard, outbox, conn.poll_slot, sid, header.flags, &body).await
         }
-        OpCode::Ready | OpCode::Error | OpCode::ProduceResponse | OpCode::PollResponse => outbox
-            .push_error(
-                sid,
-                ErrorCode::BadRequest,
-                &format!(
-                    "opcode {} is a response; clients may not send it",
-                    header.opcode
-                ),
+        OpCode::Group => group::handle(shard, conn, sid, body).await,
+        OpCode::Ready
+        | OpCode::Error
+        | OpCode::ProduceResponse
+        | OpCode::PollResponse
+        | OpCode::GroupAnswer => outbox.push_error(
+            sid,
+            ErrorCode::BadRequest,
+            &format!(
+                "opcode {} is a response; clients may not send it",
+                header.opcode
             ),
+        ),
     }
 }
