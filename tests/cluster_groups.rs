@@ -199,3 +199,66 @@ fn committed_offsets_survive_kill_9_of_the_broker_the_group_used() {
     assert!(c.poll("c2", None).expect("poll").is_empty());
     check_once_in_order(&acked, &read);
 }
+
+/// A new group that starts at `latest` (or at a time) starts every partition where its leader
+/// says, not where the coordinator's own copy of the log ends: it reads only what was
+/// produced after it registered (or at and after the time).
+#[test]
+fn a_new_group_at_latest_or_at_a_time_starts_each_partition_at_its_leader() {
+    let Some(etcd) = Etcd::start() else { return };
+    let brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    create(&brokers[0], "late", 6);
+    produce_everywhere(&brokers, "late", 60, 0);
+    let now_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let middle = now_us();
+    std::thread::sleep(Duration::from_millis(50));
+    let second = produce_everywhere(&brokers, "late", 60, 1);
+
+    // At latest, registered now on each broker in turn (a group each, whoever coordinates it).
+    let mut latest = Vec::new();
+    for (i, b) in brokers.iter().enumerate() {
+        let mut c = ConsumerClient::connect(b.framed);
+        let (id, group) = (format!("l{i}"), format!("latest{i}"));
+        c.register(&id, &group, &["late"], StartPolicy::Latest)
+            .expect("register");
+        latest.push((c, id));
+    }
+    let third = produce_everywhere(&brokers, "late", 30, 2);
+    for (c, id) in &mut latest {
+        let read = bodies(&common::consumer::drain(c, id));
+        check_once_in_order(&third, &read);
+        assert_eq!(read.len(), third.len(), "only what came after: {read:?}");
+    }
+
+    // At a time between the first two rounds, by REST: the second and third rounds.
+    let mut http = HttpClient::connect(brokers[1].http);
+    let target = format!(
+        "/v1/consumer/register?consumerId=t&group=timed&topic=late&startTime={}",
+        middle / 1000
+    );
+    let r = http.request("PUT", &target, &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut read = Vec::new();
+    loop {
+        let items = http.poll("t", None);
+        if items.is_empty() {
+            break;
+        }
+        read.extend(bodies(&items));
+    }
+    let mut want: Vec<(String, String)> = second;
+    want.extend(third);
+    check_once_in_order(&want, &read);
+    assert!(
+        read.iter().all(|b| !b.starts_with("r0")),
+        "a record older than the start time was read"
+    );
+}

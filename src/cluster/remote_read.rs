@@ -21,9 +21,11 @@ use bytes::Bytes;
 use shardlog_client::mux::Mux;
 use shardlog_client::ClientError;
 
-use super::Cluster;
+use super::forward::ForwardError;
+use super::{Cluster, Route};
 use crate::error::{Classify, ErrorClass};
 use crate::shard::msg::ReadResult;
+use crate::shard::ReadError;
 use crate::storage::chunk::{decode_chunk_records, StoredChunk};
 use crate::wire::fetch::{FetchBody, FetchFrom};
 use crate::wire::poll::parse_poll_response;
@@ -109,6 +111,53 @@ impl Cluster {
             let _ = tx.send(answer);
         });
         rx.await.map_err(|_| RemoteReadError::Stopped)?
+    }
+}
+
+impl Cluster {
+    /// Where a new group starts in partition `j` of `topic` when another broker leads it:
+    /// the leader's end of the log (`time_us` `None`), or its first offset whose record is at
+    /// or after `time_us`, asked over its HTTP port (the admin API's offset for a time, which
+    /// also gives the end). `None` when this broker leads the partition (read it here).
+    pub async fn start_offset_at_leader(
+        &self,
+        topic: &str,
+        j: u32,
+        time_us: Option<i64>,
+    ) -> Result<Option<i64>, ReadError> {
+        let Route::Forward { leader, .. } = self.route(topic, j)? else {
+            return Ok(None);
+        };
+        let http = self
+            .state()
+            .live
+            .get(&leader)
+            .map(|b| b.http.clone())
+            .ok_or_else(|| ForwardError::LeaderDown {
+                topic: topic.to_string(),
+                partition: j,
+                leader,
+            })?;
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let admin = shardlog_client::Admin::new(http.clone()).with_timeout(ANSWER_WITHIN);
+        let topic = topic.to_string();
+        self.runtime.spawn(async move {
+            // Any time will do for the end: the answer carries the partition's next offset.
+            let answer = admin.offset_for_time(&topic, j, time_us.unwrap_or(0)).await;
+            let _ = tx.send(answer);
+        });
+        let found = rx
+            .await
+            .map_err(|_| RemoteReadError::Stopped)?
+            .map_err(|source| RemoteReadError::Link {
+                leader,
+                addr: http,
+                source,
+            })?;
+        Ok(Some(match time_us {
+            Some(_) => found.offset,
+            None => found.next_offset,
+        }))
     }
 }
 

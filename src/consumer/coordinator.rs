@@ -338,9 +338,19 @@ impl Coordinator {
         }
         let reads = states.iter().flat_map(|ts| {
             (0..ts.layout.partitions()).map(move |j| async move {
-                let offset = match start {
-                    StartAt::Time(t_us) => shard.offset_for_time(ts, j, t_us).await?.offset,
-                    _ => shard.bounds(ts, j).await?.1,
+                let time_us = match start {
+                    StartAt::Time(t_us) => Some(t_us),
+                    _ => None,
+                };
+                // Cluster mode: a partition another broker leads starts where its leader says.
+                let at_leader = match crate::cluster::installed() {
+                    Some(c) => c.start_offset_at_leader(&ts.name, j, time_us).await?,
+                    None => None,
+                };
+                let offset = match (at_leader, time_us) {
+                    (Some(offset), _) => offset,
+                    (None, Some(t_us)) => shard.offset_for_time(ts, j, t_us).await?.offset,
+                    (None, None) => shard.bounds(ts, j).await?.1,
                 };
                 Ok(((ts.name.clone(), j), offset))
             })
