@@ -390,3 +390,86 @@ fn a_group_that_moves_away_and_back_resumes_from_etcd_not_from_stale_memory() {
     let back = read_until(&mut c, ("c1", &group), &layout, &mut committed, &third);
     assert!(back >= 1, "the consumer never registered at broker 1 again");
 }
+
+/// The admin API's group routes on any broker: a description and a reset are answered by
+/// the group's coordinator (with each partition's end from its leader), and the list names
+/// the group whichever broker is asked.
+#[test]
+fn any_broker_describes_lists_and_resets_a_group_its_coordinator_holds() {
+    let Some(etcd) = Etcd::start() else { return };
+    let brokers = three_brokers(&etcd);
+    let all: Vec<&Broker> = brokers.iter().collect();
+    wait_views(&all, "all three up", all_up(&[1, 2, 3]));
+    create(&brokers[0], "desc", 6);
+    let mut produced = 0;
+    for b in &brokers {
+        produced += produce_keyed(b.framed, "desc", 40, 8, "d").len();
+    }
+    // Broker 3 coordinates the group; its consumer uses broker 1 and reads everything.
+    let group = group_coordinated_by(3);
+    let mut c = ConsumerClient::connect(brokers[0].framed);
+    c.register("m1", &group, &["desc"], StartPolicy::Earliest)
+        .expect("register");
+    let read = common::consumer::drain(&mut c, "m1");
+    assert_eq!(bodies(&read).len(), produced);
+    c.commit("m1").expect("commit");
+
+    for (i, b) in brokers.iter().enumerate() {
+        let mut http = HttpClient::connect(b.http);
+        let r = http.request("GET", &format!("/v1/groups/{group}"), &[], b"");
+        assert_eq!(r.status, 200, "broker {}: {}", i + 1, r.text());
+        let d: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        assert_eq!(d["members"][0]["id"], "m1", "broker {}: {d}", i + 1);
+        let parts = d["partitions"].as_array().expect("partitions");
+        assert_eq!(parts.len(), 6, "broker {}: {d}", i + 1);
+        let number = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<i64>().ok());
+        let ends: i64 = parts.iter().filter_map(|p| number(&p["end"])).sum();
+        let lags: i64 = parts.iter().filter_map(|p| number(&p["lag"])).sum();
+        assert_eq!(
+            ends,
+            produced as i64,
+            "each end at its leader, broker {}: {d}",
+            i + 1
+        );
+        assert_eq!(lags, 0, "broker {}: {d}", i + 1);
+
+        let r = http.request("GET", "/v1/groups", &[], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let list: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        let entry = list["groups"]
+            .as_array()
+            .and_then(|gs| gs.iter().find(|g| g["name"] == group.as_str()))
+            .unwrap_or_else(|| panic!("{group} not listed by broker {}: {list}", i + 1));
+        assert_eq!(entry["members"], 1, "{list}");
+    }
+
+    // Reset through broker 2 once the group has no members: every partition back to 0.
+    c.goodbye("m1").expect("goodbye");
+    let mut http2 = HttpClient::connect(brokers[1].http);
+    let r = http2.request(
+        "POST",
+        &format!("/v1/groups/{group}/reset?topic=desc&to=earliest"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = http2.request("GET", &format!("/v1/groups/{group}"), &[], b"");
+    let d: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert!(
+        d["partitions"]
+            .as_array()
+            .expect("partitions")
+            .iter()
+            .all(|p| p["committed"] == "0"),
+        "{d}"
+    );
+    // The group reads everything again from broker 2.
+    let mut again = ConsumerClient::connect(brokers[1].framed);
+    again
+        .register("m2", &group, &["desc"], StartPolicy::Latest)
+        .expect("register");
+    assert_eq!(
+        bodies(&common::consumer::drain(&mut again, "m2")).len(),
+        produced
+    );
+}

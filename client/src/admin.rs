@@ -217,6 +217,20 @@ impl Admin {
         self.call("GET", &path, b"").await
     }
 
+    /// One exchange, answered as it came: the status and the body, whatever the status (for
+    /// a tool, or a broker passing an admin request on to the broker that can answer it).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let answer = tokio::time::timeout(self.timeout, exchange(&self.addr, method, path, body))
+            .await
+            .map_err(|_| ClientError::Timeout(self.timeout))??;
+        Ok((answer.status, answer.body))
+    }
+
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: &str,

@@ -21,6 +21,7 @@
 //!   files of topics deleted (or deleted and created again) while this broker was down.
 //! - [`offsets`]: consumer groups' committed offsets in etcd.
 //! - [`remote_read`]: a poll's reads of partitions another broker leads (framed FETCH).
+//! - [`admin_proxy`]: admin requests another broker answers (a group's coordinator).
 //! - [`group_link`]: which broker coordinates a consumer group, and passing the group's
 //!   operations to it (framed GROUP).
 
@@ -35,6 +36,7 @@ use crate::config::Config;
 use crate::error::{Classify, ErrorClass};
 use crate::storage::fs::BrokerFs;
 
+pub mod admin_proxy;
 pub mod catalog;
 pub mod controller;
 pub mod dropped;

@@ -41,6 +41,12 @@ impl Cluster {
         self.on_cluster_thread(work).await
     }
 
+    /// The names of every group with committed offsets in etcd, in any topic, sorted.
+    pub async fn offset_groups(&self) -> Result<Vec<String>, ClusterError> {
+        let work = group_names(self.client.clone(), self.keys.clone());
+        self.on_cluster_thread(work).await
+    }
+
     /// Runs `work` on the cluster thread's runtime and waits for it from any runtime.
     async fn on_cluster_thread<T: Send + 'static>(
         &self,
@@ -52,6 +58,20 @@ impl Cluster {
         });
         rx.await.map_err(|_| ClusterError::Stopped)?
     }
+}
+
+async fn group_names(mut client: Client, keys: Keys) -> Result<Vec<String>, ClusterError> {
+    let prefix = keys.offsets_all_prefix();
+    let options = GetOptions::new().with_prefix().with_keys_only();
+    let answer = client.get(prefix.clone(), Some(options)).await?;
+    // `offsets/{topic}/{group}`: a topic name has no `/`.
+    let names: std::collections::BTreeSet<String> = answer
+        .kvs()
+        .iter()
+        .filter_map(|kv| kv.key_str().ok()?.strip_prefix(&prefix)?.split_once('/'))
+        .map(|(_, group)| group.to_string())
+        .collect();
+    Ok(names.into_iter().collect())
 }
 
 /// One topic's offsets of a group as stored: partition index → next offset.

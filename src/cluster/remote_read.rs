@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shardlog_client::mux::Mux;
-use shardlog_client::ClientError;
+use shardlog_client::{ClientError, TimeOffset};
 
 use super::forward::ForwardError;
 use super::{Cluster, Route};
@@ -115,16 +115,17 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Where a new group starts in partition `j` of `topic` when another broker leads it:
-    /// the leader's end of the log (`time_us` `None`), or its first offset whose record is at
-    /// or after `time_us`, asked over its HTTP port (the admin API's offset for a time, which
-    /// also gives the end). `None` when this broker leads the partition (read it here).
-    pub async fn start_offset_at_leader(
+    /// Partition `j` of `topic` as its leader sees it when another broker leads it: its first
+    /// and next offsets, and its first offset whose record is at or after `time_us` (any
+    /// time will do when only the bounds matter), asked over the leader's HTTP port (the
+    /// admin API's offset for a time). `None` when this broker leads the partition (look
+    /// here). For a group's start, describe and reset in cluster mode.
+    pub async fn offsets_at_leader(
         &self,
         topic: &str,
         j: u32,
-        time_us: Option<i64>,
-    ) -> Result<Option<i64>, ReadError> {
+        time_us: i64,
+    ) -> Result<Option<TimeOffset>, ReadError> {
         let Route::Forward { leader, .. } = self.route(topic, j)? else {
             return Ok(None);
         };
@@ -142,9 +143,7 @@ impl Cluster {
         let admin = shardlog_client::Admin::new(http.clone()).with_timeout(ANSWER_WITHIN);
         let topic = topic.to_string();
         self.runtime.spawn(async move {
-            // Any time will do for the end: the answer carries the partition's next offset.
-            let answer = admin.offset_for_time(&topic, j, time_us.unwrap_or(0)).await;
-            let _ = tx.send(answer);
+            let _ = tx.send(admin.offset_for_time(&topic, j, time_us).await);
         });
         let found = rx
             .await
@@ -154,10 +153,7 @@ impl Cluster {
                 addr: http,
                 source,
             })?;
-        Ok(Some(match time_us {
-            Some(_) => found.offset,
-            None => found.next_offset,
-        }))
+        Ok(Some(found))
     }
 }
 

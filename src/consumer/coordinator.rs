@@ -344,11 +344,15 @@ impl Coordinator {
                 };
                 // Cluster mode: a partition another broker leads starts where its leader says.
                 let at_leader = match crate::cluster::installed() {
-                    Some(c) => c.start_offset_at_leader(&ts.name, j, time_us).await?,
+                    Some(c) => {
+                        c.offsets_at_leader(&ts.name, j, time_us.unwrap_or(0))
+                            .await?
+                    }
                     None => None,
                 };
                 let offset = match (at_leader, time_us) {
-                    (Some(offset), _) => offset,
+                    (Some(o), Some(_)) => o.offset,
+                    (Some(o), None) => o.next_offset,
                     (None, Some(t_us)) => shard.offset_for_time(ts, j, t_us).await?.offset,
                     (None, None) => shard.bounds(ts, j).await?.1,
                 };

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use super::coordinator::{Coordinator, COORDINATOR_SHARD};
 use super::group::MemberView;
 use super::ConsumerError;
-use crate::shard::{ReadError, Shard};
+use crate::shard::{ReadError, Shard, TopicState};
 
 /// One partition of a group: who reads it, where the group is, where the log ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,13 +72,17 @@ pub async fn describe_group(
     for ((t, j), off) in &view.committed {
         entry(&mut lags, t, *j).committed = Some(*off);
     }
-    // Ends from the owning shards, all at once; a topic that no longer exists has none.
+    // Ends from the owning shards (in cluster mode from the partitions' leaders), all at
+    // once; a topic that no longer exists, or a leader that is down, gives none.
     let ends = join_all(lags.keys().map(|(t, j)| async move {
         let topic = shard.existing_topic(t).await.ok()?;
         if *j >= topic.layout.partitions() {
             return None;
         }
-        shard.bounds(&topic, *j).await.ok().map(|(_, end)| end)
+        bounds_at_leader(shard, &topic, *j)
+            .await
+            .ok()
+            .map(|(_, end)| end)
     }))
     .await;
     let partitions = lags
@@ -98,6 +102,20 @@ pub async fn describe_group(
 
 pub use crate::wire::reset::ResetTo;
 
+/// Partition `j`'s first and next offsets: here, or in cluster mode at its leader.
+async fn bounds_at_leader(
+    shard: &Rc<Shard>,
+    topic: &TopicState,
+    j: u32,
+) -> Result<(i64, i64), ReadError> {
+    if let Some(cluster) = crate::cluster::installed() {
+        if let Some(o) = cluster.offsets_at_leader(&topic.name, j, 0).await? {
+            return Ok((o.first_offset, o.next_offset));
+        }
+    }
+    shard.bounds(topic, j).await
+}
+
 /// Resets `group`'s offsets in every partition of `topic`; returns (partition, offset) for
 /// each. Refused ([`ConsumerError::GroupActive`]) while the group has live members.
 pub async fn reset_group(
@@ -110,10 +128,15 @@ pub async fn reset_group(
     let found = join_all((0..state.layout.partitions()).map(|j| {
         let state = state.clone();
         async move {
-            let offset = match to {
-                ResetTo::Time(t_us) => shard.offset_for_time(&state, j, t_us).await?.offset,
+            let at_leader = match (crate::cluster::installed(), to) {
+                (Some(c), ResetTo::Time(t_us)) => c.offsets_at_leader(&state.name, j, t_us).await?,
+                _ => None,
+            };
+            let offset = match (to, at_leader) {
+                (ResetTo::Time(_), Some(o)) => o.offset,
+                (ResetTo::Time(t_us), None) => shard.offset_for_time(&state, j, t_us).await?.offset,
                 _ => {
-                    let (first, end) = shard.bounds(&state, j).await?;
+                    let (first, end) = bounds_at_leader(shard, &state, j).await?;
                     match to {
                         ResetTo::Earliest | ResetTo::Time(_) => first,
                         ResetTo::Latest => end,

@@ -3,12 +3,18 @@
 //! offset, the log's end and the lag) and `POST /v1/groups/{group}/reset?topic=&to=` (moves
 //! the offsets of a group without members: `to=earliest`, `latest`, an offset or `time:T`). Offsets are
 //! 64-bit, so they go out as decimal strings, as in the JSON poll items.
+//!
+//! In cluster mode a group's description and reset are answered by its coordinator (passed on
+//! to it unless this broker is the one), and the list gathers every broker's groups and those
+//! that only have committed offsets in etcd. `here=true` in the query answers from this
+//! broker's own state: what brokers send each other.
 
 use std::rc::Rc;
 
 use http::StatusCode;
 use serde::Serialize;
 
+use crate::cluster::admin_proxy::answered_there;
 use crate::consumer::describe::{self, GroupDescription, ResetTo};
 use crate::consumer::ConsumerError;
 use crate::shard::Shard;
@@ -94,6 +100,9 @@ pub async fn reset(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
         Some(Err(e)) => return bad(&format!("query parameter 'to': {e}")),
         None => return bad("missing query parameter 'to' (earliest, latest, an offset or time:T)"),
     };
+    if let Some(answer) = at_coordinator(&req, &group, "POST").await {
+        return answer;
+    }
     match describe::reset_group(&shard, &group, topic, to).await {
         Ok(moved) => {
             let body = Reset {
@@ -135,11 +144,116 @@ fn group_name(req: &HttpRequest) -> Result<String, HttpResponse> {
 }
 
 /// `GET /v1/groups`.
-pub async fn list(shard: Rc<Shard>, _req: HttpRequest) -> HttpResponse {
-    match describe::list_groups(&shard).await {
-        Ok(groups) => HttpResponse::json(StatusCode::OK, list_json(groups)),
-        Err(e) => errors::response(&e),
+pub async fn list(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
+    let mut groups = match describe::list_groups(&shard).await {
+        Ok(groups) => groups,
+        Err(e) => return errors::response(&e),
+    };
+    if let (Some(cluster), false) = (crate::cluster::installed(), here(&req)) {
+        match cluster_groups(cluster, &req, groups).await {
+            Ok(all) => groups = all,
+            Err(answer) => return answer,
+        }
     }
+    HttpResponse::json(StatusCode::OK, list_json(groups))
+}
+
+/// Cluster mode: this broker's groups, every other broker's (each coordinates its own), and
+/// those that only have committed offsets in etcd, by name; a group's members are counted
+/// where it is coordinated.
+async fn cluster_groups(
+    cluster: &crate::cluster::Cluster,
+    req: &HttpRequest,
+    mine: Vec<(String, usize)>,
+) -> Result<Vec<(String, usize)>, HttpResponse> {
+    let mut all: std::collections::BTreeMap<String, usize> = mine.into_iter().collect();
+    for name in cluster
+        .offset_groups()
+        .await
+        .map_err(|e| errors::response(&e))?
+    {
+        all.entry(name).or_default();
+    }
+    let target = answered_there(&req.path, &req.query);
+    for id in cluster
+        .live_ids()
+        .into_iter()
+        .filter(|&id| id != cluster.broker)
+    {
+        let (status, body) = cluster
+            .admin_at(id, "GET", target.clone(), Vec::new())
+            .await
+            .map_err(|e| errors::response(&e))?;
+        let theirs: GroupListIn = match (status, serde_json::from_slice(&body)) {
+            (200, Ok(list)) => list,
+            _ => {
+                let why = format!("broker {id} answered the group list with {status}");
+                return Err(HttpResponse::error(StatusCode::BAD_GATEWAY, &why));
+            }
+        };
+        for g in theirs.groups {
+            let members = all.entry(g.name).or_default();
+            *members = (*members).max(g.members);
+        }
+    }
+    Ok(all.into_iter().collect())
+}
+
+#[derive(serde::Deserialize)]
+struct GroupListIn {
+    groups: Vec<GroupEntryIn>,
+}
+
+#[derive(serde::Deserialize)]
+struct GroupEntryIn {
+    name: String,
+    members: usize,
+}
+
+/// Whether the query says `here=true`: answer from this broker's own state.
+fn here(req: &HttpRequest) -> bool {
+    Query::parse(&req.query).is_ok_and(|q| q.get("here") == Some("true"))
+}
+
+/// Cluster mode: the answer of `group`'s coordinator when it is another broker (and the
+/// request was not passed on already); `None` to answer here.
+async fn at_coordinator(
+    req: &HttpRequest,
+    group: &str,
+    method: &'static str,
+) -> Option<HttpResponse> {
+    let cluster = crate::cluster::installed()?;
+    if here(req) {
+        return None;
+    }
+    let coordinator = match cluster.group_coordinator(group) {
+        Ok((id, _)) => id,
+        Err(e) => return Some(errors::response(&e)),
+    };
+    if coordinator == cluster.broker {
+        return None;
+    }
+    let target = answered_there(&req.path, &req.query);
+    Some(
+        match cluster
+            .admin_at(coordinator, method, target, req.body.to_vec())
+            .await
+        {
+            Ok((status, body)) => passed_on(status, body),
+            Err(e) => errors::response(&e),
+        },
+    )
+}
+
+/// Another broker's answer, as it came (JSON for a success, its sentence for an error).
+fn passed_on(status: u16, body: Vec<u8>) -> HttpResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut answer = HttpResponse::json(status, String::new());
+    if !status.is_success() {
+        answer.content_type = "text/plain; charset=utf-8";
+    }
+    answer.body = bytes::Bytes::from(body).into();
+    answer
 }
 
 /// `GET /v1/groups/{group}`: 404 for a group with neither members nor committed offsets.
@@ -148,6 +262,9 @@ pub async fn describe(shard: Rc<Shard>, req: HttpRequest) -> HttpResponse {
         Ok(g) => g,
         Err(r) => return r,
     };
+    if let Some(answer) = at_coordinator(&req, &group, "GET").await {
+        return answer;
+    }
     match describe::describe_group(&shard, &group).await {
         Ok(d) => HttpResponse::json(StatusCode::OK, describe_json(&d)),
         Err(e) => errors::response(&e),
