@@ -55,6 +55,11 @@ impl Keys {
         format!("{}broker-ids/{id}", self.prefix)
     }
 
+    /// The prefix of every broker's last registration, up or down.
+    pub fn known_prefix(&self) -> String {
+        format!("{}broker-ids/", self.prefix)
+    }
+
     pub fn controller(&self) -> String {
         format!("{}controller", self.prefix)
     }

@@ -72,11 +72,14 @@ pub enum PlanError {
 
 /// The layout and partition records of a new topic over the brokers `live` (any order):
 /// `partitions` if given, else one token range per shard of the cluster cut into
-/// `ranges_per_shard`. Token range `t` goes to the `t`-th shard of the brokers in id order
-/// (each broker holds as many consecutive token ranges as it has shards), and a partition's
-/// further replicas to the next brokers by id.
+/// `ranges_per_shard`, counting the shards of every broker in `members` (every broker that
+/// ever registered: the count must not depend on which brokers happen to be up, e.g. while
+/// they register again after an etcd restart) and of `live`. Token range `t` goes to the
+/// `t`-th shard of the live brokers in id order (each holding as many consecutive token
+/// ranges as it has shards), and a partition's further replicas to the next brokers by id.
 pub fn plan_topic(
     live: &[BrokerRecord],
+    members: &[BrokerRecord],
     partitions: Option<u32>,
     ranges_per_shard: u32,
     replication_factor: u32,
@@ -87,7 +90,10 @@ pub fn plan_topic(
     if brokers.is_empty() {
         return Err(PlanError::NoBrokers);
     }
-    let shards: u32 = brokers.iter().map(|b| b.shards).sum();
+    let mut all: std::collections::BTreeMap<u32, u32> =
+        members.iter().map(|b| (b.id, b.shards)).collect();
+    all.extend(brokers.iter().map(|b| (b.id, b.shards)));
+    let shards: u32 = all.values().sum::<u32>().max(1);
     let bad = |n: u32, why: String| PlanError::BadPartitions { partitions: n, why };
     let layout = match partitions {
         None => TopicLayout::new(shards, ranges_per_shard),
@@ -184,7 +190,7 @@ mod tests {
     #[test]
     fn implicit_topics_spread_token_ranges_over_every_shard() {
         let live = [broker(7, 1), broker(2, 2), broker(5, 1)];
-        let (topic, parts) = plan_topic(&live, None, 2, 1).unwrap();
+        let (topic, parts) = plan_topic(&live, &[], None, 2, 1).unwrap();
         assert_eq!((topic.token_ranges, topic.ranges_per_token_range), (4, 2));
         let leaders: Vec<u32> = parts.iter().map(|p| p.leader.unwrap()).collect();
         assert_eq!(leaders, [2, 2, 2, 2, 5, 5, 7, 7]);
@@ -196,34 +202,55 @@ mod tests {
     #[test]
     fn explicit_counts_and_replicas() {
         let live = [broker(1, 1), broker(2, 1), broker(3, 1)];
-        let (topic, parts) = plan_topic(&live, Some(5), 4, 2).unwrap();
+        let (topic, parts) = plan_topic(&live, &[], Some(5), 4, 2).unwrap();
         assert_eq!(topic.partitions(), 5);
         assert_eq!(topic.replication_factor, 2);
         assert_eq!(parts[0].replicas, [1, 2]);
         assert_eq!(parts[2].replicas, [3, 1]);
-        assert_eq!(plan_topic(&live, Some(6), 4, 1).unwrap().0.token_ranges, 3);
         assert_eq!(
-            plan_topic(&live, Some(3), 4, 9)
+            plan_topic(&live, &[], Some(6), 4, 1)
+                .unwrap()
+                .0
+                .token_ranges,
+            3
+        );
+        assert_eq!(
+            plan_topic(&live, &[], Some(3), 4, 9)
                 .unwrap()
                 .0
                 .replication_factor,
             3
         );
-        assert!(plan_topic(&live, Some(0), 4, 1).is_err());
+        assert!(plan_topic(&live, &[], Some(0), 4, 1).is_err());
         // Past the 128 operations of one etcd transaction: created in several (topics.rs).
-        assert_eq!(plan_topic(&live, Some(600), 4, 1).unwrap().1.len(), 600);
-        assert!(plan_topic(&live, Some(3 * 256 + 1), 4, 1).is_err());
-        assert_eq!(plan_topic(&[], None, 4, 1), Err(PlanError::NoBrokers));
+        assert_eq!(
+            plan_topic(&live, &[], Some(600), 4, 1).unwrap().1.len(),
+            600
+        );
+        assert!(plan_topic(&live, &[], Some(3 * 256 + 1), 4, 1).is_err());
+        assert_eq!(plan_topic(&[], &[], None, 4, 1), Err(PlanError::NoBrokers));
     }
 
     #[test]
     fn missing_partitions_are_placed_as_a_new_topics_would_be() {
         let live = [broker(7, 1), broker(2, 2), broker(5, 1)];
-        let (topic, parts) = plan_topic(&live, None, 2, 1).unwrap();
+        let (topic, parts) = plan_topic(&live, &[], None, 2, 1).unwrap();
         let missing = plan_missing(&live, &topic, &[1, 6, 7]).unwrap();
         for (j, record) in missing {
             assert_eq!(record, parts[j as usize], "partition {j}");
         }
         assert_eq!(plan_missing(&[], &topic, &[0]), Err(PlanError::NoBrokers));
+    }
+
+    #[test]
+    fn the_default_count_counts_brokers_that_are_down_too() {
+        let members = [broker(1, 1), broker(2, 1), broker(3, 1)];
+        // Only broker 3 is up (the others registering again): still 3 x 4 partitions, all on it.
+        let (topic, parts) = plan_topic(&[broker(3, 1)], &members, None, 4, 1).unwrap();
+        assert_eq!(topic.partitions(), 12);
+        assert!(parts.iter().all(|p| p.leader == Some(3)));
+        // A broker that registered since counts whether or not it is a member yet.
+        let (topic, _) = plan_topic(&[broker(4, 2)], &members, None, 4, 1).unwrap();
+        assert_eq!(topic.partitions(), 20);
     }
 }

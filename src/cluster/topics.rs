@@ -77,7 +77,14 @@ pub async fn create_topic(
         return Ok(found);
     }
     let live = live_brokers(&mut client, &keys).await?;
-    let (record, parts) = plan_topic(&live, partitions, ranges_per_shard, replication_factor)?;
+    let members = brokers_under(&mut client, keys.known_prefix()).await?;
+    let (record, parts) = plan_topic(
+        &live,
+        &members,
+        partitions,
+        ranges_per_shard,
+        replication_factor,
+    )?;
     let mut writes = vec![TxnOp::put(topic_key.clone(), to_json(&record), None)];
     for (j, p) in (0u32..).zip(parts.iter().take(PUTS_PER_TXN)) {
         writes.push(TxnOp::put(keys.partition(&name, j), to_json(p), None));
@@ -206,8 +213,16 @@ async fn put_new(
 
 /// The registrations of the brokers up now.
 async fn live_brokers(client: &mut Client, keys: &Keys) -> Result<Vec<BrokerRecord>, ClusterError> {
+    brokers_under(client, keys.live_prefix()).await
+}
+
+/// The broker registrations under `prefix` (live ones, or every broker's last).
+async fn brokers_under(
+    client: &mut Client,
+    prefix: String,
+) -> Result<Vec<BrokerRecord>, ClusterError> {
     Ok(client
-        .get(keys.live_prefix(), Some(GetOptions::new().with_prefix()))
+        .get(prefix, Some(GetOptions::new().with_prefix()))
         .await?
         .kvs()
         .iter()
