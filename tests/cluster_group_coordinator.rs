@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{all_up, cluster_view, three_brokers, wait_views};
+use common::cluster::{all_up, create_topic, three_brokers, wait_views};
 use common::consumer::{bodies, produce_keyed, ConsumerClient, Item};
 use common::etcd::Etcd;
 use common::http::HttpClient;
@@ -19,29 +19,6 @@ use shardlog::cluster::group_link::coordinator_of;
 use shardlog::wire::consumer::StartPolicy;
 use shardlog::wire::ring::TopicLayout;
 use shardlog::wire::OpCode;
-
-/// Creates `topic` with `partitions` partitions through `b`; returns its layout.
-fn create(b: &Broker, topic: &str, partitions: u32) -> TopicLayout {
-    let body = format!("{{\"partitions\": {partitions}}}");
-    let r = HttpClient::connect(b.http).request(
-        "POST",
-        &format!("/v1/topics/{topic}"),
-        &[],
-        body.as_bytes(),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let view = cluster_view(b);
-    let v = view["topics"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["name"] == topic))
-        .unwrap_or_else(|| panic!("{topic} in {view}"));
-    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}")) as u32;
-    TopicLayout {
-        gen: n("generation"),
-        token_ranges: n("token_ranges"),
-        ranges_per_token_range: n("ranges_per_token_range"),
-    }
-}
 
 /// The partition index of `item` in `layout`.
 fn partition_of(item: &Item, layout: &TopicLayout) -> u32 {
@@ -67,7 +44,7 @@ fn two_consumers_on_two_brokers_share_the_partitions_and_read_everything_once() 
     let brokers = three_brokers(&etcd);
     let all: Vec<&Broker> = brokers.iter().collect();
     wait_views(&all, "all three up", all_up(&[1, 2, 3]));
-    let layout = create(&brokers[0], "events", 6);
+    let layout = create_topic(&brokers[0], "events", 6);
     let acked: Vec<(String, String)> = brokers
         .iter()
         .enumerate()
@@ -145,7 +122,7 @@ fn killing_the_coordinator_moves_the_group_and_both_consumers_go_on() {
         "brokers 1 and 2 up",
         all_up(&[1, 2]),
     );
-    let layout = create(&brokers[0], "orders", 4);
+    let layout = create_topic(&brokers[0], "orders", 4);
     brokers[2].spawn();
     let all: Vec<&Broker> = brokers.iter().collect();
     wait_views(&all, "all three up", all_up(&[1, 2, 3]));
@@ -359,7 +336,7 @@ fn a_group_that_moves_away_and_back_resumes_from_etcd_not_from_stale_memory() {
         "brokers 1 and 2 up",
         all_up(&[1, 2]),
     );
-    let layout = create(&brokers[0], "orders", 4);
+    let layout = create_topic(&brokers[0], "orders", 4);
     // Broker 1 coordinates the group while 1 and 2 are up; broker 3 while all three are.
     let group = (0..)
         .map(|i| format!("g{i}"))
@@ -400,7 +377,7 @@ fn any_broker_describes_lists_and_resets_a_group_its_coordinator_holds() {
     let brokers = three_brokers(&etcd);
     let all: Vec<&Broker> = brokers.iter().collect();
     wait_views(&all, "all three up", all_up(&[1, 2, 3]));
-    create(&brokers[0], "desc", 6);
+    create_topic(&brokers[0], "desc", 6);
     let mut produced = 0;
     for b in &brokers {
         produced += produce_keyed(b.framed, "desc", 40, 8, "d").len();

@@ -8,24 +8,12 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use common::cluster::{all_up, three_brokers, wait_views};
+use common::cluster::{all_up, create_topic, three_brokers, wait_views};
 use common::consumer::{bodies, produce_keyed, ConsumerClient, Item};
 use common::etcd::Etcd;
 use common::http::HttpClient;
 use common::Broker;
 use shardlog::wire::consumer::StartPolicy;
-
-/// Creates `topic` with `partitions` partitions through `b`.
-fn create(b: &Broker, topic: &str, partitions: u32) {
-    let body = format!("{{\"partitions\": {partitions}}}");
-    let r = HttpClient::connect(b.http).request(
-        "POST",
-        &format!("/v1/topics/{topic}"),
-        &[],
-        body.as_bytes(),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-}
 
 /// Produces through every broker; returns every acknowledged (key, body).
 /// `round` tells rounds apart (each round counts its keys' messages from 0).
@@ -88,7 +76,7 @@ fn a_group_on_one_broker_reads_what_every_leader_stored_once_in_order_and_as_sto
     let brokers = three_brokers(&etcd);
     let all: Vec<&Broker> = brokers.iter().collect();
     wait_views(&all, "all three up", all_up(&[1, 2, 3]));
-    create(&brokers[0], "events", 6);
+    create_topic(&brokers[0], "events", 6);
     let acked = produce_everywhere(&brokers, "events", 300, 1);
 
     let mut c = ConsumerClient::connect(brokers[1].framed);
@@ -135,7 +123,7 @@ fn committed_offsets_survive_kill_9_of_the_broker_the_group_used() {
     let mut brokers = three_brokers(&etcd);
     let all: Vec<&Broker> = brokers.iter().collect();
     wait_views(&all, "all three up", all_up(&[1, 2, 3]));
-    create(&brokers[0], "orders", 6);
+    create_topic(&brokers[0], "orders", 6);
     let mut acked = produce_everywhere(&brokers, "orders", 100, 1);
 
     // All of it through broker 3, committed (acknowledged once etcd has it).
@@ -209,7 +197,7 @@ fn a_new_group_at_latest_or_at_a_time_starts_each_partition_at_its_leader() {
     let brokers = three_brokers(&etcd);
     let all: Vec<&Broker> = brokers.iter().collect();
     wait_views(&all, "all three up", all_up(&[1, 2, 3]));
-    create(&brokers[0], "late", 6);
+    create_topic(&brokers[0], "late", 6);
     produce_everywhere(&brokers, "late", 60, 0);
     let now_us = || {
         std::time::SystemTime::now()

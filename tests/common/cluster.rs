@@ -105,3 +105,22 @@ pub fn all_led(n: usize) -> impl Fn(&Value) -> bool {
             .is_some_and(|ps| ps.len() == n && ps.iter().all(|p| p["leader"].is_u64()))
     }
 }
+
+/// Creates `topic` with `partitions` partitions through `b` (`201`) and returns its layout as
+/// `b`'s view has it.
+pub fn create_topic(b: &Broker, topic: &str, partitions: u32) -> shardlog::wire::ring::TopicLayout {
+    let body = format!("{{\"partitions\": {partitions}}}");
+    let r = HttpClient::connect(b.http).request(
+        "POST",
+        &format!("/v1/topics/{topic}"),
+        &[],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let view = cluster_view(b);
+    let t = view["topics"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == topic))
+        .unwrap_or_else(|| panic!("{topic} in {view}"));
+    topic_layout(t)
+}
