@@ -101,7 +101,8 @@ fn a_group_on_one_broker_reads_what_every_leader_stored_once_in_order_and_as_sto
     for b in &brokers {
         let mut f = ConsumerClient::connect(b.framed);
         for j in 0..layout.partitions() {
-            for it in f.fetch_all_local("events", j) {
+            // Each broker's own copy of the partitions it leads (the others refuse).
+            for it in f.try_fetch_all_local("events", j).unwrap_or_default() {
                 stored.insert((j, it.offset), it.payload);
             }
         }

@@ -319,11 +319,36 @@ pub async fn read_at_leader(
                 .map_err(|e| out_of_range(e, requested));
         }
     }
-    read_here(shard, topic, j, from, max_bytes, wait).await
+    read_local(shard, topic, j, from, max_bytes, wait).await
 }
 
-/// Reads partition `j` of `topic` from `from` in this broker's own log.
+/// Reads partition `j` of `topic` from `from` in this broker's own log. In cluster mode only
+/// while this broker leads it ([`ReadError::NotLeader`] otherwise): a partition is served
+/// only by its leader.
 pub async fn read_here(
+    shard: &Rc<Shard>,
+    topic: &TopicState,
+    j: u32,
+    from: FetchFrom,
+    max_bytes: usize,
+    wait: Option<Duration>,
+) -> Result<ReadResult, ReadError> {
+    if let Some(cluster) = crate::cluster::installed() {
+        topic.check_partition(j)?;
+        if let Route::Forward { leader, .. } = cluster.route(&topic.name, j)? {
+            return Err(ReadError::NotLeader {
+                broker: cluster.broker,
+                topic: topic.name.clone(),
+                partition: j,
+                leader,
+            });
+        }
+    }
+    read_local(shard, topic, j, from, max_bytes, wait).await
+}
+
+/// Reads partition `j` of `topic` from `from` on its owning shard of this broker.
+async fn read_local(
     shard: &Rc<Shard>,
     topic: &TopicState,
     j: u32,

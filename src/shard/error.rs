@@ -201,6 +201,18 @@ pub enum ReadError {
     /// Cluster mode: the read at the partition's leader failed.
     #[error(transparent)]
     Remote(#[from] crate::cluster::remote_read::RemoteReadError),
+    /// Cluster mode: a read of this broker's own copy (never forwarded) of a partition that
+    /// another broker leads.
+    #[error(
+        "broker {broker} does not lead partition {partition} of '{topic}' (broker {leader} \
+         does); nothing was read"
+    )]
+    NotLeader {
+        broker: u32,
+        topic: String,
+        partition: u32,
+        leader: u32,
+    },
 }
 
 impl From<StorageError> for ReadError {
@@ -219,6 +231,7 @@ impl Classify for ReadError {
             ReadError::Topic(e) => e.class(),
             ReadError::Leader(e) => e.class(),
             ReadError::Remote(e) => e.class(),
+            ReadError::NotLeader { .. } => ErrorClass::Unavailable,
         }
     }
 }

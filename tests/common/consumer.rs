@@ -138,13 +138,27 @@ impl ConsumerClient {
         self.fetch_all_with(topic, partition, 0)
     }
 
-    /// Like [`Self::fetch_all`], from this broker's own log of the partition whoever leads it
-    /// (cluster mode: header flag `AT_THIS_BROKER`).
-    pub fn fetch_all_local(&mut self, topic: &str, partition: u32) -> Vec<Item> {
-        self.fetch_all_with(topic, partition, shardlog::wire::Flags::AT_THIS_BROKER)
+    /// Like [`Self::fetch_all`], from this broker's own log, never forwarded (cluster mode:
+    /// header flag `AT_THIS_BROKER`); a broker that does not lead the partition refuses it.
+    pub fn try_fetch_all_local(
+        &mut self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Vec<Item>, Refusal> {
+        self.try_fetch_all_with(topic, partition, shardlog::wire::Flags::AT_THIS_BROKER)
     }
 
     fn fetch_all_with(&mut self, topic: &str, partition: u32, flags: u8) -> Vec<Item> {
+        self.try_fetch_all_with(topic, partition, flags)
+            .unwrap_or_else(|e| panic!("FETCH refused: {e:?}"))
+    }
+
+    fn try_fetch_all_with(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        flags: u8,
+    ) -> Result<Vec<Item>, Refusal> {
         let mut all: Vec<Item> = Vec::new();
         let mut next = 0;
         loop {
@@ -159,10 +173,11 @@ impl ConsumerClient {
             .encode(&mut body);
             let items = match self.request_with(OpCode::Fetch, flags, &body) {
                 (OpCode::PollResponse, body) => decode_items(&body),
-                (op, body) => panic!("FETCH answered {op:?}: {:?}", parse_error_body(&body)),
+                (OpCode::Error, body) => return Err(parse_error_body(&body).expect("ERROR")),
+                (op, body) => panic!("FETCH answered {op:?}: {body:?}"),
             };
             let Some(last) = items.last().and_then(|it| it.records.last()) else {
-                return all;
+                return Ok(all);
             };
             next = last.0 + 1;
             all.extend(items);

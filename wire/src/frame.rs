@@ -49,10 +49,10 @@ impl Flags {
     /// The FETCH body's `offset` field is a timestamp (μs since the epoch): read from the
     /// first record at or after it.
     pub const BY_TIME: u8 = 0b0000_0010;
-    /// FETCH, cluster mode: read this broker's own log of the partition, never the leader's.
-    /// What one broker's reads of a partition it does not lead send the leader (so a read is
-    /// never forwarded twice); a client gets this broker's copy, stale or empty unless it
-    /// leads the partition. Without it, a FETCH is answered from the partition's leader.
+    /// FETCH, cluster mode: read the partition here and never forward the read: what one
+    /// broker's reads of a partition it does not lead send the leader, so a read takes at most
+    /// one hop. A broker that does not lead the partition (any more) refuses it. Without it,
+    /// a FETCH is answered from the partition's leader.
     pub const AT_THIS_BROKER: u8 = 0b0000_0100;
 }
 
