@@ -5,7 +5,6 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::path::PathBuf;
-use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -24,10 +23,12 @@ use super::open_files::OpenFiles;
 use super::readahead::ReadAhead;
 
 mod fence;
+mod in_flight;
 mod open;
 #[cfg(test)]
 mod tests;
 
+use in_flight::InFlightChunks;
 use open::{CloseFlight, OpenFlight};
 
 /// A frame waiting for its chunk.
@@ -81,12 +82,6 @@ impl RecordBatch for FrameBatch {
 
 /// A compressed chunk and the log it goes to, or why there is none.
 type Encoded = Result<(Rc<PartitionLog>, LogChunk), ProduceError>;
-
-/// Which of a chunk's write and the next chunk's compression finished first.
-enum First {
-    Written(Result<AppendInfo, ProduceError>),
-    Encoded(Option<(FrameBatch, Encoded)>),
-}
 
 /// The bytes a frame adds to a chunk before compression.
 fn raw_len(frame: &ProduceFrame) -> usize {
@@ -143,6 +138,9 @@ pub struct ShardShared {
     pub fs: BrokerFs,
     /// `--trace-slow-acks` in microseconds: chunks slower than this are logged.
     pub trace_slow_acks_us: Option<u64>,
+    /// `--chunk-writes-in-flight`: chunk writes a partition may have in flight at once (`0`
+    /// is taken as 1).
+    pub chunk_writes_in_flight: usize,
 }
 
 /// The writer of one partition, owned by the partition's shard.
@@ -168,7 +166,11 @@ pub struct PartitionWriter {
     /// Segments and bytes on disk when the log was last closed (for metrics while closed).
     closed_stats: Cell<(u64, u64)>,
     queue: RefCell<Vec<Pending>>,
+    /// Signalled when a frame is queued, for a writer waiting on its writes in flight.
+    queued: LocalNotify,
     running: Cell<bool>,
+    /// `--chunk-writes-in-flight`.
+    writes_in_flight: usize,
     /// Set by graceful shutdown: frames submitted after it are refused, so nothing is
     /// appended after the clean-shutdown marker.
     closed: Cell<bool>,
@@ -207,6 +209,7 @@ impl PartitionWriter {
             tail_budget,
             fs,
             trace_slow_acks_us,
+            chunk_writes_in_flight,
         } = shared;
         PartitionWriter {
             partition,
@@ -222,7 +225,9 @@ impl PartitionWriter {
             last_used: Cell::new(0),
             closed_stats: Cell::new((0, 0)),
             queue: RefCell::new(Vec::new()),
+            queued: LocalNotify::default(),
             running: Cell::new(false),
+            writes_in_flight: chunk_writes_in_flight.max(1),
             closed: Cell::new(false),
             deleted: OnceCell::new(),
             appended: LocalNotify::default(),
@@ -267,6 +272,8 @@ impl PartitionWriter {
         self.queue.borrow_mut().push(Pending { frame, reply });
         if !self.running.replace(true) {
             rt::spawn_detached(self.clone().run());
+        } else {
+            self.queued.notify();
         }
     }
 
@@ -335,52 +342,107 @@ impl PartitionWriter {
         Some((batch, encoded))
     }
 
-    /// Writes chunks until the queue is empty. While one chunk is being written, the frames
-    /// queued meanwhile are compressed into the next, so the device and the CPU work at the
-    /// same time; chunks are still written, and acknowledged, one after the other in order.
+    /// Writes chunks until the queue is empty. Up to `--chunk-writes-in-flight` chunk writes
+    /// run at once: while they are on the device, frames queued meanwhile are compressed into
+    /// the next chunk and its write is issued, so the device never waits for the CPU or for
+    /// the previous write's answer. Chunks are finished (published, acknowledged) one after
+    /// the other in offset order; a roll first finishes every write in flight.
     async fn run(self: Rc<Self>) {
-        let mut next = None;
+        let mut flight = InFlightChunks::new(self.writes_in_flight);
+        // A chunk that needs a new segment, waiting for the writes in flight to finish.
+        let mut held: Option<(FrameBatch, Encoded)> = None;
         loop {
-            let current = match next.take() {
-                Some(c) => Some(c),
-                None => self.take_and_encode().await,
+            let placed_some = self.place_chunks(&mut flight, &mut held).await;
+            if flight.is_empty() {
+                if held.is_none() {
+                    break;
+                }
+                continue;
+            }
+            if placed_some {
+                flight.kick().await;
+            }
+            let written = if held.is_none() && flight.has_room() {
+                // Frames arriving now go into a new chunk at once, beside the writes in
+                // flight; the oldest write's completion is answered as soon as it comes.
+                if !self.queue.borrow().is_empty() {
+                    rt::next_io_turn().await;
+                    continue;
+                }
+                let arrived = self.queued.notified();
+                future::or(async { flight.next_written().await }, async {
+                    arrived.await;
+                    None
+                })
+                .await
+            } else {
+                flight.next_written().await
             };
-            let Some((batch, encoded)) = current else {
-                break;
-            };
-            let mut write = pin!(async {
-                if let Some(pause) = crate::failpoint::hit("writer.write") {
-                    rt::sleep(pause).await;
-                }
-                let (log, chunk) = encoded?;
-                log.write_chunk(chunk).await.map_err(ProduceError::from)
-            });
-            let mut encode_next = pin!(async {
-                // Let the executor hand the write to the kernel before compressing.
-                rt::next_io_turn().await;
-                self.take_and_encode().await
-            });
-            // Answer the frames as soon as their chunk is durable, even if the next chunk is
-            // still being compressed.
-            let first = future::or(async { First::Written(write.as_mut().await) }, async {
-                First::Encoded(encode_next.as_mut().await)
-            })
-            .await;
-            match first {
-                First::Written(result) => {
-                    self.answer(batch, result);
-                    next = encode_next.await;
-                }
-                First::Encoded(following) => {
-                    next = following;
-                    self.answer(batch, write.await);
-                }
+            if let Some(w) = written {
+                let result = match w.write {
+                    Ok((log, written)) => {
+                        log.finish_write(written).await.map_err(ProduceError::from)
+                    }
+                    Err(e) => Err(e),
+                };
+                self.answer(w.batch, result);
             }
             // Compression ran on this core; let connections and other partitions have it.
             rt::yield_if_needed().await;
         }
         self.running.set(false);
         self.idle.notify();
+    }
+
+    /// Compresses and places queued frames' chunks while there is room in flight; stops at a
+    /// chunk that needs a roll while writes are in flight (left in `held`). Returns whether it
+    /// placed any.
+    async fn place_chunks(
+        self: &Rc<Self>,
+        flight: &mut InFlightChunks,
+        held: &mut Option<(FrameBatch, Encoded)>,
+    ) -> bool {
+        let mut placed_some = false;
+        while flight.has_room() {
+            let next = match held.take() {
+                Some(c) => Some(c),
+                None => {
+                    if placed_some && !self.queue.borrow().is_empty() {
+                        // Let the executor hand the write just placed to the kernel before
+                        // compressing the next chunk.
+                        flight.kick().await;
+                        rt::next_io_turn().await;
+                    }
+                    let next = self.take_and_encode().await;
+                    if next.is_some() {
+                        if let Some(pause) = crate::failpoint::hit("writer.write") {
+                            rt::sleep(pause).await;
+                        }
+                    }
+                    next
+                }
+            };
+            let Some((batch, encoded)) = next else {
+                break;
+            };
+            match encoded {
+                Err(e) => flight.push_refused(batch, e),
+                Ok((log, chunk)) => {
+                    if !flight.is_empty() && log.needs_roll(&chunk) {
+                        *held = Some((batch, Ok((log, chunk))));
+                        break;
+                    }
+                    match log.begin_write(chunk).await {
+                        Ok(placed) => {
+                            flight.push_write(batch, log, placed);
+                            placed_some = true;
+                        }
+                        Err(e) => flight.push_refused(batch, e.into()),
+                    }
+                }
+            }
+        }
+        placed_some
     }
 
     /// Records a written chunk and answers its frames (or fails them all).
