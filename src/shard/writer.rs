@@ -31,6 +31,11 @@ mod tests;
 use in_flight::InFlightChunks;
 use open::{CloseFlight, OpenFlight};
 
+/// The smallest share of the queue a chunk takes when several writes may be in flight (a
+/// frame larger than this still goes whole): below it, per-chunk costs (a write, a header,
+/// a zstd frame) outweigh the gain.
+const MIN_SPLIT_CHUNK_RAW: usize = 64 << 10;
+
 /// A frame waiting for its chunk.
 struct Pending {
     frame: ProduceFrame,
@@ -277,8 +282,8 @@ impl PartitionWriter {
         }
     }
 
-    /// Takes the next chunk's frames off the queue: everything queued, up to `max_chunk_raw`.
-    fn take_batch(&self) -> Option<FrameBatch> {
+    /// Takes the next chunk's frames off the queue: everything queued, up to [`Self::chunk_raw_cap`].
+    fn take_batch(&self, free_slots: usize) -> Option<FrameBatch> {
         let mut queue = self.queue.borrow_mut();
         if self.fence.is_some() {
             // Frames that waited while the lease or the leadership went: not written.
@@ -296,9 +301,10 @@ impl PartitionWriter {
         }
         let mut raw = 0;
         let mut n = 0;
+        let cap = self.chunk_raw_cap(&queue, free_slots);
         for p in queue.iter() {
             let len = raw_len(&p.frame);
-            if n > 0 && raw + len > self.max_chunk_raw {
+            if n > 0 && raw + len > cap {
                 break;
             }
             raw += len;
@@ -315,10 +321,26 @@ impl PartitionWriter {
         })
     }
 
+    /// How much a chunk takes off the queue before compression. With `free_slots` writes
+    /// still allowed in flight, what is queued is shared among them (never below
+    /// [`MIN_SPLIT_CHUNK_RAW`]): a client's window of frames that arrived together then goes as
+    /// a few chunks, the first written (and answered) while the next is compressed, instead of
+    /// as one chunk per round trip. A long queue still makes chunks of `max_chunk_raw`.
+    fn chunk_raw_cap(&self, queue: &[Pending], free_slots: usize) -> usize {
+        if free_slots <= 1 {
+            return self.max_chunk_raw;
+        }
+        let queued: usize = queue.iter().map(|p| raw_len(&p.frame)).sum();
+        queued
+            .div_ceil(free_slots)
+            .max(MIN_SPLIT_CHUNK_RAW)
+            .min(self.max_chunk_raw)
+    }
+
     /// Takes the next chunk's frames off the queue and compresses them (opening the log first
     /// if needed); `None` when nothing is queued.
-    async fn take_and_encode(self: &Rc<Self>) -> Option<(FrameBatch, Encoded)> {
-        let mut batch = self.take_batch()?;
+    async fn take_and_encode(self: &Rc<Self>, free_slots: usize) -> Option<(FrameBatch, Encoded)> {
+        let mut batch = self.take_batch(free_slots)?;
         if let Err(e) = self.check_not_deleted() {
             return Some((batch, Err(e.into())));
         }
@@ -413,7 +435,7 @@ impl PartitionWriter {
                         flight.kick().await;
                         rt::next_io_turn().await;
                     }
-                    let next = self.take_and_encode().await;
+                    let next = self.take_and_encode(flight.free_slots()).await;
                     if next.is_some() {
                         if let Some(pause) = crate::failpoint::hit("writer.write") {
                             rt::sleep(pause).await;

@@ -49,6 +49,11 @@ impl InFlightChunks {
         self.len() == 0
     }
 
+    /// How many more chunks may be placed now.
+    pub fn free_slots(&self) -> usize {
+        self.limit.saturating_sub(self.len())
+    }
+
     /// Whether another chunk may be placed.
     pub fn has_room(&self) -> bool {
         self.len() < self.limit
