@@ -40,6 +40,9 @@ start_broker() { # start_broker SHARDS CPUS [extra flags...]
   local shards=$1 cpus=$2
   shift 2
   rm -rf "$DIR/data"
+  # Emptied here, not by the redirection below: that runs in the background child, possibly
+  # after the first look for "shardlog ready", which would then find the previous broker's.
+  : > "$OUT/broker.log"
   taskset -c "$cpus" "$BROKER" --data-dir "$DIR/data" --shards "$shards" \
     --framed-listen $FRAMED --http-listen $HTTP --zstd-level "$LEVEL" --min-free-space 0 \
     --log warn,shardlog::broker=info "$@" > "$OUT/broker.log" 2>&1 &
@@ -51,6 +54,7 @@ restart_broker() { # keeps the data directory
   local shards=$1 cpus=$2
   shift 2
   stop_broker
+  : > "$OUT/broker.log"
   taskset -c "$cpus" "$BROKER" --data-dir "$DIR/data" --shards "$shards" \
     --framed-listen $FRAMED --http-listen $HTTP --zstd-level "$LEVEL" --min-free-space 0 \
     --log warn,shardlog::broker=info "$@" > "$OUT/broker.log" 2>&1 &

@@ -166,6 +166,13 @@ settings! {
     /// where the time went: queued behind the previous chunk, compressing, writing. `off` by
     /// default; for explaining an acknowledgement tail.
     trace_slow_acks: Option<Duration> as Opt<Dur>, "DURATION", default "off";
+    /// Chunk writes one partition may have in flight at once: the next chunk's write is issued
+    /// while earlier ones are still on the device; chunks are still published and acknowledged
+    /// in offset order, each only once durable. `1` writes one chunk at a time.
+    // One write at a time bounds a partition at (bytes queued per partition) / (write
+    // latency): the device idles between a write's completion and the next one's submission.
+    // Measured in docs/benchmarks.md (issue 16).
+    chunk_writes_in_flight: usize as Int<1, 64>, "N", default "4";
     /// How long an idle shard keeps polling for work before it sleeps, at most 10ms; `0`
     /// sleeps at once (saves CPU, costs latency).
     // The default was measured at half the maximum produce rate on a 2-core VM

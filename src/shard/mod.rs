@@ -281,6 +281,7 @@ impl Shard {
                                     .config
                                     .trace_slow_acks
                                     .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                                chunk_writes_in_flight: self.config.chunk_writes_in_flight,
                             },
                         )
                         .fenced(cluster.map(|c| c.partition_fence(name, j))),

@@ -5,11 +5,8 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::path::PathBuf;
-use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-
-use futures_lite::future;
 
 use crate::cluster::leadership::PartitionFence;
 use crate::rt;
@@ -24,7 +21,9 @@ use super::open_files::OpenFiles;
 use super::readahead::ReadAhead;
 
 mod fence;
+mod in_flight;
 mod open;
+mod pipeline;
 #[cfg(test)]
 mod tests;
 
@@ -82,12 +81,6 @@ impl RecordBatch for FrameBatch {
 /// A compressed chunk and the log it goes to, or why there is none.
 type Encoded = Result<(Rc<PartitionLog>, LogChunk), ProduceError>;
 
-/// Which of a chunk's write and the next chunk's compression finished first.
-enum First {
-    Written(Result<AppendInfo, ProduceError>),
-    Encoded(Option<(FrameBatch, Encoded)>),
-}
-
 /// The bytes a frame adds to a chunk before compression.
 fn raw_len(frame: &ProduceFrame) -> usize {
     let msgs = frame.body.len() - frame.layout.messages_start;
@@ -143,6 +136,9 @@ pub struct ShardShared {
     pub fs: BrokerFs,
     /// `--trace-slow-acks` in microseconds: chunks slower than this are logged.
     pub trace_slow_acks_us: Option<u64>,
+    /// `--chunk-writes-in-flight`: chunk writes a partition may have in flight at once (`0`
+    /// is taken as 1).
+    pub chunk_writes_in_flight: usize,
 }
 
 /// The writer of one partition, owned by the partition's shard.
@@ -168,7 +164,11 @@ pub struct PartitionWriter {
     /// Segments and bytes on disk when the log was last closed (for metrics while closed).
     closed_stats: Cell<(u64, u64)>,
     queue: RefCell<Vec<Pending>>,
+    /// Signalled when a frame is queued, for a writer waiting on its writes in flight.
+    queued: LocalNotify,
     running: Cell<bool>,
+    /// `--chunk-writes-in-flight`.
+    writes_in_flight: usize,
     /// Set by graceful shutdown: frames submitted after it are refused, so nothing is
     /// appended after the clean-shutdown marker.
     closed: Cell<bool>,
@@ -207,6 +207,7 @@ impl PartitionWriter {
             tail_budget,
             fs,
             trace_slow_acks_us,
+            chunk_writes_in_flight,
         } = shared;
         PartitionWriter {
             partition,
@@ -222,7 +223,9 @@ impl PartitionWriter {
             last_used: Cell::new(0),
             closed_stats: Cell::new((0, 0)),
             queue: RefCell::new(Vec::new()),
+            queued: LocalNotify::default(),
             running: Cell::new(false),
+            writes_in_flight: chunk_writes_in_flight.max(1),
             closed: Cell::new(false),
             deleted: OnceCell::new(),
             appended: LocalNotify::default(),
@@ -267,11 +270,13 @@ impl PartitionWriter {
         self.queue.borrow_mut().push(Pending { frame, reply });
         if !self.running.replace(true) {
             rt::spawn_detached(self.clone().run());
+        } else {
+            self.queued.notify();
         }
     }
 
-    /// Takes the next chunk's frames off the queue: everything queued, up to `max_chunk_raw`.
-    fn take_batch(&self) -> Option<FrameBatch> {
+    /// Takes the next chunk's frames off the queue: everything queued, up to `chunk_raw_cap` (`pipeline.rs`).
+    fn take_batch(&self, free_slots: usize) -> Option<FrameBatch> {
         let mut queue = self.queue.borrow_mut();
         if self.fence.is_some() {
             // Frames that waited while the lease or the leadership went: not written.
@@ -289,9 +294,10 @@ impl PartitionWriter {
         }
         let mut raw = 0;
         let mut n = 0;
+        let cap = self.chunk_raw_cap(&queue, free_slots);
         for p in queue.iter() {
             let len = raw_len(&p.frame);
-            if n > 0 && raw + len > self.max_chunk_raw {
+            if n > 0 && raw + len > cap {
                 break;
             }
             raw += len;
@@ -310,8 +316,8 @@ impl PartitionWriter {
 
     /// Takes the next chunk's frames off the queue and compresses them (opening the log first
     /// if needed); `None` when nothing is queued.
-    async fn take_and_encode(self: &Rc<Self>) -> Option<(FrameBatch, Encoded)> {
-        let mut batch = self.take_batch()?;
+    async fn take_and_encode(self: &Rc<Self>, free_slots: usize) -> Option<(FrameBatch, Encoded)> {
+        let mut batch = self.take_batch(free_slots)?;
         if let Err(e) = self.check_not_deleted() {
             return Some((batch, Err(e.into())));
         }
@@ -333,54 +339,6 @@ impl PartitionWriter {
             Err(e) => Err(ProduceError::Storage(e)),
         };
         Some((batch, encoded))
-    }
-
-    /// Writes chunks until the queue is empty. While one chunk is being written, the frames
-    /// queued meanwhile are compressed into the next, so the device and the CPU work at the
-    /// same time; chunks are still written, and acknowledged, one after the other in order.
-    async fn run(self: Rc<Self>) {
-        let mut next = None;
-        loop {
-            let current = match next.take() {
-                Some(c) => Some(c),
-                None => self.take_and_encode().await,
-            };
-            let Some((batch, encoded)) = current else {
-                break;
-            };
-            let mut write = pin!(async {
-                if let Some(pause) = crate::failpoint::hit("writer.write") {
-                    rt::sleep(pause).await;
-                }
-                let (log, chunk) = encoded?;
-                log.write_chunk(chunk).await.map_err(ProduceError::from)
-            });
-            let mut encode_next = pin!(async {
-                // Let the executor hand the write to the kernel before compressing.
-                rt::next_io_turn().await;
-                self.take_and_encode().await
-            });
-            // Answer the frames as soon as their chunk is durable, even if the next chunk is
-            // still being compressed.
-            let first = future::or(async { First::Written(write.as_mut().await) }, async {
-                First::Encoded(encode_next.as_mut().await)
-            })
-            .await;
-            match first {
-                First::Written(result) => {
-                    self.answer(batch, result);
-                    next = encode_next.await;
-                }
-                First::Encoded(following) => {
-                    next = following;
-                    self.answer(batch, write.await);
-                }
-            }
-            // Compression ran on this core; let connections and other partitions have it.
-            rt::yield_if_needed().await;
-        }
-        self.running.set(false);
-        self.idle.notify();
     }
 
     /// Records a written chunk and answers its frames (or fails them all).

@@ -30,6 +30,11 @@ pub enum StorageError {
     /// caller); it is not written and the log stays usable.
     #[error("chunk numbered from offset {chunk} is not the next one: the log is at offset {next}")]
     OutOfOrder { chunk: i64, next: i64 },
+    /// A chunk that needs a new segment was placed while `in_flight` writes to the active
+    /// one were not finished (a bug in the caller: it finishes them first, so that the sealed
+    /// segment is durable before the new one takes writes); nothing is written.
+    #[error("a segment roll was asked for with {in_flight} chunk writes still in flight")]
+    RollInFlight { in_flight: usize },
     /// Retention removed the offset (or it is negative): the log starts at `start`.
     #[error("offset {requested} is not stored: the partition starts at offset {start} (older segments were removed by retention)")]
     OffsetBeforeStart { requested: i64, start: i64 },
@@ -52,7 +57,9 @@ impl Classify for StorageError {
     fn class(&self) -> ErrorClass {
         match self {
             StorageError::OffsetBeforeStart { .. } => ErrorClass::OutOfRange,
-            StorageError::OutOfOrder { .. } | StorageError::Config(_) => ErrorClass::Internal,
+            StorageError::OutOfOrder { .. }
+            | StorageError::RollInFlight { .. }
+            | StorageError::Config(_) => ErrorClass::Internal,
             e if e.is_disk_full() => ErrorClass::ResourceExhausted,
             StorageError::Io { .. }
             | StorageError::Failed { .. }

@@ -12,6 +12,7 @@ use super::chunk::{ChunkEncoder, ALIGNMENT};
 use super::clean;
 use super::fs::BrokerFs;
 use super::fs::{FileSystem, SegmentFile};
+use super::in_flight::WritesInFlight;
 use super::recovery::{list_segments, open_segment, RecoveryReport};
 use super::segment::{create_segment, Durability, Segment};
 use super::tail::{HotTail, TailBudget};
@@ -56,9 +57,9 @@ pub(crate) struct LogState<F: FileSystem> {
 
 /// The log of one partition. `!Send`: it lives on its shard.
 ///
-/// Appends come from ONE writer task (the shard's group-commit writer): one `write_chunk` at a
-/// time, which is debug-asserted, while that writer may `encode` the next chunk meanwhile;
-/// reads and retention may run concurrently with an append. No `RefCell` borrow is held
+/// Appends come from ONE writer task (the shard's group-commit writer), which encodes chunks
+/// and places, writes and finishes them in order, several writes possibly in flight at once
+/// (`in_flight.rs`); reads and retention may run concurrently with an append. No `RefCell` borrow is held
 /// across an `.await`.
 pub struct PartitionLog<F: FileSystem = BrokerFs> {
     pub(crate) dir: PathBuf,
@@ -67,7 +68,8 @@ pub struct PartitionLog<F: FileSystem = BrokerFs> {
     pub(crate) state: RefCell<LogState<F>>,
     /// Shared with the other logs on this shard ([`ChunkEncoder::for_this_thread`]).
     pub(crate) encoder: Rc<RefCell<ChunkEncoder>>,
-    pub(crate) appending: Cell<bool>,
+    /// Chunk writes placed and not finished (see `in_flight.rs`).
+    pub(crate) writes: RefCell<WritesInFlight<F>>,
     /// The end offset of the newest chunk encoded but not yet written: the next chunk is
     /// numbered from here.
     pub(crate) encoded_end: Cell<Option<i64>>,
@@ -175,7 +177,7 @@ impl<F: FileSystem> PartitionLog<F> {
                 read_skipped: 0,
             }),
             encoder,
-            appending: Cell::new(false),
+            writes: RefCell::default(),
             encoded_end: Cell::new(None),
             tail: Rc::new(RefCell::new(HotTail::new(budget))),
         };

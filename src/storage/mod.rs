@@ -43,8 +43,10 @@
 //! and written at the segment's end with one O_DIRECT write, then `fdatasync`ed
 //! ([`Durability::Fsync`]); only then do readers see it and is it acknowledged. An append is
 //! two halves, [`PartitionLog::encode`] (compress and number) and [`PartitionLog::write_chunk`],
-//! so the writer can compress the next chunk while the previous one is written; chunks are
-//! written one at a time in the order they were encoded. The log rolls
+//! so the writer can compress the next chunk while the previous one is written. A chunk write
+//! is itself three steps (`in_flight.rs`): placed, written (several may be in flight at once)
+//! and finished in order, which publishes it only once its own write is durable; a failure
+//! refuses it and every later chunk. The log rolls
 //! to a new segment (named by the next offset; the directory is fsynced) before a write that
 //! would take the active segment past `segment_size`; a chunk bigger than a segment goes
 //! alone into a fresh one. The sealed segment is fdatasynced and its index written.
@@ -122,7 +124,7 @@
 //!   `testing::FaultyFs`.
 //! - [`sim`]: the power-loss simulator, an in-memory [`fs::FileSystem`] that can say what a
 //!   power cut after any operation leaves (`tests/power_loss.rs` cuts a real shard's run).
-//! - `log`, `append`, `read`, `retention`: [`PartitionLog`]; `segment`, [`index`], `recovery`:
+//! - `log`, `append`, `in_flight`, `read`, `retention`: [`PartitionLog`]; `segment`, [`index`], `recovery`:
 //!   its parts.
 
 mod append;
@@ -130,6 +132,7 @@ pub mod chunk;
 mod clean;
 mod error;
 pub mod fs;
+mod in_flight;
 pub mod index;
 mod log;
 mod read;
@@ -149,6 +152,7 @@ pub use append::{AppendInfo, EncodedChunk, LogChunk};
 pub use chunk::StoredChunk;
 pub use chunk::{ChunkEncoder, ChunkError, ChunkHeader, RecordBatch, RecordBuf};
 pub use error::StorageError;
+pub use in_flight::{PlacedChunk, WrittenChunk};
 pub use log::{LogConfig, PartitionLog};
 pub use recovery::RecoveryReport;
 pub use retention::{retention_due, RetentionReport};

@@ -27,6 +27,9 @@ pub struct Faults {
     truncates: std::cell::RefCell<Vec<u64>>,
     /// Every buffered write fails while set.
     fail_buffered: Cell<bool>,
+    /// For the next writes, in order: how many times each yields to the executor before it
+    /// reaches the disk, so that writes in flight together complete in another order.
+    write_delays: std::cell::RefCell<std::collections::VecDeque<u32>>,
     buffered_failures: Cell<u64>,
 }
 
@@ -42,6 +45,12 @@ impl Faults {
     /// The `n`th fdatasync from now fails with EIO.
     pub fn fail_sync(&self, n: u64) {
         self.fail_sync.set(Some(self.syncs.get() + n));
+    }
+    /// The next writes yield `delays[i]` times each before they fail or reach the disk.
+    pub fn delay_writes(&self, delays: &[u32]) {
+        self.write_delays
+            .borrow_mut()
+            .extend(delays.iter().copied());
     }
     /// Every buffered write (indexes, small files) fails with EIO while `on`.
     pub fn fail_buffered(&self, on: bool) {
@@ -182,6 +191,10 @@ impl<T: SegmentFile> SegmentFile for FaultyFile<T> {
         let f = &self.faults;
         let n = f.writes.get() + 1;
         f.writes.set(n);
+        let delay = f.write_delays.borrow_mut().pop_front().unwrap_or(0);
+        for _ in 0..delay {
+            futures_lite::future::yield_now().await;
+        }
         if f.fail_write.get() == Some(n) {
             return Err(injected("write"));
         }
