@@ -61,12 +61,10 @@ impl Cluster {
             .map(|b| b.http.clone())
             .ok_or(ProxyError::Down(broker))?;
         let admin = Admin::new(addr.clone()).with_timeout(ANSWER_WITHIN);
-        let (tx, rx) = futures_channel::oneshot::channel();
-        self.runtime.spawn(async move {
-            let _ = tx.send(admin.raw(method, &target, &body).await);
-        });
-        rx.await
-            .map_err(|_| ProxyError::Stopped)?
+        let work = async move { admin.raw(method, &target, &body).await };
+        self.on_cluster_thread(work)
+            .await
+            .ok_or(ProxyError::Stopped)?
             .map_err(|source| ProxyError::Link {
                 broker,
                 addr,

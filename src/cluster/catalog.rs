@@ -66,12 +66,10 @@ impl Cluster {
 
     /// Deletes `name`'s keys in etcd, in one transaction (see [`topics::delete_topic`]).
     pub async fn delete_topic(&self, name: &str) -> Result<TopicRemoved, ClusterError> {
-        let (tx, rx) = futures_channel::oneshot::channel();
         let work = topics::delete_topic(self.client.clone(), self.keys.clone(), name.to_string());
-        self.runtime.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        rx.await.map_err(|_| ClusterError::Stopped)?
+        self.on_cluster_thread(work)
+            .await
+            .ok_or(ClusterError::Stopped)?
     }
 
     /// The receiver of deleted topics' names, for shard 0 (once).

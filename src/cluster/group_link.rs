@@ -304,17 +304,17 @@ impl Cluster {
         addr: String,
         request: GroupRequest,
     ) -> Result<GroupAnswer, GroupLinkError> {
-        let (tx, rx) = futures_channel::oneshot::channel();
         let cluster = super::installed().cloned();
         let me = self.broker;
-        self.runtime.spawn(async move {
-            let answer = match cluster {
+        let work = async move {
+            match cluster {
                 Some(c) => c.group_links.ask(me, broker, addr, request).await,
                 None => Err(GroupLinkError::Stopped),
-            };
-            let _ = tx.send(answer);
-        });
-        rx.await.map_err(|_| GroupLinkError::Stopped)?
+            }
+        };
+        self.on_cluster_thread(work)
+            .await
+            .ok_or(GroupLinkError::Stopped)?
     }
 
     /// The live-broker sets of this broker's view after generation `after`, and the latest

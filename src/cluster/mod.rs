@@ -365,14 +365,26 @@ impl Cluster {
         json::render(&self.name, self.broker, self.fence.holds_lease(), &state)
     }
 
-    /// Finds `name` in etcd (never creates it).
-    pub async fn find_topic(&self, name: &str) -> Result<TopicFound, ClusterError> {
+    /// Runs `work` on the cluster thread's runtime (where the etcd client and the links to
+    /// other brokers live) and waits for its output from any runtime; `None` when the cluster
+    /// thread has stopped.
+    pub(crate) async fn on_cluster_thread<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
         let (tx, rx) = futures_channel::oneshot::channel();
-        let work = topics::find_topic(self.client.clone(), self.keys.clone(), name.to_string());
         self.runtime.spawn(async move {
             let _ = tx.send(work.await);
         });
-        rx.await.map_err(|_| ClusterError::Stopped)?
+        rx.await.ok()
+    }
+
+    /// Finds `name` in etcd (never creates it).
+    pub async fn find_topic(&self, name: &str) -> Result<TopicFound, ClusterError> {
+        let work = topics::find_topic(self.client.clone(), self.keys.clone(), name.to_string());
+        self.on_cluster_thread(work)
+            .await
+            .ok_or(ClusterError::Stopped)?
     }
 
     /// Creates `name` in etcd (or finds it). Callable from any runtime: the work runs on the
@@ -382,7 +394,6 @@ impl Cluster {
         name: &str,
         partitions: Option<u32>,
     ) -> Result<TopicFound, ClusterError> {
-        let (tx, rx) = futures_channel::oneshot::channel();
         let work = topics::create_topic(
             self.client.clone(),
             self.keys.clone(),
@@ -391,10 +402,9 @@ impl Cluster {
             self.ranges_per_shard,
             REPLICATION_FACTOR,
         );
-        self.runtime.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        rx.await.map_err(|_| ClusterError::Stopped)?
+        self.on_cluster_thread(work)
+            .await
+            .ok_or(ClusterError::Stopped)?
     }
 }
 

@@ -22,7 +22,9 @@ impl Cluster {
     /// Every committed offset of `group`, in every topic.
     pub async fn load_offsets(&self, group: &str) -> Result<Committed, ClusterError> {
         let work = load(self.client.clone(), self.keys.clone(), group.to_string());
-        self.on_cluster_thread(work).await
+        self.on_cluster_thread(work)
+            .await
+            .ok_or(ClusterError::Stopped)?
     }
 
     /// Replaces `group`'s committed offsets in the topics of `committed` (each topic's key is
@@ -38,25 +40,17 @@ impl Cluster {
             group.to_string(),
             committed,
         );
-        self.on_cluster_thread(work).await
+        self.on_cluster_thread(work)
+            .await
+            .ok_or(ClusterError::Stopped)?
     }
 
     /// The names of every group with committed offsets in etcd, in any topic, sorted.
     pub async fn offset_groups(&self) -> Result<Vec<String>, ClusterError> {
         let work = group_names(self.client.clone(), self.keys.clone());
-        self.on_cluster_thread(work).await
-    }
-
-    /// Runs `work` on the cluster thread's runtime and waits for it from any runtime.
-    async fn on_cluster_thread<T: Send + 'static>(
-        &self,
-        work: impl std::future::Future<Output = Result<T, ClusterError>> + Send + 'static,
-    ) -> Result<T, ClusterError> {
-        let (tx, rx) = futures_channel::oneshot::channel();
-        self.runtime.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        rx.await.map_err(|_| ClusterError::Stopped)?
+        self.on_cluster_thread(work)
+            .await
+            .ok_or(ClusterError::Stopped)?
     }
 }
 

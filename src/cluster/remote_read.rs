@@ -101,16 +101,16 @@ impl Cluster {
     /// Reads `read` at its leader; callable from any runtime (the work runs on the cluster
     /// thread).
     pub async fn read_remote(&self, read: RemoteRead) -> Result<ReadResult, RemoteReadError> {
-        let (tx, rx) = futures_channel::oneshot::channel();
         let cluster = super::installed().cloned();
-        self.runtime.spawn(async move {
-            let answer = match cluster {
+        let work = async move {
+            match cluster {
                 Some(c) => c.remote_reads.fetch(read).await,
                 None => Err(RemoteReadError::Stopped),
-            };
-            let _ = tx.send(answer);
-        });
-        rx.await.map_err(|_| RemoteReadError::Stopped)?
+            }
+        };
+        self.on_cluster_thread(work)
+            .await
+            .ok_or(RemoteReadError::Stopped)?
     }
 }
 
@@ -139,15 +139,13 @@ impl Cluster {
                 partition: j,
                 leader,
             })?;
-        let (tx, rx) = futures_channel::oneshot::channel();
         let admin = shardlog_client::Admin::new(http.clone()).with_timeout(ANSWER_WITHIN);
         let topic = topic.to_string();
-        self.runtime.spawn(async move {
-            let _ = tx.send(admin.offset_for_time(&topic, j, time_us).await);
-        });
-        let found = rx
+        let work = async move { admin.offset_for_time(&topic, j, time_us).await };
+        let found = self
+            .on_cluster_thread(work)
             .await
-            .map_err(|_| RemoteReadError::Stopped)?
+            .ok_or(RemoteReadError::Stopped)?
             .map_err(|source| RemoteReadError::Link {
                 leader,
                 addr: http,
