@@ -296,10 +296,46 @@ pub async fn read_at_leader(
     max_bytes: usize,
     wait: Option<Duration>,
 ) -> Result<ReadResult, ReadError> {
+    read_routed(shard, topic, j, from, max_bytes, wait, true).await
+}
+
+/// Reads partition `j` of `topic` from `from` in this broker's own log, never forwarded. In
+/// cluster mode only while this broker leads it ([`ReadError::NotLeader`] otherwise): a
+/// partition is served only by its leader.
+pub async fn read_here(
+    shard: &Rc<Shard>,
+    topic: &TopicState,
+    j: u32,
+    from: FetchFrom,
+    max_bytes: usize,
+    wait: Option<Duration>,
+) -> Result<ReadResult, ReadError> {
+    read_routed(shard, topic, j, from, max_bytes, wait, false).await
+}
+
+/// The one routing decision of a read: local when this broker leads the partition (or on a
+/// single host); otherwise at the leader when `forward`, else refused.
+async fn read_routed(
+    shard: &Rc<Shard>,
+    topic: &TopicState,
+    j: u32,
+    from: FetchFrom,
+    max_bytes: usize,
+    wait: Option<Duration>,
+    forward: bool,
+) -> Result<ReadResult, ReadError> {
     // A partition the layout does not have is not found, wherever it would be read.
     topic.check_partition(j)?;
     if let Some(cluster) = crate::cluster::installed() {
         if let Route::Forward { leader, addr, .. } = cluster.route(&topic.name, j)? {
+            if !forward {
+                return Err(ReadError::NotLeader {
+                    broker: cluster.broker,
+                    topic: topic.name.clone(),
+                    partition: j,
+                    leader,
+                });
+            }
             let read = RemoteRead {
                 leader,
                 addr,
@@ -317,31 +353,6 @@ pub async fn read_at_leader(
                 .read_remote(read)
                 .await
                 .map_err(|e| out_of_range(e, requested));
-        }
-    }
-    read_local(shard, topic, j, from, max_bytes, wait).await
-}
-
-/// Reads partition `j` of `topic` from `from` in this broker's own log. In cluster mode only
-/// while this broker leads it ([`ReadError::NotLeader`] otherwise): a partition is served
-/// only by its leader.
-pub async fn read_here(
-    shard: &Rc<Shard>,
-    topic: &TopicState,
-    j: u32,
-    from: FetchFrom,
-    max_bytes: usize,
-    wait: Option<Duration>,
-) -> Result<ReadResult, ReadError> {
-    if let Some(cluster) = crate::cluster::installed() {
-        topic.check_partition(j)?;
-        if let Route::Forward { leader, .. } = cluster.route(&topic.name, j)? {
-            return Err(ReadError::NotLeader {
-                broker: cluster.broker,
-                topic: topic.name.clone(),
-                partition: j,
-                leader,
-            });
         }
     }
     read_local(shard, topic, j, from, max_bytes, wait).await
