@@ -22,12 +22,22 @@ use shardlog::wire::frame::{encode_frame, encode_frame_with, Flags, Frame, OpCod
 use shardlog::wire::produce::encode_produce_body;
 use shardlog::wire::startup::encode_startup;
 
-/// A free loopback port (bound then released; good enough for tests).
+/// A free loopback port (bound then released; good enough for tests), never one this test
+/// process handed out before: the kernel may give a released port again at once, and two
+/// listeners of one broker on the same port stop it at start-up.
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// A broker process.
