@@ -153,6 +153,9 @@ pub enum ProduceError {
     /// Messages given one by one (gRPC, REST) that cannot be framed as one PRODUCE body.
     #[error("cannot frame the messages: {0}")]
     Frame(WireError),
+    /// A producer-compressed frame whose payload is not what it declares (nothing stored).
+    #[error(transparent)]
+    Compressed(#[from] crate::wire::produce_compressed::CompressedError),
     /// Cluster mode: the partition's write fence refused the frame (no lease, not its leader
     /// at the epoch it was routed with) or its acknowledgement (lost while writing).
     #[error(transparent)]
@@ -173,7 +176,7 @@ impl Classify for ProduceError {
             ProduceError::Topic(e) => e.class(),
             ProduceError::DiskFull { .. } => ErrorClass::ResourceExhausted,
             ProduceError::ShuttingDown => ErrorClass::Unavailable,
-            ProduceError::Frame(_) => ErrorClass::Invalid,
+            ProduceError::Frame(_) | ProduceError::Compressed(_) => ErrorClass::Invalid,
             ProduceError::Fenced(e) => e.class(),
         }
     }

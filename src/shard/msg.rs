@@ -10,6 +10,7 @@ use futures_channel::oneshot;
 use crate::ring::TopicLayout;
 use crate::storage::StoredChunk;
 use crate::wire::produce::ProduceLayout;
+use crate::wire::produce_compressed::{CompressedLayout, Verified};
 
 use super::error::{ProduceError, ReadError, TopicError};
 use super::Shard;
@@ -19,7 +20,7 @@ use super::Shard;
 #[derive(Debug, Clone)]
 pub struct ProduceFrame {
     pub body: Bytes,
-    pub layout: ProduceLayout,
+    pub layout: FrameLayout,
     /// When the broker read the frame (μs since the epoch): the records' timestamp when the
     /// frame carries none.
     pub received_us: i64,
@@ -28,14 +29,50 @@ pub struct ProduceFrame {
     pub leader_epoch: u64,
 }
 
+/// How a frame's records sit in its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameLayout {
+    /// The seed's form: `len u32 | msg` runs, stamped with one timestamp and compressed into
+    /// the chunk by the partition's writer.
+    Plain(ProduceLayout),
+    /// Flag `0x08`: the records already compressed by the producer (zstd frames in the chunk
+    /// payload format), checked on arrival and stored as they came.
+    Compressed {
+        layout: CompressedLayout,
+        verified: Verified,
+    },
+}
+
+impl From<ProduceLayout> for FrameLayout {
+    fn from(l: ProduceLayout) -> FrameLayout {
+        FrameLayout::Plain(l)
+    }
+}
+
 impl ProduceFrame {
-    /// The timestamp stored with this frame's records.
+    /// The timestamp stored with this frame's records (for a compressed frame, the newest of
+    /// the producer's own).
     pub fn timestamp_us(&self) -> i64 {
-        self.layout.timestamp.unwrap_or(self.received_us)
+        match &self.layout {
+            FrameLayout::Plain(l) => l.timestamp.unwrap_or(self.received_us),
+            FrameLayout::Compressed { verified, .. } => verified.max_timestamp_us,
+        }
     }
 
     pub fn record_count(&self) -> u32 {
-        self.layout.count
+        match &self.layout {
+            FrameLayout::Plain(l) => l.count,
+            FrameLayout::Compressed { layout, .. } => layout.count,
+        }
+    }
+
+    /// The bytes the frame's records take uncompressed (record headers included): what it
+    /// adds to a chunk's raw size.
+    pub fn raw_len(&self) -> usize {
+        match &self.layout {
+            FrameLayout::Plain(l) => self.body.len() - l.messages_start + 8 * l.count as usize,
+            FrameLayout::Compressed { verified, .. } => verified.raw_len,
+        }
     }
 }
 

@@ -2,15 +2,28 @@
 //! the mesh otherwise. Frames submitted one after another reach their partition in that order,
 //! which keeps each key in order.
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 use futures_channel::oneshot;
 
 use super::error::{ProduceError, RouteError};
-use super::msg::{ProduceAck, ProduceFrame, ShardMsg};
+use super::msg::{FrameLayout, ProduceAck, ProduceFrame, ShardMsg};
 use super::{Shard, TopicState};
 use crate::ring::ShardOwnership;
+use crate::storage::chunk::max_decoded_len;
 use crate::wire::produce::{encode_produce_body, ProduceLayout};
+use crate::wire::produce_compressed::{verify, CompressedLayout};
 use crate::{failpoint, rt};
+
+/// Decompression buffer of [`Shard::check_compressed`] kept from one frame to the next, up to
+/// this many bytes (a larger frame's buffer is freed after it).
+const CHECK_BUFFER_KEPT: usize = 4 << 20;
+
+thread_local! {
+    /// Where this shard decompresses producer-compressed frames to check them.
+    static CHECK_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// The acknowledgement of a submitted frame, still to come.
 pub struct PendingAck(oneshot::Receiver<Result<ProduceAck, ProduceError>>);
@@ -105,10 +118,40 @@ impl Shard {
         let permit = self.reserve_buffer(body.len()).await?;
         let frame = ProduceFrame {
             body: Bytes::from(body),
-            layout,
+            layout: layout.into(),
             received_us: rt::now_us(),
             leader_epoch,
         };
         Ok((self.submit(topic, j, frame).await?, permit))
+    }
+
+    /// Checks a producer-compressed frame (PRODUCE flag `0x08`) before it is stored: its
+    /// payload decompresses (every checksum verified) to exactly the records it declares, and
+    /// to no more bytes than the same messages sent plainly could take (`--max-frame-size`
+    /// plus a record's 8 extra bytes each), so every reader's bound holds for it. The bytes
+    /// are stored as they came; only this check decompresses them.
+    pub fn check_compressed(
+        &self,
+        body: &[u8],
+        layout: CompressedLayout,
+    ) -> Result<FrameLayout, ProduceError> {
+        let max_frame = self.config.max_frame_size as usize;
+        let limit = max_frame
+            .saturating_add((layout.count as usize).saturating_mul(8))
+            .min(max_decoded_len(
+                Some(layout.count),
+                self.config.max_frame_bytes(),
+            ));
+        CHECK_BUFFER.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let verified = verify(layout.payload(body), layout.count, limit, &mut buf);
+            if buf.capacity() > CHECK_BUFFER_KEPT {
+                *buf = Vec::new();
+            }
+            Ok(FrameLayout::Compressed {
+                layout,
+                verified: verified?,
+            })
+        })
     }
 }

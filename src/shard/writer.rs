@@ -12,10 +12,13 @@ use crate::cluster::leadership::PartitionFence;
 use crate::rt;
 use crate::stats::{ShardMetrics, TopicMetrics};
 use crate::storage::fs::BrokerFs;
-use crate::storage::{AppendInfo, LogChunk, LogConfig, PartitionLog, RecordBatch, TailBudget};
+use crate::storage::{
+    AppendInfo, LogChunk, LogConfig, Part, PartitionLog, RecordBatch, TailBudget,
+};
+use crate::wire::produce::ProduceLayout;
 
 use super::error::ProduceError;
-use super::msg::{ProduceAck, ProduceFrame, ProduceReply};
+use super::msg::{FrameLayout, ProduceAck, ProduceFrame, ProduceReply};
 use super::notify::LocalNotify;
 use super::open_files::OpenFiles;
 use super::readahead::ReadAhead;
@@ -36,15 +39,58 @@ struct Pending {
 }
 
 /// The frames of one chunk, handed to storage as record pieces taken straight from the frame
-/// bodies: for each message, its frame's 8-byte timestamp, then its `len u32 | body` bytes.
+/// bodies: for each message, its frame's 8-byte timestamp, then its `len u32 | body` bytes;
+/// a producer-compressed frame's payload is passed on as it is.
 struct FrameBatch {
     frames: Vec<Pending>,
     records: u32,
+    /// Bytes of the records uncompressed, compressed frames' included (the chunk's raw size).
     raw_len: usize,
+    /// Bytes of the records the writer compresses (plain frames only).
+    plain_len: usize,
+    /// Bytes and number of producer-compressed payloads.
+    compressed: (usize, usize),
     /// When its compression started (`rt::now_us`), and how long it took: for the stage
     /// histograms and `--trace-slow-acks`.
     encode_started_us: i64,
     compress_us: u64,
+}
+
+impl FrameBatch {
+    fn new(frames: Vec<Pending>) -> FrameBatch {
+        let (mut records, mut raw_len, mut plain_len) = (0, 0, 0);
+        let mut compressed = (0, 0);
+        for p in &frames {
+            records += p.frame.record_count();
+            raw_len += p.frame.raw_len();
+            match &p.frame.layout {
+                FrameLayout::Plain(_) => plain_len += p.frame.raw_len(),
+                FrameLayout::Compressed { layout, .. } => {
+                    compressed.0 += layout.payload(&p.frame.body).len();
+                    compressed.1 += 1;
+                }
+            }
+        }
+        FrameBatch {
+            frames,
+            records,
+            raw_len,
+            plain_len,
+            compressed,
+            encode_started_us: 0,
+            compress_us: 0,
+        }
+    }
+}
+
+/// Calls `f` with a plain frame's record pieces: per message its timestamp, then `len | body`.
+fn plain_pieces(frame: &ProduceFrame, layout: &ProduceLayout, f: &mut dyn FnMut(&[u8])) {
+    let ts = frame.timestamp_us().to_be_bytes();
+    let mut msgs = layout.view(&frame.body).iter();
+    while let Some(m) = msgs.next_with_prefix() {
+        f(&ts);
+        f(m);
+    }
 }
 
 impl RecordBatch for FrameBatch {
@@ -53,7 +99,7 @@ impl RecordBatch for FrameBatch {
     }
 
     fn raw_len(&self) -> usize {
-        self.raw_len
+        self.plain_len
     }
 
     fn max_timestamp_us(&self) -> i64 {
@@ -67,12 +113,25 @@ impl RecordBatch for FrameBatch {
 
     fn for_each_piece(&self, f: &mut dyn FnMut(&[u8])) {
         for p in &self.frames {
-            let ts = p.frame.timestamp_us().to_be_bytes();
-            let body = p.frame.layout.view(&p.frame.body);
-            let mut msgs = body.iter();
-            while let Some(m) = msgs.next_with_prefix() {
-                f(&ts);
-                f(m);
+            if let FrameLayout::Plain(layout) = &p.frame.layout {
+                plain_pieces(&p.frame, layout, f);
+            }
+        }
+    }
+
+    fn compressed_len(&self) -> (usize, usize) {
+        self.compressed
+    }
+
+    fn for_each_part(&self, f: &mut dyn FnMut(Part<'_>)) {
+        for p in &self.frames {
+            match &p.frame.layout {
+                FrameLayout::Plain(layout) => {
+                    plain_pieces(&p.frame, layout, &mut |piece| f(Part::Records(piece)))
+                }
+                FrameLayout::Compressed { layout, .. } => {
+                    f(Part::Compressed(layout.payload(&p.frame.body)))
+                }
             }
         }
     }
@@ -83,8 +142,7 @@ type Encoded = Result<(Rc<PartitionLog>, LogChunk), ProduceError>;
 
 /// The bytes a frame adds to a chunk before compression.
 fn raw_len(frame: &ProduceFrame) -> usize {
-    let msgs = frame.body.len() - frame.layout.messages_start;
-    msgs + 8 * frame.layout.count as usize
+    frame.raw_len()
 }
 
 /// `--trace-slow-acks`: one line for a chunk whose oldest frame waited longer than `limit_us`
@@ -304,14 +362,7 @@ impl PartitionWriter {
             n += 1;
         }
         let frames: Vec<Pending> = queue.drain(..n).collect();
-        let records = frames.iter().map(|p| p.frame.record_count()).sum();
-        Some(FrameBatch {
-            frames,
-            records,
-            raw_len: raw,
-            encode_started_us: 0,
-            compress_us: 0,
-        })
+        Some(FrameBatch::new(frames))
     }
 
     /// Takes the next chunk's frames off the queue and compresses them (opening the log first

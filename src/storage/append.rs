@@ -79,7 +79,7 @@ impl<F: FileSystem> PartitionLog<F> {
     pub fn encode(&self, batch: &dyn RecordBatch) -> Result<LogChunk<F>, StorageError> {
         let (file, next_offset, _) = self.active_end()?;
         let start = self.encoded_end.get().unwrap_or(next_offset);
-        let mut buf = file.alloc_buf(ChunkEncoder::max_encoded_len(batch.raw_len()));
+        let mut buf = file.alloc_buf(ChunkEncoder::max_encoded_len_of(batch));
         let (header, len) = self
             .encoder
             .borrow_mut()

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! flags u8 | length u32 | start offset i64 | record count u32 | head crc u32   (21 bytes, BE)
-//! zstd frame with content checksum, `length` bytes, of the records
+//! zstd frames with content checksums, `length` bytes in all, of the records
 //!     (timestamp μs i64 | length u32 | body)*
 //! padding: 0x80 bytes up to the next multiple of ALIGNMENT
 //! ```
@@ -20,7 +20,7 @@ use zstd::zstd_safe::{self, zstd_sys::ZSTD_EndDirective, CCtx, CParameter, InBuf
 use crate::wire::payload::PayloadError;
 use crate::wire::record::RecordIter;
 
-/// One chunk as stored: `payload` is exactly the zstd frame, ready for a poll response.
+/// One chunk as stored: `payload` is exactly its zstd frames, ready for a poll response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredChunk {
     pub start_offset: i64,
@@ -63,7 +63,7 @@ pub const fn align_up(v: u64) -> u64 {
 pub enum ChunkError {
     #[error("chunk head crc mismatch: header says {expected:#010x}, computed {actual:#010x}")]
     HeadCrcMismatch { expected: u32, actual: u32 },
-    #[error("chunk payload is not one zstd frame with a content checksum: {0}")]
+    #[error("chunk payload is not zstd frames with content checksums: {0}")]
     BadFrame(&'static str),
     #[error("zstd: {0}")]
     Zstd(String),
@@ -191,8 +191,31 @@ pub trait RecordBatch {
     fn record_count(&self) -> u32;
     /// The newest record timestamp (μs) of the batch, for the time index.
     fn max_timestamp_us(&self) -> i64;
+    /// Bytes of the records to compress (what [`for_each_piece`](Self::for_each_piece) yields).
     fn raw_len(&self) -> usize;
     fn for_each_piece(&self, f: &mut dyn FnMut(&[u8]));
+
+    /// Bytes and number of the zstd frames a producer compressed itself that the batch also
+    /// holds (PRODUCE flag `0x08`); `(0, 0)`, the default, for a batch of records only.
+    fn compressed_len(&self) -> (usize, usize) {
+        (0, 0)
+    }
+
+    /// The batch in offset order as records to compress and producer-compressed frames (only
+    /// called when [`compressed_len`](Self::compressed_len) is not zero). The records pieces
+    /// are those of [`for_each_piece`](Self::for_each_piece), `raw_len()` bytes in all.
+    fn for_each_part(&self, f: &mut dyn FnMut(Part<'_>)) {
+        self.for_each_piece(&mut |piece| f(Part::Records(piece)))
+    }
+}
+
+/// A piece of a batch that holds producer-compressed frames (see [`RecordBatch::for_each_part`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Part<'a> {
+    /// Record bytes the broker compresses; consecutive pieces become one zstd frame.
+    Records(&'a [u8]),
+    /// One or more whole zstd frames with content checksums, stored as they are.
+    Compressed(&'a [u8]),
 }
 
 /// Already-encoded records in one buffer (tests, tools, recovery).
@@ -294,6 +317,19 @@ impl ChunkEncoder {
         align_up((HEADER_LEN + zstd_safe::compress_bound(raw_len)) as u64) as usize
     }
 
+    /// The output buffer size [`encode`](Self::encode) needs for `batch`: as
+    /// [`max_encoded_len`](Self::max_encoded_len), plus the producer-compressed frames it holds
+    /// and the bound's small-input slack (at most 64 bytes) once per frame of records between them.
+    pub fn max_encoded_len_of(batch: &dyn RecordBatch) -> usize {
+        match batch.compressed_len() {
+            (_, 0) => Self::max_encoded_len(batch.raw_len()),
+            (bytes, frames) => {
+                let records = zstd_safe::compress_bound(batch.raw_len()) + 64 * (frames + 1);
+                align_up((HEADER_LEN + records + bytes) as u64) as usize
+            }
+        }
+    }
+
     /// Encodes `batch` as one chunk starting at `start_offset` into `out`, which must be at
     /// least [`max_encoded_len`](Self::max_encoded_len) bytes. Returns the header and the
     /// padded length written (a multiple of [`ALIGNMENT`]).
@@ -313,8 +349,7 @@ impl ChunkEncoder {
                 count,
             });
         }
-        let raw_len = batch.raw_len();
-        let need = Self::max_encoded_len(raw_len);
+        let need = Self::max_encoded_len_of(batch);
         if out.len() < need {
             return Err(ChunkError::BufferTooSmall {
                 have: out.len(),
@@ -335,6 +370,9 @@ impl ChunkEncoder {
 
     /// Compresses the pieces as one frame into `dst`; returns the frame's length.
     fn compress(&mut self, batch: &dyn RecordBatch, dst: &mut [u8]) -> Result<usize, ChunkError> {
+        if batch.compressed_len().1 > 0 {
+            return self.compress_parts(batch, dst);
+        }
         let raw_len = batch.raw_len();
         let cctx = &mut self.cctx;
         let mut fed = 0usize;
@@ -360,6 +398,69 @@ impl ChunkEncoder {
             )));
         }
         Ok(written)
+    }
+
+    /// A batch with producer-compressed frames: each run of records between them is staged and
+    /// compressed as a frame of its own, and the producer's frames are copied in between, so
+    /// the payload is the batch's frames in offset order. Such a batch holds several PRODUCE
+    /// frames (at most [`MAX_CHUNK_RAW`] raw bytes) or one compressed frame alone, so a run
+    /// always fits the staging buffer.
+    fn compress_parts(
+        &mut self,
+        batch: &dyn RecordBatch,
+        dst: &mut [u8],
+    ) -> Result<usize, ChunkError> {
+        fn flush(
+            cctx: &mut CCtx<'static>,
+            stage: &mut Vec<u8>,
+            dst: &mut [u8],
+            pos: &mut usize,
+        ) -> Result<(), ChunkError> {
+            if !stage.is_empty() {
+                let out = dst.get_mut(*pos..).unwrap_or_default();
+                *pos += cctx.compress2(out, stage).map_err(zstd_err)?;
+                stage.clear();
+            }
+            Ok(())
+        }
+        let (cctx, stage) = (&mut self.cctx, &mut self.stage);
+        stage.clear();
+        let (mut pos, mut fed, mut failed) = (0usize, 0usize, None);
+        batch.for_each_part(&mut |part| {
+            if failed.is_some() {
+                return;
+            }
+            match part {
+                Part::Records(piece) => {
+                    fed += piece.len();
+                    stage.extend_from_slice(piece);
+                }
+                Part::Compressed(frames) => {
+                    if let Err(e) = flush(cctx, stage, dst, &mut pos) {
+                        failed = Some(e);
+                    } else if let Some(d) = dst.get_mut(pos..pos + frames.len()) {
+                        d.copy_from_slice(frames);
+                        pos += frames.len();
+                    } else {
+                        failed = Some(ChunkError::BufferTooSmall {
+                            have: dst.len(),
+                            need: pos + frames.len(),
+                        });
+                    }
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        flush(cctx, stage, dst, &mut pos)?;
+        if fed != batch.raw_len() {
+            return Err(ChunkError::BadRecord(format!(
+                "batch says {} bytes but its pieces hold {fed}",
+                batch.raw_len()
+            )));
+        }
+        Ok(pos)
     }
 
     /// Feeds every piece to the streaming compressor (batches too big for the staging buffer).
@@ -438,8 +539,8 @@ pub fn max_decoded_len(record_count: Option<u32>, max_frame: usize) -> usize {
         .saturating_add(DECODE_MARGIN)
 }
 
-/// Checks that `payload` is exactly one zstd frame with a content checksum, decompresses it
-/// (verifying the checksum) and returns the records, refusing with [`ChunkError::TooLarge`]
+/// Checks that `payload` is zstd frames with content checksums, decompresses them
+/// (verifying the checksums) and returns the records, refusing with [`ChunkError::TooLarge`]
 /// to produce more than `limit` bytes (see [`max_decoded_len`]). The wire crate's decoder,
 /// shared with clients ([`crate::wire::payload`]).
 pub fn decode_payload(payload: &[u8], limit: usize) -> Result<Vec<u8>, ChunkError> {

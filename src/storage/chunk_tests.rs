@@ -406,3 +406,115 @@ fn trim_front_keeps_the_records_from_an_offset() {
         assert!(trim_front(&chunk, from, 1, 1 << 20).is_err(), "{from}");
     }
 }
+
+/// A batch of plain record runs and producer-compressed frames, in order.
+struct Mixed {
+    parts: Vec<(bool, Vec<u8>)>,
+    count: u32,
+}
+
+impl RecordBatch for Mixed {
+    fn record_count(&self) -> u32 {
+        self.count
+    }
+    fn max_timestamp_us(&self) -> i64 {
+        0
+    }
+    fn raw_len(&self) -> usize {
+        self.parts.iter().filter(|p| !p.0).map(|p| p.1.len()).sum()
+    }
+    fn for_each_piece(&self, f: &mut dyn FnMut(&[u8])) {
+        for (_, p) in self.parts.iter().filter(|p| !p.0) {
+            f(p);
+        }
+    }
+    fn compressed_len(&self) -> (usize, usize) {
+        let c = self.parts.iter().filter(|p| p.0);
+        (c.clone().map(|p| p.1.len()).sum(), c.count())
+    }
+    fn for_each_part(&self, f: &mut dyn FnMut(Part<'_>)) {
+        for (compressed, p) in &self.parts {
+            f(if *compressed {
+                Part::Compressed(p)
+            } else {
+                Part::Records(p)
+            });
+        }
+    }
+}
+
+#[test]
+fn producer_compressed_frames_are_stored_as_they_came_in_offset_order() {
+    let rec = |i: u32| {
+        let mut r = Vec::new();
+        encode_record(i64::from(i), format!("record {i}").as_bytes(), &mut r);
+        r
+    };
+    let frame_of = |range: std::ops::Range<u32>| {
+        let raw: Vec<u8> = range.flat_map(rec).collect();
+        zstd::bulk::Compressor::new(-3)
+            .and_then(|mut c| {
+                c.include_checksum(true)?;
+                c.compress(&raw)
+            })
+            .unwrap()
+    };
+    // records 0..3 plain, 3..6 compressed, 6..7 plain, 7..9 and 9..10 compressed back to back.
+    let shapes: Vec<Vec<(bool, Vec<u8>)>> = vec![
+        vec![
+            (false, (0..3).flat_map(rec).collect()),
+            (true, frame_of(3..6)),
+            (false, rec(6)),
+            (true, frame_of(7..9)),
+            (true, frame_of(9..10)),
+        ],
+        vec![(true, frame_of(0..10))],
+    ];
+    let expected: Vec<u8> = (0..10).flat_map(rec).collect();
+    let mut enc = ChunkEncoder::new(1).unwrap();
+    for parts in shapes {
+        let batch = Mixed { parts, count: 10 };
+        let mut out = vec![0u8; ChunkEncoder::max_encoded_len_of(&batch)];
+        let (h, _) = enc.encode(100, &batch, &mut out).unwrap();
+        let payload = &out[HEADER_LEN..h.unpadded_len() as usize];
+        assert_eq!(decode_chunk_records(payload).unwrap(), expected);
+        verify_chunk(&h, payload, MAX_FRAME_LIMIT).unwrap();
+        // The producer's frames are in the payload byte for byte.
+        for (_, p) in batch.parts.iter().filter(|p| p.0) {
+            assert!(payload.windows(p.len()).any(|w| w == &p[..]));
+        }
+    }
+    // Pieces that do not add up to raw_len are refused, and the encoder still works after.
+    let lying = Mixed {
+        parts: vec![(true, frame_of(0..2))],
+        count: 2,
+    };
+    struct Short(Mixed);
+    impl RecordBatch for Short {
+        fn record_count(&self) -> u32 {
+            self.0.count
+        }
+        fn max_timestamp_us(&self) -> i64 {
+            0
+        }
+        fn raw_len(&self) -> usize {
+            5
+        }
+        fn for_each_piece(&self, _: &mut dyn FnMut(&[u8])) {}
+        fn compressed_len(&self) -> (usize, usize) {
+            self.0.compressed_len()
+        }
+        fn for_each_part(&self, f: &mut dyn FnMut(Part<'_>)) {
+            self.0.for_each_part(f)
+        }
+    }
+    let short = Short(lying);
+    let mut out = vec![0u8; ChunkEncoder::max_encoded_len_of(&short)];
+    assert!(matches!(
+        enc.encode(0, &short, &mut out),
+        Err(ChunkError::BadRecord(_))
+    ));
+    let batch = Pieces::new(5, 50, 2);
+    let mut out = vec![0u8; ChunkEncoder::max_encoded_len(batch.raw_len())];
+    enc.encode(0, &batch, &mut out).unwrap();
+}

@@ -150,7 +150,7 @@ mod timestamps;
 
 pub use append::{AppendInfo, EncodedChunk, LogChunk};
 pub use chunk::StoredChunk;
-pub use chunk::{ChunkEncoder, ChunkError, ChunkHeader, RecordBatch, RecordBuf};
+pub use chunk::{ChunkEncoder, ChunkError, ChunkHeader, Part, RecordBatch, RecordBuf};
 pub use error::StorageError;
 pub use in_flight::{PlacedChunk, WrittenChunk};
 pub use log::{LogConfig, PartitionLog};

@@ -54,6 +54,9 @@ impl Flags {
     /// one hop. A broker that does not lead the partition (any more) refuses it. Without it,
     /// a FETCH is answered from the partition's leader.
     pub const AT_THIS_BROKER: u8 = 0b0000_0100;
+    /// PRODUCE: the body carries the records already compressed, in the chunk payload format
+    /// (`produce_compressed`); stored and served as it came.
+    pub const COMPRESSED: u8 = 0b0000_1000;
 }
 
 /// A complete frame borrowed from a read buffer.

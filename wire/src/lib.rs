@@ -5,12 +5,13 @@
 //! - [`header`]: the 13-byte framed-protocol header (version, flags, stream id, opcode, length, CRC).
 //! - [`frame`]: whole frames (header + body), opcodes and flags, and encoders for clients.
 //! - [`produce`]: the PRODUCE body (optional timestamp, partition key, length-prefixed messages).
+//! - [`produce_compressed`]: the compressed PRODUCE body (flag `0x08`: records already zstd frames).
 //! - [`startup`]: the STARTUP body (the connection's topic) and topic-name rules.
 //! - [`error`]: ERROR bodies and their codes.
 //! - [`record`]: the record layout inside a chunk (`timestamp μs | length | body`).
 //! - [`grpc`]: the gRPC length-prefixed message (`compressed u8 | length u32 | message`).
 //! - [`poll`]: the consumer poll response (items of compressed chunk payloads).
-//! - [`payload`]: a chunk payload's bounded decompression (one checksummed zstd frame).
+//! - [`payload`]: a chunk payload's bounded decompression (checksummed zstd frames).
 //! - [`commit`]: the COMMIT body, with optional explicit positions.
 //! - [`fetch`]: the FETCH body (one partition from an offset, no group).
 //! - [`consumer`]: bodies of the consumer operations (REGISTER, POLL, COMMIT, GOODBYE).
@@ -44,6 +45,7 @@ pub mod header;
 pub mod payload;
 pub mod poll;
 pub mod produce;
+pub mod produce_compressed;
 pub mod reader;
 pub mod record;
 pub mod reset;

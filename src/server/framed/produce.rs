@@ -15,11 +15,12 @@ use crate::cluster::forward::ForwardError;
 use crate::cluster::Route;
 use crate::ring::TopicLayout;
 use crate::rt;
-use crate::shard::msg::ProduceFrame;
+use crate::shard::msg::{FrameLayout, ProduceFrame};
 use crate::shard::Shard;
 use crate::wire::forward::ForwardedHead;
 use crate::wire::produce::ProduceLayout;
-use crate::wire::{ErrorCode, Flags, FrameHeader, OpCode};
+use crate::wire::produce_compressed::CompressedLayout;
+use crate::wire::{ErrorCode, Flags, FrameHeader, OpCode, WireError};
 
 /// Serves one PRODUCE frame.
 pub(super) async fn handle(
@@ -47,11 +48,11 @@ pub(super) async fn handle(
             Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
         },
     };
-    let layout = match ProduceLayout::decode(&body, header.flags & Flags::WITH_TIMESTAMP != 0) {
+    let layout = match Decoded::decode(&body, header.flags) {
         Ok(l) => l,
         Err(e) => return outbox.push_error(sid, e.code(), &e.to_string()),
     };
-    let key = layout.view(&body).key;
+    let key = layout.key(&body);
     let partition = match routed {
         None if key.is_empty() => s.keyless_partition,
         None => s.topic.layout.partition_of_key(key),
@@ -112,6 +113,14 @@ pub(super) async fn handle(
             Err(e) => return outbox.push_error(sid, code_of(&e), &e.to_string()),
         }
     }
+    let layout = match layout {
+        Decoded::Plain(l) => FrameLayout::Plain(l),
+        // Checked where it is stored (the leader, in cluster mode), before it is queued.
+        Decoded::Compressed(l) => match shard.check_compressed(&body, l) {
+            Ok(l) => l,
+            Err(e) => return outbox.push_error(sid, code_of(&e), &e.to_string()),
+        },
+    };
     let frame = ProduceFrame {
         body,
         layout,
@@ -133,6 +142,36 @@ pub(super) async fn handle(
         drop(bytes);
         drop(slot);
     });
+}
+
+/// A PRODUCE body's shape, by its header's flags: the seed's messages, or (flag `0x08`) records
+/// the producer compressed (`wire::produce_compressed`).
+enum Decoded {
+    Plain(ProduceLayout),
+    Compressed(CompressedLayout),
+}
+
+impl Decoded {
+    fn decode(body: &[u8], flags: u8) -> Result<Decoded, WireError> {
+        let with_timestamp = flags & Flags::WITH_TIMESTAMP != 0;
+        if flags & Flags::COMPRESSED == 0 {
+            return Ok(Decoded::Plain(ProduceLayout::decode(body, with_timestamp)?));
+        }
+        if with_timestamp {
+            return Err(WireError::Malformed(
+                "flag 0x01 with 0x08: a compressed PRODUCE carries its timestamps in its records"
+                    .into(),
+            ));
+        }
+        Ok(Decoded::Compressed(CompressedLayout::decode(body)?))
+    }
+
+    fn key<'a>(&self, body: &'a [u8]) -> &'a [u8] {
+        match self {
+            Decoded::Plain(l) => l.view(body).key,
+            Decoded::Compressed(l) => l.key(body),
+        }
+    }
 }
 
 /// Why a forwarded frame's head cannot be right.

@@ -183,7 +183,7 @@ fn frames_and_chunks_are_timed_by_stage() {
             w.submit(
                 ProduceFrame {
                     body: bytes::Bytes::from(body),
-                    layout,
+                    layout: layout.into(),
                     received_us: rt::now_us(),
                     leader_epoch: 0,
                 },
@@ -256,7 +256,7 @@ fn chunk_writes_in_flight_acknowledge_in_offset_order_across_rolls() {
                 let (tx, rx) = futures_channel::oneshot::channel();
                 let frame = ProduceFrame {
                     body: bytes::Bytes::from(body),
-                    layout,
+                    layout: layout.into(),
                     received_us: rt::now_us(),
                     leader_epoch: 0,
                 };
