@@ -159,6 +159,18 @@ fn request_bodies() -> Vec<(&'static str, OpCode, u8, Vec<u8>)> {
         Flags::WITH_TIMESTAMP,
         &|b| encode_produce_body(Some(1_700_000_000_000_000), b"", [&b"m"[..]], b),
     );
+    body(
+        "produce-compressed",
+        OpCode::Produce,
+        Flags::COMPRESSED,
+        &|b| {
+            let mut enc =
+                crate::wire::produce_compressed::CompressedEncoder::new(1).expect("a zstd context");
+            let msgs = [&b"hello"[..], b"{\"a\":1}", b""];
+            enc.encode(b"user-1", 1_700_000_000_000_000, msgs, b)
+                .expect("messages encode");
+        },
+    );
     body("register", OpCode::Register, 0, &|b| {
         RegisterBody {
             policy: StartPolicy::Earliest,

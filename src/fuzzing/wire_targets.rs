@@ -78,8 +78,9 @@ pub fn startup(data: &[u8]) {
     }
 }
 
-/// A PRODUCE body; the first input byte says whether the header had flag 0x01 (bit 0) and
-/// whether the body came on a forwarding connection, with its head first (bit 1).
+/// A PRODUCE body; the first input byte says whether the header had flag 0x01 (bit 0) or
+/// 0x08 (bit 3: the producer compressed the records) and whether the body came on a
+/// forwarding connection, with its head first (bit 1).
 pub fn produce(data: &[u8]) {
     let (control, body) = split_control(data);
     let body = if control & 2 != 0 {
@@ -91,7 +92,37 @@ pub fn produce(data: &[u8]) {
     } else {
         body
     };
-    produce_with(body, control & 1 != 0);
+    if control & Flags::COMPRESSED != 0 {
+        produce_compressed(body);
+    } else {
+        produce_with(body, control & 1 != 0);
+    }
+}
+
+/// A compressed PRODUCE body, checked as the broker checks it before storing it: what passes
+/// holds exactly the records it declares, within the limit, and decodes the same way every
+/// reader of the stored chunk decodes it.
+fn produce_compressed(body: &[u8]) {
+    use crate::wire::produce_compressed::{verify, CompressedLayout};
+    let Ok(l) = CompressedLayout::decode(body) else {
+        return;
+    };
+    assert!(l.count >= 1 && l.payload_start <= body.len());
+    assert!(l.key_start + l.key_len <= l.payload_start);
+    let limit = 1 << 20;
+    let mut scratch = Vec::new();
+    if let Ok(v) = verify(l.payload(body), l.count, limit, &mut scratch) {
+        assert_eq!(v.raw_len, scratch.len());
+        assert!(v.raw_len <= limit);
+        let records: Vec<_> = RecordIter::new(&scratch).collect();
+        assert_eq!(records.len(), l.count as usize);
+        let newest = records.iter().flatten().map(|r| r.timestamp_us).max();
+        assert_eq!(newest, Some(v.max_timestamp_us));
+        assert_eq!(
+            payload::decode(l.payload(body), limit).as_deref(),
+            Ok(&scratch[..])
+        );
+    }
 }
 
 fn produce_with(body: &[u8], with_timestamp: bool) {
