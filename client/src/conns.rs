@@ -106,6 +106,7 @@ impl TopicConns {
         &self,
         slot: usize,
         addr: &str,
+        flags: u8,
         body: &[u8],
         turn: Option<Pin<Box<dyn Future<Output = Turn> + Send>>>,
     ) -> Result<(), ClientError> {
@@ -114,7 +115,7 @@ impl TopicConns {
             None => None,
         };
         let conn = self.connection(slot, addr).await?;
-        let pending = conn.send(OpCode::Produce, 0, body).await;
+        let pending = conn.send(OpCode::Produce, flags, body).await;
         drop(turn);
         let answer = pending?.answer().await?;
         match answer.opcode()? {

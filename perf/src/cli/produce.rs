@@ -59,6 +59,10 @@ pub struct ProduceFlags {
     /// Send a timestamp in every frame (flag 0x01). Always on for `e2e`.
     #[arg(long)]
     pub timestamps: bool,
+    /// Compress each frame's records here at this zstd level and send them as a compressed
+    /// PRODUCE (flag 0x08): the broker checks and stores them instead of compressing.
+    #[arg(long, value_name = "LEVEL", allow_hyphen_values = true)]
+    pub producer_compress: Option<i32>,
     /// Seed of the payload generator.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
@@ -94,6 +98,7 @@ impl ProduceFlags {
             stop: Stop::from_flags(c.messages, c.duration),
             rate: self.rate,
             timestamps: self.timestamps,
+            producer_compress: self.producer_compress,
             cpus: c.cpus.clone().map(|l| l.0),
             warmup: c.warmup,
             progress: !c.quiet,

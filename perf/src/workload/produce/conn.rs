@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use shardlog_client::mux::Mux;
 use shardlog_client::ClientError as FramedError;
+use shardlog_wire::produce::ProduceBody;
+use shardlog_wire::produce_compressed::CompressedEncoder;
 use shardlog_wire::{ErrorCode, Flags, OpCode};
 
 use crate::client::error::ClientError;
@@ -47,6 +49,17 @@ pub(super) async fn drive(state: &RunState, conn: &Conn, mux: Mux) -> Ledger {
     let mut pending = FuturesUnordered::new();
     let mut k = 0u64;
     let mut head = Vec::with_capacity(64);
+    let mut encoder = match cfg.producer_compress.map(CompressedEncoder::new) {
+        None => None,
+        Some(Ok(e)) => Some(e),
+        Some(Err(e)) => {
+            state.ctl.fail(format!(
+                "connection {}: --producer-compress: {e}",
+                conn.index
+            ));
+            return Ledger::default();
+        }
+    };
     let mut writer_done: Option<Instant> = None;
     let mut check = tokio::time::interval(CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -110,10 +123,28 @@ pub(super) async fn drive(state: &RunState, conn: &Conn, mux: Mux) -> Ledger {
             // connection; open loop: from when it was due.
             let start = intended.unwrap_or_else(Instant::now);
             head.clear();
-            write_head(&mut head, timestamp, key_bytes);
-            let sent = mux
-                .send_parts(OpCode::Produce, flags, &[&head, message_bytes])
-                .await;
+            let sent = match encoder.as_mut() {
+                None => {
+                    write_head(&mut head, timestamp, key_bytes);
+                    mux.send_parts(OpCode::Produce, flags, &[&head, message_bytes])
+                        .await
+                }
+                Some(encoder) => {
+                    // The producer's share of the work: its records compressed here.
+                    let plain = ProduceBody {
+                        timestamp: None,
+                        key: key_bytes,
+                        messages: message_bytes,
+                        count: messages as u32,
+                    };
+                    let ts = timestamp.unwrap_or_else(now_us);
+                    if let Err(e) = encoder.encode(key_bytes, ts, plain.iter(), &mut head) {
+                        break 'run Some(format!("cannot compress a frame: {e}"));
+                    }
+                    mux.send_parts(OpCode::Produce, Flags::COMPRESSED, &[&head])
+                        .await
+                }
+            };
             let sent = match sent {
                 Ok(p) => p,
                 Err(e) => break 'run Some(describe(&e, pending.len())),

@@ -53,6 +53,9 @@ pub struct ProduceConfig {
     pub rate: Option<f64>,
     /// Send flag 0x01 and a timestamp (μs since the epoch) in every frame.
     pub timestamps: bool,
+    /// Compress each frame's records in the harness at this zstd level and send them with
+    /// flag 0x08 (the broker stores them as they come).
+    pub producer_compress: Option<i32>,
     /// CPUs to pin the harness's threads to.
     pub cpus: Option<Vec<usize>>,
     pub warmup: Duration,
@@ -86,6 +89,7 @@ impl Default for ProduceConfig {
             stop: Stop::Duration(Duration::from_secs(30)),
             rate: None,
             timestamps: false,
+            producer_compress: None,
             cpus: None,
             warmup: Duration::ZERO,
             progress: true,
@@ -160,6 +164,7 @@ impl Workload for ProduceConfig {
             "key_order": self.key_order.name(),
             "topic": self.topic,
             "timestamps": self.timestamps,
+            "producer_compress": self.producer_compress,
             "verify": self.ledger,
             "warmup_s": self.warmup.as_secs_f64(),
             "target": self.addr,
