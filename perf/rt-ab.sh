@@ -4,6 +4,11 @@
 #
 #   perf/rt-ab.sh A_BINARY B_BINARY            # labels "A" and "B"
 #   A_NAME=glommio B_NAME=compio ROUNDS=2 DUR=15s perf/rt-ab.sh target/ab/shardlog-glommio target/ab/shardlog-compio
+#   # one build, two client behaviours: plain frames against producer-compressed ones
+#   A_NAME=plain B_NAME=zipped B_ARGS="--producer-compress 1" perf/rt-ab.sh target/release/shardlog target/release/shardlog
+#
+# A_ARGS / B_ARGS are extra harness flags for each side's runs, PERF_ARGS for both (e.g.
+# "--messages-per-frame 1000 --payload text").
 #
 # Each run: a fresh data directory, the broker pinned to $BROKER_CPUS with --shards 1, the
 # harness (`shardlog-perf produce`, $PERF) pinned to $HARNESS_CPUS, one client shape from
@@ -35,8 +40,13 @@ stop() { if [[ -n $pid ]]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pi
 trap stop EXIT
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-run() { # run NAME BINARY SHAPE
+A_ARGS=${A_ARGS:-}
+B_ARGS=${B_ARGS:-}
+PERF_ARGS=${PERF_ARGS:-}
+
+run() { # run NAME BINARY SHAPE [HARNESS FLAGS...]
   local name=$1 bin=$2 shape=$3 conns inflight t0 t1 c0 c1
+  shift 3
   conns=${shape%x*}
   inflight=${shape#*x}
   rm -rf "$DIR/data"
@@ -49,7 +59,7 @@ run() { # run NAME BINARY SHAPE
   c0=$(ticks "$pid")
   t0=$(date +%s.%N)
   "$PERF" produce --framed $FRAMED --duration "$DUR" --warmup 2s --connections "$conns" \
-    --in-flight "$inflight" --cpus "$HARNESS_CPUS" --quiet --json > "$DIR/run.json"
+    --in-flight "$inflight" --cpus "$HARNESS_CPUS" --quiet --json $PERF_ARGS "$@" > "$DIR/run.json"
   t1=$(date +%s.%N)
   c1=$(ticks "$pid")
   stop
@@ -69,12 +79,14 @@ PY
 }
 
 echo "# broker CPU $BROKER_CPUS (--shards 1), harness CPU $HARNESS_CPUS, $DUR per run (+2 s warm-up), zstd level $LEVEL"
+echo "# $A_NAME: $A $PERF_ARGS $A_ARGS"
+echo "# $B_NAME: $B $PERF_ARGS $B_ARGS"
 for shape in $SHAPES; do
   for _ in $(seq "$ROUNDS"); do
     # ABBA: each pair of rounds runs A, B, B, A.
-    run "$A_NAME" "$A" "$shape"
-    run "$B_NAME" "$B" "$shape"
-    run "$B_NAME" "$B" "$shape"
-    run "$A_NAME" "$A" "$shape"
+    run "$A_NAME" "$A" "$shape" $A_ARGS
+    run "$B_NAME" "$B" "$shape" $B_ARGS
+    run "$B_NAME" "$B" "$shape" $B_ARGS
+    run "$A_NAME" "$A" "$shape" $A_ARGS
   done
 done
