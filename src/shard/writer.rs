@@ -45,7 +45,7 @@ struct FrameBatch {
     frames: Vec<Pending>,
     records: u32,
     /// Bytes of the records uncompressed, compressed frames' included (the chunk's raw size).
-    raw_len: usize,
+    uncompressed_len: usize,
     /// Bytes of the records the writer compresses (plain frames only).
     plain_len: usize,
     /// Bytes and number of producer-compressed payloads.
@@ -58,11 +58,11 @@ struct FrameBatch {
 
 impl FrameBatch {
     fn new(frames: Vec<Pending>) -> FrameBatch {
-        let (mut records, mut raw_len, mut plain_len) = (0, 0, 0);
+        let (mut records, mut uncompressed_len, mut plain_len) = (0, 0, 0);
         let mut compressed = (0, 0);
         for p in &frames {
             records += p.frame.record_count();
-            raw_len += p.frame.raw_len();
+            uncompressed_len += p.frame.raw_len();
             match &p.frame.layout {
                 FrameLayout::Plain(_) => plain_len += p.frame.raw_len(),
                 FrameLayout::Compressed { layout, .. } => {
@@ -74,7 +74,7 @@ impl FrameBatch {
         FrameBatch {
             frames,
             records,
-            raw_len,
+            uncompressed_len,
             plain_len,
             compressed,
             encode_started_us: 0,
@@ -166,7 +166,7 @@ fn trace_if_slow(partition: u32, batch: &FrameBatch, info: &AppendInfo, limit_us
         offset = info.start_offset,
         frames = batch.frames.len(),
         records = batch.records,
-        raw_bytes = batch.raw_len,
+        raw_bytes = batch.uncompressed_len,
         stored_bytes = info.chunk_len,
         total_us,
         queued_us,
@@ -404,7 +404,7 @@ impl PartitionWriter {
             Ok(info) => {
                 self.metrics.chunk_written(
                     u64::from(info.record_count),
-                    batch.raw_len as u64,
+                    batch.uncompressed_len as u64,
                     u64::from(info.payload_len),
                     info.chunk_len,
                 );

@@ -1,4 +1,4 @@
-//! Poll responses: the items' zstd payloads decompressed with one reused context, and their
+//! Poll responses: the items' zstd payloads (one or more frames each) decompressed with one reused context, and their
 //! records walked with the broker's own codecs (`shardlog_wire::poll`, `shardlog_wire::record`).
 
 use shardlog_wire::poll::{parse_poll_response, PollItemHeader};
@@ -18,15 +18,15 @@ impl Decoder {
         }
     }
 
-    /// The decompressed records of one payload (a zstd frame with its content size).
+    /// The decompressed records of one payload: one or more zstd frames (a chunk holding
+    /// frames producers compressed is their concatenation), sized by what the frames declare.
     pub fn decode(&mut self, payload: &[u8]) -> Result<&[u8], String> {
-        let size = match zstd::zstd_safe::get_frame_content_size(payload) {
-            Ok(Some(n)) => n as usize,
-            Ok(None) => {
-                self.out = zstd::stream::decode_all(payload).map_err(|e| e.to_string())?;
+        let size = match shardlog_wire::payload::content_size(payload) {
+            Some(n) => n as usize,
+            None => {
+                self.out = zstd::stream::decode_all(payload).map_err(|e| format!("zstd: {e}"))?;
                 return Ok(&self.out);
             }
-            Err(_) => return Err("the payload is not a zstd frame".into()),
         };
         self.out.clear();
         self.out.reserve(size);
@@ -43,12 +43,9 @@ impl Default for Decoder {
     }
 }
 
-/// The uncompressed size a payload's zstd frame header announces (0 if absent).
+/// The uncompressed size a payload's zstd frames announce, summed (0 if one does not).
 pub fn content_size(payload: &[u8]) -> u64 {
-    zstd::zstd_safe::get_frame_content_size(payload)
-        .ok()
-        .flatten()
-        .unwrap_or(0)
+    shardlog_wire::payload::content_size(payload).unwrap_or(0)
 }
 
 /// Calls `record(item header, offset, timestamp μs, body)` for every record of a poll
@@ -74,4 +71,26 @@ pub fn for_each_record(
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(raw: &[u8]) -> Vec<u8> {
+        let mut c = zstd::bulk::Compressor::new(1).unwrap();
+        c.include_checksum(true).unwrap();
+        c.compress(raw).unwrap()
+    }
+
+    #[test]
+    fn decodes_payloads_of_several_frames() {
+        let (a, b) = (vec![1u8; 3000], vec![2u8; 9000]);
+        let mut p = frame(&a);
+        p.extend(frame(&b));
+        assert_eq!(content_size(&p), 12_000);
+        let mut d = Decoder::new();
+        assert_eq!(d.decode(&p).unwrap(), [a, b].concat());
+        assert_eq!(d.decode(&frame(b"one")).unwrap(), b"one");
+    }
 }
