@@ -73,6 +73,12 @@ pub enum BadValue {
         min: Duration,
         why: &'static str,
     },
+    #[error("{value} is above --{other} ({other_value})")]
+    Above {
+        value: i64,
+        other: &'static str,
+        other_value: i64,
+    },
     #[error("the value does not fit")]
     DoesNotFit,
     #[error("{0} is also the --{1} address")]

@@ -87,6 +87,11 @@ settings! {
     grpc_max_message_size: u32 as Size<{ 1 << 10 }, { 256 << 20 }>, "BYTES", default "4MiB";
     /// zstd compression level for chunks (see docs/benchmarks.md).
     zstd_level: i32 as Int<{ -7 }, 22>, "LEVEL", default "1";
+    /// Adaptive level: while a shard's core is saturated and compressing, its chunks are
+    /// compressed at lower levels, down to this one, and back up to --zstd-level when there is
+    /// room (as `zstd --adapt`); `off`: always --zstd-level.
+    zstd_min_level: Option<i64> as Opt<Int<{ -7 }, 22>>, "LEVEL", default "off",
+        example Hint("-3");
     /// Per shard: bytes of frames read but not yet acknowledged before the shard's
     /// connections stop reading (TCP backpressure); at least --max-frame-size.
     shard_buffer_bytes: u64 as Size<{ 1 << 20 }, { 1 << 40 }>, "BYTES", default "64MiB",
@@ -303,6 +308,15 @@ impl Config {
                     other_value: u64::from(self.max_frame_size),
                 }),
             );
+        }
+        if let Some(min) = self.zstd_min_level {
+            if min > i64::from(self.zstd_level) {
+                return Err(setting("zstd_min_level").invalid(BadValue::Above {
+                    value: min,
+                    other: "zstd-level",
+                    other_value: i64::from(self.zstd_level),
+                }));
+            }
         }
         self.check_cluster()?;
         // One HTTP/2 connection must be able to hold the largest body it may be sent whole.

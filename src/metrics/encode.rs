@@ -381,6 +381,12 @@ impl Collector for SnapshotCollector {
                 .iter()
                 .map(|s| (shard_label(s), s.buffer_capacity as i64)),
         )?;
+        gauges(
+            &mut enc,
+            "shardlog_zstd_level",
+            "The zstd level the shard compresses chunks at now (--zstd-level, stepped down toward --zstd-min-level while the core is saturated).",
+            shards.iter().map(|s| (shard_label(s), s.zstd_level)),
+        )?;
         // Only the coordinator's shard reports groups; an empty snapshot has no samples.
         let groups = snap.groups;
         gauges(

@@ -169,6 +169,7 @@ fn values_and_labels_round_trip() {
         value(&s, "shardlog_buffered_bytes", &[("shard", "0")]),
         1024.0
     );
+    assert_eq!(value(&s, "shardlog_zstd_level", &[("shard", "0")]), 1.0);
     let lag = [("group", "g1"), ("topic", "orders"), ("partition", "3")];
     assert_eq!(value(&s, "shardlog_consumer_lag", &lag), 15.0);
     assert_eq!(value(&s, "shardlog_consumer_committed_offset", &lag), 10.0);

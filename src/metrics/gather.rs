@@ -70,6 +70,10 @@ pub async fn local_snapshot(shard: &Shard) -> MetricsSnapshot {
         open_connections: m.open_connections(),
         buffered_bytes: capacity.saturating_sub(shard.buffer.available()),
         buffer_capacity: capacity,
+        // The encoder every partition of this shard shares (scrapes run on its thread).
+        zstd_level: crate::storage::chunk::ChunkEncoder::for_this_thread(shard.config.zstd_level)
+            .map(|e| i64::from(e.borrow().level()))
+            .unwrap_or(i64::from(shard.config.zstd_level)),
         topics,
     };
     let (lag, groups) = match Coordinator::on(shard) {

@@ -11,6 +11,7 @@
 //! - `keep_awake` (glommio only): the ticker that bounds glommio 0.9's park with runnable work
 //!   (why it cannot be avoided from outside glommio, and the tests that reproduce it).
 //! - [`sched_probe`]: each shard's scheduling delay (ready to polled), for `/metrics`.
+//! - [`usage`]: how busy a shard's thread is (CPU time less spinning), for the adaptive level.
 //! - re-exports: TCP sockets, the local semaphore used for backpressure, the shard mesh, tasks
 //!   and timers.
 //! - [`vectored`]: vectored socket writes (`sendmsg`) with the runtime's write as fallback.
@@ -38,6 +39,7 @@ pub mod sched_probe;
 #[cfg(feature = "rt-compio")]
 #[path = "compio/semaphore.rs"]
 pub mod semaphore;
+pub mod usage;
 pub mod vectored;
 
 pub use exec::*;

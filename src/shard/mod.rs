@@ -22,7 +22,10 @@
 //! - [`open_files`]: partitions opened on first use, idle ones closed past `--max-open-files`.
 //! - [`lifecycle`]: serving → stopping, for graceful shutdown.
 //! - `upkeep`: background work: retention, the free-space check, closing at shutdown.
+//! - [`adaptive_level`]: the zstd level stepped down while the core is saturated
+//!   (`--zstd-min-level`).
 
+pub mod adaptive_level;
 mod catalog;
 pub mod control;
 pub mod delete;
@@ -225,6 +228,7 @@ impl Shard {
         rt::spawn_detached(self.clone().retention_loop());
         rt::spawn_detached(self.clone().disk_space_loop());
         rt::spawn_detached(self.clone().open_files_loop());
+        rt::spawn_detached(self.clone().adaptive_level_loop());
         if self.id == 0 {
             // What a deletion cut short by a crash left behind.
             tombstone::remove_in_background(&self.fs, &self.config.data_dir);

@@ -53,6 +53,8 @@ pub struct ShardSnapshot {
     pub buffered_bytes: u64,
     /// The shard's budget for them (`--shard-buffer-bytes`).
     pub buffer_capacity: u64,
+    /// The zstd level its chunks are compressed at now (moves with `--zstd-min-level`).
+    pub zstd_level: i64,
     /// Per topic, by name.
     pub topics: Vec<TopicSnapshot>,
 }
@@ -236,6 +238,7 @@ pub(crate) mod tests {
             open_connections: vec![("framed", 3), ("http", 1)],
             buffered_bytes: 1024,
             buffer_capacity: 1 << 20,
+            zstd_level: 1,
             topics: topics
                 .iter()
                 .map(|&(name, n)| {

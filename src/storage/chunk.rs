@@ -268,8 +268,23 @@ const STAGE_MAX: usize = 1 << 20;
 /// stream directly at 89-97%, slower for small messages, where per-call overhead dominates.
 pub struct ChunkEncoder {
     cctx: CCtx<'static>,
+    /// The level it was made for (`--zstd-level`): a thread's encoders are found by it.
+    configured: i32,
+    /// The level it compresses at now: the configured one, unless the shard's adaptive level
+    /// (`--zstd-min-level`, `shard/adaptive_level.rs`) stepped it down.
     level: i32,
     stage: Vec<u8>,
+    work: CompressWork,
+}
+
+/// Compression done since it was last taken ([`ChunkEncoder::take_work`]): what the adaptive
+/// level learns the cost of a level from.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CompressWork {
+    /// Record bytes compressed (producer-compressed frames, copied as they are, not counted).
+    pub raw_bytes: u64,
+    /// Time spent compressing them.
+    pub nanos: u64,
 }
 
 thread_local! {
@@ -285,7 +300,7 @@ impl ChunkEncoder {
     /// tables that the partitions took turns with.
     pub fn for_this_thread(level: i32) -> Result<Rc<RefCell<ChunkEncoder>>, ChunkError> {
         THREAD_ENCODERS.with(|all| {
-            if let Some(e) = all.borrow().iter().find(|e| e.borrow().level == level) {
+            if let Some(e) = all.borrow().iter().find(|e| e.borrow().configured == level) {
                 return Ok(e.clone());
             }
             let e = Rc::new(RefCell::new(ChunkEncoder::new(level)?));
@@ -302,13 +317,32 @@ impl ChunkEncoder {
             .map_err(zstd_err)?;
         Ok(ChunkEncoder {
             cctx,
+            configured: level,
             level,
             stage: Vec::new(),
+            work: CompressWork::default(),
         })
     }
 
+    /// The level chunks are compressed at now.
     pub fn level(&self) -> i32 {
         self.level
+    }
+
+    /// Compresses the next chunks at `level` (zstd applies it from the next frame on).
+    pub fn set_level(&mut self, level: i32) -> Result<(), ChunkError> {
+        if level != self.level {
+            self.cctx
+                .set_parameter(CParameter::CompressionLevel(level))
+                .map_err(zstd_err)?;
+            self.level = level;
+        }
+        Ok(())
+    }
+
+    /// The compression done since the last call.
+    pub fn take_work(&mut self) -> CompressWork {
+        std::mem::take(&mut self.work)
     }
 
     /// The output buffer size [`encode`](Self::encode) needs for `raw_len` bytes of records:
@@ -356,7 +390,10 @@ impl ChunkEncoder {
                 need,
             });
         }
+        let started = std::time::Instant::now();
         let length = self.compress(batch, &mut out[HEADER_LEN..need])?;
+        self.work.raw_bytes += batch.raw_len() as u64;
+        self.work.nanos += started.elapsed().as_nanos() as u64;
         let length = u32::try_from(length).map_err(|_| ChunkError::BadFrame("over 4 GiB"))?;
         let header = ChunkHeader::new(length, start_offset, count);
         let mut hb = [0u8; HEADER_LEN];
