@@ -1,6 +1,8 @@
 //! Chunk building: what the group-commit writer pays per chunk — gathering the records, one
 //! zstd compression (with content checksum) at the broker's level, the head CRC and padding —
-//! next to plain one-shot zstd of the same bytes, the yardstick.
+//! next to plain one-shot zstd of the same bytes, the yardstick; and what the broker pays
+//! instead for a frame a producer compressed (PRODUCE flag 0x08): `verify`, one bounded
+//! decompression with the checksum and a walk of the records.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shardlog::storage::{ChunkEncoder, RecordBuf};
@@ -59,5 +61,43 @@ fn chunk_building(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunk_building);
+/// The broker's check of a producer-compressed frame against compressing the records itself.
+fn compressed_frame_check(c: &mut Criterion) {
+    let mut g = c.benchmark_group("producer_compressed_level_1");
+    for n in [64usize, 1000] {
+        let batch = records(n);
+        let msgs: Vec<&[u8]> = shardlog::wire::record::RecordIter::new(&batch.bytes)
+            .map(|r| r.unwrap().body)
+            .collect();
+        let mut body = Vec::new();
+        shardlog::wire::produce_compressed::CompressedEncoder::new(1)
+            .unwrap()
+            .encode(b"", 1_700_000_000_000_000, msgs.iter().copied(), &mut body)
+            .unwrap();
+        let layout = shardlog::wire::produce_compressed::CompressedLayout::decode(&body).unwrap();
+        let payload = layout.payload(&body).to_vec();
+        g.throughput(Throughput::Elements(n as u64));
+        let mut scratch = Vec::new();
+        g.bench_with_input(BenchmarkId::new("verify", n), &payload, |b, p| {
+            b.iter(|| {
+                shardlog::wire::produce_compressed::verify(
+                    black_box(p),
+                    n as u32,
+                    8 << 20,
+                    &mut scratch,
+                )
+                .unwrap()
+                .raw_len
+            })
+        });
+        let mut encoder = ChunkEncoder::new(1).unwrap();
+        let mut out = vec![0u8; ChunkEncoder::max_encoded_len(batch.bytes.len())];
+        g.bench_with_input(BenchmarkId::new("compress", n), &batch, |b, batch| {
+            b.iter(|| encoder.encode(0, black_box(batch), &mut out).unwrap().1)
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, chunk_building, compressed_frame_check);
 criterion_main!(benches);

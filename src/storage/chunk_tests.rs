@@ -518,3 +518,41 @@ fn producer_compressed_frames_are_stored_as_they_came_in_offset_order() {
     let mut out = vec![0u8; ChunkEncoder::max_encoded_len(batch.raw_len())];
     enc.encode(0, &batch, &mut out).unwrap();
 }
+
+/// A level set on a used encoder compresses exactly as a fresh encoder at that level (the
+/// adaptive level moves a shard's one encoder between levels), and its work is accounted.
+#[test]
+fn a_changed_level_compresses_as_a_fresh_encoder_at_that_level() {
+    for n in [64, 900, 2000] {
+        changed_level_case(Pieces::new(n, 1000, 7));
+    }
+}
+
+fn changed_level_case(batch: Pieces) {
+    let mut out = vec![0u8; ChunkEncoder::max_encoded_len(batch.raw_len())];
+    let mut encode = |enc: &mut ChunkEncoder| {
+        let (h, _) = enc.encode(0, &batch, &mut out).unwrap();
+        let payload = out[HEADER_LEN..h.unpadded_len() as usize].to_vec();
+        assert_eq!(decode_chunk_records(&payload).unwrap(), batch.contiguous());
+        payload
+    };
+    let mut moving = ChunkEncoder::new(3).unwrap();
+    encode(&mut moving);
+    for level in [-3, -1, 1, 3, 7, 1] {
+        moving.set_level(level).unwrap();
+        assert_eq!(moving.level(), level);
+        let fresh = encode(&mut ChunkEncoder::new(level).unwrap());
+        let moved = encode(&mut moving);
+        eprintln!(
+            "{} raw, level {level}: fresh {} moved {}",
+            batch.raw_len(),
+            fresh.len(),
+            moved.len()
+        );
+        assert_eq!(moved, fresh, "level {level}");
+    }
+    let work = moving.take_work();
+    assert_eq!(work.raw_bytes, 7 * batch.raw_len() as u64);
+    assert!(work.nanos > 0);
+    assert_eq!(moving.take_work(), CompressWork::default());
+}
