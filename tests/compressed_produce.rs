@@ -29,6 +29,21 @@ fn compressed_frame(sid: u16, key: &[u8], ts: i64, msgs: &[Vec<u8>]) -> Vec<u8> 
     f
 }
 
+/// Every record of one partition from offset 0, through FETCH and the client library.
+async fn read_to_end(addr: &str, topic: &str, partition: u32) -> Vec<shardlog_client::Record> {
+    let mut config = ReaderConfig::new(addr, topic, partition, 0);
+    config.max_wait = Duration::from_millis(100);
+    let mut reader = PartitionReader::connect(config).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let batch = reader.next_batch().await.unwrap();
+        if batch.is_empty() {
+            return got;
+        }
+        got.extend(batch);
+    }
+}
+
 fn plain_frame(sid: u16, key: &[u8], msgs: &[Vec<u8>]) -> Vec<u8> {
     let mut body = Vec::new();
     encode_produce_body(None, key, msgs.iter().map(|m| &m[..]), &mut body);
@@ -117,20 +132,7 @@ fn compressed_and_plain_frames_share_chunks_in_order_and_survive_kill9() {
     broker.spawn();
     let addr = broker.framed.to_string();
     let partition = shardlog::ring::TopicLayout::new(1, 4).partition_of_key(b"one-key");
-    let got = runtime().block_on(async move {
-        let mut config = ReaderConfig::new(&addr, "mixed", partition, 0);
-        config.max_wait = Duration::from_millis(100);
-        let mut reader = PartitionReader::connect(config).await.unwrap();
-        let mut got = Vec::new();
-        loop {
-            let batch = reader.next_batch().await.unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            got.extend(batch);
-        }
-        got
-    });
+    let got = runtime().block_on(async move { read_to_end(&addr, "mixed", partition).await });
     assert_eq!(got.len(), sent.len());
     for (i, r) in got.iter().enumerate() {
         assert_eq!(r.offset, i as i64);
@@ -264,17 +266,7 @@ fn a_producer_with_compression_sends_compressed_batches() {
         for d in ds {
             d.await.unwrap();
         }
-        let mut config = ReaderConfig::new(&addr, "zipped", partition, 0);
-        config.max_wait = Duration::from_millis(100);
-        let mut reader = PartitionReader::connect(config).await.unwrap();
-        let mut got = Vec::new();
-        loop {
-            let batch = reader.next_batch().await.unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            got.extend(batch);
-        }
+        let got = read_to_end(&addr, "zipped", partition).await;
         let values: Vec<String> = got
             .iter()
             .map(|r| String::from_utf8_lossy(&r.value).into_owned())
