@@ -60,7 +60,7 @@ iggy_run() {
   mkdir -p "$DIR/iggy"
   (cd "$DIR/iggy" && IGGY_SYSTEM_PATH="$DIR/iggy/data" IGGY_TCP_ADDRESS=$IGGY_TCP \
     IGGY_HTTP_ENABLED=false IGGY_QUIC_ENABLED=false IGGY_WEBSOCKET_ENABLED=false \
-    IGGY_SYSTEM_SHARDING_CPU_ALLOCATION=2 taskset -c "$CPUS" "$IGGY_SERVER" > server.log 2>&1) &
+    IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy IGGY_SYSTEM_SHARDING_CPU_ALLOCATION=2 taskset -c "$CPUS" "$IGGY_SERVER" > server.log 2>&1) &
   pid=$!
   wait_port $IGGY_TCP || { echo "iggy-server did not start"; tail "$DIR/iggy/server.log"; exit 1; }
   sleep 1
