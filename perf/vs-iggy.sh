@@ -6,10 +6,16 @@
 #
 # Iggy is not part of this project: build it yourself from its public source and pass the two
 # binaries (docs/benchmarks.md says which version was measured). Each round runs, each with a
-# fresh data directory, the server and the client on the same $CPUS:
+# fresh data directory, the server and the client on the same $CPUS ($SHARDS shards each,
+# default 2):
 #
-#   iggy      iggy-server with 2 shards; `iggy-bench -m 1024 -P 1000 -b $BATCHES --enforce-fsync
-#             pinned-producer --producers 2 --streams 2 tcp`, then the same pinned-consumer
+#   iggy      iggy-server with 2 shards, every batch written and fsynced before it is
+#             acknowledged (server settings [system.partition] enforce_fsync = true and
+#             messages_required_to_save = 1, as environment variables); `iggy-bench -m 1024
+#             -P 1000 -b $BATCHES pinned-producer --producers 2 --streams 2 tcp`, then the same
+#             pinned-consumer (Iggy 0.8). Newer Iggy servers refuse those settings and their
+#             bench takes `--enforce-fsync` (a topic option) instead:
+#             IGGY_SERVER_ENV= IGGY_BENCH_FLAGS=--enforce-fsync.
 #   shardlog  --shards 2; `shardlog-perf produce --connections 2 --in-flight 1
 #             --messages-per-frame 1000 --message-size 1024` (1 KiB JSON-like messages, about
 #             half random), then 2 consumers draining the topic
@@ -32,6 +38,9 @@ ROUNDS=${ROUNDS:-2}
 BATCHES=${BATCHES:-1500}
 DUR=${DUR:-8s}
 DIR=${DIR:-$PWD/target/vs-iggy}
+IGGY_BENCH_FLAGS=${IGGY_BENCH_FLAGS:-}
+IGGY_SERVER_ENV=${IGGY_SERVER_ENV-IGGY_SYSTEM_PARTITION_ENFORCE_FSYNC=true IGGY_SYSTEM_PARTITION_MESSAGES_REQUIRED_TO_SAVE=1}
+SHARDS=${SHARDS:-2}
 FRAMED=127.0.0.1:19454
 HTTP=127.0.0.1:19452
 IGGY_TCP=127.0.0.1:18090
@@ -60,14 +69,15 @@ iggy_run() {
   mkdir -p "$DIR/iggy"
   (cd "$DIR/iggy" && IGGY_SYSTEM_PATH="$DIR/iggy/data" IGGY_TCP_ADDRESS=$IGGY_TCP \
     IGGY_HTTP_ENABLED=false IGGY_QUIC_ENABLED=false IGGY_WEBSOCKET_ENABLED=false \
-    IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy IGGY_SYSTEM_SHARDING_CPU_ALLOCATION=2 taskset -c "$CPUS" "$IGGY_SERVER" > server.log 2>&1) &
+    IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy IGGY_SYSTEM_SHARDING_CPU_ALLOCATION=$SHARDS \
+    env $IGGY_SERVER_ENV taskset -c "$CPUS" "$IGGY_SERVER" > server.log 2>&1) &
   pid=$!
   wait_port $IGGY_TCP || { echo "iggy-server did not start"; tail "$DIR/iggy/server.log"; exit 1; }
   sleep 1
   local spid c0 c1 out p
-  spid=$(pgrep -f "$IGGY_SERVER" | head -1)
+  spid=$(pgrep -f "^$IGGY_SERVER" | head -1)
   c0=$(ticks "$spid")
-  taskset -c "$CPUS" "$IGGY_BENCH" -m 1024 -P 1000 -b "$BATCHES" --enforce-fsync pinned-producer \
+  taskset -c "$CPUS" "$IGGY_BENCH" -m 1024 -P 1000 -b "$BATCHES" $IGGY_BENCH_FLAGS pinned-producer \
     --producers 2 --streams 2 tcp --server-address $IGGY_TCP > "$DIR/iggy/produce.txt" 2>&1
   c1=$(ticks "$spid")
   taskset -c "$CPUS" "$IGGY_BENCH" -m 1024 -P 1000 -b "$BATCHES" pinned-consumer \
@@ -96,11 +106,11 @@ shardlog_run() { # shardlog_run NAME [HARNESS FLAGS...]
   shift
   rm -rf "$DIR/shardlog"
   mkdir -p "$DIR/shardlog"
-  "$SHARDLOG" --data-dir "$DIR/shardlog/data" --shards 2 --cpus "${CPUS/-/,}" \
+  "$SHARDLOG" --data-dir "$DIR/shardlog/data" --shards "$SHARDS" --cpus "${CPUS/-/,}" \
     --framed-listen $FRAMED --http-listen $HTTP --min-free-space 0 \
     --log warn,shardlog::broker=info > "$DIR/shardlog/broker.log" 2>&1 &
   pid=$!
-  for _ in $(seq 300); do grep -q "shardlog ready" "$DIR/shardlog/broker.log" && break; sleep 0.1; done
+  for _ in $(seq 300); do grep -q "shardlog ready" "$DIR/shardlog/broker.log" 2>/dev/null && break; sleep 0.1; done
   c0=$(ticks "$pid")
   taskset -c "$CPUS" "$PERF" produce --framed $FRAMED --topic vs --duration "$DUR" --warmup 1s \
     --connections 2 --in-flight 1 --messages-per-frame 1000 --message-size 1024 \
@@ -125,7 +135,7 @@ PY
   row "$name" "$rate" "$p50" "$p99" "$p999" $((c1 - c0)) "$msgs" "$bytes" "$crate"
 }
 
-echo "# server and client on CPUs $CPUS; iggy: $("$IGGY_SERVER" --version 2>/dev/null | head -1 || echo '?')"
+echo "# $SHARDS shards; server and client on CPUs $CPUS; iggy: $("$IGGY_SERVER" --version 2>/dev/null | head -1 || echo '?')"
 echo "| run | acked msgs/s | p50 ms | p99 ms | p99.9 ms | server µs CPU/msg | disk B/msg | consume msgs/s |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for _ in $(seq "$ROUNDS"); do
