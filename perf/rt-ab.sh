@@ -61,7 +61,8 @@ run() { # run NAME BINARY SHAPE BROKER_FLAGS [HARNESS FLAGS...]
     $BROKER_ARGS $bflags \
     > "$DIR/broker.log" 2>&1 &
   pid=$!
-  for _ in $(seq 300); do grep -q "shardlog ready" "$DIR/broker.log" 2>/dev/null && break; sleep 0.1; done
+  # A start right after the previous run deleted gigabytes can wait on the disk: up to 2 min.
+  for _ in $(seq 1200); do grep -q "shardlog ready" "$DIR/broker.log" 2>/dev/null && break; sleep 0.1; done
   grep -q "shardlog ready" "$DIR/broker.log" || { echo "$name did not start"; cat "$DIR/broker.log"; exit 1; }
   c0=$(ticks "$pid")
   t0=$(date +%s.%N)

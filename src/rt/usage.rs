@@ -1,13 +1,14 @@
-//! How busy a shard's thread is, for the adaptive zstd level: its CPU time, less what it may
-//! have spent spinning before it parked.
+//! How busy a shard's thread is, for the adaptive zstd level: its CPU time
+//! (`getrusage(RUSAGE_THREAD)`), less the spin that preceded each park.
 //!
-//! The runtime's own account does not serve: glommio 0.9 credits a task queue's run time only
-//! when the run ends, and a saturated shard's run did not end for seconds (measured: 0–30 ms
-//! credited per 400 ms while the thread compressed 98 % of the time). Thread CPU time is
-//! exact but counts glommio's `--spin-before-park` polling as work; every park (a voluntary
-//! context switch, in `io_uring_enter`) follows at most that much spinning, so subtracting
-//! parks × spin gives a lower bound of the busy time: exact when the shard is saturated (it
-//! does not park), and erring toward "not busy" otherwise.
+//! glommio's own account (`ExecutorStats::executor_runtime`, `total_runtime`) does not serve:
+//! it credits a run of task queues when the run ends, and on a loaded shard runs went
+//! uncredited for seconds (measured: 0–30 ms credited per 250–400 ms window, at 250 K msgs/s
+//! and at saturation alike). Thread CPU time is exact when the shard is saturated, but counts
+//! `--spin-before-park`'s polling as work: a spin that ends in a park (a voluntary context
+//! switch, in `io_uring_enter`) is taken off here; one that ends because work arrived cannot
+//! be, so at moderate load this clock reads high. The adaptive level therefore also asks that
+//! zstd take most of the core before it steps down (`shard/adaptive_level.rs`).
 
 use std::time::Duration;
 
