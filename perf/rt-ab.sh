@@ -37,10 +37,8 @@ HTTP=127.0.0.1:19352
 TCK=$(getconf CLK_TCK)
 mkdir -p "$DIR"
 
-pid=""
-stop() { if [[ -n $pid ]]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; pid=""; }
-trap stop EXIT
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# shellcheck source=perf/lib.sh
+source perf/lib.sh
 
 A_ARGS=${A_ARGS:-}
 B_ARGS=${B_ARGS:-}
@@ -48,7 +46,6 @@ PERF_ARGS=${PERF_ARGS:-}
 A_BROKER_ARGS=${A_BROKER_ARGS:-}
 B_BROKER_ARGS=${B_BROKER_ARGS:-}
 BROKER_ARGS=${BROKER_ARGS:-}
-metric() { curl -s "http://$HTTP/metrics" | awk -v m="$1" '$1 ~ "^"m"(_total)?[{ ]" || $1 == m"_total" || $1 == m {s += $2} END {printf "%d", s}'; }
 
 run() { # run NAME BINARY SHAPE BROKER_FLAGS [HARNESS FLAGS...]
   local name=$1 bin=$2 shape=$3 bflags=$4 conns inflight t0 t1 c0 c1 bytes msgs

@@ -47,12 +47,9 @@ IGGY_TCP=127.0.0.1:18090
 TCK=$(getconf CLK_TCK)
 mkdir -p "$DIR"
 
-pid=""
-stop() { if [[ -n $pid ]]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; pid=""; }
-trap stop EXIT
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# shellcheck source=perf/lib.sh
+source perf/lib.sh
 wait_port() { for _ in $(seq 300); do (echo > "/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-metric() { curl -s "http://$HTTP/metrics" | awk -v m="$1" '$1 ~ "^"m"(_total)?[{ ]" || $1 == m"_total" || $1 == m {s += $2} END {printf "%d", s}'; }
 
 row() { # row NAME MSGS_PER_SEC P50 P99 P999 TICKS MSGS BYTES CONSUME_MSGS_PER_SEC
   python3 - "$@" "$TCK" <<'PY'
