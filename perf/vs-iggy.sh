@@ -20,6 +20,10 @@
 #             --messages-per-frame 1000 --message-size 1024` (1 KiB JSON-like messages, about
 #             half random), then 2 consumers draining the topic
 #   shardlog+ the same with --producer-compress 1 (the client compresses, PRODUCE flag 0x08)
+#   shardlog~ only when ALT_ARGS is set: shardlog with those broker flags added, e.g.
+#             ALT_ARGS="--zstd-level -3" or ALT_ARGS="--zstd-min-level -5" (adaptive level)
+#
+# BROKER_ARGS adds flags to every shardlog broker (default none).
 #
 # Per run: acknowledged msgs/s, latency p50/p99/p99.9 (Iggy: per batch, as its bench reports
 # it; shardlog: per frame of 1000 messages), the server's CPU per message (utime + stime
@@ -41,6 +45,8 @@ DIR=${DIR:-$PWD/target/vs-iggy}
 IGGY_BENCH_FLAGS=${IGGY_BENCH_FLAGS:-}
 IGGY_SERVER_ENV=${IGGY_SERVER_ENV-IGGY_SYSTEM_PARTITION_ENFORCE_FSYNC=true IGGY_SYSTEM_PARTITION_MESSAGES_REQUIRED_TO_SAVE=1}
 SHARDS=${SHARDS:-2}
+BROKER_ARGS=${BROKER_ARGS:-}
+ALT_ARGS=${ALT_ARGS:-}
 FRAMED=127.0.0.1:19454
 HTTP=127.0.0.1:19452
 IGGY_TCP=127.0.0.1:18090
@@ -98,14 +104,14 @@ PY
   row iggy "$rate" "$p50" "$p99" "$p999" $((c1 - c0)) $((2 * BATCHES * 1000)) "$disk" "$crate"
 }
 
-shardlog_run() { # shardlog_run NAME [HARNESS FLAGS...]
-  local name=$1 c0 c1 msgs bytes
-  shift
+shardlog_run() { # shardlog_run NAME "BROKER FLAGS" [HARNESS FLAGS...]
+  local name=$1 extra=$2 c0 c1 msgs bytes
+  shift 2
   rm -rf "$DIR/shardlog"
   mkdir -p "$DIR/shardlog"
   "$SHARDLOG" --data-dir "$DIR/shardlog/data" --shards "$SHARDS" --cpus "${CPUS/-/,}" \
     --framed-listen $FRAMED --http-listen $HTTP --min-free-space 0 \
-    --log warn,shardlog::broker=info > "$DIR/shardlog/broker.log" 2>&1 &
+    --log warn,shardlog::broker=info $BROKER_ARGS $extra > "$DIR/shardlog/broker.log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do grep -q "shardlog ready" "$DIR/shardlog/broker.log" 2>/dev/null && break; sleep 0.1; done
   c0=$(ticks "$pid")
@@ -132,11 +138,13 @@ PY
   row "$name" "$rate" "$p50" "$p99" "$p999" $((c1 - c0)) "$msgs" "$bytes" "$crate"
 }
 
-echo "# $SHARDS shards; server and client on CPUs $CPUS; iggy: $("$IGGY_SERVER" --version 2>/dev/null | head -1 || echo '?')"
+echo "# $SHARDS shards; server and client on CPUs $CPUS; broker flags: ${BROKER_ARGS:-none}; shardlog~: ${ALT_ARGS:-not run}"
+echo "# iggy: $("$IGGY_SERVER" --version 2>/dev/null | head -1 || echo '?')"
 echo "| run | acked msgs/s | p50 ms | p99 ms | p99.9 ms | server µs CPU/msg | disk B/msg | consume msgs/s |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for _ in $(seq "$ROUNDS"); do
   iggy_run
-  shardlog_run shardlog
-  shardlog_run shardlog+ --producer-compress 1
+  shardlog_run shardlog ""
+  shardlog_run shardlog+ "" --producer-compress 1
+  if [ -n "$ALT_ARGS" ]; then shardlog_run shardlog~ "$ALT_ARGS"; fi
 done

@@ -1,7 +1,7 @@
 //! Framed clients that misbehave on purpose — one that never reads its answers, one that
-//! stalls inside a frame — are stopped and disconnected, while a well-behaved client on
-//! another connection of the same shard keeps getting answers and the broker's memory stays
-//! bounded.
+//! stalls inside a frame, several sending compression bombs at once — are stopped, refused or
+//! disconnected, while a well-behaved client on another connection of the same shard keeps
+//! getting answers and the broker's memory stays bounded.
 
 mod common;
 
@@ -10,8 +10,10 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{Broker, Client, Response};
-use shardlog::wire::frame::{encode_frame, encode_frame_with, OpCode};
+use shardlog::wire::frame::{encode_frame, encode_frame_with, Flags, OpCode};
 use shardlog::wire::produce::encode_produce_body;
+use shardlog::wire::record::encode_record;
+use shardlog::wire::ErrorCode;
 
 /// The broker's resident memory, in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -180,4 +182,118 @@ fn a_frame_that_stalls_midway_closes_the_connection() {
         "closed after {took:?}"
     );
     assert_eq!(keeper.produce(2, b"k", &[b"still"]), Response::Produced(2));
+}
+
+/// Producer-compressed PRODUCE frames (flag 0x08) whose few KiB of zstd expand to 64 MiB, from
+/// eight connections at once, pipelined: each is refused with `bad-request` once the check has
+/// decompressed a frame's worth, and the shard checks one frame at a time in one buffer, so the
+/// broker's memory grows by about one frame limit, not by eight times 64 MiB. A plain producer
+/// on the same shard is served throughout.
+#[test]
+fn compression_bombs_from_many_connections_cost_one_check_buffer() {
+    const CONNECTIONS: usize = 8;
+    const BOMBS_EACH: u16 = 12;
+    // One record of 64 MiB of zeros: a few KiB of zstd, 4 times the 16 MiB frame limit.
+    let mut record = Vec::new();
+    encode_record(1_700_000_000_000_000, &vec![0u8; 64 << 20], &mut record);
+    // Streamed, with no content size in the zstd frame header: the check cannot refuse it
+    // from the header and must decompress up to its limit to find out.
+    let mut z = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    z.include_checksum(true).unwrap();
+    z.include_contentsize(false).unwrap();
+    z.write_all(&record).unwrap();
+    let payload = z.finish().unwrap();
+    drop(record);
+    let mut body = vec![1, b'k'];
+    body.extend_from_slice(&1u32.to_be_bytes());
+    body.extend_from_slice(&payload);
+    let mut bombs = Vec::new();
+    for sid in 0..BOMBS_EACH {
+        encode_frame(&mut bombs, OpCode::Produce, Flags::COMPRESSED, sid, &body);
+    }
+
+    let broker = Broker::start_with(
+        1,
+        &[
+            "--max-frame-size",
+            "16MiB",
+            "--h2-connection-buffer",
+            "16MiB",
+        ],
+    );
+    let pid = broker.pid();
+    let mut keeper = Client::startup(broker.framed, "t");
+    assert_eq!(keeper.produce(1, b"k", &[b"warm"]), Response::Produced(1));
+    std::thread::sleep(Duration::from_millis(300));
+    let before = common::rss(pid) >> 10;
+    let peak_resettable = common::reset_peak(pid);
+
+    let senders: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut c = Client::startup(broker.framed, "t");
+            let bombs = bombs.clone();
+            std::thread::spawn(move || {
+                c.send_raw(&bombs);
+                let mut refused = 0;
+                for _ in 0..BOMBS_EACH {
+                    match c.recv() {
+                        Some(Response::Error { code, message, .. }) => {
+                            assert_eq!(code, ErrorCode::BadRequest as u8, "{message}");
+                            assert!(message.contains("more than"), "{message}");
+                            refused += 1;
+                        }
+                        other => panic!("a bomb was answered with {other:?}"),
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+
+    let started = Instant::now();
+    let mut sid = 2u16;
+    let mut peak = before;
+    let mut slowest = Duration::ZERO;
+    while senders.iter().any(|s| !s.is_finished()) {
+        let t = Instant::now();
+        assert_eq!(
+            keeper.produce(sid, b"k", &[b"still here"]),
+            Response::Produced(sid)
+        );
+        slowest = slowest.max(t.elapsed());
+        sid = sid.wrapping_add(1);
+        peak = peak.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let refused: usize = senders.into_iter().map(|s| s.join().unwrap()).sum();
+    assert_eq!(refused, CONNECTIONS * BOMBS_EACH as usize);
+    if peak_resettable {
+        peak = peak.max(common::peak_rss(pid) >> 10);
+    }
+    eprintln!(
+        "{refused} bombs refused in {:?}; broker RSS {before} KiB before, peak {peak} KiB \
+         (VmHWM {}); {} acks to the plain producer meanwhile, the slowest in {slowest:?}",
+        started.elapsed(),
+        if peak_resettable {
+            "reset before"
+        } else {
+            "not resettable"
+        },
+        sid - 2
+    );
+    // One check buffer of at most the frame limit (plus the record-count allowance), and the
+    // eight connections' read buffers.
+    assert!(
+        peak - before < RSS_BOUND_KIB,
+        "broker RSS grew by {} KiB (bound {RSS_BOUND_KIB} KiB)",
+        peak - before
+    );
+    // Each bomb costs the shard a frame limit's worth of decompression, as a legitimate
+    // frame of that size would; the plain producer shares the core with them but is not shut
+    // out (a hang guard, not a speed target).
+    assert!(
+        slowest < Duration::from_secs(10),
+        "the plain producer waited {slowest:?}"
+    );
+    assert_eq!(keeper.produce(1, b"k", &[b"after"]), Response::Produced(1));
 }
