@@ -276,14 +276,7 @@ fn a_partition_reader_reads_from_any_offset() {
             config.max_bytes = 1024; // several fetches
             config.max_wait = Duration::from_millis(100);
             let mut reader = PartitionReader::connect(config).await.unwrap();
-            let mut got = Vec::new();
-            loop {
-                let batch = reader.next_batch().await.unwrap();
-                if batch.is_empty() {
-                    break;
-                }
-                got.extend(batch);
-            }
+            let got = common::framed::read_until_empty(&mut reader).await;
             let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
             assert_eq!(offsets, (from..300).collect::<Vec<_>>());
             for r in &got {

@@ -34,14 +34,7 @@ async fn read_to_end(addr: &str, topic: &str, partition: u32) -> Vec<shardlog_cl
     let mut config = ReaderConfig::new(addr, topic, partition, 0);
     config.max_wait = Duration::from_millis(100);
     let mut reader = PartitionReader::connect(config).await.unwrap();
-    let mut got = Vec::new();
-    loop {
-        let batch = reader.next_batch().await.unwrap();
-        if batch.is_empty() {
-            return got;
-        }
-        got.extend(batch);
-    }
+    common::framed::read_until_empty(&mut reader).await
 }
 
 fn plain_frame(sid: u16, key: &[u8], msgs: &[Vec<u8>]) -> Vec<u8> {

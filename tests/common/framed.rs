@@ -156,3 +156,18 @@ fn refusal(
         Err(e) => panic!("PRODUCE got no answer: {e}"),
     }
 }
+
+/// Every record a partition reader gets from where it stands until a fetch comes back empty
+/// (after the reader's `max_wait`), through FETCH and the client library.
+pub async fn read_until_empty(
+    reader: &mut shardlog_client::PartitionReader,
+) -> Vec<shardlog_client::Record> {
+    let mut got = Vec::new();
+    loop {
+        let batch = reader.next_batch().await.unwrap();
+        if batch.is_empty() {
+            return got;
+        }
+        got.extend(batch);
+    }
+}
