@@ -3,7 +3,9 @@
 # rate, a consumer tailing the same topic, retention deleting segments) for $DUR, then how long
 # ready tasks waited for their executor, from each shard's `shardlog_sched_delay_seconds`
 # (docs/metrics.md). The target: no ready task waited more than 20 ms. One shard on its own
-# CPU by default, the harness on another (SHARDS, BROKER_CPUS, HARNESS_CPUS).
+# CPU by default, the harness on another (SHARDS, BROKER_CPUS, HARNESS_CPUS). Segments of
+# SEGMENT (64MiB) bytes, retention keeping RETENTION (256MiB): a roll and a deletion every few
+# seconds.
 #
 #   DUR=30m RATE=200000 perf/sched-soak.sh      # the soak proper, on a quiet machine
 #   DUR=30s RATE=20000 perf/sched-soak.sh       # a quick check
@@ -18,6 +20,8 @@ RATE=${RATE:-200000}
 SHARDS=${SHARDS:-1}
 BROKER_CPUS=${BROKER_CPUS:-0}
 HARNESS_CPUS=${HARNESS_CPUS:-1}
+SEGMENT=${SEGMENT:-64MiB}
+RETENTION=${RETENTION:-256MiB}
 DIR=${DIR:-$PWD/target/sched-soak}
 FRAMED=${FRAMED:-127.0.0.1:19354}
 HTTP=${HTTP:-127.0.0.1:19352}
@@ -31,7 +35,7 @@ mkdir -p "$DIR"
 
 taskset -c "$BROKER_CPUS" "$BROKER" --data-dir "$DIR/data" --shards "$SHARDS" \
   --framed-listen "$FRAMED" --http-listen "$HTTP" --min-free-space 0 \
-  --segment-size 64MiB --retention-bytes 256MiB >"$DIR/broker.log" 2>&1 &
+  --segment-size "$SEGMENT" --retention-bytes "$RETENTION" >"$DIR/broker.log" 2>&1 &
 broker=$!
 trap 'kill $broker 2>/dev/null; wait $broker 2>/dev/null' EXIT
 for _ in $(seq 600); do
