@@ -20,6 +20,15 @@ fn rss_kib(pid: u32) -> u64 {
     common::rss(pid) >> 10
 }
 
+/// The broker's RSS (KiB) grew by less than [`RSS_BOUND_KIB`] from `before` to `peak`.
+fn assert_rss_growth_bounded(before: u64, peak: u64) {
+    assert!(
+        peak.saturating_sub(before) < RSS_BOUND_KIB,
+        "broker RSS grew by {} KiB (bound {RSS_BOUND_KIB} KiB)",
+        peak.saturating_sub(before)
+    );
+}
+
 /// What the hostile sender saw.
 struct Sent {
     bytes: u64,
@@ -97,11 +106,7 @@ fn a_client_that_never_reads_its_answers_is_stopped_then_closed() {
         sent.bytes >> 10,
         sent.error
     );
-    assert!(
-        peak - before < RSS_BOUND_KIB,
-        "broker RSS grew by {} KiB (bound {RSS_BOUND_KIB} KiB)",
-        peak - before
-    );
+    assert_rss_growth_bounded(before, peak);
     assert!(
         slowest < Duration::from_secs(5),
         "the other client waited {slowest:?}"
@@ -283,11 +288,7 @@ fn compression_bombs_from_many_connections_cost_one_check_buffer() {
     );
     // One check buffer of at most the frame limit (plus the record-count allowance), and the
     // eight connections' read buffers.
-    assert!(
-        peak - before < RSS_BOUND_KIB,
-        "broker RSS grew by {} KiB (bound {RSS_BOUND_KIB} KiB)",
-        peak - before
-    );
+    assert_rss_growth_bounded(before, peak);
     // Each bomb costs the shard a frame limit's worth of decompression, as a legitimate
     // frame of that size would; the plain producer shares the core with them but is not shut
     // out (a hang guard, not a speed target).
