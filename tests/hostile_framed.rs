@@ -29,6 +29,45 @@ fn assert_rss_growth_bounded(before: u64, peak: u64) {
     );
 }
 
+/// What a well-behaved producer saw while a hostile client was at work.
+struct Served {
+    /// Acknowledgements it got.
+    acks: u16,
+    /// The broker's highest RSS sampled meanwhile, in KiB (at least `before`).
+    peak: u64,
+    /// Its slowest acknowledgement.
+    slowest: Duration,
+}
+
+/// Produces one message at a time on `keeper` (stream ids from 2), pausing `pause` between
+/// them, while `busy()` holds; samples the broker's RSS after each acknowledgement.
+fn keep_producing(
+    keeper: &mut Client,
+    pid: u32,
+    before: u64,
+    pause: Duration,
+    busy: impl Fn() -> bool,
+) -> Served {
+    let mut served = Served {
+        acks: 0,
+        peak: before,
+        slowest: Duration::ZERO,
+    };
+    while busy() {
+        let sid = 2u16.wrapping_add(served.acks);
+        let t = Instant::now();
+        assert_eq!(
+            keeper.produce(sid, b"k", &[b"still here"]),
+            Response::Produced(sid)
+        );
+        served.slowest = served.slowest.max(t.elapsed());
+        served.acks = served.acks.wrapping_add(1);
+        served.peak = served.peak.max(rss_kib(pid));
+        std::thread::sleep(pause);
+    }
+    served
+}
+
 /// What the hostile sender saw.
 struct Sent {
     bytes: u64,
@@ -83,20 +122,11 @@ fn a_client_that_never_reads_its_answers_is_stopped_then_closed() {
     });
 
     // Meanwhile the well-behaved client keeps producing and getting answers.
-    let mut peak = before;
-    let mut sid = 2u16;
-    let mut slowest = Duration::ZERO;
-    while !sender.is_finished() {
-        let t = Instant::now();
-        assert_eq!(
-            keeper.produce(sid, b"k", &[b"still here"]),
-            Response::Produced(sid)
-        );
-        slowest = slowest.max(t.elapsed());
-        sid = sid.wrapping_add(1);
-        peak = peak.max(rss_kib(pid));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let Served {
+        mut peak, slowest, ..
+    } = keep_producing(&mut keeper, pid, before, Duration::from_millis(20), || {
+        !sender.is_finished()
+    });
     let sent = sender.join().unwrap();
     peak = peak.max(rss_kib(pid));
     let after = rss_kib(pid);
@@ -256,20 +286,13 @@ fn compression_bombs_from_many_connections_cost_one_check_buffer() {
         .collect();
 
     let started = Instant::now();
-    let mut sid = 2u16;
-    let mut peak = before;
-    let mut slowest = Duration::ZERO;
-    while senders.iter().any(|s| !s.is_finished()) {
-        let t = Instant::now();
-        assert_eq!(
-            keeper.produce(sid, b"k", &[b"still here"]),
-            Response::Produced(sid)
-        );
-        slowest = slowest.max(t.elapsed());
-        sid = sid.wrapping_add(1);
-        peak = peak.max(rss_kib(pid));
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let Served {
+        acks,
+        mut peak,
+        slowest,
+    } = keep_producing(&mut keeper, pid, before, Duration::from_millis(10), || {
+        senders.iter().any(|s| !s.is_finished())
+    });
     let refused: usize = senders.into_iter().map(|s| s.join().unwrap()).sum();
     assert_eq!(refused, CONNECTIONS * BOMBS_EACH as usize);
     if peak_resettable {
@@ -284,7 +307,7 @@ fn compression_bombs_from_many_connections_cost_one_check_buffer() {
         } else {
             "not resettable"
         },
-        sid - 2
+        acks
     );
     // One check buffer of at most the frame limit (plus the record-count allowance), and the
     // eight connections' read buffers.
