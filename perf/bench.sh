@@ -10,6 +10,8 @@
 #
 # The broker runs pinned to $BROKER_CPUS, the harness to $HARNESS_CPUS (one core each on a
 # 2-core machine). Results go to $OUT (one JSON file per step) and a summary table to stdout.
+# IO_WORKER_CPUS=1 also lets the broker's process run on CPU 1 and steers its io_uring workers
+# there (--io-worker-cpus 1), the shards still pinned to $BROKER_CPUS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,7 @@ FRAMED=127.0.0.1:19254
 HTTP=127.0.0.1:19252
 CONNS=${CONNS:-16}
 INFLIGHT=${INFLIGHT:-16}
+IO_WORKER_CPUS=${IO_WORKER_CPUS:-}
 
 cargo build --release --workspace -q
 BROKER=target/release/shardlog
@@ -36,6 +39,15 @@ rm -rf "$DIR"
 mkdir -p "$DIR"
 
 broker_pid=""
+launch_broker() { # launch_broker SHARDS CPUS [extra flags...], in the background
+  local shards=$1 cpus=$2 steer=()
+  shift 2
+  if [ -n "$IO_WORKER_CPUS" ]; then steer=(--io-worker-cpus "$IO_WORKER_CPUS"); fi
+  taskset -c "$cpus${IO_WORKER_CPUS:+,$IO_WORKER_CPUS}" "$BROKER" --data-dir "$DIR/data" \
+    --shards "$shards" --cpus "$cpus" ${steer[@]+"${steer[@]}"} --framed-listen $FRAMED \
+    --http-listen $HTTP --zstd-level "$LEVEL" --min-free-space 0 \
+    --log warn,shardlog::broker=info "$@" > "$OUT/broker.log" 2>&1 &
+}
 start_broker() { # start_broker SHARDS CPUS [extra flags...]
   local shards=$1 cpus=$2
   shift 2
@@ -43,9 +55,7 @@ start_broker() { # start_broker SHARDS CPUS [extra flags...]
   # Emptied here, not by the redirection below: that runs in the background child, possibly
   # after the first look for "shardlog ready", which would then find the previous broker's.
   : > "$OUT/broker.log"
-  taskset -c "$cpus" "$BROKER" --data-dir "$DIR/data" --shards "$shards" \
-    --framed-listen $FRAMED --http-listen $HTTP --zstd-level "$LEVEL" --min-free-space 0 \
-    --log warn,shardlog::broker=info "$@" > "$OUT/broker.log" 2>&1 &
+  launch_broker "$shards" "$cpus" "$@"
   broker_pid=$!
   for _ in $(seq 100); do grep -q "shardlog ready" "$OUT/broker.log" && return; sleep 0.1; done
   echo "broker did not start:"; cat "$OUT/broker.log"; exit 1
@@ -55,9 +65,7 @@ restart_broker() { # keeps the data directory
   shift 2
   stop_broker
   : > "$OUT/broker.log"
-  taskset -c "$cpus" "$BROKER" --data-dir "$DIR/data" --shards "$shards" \
-    --framed-listen $FRAMED --http-listen $HTTP --zstd-level "$LEVEL" --min-free-space 0 \
-    --log warn,shardlog::broker=info "$@" > "$OUT/broker.log" 2>&1 &
+  launch_broker "$shards" "$cpus" "$@"
   broker_pid=$!
   for _ in $(seq 600); do grep -q "shardlog ready" "$OUT/broker.log" && return; sleep 0.1; done
   echo "broker did not restart"; cat "$OUT/broker.log"; exit 1

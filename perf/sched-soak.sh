@@ -10,6 +10,10 @@
 #   DUR=30m RATE=200000 perf/sched-soak.sh      # the soak proper, on a quiet machine
 #   DUR=30s RATE=20000 perf/sched-soak.sh       # a quick check
 #
+# IO_WORKER_CPUS=1 runs the broker with --io-worker-cpus 1: the shard's io_uring workers and
+# blocking pool off its core (the process may then run on BROKER_CPUS and those; the shards
+# stay pinned to BROKER_CPUS). BROKER_ARGS adds other broker flags.
+#
 # Needs a quiet machine for figures that mean anything: on a loaded one the OS deschedules
 # the shards, and that time is in the measured delay too.
 set -euo pipefail
@@ -33,9 +37,15 @@ fi
 rm -rf "$DIR"
 mkdir -p "$DIR"
 
-taskset -c "$BROKER_CPUS" "$BROKER" --data-dir "$DIR/data" --shards "$SHARDS" \
-  --framed-listen "$FRAMED" --http-listen "$HTTP" --min-free-space 0 \
-  --segment-size "$SEGMENT" --retention-bytes "$RETENTION" >"$DIR/broker.log" 2>&1 &
+IO_WORKER_CPUS=${IO_WORKER_CPUS:-}
+read -r -a extra <<<"${BROKER_ARGS:-}"
+if [[ -n $IO_WORKER_CPUS ]]; then
+  extra+=(--io-worker-cpus "$IO_WORKER_CPUS")
+fi
+taskset -c "$BROKER_CPUS${IO_WORKER_CPUS:+,$IO_WORKER_CPUS}" "$BROKER" --data-dir "$DIR/data" \
+  --shards "$SHARDS" --cpus "$BROKER_CPUS" --framed-listen "$FRAMED" --http-listen "$HTTP" \
+  --min-free-space 0 --segment-size "$SEGMENT" --retention-bytes "$RETENTION" \
+  ${extra[@]+"${extra[@]}"} >"$DIR/broker.log" 2>&1 &
 broker=$!
 trap 'kill $broker 2>/dev/null; wait $broker 2>/dev/null' EXIT
 for _ in $(seq 600); do
@@ -45,7 +55,8 @@ done
 grep -qs "shardlog ready" "$DIR/broker.log" || { echo "the broker did not start" >&2; exit 1; }
 
 curl -s "http://$HTTP/metrics" >"$DIR/metrics-before.txt"
-echo "sched-soak: $DUR of e2e at $RATE msgs/s, $SHARDS shards on CPUs $BROKER_CPUS"
+echo "sched-soak: $DUR of e2e at $RATE msgs/s, $SHARDS shards on CPUs $BROKER_CPUS," \
+  "io_uring workers on ${IO_WORKER_CPUS:-the shard CPUs}"
 "$PERF" e2e --framed "$FRAMED" --duration "$DUR" --rate "$RATE" --cpus "$HARNESS_CPUS" \
   --quiet --json >"$DIR/e2e.json"
 curl -s "http://$HTTP/metrics" >"$DIR/metrics-after.txt"

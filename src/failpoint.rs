@@ -34,7 +34,8 @@ pub const ENV: &str = "SHARDLOG_FAILPOINTS";
 
 /// Every fail point the broker has; a name not listed here is refused at start.
 pub const POINTS: &[&str] = &[
-    // `PartitionWriter::submit`: a frame reaching its partition's writer, on the owning shard.
+    // `PartitionWriter::submit`: a frame reaching its partition's writer, on the owning shard
+    // (`sleep` blocks the shard's thread there: a task that does not yield).
     "writer.submit",
     // `Shard::submit`: a frame about to be forwarded to the shard that owns its partition.
     "shard.forward",

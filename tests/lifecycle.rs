@@ -509,12 +509,16 @@ fn cpus_places_shards_or_refuses_a_cpu_the_process_may_not_use() {
         let mut p = FramedProducer::startup(b.framed, "placed");
         p.produce(b"k", &[b"one"]).unwrap();
     }
-    let b = Broker::new(1, &["--cpus", "4095"]);
-    let out = b.command().output().expect("run shardlog");
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--cpus names CPU 4095, which this process may not run on"),
-        "{err}"
-    );
+    for flag in ["--cpus", "--io-worker-cpus"] {
+        let b = Broker::new(1, &[flag, "4095"]);
+        let out = b.command().output().expect("run shardlog");
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "{flag} names CPU 4095, which this process may not run on"
+            )),
+            "{err}"
+        );
+    }
 }

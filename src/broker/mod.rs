@@ -57,18 +57,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     wait_for_port(config.http_listen, "http-listen")?;
     // Cluster mode only: the data directory's broker id, etcd, registration.
     crate::cluster::start_if_configured(&config, &fs)?;
-    let cpus = match &config.cpus {
-        CpuPlacement::All => pool::allowed_cpus(),
-        CpuPlacement::None => Vec::new(),
-        CpuPlacement::List(cpus) => {
-            let allowed = pool::allowed_cpus();
-            if let Some(&cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
-                return Err(StartError::CpuNotAllowed { cpu, allowed });
-            }
-            cpus.clone()
-        }
-    };
-    tracing::info!(?config, ?cpus, "starting shardlog");
+    let cpus = cpu_list(&config.cpus, "--cpus")?;
+    let helper_cpus = cpu_list(&config.io_worker_cpus, "--io-worker-cpus")?;
+    tracing::info!(?config, ?cpus, ?helper_cpus, "starting shardlog");
     if !cpus.is_empty() && config.shards > cpus.len() {
         tracing::warn!(
             shards = config.shards,
@@ -88,14 +79,18 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let drained = rt::Rendezvous::new(config.shards);
     for id in 0..config.shards {
         let (framed_load, http_load) = (framed_load.clone(), http_load.clone());
-        let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
+        let setup = pool::ShardSetup {
+            cpu: (!cpus.is_empty()).then(|| cpus[id % cpus.len()]),
+            helper_cpus: helper_cpus.clone(),
+            stall_report: config.stall_report,
+        };
         let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_tx.clone());
         let fs = fs.clone();
         let drained = drained.clone();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         stops.push(stop_tx);
         let spin = config.spin_before_park;
-        threads.push(pool::spawn_shard(id, cpu, spin, move || async move {
+        threads.push(pool::spawn_shard(id, setup, spin, move || async move {
             let shard = match start_core(id, Rc::new(config), fs, mesh).await {
                 Ok(s) => s,
                 Err(source) => {
@@ -217,9 +212,13 @@ pub enum StartError {
         source: CoreError,
     },
     #[error(
-        "--cpus names CPU {cpu}, which this process may not run on (it may run on {allowed:?})"
+        "{flag} names CPU {cpu}, which this process may not run on (it may run on {allowed:?})"
     )]
-    CpuNotAllowed { cpu: usize, allowed: Vec<usize> },
+    CpuNotAllowed {
+        flag: &'static str,
+        cpu: usize,
+        allowed: Vec<usize>,
+    },
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
     #[error("a shard stopped during start-up")]
@@ -248,6 +247,22 @@ pub enum CoreError {
 /// How long start-up (recovery of every partition included) may take before it is declared
 /// stuck.
 const START_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The CPUs a placement flag names, checked against those this process may run on; empty
+/// for `none`.
+fn cpu_list(placement: &CpuPlacement, flag: &'static str) -> Result<Vec<usize>, StartError> {
+    Ok(match placement {
+        CpuPlacement::All => pool::allowed_cpus(),
+        CpuPlacement::None => Vec::new(),
+        CpuPlacement::List(cpus) => {
+            let allowed = pool::allowed_cpus();
+            if let Some(&cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
+                return Err(StartError::CpuNotAllowed { flag, cpu, allowed });
+            }
+            cpus.clone()
+        }
+    })
+}
 
 /// Waits until every shard reports ready. A shard whose thread ends without a word (its
 /// executor could not be created) stops start-up at once with its error, rather than leaving

@@ -51,6 +51,12 @@ settings! {
     /// CPUs the shards are pinned to: `all` (shard i on the i-th CPU this process may run
     /// on), `none` (no pinning: several brokers on one host), or a list like `0,2,4-7`.
     cpus: CpuPlacement as CpuPlacement, "LIST", default "all", example Hint("none");
+    /// CPUs for each shard's helper threads: the kernel's io_uring workers (creating segment
+    /// files, fdatasync, what io_uring cannot issue inline) and glommio's blocking pool.
+    /// `none`: not steered (io_uring workers where the kernel puts them, in practice on the
+    /// shard's core, preempting it; the blocking pool on the shard's core); `all`; or a list,
+    /// e.g. a core kept for the OS and the disk's interrupts (docs/operations.md).
+    io_worker_cpus: CpuPlacement as CpuPlacement, "LIST", default "none", example Hint("0");
     /// Partitions per shard for new topics (a topic gets `shards × this`, fixed when it is
     /// created).
     ranges_per_shard: u32 as Int<1, 256>, "N", default "4";
@@ -171,6 +177,11 @@ settings! {
     /// where the time went: queued behind the previous chunk, compressing, writing. `off` by
     /// default; for explaining an acknowledgement tail.
     trace_slow_acks: Option<Duration> as Opt<Dur>, "DURATION", default "off";
+    /// Log a warning with the shard thread's backtrace whenever one turn of its executor runs
+    /// this much past its 1 ms budget (a task that does not yield: what holds up every other
+    /// task on the shard). `off` by default; a diagnostic, it costs a timer per turn. glommio
+    /// build only.
+    stall_report: Option<Duration> as Opt<Dur>, "DURATION", default "off";
     /// Chunk writes one partition may have in flight at once: the next chunk's write is issued
     /// while earlier ones are still on the device; chunks are still published and acknowledged
     /// in offset order, each only once durable. `1` writes one chunk at a time.
@@ -576,6 +587,9 @@ mod tests {
         assert_eq!(c.cluster_name, "shardlog");
         assert_eq!(c.session_timeout, Duration::from_secs(6));
         assert_eq!(c.cpus, CpuPlacement::All);
+        assert_eq!(c.io_worker_cpus, CpuPlacement::None);
+        let c = cli(&["--io-worker-cpus", "0,2-3"]).unwrap();
+        assert_eq!(c.io_worker_cpus, CpuPlacement::List(vec![0, 2, 3]));
         let etcd = ["--etcd-endpoints", "http://127.0.0.1:2379"];
         let err = cli(&etcd).unwrap_err().to_string();
         assert_eq!(err, "--broker-id: is required with --etcd-endpoints");
@@ -613,6 +627,7 @@ mod tests {
             (&["--etcd-endpoints", "nowhere"], "--etcd-endpoints"),
             (&["--broker-id", "x"], "--broker-id"),
             (&["--cpus", "1-"], "--cpus"),
+            (&["--io-worker-cpus", "2,2"], "--io-worker-cpus"),
             (&["--advertise-framed", "nohost"], "--advertise-framed"),
         ] {
             let err = cli(args).unwrap_err().to_string();

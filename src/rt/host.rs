@@ -110,6 +110,48 @@ pub fn allowed_cpus() -> Vec<usize> {
         .unwrap_or_default()
 }
 
+/// How a shard's thread is set up: where it and its helper threads run, and the optional
+/// report of tasks that hold its executor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardSetup {
+    /// The core the shard's executor is pinned to; `None`: not pinned.
+    pub cpu: Option<usize>,
+    /// Where its helper threads (the kernel's io_uring workers for its thread, the runtime's
+    /// blocking pool) are steered. Empty: not steered (io_uring workers where the kernel puts
+    /// them, in practice beside the shard; glommio's blocking pool on the shard's core).
+    pub helper_cpus: Vec<usize>,
+    /// Log a backtrace when one turn of the executor's task queue runs this much past its
+    /// budget (`--stall-report`; glommio only).
+    pub stall_report: Option<std::time::Duration>,
+}
+
+impl From<Option<usize>> for ShardSetup {
+    fn from(cpu: Option<usize>) -> ShardSetup {
+        ShardSetup {
+            cpu,
+            ..ShardSetup::default()
+        }
+    }
+}
+
+/// Steers the calling shard thread's io_uring workers to `cpus` (if any), logging a refusal:
+/// a broker whose kernel cannot do it still runs, as it did before the flag.
+pub(super) fn steer_helpers(shard: usize, cpus: &[usize]) {
+    if cpus.is_empty() {
+        return;
+    }
+    match super::io_workers::steer_io_workers(cpus) {
+        Ok(()) => tracing::debug!(shard, ?cpus, "io_uring workers steered"),
+        Err(e) => tracing::warn!(
+            shard,
+            ?cpus,
+            error = %e,
+            "could not steer this shard's io_uring workers (--io-worker-cpus); they stay where \
+             the kernel puts them"
+        ),
+    }
+}
+
 /// A running shard thread.
 pub struct ShardThread<T> {
     pub(super) handle: JoinHandle<Result<T, RuntimeError>>,

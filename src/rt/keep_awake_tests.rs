@@ -77,7 +77,7 @@ fn run_yield_loop(keep: KeepAwake, yields: u64) -> Outcome {
         .collect();
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let (stop_here, progress_here) = (stop.clone(), progress.clone());
-    let shard = spawn_shard_with(0, cpu, Duration::ZERO, keep, move || async move {
+    let shard = spawn_shard_with(0, cpu.into(), Duration::ZERO, keep, move || async move {
         // SAFETY: gettid has no preconditions.
         let _ = tid_tx.send(unsafe { libc::gettid() });
         for i in 1..=yields {

@@ -8,6 +8,8 @@
 //! - [`host`]: the checks before any executor starts (io_uring allowed, memlock limit) that
 //!   turn an obscure runtime failure into one clear line, and the CPUs shards may use.
 //! - [`pool`]: one pinned executor thread per shard.
+//! - [`io_workers`]: steering a shard's io_uring worker threads off its core
+//!   (`--io-worker-cpus`).
 //! - `keep_awake` (glommio only): the ticker that bounds glommio 0.9's park with runnable work
 //!   (why it cannot be avoided from outside glommio, and the tests that reproduce it).
 //! - [`sched_probe`]: each shard's scheduling delay (ready to polled), for `/metrics`.
@@ -23,6 +25,7 @@
 #[cfg_attr(feature = "rt-compio", path = "compio/exec.rs")]
 pub mod exec;
 pub mod host;
+pub mod io_workers;
 #[cfg(not(feature = "rt-compio"))]
 pub mod keep_awake;
 pub mod listen;

@@ -5,10 +5,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{
+    CpuSet, LocalExecutorBuilder, Placement, PoolPlacement, StallDetectionHandler, TaskQueueHandle,
+};
 
-use super::host::IO_MEMORY;
-pub use super::host::{allowed_cpus, explain_executor_error, preflight, RuntimeError, ShardThread};
+pub use super::host::{
+    allowed_cpus, explain_executor_error, preflight, RuntimeError, ShardSetup, ShardThread,
+};
+use super::host::{steer_helpers, IO_MEMORY};
 use super::keep_awake::{self, Heartbeat};
 
 /// How long a task may run before `yield_if_needed` yields (glommio's default is 100 ms).
@@ -16,8 +20,9 @@ use super::keep_awake::{self, Heartbeat};
 /// up socket reads and completions on the shard.
 const PREEMPT_AFTER: Duration = Duration::from_millis(1);
 
-/// Starts shard `id` on its own thread running a pinned executor (CPU `cpu`, if given).
-/// `make` builds the shard's main future on that thread.
+/// Starts shard `id` on its own thread running a pinned executor (CPU `setup.cpu`, if
+/// given; its helper threads on `setup.helper_cpus`, if any). `make` builds the shard's main
+/// future on that thread.
 ///
 /// When it runs out of work, the executor polls for `spin` before it sleeps. Sleeping and
 /// being woken cost more than the polling at moderate load, on a VM especially: every wake-up
@@ -31,7 +36,7 @@ const PREEMPT_AFTER: Duration = Duration::from_millis(1);
 /// ([`super::sched_probe`]).
 pub fn spawn_shard<G, F, T>(
     id: usize,
-    cpu: Option<usize>,
+    setup: impl Into<ShardSetup>,
     spin: Duration,
     make: G,
 ) -> Result<ShardThread<T>, RuntimeError>
@@ -40,7 +45,7 @@ where
     F: Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    spawn_shard_with(id, cpu, spin, KeepAwake::Ticker, make)
+    spawn_shard_with(id, setup.into(), spin, KeepAwake::Ticker, make)
 }
 
 /// Whether a shard's executor is kept from sleeping with runnable work (see [`keep_awake`]).
@@ -73,7 +78,7 @@ impl KeepAwake {
 /// [`spawn_shard`], choosing what keeps the executor awake.
 pub(crate) fn spawn_shard_with<G, F, T>(
     id: usize,
-    cpu: Option<usize>,
+    setup: ShardSetup,
     spin: Duration,
     keep: KeepAwake,
     make: G,
@@ -83,9 +88,23 @@ where
     F: Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    let placement = match cpu {
+    let placement = match setup.cpu {
         Some(c) => Placement::Fixed(c),
         None => Placement::Unbound,
+    };
+    // glommio's default puts the one blocking-pool thread where the executor is.
+    let blocking_pool = match setup.helper_cpus.is_empty() {
+        true => None,
+        false => match CpuSet::online() {
+            Ok(online) => Some(PoolPlacement::Fenced(
+                1,
+                online.filter(|l| setup.helper_cpus.contains(&l.cpu)),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the online CPUs: the blocking pool stays on the shard's core");
+                None
+            }
+        },
     };
     let name = format!("shard-{id}");
     let heartbeat = Arc::new(Heartbeat::default());
@@ -95,13 +114,18 @@ where
         .spawn(move || {
             // Also ends the watch if the thread returns early (no executor).
             let _watched = heartbeat_here.enter();
-            let ex = LocalExecutorBuilder::new(placement)
+            let mut builder = LocalExecutorBuilder::new(placement)
                 .name(&name)
                 .io_memory(IO_MEMORY)
                 .preempt_timer(PREEMPT_AFTER)
-                .spin_before_park(spin)
-                .make()
-                .map_err(|e| explain_executor_error(&e))?;
+                .spin_before_park(spin);
+            if let Some(p) = blocking_pool {
+                builder = builder.blocking_thread_pool_placement(p);
+            }
+            if let Some(over) = setup.stall_report {
+                builder = builder.detect_stalls(Some(Box::new(StallReport { over })));
+            }
+            let ex = builder.make().map_err(|e| explain_executor_error(&e))?;
             let ticker = async {
                 match keep {
                     KeepAwake::Ticker => {
@@ -112,6 +136,15 @@ where
                 }
             };
             let main = async {
+                steer_helpers(id, &setup.helper_cpus);
+                if setup.stall_report.is_some() {
+                    let executor = glommio::executor().id();
+                    tracing::info!(
+                        shard = id,
+                        executor,
+                        "stall reports name this shard by its executor"
+                    );
+                }
                 // The shard's work is a task of its own, polled only when its own events wake
                 // it. Polled inside this future it would be polled again at every tick, and
                 // glommio keeps one waker per poll of a pending accept (a 16-bit count): the
@@ -127,6 +160,23 @@ where
             .map_err(|source| RuntimeError::Thread { shard: id, source })?;
     }
     Ok(ShardThread { handle })
+}
+
+/// `--stall-report`: glommio's stall detector arms a timer for every turn of a task queue
+/// (the turn's budget, [`PREEMPT_AFTER`], plus `over`); when it fires, the shard's thread is
+/// interrupted and its stack captured, so the report shows the code that held the executor
+/// (a task that did not yield), not a guess. glommio logs it (one warning, target
+/// `glommio::executor::stall`, naming the executor and the overrun) through the `log` facade,
+/// which the broker's subscriber takes in.
+#[derive(Debug)]
+struct StallReport {
+    over: Duration,
+}
+
+impl StallDetectionHandler for StallReport {
+    fn threshold(&self, _queue: TaskQueueHandle, _budget: Duration) -> Option<Duration> {
+        Some(self.over)
+    }
 }
 
 #[cfg(test)]

@@ -312,7 +312,10 @@ impl PartitionWriter {
 
     /// Queues a frame; its reply is sent once the chunk holding it is durable.
     pub fn submit(self: &Rc<Self>, frame: ProduceFrame, reply: ProduceReply) {
-        crate::failpoint::hit("writer.submit");
+        if let Some(block) = crate::failpoint::hit("writer.submit") {
+            // Blocks the shard's thread, as a task that never yields would (tests/stall_report.rs).
+            std::thread::sleep(block);
+        }
         if let Err(e) = self.check_not_deleted() {
             let _ = reply.send(Err(e.into()));
             return;

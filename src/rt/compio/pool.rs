@@ -8,14 +8,18 @@
 use std::future::Future;
 use std::time::Duration;
 
-pub use super::host::{allowed_cpus, explain_executor_error, preflight, RuntimeError, ShardThread};
+use super::host::steer_helpers;
+pub use super::host::{
+    allowed_cpus, explain_executor_error, preflight, RuntimeError, ShardSetup, ShardThread,
+};
 
-/// Starts shard `id` on its own thread running a pinned runtime (CPU `cpu`, if given).
+/// Starts shard `id` on its own thread running a pinned runtime (CPU `setup.cpu`, if given;
+/// its io_uring workers on `setup.helper_cpus`, if any: compio's blocking pool is not pinned).
 /// `make` builds the shard's main future on that thread. `_spin` (how long the glommio
 /// build polls before it sleeps) has no compio counterpart and is ignored.
 pub fn spawn_shard<G, F, T>(
     id: usize,
-    cpu: Option<usize>,
+    setup: impl Into<ShardSetup>,
     _spin: Duration,
     make: G,
 ) -> Result<ShardThread<T>, RuntimeError>
@@ -24,15 +28,19 @@ where
     F: Future<Output = T> + 'static,
     T: Send + 'static,
 {
+    let setup: ShardSetup = setup.into();
     let handle = std::thread::Builder::new()
         .name(format!("shard-{id}"))
         .spawn(move || {
-            if let Some(cpu) = cpu {
+            if let Some(cpu) = setup.cpu {
                 core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
             }
             let rt = compio::runtime::Runtime::new().map_err(|e| explain_executor_error(&e))?;
             // The shard's work is a task of its own, as in the glommio build.
-            Ok(rt.block_on(async move { super::spawn(make()).await }))
+            Ok(rt.block_on(async move {
+                steer_helpers(id, &setup.helper_cpus);
+                super::spawn(make()).await
+            }))
         })
         .map_err(|source| RuntimeError::Thread { shard: id, source })?;
     Ok(ShardThread { handle })
