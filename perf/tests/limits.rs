@@ -153,3 +153,32 @@ fn fsync_mix_replays_the_pattern_at_the_rate_asked() {
         assert!(stderr.contains(bad[0]), "{bad:?}: {stderr}");
     }
 }
+
+#[test]
+fn hiccup_spins_for_the_time_asked_and_reports_every_bound() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog-perf"))
+        .args([
+            "limits",
+            "--json",
+            "--only",
+            "hiccup",
+            "--hiccup-duration",
+            "300ms",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["zstd"].is_null() && v["fsync"].is_null() && v["fsync_mix"].is_null());
+    let h = &v["hiccup"];
+    assert!(h["seconds"].as_f64().unwrap() >= 0.3, "{h}");
+    let bounds: Vec<f64> = h["gaps_over_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_f64().unwrap())
+        .collect();
+    assert_eq!(bounds, [1.0, 2.0, 5.0, 10.0, 20.0, 25.0], "{h}");
+    assert!(h["worst_ms"].as_f64().unwrap() >= 0.0, "{h}");
+}

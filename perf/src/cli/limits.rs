@@ -76,8 +76,12 @@ pub struct LimitsArgs {
     /// How long the fsync-mix test runs.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub mix_duration: Duration,
-    /// Measure only these (repeatable): zstd, fsync, bandwidth, fsync-mix. Default: the first
-    /// three; fsync-mix (the disk under a broker's write pattern) runs only when named.
+    /// How long the hiccup test spins.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub hiccup_duration: Duration,
+    /// Measure only these (repeatable): zstd, fsync, bandwidth, fsync-mix, hiccup. Default:
+    /// the first three; fsync-mix (the disk under a broker's write pattern) and hiccup (how
+    /// often the host takes the pinned core from a spinning thread) run only when named.
     #[arg(long, value_enum)]
     pub only: Vec<LimitKind>,
     /// Print the result as one JSON object on stdout.
@@ -92,6 +96,7 @@ pub enum LimitKind {
     Fsync,
     Bandwidth,
     FsyncMix,
+    Hiccup,
 }
 
 impl LimitsArgs {
@@ -124,6 +129,10 @@ impl LimitsArgs {
                 chunk_size: usize::try_from(self.mix_size).unwrap_or(usize::MAX),
                 time: self.mix_duration,
             }),
+            hiccup: self
+                .only
+                .contains(&LimitKind::Hiccup)
+                .then_some(self.hiccup_duration),
         }
     }
 }

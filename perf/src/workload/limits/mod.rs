@@ -9,6 +9,8 @@
 //!   increasing offsets, each followed by `fdatasync`; latency of write + fdatasync per chunk.
 //! - **bandwidth**: O_DIRECT sequential write of `--bw-size` in `--bw-block` writes (then one
 //!   fdatasync, counted), then O_DIRECT sequential read of the same file. The file is deleted.
+//! - **hiccup** (only when named): how often the host takes the pinned core from a thread
+//!   spinning alone on it ([`hiccup`]), the floor under the scheduling-delay target.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -21,9 +23,11 @@ use crate::run::{cpus, progress::new_histogram};
 
 use direct::{Aligned, DirectFile};
 use fsync_mix::{fsync_mix, FsyncMixLimits, MixConfig};
+use hiccup::{hiccup, HiccupLimits};
 
 mod direct;
 pub mod fsync_mix;
+pub mod hiccup;
 
 /// What to measure and how.
 #[derive(Debug, Clone)]
@@ -49,6 +53,8 @@ pub struct LimitsConfig {
     pub bandwidth: bool,
     /// The disk under a broker's write pattern (`fsync-mix`), only when asked.
     pub fsync_mix: Option<MixConfig>,
+    /// How long to spin counting the host's hiccups on the pinned core, only when asked.
+    pub hiccup: Option<Duration>,
 }
 
 impl Default for LimitsConfig {
@@ -70,6 +76,7 @@ impl Default for LimitsConfig {
             fsync: true,
             bandwidth: true,
             fsync_mix: None,
+            hiccup: None,
         }
     }
 }
@@ -177,6 +184,7 @@ pub struct Limits {
     pub fsync: Option<FsyncLimits>,
     pub bandwidth: Option<BandwidthLimits>,
     pub fsync_mix: Option<FsyncMixLimits>,
+    pub hiccup: Option<HiccupLimits>,
 }
 
 impl Limits {
@@ -244,11 +252,27 @@ impl Limits {
                 m.p50_us, m.p90_us, m.p99_us, m.p999_us, m.max_us
             );
         }
+        if let Some(h) = &self.hiccup {
+            let gaps: Vec<String> = h
+                .gaps_over_ms
+                .iter()
+                .map(|(b, n)| format!(">{b} ms {n}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "a thread spinning alone{} for {:.0} s lost the core: {}; worst {:.2} ms, {:.1} ms lost in all",
+                self.cpu.map(|c| format!(" on cpu {c}")).unwrap_or_default(),
+                h.seconds,
+                gaps.join(", "),
+                h.worst_ms,
+                h.lost_ms
+            );
+        }
         s
     }
 }
 
-/// Runs the selected measurements in order: zstd, fdatasync, bandwidth, fsync-mix.
+/// Runs the selected measurements in order: zstd, fdatasync, bandwidth, fsync-mix, hiccup.
 pub fn run(cfg: &LimitsConfig) -> Result<Limits, String> {
     cfg.validate()?;
     if let Some(cpu) = cfg.cpu {
@@ -263,6 +287,7 @@ pub fn run(cfg: &LimitsConfig) -> Result<Limits, String> {
         .fsync_mix
         .map(|mix| fsync_mix(&cfg.dir, &mix))
         .transpose()?;
+    let hiccup = cfg.hiccup.map(hiccup);
     Ok(Limits {
         workload: "limits",
         cpu: cfg.cpu,
@@ -270,6 +295,7 @@ pub fn run(cfg: &LimitsConfig) -> Result<Limits, String> {
         fsync,
         bandwidth,
         fsync_mix,
+        hiccup,
     })
 }
 
