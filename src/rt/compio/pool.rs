@@ -14,7 +14,8 @@ pub use super::host::{
 };
 
 /// Starts shard `id` on its own thread running a pinned runtime (CPU `setup.cpu`, if given;
-/// its io_uring workers on `setup.helper_cpus`, if any: compio's blocking pool is not pinned).
+/// its io_uring workers on `setup.helper_cpus`, if any; compio's blocking-pool threads are
+/// started from the shard's thread, inherit its CPU and are not moved).
 /// `make` builds the shard's main future on that thread. `_spin` (how long the glommio
 /// build polls before it sleeps) has no compio counterpart and is ignored.
 pub fn spawn_shard<G, F, T>(
