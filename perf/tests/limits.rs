@@ -2,6 +2,18 @@
 
 use std::process::Command;
 
+/// Runs `shardlog-perf limits --json ARGS`, checks it succeeded, and returns its JSON.
+fn limits_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog-perf"))
+        .args(["limits", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn limits_with_tiny_sizes_prints_sane_json_and_cleans_up() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -99,28 +111,20 @@ fn limits_only_runs_what_is_asked_and_rejects_bad_sizes() {
 #[test]
 fn fsync_mix_replays_the_pattern_at_the_rate_asked() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_shardlog-perf"))
-        .args([
-            "limits",
-            "--json",
-            "--only",
-            "fsync-mix",
-            "--dir",
-            dir.path().to_str().unwrap(),
-            "--mix-writers",
-            "3",
-            "--mix-rate",
-            "600",
-            "--mix-size",
-            "10000",
-            "--mix-duration",
-            "300ms",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stderr: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = limits_json(&[
+        "--only",
+        "fsync-mix",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--mix-writers",
+        "3",
+        "--mix-rate",
+        "600",
+        "--mix-size",
+        "10000",
+        "--mix-duration",
+        "300ms",
+    ]);
     assert!(v["zstd"].is_null() && v["fsync"].is_null());
     let m = &v["fsync_mix"];
     assert_eq!(m["writers"], 3);
@@ -156,20 +160,7 @@ fn fsync_mix_replays_the_pattern_at_the_rate_asked() {
 
 #[test]
 fn hiccup_spins_for_the_time_asked_and_reports_every_bound() {
-    let out = Command::new(env!("CARGO_BIN_EXE_shardlog-perf"))
-        .args([
-            "limits",
-            "--json",
-            "--only",
-            "hiccup",
-            "--hiccup-duration",
-            "300ms",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stderr: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = limits_json(&["--only", "hiccup", "--hiccup-duration", "300ms"]);
     assert!(v["zstd"].is_null() && v["fsync"].is_null() && v["fsync_mix"].is_null());
     let h = &v["hiccup"];
     assert!(h["seconds"].as_f64().unwrap() >= 0.3, "{h}");

@@ -126,6 +126,8 @@ where
                 builder = builder.detect_stalls(Some(Box::new(StallReport { over })));
             }
             let ex = builder.make().map_err(|e| explain_executor_error(&e))?;
+            // Before the executor runs: the /proc scan it does is start-up work, not the reactor's.
+            steer_helpers(id, &setup.helper_cpus);
             let ticker = async {
                 match keep {
                     KeepAwake::Ticker => {
@@ -136,7 +138,6 @@ where
                 }
             };
             let main = async {
-                steer_helpers(id, &setup.helper_cpus);
                 if setup.stall_report.is_some() {
                     let executor = glommio::executor().id();
                     tracing::info!(
