@@ -201,6 +201,12 @@ stop_broker
 $PERF limits --only fsync-mix --dir "$DIR/limits" --cpus "$HARNESS_CPUS" --mix-writers 4 \
   --mix-rate "$MIX_RATE" --mix-size "$MIX_SIZE" --json > "$OUT/limits-fsync-mix.json"
 MIX_P99=$(j "$OUT/limits-fsync-mix.json" "d['fsync_mix']['p99_us']")
+# And the core alone: how often the host took the broker's core from a thread spinning on it,
+# for as long as the half-rate step ran (a gap there delays every acknowledgement in flight).
+$PERF limits --only hiccup --hiccup-duration "$DUR" --cpus "${BROKER_CPUS%%[,-]*}" --json \
+  > "$OUT/limits-hiccup.json"
+HICCUP_10=$(j "$OUT/limits-hiccup.json" "dict(d['hiccup']['gaps_over_ms'])[10.0]")
+HICCUP_WORST=$(j "$OUT/limits-hiccup.json" "round(d['hiccup']['worst_ms'], 1)")
 
 echo "== consume what was just written (hot tail)"
 stop_broker
@@ -270,6 +276,7 @@ cat <<TABLE
 | framed produce, 2 shards + harness on 2 cores | $P_2 msgs/s | zstd $ZSTD msgs/s | $(python3 -c "print(f'{$P_2/$ZSTD:.2f}x')") |
 | ack p99 at half the max rate | $HALF_P99 µs | bare fdatasync p99 $FSYNC_P99 µs | $(python3 -c "print(f'{$HALF_P99/$FSYNC_P99:.2f}x')") |
 | the disk alone under that step's writes ($MIX_RATE/s of $MIX_SIZE B, 4 writers, O_DSYNC) | p99 $MIX_P99 µs | bare fdatasync p99 $FSYNC_P99 µs | $(python3 -c "print(f'{$MIX_P99/$FSYNC_P99:.2f}x')") |
+| the broker's core alone for $DUR (a thread spinning on it) | $HICCUP_10 gaps above 10 ms, worst $HICCUP_WORST ms | — | — |
 | consume, hot tail | $HOT_MB MB/s payload | produce $P_MB MB/s | $(python3 -c "print(f'{$HOT_MB/$P_MB:.2f}x')") |
 | consume, cold backlog | $COLD_MB MB/s read | O_DIRECT read $READ_BW MB/s | $(pct $COLD_MB $READ_BW) |
 | gRPC produce, 1 KiB values, calls spread over 4 partitions | $P_GRPC msgs/s | framed $P_KEYLESS msgs/s | $(pct $P_GRPC $P_KEYLESS) |
