@@ -1,7 +1,8 @@
 //! A producer's connections for one topic ([`TopicConns`]): a few slots per topic, each with
 //! a connection per broker address it sends to (one, unless the producer routes by the
 //! cluster map), made (and remade after a failure) on demand and started with STARTUP; and
-//! the order in which batches take turns on a slot, which keeps one key's frames in order.
+//! the order in which batches take turns on a slot, which keeps one key's frames in order
+//! (first attempts by the slot's line, retries by its [`SlotOrder`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,6 +16,7 @@ use shardlog_wire::OpCode;
 use crate::batch::Route;
 use crate::mux::Mux;
 use crate::producer::ProducerConfig;
+use crate::slot_order::{SlotOrder, Ticket};
 use crate::ClientError;
 
 /// A topic's connections, made (and remade after a failure) on demand, each starting with
@@ -34,6 +36,26 @@ struct Slot {
     conns: tokio::sync::Mutex<HashMap<String, Arc<Mux>>>,
     /// Frames take turns on a slot in the order they were dispatched (see [`TopicConns::order`]).
     line: Arc<tokio::sync::Mutex<()>>,
+    /// Keeps retried frames in dispatch order too.
+    retries: Arc<SlotOrder>,
+}
+
+/// A dispatched batch's place on its slot: its turn in line for the first attempt (taken at
+/// dispatch, released once that attempt is handed over) and its ticket in the slot's order.
+pub(crate) struct Place {
+    slot: usize,
+    line: Option<Pin<Box<dyn Future<Output = Turn> + Send>>>,
+    ticket: Ticket,
+    retry: bool,
+}
+
+impl Place {
+    /// The attempt failed and the batch will be sent again (after the batches before it).
+    pub(crate) fn failed(&mut self) {
+        self.line = None;
+        self.retry = true;
+        self.ticket.failed();
+    }
 }
 
 /// A place in a slot's line: holding it, a frame is the next to be written on the slot.
@@ -51,6 +73,7 @@ impl TopicConns {
                 .map(|_| Slot {
                     conns: tokio::sync::Mutex::new(HashMap::new()),
                     line: Arc::new(tokio::sync::Mutex::new(())),
+                    retries: Arc::default(),
                 })
                 .collect(),
             keyless: Default::default(),
@@ -75,9 +98,18 @@ impl TopicConns {
         }
     }
 
-    /// Takes a place in `slot`'s line, synchronously, so batches dispatched one after another
-    /// are written in that order even though each is sent by its own task.
-    pub(crate) fn order(&self, slot: usize) -> Pin<Box<dyn Future<Output = Turn> + Send>> {
+    /// Takes a place on `slot`, synchronously, so batches dispatched one after another are
+    /// written in that order even though each is sent by its own task, retries included.
+    pub(crate) fn enter(&self, slot: usize) -> Place {
+        Place {
+            slot,
+            line: Some(self.line_turn(slot)),
+            ticket: self.slots[slot].retries.enter(),
+            retry: false,
+        }
+    }
+
+    fn line_turn(&self, slot: usize) -> Pin<Box<dyn Future<Output = Turn> + Send>> {
         let line = self.slots[slot].line.clone();
         // `lock_owned` queues fairly (FIFO) from the moment the future is first polled; poll it
         // here once so the place is taken now.
@@ -99,24 +131,28 @@ impl TopicConns {
         &self.brokers[slot % self.brokers.len()]
     }
 
-    /// Sends one PRODUCE body on `slot`'s connection to `addr` and waits for its answer.
-    /// `turn` is the frame's place in line, released once the frame is handed to the
-    /// connection.
+    /// Sends one PRODUCE body on its `place`'s connection to `addr` when its turn comes, and
+    /// waits for its answer. On an error, the caller says [`Place::failed`] before trying again.
     pub(crate) async fn produce(
         &self,
-        slot: usize,
+        place: &mut Place,
         addr: &str,
         flags: u8,
         body: &[u8],
-        turn: Option<Pin<Box<dyn Future<Output = Turn> + Send>>>,
     ) -> Result<(), ClientError> {
-        let turn = match turn {
+        // The first attempt's place in line is let go once the frame is handed over (or the
+        // attempt failed before that); a retry has none.
+        let line = match place.line.take() {
             Some(t) => Some(t.await),
             None => None,
         };
-        let conn = self.connection(slot, addr).await?;
+        place.ticket.turn(place.retry).await;
+        let conn = self.connection(place.slot, addr).await?;
         let pending = conn.send(OpCode::Produce, flags, body).await;
-        drop(turn);
+        if pending.is_ok() {
+            place.ticket.handed_over(place.retry);
+        }
+        drop(line);
         let answer = pending?.answer().await?;
         match answer.opcode()? {
             OpCode::ProduceResponse => Ok(()),

@@ -13,7 +13,8 @@
 //! - [`ClientError`] ([`error`]): the one error type; [`ClientError::is_retryable`].
 //! - [`connection`]: one socket as frames; [`mux`]: many requests in flight on it, each
 //!   frame answered on its own stream id (for programs that build their own frames);
-//!   `conns` (private): a producer's connections per topic.
+//!   `conns` (private): a producer's connections per topic; `slot_order` (private): the
+//!   order in which a connection slot's batches are sent again after a failure.
 //!
 //! The codecs are the broker's own, from the `shardlog-wire` crate.
 //!
@@ -47,6 +48,7 @@ mod http;
 pub mod mux;
 pub mod producer;
 pub mod reader;
+mod slot_order;
 
 pub use admin::{
     Admin, Created, Deleted, GroupDescription, GroupMember, GroupPartition, GroupSummary,

@@ -5,9 +5,11 @@
 //!
 //! Delivery is **at-least-once**: a batch whose answer was lost (the connection dropped, the
 //! request timed out) or that the broker refused retryably is sent again, so it may be stored
-//! twice, and a retried batch may land after batches of the same partition sent later.
-//! Messages of one key otherwise stay in order: a route (partition or key) always uses the same
-//! connection, whose frames the broker applies in order.
+//! twice. Messages of one key stay in order: a route (partition or key) always uses the same
+//! connection slot, whose frames the broker applies in order, and a slot re-sends failed
+//! batches in the order they were first dispatched, ahead of any dispatched later (see
+//! `slot_order.rs`). The one exception: a batch the broker refused retryably while it
+//! stored a later one from the same connection lands after it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -321,7 +323,7 @@ fn dispatch(
     let (conns, retries, backoff) = (conns.clone(), config.retries, config.retry_backoff);
     let routes = routes.clone();
     // The connection's order is the order frames are handed to it: take a place in line now.
-    let send_order = conns.order(slot);
+    let mut place = conns.enter(slot);
     let compression = config.compression;
     tokio::spawn(async move {
         let (body, flags) = match encode_body(&batch, compression) {
@@ -335,15 +337,15 @@ fn dispatch(
         };
         let mut delay = backoff;
         let mut attempt = 0;
-        let mut turn = Some(send_order);
         let result = loop {
             let addr = match route_addr(&routes, conns.topic(), &batch.route, slot).await {
                 Some(addr) => addr,
                 None => conns.default_addr(slot).to_string(),
             };
-            let r = conns.produce(slot, &addr, flags, &body, turn.take()).await;
+            let r = conns.produce(&mut place, &addr, flags, &body).await;
             match r {
                 Err(e) if e.is_retryable() && attempt < retries => {
+                    place.failed();
                     attempt += 1;
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
@@ -354,6 +356,8 @@ fn dispatch(
                 r => break r,
             }
         };
+        // Later batches of the slot stop waiting for this one before its messages are told.
+        drop(place);
         for w in batch.waiters {
             let _ = w.reply.send(result.clone());
         }
