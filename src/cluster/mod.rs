@@ -20,7 +20,8 @@
 //!   shard 0 dropping the local data of topics deleted from etcd; [`stale`]: at start, the
 //!   files of topics deleted (or deleted and created again) while this broker was down.
 //! - [`offsets`]: consumer groups' committed offsets in etcd.
-//! - [`remote_read`]: a poll's reads of partitions another broker leads (framed FETCH).
+//! - [`remote_read`]: a poll's reads of partitions another broker leads (framed FETCH), over
+//!   the connections of [`read_pool`], bounded per leader.
 //! - [`admin_proxy`]: admin requests another broker answers (a group's coordinator).
 //! - [`group_link`]: which broker coordinates a consumer group, and passing the group's
 //!   operations to it (framed GROUP).
@@ -49,6 +50,7 @@ pub mod keys;
 pub mod leadership;
 pub mod membership;
 pub mod offsets;
+pub mod read_pool;
 pub mod records;
 pub mod remote_read;
 pub mod session;
@@ -269,7 +271,7 @@ impl Cluster {
             runtime,
             ranges_per_shard: config.ranges_per_shard,
             forwarder: Forwarder::new(id),
-            remote_reads: remote_read::RemoteReads::default(),
+            remote_reads: remote_read::RemoteReads::new(config.max_remote_reads),
             group_links: group_link::GroupLinks::new(config.max_consumers, config.consumer_timeout),
             deleted: Mutex::new(Some(deleted_rx)),
             leadership,

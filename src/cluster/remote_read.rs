@@ -11,10 +11,10 @@
 //!
 //! One FETCH per connection at a time (the leader serves a connection's fetches in turn, and
 //! a long poll holds its connection for its wait): idle connections to each leader are kept
-//! for reuse, and a call that finds none opens another.
+//! for reuse, and a call that finds none opens another, within the bounds of
+//! [`super::read_pool`] (`--max-remote-reads` long polls per leader, beyond which a long poll
+//! pauses here and then reads without a wait).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use shardlog_client::mux::Mux;
 use shardlog_client::{ClientError, TimeOffset};
 
 use super::forward::ForwardError;
+use super::read_pool::{Kind, ReadPools, Slot, PAUSE, QUEUE_WITHIN, QUICK_READS};
 use super::{Cluster, Route};
 use crate::error::{Classify, ErrorClass};
 use crate::shard::msg::ReadResult;
@@ -53,6 +54,11 @@ pub enum RemoteReadError {
         "broker {leader} answered a read with a chunk whose records cannot be counted: {reason}"
     )]
     BadChunk { leader: u32, reason: String },
+    #[error(
+        "this broker's reads at broker {leader} ({addr}) are all in use: --max-remote-reads long \
+         polls and {QUICK_READS} reads without a wait, none free within {QUEUE_WITHIN:?}; retry"
+    )]
+    Busy { leader: u32, addr: String },
     #[error("the cluster thread stopped")]
     Stopped,
 }
@@ -68,6 +74,7 @@ impl Classify for RemoteReadError {
                 _ => ErrorClass::Unavailable,
             },
             RemoteReadError::BadChunk { .. } => ErrorClass::Storage,
+            RemoteReadError::Busy { .. } => ErrorClass::LimitReached,
             _ => ErrorClass::Unavailable,
         }
     }
@@ -79,10 +86,21 @@ const MAX_ANSWER: u32 = 256 << 20;
 /// Beyond a FETCH's own wait, how long its answer may take.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
-/// Idle connections to leaders, by framed address.
-#[derive(Default)]
+/// The longest a long poll waits at a leader (a FETCH's wait is capped there too).
+const LONGEST_WAIT: Duration = crate::consumer::api::MAX_POLL_WAIT;
+
+/// The connections to leaders for reads, bounded per leader.
 pub struct RemoteReads {
-    idle: Mutex<HashMap<String, Vec<Mux>>>,
+    pools: ReadPools,
+}
+
+impl RemoteReads {
+    /// Reads allowing `max_waiting` long polls at each leader at once (`--max-remote-reads`).
+    pub fn new(max_waiting: usize) -> RemoteReads {
+        RemoteReads {
+            pools: ReadPools::new(max_waiting),
+        }
+    }
 }
 
 /// One read of a partition at its leader.
@@ -156,24 +174,46 @@ impl Cluster {
 }
 
 impl RemoteReads {
-    async fn fetch(&self, read: RemoteRead) -> Result<ReadResult, RemoteReadError> {
+    /// A slot for `read` at its leader: a long poll's if one is free; else, after a pause
+    /// (at most its wait), the read goes on without a wait, in a slot of those.
+    async fn slot(&self, read: &mut RemoteRead) -> Result<Slot, RemoteReadError> {
+        if let Some(wait) = read.wait.filter(|w| !w.is_zero()) {
+            if let Some(slot) = self.pools.try_waiting(&read.addr) {
+                return Ok(slot);
+            }
+            tokio::time::sleep(wait.min(PAUSE)).await;
+            read.wait = None;
+        }
+        self.pools
+            .quick(&read.addr)
+            .await
+            .ok_or_else(|| RemoteReadError::Busy {
+                leader: read.leader,
+                addr: read.addr.clone(),
+            })
+    }
+
+    async fn fetch(&self, mut read: RemoteRead) -> Result<ReadResult, RemoteReadError> {
+        let slot = self.slot(&mut read).await?;
         let link = |source| RemoteReadError::Link {
             leader: read.leader,
             addr: read.addr.clone(),
             source,
         };
-        let wait = read.wait.unwrap_or_default();
-        let reused = self
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&read.addr)
-            .and_then(Vec::pop);
-        let mux = match reused.filter(|m| !m.is_closed()) {
+        let wait = read.wait.unwrap_or_default().min(LONGEST_WAIT);
+        // A connection serves reads of its kind only, so its timeout fits any of them; each
+        // read is timed by its own wait below.
+        let mux = match self.pools.take_idle(&slot) {
             Some(m) => m,
-            None => Mux::connect(&read.addr, MAX_ANSWER, 1, wait + ANSWER_WITHIN)
-                .await
-                .map_err(link)?,
+            None => {
+                let within = match slot.kind() {
+                    Kind::Waiting => LONGEST_WAIT + ANSWER_WITHIN,
+                    Kind::Quick => ANSWER_WITHIN,
+                };
+                Mux::connect(&read.addr, MAX_ANSWER, 1, within)
+                    .await
+                    .map_err(link)?
+            }
         };
         let mut body = Vec::new();
         let fetch = FetchBody {
@@ -188,10 +228,12 @@ impl RemoteReads {
         fetch.encode(&mut body);
         // The leader reads its own log: a read is never forwarded twice.
         let flags = fetch.flags() | Flags::AT_THIS_BROKER;
-        let answer = match mux.call(OpCode::Fetch, flags, &body).await {
-            Ok(a) => a,
-            Err(ClientError::Broker { code, message }) => {
-                self.put_back(&read.addr, mux);
+        let within = wait + ANSWER_WITHIN;
+        let answer = match tokio::time::timeout(within, mux.call(OpCode::Fetch, flags, &body)).await
+        {
+            Ok(Ok(a)) => a,
+            Ok(Err(ClientError::Broker { code, message })) => {
+                self.pools.put_back(&slot, mux);
                 return Err(RemoteReadError::Refused {
                     leader: read.leader,
                     code,
@@ -199,9 +241,10 @@ impl RemoteReads {
                 });
             }
             // The connection is not reused.
-            Err(e) => return Err(link(e)),
+            Ok(Err(e)) => return Err(link(e)),
+            Err(_) => return Err(link(ClientError::Timeout(within))),
         };
-        self.put_back(&read.addr, mux);
+        self.pools.put_back(&slot, mux);
         if answer.opcode().ok() != Some(OpCode::PollResponse) {
             return Err(link(ClientError::ConnectionLost(
                 "no POLL_RESPONSE to FETCH".into(),
@@ -213,13 +256,6 @@ impl RemoteReads {
             FetchFrom::Time(_) => 0,
         };
         chunks_of(read.leader, from, &answer.body)
-    }
-
-    fn put_back(&self, addr: &str, mux: Mux) {
-        if !mux.is_closed() {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            idle.entry(addr.to_string()).or_default().push(mux);
-        }
     }
 }
 

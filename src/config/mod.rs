@@ -243,6 +243,14 @@ settings! {
     /// offsets to etcd; commits made meanwhile go into the next write (the last one wins), so
     /// etcd sees at most one write per group per interval.
     offsets_interval: Duration as Dur, "DURATION", default "100ms";
+    /// Cluster mode: per leader, reads with a long-poll wait this broker may have at it at
+    /// once (polls and FETCHes of partitions another broker leads; each holds a connection
+    /// for its wait). Past it, such a read waits here instead (at most 250 ms) and then takes
+    /// what the leader has without waiting, over at most 16 more connections.
+    // A client can hold a long poll on every connection it opens, and each poll waits on
+    // every remote partition it reads: without this bound the leader would get one
+    // connection per waiting read, up to its --max-connections, and refuse its own clients.
+    max_remote_reads: usize as Int<1, 100_000>, "N", default "256";
     /// Log filter, e.g. info, debug, shardlog=trace; `RUST_LOG` wins when set.
     log: String as Text, "FILTER", default "info";
 }
