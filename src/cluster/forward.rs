@@ -7,9 +7,17 @@
 //! epoch, and never forwards it again. Frames handed over in order go out in order on that one
 //! connection, so a key stays in order. A connection that fails fails what it had in flight
 //! (retryably: the client resends) and is opened again for the next frame.
+//!
+//! Bounds: each link has at most [`MAX_IN_FLIGHT`] frames sent and not yet answered, and the
+//! frames' bytes stay counted in the forwarding shard's `--shard-buffer` until answered. A
+//! broker keeps at most `--max-forward-links` links to one leader: a link for another topic
+//! closes the least recently used link with nothing in flight, and is refused when every
+//! link is busy ([`ForwardError::TooManyLinks`]), so a client naming topics without end
+//! costs each leader a bounded number of connections.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +50,11 @@ pub enum ForwardError {
         #[source]
         reason: LinkError,
     },
+    #[error(
+        "this broker already forwards to broker {leader} for {max} other topics, each with \
+         frames in flight (--max-forward-links); nothing was stored, retry"
+    )]
+    TooManyLinks { leader: u32, max: usize },
     /// The leader refused the frame: its error code and message, passed on as they are.
     #[error("{message}")]
     Refused { code: u8, message: String },
@@ -78,6 +91,7 @@ impl Classify for ForwardError {
                 Some(ErrorCode::ResourceExhausted) => ErrorClass::ResourceExhausted,
                 _ => ErrorClass::Unavailable,
             },
+            ForwardError::TooManyLinks { .. } => ErrorClass::LimitReached,
             // Leadership or the link: passes.
             _ => ErrorClass::Unavailable,
         }
@@ -97,19 +111,79 @@ struct Request {
     head: ForwardedHead,
     body: Bytes,
     reply: oneshot::Sender<Result<(), ForwardError>>,
+    /// Counts the frame in its link's in-flight count until it is answered (dropped).
+    _counted: Counted,
 }
+
+/// One frame counted in a link's in-flight count while it lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Counted {
+        count.fetch_add(1, Ordering::AcqRel);
+        Counted(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A link as the forwarder holds it: where its frames go, how many are not answered yet,
+/// and when it was last used (for closing the least recently used idle one).
+struct LinkEntry {
+    tx: mpsc::UnboundedSender<Request>,
+    in_flight: Arc<AtomicUsize>,
+    used: u64,
+}
+
+/// A link's key: (leader, its address, topic).
+type LinkKey = (u32, String, String);
 
 /// The open links, by (leader, its address, topic).
 pub struct Forwarder {
     /// This broker's id, which its links' STARTUP carries.
     me: u32,
-    links: Mutex<HashMap<(u32, String, String), mpsc::UnboundedSender<Request>>>,
+    /// Links to one leader at most (`--max-forward-links`).
+    max_links: usize,
+    links: Mutex<Links>,
+}
+
+#[derive(Default)]
+struct Links {
+    map: HashMap<LinkKey, LinkEntry>,
+    /// Increases with every frame handed over: the links' use order.
+    clock: u64,
+}
+
+impl Links {
+    /// Makes room for one more link to `leader`: drops ended links, then, at the bound, the
+    /// least recently used one with nothing in flight. False if every link is busy.
+    fn make_room(&mut self, leader: u32, max: usize) -> bool {
+        self.map.retain(|_, l| !l.tx.is_closed());
+        let to_leader = || self.map.iter().filter(|((l, _, _), _)| *l == leader);
+        if to_leader().count() < max {
+            return true;
+        }
+        let idle = to_leader()
+            .filter(|(_, l)| l.in_flight.load(Ordering::Acquire) == 0)
+            .min_by_key(|(_, l)| l.used)
+            .map(|(k, _)| k.clone());
+        match idle {
+            // Dropping its sender ends the link once its queue (empty) is drained.
+            Some(k) => self.map.remove(&k).is_some(),
+            None => false,
+        }
+    }
 }
 
 impl Forwarder {
-    pub fn new(me: u32) -> Forwarder {
+    pub fn new(me: u32, max_links: usize) -> Forwarder {
         Forwarder {
             me,
+            max_links: max_links.max(1),
             links: Mutex::default(),
         }
     }
@@ -128,25 +202,51 @@ impl Forwarder {
         head: ForwardedHead,
         body: Bytes,
     ) -> oneshot::Receiver<Result<(), ForwardError>> {
-        let (reply, answer) = oneshot::channel();
-        let mut request = Request {
+        let (mut reply, answer) = oneshot::channel();
+        let mut body = body;
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        links.clock += 1;
+        let clock = links.clock;
+        let key = (leader, addr.to_string(), topic.to_string());
+        if let Some(link) = links.map.get_mut(&key) {
+            link.used = clock;
+            let request = Request {
+                flags,
+                head,
+                body,
+                reply,
+                _counted: Counted::new(&link.in_flight),
+            };
+            match link.tx.send(request) {
+                Ok(()) => return answer,
+                // The link ended: open another.
+                Err(mpsc::error::SendError(r)) => (reply, body) = (r.reply, r.body),
+            }
+        }
+        if !links.make_room(leader, self.max_links) {
+            let _ = reply.send(Err(ForwardError::TooManyLinks {
+                leader,
+                max: self.max_links,
+            }));
+            return answer;
+        }
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(Request {
             flags,
             head,
             body,
             reply,
-        };
-        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (leader, addr.to_string(), topic.to_string());
-        if let Some(link) = links.get(&key) {
-            match link.send(request) {
-                Ok(()) => return answer,
-                // The link ended: open another.
-                Err(mpsc::error::SendError(r)) => request = r,
-            }
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let _ = tx.send(request);
-        links.insert(key, tx);
+            _counted: Counted::new(&in_flight),
+        });
+        links.map.insert(
+            key,
+            LinkEntry {
+                tx,
+                in_flight,
+                used: clock,
+            },
+        );
         let link = Link {
             me: self.me,
             leader,
@@ -207,14 +307,23 @@ impl Link {
     /// Sends frames in the order they come; each answer is awaited on a task of its own.
     async fn pump(&self, mux: &Mux, requests: &mut mpsc::UnboundedReceiver<Request>) -> LinkError {
         while let Some(r) = requests.recv().await {
-            let head = r.head.encode();
+            let Request {
+                flags,
+                head,
+                body,
+                reply,
+                _counted: counted,
+            } = r;
+            let head = head.encode();
             let sent = mux
-                .send_owned(OpCode::Produce, r.flags, &[&head[..], &r.body[..]])
+                .send_owned(OpCode::Produce, flags, &[&head[..], &body[..]])
                 .await;
             match sent {
                 Ok(pending) => {
                     let (leader, addr) = (self.leader, self.addr.clone());
                     tokio::spawn(async move {
+                        // The frame counts as in flight until its answer is passed on.
+                        let _counted = counted;
                         let answer = match pending.answer().await {
                             Ok(frame) => match frame.opcode() {
                                 Ok(OpCode::ProduceResponse) => Ok(()),
@@ -235,15 +344,61 @@ impl Link {
                                 reason: e.into(),
                             }),
                         };
-                        let _ = r.reply.send(answer);
+                        let _ = reply.send(answer);
                     });
                 }
                 Err(e) => {
-                    let _ = r.reply.send(Err(self.fail(e.clone().into())));
+                    let _ = reply.send(Err(self.fail(e.clone().into())));
                     return e.into();
                 }
             }
         }
         LinkError::Stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link to `leader` for `topic`, used at `used`, with `in_flight` frames; its receiver.
+    fn add(
+        links: &mut Links,
+        leader: u32,
+        topic: &str,
+        used: u64,
+        in_flight: usize,
+    ) -> mpsc::UnboundedReceiver<Request> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let entry = LinkEntry {
+            tx,
+            in_flight: Arc::new(AtomicUsize::new(in_flight)),
+            used,
+        };
+        links
+            .map
+            .insert((leader, "a:1".into(), topic.into()), entry);
+        rx
+    }
+
+    #[test]
+    fn links_to_a_leader_are_bounded_and_only_idle_ones_close() {
+        let mut links = Links::default();
+        let _a = add(&mut links, 1, "a", 1, 0);
+        let _b = add(&mut links, 1, "b", 2, 3);
+        let _c = add(&mut links, 2, "c", 0, 0);
+        // Under the bound: nothing closes.
+        assert!(links.make_room(1, 3));
+        assert_eq!(links.map.len(), 3);
+        // At the bound: the least recently used idle link to that leader closes ("a"; "c"
+        // leads elsewhere).
+        assert!(links.make_room(1, 2));
+        let topics: Vec<&str> = links.map.keys().map(|k| k.2.as_str()).collect();
+        assert!(!topics.contains(&"a") && topics.len() == 2, "{topics:?}");
+        // Every link busy: no room.
+        assert!(!links.make_room(1, 1));
+        // A link whose task ended makes room by itself.
+        drop(_b);
+        assert!(links.make_room(1, 1));
     }
 }

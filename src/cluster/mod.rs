@@ -270,7 +270,7 @@ impl Cluster {
             keys,
             runtime,
             ranges_per_shard: config.ranges_per_shard,
-            forwarder: Forwarder::new(id),
+            forwarder: Forwarder::new(id, config.max_forward_links),
             remote_reads: remote_read::RemoteReads::new(config.max_remote_reads),
             group_links: group_link::GroupLinks::new(config.max_consumers, config.consumer_timeout),
             deleted: Mutex::new(Some(deleted_rx)),

@@ -251,6 +251,12 @@ settings! {
     // every remote partition it reads: without this bound the leader would get one
     // connection per waiting read, up to its --max-connections, and refuse its own clients.
     max_remote_reads: usize as Int<1, 100_000>, "N", default "256";
+    /// Cluster mode: per leader, framed connections this broker keeps for forwarding PRODUCE
+    /// (one per topic in use); past it the least recently used idle one is closed, and a
+    /// frame for a new topic that finds none idle is refused (RESOURCE_EXHAUSTED).
+    // One per topic: a client naming topics without end would otherwise open one connection
+    // to each leader per topic, for good.
+    max_forward_links: usize as Int<1, 100_000>, "N", default "64";
     /// Log filter, e.g. info, debug, shardlog=trace; `RUST_LOG` wins when set.
     log: String as Text, "FILTER", default "info";
 }
