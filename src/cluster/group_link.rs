@@ -11,7 +11,10 @@
 //!
 //! Bounds: the remembered registrations (`--max-consumers`, entries idle past
 //! `--consumer-timeout` dropped first), the GROUP requests in flight from this broker
-//! ([`MAX_IN_FLIGHT`]), and a timeout on each ([`ANSWER_TIMEOUT`]).
+//! (`--max-group-requests`, more refused at once rather than queued), one connection per
+//! coordinator, and a timeout on each request ([`ANSWER_TIMEOUT`]). The coordinator serves a
+//! connection's requests within its `--max-in-flight`, so one broker's link costs it bounded
+//! tasks too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,8 +30,6 @@ use crate::wire::group::{GroupAnswer, GroupRequest};
 use crate::wire::ring::murmur3_x64_128;
 use crate::wire::{ErrorCode, OpCode, WireError};
 
-/// GROUP requests this broker may have waiting for answers at once, over all coordinators.
-pub const MAX_IN_FLIGHT: usize = 1024;
 /// How long a GROUP request waits for its answer (group operations never long-poll; a commit
 /// waits for etcd).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,8 +82,8 @@ pub enum GroupLinkError {
         asked: u32,
         named: Option<u32>,
     },
-    #[error("{MAX_IN_FLIGHT} group operations of this broker already wait for their coordinators; retry")]
-    Busy,
+    #[error("{max} group operations of this broker already wait for their coordinators (--max-group-requests); retry")]
+    Busy { max: usize },
     #[error("this broker already remembers {max} consumers registered through it (--max-consumers); retry once one has left")]
     TooManyRemembered { max: usize },
     #[error("the cluster thread stopped")]
@@ -206,15 +207,24 @@ impl Registrations {
 /// The connections to coordinators, by broker id and address, and the bound on requests.
 pub struct GroupLinks {
     links: Mutex<HashMap<(u32, String), Arc<Mux>>>,
+    max_in_flight: usize,
     in_flight: Arc<tokio::sync::Semaphore>,
     pub registrations: Registrations,
 }
 
 impl GroupLinks {
-    pub fn new(max_consumers: usize, consumer_timeout: Duration) -> GroupLinks {
+    /// Links allowing `max_in_flight` requests at once (`--max-group-requests`), remembering
+    /// at most `max_consumers` registrations.
+    pub fn new(
+        max_consumers: usize,
+        consumer_timeout: Duration,
+        max_in_flight: usize,
+    ) -> GroupLinks {
+        let max_in_flight = max_in_flight.max(1);
         GroupLinks {
             links: Mutex::default(),
-            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            max_in_flight,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
             registrations: Registrations::new(max_consumers, consumer_timeout),
         }
     }
@@ -226,7 +236,7 @@ impl GroupLinks {
         if let Some(m) = self.lock().get(&key).filter(|m| !m.is_closed()) {
             return Ok(m.clone());
         }
-        let mux = Mux::connect(addr, MAX_ANSWER, MAX_IN_FLIGHT, ANSWER_TIMEOUT).await?;
+        let mux = Mux::connect(addr, MAX_ANSWER, self.max_in_flight, ANSWER_TIMEOUT).await?;
         let mut body = Vec::new();
         Startup {
             topic: "",
@@ -250,11 +260,13 @@ impl GroupLinks {
         addr: String,
         request: GroupRequest,
     ) -> Result<GroupAnswer, GroupLinkError> {
-        let _slot = self
-            .in_flight
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| GroupLinkError::Busy)?;
+        let _slot =
+            self.in_flight
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| GroupLinkError::Busy {
+                    max: self.max_in_flight,
+                })?;
         let link = |source| GroupLinkError::Link {
             group: request.group.clone(),
             broker,

@@ -272,7 +272,11 @@ impl Cluster {
             ranges_per_shard: config.ranges_per_shard,
             forwarder: Forwarder::new(id, config.max_forward_links),
             remote_reads: remote_read::RemoteReads::new(config.max_remote_reads),
-            group_links: group_link::GroupLinks::new(config.max_consumers, config.consumer_timeout),
+            group_links: group_link::GroupLinks::new(
+                config.max_consumers,
+                config.consumer_timeout,
+                config.max_group_requests,
+            ),
             deleted: Mutex::new(Some(deleted_rx)),
             leadership,
         }))

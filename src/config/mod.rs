@@ -257,6 +257,9 @@ settings! {
     // One per topic: a client naming topics without end would otherwise open one connection
     // to each leader per topic, for good.
     max_forward_links: usize as Int<1, 100_000>, "N", default "64";
+    /// Cluster mode: consumer-group operations this broker may have waiting for the groups'
+    /// coordinators at once; more are refused (UNAVAILABLE, retryable).
+    max_group_requests: usize as Int<1, 32_768>, "N", default "1024";
     /// Log filter, e.g. info, debug, shardlog=trace; `RUST_LOG` wins when set.
     log: String as Text, "FILTER", default "info";
 }
