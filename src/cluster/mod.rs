@@ -82,6 +82,8 @@ pub struct Cluster {
     forwarder: Forwarder,
     remote_reads: remote_read::RemoteReads,
     group_links: group_link::GroupLinks,
+    /// Bounds the HTTP requests this broker has at other brokers ([`admin_proxy`]).
+    peer_requests: admin_proxy::PeerRequests,
     /// Names of topics deleted from etcd, until shard 0 takes the receiver ([`dropped`]).
     deleted: Mutex<Option<futures_channel::mpsc::UnboundedReceiver<String>>>,
     leadership: Arc<Leadership>,
@@ -277,6 +279,7 @@ impl Cluster {
                 config.consumer_timeout,
                 config.max_group_requests,
             ),
+            peer_requests: admin_proxy::PeerRequests::new(config.max_peer_requests),
             deleted: Mutex::new(Some(deleted_rx)),
             leadership,
         }))

@@ -59,6 +59,8 @@ pub enum RemoteReadError {
          polls and {QUICK_READS} reads without a wait, none free within {QUEUE_WITHIN:?}; retry"
     )]
     Busy { leader: u32, addr: String },
+    #[error(transparent)]
+    PeerBusy(#[from] super::admin_proxy::PeerBusy),
     #[error("the cluster thread stopped")]
     Stopped,
 }
@@ -74,7 +76,7 @@ impl Classify for RemoteReadError {
                 _ => ErrorClass::Unavailable,
             },
             RemoteReadError::BadChunk { .. } => ErrorClass::Storage,
-            RemoteReadError::Busy { .. } => ErrorClass::LimitReached,
+            RemoteReadError::Busy { .. } | RemoteReadError::PeerBusy(_) => ErrorClass::LimitReached,
             _ => ErrorClass::Unavailable,
         }
     }
@@ -159,11 +161,13 @@ impl Cluster {
             })?;
         let admin = shardlog_client::Admin::new(http.clone()).with_timeout(ANSWER_WITHIN);
         let topic = topic.to_string();
-        let work = async move { admin.offset_for_time(&topic, j, time_us).await };
+        let peers = self.peer_requests.clone();
+        let work = async move { peers.run(admin.offset_for_time(&topic, j, time_us)).await };
         let found = self
             .on_cluster_thread(work)
             .await
             .ok_or(RemoteReadError::Stopped)?
+            .map_err(RemoteReadError::from)?
             .map_err(|source| RemoteReadError::Link {
                 leader,
                 addr: http,

@@ -260,6 +260,13 @@ settings! {
     /// Cluster mode: consumer-group operations this broker may have waiting for the groups'
     /// coordinators at once; more are refused (UNAVAILABLE, retryable).
     max_group_requests: usize as Int<1, 32_768>, "N", default "1024";
+    /// Cluster mode: HTTP requests this broker may have at other brokers at once (admin
+    /// requests passed to a group's coordinator, the group list gathered from every broker,
+    /// partition offsets asked of leaders); more wait their turn for up to 10 s, then are
+    /// refused (RESOURCE_EXHAUSTED).
+    // Each is a connection of its own: a group registered at `latest` over many partitions,
+    // or many admin requests at once, would otherwise open as many at once.
+    max_peer_requests: usize as Int<1, 100_000>, "N", default "64";
     /// Log filter, e.g. info, debug, shardlog=trace; `RUST_LOG` wins when set.
     log: String as Text, "FILTER", default "info";
 }
