@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::consumer::ConsumerClient;
 use common::framed::FramedProducer;
+use common::proc::open_fds;
 use common::{keys_per_partition, peak_rss, Broker};
 use shardlog::ring::TopicLayout;
 use shardlog::wire::consumer::StartPolicy;
@@ -29,13 +30,6 @@ const OTHERS: usize = 80;
 const FD_BOUND: usize = SHARDS * MAX_OPEN_FILES + OTHERS;
 /// The peak RSS allowed (debug build): the per-topic state of 300 topics is small.
 const RSS_BOUND: u64 = 256 << 20;
-
-/// The broker's open file descriptors.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
 
 /// Writes `round` to every partition of every topic; returns the most descriptors seen.
 fn write_every_partition(broker: &Broker, keys: &[String], round: &str) -> usize {

@@ -9,16 +9,12 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::proc::rss_kib;
 use common::{Broker, Client, Response};
 use shardlog::wire::frame::{encode_frame, encode_frame_with, Flags, OpCode};
 use shardlog::wire::produce::encode_produce_body;
 use shardlog::wire::record::encode_record;
 use shardlog::wire::ErrorCode;
-
-/// The broker's resident memory, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    common::rss(pid) >> 10
-}
 
 /// The broker's RSS (KiB) grew by less than [`RSS_BOUND_KIB`] from `before` to `peak`.
 fn assert_rss_growth_bounded(before: u64, peak: u64) {

@@ -13,6 +13,7 @@ use std::thread;
 use common::consumer::ConsumerClient;
 use common::framed::FramedProducer;
 use common::http::HttpClient;
+use common::proc::open_fds;
 use common::{Broker, Client, Response};
 use grpc_client::{connect, runtime};
 use shardlog::wire::consumer::StartPolicy;
@@ -27,13 +28,6 @@ fn topics_on_disk(broker: &Broker) -> usize {
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("topic.toml").exists())
-        .count()
-}
-
-/// The broker's open file descriptors.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
         .count()
 }
 

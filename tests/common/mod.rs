@@ -10,6 +10,7 @@ pub mod ctl;
 pub mod etcd;
 pub mod framed;
 pub mod http;
+pub mod proc;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
