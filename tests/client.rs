@@ -148,6 +148,47 @@ fn send_waits_while_acknowledgements_lag() {
     });
 }
 
+/// Sends `key|i` to `topic` for every `i` in `range`, the keys taken in turn; the deliveries.
+fn send_keyed(
+    rt: &tokio::runtime::Runtime,
+    producer: &Producer,
+    topic: &str,
+    keys: &[&str],
+    range: std::ops::Range<usize>,
+) -> Vec<Delivery> {
+    rt.block_on(async {
+        let mut v = Vec::new();
+        for i in range {
+            let key = keys[i % keys.len()];
+            let value = format!("{key}|{i}");
+            v.push(
+                producer
+                    .send(topic, Some(key.as_bytes()), value)
+                    .await
+                    .unwrap(),
+            );
+        }
+        v
+    })
+}
+
+/// Reads `topic` back through a new group: `n` distinct values, every key's in order.
+fn read_back_in_key_order(rt: &tokio::runtime::Runtime, broker: &Broker, topic: &str, n: usize) {
+    let addr = broker.framed.to_string();
+    rt.block_on(async move {
+        let mut c = Consumer::join(ConsumerConfig::new(&addr, "g", "m", &[topic]))
+            .await
+            .unwrap();
+        let records = consume(&mut c, n).await;
+        assert_eq!(
+            check_key_order(&records),
+            n,
+            "every acknowledged message, once or more, each key in order"
+        );
+        c.close().await.unwrap();
+    });
+}
+
 #[test]
 fn a_broker_restart_is_retried_through() {
     let mut broker = Broker::start(1);
@@ -159,56 +200,17 @@ fn a_broker_restart_is_retried_through() {
         ..ProducerConfig::new(&addr)
     })
     .unwrap();
-    let first: Vec<Delivery> = rt.block_on(async {
-        let mut v = Vec::new();
-        for i in 0..500 {
-            v.push(
-                producer
-                    .send("restart", Some(b"k"), format!("k|{i}"))
-                    .await
-                    .unwrap(),
-            );
-        }
-        v
-    });
-    rt.block_on(async {
-        for d in first {
-            d.await.unwrap();
-        }
-    });
+    for d in send_keyed(&rt, &producer, "restart", &["k"], 0..500) {
+        rt.block_on(d).unwrap();
+    }
     broker.kill9();
     // Sent while the broker is down: retried until it is back.
-    let second: Vec<Delivery> = rt.block_on(async {
-        let mut v = Vec::new();
-        for i in 500..1000 {
-            v.push(
-                producer
-                    .send("restart", Some(b"k"), format!("k|{i}"))
-                    .await
-                    .unwrap(),
-            );
-        }
-        v
-    });
+    let second = send_keyed(&rt, &producer, "restart", &["k"], 500..1000);
     broker.spawn();
-    rt.block_on(async {
-        for d in second {
-            d.await.expect("delivered after the restart");
-        }
-    });
-    let addr = broker.framed.to_string();
-    rt.block_on(async move {
-        let mut c = Consumer::join(ConsumerConfig::new(&addr, "g", "m", &["restart"]))
-            .await
-            .unwrap();
-        let records = consume(&mut c, 1000).await;
-        assert_eq!(
-            check_key_order(&records),
-            1000,
-            "every acknowledged message, once or more"
-        );
-        c.close().await.unwrap();
-    });
+    for d in second {
+        rt.block_on(d).expect("delivered after the restart");
+    }
+    read_back_in_key_order(&rt, &broker, "restart", 1000);
 }
 
 /// Many small batches of several keys in flight on a stopped broker when it is killed, and more
@@ -230,53 +232,23 @@ fn batches_pending_across_a_restart_keep_key_order() {
     })
     .unwrap();
     let keys = ["a", "b", "c", "d", "e"];
-    let send_round = |from: usize, to: usize| {
-        rt.block_on(async {
-            let mut v = Vec::new();
-            for i in from..to {
-                let key = keys[i % keys.len()];
-                let value = format!("{key}|{i}");
-                v.push(
-                    producer
-                        .send("pending", Some(key.as_bytes()), value)
-                        .await
-                        .unwrap(),
-                );
-            }
-            v
-        })
-    };
     // Connections made and READY before the broker stops.
-    for d in send_round(0, 50) {
+    for d in send_keyed(&rt, &producer, "pending", &keys, 0..50) {
         rt.block_on(d).unwrap();
     }
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(broker.pid() as i32, libc::SIGSTOP) };
     // Handed over to the stopped broker's sockets, never answered.
-    let mut pending = send_round(50, 1050);
+    let mut pending = send_keyed(&rt, &producer, "pending", &keys, 50..1050);
     rt.block_on(async { tokio::time::sleep(Duration::from_millis(300)).await });
     broker.kill9();
     // Dispatched while it is down.
-    pending.extend(send_round(1050, 1550));
+    pending.extend(send_keyed(&rt, &producer, "pending", &keys, 1050..1550));
     broker.spawn();
-    rt.block_on(async {
-        for d in pending {
-            d.await.expect("delivered after the restart");
-        }
-    });
-    let addr = broker.framed.to_string();
-    rt.block_on(async move {
-        let mut c = Consumer::join(ConsumerConfig::new(&addr, "g", "m", &["pending"]))
-            .await
-            .unwrap();
-        let records = consume(&mut c, 1550).await;
-        assert_eq!(
-            check_key_order(&records),
-            1550,
-            "every acknowledged message, once or more, each key in order"
-        );
-        c.close().await.unwrap();
-    });
+    for d in pending {
+        rt.block_on(d).expect("delivered after the restart");
+    }
+    read_back_in_key_order(&rt, &broker, "pending", 1550);
 }
 
 #[test]

@@ -18,33 +18,52 @@
 //! losses. What no client rule can order is a frame the broker refused on its own while a later
 //! one on the same connection was stored; that batch lands later (delivery is at-least-once).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-
-use tokio::sync::Notify;
-
-/// Where one batch of a slot stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Its first attempt is queued or handed over, the answer not yet known.
-    First,
-    /// It failed and waits to be sent again.
-    Failed,
-    /// It was sent again after a failure (handed to a connection); answer not yet known.
-    Resent,
-}
+use std::task::{Poll, Waker};
 
 /// A slot's batches that are not finished, by dispatch number.
+///
+/// Only the batches that can still hold others back are kept: those not yet re-sent since
+/// their last failure (`not_resent`: in their first attempt, or failed) and, of those, the
+/// failed ones. Each rule is then one look at the smallest number in a set, and a change wakes
+/// only the batch it may let go: the first not re-sent (the next retry in order) and the one
+/// first attempt waiting (first attempts wait holding the slot's line, so there is at most one).
 #[derive(Default)]
 pub(crate) struct SlotOrder {
     state: Mutex<State>,
-    changed: Notify,
 }
 
 #[derive(Default)]
 struct State {
     next: u64,
-    open: BTreeMap<u64, Phase>,
+    not_resent: BTreeSet<u64>,
+    failed: BTreeSet<u64>,
+    /// Wakers of the batches waiting for their turn, by number.
+    waiting: HashMap<u64, Waker>,
+    /// The first attempt waiting for its turn, if any.
+    first_waiting: Option<u64>,
+}
+
+impl State {
+    fn may_go(&self, seq: u64, retry: bool) -> bool {
+        let before = if retry {
+            &self.not_resent
+        } else {
+            &self.failed
+        };
+        before.first().is_none_or(|&m| m >= seq)
+    }
+
+    /// Wakes the waiting batches a change may have let go (at most two).
+    fn wake(&self) {
+        let first = self.first_waiting.filter(|&n| self.may_go(n, false));
+        for n in self.not_resent.first().copied().into_iter().chain(first) {
+            if let Some(w) = self.waiting.get(&n) {
+                w.wake_by_ref();
+            }
+        }
+    }
 }
 
 /// One batch's place in its slot's order; leaving (dropping it) lets later batches by.
@@ -59,7 +78,7 @@ impl SlotOrder {
         let mut s = self.lock();
         let seq = s.next;
         s.next += 1;
-        s.open.insert(seq, Phase::First);
+        s.not_resent.insert(seq);
         Ticket {
             order: self.clone(),
             seq,
@@ -69,56 +88,59 @@ impl SlotOrder {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    fn set(&self, seq: u64, phase: Phase) {
-        if let Some(p) = self.lock().open.get_mut(&seq) {
-            *p = phase;
-        }
-        self.changed.notify_waiters();
-    }
-
-    /// Waits until `ready` holds for the phases of the batches before `seq`.
-    async fn wait_for(&self, seq: u64, ready: impl Fn(Phase) -> bool) {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so a change between the check and the await wakes us.
-            notified.as_mut().enable();
-            if self.lock().open.range(..seq).all(|(_, p)| ready(*p)) {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 impl Ticket {
     /// Waits until this batch may be handed to a connection: `retry` says whether it failed
     /// before (see the module's rules).
     pub(crate) async fn turn(&self, retry: bool) {
-        if retry {
-            self.order.wait_for(self.seq, |p| p == Phase::Resent).await
-        } else {
-            self.order.wait_for(self.seq, |p| p != Phase::Failed).await
-        }
+        std::future::poll_fn(|cx| {
+            let mut s = self.order.lock();
+            if s.may_go(self.seq, retry) {
+                s.waiting.remove(&self.seq);
+                if s.first_waiting == Some(self.seq) {
+                    s.first_waiting = None;
+                }
+                return Poll::Ready(());
+            }
+            s.waiting.insert(self.seq, cx.waker().clone());
+            if !retry {
+                s.first_waiting = Some(self.seq);
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// The batch was handed to a connection; `retry` as for [`Ticket::turn`].
     pub(crate) fn handed_over(&self, retry: bool) {
-        self.order
-            .set(self.seq, if retry { Phase::Resent } else { Phase::First });
+        if retry {
+            let mut s = self.order.lock();
+            s.not_resent.remove(&self.seq);
+            s.failed.remove(&self.seq);
+            s.wake();
+        }
     }
 
     /// The batch failed and will be sent again.
     pub(crate) fn failed(&self) {
-        self.order.set(self.seq, Phase::Failed);
+        let mut s = self.order.lock();
+        s.not_resent.insert(self.seq);
+        s.failed.insert(self.seq);
+        s.wake();
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.order.lock().open.remove(&self.seq);
-        self.order.changed.notify_waiters();
+        let mut s = self.order.lock();
+        s.not_resent.remove(&self.seq);
+        s.failed.remove(&self.seq);
+        s.waiting.remove(&self.seq);
+        if s.first_waiting == Some(self.seq) {
+            s.first_waiting = None;
+        }
+        s.wake();
     }
 }
 
@@ -194,6 +216,40 @@ mod tests {
             .expect("task");
         drop(b);
         drop(a);
-        assert!(order.lock().open.is_empty(), "finished batches leave");
+        let s = order.lock();
+        assert!(
+            s.not_resent.is_empty() && s.failed.is_empty() && s.waiting.is_empty(),
+            "finished batches leave"
+        );
+    }
+
+    /// A thousand batches failed at once (a lost connection) retry from their own tasks in any
+    /// order of their timers; they are re-sent in dispatch order all the same.
+    #[tokio::test]
+    async fn many_failed_batches_are_resent_in_dispatch_order() {
+        let order = Arc::new(SlotOrder::default());
+        let tickets: Vec<Ticket> = (0..1000).map(|_| order.enter()).collect();
+        for t in &tickets {
+            t.failed();
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // Spawned newest first, so the tasks ask for their turn in the reverse order.
+        for t in tickets.into_iter().rev() {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                t.turn(true).await;
+                tx.send(t.seq).unwrap();
+                t.handed_over(true);
+            });
+        }
+        drop(tx);
+        let mut sent = Vec::new();
+        while let Some(seq) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("no batch left waiting")
+        {
+            sent.push(seq);
+        }
+        assert_eq!(sent, (0..1000).collect::<Vec<_>>());
     }
 }
