@@ -310,7 +310,12 @@ fn forwarded_produce_for_topics_without_end_holds_bounded_links_at_the_leader() 
 fn group_operations_through_a_follower_cost_the_other_broker_bounded_connections() {
     let Some(etcd) = Etcd::start() else { return };
     const MAX_GROUPS: usize = 40;
-    let (b1, b2) = two_brokers(&etcd, &["--max-groups", "40"], false);
+    // At most 4 GROUP requests of broker 1 wait for their coordinator at once.
+    let (b1, b2) = two_brokers(
+        &etcd,
+        &["--max-groups", "40", "--max-group-requests", "4"],
+        false,
+    );
     create_topic(&b1, "wide", 32);
     let good_group = groups_at(2, "good").next().unwrap();
     let mut good = ConsumerClient::connect(b1.framed);
@@ -349,15 +354,18 @@ fn group_operations_through_a_follower_cost_the_other_broker_bounded_connections
     // Meanwhile the good consumer (its group coordinated by broker 2) keeps reading.
     produce_keyed(b2.framed, "wide", 100, 8, "during");
     assert_eq!(read_all(&mut good, "good-1", 100).len(), 100);
-    let mut ready = 0;
+    let (mut ready, mut busy) = (0, 0);
     for mut c in hostile {
         for _ in 0..EACH {
             match c.recv().expect("an answer") {
                 Response::Ready(_) => ready += 1,
-                Response::Error { code, message, .. } => assert!(
-                    ErrorCode::from_u8(code).is_some_and(ErrorCode::is_retryable),
-                    "{message}"
-                ),
+                Response::Error { code, message, .. } => {
+                    assert!(
+                        ErrorCode::from_u8(code).is_some_and(ErrorCode::is_retryable),
+                        "{message}"
+                    );
+                    busy += usize::from(message.contains("--max-group-requests"));
+                }
                 other => panic!("{other:?}"),
             }
         }
@@ -366,10 +374,14 @@ fn group_operations_through_a_follower_cost_the_other_broker_bounded_connections
         unreachable!()
     };
     eprintln!(
-        "hostile registrations: {ready} of {} admitted",
+        "hostile registrations: {ready} of {} admitted, {busy} refused at --max-group-requests",
         CONNS * EACH as usize
     );
     assert!(ready < MAX_GROUPS, "--max-groups held");
+    assert!(
+        busy > 0,
+        "--max-group-requests was reached (refused: {busy})"
+    );
     // Broker 1 holds the hostile client's connections; of broker 2's, at most the bound.
     check(
         "leader asked for offsets",
